@@ -1,0 +1,334 @@
+//! The `ringbridge` binary: `run` the bridge, or mint a `token`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use ringbridge_bridge::config::{self, Config, IoBackend};
+use ringbridge_bridge::io::{ShardSpec, host_address, spawn_shard};
+use ringbridge_bridge::plane::ShardedMediaPlane;
+use ringbridge_bridge::proto::shard::ShardConfig;
+use ringbridge_control::media::MediaEvent;
+use ringbridge_control::token::{TokenRequest, mint_token, random_secret};
+use ringbridge_control::{ControlSettings, bind};
+
+/// ringbridge: a WebRTC media bridge (SFU) for self-hosted video conferencing.
+#[derive(Debug, Parser)]
+#[command(name = "ringbridge", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the bridge.
+    Run {
+        /// Configuration file (TOML). Default: the embedded default configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print a token (JWT) signed with the configured `auth.app_secret`.
+    Token {
+        /// Room the token is for (`*` for any room).
+        #[arg(long)]
+        room: String,
+        /// Make the holder an owner (affiliation `owner`).
+        #[arg(long)]
+        owner: bool,
+        /// Display name (`context.user.name`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime, e.g. `90s`, `30m`, `1h`, `2d`.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: Duration,
+        /// Configuration file (TOML) holding `auth.app_secret`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 90s, 30m, 1h or 2d"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{s}`: unit must be s, m, h or d")),
+    };
+    if n == 0 {
+        return Err("ttl must be positive".into());
+    }
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{s}` is too long"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Run { config } => run(config),
+        Command::Token {
+            room,
+            owner,
+            name,
+            ttl,
+            config,
+        } => token(config, room, owner, name, ttl),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringbridge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<Config, String> {
+    match path {
+        Some(p) => Config::load(&p).map_err(|e| format!("config {}: {e}", p.display())),
+        None => Config::parse(config::DEFAULT_CONFIG)
+            .map_err(|e| format!("embedded default config: {e}")),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn token(
+    path: Option<PathBuf>,
+    room: String,
+    owner: bool,
+    name: Option<String>,
+    ttl: Duration,
+) -> Result<(), String> {
+    let cfg = load_config(path)?;
+    let Some(secret) = cfg.auth.app_secret.as_deref() else {
+        return Err(
+            "auth.app_secret is not set in the configuration: a bridge without it runs in dev \
+             mode with a random secret and prints its own token at start"
+                .into(),
+        );
+    };
+    let req = TokenRequest {
+        room,
+        owner,
+        name,
+        ttl,
+        now_unix: unix_now(),
+    };
+    let jwt = mint_token(&cfg.auth, secret, &req).map_err(|e| e.to_string())?;
+    println!("{jwt}");
+    Ok(())
+}
+
+/// Cores for the shards: configured, or all but core 0 (the control plane's).
+fn shard_cores(cfg: &Config) -> Vec<Option<usize>> {
+    if !cfg.media.cores.is_empty() {
+        return cfg.media.cores.iter().map(|&c| Some(c)).collect();
+    }
+    let n = config::available_cores();
+    if n <= 1 {
+        vec![Some(0)]
+    } else {
+        (1..n).map(Some).collect()
+    }
+}
+
+fn run(path: Option<PathBuf>) -> Result<(), String> {
+    let cfg = load_config(path)?;
+    match cfg.media.io {
+        IoBackend::Auto => {}
+        other => {
+            return Err(format!(
+                "media.io = {other:?}: this build has only the socket-loop driver; use \"auto\""
+            ));
+        }
+    }
+    let dev_mode = cfg.auth.app_secret.is_none();
+    let secret = cfg.auth.app_secret.clone().unwrap_or_else(random_secret);
+    let advertise: Vec<IpAddr> = if cfg.media.advertise.is_empty() {
+        vec![host_address()]
+    } else {
+        cfg.media.advertise.clone()
+    };
+    let certificate = dimpl::certificate::generate_self_signed_certificate()
+        .map_err(|e| format!("cannot make the DTLS certificate: {e:?}"))?;
+
+    let cores = shard_cores(&cfg);
+    let [lo, hi] = cfg.media.port_range;
+    let total = u32::from(hi - lo) + 1;
+    let n = cores.len() as u32;
+    if total < n {
+        return Err(format!(
+            "media.port_range: {total} ports cannot be split among {n} shards"
+        ));
+    }
+    let (internal_tx, mut internal_rx) = tokio::sync::mpsc::unbounded_channel::<MediaEvent>();
+    let mut handles = Vec::with_capacity(cores.len());
+    for (i, core) in cores.iter().enumerate() {
+        let first = lo as u32 + total * i as u32 / n;
+        let last = lo as u32 + total * (i as u32 + 1) / n - 1;
+        let spec = ShardSpec {
+            index: i,
+            core: *core,
+            ports: (first as u16, last as u16),
+            bind: cfg.media.bind,
+            core_config: ShardConfig {
+                advertise: advertise.clone(),
+                certificate: certificate.clone(),
+            },
+        };
+        let handle =
+            spawn_shard(spec, internal_tx.clone()).map_err(|e| format!("cannot start shard {i}: {e}"))?;
+        handles.push(handle);
+    }
+    drop(internal_tx);
+    tracing::info!(
+        shards = handles.len(),
+        cores = ?cores.iter().flatten().collect::<Vec<_>>(),
+        io_backend = "poll",
+        advertise = ?advertise,
+        ports = ?cfg.media.port_range,
+        "media plane started"
+    );
+    let plane = Arc::new(ShardedMediaPlane::new(handles));
+
+    let control_core = 0usize;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("control")
+        .on_thread_start(move || {
+            core_affinity::set_for_current(core_affinity::CoreId { id: control_core });
+        })
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the control runtime: {e}"))?;
+
+    let result = runtime.block_on(async {
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let forward_plane = plane.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = internal_rx.recv().await {
+                if let MediaEvent::EndpointExpired { conference, .. } = &ev {
+                    forward_plane.endpoint_expired(conference);
+                }
+                if events_tx.send(ev).is_err() {
+                    break;
+                }
+            }
+        });
+        let settings = ControlSettings::new(
+            cfg.server_id.clone(),
+            cfg.public.clone(),
+            cfg.private.clone(),
+            cfg.auth.clone(),
+            secret.clone(),
+        );
+        let control = bind(settings, plane.clone(), events_rx)
+            .await
+            .map_err(|e| e.to_string())?;
+        let public = control.public_addr();
+        tracing::info!(public = %public, private = %control.private_addr(), "control plane listening");
+        if dev_mode {
+            print_dev_banner(&cfg, &secret, public);
+        }
+        control
+            .run(shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    });
+    plane.shutdown();
+    tracing::info!("ringbridge stopped");
+    result
+}
+
+fn print_dev_banner(cfg: &Config, secret: &str, public: std::net::SocketAddr) {
+    let req = TokenRequest {
+        room: "demo".into(),
+        owner: true,
+        name: Some("dev".into()),
+        ttl: Duration::from_secs(24 * 3600),
+        now_unix: unix_now(),
+    };
+    let Ok(jwt) = mint_token(&cfg.auth, secret, &req) else {
+        return;
+    };
+    let host = if public.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        public.ip().to_string()
+    };
+    println!(
+        "\nringbridge is running in dev mode: auth.app_secret is not set, so a random secret \
+         was made for this run.\n\
+         A token for room \"demo\", valid 24 h:\n\n  {jwt}\n\n\
+         Join by POSTing a WebRTC SDP offer with it:\n\n  \
+         curl -i -H 'Content-Type: application/sdp' -H 'Authorization: Bearer {jwt}' \\\n    \
+         --data-binary @offer.sdp http://{host}:{port}/conferences/demo/endpoints\n\n\
+         or append ?jwt=<token> to that URL. The answer's Link header names the colibri websocket.\n",
+        port = public.port()
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ttl;
+    use std::time::Duration;
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_ttl("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_ttl("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("h").is_err());
+        assert!(parse_ttl("0s").is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! The media plane as the control plane sees it: placement of conferences on
+//! shards, commands over each shard's bounded queue, and summed counters.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+
+use ringbridge_control::media::{
+    ConferenceId, EndpointId, JoinAnswer, JoinRequest, MediaError, MediaPlane, MediaStats,
+};
+use tokio::sync::oneshot;
+
+use crate::io::{ShardCommand, ShardHandle};
+
+/// Conferences per shard and how many endpoints each has there (control path only;
+/// the packet path never touches this lock).
+#[derive(Debug, Default)]
+struct Placement {
+    conferences: HashMap<ConferenceId, (usize, usize)>,
+}
+
+/// The shards, behind the control plane's [`MediaPlane`] interface.
+#[derive(Debug)]
+pub struct ShardedMediaPlane {
+    shards: Vec<ShardHandle>,
+    placement: Mutex<Placement>,
+}
+
+impl ShardedMediaPlane {
+    /// Wraps running shards.
+    pub fn new(shards: Vec<ShardHandle>) -> Self {
+        Self {
+            shards,
+            placement: Mutex::new(Placement::default()),
+        }
+    }
+
+    /// The shard handles.
+    pub fn shards(&self) -> &[ShardHandle] {
+        &self.shards
+    }
+
+    /// Picks the conference's shard (the least loaded one for a new conference)
+    /// and counts the endpoint there.
+    fn place(&self, conference: &ConferenceId) -> Result<usize, MediaError> {
+        let mut p = self.placement.lock().map_err(|_| MediaError::Unavailable)?;
+        if let Some((shard, n)) = p.conferences.get_mut(conference) {
+            *n += 1;
+            return Ok(*shard);
+        }
+        let shard = self
+            .shards
+            .iter()
+            .min_by_key(|s| s.load())
+            .map(|s| s.index)
+            .ok_or(MediaError::Unavailable)?;
+        p.conferences.insert(conference.clone(), (shard, 1));
+        Ok(shard)
+    }
+
+    fn unplace(&self, conference: &ConferenceId) {
+        if let Ok(mut p) = self.placement.lock()
+            && let Some((_, n)) = p.conferences.get_mut(conference)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                p.conferences.remove(conference);
+            }
+        }
+    }
+
+    fn shard_of(&self, conference: &ConferenceId) -> Option<usize> {
+        let p = self.placement.lock().ok()?;
+        p.conferences.get(conference).map(|(s, _)| *s)
+    }
+
+    /// Notes that the media plane expired an endpoint on its own.
+    pub fn endpoint_expired(&self, conference: &ConferenceId) {
+        self.unplace(conference);
+    }
+
+    /// Asks every shard thread to stop.
+    pub fn shutdown(&self) {
+        for s in &self.shards {
+            let _ = s.send(ShardCommand::Shutdown);
+        }
+    }
+}
+
+impl MediaPlane for ShardedMediaPlane {
+    async fn join(&self, req: JoinRequest) -> Result<JoinAnswer, MediaError> {
+        let conference = req.conference.clone();
+        let shard = self.place(&conference)?;
+        let (reply, answer) = oneshot::channel();
+        let result = match self.shards[shard].send(ShardCommand::Join { req, reply }) {
+            Ok(()) => answer.await.unwrap_or(Err(MediaError::Unavailable)),
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.unplace(&conference);
+        }
+        result
+    }
+
+    async fn leave(&self, conference: ConferenceId, endpoint: EndpointId) -> Result<(), MediaError> {
+        let shard = self.shard_of(&conference).ok_or(MediaError::NotFound)?;
+        let (reply, done) = oneshot::channel();
+        self.shards[shard].send(ShardCommand::Leave {
+            conference: conference.clone(),
+            endpoint,
+            reply,
+        })?;
+        let result = done.await.unwrap_or(Err(MediaError::Unavailable));
+        if result.is_ok() {
+            self.unplace(&conference);
+        }
+        result
+    }
+
+    fn stats(&self) -> MediaStats {
+        let mut s = MediaStats::default();
+        for shard in &self.shards {
+            let st = &shard.stats;
+            s.conferences += st.conferences.load(Ordering::Relaxed);
+            s.endpoints += st.endpoints.load(Ordering::Relaxed);
+            s.largest_conference = s
+                .largest_conference
+                .max(st.largest_conference.load(Ordering::Relaxed));
+            s.packets_received += st.packets_received.load(Ordering::Relaxed);
+            s.packets_sent += st.packets_sent.load(Ordering::Relaxed);
+            s.bytes_received += st.bytes_received.load(Ordering::Relaxed);
+            s.bytes_sent += st.bytes_sent.load(Ordering::Relaxed);
+        }
+        s
+    }
+}

@@ -1,0 +1,216 @@
+//! DTLS-SRTP driving (RFC 5763/5764) around `dimpl`'s sans-IO engine.
+//!
+//! The bridge is always the DTLS server (`a=setup:passive`). Version is auto-sensed
+//! from the ClientHello (DTLS 1.2 or 1.3; dimpl reassembles ClientHellos split across
+//! records, as Chrome's and Firefox's ML-KEM key shares need). The peer's leaf
+//! certificate must hash to the offer's `a=fingerprint`, else the handshake is
+//! treated as failed and no keys are released.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use dimpl::{Dtls, DtlsCertificate, Output, ProtocolVersion};
+
+use super::sdp::Fingerprint;
+use super::srtp::SrtpProfile;
+
+/// Why a DTLS association failed. Every variant is fatal for the endpoint.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DtlsError {
+    /// The engine reported a fatal error (bad record, handshake failure, timeout).
+    #[error("dtls: {0}")]
+    Engine(String),
+    /// The peer certificate does not match the offer's fingerprint.
+    #[error("peer certificate does not match a=fingerprint")]
+    FingerprintMismatch,
+    /// The negotiated SRTP profile is one the bridge cannot run.
+    #[error("unsupported SRTP profile {0}")]
+    UnsupportedProfile(String),
+}
+
+/// Keys released by a completed, verified handshake.
+#[derive(Debug)]
+pub struct SrtpKeys {
+    /// Negotiated SRTP protection profile.
+    pub profile: SrtpProfile,
+    /// Exported keying material (client key | server key | client salt | server salt).
+    pub material: Vec<u8>,
+    /// Negotiated DTLS version, `"1.2"` or `"1.3"`.
+    pub version: &'static str,
+}
+
+/// What [`DtlsTransport::poll_output`] produced.
+#[derive(Debug)]
+pub enum DtlsOutput<'a> {
+    /// A record to send to the peer.
+    Packet(&'a [u8]),
+    /// Handshake done and the peer certificate verified: start SRTP.
+    Connected(SrtpKeys),
+    /// Nothing more now; call [`DtlsTransport::handle_timeout`] at this instant.
+    Timeout(Instant),
+    /// An internal event was handled; poll again.
+    Continue,
+}
+
+/// The server side of one DTLS-SRTP association.
+pub struct DtlsTransport {
+    dtls: Dtls,
+    expected: Fingerprint,
+    cert_ok: bool,
+    keys: Option<(SrtpProfile, Vec<u8>)>,
+    connected: bool,
+    failed: bool,
+}
+
+impl std::fmt::Debug for DtlsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DtlsTransport")
+            .field("cert_ok", &self.cert_ok)
+            .field("connected", &self.connected)
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+/// Builds the dimpl configuration the bridge uses for every association.
+pub fn server_config() -> Arc<dimpl::Config> {
+    // Defaults are right for WebRTC: client certificate required (we verify it
+    // against the fingerprint), cookie exchange on, MTU 1150.
+    Arc::new(dimpl::Config::default())
+}
+
+impl DtlsTransport {
+    /// Starts a passive (server) association that auto-senses DTLS 1.2 or 1.3.
+    pub fn new(
+        config: Arc<dimpl::Config>,
+        certificate: DtlsCertificate,
+        expected: Fingerprint,
+        now: Instant,
+    ) -> Self {
+        let mut dtls = Dtls::new_auto(config, certificate, now);
+        dtls.set_active(false);
+        Self {
+            dtls,
+            expected,
+            cert_ok: false,
+            keys: None,
+            connected: false,
+            failed: false,
+        }
+    }
+
+    /// Whether the handshake completed and the peer was verified.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Feeds one received DTLS datagram.
+    pub fn handle_packet(&mut self, now: Instant, datagram: &[u8]) -> Result<(), DtlsError> {
+        if self.failed {
+            return Err(DtlsError::Engine("association already failed".into()));
+        }
+        self.dtls
+            .handle_timeout(now)
+            .and_then(|()| self.dtls.handle_packet(datagram))
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Drives retransmissions and handshake timeouts.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsError> {
+        if self.failed {
+            return Ok(());
+        }
+        self.dtls.handle_timeout(now).map_err(|e| self.fail(e))
+    }
+
+    fn fail(&mut self, e: dimpl::Error) -> DtlsError {
+        self.failed = true;
+        DtlsError::Engine(e.to_string())
+    }
+
+    /// Pulls the next output into `buf` (1500 bytes is always enough).
+    ///
+    /// Call until it returns [`DtlsOutput::Timeout`]; [`DtlsOutput::Continue`]
+    /// means an internal event was consumed and there may be more.
+    pub fn poll_output<'a>(&mut self, buf: &'a mut [u8]) -> Result<DtlsOutput<'a>, DtlsError> {
+        if self.failed {
+            return Err(DtlsError::Engine("association failed".into()));
+        }
+        if self.connected
+            && self.cert_ok
+            && let Some((profile, material)) = self.keys.take()
+        {
+            let version = match self.dtls.protocol_version() {
+                Some(v) if v == ProtocolVersion::DTLS1_3 => "1.3",
+                _ => "1.2",
+            };
+            return Ok(DtlsOutput::Connected(SrtpKeys {
+                profile,
+                material,
+                version,
+            }));
+        }
+        match self.dtls.poll_output(buf) {
+            Output::Packet(p) => Ok(DtlsOutput::Packet(p)),
+            Output::Timeout(t) => Ok(DtlsOutput::Timeout(t)),
+            Output::BufferTooSmall { needed } => {
+                self.failed = true;
+                Err(DtlsError::Engine(format!(
+                    "output buffer too small ({needed} bytes needed)"
+                )))
+            }
+            Output::Connected => {
+                self.connected = true;
+                if !self.cert_ok {
+                    self.failed = true;
+                    return Err(DtlsError::FingerprintMismatch);
+                }
+                Ok(DtlsOutput::Continue)
+            }
+            Output::PeerCert(der) => {
+                self.cert_ok = fingerprint_matches(&self.expected, der);
+                if !self.cert_ok {
+                    self.failed = true;
+                    return Err(DtlsError::FingerprintMismatch);
+                }
+                Ok(DtlsOutput::Continue)
+            }
+            Output::KeyingMaterial(km, profile) => {
+                let profile = match profile {
+                    dimpl::SrtpProfile::AES128_CM_SHA1_80 => SrtpProfile::Aes128CmSha1_80,
+                    dimpl::SrtpProfile::AEAD_AES_128_GCM => SrtpProfile::AeadAes128Gcm,
+                    dimpl::SrtpProfile::AEAD_AES_256_GCM => SrtpProfile::AeadAes256Gcm,
+                    other => {
+                        self.failed = true;
+                        return Err(DtlsError::UnsupportedProfile(format!("{other:?}")));
+                    }
+                };
+                self.keys = Some((profile, km.to_vec()));
+                Ok(DtlsOutput::Continue)
+            }
+            _ => Ok(DtlsOutput::Continue),
+        }
+    }
+}
+
+/// Whether the DER certificate hashes to `expected` with its algorithm.
+pub fn fingerprint_matches(expected: &Fingerprint, der: &[u8]) -> bool {
+    use aws_lc_rs::digest;
+    let alg = match expected.algorithm.as_str() {
+        "sha-1" => &digest::SHA1_FOR_LEGACY_USE_ONLY,
+        "sha-256" => &digest::SHA256,
+        "sha-384" => &digest::SHA384,
+        "sha-512" => &digest::SHA512,
+        _ => return false,
+    };
+    let got = digest::digest(alg, der);
+    aws_lc_rs::constant_time::verify_slices_are_equal(got.as_ref(), &expected.value).is_ok()
+}
+
+/// SHA-256 fingerprint of a DER certificate, for our own `a=fingerprint`.
+pub fn sha256_fingerprint(der: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der)
+        .as_ref()
+        .to_vec()
+}

@@ -1,0 +1,170 @@
+//! ICE-lite (RFC 8445 sec. 2.5) for one endpoint, with consent freshness (RFC 7675).
+//!
+//! The bridge never sends checks: it answers the client's Binding requests when
+//! they carry our ufrag and a valid MESSAGE-INTEGRITY under our password, and
+//! follows the client's nomination. Both regular nomination (USE-CANDIDATE on a
+//! later check) and aggressive nomination (USE-CANDIDATE on every check) work the
+//! same way here: the last address that sent USE-CANDIDATE is the selected one, and
+//! before any nomination the first address that passed a check is used.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::stun;
+
+/// How long an endpoint lives without a valid consent check (RFC 7675: 30 s).
+pub const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most candidate addresses remembered as validated for one endpoint.
+const MAX_VALIDATED: usize = 8;
+
+/// Outcome of one STUN datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StunOutcome {
+    /// A response of this many bytes was written; send it back to the source.
+    Respond(usize),
+    /// The datagram was dropped (not a request for us, or failed integrity).
+    Dropped(DropReason),
+}
+
+/// Why a STUN datagram was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Not parseable as STUN.
+    Malformed,
+    /// Not a Binding request (responses and indications are ignored).
+    NotARequest,
+    /// USERNAME missing or not `ourufrag:theirufrag`.
+    WrongUsername,
+    /// MESSAGE-INTEGRITY or FINGERPRINT missing or wrong.
+    BadIntegrity,
+    /// The response did not fit the output buffer.
+    NoRoom,
+}
+
+/// ICE-lite state of one endpoint.
+pub struct IceLite {
+    local_ufrag: String,
+    local_pwd: String,
+    key: stun::IntegrityKey,
+    remote_ufrag: String,
+    validated: Vec<SocketAddr>,
+    selected: Option<SocketAddr>,
+    nominated: bool,
+    last_consent: Instant,
+}
+
+impl std::fmt::Debug for IceLite {
+    // The password is a secret: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceLite")
+            .field("local_ufrag", &self.local_ufrag)
+            .field("remote_ufrag", &self.remote_ufrag)
+            .field("selected", &self.selected)
+            .field("nominated", &self.nominated)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IceLite {
+    /// New agent with our credentials and the peer's ufrag from the offer.
+    pub fn new(local_ufrag: String, local_pwd: String, remote_ufrag: String, now: Instant) -> Self {
+        Self {
+            key: stun::IntegrityKey::new(local_pwd.as_bytes()),
+            local_ufrag,
+            local_pwd,
+            remote_ufrag,
+            validated: Vec::with_capacity(MAX_VALIDATED),
+            selected: None,
+            nominated: false,
+            last_consent: now,
+        }
+    }
+
+    /// Our username fragment.
+    pub fn local_ufrag(&self) -> &str {
+        &self.local_ufrag
+    }
+
+    /// Our password.
+    pub fn local_pwd(&self) -> &str {
+        &self.local_pwd
+    }
+
+    /// The address media goes to, once a check has passed.
+    pub fn selected(&self) -> Option<SocketAddr> {
+        self.selected
+    }
+
+    /// Whether the client nominated a pair (USE-CANDIDATE seen).
+    pub fn is_nominated(&self) -> bool {
+        self.nominated
+    }
+
+    /// Whether `from` passed a connectivity check (so its DTLS and SRTP are accepted).
+    pub fn is_validated(&self, from: SocketAddr) -> bool {
+        self.validated.contains(&from)
+    }
+
+    /// When consent runs out unless another check arrives.
+    pub fn consent_deadline(&self) -> Instant {
+        self.last_consent + CONSENT_TIMEOUT
+    }
+
+    /// Handles one STUN datagram from `from`, writing any response into `out`.
+    pub fn handle_stun(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> StunOutcome {
+        let Ok(msg) = stun::Message::parse(datagram) else {
+            return StunOutcome::Dropped(DropReason::Malformed);
+        };
+        if !msg.is_binding_request() {
+            return StunOutcome::Dropped(DropReason::NotARequest);
+        }
+        if !self.username_matches(msg.username()) {
+            return StunOutcome::Dropped(DropReason::WrongUsername);
+        }
+        if !msg.verify_fingerprint() || !msg.verify_integrity(&self.key) {
+            return StunOutcome::Dropped(DropReason::BadIntegrity);
+        }
+
+        self.last_consent = now;
+        if !self.validated.contains(&from) {
+            if self.validated.len() == MAX_VALIDATED {
+                self.validated.remove(0);
+            }
+            self.validated.push(from);
+        }
+        if msg.use_candidate() {
+            self.selected = Some(from);
+            self.nominated = true;
+        } else if self.selected.is_none() {
+            self.selected = Some(from);
+        }
+
+        match stun::write_binding_success(
+            out,
+            &msg.transaction_id(),
+            from,
+            &self.key,
+        ) {
+            Ok(n) => StunOutcome::Respond(n),
+            Err(_) => StunOutcome::Dropped(DropReason::NoRoom),
+        }
+    }
+
+    fn username_matches(&self, username: Option<&[u8]>) -> bool {
+        // USERNAME of a check sent to us is "our-ufrag:their-ufrag".
+        let Some(u) = username else { return false };
+        let l = self.local_ufrag.as_bytes();
+        let r = self.remote_ufrag.as_bytes();
+        u.len() == l.len() + 1 + r.len()
+            && u.starts_with(l)
+            && u[l.len()] == b':'
+            && u.ends_with(r)
+    }
+}

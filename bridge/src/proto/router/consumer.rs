@@ -1,0 +1,196 @@
+//! A receive slot: one `recvonly` m-line of a receiver, fed by one producer at a time.
+//!
+//! The receiver sees one continuous RTP stream per slot whatever source feeds it
+//! (jitsi-videobridge's SSRC rewriting): the slot has a fixed SSRC announced in the
+//! answer, and when the source changes, sequence numbers continue from the last one
+//! sent and timestamps advance by the wall-clock time since the last packet, as
+//! mediasoup's `Consumer` does on a layer or source switch.
+
+use std::time::Instant;
+
+use super::super::sdp::MediaKind;
+
+/// Which producer feeds a slot: the sender's endpoint index on the shard and the
+/// producer's index on that endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceRef {
+    /// Index of the sending endpoint in the shard's endpoint table.
+    pub endpoint: usize,
+    /// Index of the producer on that endpoint.
+    pub producer: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LastSent {
+    seq: u16,
+    ts: u32,
+    at: Instant,
+}
+
+/// One receive slot of a receiver and its rewriting state.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    /// The receiver's m-line.
+    pub mid: String,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Payload type the receiver negotiated for the codec.
+    pub pt: u8,
+    /// RTP clock rate of the codec.
+    pub clock_rate: u32,
+    /// The fixed SSRC of this slot, announced in the answer.
+    pub ssrc: u32,
+    /// The producer currently mapped onto this slot.
+    pub source: Option<SourceRef>,
+    seq_offset: u16,
+    ts_offset: u32,
+    last: Option<LastSent>,
+    need_sync: bool,
+    waiting_keyframe: bool,
+    /// Packets sent on this slot.
+    pub packets_sent: u64,
+}
+
+/// What [`Consumer::rewrite`] decided for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrite {
+    /// Forward with these header values.
+    Forward {
+        /// Rewritten sequence number.
+        seq: u16,
+        /// Rewritten timestamp.
+        ts: u32,
+    },
+    /// Drop: video slot waiting for a keyframe from its new source.
+    WaitingKeyframe,
+}
+
+impl Consumer {
+    /// A new, unmapped slot.
+    pub fn new(mid: String, kind: MediaKind, pt: u8, clock_rate: u32, ssrc: u32) -> Self {
+        Self {
+            mid,
+            kind,
+            pt,
+            clock_rate,
+            ssrc,
+            source: None,
+            seq_offset: 0,
+            ts_offset: 0,
+            last: None,
+            need_sync: true,
+            waiting_keyframe: false,
+            packets_sent: 0,
+        }
+    }
+
+    /// Maps a (new) source onto the slot, or unmaps it with `None`.
+    ///
+    /// The next forwarded packet re-bases sequence numbers and timestamps; a video
+    /// slot drops packets until the new source's next keyframe.
+    pub fn assign(&mut self, source: Option<SourceRef>) {
+        self.source = source;
+        self.need_sync = true;
+        self.waiting_keyframe = self.kind == MediaKind::Video && source.is_some();
+    }
+
+    /// Whether the slot is waiting for a keyframe (and so wants one requested).
+    pub fn is_waiting_keyframe(&self) -> bool {
+        self.waiting_keyframe
+    }
+
+    /// Rewrites one packet of the current source for this slot.
+    pub fn rewrite(&mut self, now: Instant, seq: u16, ts: u32, keyframe_start: bool) -> Rewrite {
+        if self.waiting_keyframe {
+            if !keyframe_start {
+                return Rewrite::WaitingKeyframe;
+            }
+            self.waiting_keyframe = false;
+        }
+        if self.need_sync {
+            let (base_seq, base_ts) = match self.last {
+                Some(last) => {
+                    let elapsed = now.saturating_duration_since(last.at);
+                    let ticks = (elapsed.as_micros() * u128::from(self.clock_rate) / 1_000_000)
+                        .clamp(1, u128::from(u32::MAX / 2)) as u32;
+                    (last.seq.wrapping_add(1), last.ts.wrapping_add(ticks))
+                }
+                None => (seq, ts),
+            };
+            self.seq_offset = base_seq.wrapping_sub(seq);
+            self.ts_offset = base_ts.wrapping_sub(ts);
+            self.need_sync = false;
+        }
+        let out_seq = seq.wrapping_add(self.seq_offset);
+        let out_ts = ts.wrapping_add(self.ts_offset);
+        let newer = match self.last {
+            None => true,
+            Some(last) => {
+                let d = out_seq.wrapping_sub(last.seq);
+                d != 0 && d < 0x8000
+            }
+        };
+        if newer {
+            self.last = Some(LastSent {
+                seq: out_seq,
+                ts: out_ts,
+                at: now,
+            });
+        }
+        self.packets_sent += 1;
+        Rewrite::Forward {
+            seq: out_seq,
+            ts: out_ts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn forward(c: &mut Consumer, now: Instant, seq: u16, ts: u32, kf: bool) -> (u16, u32) {
+        match c.rewrite(now, seq, ts, kf) {
+            Rewrite::Forward { seq, ts } => (seq, ts),
+            Rewrite::WaitingKeyframe => panic!("unexpected drop"),
+        }
+    }
+
+    #[test]
+    fn slot_stream_stays_continuous_across_a_source_switch() {
+        let t0 = Instant::now();
+        let a = SourceRef { endpoint: 1, producer: 0 };
+        let b = SourceRef { endpoint: 2, producer: 0 };
+        let mut c = Consumer::new("3".into(), MediaKind::Audio, 111, 48_000, 7);
+        c.assign(Some(a));
+        assert_eq!(forward(&mut c, t0, 65_534, 1000, false), (65_534, 1000));
+        assert_eq!(forward(&mut c, t0 + Duration::from_millis(20), 65_535, 1960, false), (65_535, 1960));
+        assert_eq!(forward(&mut c, t0 + Duration::from_millis(40), 0, 2920, false), (0, 2920));
+
+        // Source B has unrelated numbering; the receiver sees seq 1 next and a
+        // timestamp advanced by the 100 ms that passed.
+        c.assign(Some(b));
+        let t1 = t0 + Duration::from_millis(140);
+        assert_eq!(forward(&mut c, t1, 30_000, 777_777, false), (1, 2920 + 4800));
+        assert_eq!(
+            forward(&mut c, t1 + Duration::from_millis(20), 30_001, 777_777 + 960, false),
+            (2, 2920 + 4800 + 960)
+        );
+    }
+
+    #[test]
+    fn video_slot_waits_for_a_keyframe_of_its_new_source() {
+        let t0 = Instant::now();
+        let mut c = Consumer::new("4".into(), MediaKind::Video, 96, 90_000, 9);
+        c.assign(Some(SourceRef { endpoint: 0, producer: 1 }));
+        assert!(c.is_waiting_keyframe());
+        assert_eq!(c.rewrite(t0, 10, 100, false), Rewrite::WaitingKeyframe);
+        assert_eq!(forward(&mut c, t0, 11, 3100, true), (11, 3100));
+        assert!(!c.is_waiting_keyframe());
+        assert_eq!(forward(&mut c, t0, 12, 3100, false), (12, 3100));
+        // Reordered older packet keeps its relative place.
+        assert_eq!(forward(&mut c, t0, 9, 100, false), (9, 100));
+    }
+}

@@ -1,0 +1,838 @@
+//! SDP offer parsing and answer writing (RFC 8866, RFC 8829 shapes).
+//!
+//! Only what a bridge needs: per m-line kind, mid, direction, codecs (Opus and VP8),
+//! header extension ids we read (mid, audio level), announced SSRCs, and the
+//! transport attributes (ICE credentials, DTLS fingerprint and setup role), which
+//! may sit at session or media level. Parsing never panics; any input we cannot use
+//! yields an [`SdpError`] whose text is safe to show to the client.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// Why an offer was refused. The message is meant for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SdpError {
+    /// A required attribute is missing.
+    #[error("offer has no {0}")]
+    Missing(&'static str),
+    /// A line or attribute is malformed.
+    #[error("malformed {what}: {detail}")]
+    Malformed {
+        /// What could not be read.
+        what: &'static str,
+        /// A short excerpt of the problem.
+        detail: String,
+    },
+    /// The offer asks for something the bridge does not support.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+/// Media kind of an m-line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    /// `m=audio`.
+    Audio,
+    /// `m=video`.
+    Video,
+    /// Anything else (`m=application`, ...); always rejected in the answer.
+    Other,
+}
+
+/// Direction attribute of an m-line, from the offerer's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `a=sendrecv` (also the default when none is given).
+    SendRecv,
+    /// `a=sendonly`: the offerer publishes on this m-line.
+    SendOnly,
+    /// `a=recvonly`: the offerer wants to receive on this m-line (a slot).
+    RecvOnly,
+    /// `a=inactive`.
+    Inactive,
+}
+
+impl Direction {
+    /// Whether the offerer sends media on this m-line.
+    pub fn offerer_sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    /// Whether the offerer receives media on this m-line.
+    pub fn offerer_receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+
+    /// The direction the answerer (the bridge) puts in its answer.
+    pub fn reversed(self) -> Direction {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            d => d,
+        }
+    }
+
+    fn as_attr(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+}
+
+/// The codec the bridge forwards on an m-line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Codec {
+    /// The payload type the offerer chose for it.
+    pub pt: u8,
+    /// Encoding name as offered (`opus`, `VP8`).
+    pub name: String,
+    /// RTP clock rate.
+    pub clock_rate: u32,
+    /// Channels (audio only).
+    pub channels: Option<u8>,
+    /// `a=fmtp` parameters, verbatim.
+    pub fmtp: Option<String>,
+}
+
+/// One m-line of an offer.
+#[derive(Debug, Clone)]
+pub struct MediaSection {
+    /// Kind of media.
+    pub kind: MediaKind,
+    /// The m-line's `a=mid`.
+    pub mid: String,
+    /// Offerer's direction.
+    pub direction: Direction,
+    /// Protocol token of the m-line (`UDP/TLS/RTP/SAVPF`).
+    pub protocol: String,
+    /// Format list of the m-line, verbatim (for rejected m-lines).
+    pub formats: String,
+    /// The supported codec (Opus for audio, VP8 for video), if offered.
+    pub codec: Option<Codec>,
+    /// SSRCs the offerer announces (`a=ssrc`), excluding those only in FID groups as repair streams.
+    pub ssrcs: Vec<u32>,
+    /// `a=extmap` id of `urn:ietf:params:rtp-hdrext:sdes:mid`.
+    pub mid_ext_id: Option<u8>,
+    /// `a=extmap` id of `urn:ietf:params:rtp-hdrext:ssrc-audio-level`.
+    pub audio_level_ext_id: Option<u8>,
+    /// Whether `a=rtcp-mux` is present.
+    pub rtcp_mux: bool,
+    /// `a=content:` value (`main`, `slides`), if any.
+    pub content: Option<String>,
+}
+
+/// DTLS fingerprint of the offerer's certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// Hash function name, lowercase (`sha-256`).
+    pub algorithm: String,
+    /// Digest bytes.
+    pub value: Vec<u8>,
+}
+
+/// The parts of an offer the bridge uses.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    /// Offerer's ICE username fragment.
+    pub ice_ufrag: String,
+    /// Offerer's ICE password.
+    pub ice_pwd: String,
+    /// Offerer's certificate fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Offerer's `a=setup` (`actpass`, `active`, `passive`).
+    pub setup: String,
+    /// Every m-line, in order.
+    pub media: Vec<MediaSection>,
+    /// UDP host candidates (address and port) from `a=candidate` lines.
+    pub candidates: Vec<std::net::SocketAddr>,
+}
+
+/// Maximum number of m-lines accepted in one offer.
+pub const MAX_MEDIA_SECTIONS: usize = 64;
+
+impl Offer {
+    /// Parses an SDP offer. The offerer must not be `a=setup:passive` (the bridge is
+    /// always the DTLS server).
+    pub fn parse(sdp: &str) -> Result<Offer, SdpError> {
+        let offer = Self::parse_description(sdp)?;
+        if offer.setup == "passive" {
+            return Err(SdpError::Unsupported(
+                "a=setup:passive (the bridge is always DTLS server)".into(),
+            ));
+        }
+        Ok(offer)
+    }
+
+    /// Parses any session description with the same rules but no role check
+    /// (the client side uses it to read the bridge's answer).
+    pub fn parse_description(sdp: &str) -> Result<Offer, SdpError> {
+        let mut session = TransportAttrs::default();
+        let mut media: Vec<(MediaSection, TransportAttrs, Vec<RawCodec>, Vec<u32>)> = Vec::new();
+        let mut saw_version = false;
+
+        for raw in sdp.lines() {
+            let line = raw.trim_end_matches('\r');
+            if line.is_empty() {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(malformed("line", line));
+            };
+            match key {
+                "v" => saw_version = true,
+                "m" => {
+                    if media.len() >= MAX_MEDIA_SECTIONS {
+                        return Err(SdpError::Unsupported(format!(
+                            "more than {MAX_MEDIA_SECTIONS} m-lines"
+                        )));
+                    }
+                    media.push((parse_m_line(value)?, TransportAttrs::default(), vec![], vec![]));
+                }
+                "a" => {
+                    let (name, arg) = match value.split_once(':') {
+                        Some((n, a)) => (n, a),
+                        None => (value, ""),
+                    };
+                    match media.last_mut() {
+                        None => session.apply(name, arg)?,
+                        Some((section, transport, codecs, fid)) => {
+                            transport.apply(name, arg)?;
+                            apply_media_attr(section, codecs, fid, name, arg)?;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !saw_version {
+            return Err(SdpError::Missing("v= line"));
+        }
+        if media.is_empty() {
+            return Err(SdpError::Missing("m-line"));
+        }
+
+        let mut out = Vec::with_capacity(media.len());
+        let mut transport = session.clone();
+        for (mut section, attrs, codecs, repair) in media {
+            transport.merge_from(&attrs);
+            section.codec = pick_codec(section.kind, &codecs);
+            section.ssrcs.retain(|s| !repair.contains(s));
+            if section.mid.is_empty() {
+                return Err(SdpError::Missing("a=mid on every m-line"));
+            }
+            out.push(section);
+        }
+        let ice_ufrag = transport.ice_ufrag.ok_or(SdpError::Missing("a=ice-ufrag"))?;
+        let ice_pwd = transport.ice_pwd.ok_or(SdpError::Missing("a=ice-pwd"))?;
+        let fingerprint = transport
+            .fingerprint
+            .ok_or(SdpError::Missing("a=fingerprint"))?;
+        let setup = transport.setup.unwrap_or_else(|| "actpass".into());
+        if !(4..=256).contains(&ice_ufrag.len()) || !(22..=256).contains(&ice_pwd.len()) {
+            return Err(malformed("ICE credentials", "length out of range"));
+        }
+        let any_usable = out.iter().any(|m| {
+            m.kind != MediaKind::Other && m.codec.is_some() && m.direction != Direction::Inactive
+        });
+        if !any_usable {
+            return Err(SdpError::Unsupported(
+                "no audio m-line with Opus or video m-line with VP8".into(),
+            ));
+        }
+        for m in &out {
+            if m.kind != MediaKind::Other && m.codec.is_some() && !m.rtcp_mux {
+                return Err(SdpError::Unsupported(format!(
+                    "m-line {} without a=rtcp-mux",
+                    m.mid
+                )));
+            }
+        }
+        Ok(Offer {
+            ice_ufrag,
+            ice_pwd,
+            fingerprint,
+            setup,
+            media: out,
+            candidates: transport.candidates,
+        })
+    }
+}
+
+/// The bridge's side of the transport, written into an answer.
+#[derive(Debug, Clone)]
+pub struct LocalTransport<'a> {
+    /// Bridge ICE username fragment.
+    pub ice_ufrag: &'a str,
+    /// Bridge ICE password.
+    pub ice_pwd: &'a str,
+    /// SHA-256 fingerprint of the bridge's DTLS certificate.
+    pub fingerprint_sha256: &'a [u8],
+    /// Addresses put into host candidates.
+    pub addresses: &'a [IpAddr],
+    /// The endpoint's UDP port.
+    pub port: u16,
+}
+
+/// What the bridge puts on one answered m-line.
+#[derive(Debug, Clone)]
+pub struct AnswerSection {
+    /// Whether the m-line is accepted (else port 0).
+    pub accepted: bool,
+    /// For accepted slot m-lines (the bridge sends): the slot SSRC and msid.
+    pub slot: Option<SlotAnnouncement>,
+}
+
+/// The `a=ssrc` and `a=msid` of a receive slot.
+#[derive(Debug, Clone)]
+pub struct SlotAnnouncement {
+    /// The fixed SSRC of the slot.
+    pub ssrc: u32,
+    /// `a=msid` stream id.
+    pub stream_id: String,
+    /// `a=msid` track id.
+    pub track_id: String,
+}
+
+/// Writes the SDP answer for `offer`. `sections` has one entry per offered m-line.
+pub fn write_answer(
+    offer: &Offer,
+    sections: &[AnswerSection],
+    local: &LocalTransport<'_>,
+    session_id: u64,
+) -> String {
+    let mut s = String::with_capacity(1024 + 768 * offer.media.len());
+    let first_ip = local
+        .addresses
+        .first()
+        .copied()
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let ip_kind = |ip: &IpAddr| if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let _ = write!(
+        s,
+        "v=0\r\no=- {session_id} 2 IN {} {first_ip}\r\ns=-\r\nt=0 0\r\na=ice-lite\r\n",
+        ip_kind(&first_ip)
+    );
+    let bundled: Vec<&str> = offer
+        .media
+        .iter()
+        .zip(sections)
+        .filter(|(_, a)| a.accepted)
+        .map(|(m, _)| m.mid.as_str())
+        .collect();
+    if !bundled.is_empty() {
+        let _ = write!(s, "a=group:BUNDLE {}\r\n", bundled.join(" "));
+    }
+    s.push_str("a=msid-semantic: WMS *\r\n");
+    let fp = format_fingerprint(local.fingerprint_sha256);
+    let mut candidates_written = false;
+    for (m, a) in offer.media.iter().zip(sections) {
+        let kind = match m.kind {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+            MediaKind::Other => "application",
+        };
+        let codec = m.codec.as_ref().filter(|_| a.accepted);
+        let Some(codec) = codec else {
+            // Rejected m-line: port 0, formats echoed, only the mid kept.
+            let _ = write!(
+                s,
+                "m={kind} 0 {} {}\r\nc=IN IP4 0.0.0.0\r\na=mid:{}\r\na=inactive\r\n",
+                m.protocol, m.formats, m.mid
+            );
+            continue;
+        };
+        let _ = write!(
+            s,
+            "m={kind} {port} UDP/TLS/RTP/SAVPF {pt}\r\nc=IN {} {first_ip}\r\n",
+            ip_kind(&first_ip),
+            port = local.port,
+            pt = codec.pt
+        );
+        let _ = write!(
+            s,
+            "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {fp}\r\na=setup:passive\r\na=mid:{}\r\n",
+            local.ice_ufrag, local.ice_pwd, m.mid
+        );
+        let direction = if a.slot.is_some() {
+            Direction::SendOnly
+        } else {
+            m.direction.reversed()
+        };
+        let _ = write!(s, "a={}\r\na=rtcp-mux\r\n", direction.as_attr());
+        match codec.channels {
+            Some(ch) => {
+                let _ = write!(
+                    s,
+                    "a=rtpmap:{} {}/{}/{ch}\r\n",
+                    codec.pt, codec.name, codec.clock_rate
+                );
+            }
+            None => {
+                let _ = write!(
+                    s,
+                    "a=rtpmap:{} {}/{}\r\n",
+                    codec.pt, codec.name, codec.clock_rate
+                );
+            }
+        }
+        if let Some(f) = &codec.fmtp {
+            let _ = write!(s, "a=fmtp:{} {f}\r\n", codec.pt);
+        }
+        if m.kind == MediaKind::Video {
+            let _ = write!(
+                s,
+                "a=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\n",
+                pt = codec.pt
+            );
+        }
+        if a.slot.is_none() {
+            // Only the publisher's m-lines carry extensions we read.
+            if let Some(id) = m.mid_ext_id {
+                let _ = write!(s, "a=extmap:{id} urn:ietf:params:rtp-hdrext:sdes:mid\r\n");
+            }
+            if let Some(id) = m.audio_level_ext_id {
+                let _ = write!(
+                    s,
+                    "a=extmap:{id} urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"
+                );
+            }
+        }
+        if let Some(slot) = &a.slot {
+            let _ = write!(
+                s,
+                "a=msid:{sid} {tid}\r\na=ssrc:{ssrc} cname:ringbridge\r\na=ssrc:{ssrc} msid:{sid} {tid}\r\n",
+                sid = slot.stream_id,
+                tid = slot.track_id,
+                ssrc = slot.ssrc
+            );
+        }
+        // With BUNDLE every m-line shares one transport; candidates go on each
+        // accepted m-line so non-bundling parsers still find them.
+        for (i, ip) in local.addresses.iter().enumerate() {
+            let _ = write!(
+                s,
+                "a=candidate:{} 1 udp {} {ip} {} typ host\r\n",
+                i + 1,
+                2_130_706_431u32.saturating_sub(i as u32),
+                local.port
+            );
+        }
+        s.push_str("a=end-of-candidates\r\n");
+        candidates_written = true;
+    }
+    debug_assert!(candidates_written || bundled.is_empty());
+    s
+}
+
+/// Formats a digest as colon-separated uppercase hex (`AB:CD:...`).
+pub fn format_fingerprint(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
+        }
+        let _ = write!(s, "{b:02X}");
+    }
+    s
+}
+
+#[derive(Debug, Clone, Default)]
+struct TransportAttrs {
+    candidates: Vec<std::net::SocketAddr>,
+    ice_ufrag: Option<String>,
+    ice_pwd: Option<String>,
+    fingerprint: Option<Fingerprint>,
+    setup: Option<String>,
+}
+
+impl TransportAttrs {
+    fn apply(&mut self, name: &str, arg: &str) -> Result<(), SdpError> {
+        match name {
+            "ice-ufrag" => self.ice_ufrag = Some(arg.trim().to_owned()),
+            "ice-pwd" => self.ice_pwd = Some(arg.trim().to_owned()),
+            "setup" => self.setup = Some(arg.trim().to_ascii_lowercase()),
+            "fingerprint" => self.fingerprint = Some(parse_fingerprint(arg)?),
+            "candidate" => {
+                // foundation component transport priority address port typ type ...
+                let f: Vec<&str> = arg.split_whitespace().collect();
+                if f.len() >= 8
+                    && f[2].eq_ignore_ascii_case("udp")
+                    && f[1] == "1"
+                    && let (Ok(ip), Ok(port)) = (f[4].parse::<IpAddr>(), f[5].parse::<u16>())
+                    && self.candidates.len() < 16
+                {
+                    self.candidates.push(std::net::SocketAddr::new(ip, port));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn merge_from(&mut self, other: &TransportAttrs) {
+        // With BUNDLE the first m-line's transport wins; later ones only fill gaps.
+        if self.ice_ufrag.is_none() {
+            self.ice_ufrag.clone_from(&other.ice_ufrag);
+        }
+        if self.ice_pwd.is_none() {
+            self.ice_pwd.clone_from(&other.ice_pwd);
+        }
+        if self.fingerprint.is_none() {
+            self.fingerprint.clone_from(&other.fingerprint);
+        }
+        if self.setup.is_none() {
+            self.setup.clone_from(&other.setup);
+        }
+        for c in &other.candidates {
+            if !self.candidates.contains(c) && self.candidates.len() < 16 {
+                self.candidates.push(*c);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct RawCodec {
+    pt: u8,
+    name: String,
+    clock_rate: u32,
+    channels: Option<u8>,
+    fmtp: Option<String>,
+}
+
+fn malformed(what: &'static str, detail: &str) -> SdpError {
+    let detail: String = detail.chars().take(80).collect();
+    SdpError::Malformed { what, detail }
+}
+
+fn parse_m_line(value: &str) -> Result<MediaSection, SdpError> {
+    let mut parts = value.split_whitespace();
+    let kind = match parts.next() {
+        Some("audio") => MediaKind::Audio,
+        Some("video") => MediaKind::Video,
+        Some(_) => MediaKind::Other,
+        None => return Err(malformed("m-line", value)),
+    };
+    let _port = parts.next().ok_or_else(|| malformed("m-line", value))?;
+    let protocol = parts
+        .next()
+        .ok_or_else(|| malformed("m-line", value))?
+        .to_owned();
+    let formats = parts.collect::<Vec<_>>().join(" ");
+    Ok(MediaSection {
+        kind,
+        mid: String::new(),
+        direction: Direction::SendRecv,
+        protocol,
+        formats,
+        codec: None,
+        ssrcs: Vec::new(),
+        mid_ext_id: None,
+        audio_level_ext_id: None,
+        rtcp_mux: false,
+        content: None,
+    })
+}
+
+fn apply_media_attr(
+    section: &mut MediaSection,
+    codecs: &mut Vec<RawCodec>,
+    repair: &mut Vec<u32>,
+    name: &str,
+    arg: &str,
+) -> Result<(), SdpError> {
+    match name {
+        "mid" => {
+            let mid = arg.trim();
+            if mid.is_empty() || mid.len() > 32 || !mid.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(malformed("a=mid", arg));
+            }
+            section.mid = mid.to_owned();
+        }
+        "sendrecv" => section.direction = Direction::SendRecv,
+        "sendonly" => section.direction = Direction::SendOnly,
+        "recvonly" => section.direction = Direction::RecvOnly,
+        "inactive" => section.direction = Direction::Inactive,
+        "rtcp-mux" => section.rtcp_mux = true,
+        "content" => section.content = Some(arg.trim().to_owned()),
+        "rtpmap" => {
+            let (pt, rest) = arg.split_once(' ').ok_or_else(|| malformed("a=rtpmap", arg))?;
+            let pt: u8 = pt.trim().parse().map_err(|_| malformed("a=rtpmap", arg))?;
+            let mut enc = rest.trim().split('/');
+            let name = enc.next().unwrap_or_default().to_owned();
+            let clock_rate = enc
+                .next()
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| malformed("a=rtpmap", arg))?;
+            let channels = enc.next().and_then(|c| c.parse().ok());
+            if pt >= 128 {
+                return Err(malformed("a=rtpmap", arg));
+            }
+            codecs.push(RawCodec {
+                pt,
+                name,
+                clock_rate,
+                channels,
+                fmtp: None,
+            });
+        }
+        "fmtp" => {
+            if let Some((pt, params)) = arg.split_once(' ')
+                && let Ok(pt) = pt.trim().parse::<u8>()
+                && let Some(c) = codecs.iter_mut().find(|c| c.pt == pt)
+            {
+                c.fmtp = Some(params.trim().to_owned());
+            }
+        }
+        "extmap" => {
+            let mut it = arg.split_whitespace();
+            let id = it.next().unwrap_or_default();
+            let id = id.split('/').next().unwrap_or_default();
+            let uri = it.next().unwrap_or_default();
+            if let Ok(id) = id.parse::<u8>() {
+                if !(1..=14).contains(&id) {
+                    // Two-byte ids are valid SDP but the bridge only reads one-byte ones.
+                    return Ok(());
+                }
+                match uri {
+                    "urn:ietf:params:rtp-hdrext:sdes:mid" => section.mid_ext_id = Some(id),
+                    "urn:ietf:params:rtp-hdrext:ssrc-audio-level" => {
+                        section.audio_level_ext_id = Some(id)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        "ssrc" => {
+            let ssrc = arg
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse::<u32>().ok())
+                .ok_or_else(|| malformed("a=ssrc", arg))?;
+            if !section.ssrcs.contains(&ssrc) {
+                if section.ssrcs.len() >= 16 {
+                    return Err(SdpError::Unsupported("more than 16 SSRCs on one m-line".into()));
+                }
+                section.ssrcs.push(ssrc);
+            }
+        }
+        "ssrc-group" => {
+            let mut it = arg.split_whitespace();
+            if let Some(sem) = it.next()
+                && (sem == "FID" || sem == "FEC-FR")
+            {
+                // The first SSRC is the media stream; the others repair it.
+                let _primary = it.next();
+                for s in it {
+                    if let Ok(s) = s.parse::<u32>() {
+                        repair.push(s);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn parse_fingerprint(arg: &str) -> Result<Fingerprint, SdpError> {
+    let (alg, hex) = arg
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| malformed("a=fingerprint", arg))?;
+    let algorithm = alg.to_ascii_lowercase();
+    let mut value = Vec::with_capacity(64);
+    for byte in hex.trim().split(':') {
+        let b = u8::from_str_radix(byte, 16).map_err(|_| malformed("a=fingerprint", arg))?;
+        if byte.len() != 2 || value.len() >= 64 {
+            return Err(malformed("a=fingerprint", arg));
+        }
+        value.push(b);
+    }
+    let expected = match algorithm.as_str() {
+        "sha-1" => 20,
+        "sha-256" => 32,
+        "sha-384" => 48,
+        "sha-512" => 64,
+        _ => {
+            return Err(SdpError::Unsupported(format!(
+                "fingerprint hash {}",
+                algorithm.chars().take(16).collect::<String>()
+            )));
+        }
+    };
+    if value.len() != expected {
+        return Err(malformed("a=fingerprint", "digest length does not match"));
+    }
+    Ok(Fingerprint { algorithm, value })
+}
+
+fn pick_codec(kind: MediaKind, codecs: &[RawCodec]) -> Option<Codec> {
+    let wanted = match kind {
+        MediaKind::Audio => ("opus", 48_000),
+        MediaKind::Video => ("vp8", 90_000),
+        MediaKind::Other => return None,
+    };
+    codecs
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(wanted.0) && c.clock_rate == wanted.1)
+        .map(|c| Codec {
+            pt: c.pt,
+            name: c.name.clone(),
+            clock_rate: c.clock_rate,
+            channels: c.channels,
+            fmtp: c.fmtp.clone(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const AIORTC_LIKE_OFFER: &str = "v=0\r\n\
+o=- 3912345 3912345 IN IP4 0.0.0.0\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0 1 2 3\r\n\
+a=msid-semantic:WMS *\r\n\
+m=audio 50000 UDP/TLS/RTP/SAVPF 96 0\r\n\
+c=IN IP4 127.0.0.1\r\n\
+a=sendonly\r\n\
+a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=extmap:2 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+a=mid:0\r\n\
+a=msid:s1 a1\r\n\
+a=rtcp-mux\r\n\
+a=ssrc:1111 cname:x\r\n\
+a=rtpmap:96 opus/48000/2\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=ice-ufrag:abcd\r\n\
+a=ice-pwd:0123456789012345678901\r\n\
+a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+a=setup:actpass\r\n\
+m=video 50000 UDP/TLS/RTP/SAVPF 97 98\r\n\
+c=IN IP4 127.0.0.1\r\n\
+a=sendonly\r\n\
+a=mid:1\r\n\
+a=rtcp-mux\r\n\
+a=ssrc-group:FID 2222 3333\r\n\
+a=ssrc:2222 cname:x\r\n\
+a=ssrc:3333 cname:x\r\n\
+a=rtpmap:97 VP8/90000\r\n\
+a=rtcp-fb:97 nack pli\r\n\
+a=rtpmap:98 rtx/90000\r\n\
+a=fmtp:98 apt=97\r\n\
+m=audio 50000 UDP/TLS/RTP/SAVPF 96\r\n\
+a=recvonly\r\n\
+a=mid:2\r\n\
+a=rtcp-mux\r\n\
+a=rtpmap:96 opus/48000/2\r\n\
+m=video 50000 UDP/TLS/RTP/SAVPF 100\r\n\
+a=recvonly\r\n\
+a=mid:3\r\n\
+a=rtcp-mux\r\n\
+a=rtpmap:100 VP8/90000\r\n\
+m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+a=mid:4\r\n";
+
+    #[test]
+    fn parses_publisher_and_slot_m_lines() {
+        let offer = Offer::parse(AIORTC_LIKE_OFFER).expect("offer parses");
+        assert_eq!(offer.ice_ufrag, "abcd");
+        assert_eq!(offer.fingerprint.algorithm, "sha-256");
+        assert_eq!(offer.fingerprint.value.len(), 32);
+        assert_eq!(offer.media.len(), 5);
+        let a = &offer.media[0];
+        assert_eq!(a.kind, MediaKind::Audio);
+        assert_eq!(a.direction, Direction::SendOnly);
+        assert_eq!(a.codec.as_ref().map(|c| c.pt), Some(96));
+        assert_eq!(a.ssrcs, vec![1111]);
+        assert_eq!(a.mid_ext_id, Some(1));
+        assert_eq!(a.audio_level_ext_id, Some(2));
+        let v = &offer.media[1];
+        assert_eq!(v.ssrcs, vec![2222], "the RTX ssrc of the FID group is not a source");
+        assert_eq!(v.codec.as_ref().map(|c| c.pt), Some(97));
+        assert_eq!(offer.media[3].direction, Direction::RecvOnly);
+        assert_eq!(offer.media[3].codec.as_ref().map(|c| c.pt), Some(100));
+        assert_eq!(offer.media[4].kind, MediaKind::Other);
+    }
+
+    #[test]
+    fn answer_is_ice_lite_bundled_with_slots_and_candidates() {
+        let offer = Offer::parse(AIORTC_LIKE_OFFER).expect("offer parses");
+        let sections: Vec<AnswerSection> = offer
+            .media
+            .iter()
+            .map(|m| AnswerSection {
+                accepted: m.kind != MediaKind::Other,
+                slot: (m.direction == Direction::RecvOnly).then(|| SlotAnnouncement {
+                    ssrc: 42,
+                    stream_id: "s".into(),
+                    track_id: format!("t{}", m.mid),
+                }),
+            })
+            .collect();
+        let fp = [0xABu8; 32];
+        let addrs = [IpAddr::from([127, 0, 0, 1])];
+        let local = LocalTransport {
+            ice_ufrag: "bridgeufrag",
+            ice_pwd: "bridgepassword0123456789",
+            fingerprint_sha256: &fp,
+            addresses: &addrs,
+            port: 10_000,
+        };
+        let answer = write_answer(&offer, &sections, &local, 7);
+        assert!(answer.contains("a=ice-lite\r\n"));
+        assert!(answer.contains("a=group:BUNDLE 0 1 2 3\r\n"));
+        assert!(answer.contains("a=candidate:1 1 udp 2130706431 127.0.0.1 10000 typ host\r\n"));
+        assert!(answer.contains("a=setup:passive\r\n"));
+        assert!(answer.contains("m=application 0 UDP/DTLS/SCTP webrtc-datachannel\r\n"));
+        assert_eq!(answer.matches("a=ssrc:42 cname:ringbridge").count(), 2);
+        assert_eq!(answer.matches("a=recvonly").count(), 2);
+        assert_eq!(answer.matches("a=sendonly").count(), 2);
+        // The answer is itself parseable SDP with our credentials.
+        let back = Offer::parse(&answer.replace("a=setup:passive", "a=setup:active"))
+            .expect("answer parses");
+        assert_eq!(back.ice_ufrag, "bridgeufrag");
+        assert_eq!(back.fingerprint.value, fp.to_vec());
+        assert_eq!(back.candidates, vec!["127.0.0.1:10000".parse().expect("addr")]);
+        assert_eq!(Offer::parse_description(&answer).map(|a| a.setup), Ok("passive".into()));
+    }
+
+    #[test]
+    fn refuses_offers_it_cannot_serve() {
+        assert_eq!(Offer::parse("").err(), Some(SdpError::Missing("v= line")));
+        let no_fp = AIORTC_LIKE_OFFER.replace("a=fingerprint:", "a=x-fingerprint:");
+        assert_eq!(Offer::parse(&no_fp).err(), Some(SdpError::Missing("a=fingerprint")));
+        let no_mux = AIORTC_LIKE_OFFER.replacen("a=rtcp-mux\r\n", "", 1);
+        assert!(matches!(Offer::parse(&no_mux), Err(SdpError::Unsupported(_))));
+        let h264 = AIORTC_LIKE_OFFER
+            .replace("opus/48000", "G722/8000")
+            .replace("VP8/90000", "H264/90000");
+        assert!(matches!(Offer::parse(&h264), Err(SdpError::Unsupported(_))));
+        let bad_fp = AIORTC_LIKE_OFFER.replace("sha-256 00:11", "sha-256 0:11");
+        assert!(matches!(Offer::parse(&bad_fp), Err(SdpError::Malformed { .. })));
+        let passive = AIORTC_LIKE_OFFER.replace("a=setup:actpass", "a=setup:passive");
+        assert!(matches!(Offer::parse(&passive), Err(SdpError::Unsupported(_))));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut seed = 0x1234_5678_u64;
+        for _ in 0..2000 {
+            let mut s = String::new();
+            for _ in 0..(seed % 300) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let pool = b"v=ma:0123456789 /\r\nudio ssrc-group:FID rtpmap fingerprint sha-256 AB:";
+                s.push(pool[(seed % pool.len() as u64) as usize] as char);
+            }
+            let _ = Offer::parse(&s);
+        }
+    }
+}

@@ -1,0 +1,913 @@
+//! The sans-IO core of one shard: every endpoint and conference placed on it.
+//!
+//! A driver (the socket loop in `crate::io`) owns the sockets and the clock and
+//! calls, in any order:
+//! - [`ShardCore::handle_join`] / [`ShardCore::handle_leave`] for control commands,
+//! - [`ShardCore::handle_receive`] for every datagram, with `now`,
+//! - [`ShardCore::handle_timeout`] when [`ShardCore::poll_timeout`] is due,
+//!
+//! then sends everything queued in the [`TxQueue`] it passed in, drains
+//! [`ShardCore::poll_event`] toward the control plane, and closes the sockets of
+//! [`ShardCore::poll_released_port`]. No sockets, clock reads or threads here.
+//!
+//! Per packet (after warm-up) nothing is allocated: the datagram is decrypted in the
+//! caller's buffer, and each receiver's copy is rewritten and encrypted straight in
+//! its slot of the [`TxQueue`].
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dimpl::DtlsCertificate;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use ringbridge_control::media::{
+    ConferenceId, EndpointId, JoinRequest, MappedSource, MediaError, MediaEvent,
+};
+
+use super::dtls::{self, DtlsOutput, DtlsTransport};
+use super::endpoint::{Endpoint, EndpointState, SrtpPair};
+use super::ice::{IceLite, StunOutcome};
+use super::router::{Consumer, Producer, Rewrite, SourceRef, write_forwarded};
+use super::sdp::{self, AnswerSection, MediaKind, Offer, SlotAnnouncement};
+use super::transmit::TxQueue;
+use super::{rtcp, rtp, srtp};
+
+/// How often the bridge sends receiver reports to each publisher.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Minimum time between two keyframe requests to the same producer.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Granularity of the housekeeping timer when nothing sooner is due.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Static configuration of a shard core.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// Addresses put into the host candidates of every answer.
+    pub advertise: Vec<IpAddr>,
+    /// The DTLS certificate all endpoints of this shard present.
+    pub certificate: DtlsCertificate,
+}
+
+/// Counters of one shard (cumulative since start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardCounters {
+    /// Datagrams received.
+    pub packets_received: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// RTP packets forwarded (one per receiver copy).
+    pub rtp_forwarded: u64,
+    /// Datagrams for a port no endpoint owns any more.
+    pub dropped_unknown_port: u64,
+    /// Datagrams from an address that passed no ICE check.
+    pub dropped_unknown_source: u64,
+    /// Datagrams that do not parse (STUN, RTP or RTCP), or an unknown first byte.
+    pub dropped_malformed: u64,
+    /// SRTP/SRTCP authentication failures.
+    pub dropped_auth: u64,
+    /// SRTP/SRTCP replays.
+    pub dropped_replay: u64,
+    /// RTP with an SSRC no producer owns.
+    pub dropped_unknown_ssrc: u64,
+    /// STUN requests refused (wrong username or integrity).
+    pub stun_refused: u64,
+    /// DTLS associations that failed.
+    pub dtls_failures: u64,
+    /// DTLS associations that completed and were verified.
+    pub dtls_successes: u64,
+}
+
+/// The media state of one shard.
+pub struct ShardCore {
+    cfg: ShardConfig,
+    fingerprint: Vec<u8>,
+    dtls_config: Arc<dimpl::Config>,
+    endpoints: Vec<Option<Endpoint>>,
+    free: Vec<usize>,
+    by_port: HashMap<u16, usize>,
+    conferences: HashMap<ConferenceId, Vec<usize>>,
+    events: VecDeque<MediaEvent>,
+    released_ports: Vec<u16>,
+    /// Scratch: the consumers of the producer being forwarded.
+    targets: Vec<(usize, usize)>,
+    /// Scratch: producers to ask for a keyframe after the current packet.
+    keyframe_wanted: Vec<SourceRef>,
+    /// Scratch: one RTCP or DTLS datagram being built.
+    scratch: Box<[u8; 2048]>,
+    counters: ShardCounters,
+    next_housekeeping: Option<Instant>,
+    /// Origin of the shard's media clock (RTCP arrival times).
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for ShardCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardCore")
+            .field("endpoints", &self.endpoint_count())
+            .field("conferences", &self.conferences.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShardCore {
+    /// A shard with no endpoints; `now` is the origin of its media clock.
+    pub fn new(cfg: ShardConfig, now: Instant) -> Self {
+        let fingerprint = dtls::sha256_fingerprint(&cfg.certificate.certificate);
+        Self {
+            cfg,
+            fingerprint,
+            dtls_config: dtls::server_config(),
+            endpoints: Vec::new(),
+            free: Vec::new(),
+            by_port: HashMap::new(),
+            conferences: HashMap::new(),
+            events: VecDeque::new(),
+            released_ports: Vec::new(),
+            targets: Vec::with_capacity(64),
+            keyframe_wanted: Vec::with_capacity(16),
+            scratch: Box::new([0; 2048]),
+            counters: ShardCounters::default(),
+            next_housekeeping: None,
+            epoch: now,
+        }
+    }
+
+    /// Cumulative counters.
+    pub fn counters(&self) -> &ShardCounters {
+        &self.counters
+    }
+
+    /// Live endpoints.
+    pub fn endpoint_count(&self) -> usize {
+        self.by_port.len()
+    }
+
+    /// Live conferences.
+    pub fn conference_count(&self) -> usize {
+        self.conferences.len()
+    }
+
+    /// Endpoints in the largest conference.
+    pub fn largest_conference(&self) -> usize {
+        self.conferences.values().map(Vec::len).max().unwrap_or(0)
+    }
+
+    /// The endpoint that owns `port`, if any (for tests and diagnostics).
+    pub fn endpoint_by_port(&self, port: u16) -> Option<&Endpoint> {
+        self.by_port
+            .get(&port)
+            .and_then(|&i| self.endpoints.get(i)?.as_ref())
+    }
+
+    /// Adds an endpoint on local `port` and returns the SDP answer.
+    pub fn handle_join(
+        &mut self,
+        now: Instant,
+        req: &JoinRequest,
+        port: u16,
+    ) -> Result<String, MediaError> {
+        let offer = Offer::parse(&req.offer_sdp).map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        if self.by_port.contains_key(&port) {
+            return Err(MediaError::Overloaded(format!("port {port} already in use")));
+        }
+        if let Some(members) = self.conferences.get(&req.conference)
+            && members.iter().any(|&i| {
+                self.endpoints
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|e| e.id == req.endpoint)
+            })
+        {
+            return Err(MediaError::BadOffer(format!(
+                "endpoint {} already exists",
+                req.endpoint
+            )));
+        }
+
+        let mut rng = rand::rng();
+        let ufrag: String = (&mut rng).sample_iter(Alphanumeric).take(8).map(char::from).collect();
+        let pwd: String = (&mut rng).sample_iter(Alphanumeric).take(24).map(char::from).collect();
+
+        let mut producers = Vec::new();
+        let mut slots = Vec::new();
+        let mut sections = Vec::with_capacity(offer.media.len());
+        let (mut audio_n, mut video_n) = (0, 0);
+        for m in &offer.media {
+            let usable = m.kind != MediaKind::Other
+                && m.codec.is_some()
+                && m.direction != sdp::Direction::Inactive;
+            let Some(codec) = m.codec.as_ref().filter(|_| usable) else {
+                sections.push(AnswerSection {
+                    accepted: false,
+                    slot: None,
+                });
+                continue;
+            };
+            if m.direction.offerer_sends() {
+                let name = match m.kind {
+                    MediaKind::Audio => {
+                        audio_n += 1;
+                        format!("{}-a{}", req.endpoint, audio_n - 1)
+                    }
+                    _ => {
+                        video_n += 1;
+                        format!("{}-v{}", req.endpoint, video_n - 1)
+                    }
+                };
+                producers.push(Producer::new(
+                    m.mid.clone(),
+                    m.kind,
+                    m.ssrcs.first().copied(),
+                    codec.pt,
+                    codec.clock_rate,
+                    name,
+                ));
+            }
+            let slot = if m.direction.offerer_receives() {
+                let ssrc = loop {
+                    let s: u32 = rng.random();
+                    if s != 0 && !offer.media.iter().any(|m| m.ssrcs.contains(&s)) {
+                        break s;
+                    }
+                };
+                slots.push(Consumer::new(
+                    m.mid.clone(),
+                    m.kind,
+                    codec.pt,
+                    codec.clock_rate,
+                    ssrc,
+                ));
+                Some(SlotAnnouncement {
+                    ssrc,
+                    stream_id: format!("ringbridge-{}", req.endpoint),
+                    track_id: format!("slot-{}", m.mid),
+                })
+            } else {
+                None
+            };
+            sections.push(AnswerSection {
+                accepted: true,
+                slot,
+            });
+        }
+
+        let answer = sdp::write_answer(
+            &offer,
+            &sections,
+            &sdp::LocalTransport {
+                ice_ufrag: &ufrag,
+                ice_pwd: &pwd,
+                fingerprint_sha256: &self.fingerprint,
+                addresses: &self.cfg.advertise,
+                port,
+            },
+            rng.random::<u64>() >> 2,
+        );
+
+        let mid_ext_id = offer.media.iter().find_map(|m| m.mid_ext_id);
+        let endpoint = Endpoint {
+            id: req.endpoint.clone(),
+            conference: req.conference.clone(),
+            port,
+            state: EndpointState::Connecting,
+            ice: IceLite::new(ufrag, pwd, offer.ice_ufrag.clone(), now),
+            dtls: DtlsTransport::new(
+                self.dtls_config.clone(),
+                self.cfg.certificate.clone(),
+                offer.fingerprint.clone(),
+                now,
+            ),
+            dtls_deadline: None,
+            srtp: None,
+            producers,
+            slots,
+            rtcp_ssrc: rng.random::<u32>() | 1,
+            mid_ext_id,
+            next_report: now + REPORT_INTERVAL,
+            created: now,
+            negotiated: None,
+        };
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.endpoints[i] = Some(endpoint);
+                i
+            }
+            None => {
+                self.endpoints.push(Some(endpoint));
+                self.endpoints.len() - 1
+            }
+        };
+        self.by_port.insert(port, index);
+        self.conferences
+            .entry(req.conference.clone())
+            .or_default()
+            .push(index);
+        self.rebalance(&req.conference);
+        Ok(answer)
+    }
+
+    /// Removes an endpoint at the control plane's request; its port is released.
+    pub fn handle_leave(
+        &mut self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+    ) -> Result<(), MediaError> {
+        let index = self
+            .conferences
+            .get(conference)
+            .and_then(|members| {
+                members.iter().copied().find(|&i| {
+                    self.endpoints
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|e| &e.id == endpoint)
+                })
+            })
+            .ok_or(MediaError::NotFound)?;
+        self.remove_endpoint(index, None);
+        Ok(())
+    }
+
+    /// Next event for the control plane.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    /// Next local port whose endpoint is gone (the driver closes its socket).
+    pub fn poll_released_port(&mut self) -> Option<u16> {
+        self.released_ports.pop()
+    }
+
+    /// When [`ShardCore::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.by_port.is_empty() {
+            return None;
+        }
+        let dtls = self
+            .endpoints
+            .iter()
+            .flatten()
+            .filter_map(|e| e.dtls_deadline)
+            .min();
+        match (dtls, self.next_housekeeping) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Handles one datagram received on local `port` from `from`.
+    ///
+    /// `datagram` is exactly the received bytes; it is decrypted in place.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        port: u16,
+        from: SocketAddr,
+        datagram: &mut [u8],
+        tx: &mut TxQueue,
+    ) {
+        self.counters.packets_received += 1;
+        self.counters.bytes_received += datagram.len() as u64;
+        if self.next_housekeeping.is_none() {
+            self.next_housekeeping = Some(now + TICK);
+        }
+        let Some(&index) = self.by_port.get(&port) else {
+            self.counters.dropped_unknown_port += 1;
+            return;
+        };
+        match datagram.first() {
+            Some(0..=3) => self.handle_stun(now, index, from, datagram, tx),
+            Some(20..=63) => self.handle_dtls(now, index, from, datagram, tx),
+            Some(128..=191) => {
+                let is_rtcp = datagram.get(1).is_some_and(|b| (192..=223).contains(b));
+                if is_rtcp {
+                    self.handle_rtcp(now, index, from, datagram, tx);
+                } else {
+                    self.handle_rtp(now, index, from, datagram, tx);
+                }
+            }
+            _ => self.counters.dropped_malformed += 1,
+        }
+    }
+
+    fn handle_stun(
+        &mut self,
+        now: Instant,
+        index: usize,
+        from: SocketAddr,
+        datagram: &[u8],
+        tx: &mut TxQueue,
+    ) {
+        let Some(ep) = self.endpoints[index].as_mut() else {
+            return;
+        };
+        let mut outcome = None;
+        tx.push_with(ep.port, from, |out| match ep.ice.handle_stun(now, from, datagram, out) {
+            StunOutcome::Respond(n) => Some(n),
+            StunOutcome::Dropped(reason) => {
+                outcome = Some(reason);
+                None
+            }
+        });
+        if let Some(reason) = outcome {
+            self.counters.stun_refused += 1;
+            tracing::debug!(endpoint = %ep.id, ?reason, %from, "stun dropped");
+        }
+    }
+
+    fn handle_dtls(
+        &mut self,
+        now: Instant,
+        index: usize,
+        from: SocketAddr,
+        datagram: &[u8],
+        tx: &mut TxQueue,
+    ) {
+        let Some(ep) = self.endpoints[index].as_mut() else {
+            return;
+        };
+        if !ep.ice.is_validated(from) {
+            self.counters.dropped_unknown_source += 1;
+            return;
+        }
+        let result = ep.dtls.handle_packet(now, datagram);
+        if let Err(e) = result {
+            tracing::info!(endpoint = %ep.id, error = %e, "dtls failed");
+            self.counters.dtls_failures += 1;
+            self.remove_endpoint(index, Some("dtls-failed"));
+            return;
+        }
+        self.drain_dtls(index, tx);
+    }
+
+    /// Sends what DTLS has to send and picks up a completed handshake.
+    fn drain_dtls(&mut self, index: usize, tx: &mut TxQueue) {
+        let Some(ep) = self.endpoints[index].as_mut() else {
+            return;
+        };
+        let failed = loop {
+            match ep.dtls.poll_output(&mut self.scratch[..]) {
+                Ok(DtlsOutput::Packet(p)) => {
+                    if let Some(to) = ep.ice.selected() {
+                        tx.push(ep.port, to, p);
+                    }
+                }
+                Ok(DtlsOutput::Continue) => {}
+                Ok(DtlsOutput::Timeout(t)) => {
+                    ep.dtls_deadline = Some(t);
+                    break None;
+                }
+                Ok(DtlsOutput::Connected(keys)) => {
+                    match srtp::contexts_from_keying_material(keys.profile, &keys.material, false) {
+                        Ok((outbound, inbound)) => {
+                            ep.srtp = Some(SrtpPair { outbound, inbound });
+                            ep.state = EndpointState::Connected;
+                            ep.negotiated = Some((profile_name(keys.profile), keys.version));
+                            self.counters.dtls_successes += 1;
+                            tracing::info!(
+                                endpoint = %ep.id,
+                                conference = %ep.conference,
+                                srtp_profile = profile_name(keys.profile),
+                                dtls_version = keys.version,
+                                "endpoint connected"
+                            );
+                            self.events.push_back(MediaEvent::EndpointConnected {
+                                conference: ep.conference.clone(),
+                                endpoint: ep.id.clone(),
+                            });
+                        }
+                        Err(e) => break Some(e.to_string()),
+                    }
+                }
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        if let Some(error) = failed {
+            tracing::info!(endpoint = %ep.id, %error, "dtls failed");
+            self.counters.dtls_failures += 1;
+            self.remove_endpoint(index, Some("dtls-failed"));
+        }
+    }
+
+    fn handle_rtp(
+        &mut self,
+        now: Instant,
+        index: usize,
+        from: SocketAddr,
+        datagram: &mut [u8],
+        tx: &mut TxQueue,
+    ) {
+        let Some(ep) = self.endpoints[index].as_mut() else {
+            return;
+        };
+        if !ep.ice.is_validated(from) {
+            self.counters.dropped_unknown_source += 1;
+            return;
+        }
+        let Some(srtp) = ep.srtp.as_mut() else {
+            self.counters.dropped_unknown_source += 1;
+            return;
+        };
+        let len = match srtp.inbound.unprotect_rtp(datagram) {
+            Ok(n) => n,
+            Err(e) => {
+                self.count_srtp_error(&e);
+                return;
+            }
+        };
+        let packet = &datagram[..len];
+        let Ok(header) = rtp::RtpHeader::parse(packet) else {
+            self.counters.dropped_malformed += 1;
+            return;
+        };
+        let mid = ep
+            .mid_ext_id
+            .and_then(|id| header.mid(packet, id));
+        let Some(pi) = ep.find_producer(header.ssrc, mid) else {
+            self.counters.dropped_unknown_ssrc += 1;
+            return;
+        };
+        let producer = &mut ep.producers[pi];
+        if header.payload_type != producer.pt {
+            // Only the negotiated codec is forwarded (no RTX, FEC or others).
+            self.counters.dropped_unknown_ssrc += 1;
+            return;
+        }
+        producer.handle_packet(
+            header.ssrc,
+            header.sequence_number,
+            header.timestamp,
+            now.saturating_duration_since(self.epoch),
+        );
+        let keyframe = producer.kind == MediaKind::Video
+            && header
+                .payload(packet)
+                .and_then(|p| rtp::Vp8Descriptor::parse(p).ok())
+                .is_some_and(|d| d.is_keyframe());
+        self.targets.clear();
+        self.targets.extend_from_slice(&producer.consumers);
+        let source = SourceRef {
+            endpoint: index,
+            producer: pi,
+        };
+
+        let mut want_keyframe = false;
+        for &(r, s) in &self.targets {
+            let Some(receiver) = self.endpoints.get_mut(r).and_then(Option::as_mut) else {
+                continue;
+            };
+            let Some(to) = receiver.media_target() else {
+                continue;
+            };
+            let (Some(slot), Some(srtp)) = (receiver.slots.get_mut(s), receiver.srtp.as_mut())
+            else {
+                continue;
+            };
+            if slot.source != Some(source) {
+                continue;
+            }
+            let (seq, ts) = match slot.rewrite(now, header.sequence_number, header.timestamp, keyframe) {
+                Rewrite::Forward { seq, ts } => (seq, ts),
+                Rewrite::WaitingKeyframe => {
+                    want_keyframe = true;
+                    continue;
+                }
+            };
+            let pt = slot.pt;
+            let ssrc = slot.ssrc;
+            let sent = tx.push_with(receiver.port, to, |out| {
+                let n = write_forwarded(out, packet, &header, pt, seq, ts, ssrc)?;
+                srtp.outbound.protect_rtp(out, n).ok()
+            });
+            if sent.is_some() {
+                self.counters.rtp_forwarded += 1;
+            }
+        }
+        if want_keyframe {
+            self.request_keyframe(now, source, tx);
+        }
+    }
+
+    fn handle_rtcp(
+        &mut self,
+        now: Instant,
+        index: usize,
+        from: SocketAddr,
+        datagram: &mut [u8],
+        tx: &mut TxQueue,
+    ) {
+        let Some(ep) = self.endpoints[index].as_mut() else {
+            return;
+        };
+        if !ep.ice.is_validated(from) {
+            self.counters.dropped_unknown_source += 1;
+            return;
+        }
+        let Some(srtp) = ep.srtp.as_mut() else {
+            self.counters.dropped_unknown_source += 1;
+            return;
+        };
+        let len = match srtp.inbound.unprotect_rtcp(datagram) {
+            Ok(n) => n,
+            Err(e) => {
+                self.count_srtp_error(&e);
+                return;
+            }
+        };
+        self.keyframe_wanted.clear();
+        for packet in rtcp::RtcpIter::new(&datagram[..len]) {
+            let Ok(packet) = packet else {
+                self.counters.dropped_malformed += 1;
+                break;
+            };
+            match packet {
+                rtcp::RtcpPacket::SenderReport(sr) => {
+                    if let Some(p) = ep
+                        .producers
+                        .iter_mut()
+                        .find(|p| p.ssrc == Some(sr.sender_ssrc()))
+                    {
+                        p.handle_sender_report(
+                            sr.info.ntp_timestamp,
+                            now.saturating_duration_since(self.epoch),
+                        );
+                    }
+                }
+                rtcp::RtcpPacket::Pli(pli) => {
+                    if let Some(source) = ep
+                        .slot_by_ssrc(pli.media_ssrc)
+                        .and_then(|s| ep.slots[s].source)
+                    {
+                        self.keyframe_wanted.push(source);
+                    }
+                }
+                rtcp::RtcpPacket::Fir(fir) => {
+                    for media_ssrc in fir.media_ssrcs() {
+                        if let Some(source) = ep
+                            .slot_by_ssrc(media_ssrc)
+                            .and_then(|s| ep.slots[s].source)
+                        {
+                            self.keyframe_wanted.push(source);
+                        }
+                    }
+                }
+                // Receiver reports, NACKs and REMB end here: RTCP is terminated.
+                _ => {}
+            }
+        }
+        for i in 0..self.keyframe_wanted.len() {
+            let source = self.keyframe_wanted[i];
+            self.request_keyframe(now, source, tx);
+        }
+    }
+
+    /// Sends a PLI to the publisher of `source`, at most every
+    /// [`KEYFRAME_REQUEST_INTERVAL`].
+    fn request_keyframe(&mut self, now: Instant, source: SourceRef, tx: &mut TxQueue) {
+        let Some(ep) = self.endpoints.get_mut(source.endpoint).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(to) = ep.media_target() else { return };
+        let sender_ssrc = ep.rtcp_ssrc;
+        let (Some(producer), Some(srtp)) = (ep.producers.get_mut(source.producer), ep.srtp.as_mut())
+        else {
+            return;
+        };
+        let Some(media_ssrc) = producer.ssrc else { return };
+        if producer
+            .last_keyframe_request
+            .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL)
+        {
+            return;
+        }
+        producer.last_keyframe_request = Some(now);
+        tx.push_with(ep.port, to, |out| {
+            let n = rtcp::write_pli(out, sender_ssrc, media_ssrc).ok()?;
+            srtp.outbound.protect_rtcp(out, n).ok()
+        });
+    }
+
+    /// Timers: DTLS retransmissions, consent expiry, receiver reports and
+    /// keyframe retries.
+    pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxQueue) {
+        let housekeeping = self.next_housekeeping.is_none_or(|t| now >= t);
+        for index in 0..self.endpoints.len() {
+            let Some(ep) = self.endpoints[index].as_mut() else {
+                continue;
+            };
+            if ep.dtls_deadline.is_some_and(|t| now >= t) {
+                ep.dtls_deadline = None;
+                if let Err(e) = ep.dtls.handle_timeout(now) {
+                    tracing::info!(endpoint = %ep.id, error = %e, "dtls timed out");
+                    self.counters.dtls_failures += 1;
+                    self.remove_endpoint(index, Some("dtls-failed"));
+                    continue;
+                }
+                self.drain_dtls(index, tx);
+            }
+            if !housekeeping {
+                continue;
+            }
+            let Some(ep) = self.endpoints[index].as_mut() else {
+                continue;
+            };
+            if now >= ep.ice.consent_deadline() {
+                tracing::info!(endpoint = %ep.id, conference = %ep.conference, "consent expired");
+                self.remove_endpoint(index, Some("consent-expired"));
+                continue;
+            }
+            if ep.state == EndpointState::Connected && now >= ep.next_report {
+                ep.next_report = now + REPORT_INTERVAL;
+                Self::send_receiver_report(ep, now.saturating_duration_since(self.epoch), tx);
+            }
+            self.keyframe_wanted.clear();
+            if let Some(ep) = self.endpoints[index].as_ref() {
+                for slot in &ep.slots {
+                    if slot.is_waiting_keyframe()
+                        && let Some(source) = slot.source
+                    {
+                        self.keyframe_wanted.push(source);
+                    }
+                }
+            }
+            for i in 0..self.keyframe_wanted.len() {
+                let source = self.keyframe_wanted[i];
+                self.request_keyframe(now, source, tx);
+            }
+        }
+        if housekeeping {
+            self.next_housekeeping = (!self.by_port.is_empty()).then(|| now + TICK);
+        }
+    }
+
+    fn send_receiver_report(ep: &mut Endpoint, since_epoch: Duration, tx: &mut TxQueue) {
+        let (Some(to), Some(srtp)) = (ep.ice.selected(), ep.srtp.as_mut()) else {
+            return;
+        };
+        let mut blocks = [rtcp::ReportBlock::default(); 8];
+        let mut n = 0;
+        for p in ep.producers.iter_mut() {
+            if n == blocks.len() {
+                break;
+            }
+            if let Some(block) = p.poll_report_block(since_epoch) {
+                blocks[n] = block;
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return;
+        }
+        let sender = ep.rtcp_ssrc;
+        tx.push_with(ep.port, to, |out| {
+            let len = rtcp::write_receiver_report(out, sender, &blocks[..n]).ok()?;
+            srtp.outbound.protect_rtcp(out, len).ok()
+        });
+    }
+
+    fn count_srtp_error(&mut self, e: &srtp::SrtpError) {
+        match e {
+            srtp::SrtpError::Replay => self.counters.dropped_replay += 1,
+            srtp::SrtpError::AuthFailed => self.counters.dropped_auth += 1,
+            _ => self.counters.dropped_malformed += 1,
+        }
+    }
+
+    /// Maps every unconsumed producer of the conference onto a free slot of the
+    /// right kind on each other endpoint, in join order, and reports changed maps.
+    fn rebalance(&mut self, conference: &ConferenceId) {
+        let Some(members) = self.conferences.get(conference).cloned() else {
+            return;
+        };
+        let mut changed: Vec<usize> = Vec::new();
+        for &r in &members {
+            for &e in &members {
+                if e == r {
+                    continue;
+                }
+                let n_producers = self.endpoints[e].as_ref().map_or(0, |ep| ep.producers.len());
+                for p in 0..n_producers {
+                    let source = SourceRef {
+                        endpoint: e,
+                        producer: p,
+                    };
+                    let Some(kind) = self.endpoints[e].as_ref().map(|ep| ep.producers[p].kind)
+                    else {
+                        continue;
+                    };
+                    let Some(receiver) = self.endpoints[r].as_mut() else {
+                        continue;
+                    };
+                    if receiver.slots.iter().any(|s| s.source == Some(source)) {
+                        continue;
+                    }
+                    let Some(s) = receiver
+                        .slots
+                        .iter()
+                        .position(|s| s.source.is_none() && s.kind == kind)
+                    else {
+                        continue;
+                    };
+                    receiver.slots[s].assign(Some(source));
+                    if let Some(sender) = self.endpoints[e].as_mut() {
+                        sender.producers[p].consumers.push((r, s));
+                    }
+                    if !changed.contains(&r) {
+                        changed.push(r);
+                    }
+                }
+            }
+        }
+        for r in changed {
+            self.announce_sources(r);
+        }
+    }
+
+    /// Queues a `SourcesMapChanged` event with the receiver's whole current map.
+    fn announce_sources(&mut self, receiver: usize) {
+        let Some(ep) = self.endpoints[receiver].as_ref() else {
+            return;
+        };
+        let sources = ep
+            .slots
+            .iter()
+            .filter_map(|slot| {
+                let src = slot.source?;
+                let sender = self.endpoints.get(src.endpoint)?.as_ref()?;
+                let producer = sender.producers.get(src.producer)?;
+                Some(MappedSource {
+                    source: producer.source_name.clone(),
+                    owner: sender.id.0.clone(),
+                    ssrc: slot.ssrc,
+                    video: slot.kind == MediaKind::Video,
+                    mid: slot.mid.clone(),
+                })
+            })
+            .collect();
+        self.events.push_back(MediaEvent::SourcesMapChanged {
+            conference: ep.conference.clone(),
+            receiver: ep.id.clone(),
+            sources,
+        });
+    }
+
+    /// Removes an endpoint, unmaps its sources and slots, and refills freed slots.
+    fn remove_endpoint(&mut self, index: usize, reason: Option<&'static str>) {
+        let Some(ep) = self.endpoints.get_mut(index).and_then(Option::take) else {
+            return;
+        };
+        self.by_port.remove(&ep.port);
+        self.released_ports.push(ep.port);
+        self.free.push(index);
+        let mut changed = Vec::new();
+        for producer in &ep.producers {
+            for &(r, s) in &producer.consumers {
+                if let Some(slot) = self.endpoints[r].as_mut().and_then(|e| e.slots.get_mut(s)) {
+                    slot.assign(None);
+                    if !changed.contains(&r) {
+                        changed.push(r);
+                    }
+                }
+            }
+        }
+        for (s, slot) in ep.slots.iter().enumerate() {
+            if let Some(src) = slot.source
+                && let Some(p) = self.endpoints[src.endpoint]
+                    .as_mut()
+                    .and_then(|e| e.producers.get_mut(src.producer))
+            {
+                p.consumers.retain(|&c| c != (index, s));
+            }
+        }
+        if let Some(members) = self.conferences.get_mut(&ep.conference) {
+            members.retain(|&i| i != index);
+            if members.is_empty() {
+                self.conferences.remove(&ep.conference);
+            }
+        }
+        if let Some(reason) = reason {
+            self.events.push_back(MediaEvent::EndpointExpired {
+                conference: ep.conference.clone(),
+                endpoint: ep.id.clone(),
+                reason,
+            });
+        }
+        for r in &changed {
+            self.announce_sources(*r);
+        }
+        self.rebalance(&ep.conference);
+    }
+}
+
+/// Name of an SRTP profile as in RFC 5764 / RFC 7714.
+pub fn profile_name(p: srtp::SrtpProfile) -> &'static str {
+    match p {
+        srtp::SrtpProfile::Aes128CmSha1_80 => "AES_CM_128_HMAC_SHA1_80",
+        srtp::SrtpProfile::AeadAes128Gcm => "AEAD_AES_128_GCM",
+        srtp::SrtpProfile::AeadAes256Gcm => "AEAD_AES_256_GCM",
+    }
+}

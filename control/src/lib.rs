@@ -1,0 +1,252 @@
+//! ringbridge's control plane: tokens, signalling, colibri websockets, stats.
+//!
+//! The control plane owns two HTTP listeners:
+//!
+//! - the public one (default `0.0.0.0:9090`): `POST /conferences/{room}/endpoints`
+//!   (an SDP offer in, an SDP answer out, WHIP-shaped), `DELETE
+//!   /conferences/{room}/endpoints/{id}`, and the colibri websocket
+//!   `GET /colibri-ws/{server_id}/{room}/{id}?pwd=...`;
+//! - the private one (default `127.0.0.1:8080`): `/about/health`,
+//!   `/about/version`, `/colibri/stats`, as jitsi-videobridge.
+//!
+//! It never touches packets: it talks to the media plane through the
+//! [`MediaPlane`] trait and reads its [`MediaEvent`]s from a channel.
+//!
+//! ```no_run
+//! # async fn demo<M: ringbridge_control::MediaPlane>(media: std::sync::Arc<M>,
+//! #     events: ringbridge_control::EventReceiver) -> Result<(), ringbridge_control::ControlError> {
+//! use ringbridge_control::{ControlSettings, config::AuthConfig};
+//! let settings = ControlSettings::new(
+//!     "default-id",
+//!     Default::default(),
+//!     Default::default(),
+//!     AuthConfig::default(),
+//!     "a secret".into(),
+//! );
+//! let control = ringbridge_control::bind(settings, media, events).await?;
+//! println!("signalling on {}", control.public_addr());
+//! control.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+pub mod colibri;
+pub mod config;
+pub mod error;
+mod http;
+pub mod media;
+mod operator;
+mod registry;
+pub mod signalling;
+pub mod stats;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+pub use config::{AuthConfig, PrivateConfig, PublicConfig};
+pub use error::{ApiError, ControlError};
+pub use media::{
+    ConferenceId, EndpointId, EventReceiver, EventSender, JoinAnswer, JoinRequest, MappedSource,
+    MediaError, MediaEvent, MediaPlane, MediaStats,
+};
+pub use signalling::valid_room_name;
+pub use token::{
+    Identity, MintError, TokenError, TokenRequest, TokenVerifier, mint_token, random_secret, verify,
+};
+
+use operator::Operator;
+use registry::Registry;
+use signalling::Signalling;
+use stats::Sampler;
+
+/// Everything the control plane needs to start.
+#[derive(Debug, Clone)]
+pub struct ControlSettings {
+    /// `server_id`: this bridge's id, the first segment of colibri websocket paths.
+    pub server_id: String,
+    /// `[public]`: the signalling listener.
+    pub public: PublicConfig,
+    /// `[private]`: the operator listener.
+    pub private: PrivateConfig,
+    /// `[auth]`: token rules.
+    pub auth: AuthConfig,
+    /// The HS256 secret in force: `auth.app_secret`, or the one dev mode generated.
+    pub app_secret: String,
+    /// How often `/colibri/stats` rates are sampled. [`ControlSettings::new`] uses 1 s.
+    pub stats_interval: Duration,
+}
+
+impl ControlSettings {
+    /// Settings with the default stats interval (1 s).
+    pub fn new(
+        server_id: impl Into<String>,
+        public: PublicConfig,
+        private: PrivateConfig,
+        auth: AuthConfig,
+        app_secret: String,
+    ) -> Self {
+        Self {
+            server_id: server_id.into(),
+            public,
+            private,
+            auth,
+            app_secret,
+            stats_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A control plane whose listeners are bound; [`Control::run`] serves them.
+pub struct Control<M: MediaPlane> {
+    public: TcpListener,
+    private: TcpListener,
+    public_addr: SocketAddr,
+    private_addr: SocketAddr,
+    media: Arc<M>,
+    events: EventReceiver,
+    registry: Arc<Registry>,
+    verifier: TokenVerifier,
+    server_id: String,
+    stats_interval: Duration,
+}
+
+impl<M: MediaPlane> std::fmt::Debug for Control<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("public_addr", &self.public_addr)
+            .field("private_addr", &self.private_addr)
+            .field("server_id", &self.server_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks `settings` and binds both listeners (port 0 picks a free port; see
+/// [`Control::public_addr`]). Nothing is served until [`Control::run`].
+pub async fn bind<M: MediaPlane>(
+    settings: ControlSettings,
+    media: Arc<M>,
+    events: EventReceiver,
+) -> Result<Control<M>, ControlError> {
+    if settings.app_secret.is_empty() {
+        return Err(ControlError::Settings("the app secret is empty".into()));
+    }
+    // The server id is a path segment of every colibri websocket URL.
+    if !valid_room_name(&settings.server_id) {
+        return Err(ControlError::Settings(format!(
+            "server_id {:?} must be 1 to 128 characters of A-Z a-z 0-9 . _ -",
+            settings.server_id
+        )));
+    }
+    if settings.stats_interval.is_zero() {
+        return Err(ControlError::Settings(
+            "stats interval must be positive".into(),
+        ));
+    }
+    let (public, public_addr) = listen("public", settings.public.listen).await?;
+    let (private, private_addr) = listen("private", settings.private.listen).await?;
+    Ok(Control {
+        public,
+        private,
+        public_addr,
+        private_addr,
+        media,
+        events,
+        registry: Arc::new(Registry::default()),
+        verifier: TokenVerifier::new(&settings.auth, &settings.app_secret),
+        server_id: settings.server_id,
+        stats_interval: settings.stats_interval,
+    })
+}
+
+async fn listen(
+    which: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), ControlError> {
+    let bind_err = |source| ControlError::Bind {
+        which,
+        addr,
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let local = listener.local_addr().map_err(bind_err)?;
+    Ok((listener, local))
+}
+
+impl<M: MediaPlane> Control<M> {
+    /// The address the public (signalling) listener is bound to.
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public_addr
+    }
+
+    /// The address the private (operator) listener is bound to.
+    pub fn private_addr(&self) -> SocketAddr {
+        self.private_addr
+    }
+
+    /// Serves both listeners, applies media events and samples stats until
+    /// `shutdown` completes; then stops accepting, lets requests in flight
+    /// finish (up to 5 s) and closes every colibri websocket.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ControlError> {
+        let Control {
+            public,
+            private,
+            public_addr,
+            private_addr,
+            media,
+            mut events,
+            registry,
+            verifier,
+            server_id,
+            stats_interval,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let sampler = Arc::new(Sampler::default());
+
+        let event_registry = registry.clone();
+        let event_task = tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                event_registry.handle_event(event);
+            }
+            debug!("media event channel closed");
+        });
+        let sampler_task = tokio::spawn({
+            let (media, sampler) = (media.clone(), sampler.clone());
+            async move {
+                let mut tick = tokio::time::interval(stats_interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    sampler.record(Instant::now(), media.stats());
+                }
+            }
+        });
+
+        let signalling = Arc::new(Signalling {
+            media: media.clone(),
+            registry: registry.clone(),
+            verifier,
+            server_id,
+        });
+        let operator = Arc::new(Operator { media, sampler });
+        info!(public = %public_addr, private = %private_addr, "control plane listening");
+        let stop = async move {
+            shutdown.await;
+            info!("control plane stopping");
+            let _ = stop_tx.send(true);
+        };
+        tokio::join!(
+            stop,
+            http::serve(public, "public", signalling, stop_rx.clone()),
+            http::serve(private, "private", operator, stop_rx),
+        );
+        registry.close_all_sockets();
+        event_task.abort();
+        sampler_task.abort();
+        Ok(())
+    }
+}
