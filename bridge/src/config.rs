@@ -230,7 +230,10 @@ mod tests {
         ];
         for (text, key) in cases {
             let err = Config::parse(text).expect_err(text).to_string();
-            assert!(err.contains(key), "error for {text:?} should name {key}: {err}");
+            assert!(
+                err.contains(key),
+                "error for {text:?} should name {key}: {err}"
+            );
         }
     }
 }

@@ -77,6 +77,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -199,8 +200,8 @@ fn run(path: Option<PathBuf>) -> Result<(), String> {
                 certificate: certificate.clone(),
             },
         };
-        let handle =
-            spawn_shard(spec, internal_tx.clone()).map_err(|e| format!("cannot start shard {i}: {e}"))?;
+        let handle = spawn_shard(spec, internal_tx.clone())
+            .map_err(|e| format!("cannot start shard {i}: {e}"))?;
         handles.push(handle);
     }
     drop(internal_tx);
@@ -249,7 +250,6 @@ fn run(path: Option<PathBuf>) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let public = control.public_addr();
-        tracing::info!(public = %public, private = %control.private_addr(), "control plane listening");
         if dev_mode {
             print_dev_banner(&cfg, &secret, public);
         }

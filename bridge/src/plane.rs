@@ -102,7 +102,11 @@ impl MediaPlane for ShardedMediaPlane {
         result
     }
 
-    async fn leave(&self, conference: ConferenceId, endpoint: EndpointId) -> Result<(), MediaError> {
+    async fn leave(
+        &self,
+        conference: ConferenceId,
+        endpoint: EndpointId,
+    ) -> Result<(), MediaError> {
         let shard = self.shard_of(&conference).ok_or(MediaError::NotFound)?;
         let (reply, done) = oneshot::channel();
         self.shards[shard].send(ShardCommand::Leave {

@@ -157,7 +157,13 @@ impl Net {
         let states: Vec<_> = self
             .peers
             .iter()
-            .map(|p| (p.name, p.client.is_connected(), p.client.failure().map(str::to_owned)))
+            .map(|p| {
+                (
+                    p.name,
+                    p.client.is_connected(),
+                    p.client.failure().map(str::to_owned),
+                )
+            })
             .collect();
         panic!("peers did not connect: {states:?}");
     }
@@ -208,7 +214,13 @@ fn two_peers_exchange_audio_and_video_through_their_slots() {
 
     // Audio A -> B: arrives on B's audio slot, SSRC rewritten, numbering continuous.
     for k in 0..50u16 {
-        net.send(a, MediaKind::Audio, 1000 + k, 48_000 + 960 * u32::from(k), &[0xAA, k as u8]);
+        net.send(
+            a,
+            MediaKind::Audio,
+            1000 + k,
+            48_000 + 960 * u32::from(k),
+            &[0xAA, k as u8],
+        );
     }
     let got = net.received(b, net.slot_ssrc(b, MediaKind::Audio));
     assert_eq!(got.len(), 50, "every audio packet reaches the other peer");
@@ -218,7 +230,8 @@ fn two_peers_exchange_audio_and_video_through_their_slots() {
     }
     assert_eq!(got[7].2, vec![0xAA, 7]);
     assert!(
-        net.received(a, net.slot_ssrc(a, MediaKind::Audio)).is_empty(),
+        net.received(a, net.slot_ssrc(a, MediaKind::Audio))
+            .is_empty(),
         "a sender never gets its own audio back"
     );
 
@@ -228,7 +241,10 @@ fn two_peers_exchange_audio_and_video_through_their_slots() {
     net.send(a, MediaKind::Video, 500, 9000, &vp8(false, 1));
     assert!(net.received(b, video_slot).is_empty());
     assert!(
-        net.peers[a].client.received_pli.contains(&net.peers[a].client.video_ssrc),
+        net.peers[a]
+            .client
+            .received_pli
+            .contains(&net.peers[a].client.video_ssrc),
         "the sender is asked for a keyframe when a receiver starts on its video"
     );
     net.send(a, MediaKind::Video, 501, 12_000, &vp8(true, 2));
@@ -276,7 +292,13 @@ fn slot_switches_to_another_source_without_a_gap_when_a_sender_leaves() {
     // C's only audio slot carries A (first to join); B has no free slot at C.
     for k in 0..10u16 {
         net.send(a, MediaKind::Audio, 100 + k, 960 * u32::from(k), &[1]);
-        net.send(b, MediaKind::Audio, 60_000 + k, 5_000_000 + 960 * u32::from(k), &[2]);
+        net.send(
+            b,
+            MediaKind::Audio,
+            60_000 + k,
+            5_000_000 + 960 * u32::from(k),
+            &[2],
+        );
     }
     let got = net.received(c, slot);
     assert_eq!(got.len(), 10);
@@ -307,7 +329,13 @@ fn slot_switches_to_another_source_without_a_gap_when_a_sender_leaves() {
 
     net.progress(20); // 100 ms pass
     for k in 10..13u16 {
-        net.send(b, MediaKind::Audio, 60_000 + k, 5_000_000 + 960 * u32::from(k), &[2]);
+        net.send(
+            b,
+            MediaKind::Audio,
+            60_000 + k,
+            5_000_000 + 960 * u32::from(k),
+            &[2],
+        );
     }
     let got = net.received(c, slot);
     assert_eq!(got.len(), 13);
@@ -327,7 +355,9 @@ fn endpoint_expires_thirty_seconds_after_consent_checks_stop() {
     net.peers[b].client.stop_checks();
     net.progress(29_000 / 5);
     assert!(
-        !net.events.iter().any(|e| matches!(e, MediaEvent::EndpointExpired { .. })),
+        !net.events
+            .iter()
+            .any(|e| matches!(e, MediaEvent::EndpointExpired { .. })),
         "still alive before 30 s"
     );
     net.progress(2_000 / 5);
@@ -342,7 +372,11 @@ fn endpoint_expires_thirty_seconds_after_consent_checks_stop() {
         })
         .collect();
     assert_eq!(expired, vec![("bob".to_owned(), "consent-expired")]);
-    assert_eq!(net.core.endpoint_count(), 1, "alice keeps her consent fresh");
+    assert_eq!(
+        net.core.endpoint_count(),
+        1,
+        "alice keeps her consent fresh"
+    );
     assert_eq!(net.core.poll_released_port(), Some(10_001));
 }
 
@@ -364,4 +398,3 @@ fn dtls_peer_with_a_certificate_that_does_not_match_the_fingerprint_is_refused()
         MediaEvent::EndpointExpired { endpoint, reason: "dtls-failed", .. } if endpoint.0 == "mallory"
     )));
 }
-

@@ -37,6 +37,8 @@ struct Socket {
 struct Endpoint {
     pwd: String,
     display_name: Option<String>,
+    /// `context.user.id` of the token the endpoint joined with.
+    user_id: Option<String>,
     socket: Option<Socket>,
     /// Media (ICE + DTLS) is up.
     media_connected: bool,
@@ -86,6 +88,7 @@ impl Registry {
         &self,
         conference: &ConferenceId,
         display_name: Option<String>,
+        user_id: Option<String>,
     ) -> (EndpointId, String) {
         let mut rooms = self.lock();
         let room = rooms.entry(conference.clone()).or_default();
@@ -101,6 +104,7 @@ impl Registry {
             Endpoint {
                 pwd: pwd.clone(),
                 display_name,
+                user_id,
                 socket: None,
                 media_connected: false,
                 video_map: None,
@@ -108,6 +112,16 @@ impl Registry {
             },
         );
         (id, pwd)
+    }
+
+    /// The `context.user.id` the endpoint joined with: `None` if the endpoint does
+    /// not exist, `Some(None)` if its token had no user id.
+    pub(crate) fn user_id(
+        &self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+    ) -> Option<Option<String>> {
+        Some(self.lock().get(conference)?.get(endpoint)?.user_id.clone())
     }
 
     /// The display name the endpoint joined with.
@@ -338,8 +352,8 @@ mod tests {
     #[test]
     fn ids_and_pwds_are_fresh_and_well_formed() {
         let reg = Registry::default();
-        let (a, pa) = reg.reserve(&conf(), None);
-        let (b, pb) = reg.reserve(&conf(), Some("B".into()));
+        let (a, pa) = reg.reserve(&conf(), None, None);
+        let (b, pb) = reg.reserve(&conf(), Some("B".into()), None);
         assert_ne!(a, b);
         assert_ne!(pa, pb);
         for id in [&a, &b] {
@@ -358,7 +372,7 @@ mod tests {
     #[test]
     fn pwd_check() {
         let reg = Registry::default();
-        let (a, pa) = reg.reserve(&conf(), None);
+        let (a, pa) = reg.reserve(&conf(), None, None);
         assert_eq!(reg.check_pwd(&conf(), &a, Some(&pa)), Ok(()));
         assert_eq!(
             reg.check_pwd(&conf(), &a, Some("wrong")),
@@ -374,8 +388,8 @@ mod tests {
     #[test]
     fn removing_closes_socket_and_notifies_others() {
         let reg = Registry::default();
-        let (a, _) = reg.reserve(&conf(), None);
-        let (b, _) = reg.reserve(&conf(), None);
+        let (a, _) = reg.reserve(&conf(), None, None);
+        let (b, _) = reg.reserve(&conf(), None, None);
         let (_, mut rx_a) = reg.attach_socket(&conf(), &a).expect("attached");
         let (_, mut rx_b) = reg.attach_socket(&conf(), &b).expect("attached");
         assert_eq!(rx_a.try_recv().ok(), Some(colibri::server_hello()));
@@ -392,7 +406,7 @@ mod tests {
     #[test]
     fn stuck_socket_is_dropped() {
         let reg = Registry::default();
-        let (a, _) = reg.reserve(&conf(), None);
+        let (a, _) = reg.reserve(&conf(), None, None);
         let (_, mut rx) = reg.attach_socket(&conf(), &a).expect("attached");
         for i in 0..SOCKET_QUEUE * 2 {
             reg.send_to(&conf(), &a, format!("{i}"));

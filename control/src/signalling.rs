@@ -118,7 +118,9 @@ impl<M: MediaPlane> Signalling<M> {
 
         // Registered before the media plane hears of it, so that events about
         // the new endpoint (its first sources map) are never lost.
-        let (endpoint, pwd) = self.registry.reserve(&conference, identity.name.clone());
+        let (endpoint, pwd) =
+            self.registry
+                .reserve(&conference, identity.name.clone(), identity.user_id.clone());
         let join = JoinRequest {
             conference: conference.clone(),
             endpoint: endpoint.clone(),
@@ -162,8 +164,21 @@ impl<M: MediaPlane> Signalling<M> {
         req: &Request<B>,
     ) -> Result<Response<Body>, ApiError> {
         let conference = Self::check_room(room)?;
-        self.authorize(req, &conference)?;
+        let identity = self.authorize(req, &conference)?;
         let endpoint = EndpointId(endpoint.to_owned());
+        let Some(joined_as) = self.registry.user_id(&conference, &endpoint) else {
+            return Err(ApiError::not_found("no such endpoint in this conference"));
+        };
+        // Leaving is for the endpoint's own user; removing someone else is a
+        // moderator action, for owners only.
+        let same_user = matches!((&joined_as, &identity.user_id), (Some(a), Some(b)) if a == b);
+        if !same_user && !identity.owner {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "moderator-required",
+                "only the endpoint's own user or an owner may remove it",
+            ));
+        }
         if !self.registry.remove(&conference, &endpoint, true) {
             return Err(ApiError::not_found("no such endpoint in this conference"));
         }

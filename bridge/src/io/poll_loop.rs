@@ -113,15 +113,18 @@ pub fn run(
             let Ok(port) = u16::try_from(event.token().0) else {
                 continue;
             };
-            loop {
-                let Some(sock) = sockets.by_port.get(&port) else {
-                    break;
-                };
+            while let Some(sock) = sockets.by_port.get(&port) {
                 match sock.recv_from(&mut buf) {
                     Ok((n, from)) => {
                         core.handle_receive(now, port, from, &mut buf[..n], &mut tx);
                         if tx.len() >= FLUSH_AT {
-                            flush(&sockets, &mut tx, &mut sent_packets, &mut sent_bytes, &mut send_errors);
+                            flush(
+                                &sockets,
+                                &mut tx,
+                                &mut sent_packets,
+                                &mut sent_bytes,
+                                &mut send_errors,
+                            );
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -169,7 +172,13 @@ pub fn run(
         if core.poll_timeout().is_some_and(|t| now >= t) {
             core.handle_timeout(now, &mut tx);
         }
-        flush(&sockets, &mut tx, &mut sent_packets, &mut sent_bytes, &mut send_errors);
+        flush(
+            &sockets,
+            &mut tx,
+            &mut sent_packets,
+            &mut sent_bytes,
+            &mut send_errors,
+        );
         while let Some(port) = core.poll_released_port() {
             sockets.release(port, &poll);
         }
@@ -177,12 +186,20 @@ pub fn run(
             let _ = events_out.send(ev);
         }
         let c = core.counters();
-        stats.packets_received.store(c.packets_received, Ordering::Relaxed);
-        stats.bytes_received.store(c.bytes_received, Ordering::Relaxed);
+        stats
+            .packets_received
+            .store(c.packets_received, Ordering::Relaxed);
+        stats
+            .bytes_received
+            .store(c.bytes_received, Ordering::Relaxed);
         stats.packets_sent.store(sent_packets, Ordering::Relaxed);
         stats.bytes_sent.store(sent_bytes, Ordering::Relaxed);
-        stats.endpoints.store(core.endpoint_count() as u64, Ordering::Relaxed);
-        stats.conferences.store(core.conference_count() as u64, Ordering::Relaxed);
+        stats
+            .endpoints
+            .store(core.endpoint_count() as u64, Ordering::Relaxed);
+        stats
+            .conferences
+            .store(core.conference_count() as u64, Ordering::Relaxed);
         stats
             .largest_conference
             .store(core.largest_conference() as u64, Ordering::Relaxed);

@@ -134,4 +134,3 @@ pub fn spawn_shard(spec: ShardSpec, events: EventSender) -> std::io::Result<Shar
         })?;
     Ok(handle)
 }
-

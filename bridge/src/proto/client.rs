@@ -150,8 +150,16 @@ impl ClientPeer {
             .map_err(|e| ClientError::Dtls(format!("{e:?}")))?;
         Ok(Self {
             cfg,
-            ufrag: (&mut rng).sample_iter(Alphanumeric).take(8).map(char::from).collect(),
-            pwd: (&mut rng).sample_iter(Alphanumeric).take(24).map(char::from).collect(),
+            ufrag: (&mut rng)
+                .sample_iter(Alphanumeric)
+                .take(8)
+                .map(char::from)
+                .collect(),
+            pwd: (&mut rng)
+                .sample_iter(Alphanumeric)
+                .take(24)
+                .map(char::from)
+                .collect(),
             cert,
             audio_ssrc: rng.random::<u32>() | 1,
             video_ssrc: rng.random::<u32>() | 2,
@@ -301,7 +309,9 @@ impl ClientPeer {
     }
 
     fn drain_dtls(&mut self, now: Instant) {
-        let Some(dtls) = self.dtls.as_mut() else { return };
+        let Some(dtls) = self.dtls.as_mut() else {
+            return;
+        };
         if self.dtls_deadline.is_none_or(|t| now >= t) {
             if let Err(e) = dtls.handle_timeout(now) {
                 self.failed = Some(e.to_string());
@@ -330,7 +340,8 @@ impl ClientPeer {
                         _ => SrtpProfile::AeadAes256Gcm,
                     };
                     if !self.peer_cert_ok {
-                        self.failed = Some("bridge certificate does not match its fingerprint".into());
+                        self.failed =
+                            Some("bridge certificate does not match its fingerprint".into());
                         return;
                     }
                     match srtp::contexts_from_keying_material(profile, &km, true) {
@@ -382,7 +393,10 @@ impl ClientPeer {
             }
             Some(20..=63) => {
                 if let Some(dtls) = self.dtls.as_mut() {
-                    if let Err(e) = dtls.handle_timeout(now).and_then(|()| dtls.handle_packet(datagram)) {
+                    if let Err(e) = dtls
+                        .handle_timeout(now)
+                        .and_then(|()| dtls.handle_packet(datagram))
+                    {
                         self.failed = Some(e.to_string());
                     }
                     self.drain_dtls(now);
@@ -414,9 +428,9 @@ impl ClientPeer {
                 }
                 match (rest[1], rest[0] & 0x1F) {
                     (201, _) => self.received_rr += 1,
-                    (206, 1) if len >= 12 => self.received_pli.push(u32::from_be_bytes([
-                        rest[8], rest[9], rest[10], rest[11],
-                    ])),
+                    (206, 1) if len >= 12 => self
+                        .received_pli
+                        .push(u32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]])),
                     _ => {}
                 }
                 rest = &rest[len..];

@@ -146,12 +146,7 @@ impl IceLite {
             self.selected = Some(from);
         }
 
-        match stun::write_binding_success(
-            out,
-            &msg.transaction_id(),
-            from,
-            &self.key,
-        ) {
+        match stun::write_binding_success(out, &msg.transaction_id(), from, &self.key) {
             Ok(n) => StunOutcome::Respond(n),
             Err(_) => StunOutcome::Dropped(DropReason::NoRoom),
         }
@@ -162,9 +157,6 @@ impl IceLite {
         let Some(u) = username else { return false };
         let l = self.local_ufrag.as_bytes();
         let r = self.remote_ufrag.as_bytes();
-        u.len() == l.len() + 1 + r.len()
-            && u.starts_with(l)
-            && u[l.len()] == b':'
-            && u.ends_with(r)
+        u.len() == l.len() + 1 + r.len() && u.starts_with(l) && u[l.len()] == b':' && u.ends_with(r)
     }
 }

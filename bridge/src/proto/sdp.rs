@@ -190,7 +190,12 @@ impl Offer {
                             "more than {MAX_MEDIA_SECTIONS} m-lines"
                         )));
                     }
-                    media.push((parse_m_line(value)?, TransportAttrs::default(), vec![], vec![]));
+                    media.push((
+                        parse_m_line(value)?,
+                        TransportAttrs::default(),
+                        vec![],
+                        vec![],
+                    ));
                 }
                 "a" => {
                     let (name, arg) = match value.split_once(':') {
@@ -226,7 +231,9 @@ impl Offer {
             }
             out.push(section);
         }
-        let ice_ufrag = transport.ice_ufrag.ok_or(SdpError::Missing("a=ice-ufrag"))?;
+        let ice_ufrag = transport
+            .ice_ufrag
+            .ok_or(SdpError::Missing("a=ice-ufrag"))?;
         let ice_pwd = transport.ice_pwd.ok_or(SdpError::Missing("a=ice-pwd"))?;
         let fingerprint = transport
             .fingerprint
@@ -560,7 +567,9 @@ fn apply_media_attr(
         "rtcp-mux" => section.rtcp_mux = true,
         "content" => section.content = Some(arg.trim().to_owned()),
         "rtpmap" => {
-            let (pt, rest) = arg.split_once(' ').ok_or_else(|| malformed("a=rtpmap", arg))?;
+            let (pt, rest) = arg
+                .split_once(' ')
+                .ok_or_else(|| malformed("a=rtpmap", arg))?;
             let pt: u8 = pt.trim().parse().map_err(|_| malformed("a=rtpmap", arg))?;
             let mut enc = rest.trim().split('/');
             let name = enc.next().unwrap_or_default().to_owned();
@@ -615,7 +624,9 @@ fn apply_media_attr(
                 .ok_or_else(|| malformed("a=ssrc", arg))?;
             if !section.ssrcs.contains(&ssrc) {
                 if section.ssrcs.len() >= 16 {
-                    return Err(SdpError::Unsupported("more than 16 SSRCs on one m-line".into()));
+                    return Err(SdpError::Unsupported(
+                        "more than 16 SSRCs on one m-line".into(),
+                    ));
                 }
                 section.ssrcs.push(ssrc);
             }
@@ -754,7 +765,11 @@ a=mid:4\r\n";
         assert_eq!(a.mid_ext_id, Some(1));
         assert_eq!(a.audio_level_ext_id, Some(2));
         let v = &offer.media[1];
-        assert_eq!(v.ssrcs, vec![2222], "the RTX ssrc of the FID group is not a source");
+        assert_eq!(
+            v.ssrcs,
+            vec![2222],
+            "the RTX ssrc of the FID group is not a source"
+        );
         assert_eq!(v.codec.as_ref().map(|c| c.pt), Some(97));
         assert_eq!(offer.media[3].direction, Direction::RecvOnly);
         assert_eq!(offer.media[3].codec.as_ref().map(|c| c.pt), Some(100));
@@ -799,25 +814,43 @@ a=mid:4\r\n";
             .expect("answer parses");
         assert_eq!(back.ice_ufrag, "bridgeufrag");
         assert_eq!(back.fingerprint.value, fp.to_vec());
-        assert_eq!(back.candidates, vec!["127.0.0.1:10000".parse().expect("addr")]);
-        assert_eq!(Offer::parse_description(&answer).map(|a| a.setup), Ok("passive".into()));
+        assert_eq!(
+            back.candidates,
+            vec!["127.0.0.1:10000".parse().expect("addr")]
+        );
+        assert_eq!(
+            Offer::parse_description(&answer).map(|a| a.setup),
+            Ok("passive".into())
+        );
     }
 
     #[test]
     fn refuses_offers_it_cannot_serve() {
         assert_eq!(Offer::parse("").err(), Some(SdpError::Missing("v= line")));
         let no_fp = AIORTC_LIKE_OFFER.replace("a=fingerprint:", "a=x-fingerprint:");
-        assert_eq!(Offer::parse(&no_fp).err(), Some(SdpError::Missing("a=fingerprint")));
+        assert_eq!(
+            Offer::parse(&no_fp).err(),
+            Some(SdpError::Missing("a=fingerprint"))
+        );
         let no_mux = AIORTC_LIKE_OFFER.replacen("a=rtcp-mux\r\n", "", 1);
-        assert!(matches!(Offer::parse(&no_mux), Err(SdpError::Unsupported(_))));
+        assert!(matches!(
+            Offer::parse(&no_mux),
+            Err(SdpError::Unsupported(_))
+        ));
         let h264 = AIORTC_LIKE_OFFER
             .replace("opus/48000", "G722/8000")
             .replace("VP8/90000", "H264/90000");
         assert!(matches!(Offer::parse(&h264), Err(SdpError::Unsupported(_))));
         let bad_fp = AIORTC_LIKE_OFFER.replace("sha-256 00:11", "sha-256 0:11");
-        assert!(matches!(Offer::parse(&bad_fp), Err(SdpError::Malformed { .. })));
+        assert!(matches!(
+            Offer::parse(&bad_fp),
+            Err(SdpError::Malformed { .. })
+        ));
         let passive = AIORTC_LIKE_OFFER.replace("a=setup:actpass", "a=setup:passive");
-        assert!(matches!(Offer::parse(&passive), Err(SdpError::Unsupported(_))));
+        assert!(matches!(
+            Offer::parse(&passive),
+            Err(SdpError::Unsupported(_))
+        ));
     }
 
     #[test]
@@ -829,7 +862,8 @@ a=mid:4\r\n";
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
-                let pool = b"v=ma:0123456789 /\r\nudio ssrc-group:FID rtpmap fingerprint sha-256 AB:";
+                let pool =
+                    b"v=ma:0123456789 /\r\nudio ssrc-group:FID rtpmap fingerprint sha-256 AB:";
                 s.push(pool[(seed % pool.len() as u64) as usize] as char);
             }
             let _ = Offer::parse(&s);

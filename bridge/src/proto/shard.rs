@@ -170,9 +170,12 @@ impl ShardCore {
         req: &JoinRequest,
         port: u16,
     ) -> Result<String, MediaError> {
-        let offer = Offer::parse(&req.offer_sdp).map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        let offer =
+            Offer::parse(&req.offer_sdp).map_err(|e| MediaError::BadOffer(e.to_string()))?;
         if self.by_port.contains_key(&port) {
-            return Err(MediaError::Overloaded(format!("port {port} already in use")));
+            return Err(MediaError::Overloaded(format!(
+                "port {port} already in use"
+            )));
         }
         if let Some(members) = self.conferences.get(&req.conference)
             && members.iter().any(|&i| {
@@ -189,8 +192,16 @@ impl ShardCore {
         }
 
         let mut rng = rand::rng();
-        let ufrag: String = (&mut rng).sample_iter(Alphanumeric).take(8).map(char::from).collect();
-        let pwd: String = (&mut rng).sample_iter(Alphanumeric).take(24).map(char::from).collect();
+        let ufrag: String = (&mut rng)
+            .sample_iter(Alphanumeric)
+            .take(8)
+            .map(char::from)
+            .collect();
+        let pwd: String = (&mut rng)
+            .sample_iter(Alphanumeric)
+            .take(24)
+            .map(char::from)
+            .collect();
 
         let mut producers = Vec::new();
         let mut slots = Vec::new();
@@ -406,11 +417,13 @@ impl ShardCore {
             return;
         };
         let mut outcome = None;
-        tx.push_with(ep.port, from, |out| match ep.ice.handle_stun(now, from, datagram, out) {
-            StunOutcome::Respond(n) => Some(n),
-            StunOutcome::Dropped(reason) => {
-                outcome = Some(reason);
-                None
+        tx.push_with(ep.port, from, |out| {
+            match ep.ice.handle_stun(now, from, datagram, out) {
+                StunOutcome::Respond(n) => Some(n),
+                StunOutcome::Dropped(reason) => {
+                    outcome = Some(reason);
+                    None
+                }
             }
         });
         if let Some(reason) = outcome {
@@ -524,9 +537,7 @@ impl ShardCore {
             self.counters.dropped_malformed += 1;
             return;
         };
-        let mid = ep
-            .mid_ext_id
-            .and_then(|id| header.mid(packet, id));
+        let mid = ep.mid_ext_id.and_then(|id| header.mid(packet, id));
         let Some(pi) = ep.find_producer(header.ssrc, mid) else {
             self.counters.dropped_unknown_ssrc += 1;
             return;
@@ -570,13 +581,14 @@ impl ShardCore {
             if slot.source != Some(source) {
                 continue;
             }
-            let (seq, ts) = match slot.rewrite(now, header.sequence_number, header.timestamp, keyframe) {
-                Rewrite::Forward { seq, ts } => (seq, ts),
-                Rewrite::WaitingKeyframe => {
-                    want_keyframe = true;
-                    continue;
-                }
-            };
+            let (seq, ts) =
+                match slot.rewrite(now, header.sequence_number, header.timestamp, keyframe) {
+                    Rewrite::Forward { seq, ts } => (seq, ts),
+                    Rewrite::WaitingKeyframe => {
+                        want_keyframe = true;
+                        continue;
+                    }
+                };
             let pt = slot.pt;
             let ssrc = slot.ssrc;
             let sent = tx.push_with(receiver.port, to, |out| {
@@ -647,9 +659,8 @@ impl ShardCore {
                 }
                 rtcp::RtcpPacket::Fir(fir) => {
                     for media_ssrc in fir.media_ssrcs() {
-                        if let Some(source) = ep
-                            .slot_by_ssrc(media_ssrc)
-                            .and_then(|s| ep.slots[s].source)
+                        if let Some(source) =
+                            ep.slot_by_ssrc(media_ssrc).and_then(|s| ep.slots[s].source)
                         {
                             self.keyframe_wanted.push(source);
                         }
@@ -668,16 +679,23 @@ impl ShardCore {
     /// Sends a PLI to the publisher of `source`, at most every
     /// [`KEYFRAME_REQUEST_INTERVAL`].
     fn request_keyframe(&mut self, now: Instant, source: SourceRef, tx: &mut TxQueue) {
-        let Some(ep) = self.endpoints.get_mut(source.endpoint).and_then(Option::as_mut) else {
+        let Some(ep) = self
+            .endpoints
+            .get_mut(source.endpoint)
+            .and_then(Option::as_mut)
+        else {
             return;
         };
         let Some(to) = ep.media_target() else { return };
         let sender_ssrc = ep.rtcp_ssrc;
-        let (Some(producer), Some(srtp)) = (ep.producers.get_mut(source.producer), ep.srtp.as_mut())
+        let (Some(producer), Some(srtp)) =
+            (ep.producers.get_mut(source.producer), ep.srtp.as_mut())
         else {
             return;
         };
-        let Some(media_ssrc) = producer.ssrc else { return };
+        let Some(media_ssrc) = producer.ssrc else {
+            return;
+        };
         if producer
             .last_keyframe_request
             .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL)
@@ -789,7 +807,9 @@ impl ShardCore {
                 if e == r {
                     continue;
                 }
-                let n_producers = self.endpoints[e].as_ref().map_or(0, |ep| ep.producers.len());
+                let n_producers = self.endpoints[e]
+                    .as_ref()
+                    .map_or(0, |ep| ep.producers.len());
                 for p in 0..n_producers {
                     let source = SourceRef {
                         endpoint: e,

@@ -113,7 +113,10 @@ mod tests {
             assert_eq!(q.push(10_000 + u16::from(i), to, &[i; 100]), Some(100));
         }
         assert_eq!(q.len(), 5);
-        let collected: Vec<_> = q.iter().map(|(t, d)| (t.from_port, d[0], d.len())).collect();
+        let collected: Vec<_> = q
+            .iter()
+            .map(|(t, d)| (t.from_port, d[0], d.len()))
+            .collect();
         assert_eq!(collected[4], (10_004, 4, 100));
         assert_eq!(q.push_with(1, to, |_| None), None);
         assert_eq!(q.push(1, to, &[0; SLOT_SIZE + 1]), None);

@@ -340,3 +340,35 @@ async fn bind_error_names_the_address() {
         Err(ringbridge_control::ControlError::Settings(_))
     ));
 }
+
+fn member_token(room: &str, user: &str) -> String {
+    let mut claims = claims_for(room);
+    claims["context"]["user"] = json!({"id": user, "affiliation": "member"});
+    sign(&claims)
+}
+
+#[tokio::test]
+async fn a_member_may_remove_only_its_own_endpoint() {
+    let h = Harness::start().await;
+    let mine = member_token("room1", "u-member");
+    let resp = post_offer(h.public, "room1", &mine, OFFER).await;
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let path = resp.header("location").expect("Location").to_owned();
+
+    let stranger = format!("Bearer {}", member_token("room1", "u-stranger"));
+    request(
+        h.public,
+        "DELETE",
+        &path,
+        &[("Authorization", &stranger)],
+        b"",
+    )
+    .await
+    .assert_error(403, "moderator-required");
+    assert!(h.media.leaves.lock().expect("lock").is_empty());
+
+    let own = format!("Bearer {mine}");
+    let resp = request(h.public, "DELETE", &path, &[("Authorization", &own)], b"").await;
+    assert_eq!(resp.status, 204, "{}", resp.text());
+    assert_eq!(h.media.leaves.lock().expect("lock").len(), 1);
+}

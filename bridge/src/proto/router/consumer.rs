@@ -161,21 +161,42 @@ mod tests {
     #[test]
     fn slot_stream_stays_continuous_across_a_source_switch() {
         let t0 = Instant::now();
-        let a = SourceRef { endpoint: 1, producer: 0 };
-        let b = SourceRef { endpoint: 2, producer: 0 };
+        let a = SourceRef {
+            endpoint: 1,
+            producer: 0,
+        };
+        let b = SourceRef {
+            endpoint: 2,
+            producer: 0,
+        };
         let mut c = Consumer::new("3".into(), MediaKind::Audio, 111, 48_000, 7);
         c.assign(Some(a));
         assert_eq!(forward(&mut c, t0, 65_534, 1000, false), (65_534, 1000));
-        assert_eq!(forward(&mut c, t0 + Duration::from_millis(20), 65_535, 1960, false), (65_535, 1960));
-        assert_eq!(forward(&mut c, t0 + Duration::from_millis(40), 0, 2920, false), (0, 2920));
+        assert_eq!(
+            forward(&mut c, t0 + Duration::from_millis(20), 65_535, 1960, false),
+            (65_535, 1960)
+        );
+        assert_eq!(
+            forward(&mut c, t0 + Duration::from_millis(40), 0, 2920, false),
+            (0, 2920)
+        );
 
         // Source B has unrelated numbering; the receiver sees seq 1 next and a
         // timestamp advanced by the 100 ms that passed.
         c.assign(Some(b));
         let t1 = t0 + Duration::from_millis(140);
-        assert_eq!(forward(&mut c, t1, 30_000, 777_777, false), (1, 2920 + 4800));
         assert_eq!(
-            forward(&mut c, t1 + Duration::from_millis(20), 30_001, 777_777 + 960, false),
+            forward(&mut c, t1, 30_000, 777_777, false),
+            (1, 2920 + 4800)
+        );
+        assert_eq!(
+            forward(
+                &mut c,
+                t1 + Duration::from_millis(20),
+                30_001,
+                777_777 + 960,
+                false
+            ),
             (2, 2920 + 4800 + 960)
         );
     }
@@ -184,7 +205,10 @@ mod tests {
     fn video_slot_waits_for_a_keyframe_of_its_new_source() {
         let t0 = Instant::now();
         let mut c = Consumer::new("4".into(), MediaKind::Video, 96, 90_000, 9);
-        c.assign(Some(SourceRef { endpoint: 0, producer: 1 }));
+        c.assign(Some(SourceRef {
+            endpoint: 0,
+            producer: 1,
+        }));
         assert!(c.is_waiting_keyframe());
         assert_eq!(c.rewrite(t0, 10, 100, false), Rewrite::WaitingKeyframe);
         assert_eq!(forward(&mut c, t0, 11, 3100, true), (11, 3100));

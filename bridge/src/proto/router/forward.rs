@@ -42,8 +42,7 @@ mod tests {
         pkt.extend_from_slice(b"payload");
         let header = RtpHeader::parse(&pkt).expect("valid packet");
         let mut out = [0u8; 64];
-        let n = write_forwarded(&mut out, &pkt, &header, 100, 500, 600, 0xDEAD_BEEF)
-            .expect("fits");
+        let n = write_forwarded(&mut out, &pkt, &header, 100, 500, 600, 0xDEAD_BEEF).expect("fits");
         let copy = RtpHeader::parse(&out[..n]).expect("copy parses");
         assert_eq!(copy.payload_type, 100);
         assert!(copy.marker);
@@ -53,6 +52,9 @@ mod tests {
         assert_eq!(copy.csrc_count, 0);
         assert!(copy.extension.is_none());
         assert_eq!(copy.payload(&out[..n]), Some(&b"payload"[..]));
-        assert_eq!(write_forwarded(&mut out[..10], &pkt, &header, 100, 1, 1, 1), None);
+        assert_eq!(
+            write_forwarded(&mut out[..10], &pkt, &header, 100, 1, 1, 1),
+            None
+        );
     }
 }

@@ -154,7 +154,10 @@ impl SrtpContext {
     /// the tag; returns the SRTP packet length, `len + profile.rtp_overhead()`.
     ///
     /// `buf` must have room for the tag after `len`. The rollover counter is tracked
-    /// from the sequence numbers, so retransmissions of older packets get the right one.
+    /// from the sequence numbers (RFC 3711 appendix A, as the receiver does), so
+    /// retransmissions of older packets get the right one. A sequence number that would
+    /// need a rollover counter below 0 (before the stream's first packet) fails with
+    /// [`SrtpError::Replay`]; on any error the context is unchanged.
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         let packet = buf.get(..len).ok_or(SrtpError::BufferTooSmall)?;
         let header = parse_rtp(packet)?;
