@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ringbridge_bridge::proto::client::{ClientConfig, ClientPeer};
+use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
 use ringbridge_bridge::proto::sdp::MediaKind;
 use ringbridge_bridge::proto::shard::{ShardConfig, ShardCore};
 use ringbridge_bridge::proto::transmit::TxQueue;
@@ -20,6 +20,9 @@ struct Peer {
     addr: SocketAddr,
     port: u16,
     joined: bool,
+    /// DTLS datagrams the client sent before the bridge's first DTLS reply.
+    first_flight: usize,
+    got_dtls: bool,
 }
 
 struct Net {
@@ -31,6 +34,8 @@ struct Net {
 }
 
 const EVERYTHING: ClientConfig = ClientConfig {
+    dtls: ClientDtls::Auto,
+    dtls_mtu: 1150,
     audio: true,
     video: true,
     audio_slots: 1,
@@ -83,6 +88,8 @@ impl Net {
             addr: SocketAddr::from(([127, 0, 0, 1], 40_000 + i as u16)),
             port,
             joined: true,
+            first_flight: 0,
+            got_dtls: false,
         });
         i
     }
@@ -101,6 +108,9 @@ impl Net {
                 continue;
             }
             while let Some(mut d) = p.client.poll_transmit(now) {
+                if !p.got_dtls && (20..64).contains(&d[0]) {
+                    p.first_flight += 1;
+                }
                 self.core
                     .handle_receive(now, p.port, p.addr, &mut d, &mut self.tx);
             }
@@ -126,6 +136,7 @@ impl Net {
                 .iter_mut()
                 .find(|p| p.joined && p.addr == t.to && p.port == t.from_port)
             {
+                p.got_dtls |= (20..64).contains(&data[0]);
                 p.client.handle_receive(now, data);
             }
         }
@@ -276,12 +287,14 @@ fn slot_switches_to_another_source_without_a_gap_when_a_sender_leaves() {
         video: false,
         audio_slots: 1,
         video_slots: 1,
+        ..EVERYTHING
     };
     let speak = ClientConfig {
         audio: true,
         video: false,
         audio_slots: 0,
         video_slots: 0,
+        ..EVERYTHING
     };
     let a = net.join("anna", speak);
     let b = net.join("ben", speak);
@@ -397,4 +410,51 @@ fn dtls_peer_with_a_certificate_that_does_not_match_the_fingerprint_is_refused()
         e,
         MediaEvent::EndpointExpired { endpoint, reason: "dtls-failed", .. } if endpoint.0 == "mallory"
     )));
+}
+
+#[test]
+fn dtls_1_2_and_1_3_both_connect_even_with_a_client_hello_split_across_datagrams() {
+    let cases = [
+        (ClientDtls::V12, 1150, "1.2"),
+        (ClientDtls::V13, 1150, "1.3"),
+        // A 100-byte MTU splits the ClientHello into several records in several
+        // datagrams, as Chrome's and Firefox's ML-KEM key shares do.
+        (ClientDtls::V13, 100, "1.3"),
+        (ClientDtls::V12, 100, "1.2"),
+        (ClientDtls::Auto, 1150, "1.3"),
+    ];
+    for (dtls, dtls_mtu, want) in cases {
+        let mut net = Net::new();
+        let cfg = ClientConfig {
+            dtls,
+            dtls_mtu,
+            ..EVERYTHING
+        };
+        net.join("alice", cfg);
+        net.join("bob", cfg);
+        net.connect_all();
+        let negotiated = net
+            .core
+            .endpoint_by_port(10_000)
+            .and_then(|e| e.negotiated)
+            .expect("bridge side connected");
+        assert_eq!(negotiated.1, want, "{dtls:?} mtu {dtls_mtu}");
+        if dtls_mtu < 1000 {
+            assert!(
+                net.peers[0].first_flight > 1,
+                "the ClientHello went out in {} datagram(s)",
+                net.peers[0].first_flight
+            );
+        }
+        assert_eq!(
+            Some(negotiated.0),
+            net.peers[0]
+                .client
+                .profile()
+                .map(ringbridge_bridge::proto::shard::profile_name)
+        );
+        // Media flows over that association.
+        net.send(0, MediaKind::Audio, 1, 960, &[5]);
+        assert_eq!(net.received(1, net.slot_ssrc(1, MediaKind::Audio)).len(), 1);
+    }
 }

@@ -32,9 +32,26 @@ pub const VP8_PT: u8 = 96;
 const CHECK_INTERVAL: Duration = Duration::from_millis(50);
 const CONSENT_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Which DTLS version the client offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientDtls {
+    /// Offer 1.3 and 1.2, as browsers do.
+    #[default]
+    Auto,
+    /// DTLS 1.2 only.
+    V12,
+    /// DTLS 1.3 only.
+    V13,
+}
+
 /// What the client publishes and how many receive slots it asks for.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientConfig {
+    /// DTLS version(s) offered.
+    pub dtls: ClientDtls,
+    /// DTLS MTU: records are fragmented to fit (a small value splits the
+    /// ClientHello across several records and datagrams).
+    pub dtls_mtu: usize,
     /// Publish one Opus source.
     pub audio: bool,
     /// Publish one VP8 source.
@@ -242,7 +259,17 @@ impl ClientPeer {
             key: IntegrityKey::new(parsed.ice_pwd.as_bytes()),
             fingerprint: parsed.fingerprint.clone(),
         });
-        let mut dtls = Dtls::new_auto(Arc::new(dimpl::Config::default()), self.cert.clone(), now);
+        let config = Arc::new(
+            dimpl::Config::builder()
+                .mtu(self.cfg.dtls_mtu)
+                .build()
+                .map_err(|e| ClientError::Dtls(e.to_string()))?,
+        );
+        let mut dtls = match self.cfg.dtls {
+            ClientDtls::Auto => Dtls::new_auto(config, self.cert.clone(), now),
+            ClientDtls::V12 => Dtls::new_12(config, self.cert.clone(), now),
+            ClientDtls::V13 => Dtls::new_13(config, self.cert.clone(), now),
+        };
         dtls.set_active(true);
         self.dtls = Some(dtls);
         self.next_check = now;

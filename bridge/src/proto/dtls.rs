@@ -110,10 +110,21 @@ impl DtlsTransport {
         if self.failed {
             return Err(DtlsError::Engine("association already failed".into()));
         }
-        self.dtls
-            .handle_timeout(now)
-            .and_then(|()| self.dtls.handle_packet(datagram))
-            .map_err(|e| self.fail(e))
+        let dtls = &mut self.dtls;
+        let result = contain(|| {
+            dtls.handle_timeout(now)
+                .and_then(|()| dtls.handle_packet(datagram))
+        });
+        match result {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(self.fail(e)),
+            None => Err(self.panicked()),
+        }
+    }
+
+    fn panicked(&mut self) -> DtlsError {
+        self.failed = true;
+        DtlsError::Engine("the DTLS engine panicked on this peer's input".into())
     }
 
     /// Drives retransmissions and handshake timeouts.
@@ -121,7 +132,12 @@ impl DtlsTransport {
         if self.failed {
             return Ok(());
         }
-        self.dtls.handle_timeout(now).map_err(|e| self.fail(e))
+        let dtls = &mut self.dtls;
+        match contain(|| dtls.handle_timeout(now)) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(self.fail(e)),
+            None => Err(self.panicked()),
+        }
     }
 
     fn fail(&mut self, e: dimpl::Error) -> DtlsError {
@@ -151,7 +167,11 @@ impl DtlsTransport {
                 version,
             }));
         }
-        match self.dtls.poll_output(buf) {
+        let dtls = &mut self.dtls;
+        let Some(output) = contain(move || dtls.poll_output(buf)) else {
+            return Err(self.panicked());
+        };
+        match output {
             Output::Packet(p) => Ok(DtlsOutput::Packet(p)),
             Output::Timeout(t) => Ok(DtlsOutput::Timeout(t)),
             Output::BufferTooSmall { needed } => {
@@ -192,6 +212,15 @@ impl DtlsTransport {
             _ => Ok(DtlsOutput::Continue),
         }
     }
+}
+
+/// Runs `f`, turning a panic inside the DTLS engine into `None`.
+///
+/// dimpl is young; a panic on one peer's bytes must cost that endpoint, not the
+/// shard thread and every conference on it. Only DTLS datagrams (a handful per
+/// endpoint) pass through here, never media.
+fn contain<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
 /// Whether the DER certificate hashes to `expected` with its algorithm.
