@@ -365,7 +365,8 @@ fn endpoint_expires_thirty_seconds_after_consent_checks_stop() {
     net.join("alice", EVERYTHING);
     let b = net.join("bob", EVERYTHING);
     net.connect_all();
-    net.peers[b].client.stop_checks();
+    let now = net.now;
+    net.peers[b].client.stop_checks(now);
     net.progress(29_000 / 5);
     assert!(
         !net.events

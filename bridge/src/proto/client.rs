@@ -291,9 +291,10 @@ impl ClientPeer {
         self.failed.as_deref()
     }
 
-    /// Stops sending connectivity checks (to let consent expire at the bridge).
-    pub fn stop_checks(&mut self) {
-        self.next_check = Instant::now() + Duration::from_secs(1_000_000);
+    /// Stops sending connectivity checks from `now` on (to let consent expire at
+    /// the bridge).
+    pub fn stop_checks(&mut self, now: Instant) {
+        self.next_check = now + Duration::from_secs(1_000_000);
     }
 
     /// The bridge's address.

@@ -160,3 +160,148 @@ impl IceLite {
         u.len() == l.len() + 1 + r.len() && u.starts_with(l) && u[l.len()] == b':' && u.ends_with(r)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::stun::{BindingRequest, IceRole, IntegrityKey, TransactionId};
+
+    const LOCAL_PWD: &str = "bridgepassword0123456789";
+
+    fn agent(now: Instant) -> IceLite {
+        IceLite::new("brdg".into(), LOCAL_PWD.into(), "clnt".into(), now)
+    }
+
+    fn check(username: &str, pwd: &str, use_candidate: bool) -> Vec<u8> {
+        let mut buf = vec![0u8; 256];
+        let req = BindingRequest {
+            transaction_id: TransactionId([7; 12]),
+            username: username.as_bytes(),
+            priority: 100,
+            role: IceRole::Controlling { tie_breaker: 1 },
+            use_candidate,
+        };
+        let n = stun::write_binding_request(&mut buf, &req, &IntegrityKey::new(pwd.as_bytes()))
+            .expect("request fits");
+        buf.truncate(n);
+        buf
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn answers_a_valid_check_with_integrity_and_the_mapped_address() {
+        let t0 = Instant::now();
+        let mut ice = agent(t0);
+        let mut out = [0u8; 256];
+        let req = check("brdg:clnt", LOCAL_PWD, false);
+        let StunOutcome::Respond(n) = ice.handle_stun(t0, addr(5000), &req, &mut out) else {
+            panic!("valid check must be answered");
+        };
+        let resp = stun::Message::parse(&out[..n]).expect("response parses");
+        assert_eq!(resp.message_type(), stun::MessageType::BINDING_SUCCESS);
+        assert_eq!(resp.transaction_id(), TransactionId([7; 12]));
+        assert_eq!(resp.xor_mapped_address(), Some(addr(5000)));
+        assert!(resp.verify_integrity(&IntegrityKey::new(LOCAL_PWD.as_bytes())));
+        assert!(resp.verify_fingerprint());
+        assert!(ice.is_validated(addr(5000)));
+    }
+
+    #[test]
+    fn refuses_checks_with_wrong_credentials() {
+        let t0 = Instant::now();
+        let mut ice = agent(t0);
+        let mut out = [0u8; 256];
+        let cases = [
+            (
+                check("brdg:other", LOCAL_PWD, true),
+                DropReason::WrongUsername,
+            ),
+            (
+                check("other:clnt", LOCAL_PWD, true),
+                DropReason::WrongUsername,
+            ),
+            (
+                check("brdg:clnt", "wrong-password-0123456789", true),
+                DropReason::BadIntegrity,
+            ),
+            (vec![0, 1, 0, 0], DropReason::Malformed),
+        ];
+        for (req, reason) in cases {
+            assert_eq!(
+                ice.handle_stun(t0, addr(5000), &req, &mut out),
+                StunOutcome::Dropped(reason)
+            );
+        }
+        assert!(!ice.is_validated(addr(5000)));
+        assert_eq!(ice.selected(), None);
+    }
+
+    #[test]
+    fn regular_nomination_switches_to_the_nominated_pair() {
+        let t0 = Instant::now();
+        let mut ice = agent(t0);
+        let mut out = [0u8; 256];
+        // Checks without USE-CANDIDATE validate pairs; the first one carries media
+        // until the controlling side nominates.
+        let plain = check("brdg:clnt", LOCAL_PWD, false);
+        ice.handle_stun(t0, addr(5000), &plain, &mut out);
+        ice.handle_stun(t0, addr(6000), &plain, &mut out);
+        assert_eq!(ice.selected(), Some(addr(5000)));
+        assert!(!ice.is_nominated());
+        // The nomination repeats the check on the chosen pair with USE-CANDIDATE.
+        let nominate = check("brdg:clnt", LOCAL_PWD, true);
+        ice.handle_stun(t0, addr(6000), &nominate, &mut out);
+        assert_eq!(ice.selected(), Some(addr(6000)));
+        assert!(ice.is_nominated());
+        // A later plain check (consent) does not move the nominated pair.
+        ice.handle_stun(t0, addr(5000), &plain, &mut out);
+        assert_eq!(ice.selected(), Some(addr(6000)));
+    }
+
+    #[test]
+    fn aggressive_nomination_selects_on_the_first_check() {
+        let t0 = Instant::now();
+        let mut ice = agent(t0);
+        let mut out = [0u8; 256];
+        ice.handle_stun(
+            t0,
+            addr(7000),
+            &check("brdg:clnt", LOCAL_PWD, true),
+            &mut out,
+        );
+        assert_eq!(ice.selected(), Some(addr(7000)));
+        assert!(ice.is_nominated());
+    }
+
+    #[test]
+    fn each_valid_check_refreshes_consent_and_failed_ones_do_not() {
+        let t0 = Instant::now();
+        let mut ice = agent(t0);
+        let mut out = [0u8; 256];
+        assert_eq!(ice.consent_deadline(), t0 + CONSENT_TIMEOUT);
+        let t1 = t0 + Duration::from_secs(20);
+        ice.handle_stun(
+            t1,
+            addr(5000),
+            &check("brdg:clnt", "bad-password-000000000000", false),
+            &mut out,
+        );
+        assert_eq!(ice.consent_deadline(), t0 + CONSENT_TIMEOUT);
+        ice.handle_stun(
+            t1,
+            addr(5000),
+            &check("brdg:clnt", LOCAL_PWD, false),
+            &mut out,
+        );
+        assert_eq!(ice.consent_deadline(), t1 + CONSENT_TIMEOUT);
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let ice = agent(Instant::now());
+        assert!(!format!("{ice:?}").contains(LOCAL_PWD));
+    }
+}
