@@ -462,7 +462,16 @@ impl TransportAttrs {
             "ice-ufrag" => self.ice_ufrag = Some(arg.trim().to_owned()),
             "ice-pwd" => self.ice_pwd = Some(arg.trim().to_owned()),
             "setup" => self.setup = Some(arg.trim().to_ascii_lowercase()),
-            "fingerprint" => self.fingerprint = Some(parse_fingerprint(arg)?),
+            "fingerprint" => {
+                // Offers may carry several (aiortc: sha-256, sha-384, sha-512). The
+                // first one with a hash we know is used; unknown hashes are skipped
+                // as long as one usable fingerprint remains.
+                match parse_fingerprint(arg) {
+                    Ok(fp) if self.fingerprint.is_none() => self.fingerprint = Some(fp),
+                    Ok(_) | Err(SdpError::Unsupported(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
             "candidate" => {
                 // foundation component transport priority address port typ type ...
                 let f: Vec<&str> = arg.split_whitespace().collect();
@@ -846,11 +855,27 @@ a=mid:4\r\n";
             Offer::parse(&bad_fp),
             Err(SdpError::Malformed { .. })
         ));
+        let md5_only = AIORTC_LIKE_OFFER.replace("a=fingerprint:sha-256", "a=fingerprint:md5");
+        assert_eq!(
+            Offer::parse(&md5_only).err(),
+            Some(SdpError::Missing("a=fingerprint"))
+        );
         let passive = AIORTC_LIKE_OFFER.replace("a=setup:actpass", "a=setup:passive");
         assert!(matches!(
             Offer::parse(&passive),
             Err(SdpError::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn first_known_fingerprint_wins_and_unknown_hashes_are_skipped() {
+        let fp256 = "a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n";
+        let several = AIORTC_LIKE_OFFER.replace(
+            fp256,
+            &format!("a=fingerprint:md5 00:11\r\n{fp256}a=fingerprint:sha-1 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33\r\n"),
+        );
+        let offer = Offer::parse(&several).expect("parses");
+        assert_eq!(offer.fingerprint.algorithm, "sha-256");
     }
 
     #[test]

@@ -1,0 +1,954 @@
+//! End-to-end and interop test support for ringbridge.
+//!
+//! The pieces a test needs to exercise a real `ringbridge` process:
+//!
+//! - [`ringbridge_bin`]: the binary under test (`RINGBRIDGE_BIN`, or built once with
+//!   `cargo build --release -p ringbridge-bridge --bin ringbridge`).
+//! - [`Bridge`]: a bridge on free loopback ports with a temporary config, health-checked
+//!   at start and killed on drop; mints tokens through `ringbridge token`.
+//! - [`python`]: the interpreter of the interop venv (`RINGBRIDGE_PYTHON`, or
+//!   `<workspace>/.venv-interop`, created and filled from `tests/interop/requirements.txt`
+//!   on first use).
+//! - [`AiortcClient`]: runs `tests/interop/client.py` with a deadline and parses the JSON
+//!   line it prints.
+//! - [`forge_token_room`] / [`forge_token_payload`]: tokens with a changed payload and the
+//!   original signature, which the bridge must refuse.
+//! - [`http_request`]: a tiny HTTP/1.1 client for loopback checks.
+//!
+//! Everything binds and targets 127.0.0.1 only.
+
+use std::collections::hash_map::RandomState;
+use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+
+/// The app secret every test bridge is configured with (unless overridden).
+pub const TEST_APP_SECRET: &str = "ringbridge-interop-test-secret";
+
+/// How long [`Bridge::start`] waits for `GET /about/health` to answer 200.
+pub const BRIDGE_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The workspace root (the folder holding the top-level `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// `tests/interop/`, where `client.py` and `requirements.txt` live.
+pub fn interop_dir() -> PathBuf {
+    workspace_root().join("tests").join("interop")
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
+        }
+        None => workspace_root().join("target"),
+    }
+}
+
+/// The `ringbridge` binary under test.
+///
+/// `RINGBRIDGE_BIN` when set (scripts/test.sh builds a release binary and sets it);
+/// otherwise builds it once per test process with
+/// `cargo build --release -p ringbridge-bridge --bin ringbridge` in the workspace root
+/// and returns `target/release/ringbridge`. Panics if that build fails.
+pub fn ringbridge_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("RINGBRIDGE_BIN") {
+            let bin = PathBuf::from(bin);
+            assert!(
+                bin.is_file(),
+                "RINGBRIDGE_BIN={} is not a file",
+                bin.display()
+            );
+            return bin;
+        }
+        eprintln!("ringbridge-tests: RINGBRIDGE_BIN not set, building the release binary");
+        let status = Command::new(cargo())
+            .current_dir(workspace_root())
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "ringbridge-bridge",
+                "--bin",
+                "ringbridge",
+            ])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
+        assert!(
+            status.success(),
+            "building the ringbridge binary failed: {status}"
+        );
+        let bin = target_dir().join("release").join("ringbridge");
+        assert!(bin.is_file(), "{} missing after the build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// The Python interpreter of the interop environment.
+///
+/// `RINGBRIDGE_PYTHON` when set. Otherwise `<workspace>/.venv-interop/bin/python`, which
+/// is created with `python3 -m venv` (`RINGBRIDGE_SYSTEM_PYTHON` names another
+/// interpreter) and filled with `pip install -r tests/interop/requirements.txt`. The
+/// install is skipped when `.venv-interop/.requirements.stamp` equals the requirements
+/// file, and is guarded by an exclusive lock on `.venv-interop.lock`, so concurrent test
+/// processes don't race. Panics when this fails.
+pub fn python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        if let Some(py) = std::env::var_os("RINGBRIDGE_PYTHON") {
+            return PathBuf::from(py);
+        }
+        ensure_venv(&workspace_root().join(".venv-interop"))
+            .unwrap_or_else(|e| panic!("cannot set up the interop venv: {e}"))
+    })
+    .clone()
+}
+
+fn ensure_venv(venv: &Path) -> io::Result<PathBuf> {
+    let lock_path = venv.with_extension("lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    lock.lock()?; // released when `lock` is dropped, or when the process dies
+
+    let py = venv.join("bin").join("python");
+    if !py.is_file() {
+        let system = std::env::var("RINGBRIDGE_SYSTEM_PYTHON").unwrap_or("python3".to_owned());
+        eprintln!(
+            "ringbridge-tests: creating {} with {system}",
+            venv.display()
+        );
+        run_checked(Command::new(&system).arg("-m").arg("venv").arg(venv))?;
+    }
+    let requirements = interop_dir().join("requirements.txt");
+    let wanted = fs::read(&requirements)?;
+    let stamp = venv.join(".requirements.stamp");
+    if fs::read(&stamp).ok().as_deref() != Some(wanted.as_slice()) {
+        eprintln!(
+            "ringbridge-tests: pip install -r {}",
+            requirements.display()
+        );
+        run_checked(
+            Command::new(&py)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "-q",
+                    "-r",
+                ])
+                .arg(&requirements),
+        )?;
+        fs::write(&stamp, &wanted)?;
+    }
+    drop(lock);
+    Ok(py)
+}
+
+fn run_checked(cmd: &mut Command) -> io::Result<()> {
+    let out = cmd.output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{cmd:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+}
+
+/// A random 64-bit number (not cryptographic; for ports and names).
+pub fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(d.as_nanos());
+    }
+    h.finish()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"))
+}
+
+/// A random block of 100 UDP ports inside 20000-29999, as `[first, last]`.
+pub fn random_media_range() -> [u16; 2] {
+    let block = u16::try_from(random_u64() % 100).unwrap_or(0);
+    let first = 20000 + block * 100;
+    [first, first + 99]
+}
+
+fn unique_temp_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{:016x}",
+        std::process::id(),
+        random_u64()
+    ));
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// Merges `overlay` into `base`: tables are merged key by key, other values replaced.
+pub fn merge_toml(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_toml(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+/// The last `max` bytes of a file, lossily decoded (for failure messages).
+pub fn file_tail(path: &Path, max: usize) -> String {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let start = bytes.len().saturating_sub(max);
+            String::from_utf8_lossy(&bytes[start..]).into_owned()
+        }
+        Err(e) => format!("<cannot read {}: {e}>", path.display()),
+    }
+}
+
+/// What [`Bridge::token_with`] asks `ringbridge token` for.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRequest {
+    /// The `room` claim.
+    pub room: String,
+    /// Owner (moderator) rights: `--owner`.
+    pub owner: bool,
+    /// Display name: `--name`.
+    pub name: Option<String>,
+    /// Lifetime such as `1h`: `--ttl`.
+    pub ttl: Option<String>,
+}
+
+/// A running `ringbridge run` process on free loopback ports, killed on drop.
+///
+/// Its config, stdout and stderr live in a temporary folder that is removed on drop,
+/// unless the test is panicking: then the folder is kept and the bridge's log tail is
+/// printed.
+#[derive(Debug)]
+pub struct Bridge {
+    child: Child,
+    dir: PathBuf,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    public: SocketAddr,
+    private: SocketAddr,
+    media_range: [u16; 2],
+    config: toml::Table,
+}
+
+impl Bridge {
+    /// Starts a bridge with the test defaults merged with `overrides` (TOML text;
+    /// tables merge key by key, e.g. `"[auth]\napp_secret = \"x\""`), and waits until
+    /// `GET /about/health` on the private listener answers 200.
+    ///
+    /// Defaults: `server_id = "test"`, public and private listeners on free 127.0.0.1
+    /// ports, `media.port_range` a random block of 100 ports in 20000-29999,
+    /// `media.advertise = ["127.0.0.1"]`, `auth.app_secret = TEST_APP_SECRET`.
+    /// Panics, with the bridge's log, if it exits or is not healthy within
+    /// [`BRIDGE_START_TIMEOUT`].
+    pub fn start(overrides: &str) -> Bridge {
+        let public_port = free_tcp_port();
+        let mut private_port = free_tcp_port();
+        while private_port == public_port {
+            private_port = free_tcp_port();
+        }
+        let media_range = random_media_range();
+        let defaults = format!(
+            "server_id = \"test\"\n\
+             [public]\nlisten = \"127.0.0.1:{public_port}\"\n\
+             [private]\nlisten = \"127.0.0.1:{private_port}\"\n\
+             [media]\nport_range = [{}, {}]\nadvertise = [\"127.0.0.1\"]\n\
+             [auth]\napp_secret = \"{TEST_APP_SECRET}\"\n",
+            media_range[0], media_range[1]
+        );
+        let mut config: toml::Table = defaults
+            .parse()
+            .unwrap_or_else(|e| panic!("default test config: {e}"));
+        let overlay: toml::Table = overrides
+            .parse()
+            .unwrap_or_else(|e| panic!("config overrides are not TOML: {e}\n{overrides}"));
+        merge_toml(&mut config, overlay);
+
+        let listen = |section: &str, fallback: u16| -> SocketAddr {
+            config
+                .get(section)
+                .and_then(|t| t.get("listen"))
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], fallback)))
+        };
+        let public = listen("public", public_port);
+        let private = listen("private", private_port);
+        let media_range = config
+            .get("media")
+            .and_then(|m| m.get("port_range"))
+            .and_then(|r| r.as_array())
+            .and_then(|r| {
+                let lo = u16::try_from(r.first()?.as_integer()?).ok()?;
+                let hi = u16::try_from(r.get(1)?.as_integer()?).ok()?;
+                Some([lo, hi])
+            })
+            .unwrap_or(media_range);
+
+        let dir = unique_temp_dir("ringbridge-test");
+        let config_path = dir.join("ringbridge.toml");
+        let text = toml::to_string(&config).unwrap_or_else(|e| panic!("config to TOML: {e}"));
+        fs::write(&config_path, &text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
+        let log_path = dir.join("bridge.log");
+        let log = File::create(&log_path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
+        let log2 = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone the log handle: {e}"));
+
+        let bin = ringbridge_bin();
+        let child = Command::new(&bin)
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("info".to_owned()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+
+        let mut bridge = Bridge {
+            child,
+            dir,
+            config_path,
+            log_path,
+            public,
+            private,
+            media_range,
+            config,
+        };
+        bridge.wait_healthy(BRIDGE_START_TIMEOUT);
+        bridge
+    }
+
+    fn wait_healthy(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "ringbridge exited during start ({status}); config:\n{}\nlog:\n{}",
+                    self.config_text(),
+                    self.log_tail()
+                );
+            }
+            let last = match http_request(self.private, "GET", "/about/health", &[], b"") {
+                Ok(resp) if resp.status == 200 => return,
+                Ok(resp) => format!("status {}", resp.status),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                panic!(
+                    "ringbridge not healthy on {} after {timeout:?} (last: {last}); log:\n{}",
+                    self.private,
+                    self.log_tail()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The public (signalling) listener's address.
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public
+    }
+
+    /// The private (operator) listener's address.
+    pub fn private_addr(&self) -> SocketAddr {
+        self.private
+    }
+
+    /// `http://127.0.0.1:PORT` of the public listener.
+    pub fn public_url(&self) -> String {
+        format!("http://{}", self.public)
+    }
+
+    /// `http://127.0.0.1:PORT` of the private listener.
+    pub fn private_url(&self) -> String {
+        format!("http://{}", self.private)
+    }
+
+    /// The configured `media.port_range`.
+    pub fn media_range(&self) -> [u16; 2] {
+        self.media_range
+    }
+
+    /// The config file the bridge was started with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The effective configuration (defaults merged with the overrides).
+    pub fn config(&self) -> &toml::Table {
+        &self.config
+    }
+
+    /// The config as written to disk.
+    pub fn config_text(&self) -> String {
+        fs::read_to_string(&self.config_path).unwrap_or_default()
+    }
+
+    /// The file holding the bridge's stdout and stderr.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The last 16 KiB of the bridge's log.
+    pub fn log_tail(&self) -> String {
+        file_tail(&self.log_path, 16 * 1024)
+    }
+
+    /// Whether the bridge process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A `Command` for the bridge binary with `--config` pointing at this bridge's file
+    /// appended after `args`.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(ringbridge_bin());
+        cmd.args(args).arg("--config").arg(&self.config_path);
+        cmd
+    }
+
+    /// A member token for `room` (`ringbridge token --room ROOM`).
+    pub fn token(&self, room: &str) -> String {
+        self.token_with(&TokenRequest {
+            room: room.to_owned(),
+            ..TokenRequest::default()
+        })
+    }
+
+    /// A token minted by `ringbridge token` with this bridge's config. Panics if the
+    /// subcommand fails or prints no token.
+    pub fn token_with(&self, req: &TokenRequest) -> String {
+        let mut args: Vec<&str> = vec!["token", "--room", &req.room];
+        if req.owner {
+            args.push("--owner");
+        }
+        if let Some(name) = &req.name {
+            args.extend(["--name", name]);
+        }
+        if let Some(ttl) = &req.ttl {
+            args.extend(["--ttl", ttl]);
+        }
+        let out = self
+            .command(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run ringbridge token: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "ringbridge {args:?} failed ({}):\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = stdout
+            .lines()
+            .map(str::trim)
+            .rfind(|l| l.split('.').count() == 3)
+            .unwrap_or_else(|| panic!("ringbridge {args:?} printed no JWT:\n{stdout}"));
+        token.to_owned()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!(
+                "---- ringbridge log ({}), last 16 KiB ----\n{}\n---- end of ringbridge log ----",
+                self.log_path.display(),
+                self.log_tail()
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Decodes a JWT's payload, lets `edit` change it, and re-encodes it with the original
+/// header and signature: a token whose signature no longer matches.
+pub fn forge_token_payload(
+    token: &str,
+    edit: impl FnOnce(&mut serde_json::Map<String, Value>),
+) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "not a JWT: {token}");
+    let payload = URL_SAFE_NO_PAD
+        .decode(parts[1].trim_end_matches('='))
+        .unwrap_or_else(|e| panic!("JWT payload is not base64url: {e}"));
+    let mut claims: serde_json::Map<String, Value> = serde_json::from_slice(&payload)
+        .unwrap_or_else(|e| panic!("JWT payload is not a JSON object: {e}"));
+    edit(&mut claims);
+    let payload = serde_json::to_vec(&claims).unwrap_or_else(|e| panic!("claims to JSON: {e}"));
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(payload),
+        parts[2]
+    )
+}
+
+/// [`forge_token_payload`] that sets the `room` claim to `room`.
+pub fn forge_token_room(token: &str, room: &str) -> String {
+    forge_token_payload(token, |claims| {
+        claims.insert("room".to_owned(), Value::String(room.to_owned()));
+    })
+}
+
+/// The claims of a JWT, decoded without checking anything.
+pub fn token_claims(token: &str) -> serde_json::Map<String, Value> {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .unwrap_or_else(|| panic!("not a JWT: {token}"));
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .unwrap_or_else(|e| panic!("JWT payload is not base64url: {e}"));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("JWT payload is not JSON: {e}"))
+}
+
+/// A response read by [`http_request`].
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Header names (lower-cased) and values, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (whole, up to the connection's close).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as (lossy) UTF-8 text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body parsed as JSON.
+    pub fn json(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close` (5 s timeouts). Handles
+/// `Content-Length`, chunked and read-to-close bodies. For loopback tests only.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<HttpResponse> {
+    let timeout = Duration::from_secs(5);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_http_response(&raw)
+}
+
+fn parse_http_response(raw: &[u8]) -> io::Result<HttpResponse> {
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_owned());
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or_else(|| bad("empty response"))?;
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked {
+        dechunk(rest).ok_or_else(|| bad("bad chunked body"))?
+    } else if let Some(len) = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        rest[..len.min(rest.len())].to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// The `--timeout` every [`AiortcClient`] is given: client.py gives up by itself after
+/// this many seconds and still prints its JSON, so wait deadlines (see
+/// [`RunningClient::wait`]) should be longer. Pass `--timeout N` in
+/// [`AiortcClient::args`] to change it (the last value wins).
+pub const CLIENT_SELF_TIMEOUT_S: u32 = 50;
+
+/// A run of `tests/interop/client.py` to configure and start.
+#[derive(Debug, Clone)]
+pub struct AiortcClient {
+    label: String,
+    args: Vec<String>,
+}
+
+impl AiortcClient {
+    /// A client joining `room` on the bridge at `url` (e.g. [`Bridge::public_url`]) with
+    /// `token` as Bearer. `label` names it in logs.
+    pub fn new(label: &str, url: &str, room: &str, token: &str) -> AiortcClient {
+        AiortcClient {
+            label: label.to_owned(),
+            args: vec![
+                "--url".into(),
+                url.into(),
+                "--room".into(),
+                room.into(),
+                "--token".into(),
+                token.into(),
+                "--verbose".into(),
+                "--timeout".into(),
+                CLIENT_SELF_TIMEOUT_S.to_string(),
+            ],
+        }
+    }
+
+    /// Adds raw client.py arguments (e.g. `["--duration", "6"]`, `["--colibri"]`).
+    pub fn args<I, S>(mut self, args: I) -> AiortcClient
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Starts the client process (stdout and stderr are collected in the background).
+    pub fn spawn(&self) -> RunningClient {
+        let py = python();
+        let script = interop_dir().join("client.py");
+        let mut child = Command::new(&py)
+            .arg("-u")
+            .arg(&script)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} {}: {e}", py.display(), script.display()));
+        let stdout = child.stdout.take().map(drain);
+        let stderr = child.stderr.take().map(drain);
+        RunningClient {
+            label: self.label.clone(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// [`spawn`](Self::spawn) and [`RunningClient::wait`].
+    pub fn run(&self, timeout: Duration) -> ClientOutcome {
+        self.spawn().wait(timeout)
+    }
+}
+
+fn drain<R: Read + Send + 'static>(mut r: R) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// A started client.py process; killed on drop if still running.
+#[derive(Debug)]
+pub struct RunningClient {
+    label: String,
+    child: Child,
+    stdout: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl RunningClient {
+    /// Waits for the client to exit, killing it after `timeout`.
+    pub fn wait(mut self, timeout: Duration) -> ClientOutcome {
+        let deadline = Instant::now() + timeout;
+        let mut timed_out = false;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+                Ok(None) => {
+                    timed_out = true;
+                    let _ = self.child.kill();
+                    break self.child.wait().ok();
+                }
+                Err(_) => break None,
+            }
+        };
+        let stdout = self
+            .stdout
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let json = stdout.lines().rev().find_map(|l| {
+            serde_json::from_str::<Value>(l.trim())
+                .ok()
+                .filter(Value::is_object)
+        });
+        ClientOutcome {
+            label: self.label.clone(),
+            status,
+            timed_out,
+            json,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for RunningClient {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What a client.py run produced.
+#[derive(Debug, Clone)]
+pub struct ClientOutcome {
+    /// The label given to [`AiortcClient::new`].
+    pub label: String,
+    /// The exit status (None if it could not be read).
+    pub status: Option<ExitStatus>,
+    /// Whether the run was killed at its deadline.
+    pub timed_out: bool,
+    /// The last JSON object printed on stdout.
+    pub json: Option<Value>,
+    /// Everything printed on stdout.
+    pub stdout: String,
+    /// Everything printed on stderr.
+    pub stderr: String,
+}
+
+impl ClientOutcome {
+    /// The JSON result; panics with [`describe`](Self::describe) if there is none.
+    pub fn json(&self) -> &Value {
+        self.json
+            .as_ref()
+            .unwrap_or_else(|| panic!("client printed no JSON result\n{}", self.describe()))
+    }
+
+    /// A numeric field of the JSON result (0 when missing).
+    pub fn num(&self, key: &str) -> f64 {
+        self.json().get(key).and_then(Value::as_f64).unwrap_or(0.0)
+    }
+
+    /// A string field of the JSON result.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.json.as_ref()?.get(key)?.as_str()
+    }
+
+    /// The HTTP status of the signalling POST, if it got that far.
+    pub fn http_status(&self) -> Option<u64> {
+        self.json.as_ref()?.get("status")?.as_u64()
+    }
+
+    /// Label, exit status, JSON line and the stderr tail: for assertion messages.
+    pub fn describe(&self) -> String {
+        let tail_start = self.stderr.len().saturating_sub(8 * 1024);
+        let tail_start = (tail_start..self.stderr.len())
+            .find(|&i| self.stderr.is_char_boundary(i))
+            .unwrap_or(self.stderr.len());
+        format!(
+            "client {}: exit {:?}{}\njson: {}\n--- stderr (tail) ---\n{}\n--- end ---",
+            self.label,
+            self.status,
+            if self.timed_out {
+                " (killed at deadline)"
+            } else {
+                ""
+            },
+            self.json
+                .as_ref()
+                .map(Value::to_string)
+                .unwrap_or_else(|| format!("<none>; stdout: {}", self.stdout)),
+            &self.stderr[tail_start..]
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forged_token_keeps_header_and_signature() {
+        let claims = serde_json::json!({"iss": "ringbridge", "room": "interop", "exp": 1});
+        let token = format!(
+            "eyJhbGciOiJIUzI1NiJ9.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let forged = forge_token_room(&token, "other");
+        let (a, b) = (
+            token.split('.').collect::<Vec<_>>(),
+            forged.split('.').collect::<Vec<_>>(),
+        );
+        assert_eq!(a[0], b[0]);
+        assert_eq!(a[2], b[2]);
+        assert_ne!(a[1], b[1]);
+        assert_eq!(token_claims(&forged)["room"], "other");
+        assert_eq!(token_claims(&forged)["iss"], "ringbridge");
+    }
+
+    #[test]
+    fn media_range_is_inside_20000_29999() {
+        for _ in 0..1000 {
+            let [lo, hi] = random_media_range();
+            assert!((20000..=29900).contains(&lo) && hi == lo + 99, "{lo}-{hi}");
+        }
+    }
+
+    #[test]
+    fn toml_overrides_merge_tables() {
+        let mut base: toml::Table =
+            "[auth]\napp_secret = \"a\"\napp_id = \"x\"\n[media]\nio = \"auto\""
+                .parse()
+                .expect("base");
+        let overlay: toml::Table = "[auth]\napp_secret = \"b\"\n[drain]\nx = 1"
+            .parse()
+            .expect("overlay");
+        merge_toml(&mut base, overlay);
+        assert_eq!(base["auth"]["app_secret"].as_str(), Some("b"));
+        assert_eq!(base["auth"]["app_id"].as_str(), Some("x"));
+        assert_eq!(base["media"]["io"].as_str(), Some("auto"));
+        assert_eq!(base["drain"]["x"].as_integer(), Some(1));
+    }
+
+    #[test]
+    fn parses_plain_and_chunked_responses() {
+        let r = parse_http_response(
+            b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nLocation: /x\r\n\r\nokEXTRA",
+        )
+        .expect("plain");
+        assert_eq!(
+            (r.status, r.text().as_str(), r.header("location")),
+            (201, "ok", Some("/x"))
+        );
+        let r = parse_http_response(
+            b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        )
+        .expect("chunked");
+        assert_eq!((r.status, r.text().as_str()), (403, "abcde"));
+    }
+
+    #[test]
+    fn free_port_is_bindable() {
+        let port = free_tcp_port();
+        assert!(TcpListener::bind(("127.0.0.1", port)).is_ok());
+    }
+}
