@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
 
 use ringbridge_control::media::{
     ConferenceId, EndpointId, JoinAnswer, JoinRequest, MediaError, MediaPlane, MediaStats,
@@ -122,18 +121,21 @@ impl MediaPlane for ShardedMediaPlane {
     }
 
     fn stats(&self) -> MediaStats {
-        let mut s = MediaStats::default();
+        let mut s = MediaStats {
+            io_backend: "poll",
+            gso: false,
+            ..MediaStats::default()
+        };
         for shard in &self.shards {
-            let st = &shard.stats;
-            s.conferences += st.conferences.load(Ordering::Relaxed);
-            s.endpoints += st.endpoints.load(Ordering::Relaxed);
-            s.largest_conference = s
-                .largest_conference
-                .max(st.largest_conference.load(Ordering::Relaxed));
-            s.packets_received += st.packets_received.load(Ordering::Relaxed);
-            s.packets_sent += st.packets_sent.load(Ordering::Relaxed);
-            s.bytes_received += st.bytes_received.load(Ordering::Relaxed);
-            s.bytes_sent += st.bytes_sent.load(Ordering::Relaxed);
+            let snap = shard.stats.snapshot(shard.index, shard.core);
+            s.conferences += snap.conferences;
+            s.endpoints += snap.endpoints;
+            s.largest_conference = s.largest_conference.max(shard.stats.largest_conference());
+            s.packets_received += snap.packets_received;
+            s.packets_sent += snap.packets_sent;
+            s.bytes_received += snap.bytes_received;
+            s.bytes_sent += snap.bytes_sent;
+            s.shards.push(snap);
         }
         s
     }

@@ -113,7 +113,7 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
         })
         .collect();
 
-    let mut pump = |core: &mut ShardCore, peers: &mut [Peer], tx: &mut TxQueue, now: Instant| {
+    let pump = |core: &mut ShardCore, peers: &mut [Peer], tx: &mut TxQueue, now: Instant| {
         for p in peers.iter_mut() {
             while let Some(mut d) = p.client.poll_transmit(now) {
                 core.handle_receive(now, p.port, p.addr, &mut d, tx);

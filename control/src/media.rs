@@ -111,10 +111,10 @@ pub enum MediaEvent {
     },
 }
 
-/// Cumulative counters of the media plane, read by `/colibri/stats`.
+/// Cumulative counters of the media plane, read by `/colibri/stats` and `/metrics`.
 ///
 /// Rates are computed by the control plane from two samples.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MediaStats {
     /// Conferences currently alive.
     pub conferences: u64,
@@ -130,6 +130,55 @@ pub struct MediaStats {
     pub bytes_received: u64,
     /// Bytes sent since start.
     pub bytes_sent: u64,
+    /// The shards' I/O backend (`uring`, `mmsg` or `poll`).
+    pub io_backend: &'static str,
+    /// Whether UDP GSO is in use for sends.
+    pub gso: bool,
+    /// Per-shard counters, in shard order.
+    pub shards: Vec<ShardSnapshot>,
+}
+
+/// Counters of one shard (cumulative since start, except the gauges).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardSnapshot {
+    /// Shard index.
+    pub index: usize,
+    /// Core the shard is pinned to, if any.
+    pub core: Option<usize>,
+    /// Gauge: endpoints on the shard.
+    pub endpoints: u64,
+    /// Gauge: conferences on the shard.
+    pub conferences: u64,
+    /// Datagrams received.
+    pub packets_received: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Datagrams sent.
+    pub packets_sent: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Dropped: SRTP/SRTCP authentication failure.
+    pub dropped_auth: u64,
+    /// Dropped: SRTP/SRTCP replay.
+    pub dropped_replay: u64,
+    /// Dropped: from an address that passed no ICE check, or before keys exist.
+    pub dropped_unknown_source: u64,
+    /// Dropped: RTP with an SSRC (or payload type) no producer owns.
+    pub dropped_unknown_ssrc: u64,
+    /// Dropped: malformed datagram.
+    pub dropped_malformed: u64,
+    /// STUN checks refused (bad username or integrity).
+    pub stun_refused: u64,
+    /// Endpoints whose first ICE check succeeded.
+    pub ice_successes: u64,
+    /// Endpoints expired without ever passing an ICE check.
+    pub ice_failures: u64,
+    /// DTLS handshakes completed and verified.
+    pub dtls_successes: u64,
+    /// DTLS handshakes failed.
+    pub dtls_failures: u64,
+    /// Datagrams the kernel refused to send.
+    pub send_errors: u64,
 }
 
 /// Where the media plane sends its [`MediaEvent`]s (usable from any thread, never blocks).

@@ -60,8 +60,8 @@ impl Sampler {
     /// Records a sample taken at `at`.
     pub(crate) fn record(&self, at: Instant, stats: MediaStats) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((t0, prev)) = st.last {
-            st.rates = Rates::between(&prev, &stats, at.saturating_duration_since(t0));
+        if let Some((t0, prev)) = &st.last {
+            st.rates = Rates::between(prev, &stats, at.saturating_duration_since(*t0));
         }
         st.last = Some((at, stats));
     }
@@ -172,7 +172,7 @@ mod tests {
             packets_received: 100,
             ..MediaStats::default()
         };
-        s.record(t0 + Duration::from_secs(1), b);
+        s.record(t0 + Duration::from_secs(1), b.clone());
         assert_eq!(s.rates().packet_rate_download, 100);
         s.record(t0 + Duration::from_secs(2), b);
         assert_eq!(s.rates().packet_rate_download, 0);

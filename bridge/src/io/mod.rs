@@ -11,4 +11,4 @@ mod poll_loop;
 mod shard;
 
 pub use netif::host_address;
-pub use shard::{ShardCommand, ShardHandle, ShardSpec, ShardStats, spawn_shard};
+pub use shard::{SendTotals, ShardCommand, ShardHandle, ShardSpec, ShardStats, spawn_shard};

@@ -8,14 +8,13 @@ use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 use ringbridge_control::media::{EventSender, JoinAnswer, MediaError};
 
-use super::shard::{ShardCommand, ShardSpec, ShardStats};
+use super::shard::{SendTotals, ShardCommand, ShardSpec, ShardStats};
 use crate::proto::shard::ShardCore;
 use crate::proto::transmit::TxQueue;
 
@@ -185,24 +184,14 @@ pub fn run(
         while let Some(ev) = core.poll_event() {
             let _ = events_out.send(ev);
         }
-        let c = core.counters();
-        stats
-            .packets_received
-            .store(c.packets_received, Ordering::Relaxed);
-        stats
-            .bytes_received
-            .store(c.bytes_received, Ordering::Relaxed);
-        stats.packets_sent.store(sent_packets, Ordering::Relaxed);
-        stats.bytes_sent.store(sent_bytes, Ordering::Relaxed);
-        stats
-            .endpoints
-            .store(core.endpoint_count() as u64, Ordering::Relaxed);
-        stats
-            .conferences
-            .store(core.conference_count() as u64, Ordering::Relaxed);
-        stats
-            .largest_conference
-            .store(core.largest_conference() as u64, Ordering::Relaxed);
+        stats.publish(
+            &core,
+            &SendTotals {
+                packets: sent_packets,
+                bytes: sent_bytes,
+                errors: send_errors,
+            },
+        );
     }
 }
 

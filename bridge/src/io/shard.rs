@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::{Sender, TrySendError};
 use ringbridge_control::media::{
-    ConferenceId, EndpointId, EventSender, JoinAnswer, JoinRequest, MediaError,
+    ConferenceId, EndpointId, EventSender, JoinAnswer, JoinRequest, MediaError, ShardSnapshot,
 };
 use tokio::sync::oneshot;
 
-use crate::proto::shard::ShardConfig;
+use crate::proto::shard::{ShardConfig, ShardCore};
 
 /// Capacity of each shard's command queue; a full queue is refused with 503.
 pub const COMMAND_QUEUE: usize = 256;
@@ -38,24 +38,95 @@ pub enum ShardCommand {
     Shutdown,
 }
 
-/// Counters a shard publishes for the control plane (written by the shard thread
-/// only, with relaxed stores once per loop iteration).
+/// Counters a shard publishes for the control plane: written by the shard thread
+/// only, with relaxed stores once per loop iteration; read by the control plane.
 #[derive(Debug, Default)]
 pub struct ShardStats {
-    /// Datagrams received.
-    pub packets_received: AtomicU64,
-    /// Bytes received.
-    pub bytes_received: AtomicU64,
+    counters: [AtomicU64; COUNTERS],
+}
+
+/// Number of published counters (see [`ShardStats::publish`]).
+const COUNTERS: usize = 19;
+
+impl ShardStats {
+    /// Publishes the core's counters and the driver's send totals.
+    pub fn publish(&self, core: &ShardCore, sent: &SendTotals) {
+        let c = core.counters();
+        let values: [u64; COUNTERS] = [
+            core.endpoint_count() as u64,
+            core.conference_count() as u64,
+            core.largest_conference() as u64,
+            c.packets_received,
+            c.bytes_received,
+            sent.packets,
+            sent.bytes,
+            c.dropped_auth,
+            c.dropped_replay,
+            c.dropped_unknown_source,
+            c.dropped_unknown_ssrc,
+            c.dropped_malformed + c.dropped_unknown_port,
+            c.stun_refused,
+            c.ice_successes,
+            c.ice_failures,
+            c.dtls_successes,
+            c.dtls_failures,
+            sent.errors,
+            c.rtp_forwarded,
+        ];
+        for (slot, v) in self.counters.iter().zip(values) {
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        self.counters[i].load(Ordering::Relaxed)
+    }
+
+    /// Endpoints on the shard.
+    pub fn endpoints(&self) -> u64 {
+        self.get(0)
+    }
+
+    /// Endpoints of the shard's largest conference.
+    pub fn largest_conference(&self) -> u64 {
+        self.get(2)
+    }
+
+    /// A consistent-enough copy for the control plane.
+    pub fn snapshot(&self, index: usize, core: Option<usize>) -> ShardSnapshot {
+        ShardSnapshot {
+            index,
+            core,
+            endpoints: self.get(0),
+            conferences: self.get(1),
+            packets_received: self.get(3),
+            bytes_received: self.get(4),
+            packets_sent: self.get(5),
+            bytes_sent: self.get(6),
+            dropped_auth: self.get(7),
+            dropped_replay: self.get(8),
+            dropped_unknown_source: self.get(9),
+            dropped_unknown_ssrc: self.get(10),
+            dropped_malformed: self.get(11),
+            stun_refused: self.get(12),
+            ice_successes: self.get(13),
+            ice_failures: self.get(14),
+            dtls_successes: self.get(15),
+            dtls_failures: self.get(16),
+            send_errors: self.get(17),
+        }
+    }
+}
+
+/// What a driver sent (it, not the core, knows what the kernel took).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendTotals {
     /// Datagrams sent.
-    pub packets_sent: AtomicU64,
+    pub packets: u64,
     /// Bytes sent.
-    pub bytes_sent: AtomicU64,
-    /// Live endpoints.
-    pub endpoints: AtomicU64,
-    /// Live conferences.
-    pub conferences: AtomicU64,
-    /// Endpoints of the largest conference.
-    pub largest_conference: AtomicU64,
+    pub bytes: u64,
+    /// Datagrams the kernel refused.
+    pub errors: u64,
 }
 
 /// The control plane's side of a shard.
@@ -89,7 +160,7 @@ impl ShardHandle {
 
     /// Endpoints currently on the shard (its load, for placement).
     pub fn load(&self) -> u64 {
-        self.stats.endpoints.load(Ordering::Relaxed)
+        self.stats.endpoints()
     }
 }
 

@@ -75,6 +75,10 @@ pub struct ShardCounters {
     pub dropped_unknown_ssrc: u64,
     /// STUN requests refused (wrong username or integrity).
     pub stun_refused: u64,
+    /// Endpoints whose first ICE check succeeded.
+    pub ice_successes: u64,
+    /// Endpoints expired without ever passing an ICE check.
+    pub ice_failures: u64,
     /// DTLS associations that failed.
     pub dtls_failures: u64,
     /// DTLS associations that completed and were verified.
@@ -417,6 +421,7 @@ impl ShardCore {
             return;
         };
         let mut outcome = None;
+        let was_checked = ep.ice.selected().is_some();
         tx.push_with(ep.port, from, |out| {
             match ep.ice.handle_stun(now, from, datagram, out) {
                 StunOutcome::Respond(n) => Some(n),
@@ -429,6 +434,8 @@ impl ShardCore {
         if let Some(reason) = outcome {
             self.counters.stun_refused += 1;
             tracing::debug!(endpoint = %ep.id, ?reason, %from, "stun dropped");
+        } else if !was_checked && ep.ice.selected().is_some() {
+            self.counters.ice_successes += 1;
         }
     }
 
@@ -734,6 +741,9 @@ impl ShardCore {
                 continue;
             };
             if now >= ep.ice.consent_deadline() {
+                if ep.ice.selected().is_none() {
+                    self.counters.ice_failures += 1;
+                }
                 tracing::info!(endpoint = %ep.id, conference = %ep.conference, "consent expired");
                 self.remove_endpoint(index, Some("consent-expired"));
                 continue;

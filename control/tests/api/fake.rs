@@ -62,8 +62,8 @@ impl MediaPlane for FakeMedia {
     }
 
     fn stats(&self) -> MediaStats {
-        let mut s = *self.base.lock().expect("lock");
-        if let Some((start, rate)) = *self.per_sec.lock().expect("lock") {
+        let mut s = self.base.lock().expect("lock").clone();
+        if let Some((start, rate)) = self.per_sec.lock().expect("lock").clone() {
             let ms = start.elapsed().as_millis() as u64;
             s.packets_received += rate.packets_received * ms / 1000;
             s.packets_sent += rate.packets_sent * ms / 1000;

@@ -49,6 +49,7 @@ async fn stats_reflect_the_media_plane() {
         packets_sent: 2000,
         bytes_received: 100_000,
         bytes_sent: 200_000,
+        ..MediaStats::default()
     };
     // Counters grow at a known rate from now on.
     *h.media.per_sec.lock().expect("lock") = Some((
