@@ -122,8 +122,8 @@ impl MediaPlane for ShardedMediaPlane {
 
     fn stats(&self) -> MediaStats {
         let mut s = MediaStats {
-            io_backend: "poll",
-            gso: false,
+            io_backend: self.shards.first().map_or("none", |s| s.backend),
+            gso: self.shards.iter().any(|s| s.stats.gso()),
             ..MediaStats::default()
         };
         for shard in &self.shards {

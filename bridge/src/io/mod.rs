@@ -11,4 +11,7 @@ mod poll_loop;
 mod shard;
 
 pub use netif::host_address;
-pub use shard::{SendTotals, ShardCommand, ShardHandle, ShardSpec, ShardStats, spawn_shard};
+pub use shard::{
+    AfterCommand, PortBinder, SendTotals, ShardCommand, ShardHandle, ShardSpec, ShardStats,
+    handle_command, spawn_shard,
+};

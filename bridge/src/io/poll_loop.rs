@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
-use ringbridge_control::media::{EventSender, JoinAnswer, MediaError};
+use ringbridge_control::media::{EventSender, MediaError};
 
-use super::shard::{SendTotals, ShardCommand, ShardSpec, ShardStats};
+use super::shard::{
+    AfterCommand, PortBinder, SendTotals, ShardCommand, ShardSpec, ShardStats, handle_command,
+};
 use crate::proto::shard::ShardCore;
 use crate::proto::transmit::TxQueue;
 
@@ -143,28 +145,14 @@ pub fn run(
                         return;
                     }
                 };
-                match cmd {
-                    ShardCommand::Join { req, reply } => {
-                        let result = sockets.bind(&spec, &poll).and_then(|port| {
-                            let r = core.handle_join(now, &req, port);
-                            if r.is_err() {
-                                sockets.release(port, &poll);
-                            }
-                            r.map(|answer_sdp| JoinAnswer { answer_sdp })
-                        });
-                        let _ = reply.send(result);
-                    }
-                    ShardCommand::Leave {
-                        conference,
-                        endpoint,
-                        reply,
-                    } => {
-                        let _ = reply.send(core.handle_leave(&conference, &endpoint));
-                    }
-                    ShardCommand::Shutdown => {
-                        tracing::info!(shard = spec.index, "shard stopping");
-                        return;
-                    }
+                let mut binder = Binder {
+                    sockets: &mut sockets,
+                    spec: &spec,
+                    poll: &poll,
+                };
+                if handle_command(&mut core, now, cmd, &mut binder) == AfterCommand::Stop {
+                    tracing::info!(shard = spec.index, "shard stopping");
+                    return;
                 }
             }
         }
@@ -192,6 +180,22 @@ pub fn run(
                 errors: send_errors,
             },
         );
+    }
+}
+
+struct Binder<'a> {
+    sockets: &'a mut Sockets,
+    spec: &'a ShardSpec,
+    poll: &'a Poll,
+}
+
+impl PortBinder for Binder<'_> {
+    fn bind(&mut self) -> Result<u16, MediaError> {
+        self.sockets.bind(self.spec, self.poll)
+    }
+
+    fn release(&mut self, port: u16) {
+        self.sockets.release(port, self.poll);
     }
 }
 

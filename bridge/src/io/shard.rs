@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::{Sender, TrySendError};
 use ringbridge_control::media::{
@@ -38,11 +38,61 @@ pub enum ShardCommand {
     Shutdown,
 }
 
+/// What the driver should do after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterCommand {
+    /// Keep running.
+    Continue,
+    /// Stop the shard thread.
+    Stop,
+}
+
+/// The sockets side of a driver, as commands need it.
+pub trait PortBinder {
+    /// Binds a free port of the shard's range and starts receiving on it.
+    fn bind(&mut self) -> Result<u16, MediaError>;
+    /// Stops receiving on `port` and closes its socket.
+    fn release(&mut self, port: u16);
+}
+
+/// Applies one control command to the core; every driver calls this, so a new
+/// command is added in one place.
+pub fn handle_command(
+    core: &mut ShardCore,
+    now: std::time::Instant,
+    cmd: ShardCommand,
+    ports: &mut impl PortBinder,
+) -> AfterCommand {
+    match cmd {
+        ShardCommand::Join { req, reply } => {
+            let result = ports.bind().and_then(|port| {
+                let r = core.handle_join(now, &req, port);
+                if r.is_err() {
+                    ports.release(port);
+                }
+                r.map(|answer_sdp| JoinAnswer { answer_sdp })
+            });
+            let _ = reply.send(result);
+            AfterCommand::Continue
+        }
+        ShardCommand::Leave {
+            conference,
+            endpoint,
+            reply,
+        } => {
+            let _ = reply.send(core.handle_leave(&conference, &endpoint));
+            AfterCommand::Continue
+        }
+        ShardCommand::Shutdown => AfterCommand::Stop,
+    }
+}
+
 /// Counters a shard publishes for the control plane: written by the shard thread
 /// only, with relaxed stores once per loop iteration; read by the control plane.
 #[derive(Debug, Default)]
 pub struct ShardStats {
     counters: [AtomicU64; COUNTERS],
+    gso: AtomicBool,
 }
 
 /// Number of published counters (see [`ShardStats::publish`]).
@@ -76,6 +126,17 @@ impl ShardStats {
         for (slot, v) in self.counters.iter().zip(values) {
             slot.store(v, Ordering::Relaxed);
         }
+    }
+
+    /// Records whether the driver sends with UDP GSO (it may switch it off at run
+    /// time after `EIO`/`EINVAL`).
+    pub fn set_gso(&self, on: bool) {
+        self.gso.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the driver sends with UDP GSO.
+    pub fn gso(&self) -> bool {
+        self.gso.load(Ordering::Relaxed)
     }
 
     fn get(&self, i: usize) -> u64 {
@@ -136,6 +197,8 @@ pub struct ShardHandle {
     pub index: usize,
     /// The core it is pinned to, if any.
     pub core: Option<usize>,
+    /// The driver running the shard (`uring`, `mmsg` or `poll`).
+    pub backend: &'static str,
     commands: Sender<ShardCommand>,
     waker: Arc<mio::Waker>,
     /// Published counters.
@@ -188,6 +251,7 @@ pub fn spawn_shard(spec: ShardSpec, events: EventSender) -> std::io::Result<Shar
     let handle = ShardHandle {
         index: spec.index,
         core: spec.core,
+        backend: "poll",
         commands: tx,
         waker,
         stats: stats.clone(),
