@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use ringbridge_bridge::config::{self, Config, IoBackend};
-use ringbridge_bridge::io::{ShardSpec, host_address, spawn_shard};
+use ringbridge_bridge::io::{Backend, ShardSpec, host_address, spawn_shard};
 use ringbridge_bridge::plane::ShardedMediaPlane;
 use ringbridge_bridge::proto::shard::ShardConfig;
 use ringbridge_control::media::MediaEvent;
@@ -200,7 +200,7 @@ fn run(path: Option<PathBuf>) -> Result<(), String> {
                 certificate: certificate.clone(),
             },
         };
-        let handle = spawn_shard(spec, internal_tx.clone())
+        let handle = spawn_shard(spec, Backend::Poll, internal_tx.clone())
             .map_err(|e| format!("cannot start shard {i}: {e}"))?;
         handles.push(handle);
     }

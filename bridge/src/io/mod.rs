@@ -6,12 +6,14 @@
 //!
 //! [`ShardCore`]: crate::proto::shard::ShardCore
 
+mod mmsg;
 mod netif;
 mod poll_loop;
 mod shard;
+mod uring;
 
 pub use netif::host_address;
 pub use shard::{
-    AfterCommand, PortBinder, SendTotals, ShardCommand, ShardHandle, ShardSpec, ShardStats,
-    handle_command, spawn_shard,
+    AfterCommand, Backend, PortBinder, PreparedDriver, SendTotals, ShardCommand, ShardContext,
+    ShardHandle, ShardSpec, ShardStats, ShardWaker, handle_command, spawn_shard,
 };

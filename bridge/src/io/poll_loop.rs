@@ -10,12 +10,11 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
-use ringbridge_control::media::{EventSender, MediaError};
+use ringbridge_control::media::MediaError;
 
 use super::shard::{
-    AfterCommand, PortBinder, SendTotals, ShardCommand, ShardSpec, ShardStats, handle_command,
+    AfterCommand, PortBinder, PreparedDriver, SendTotals, ShardContext, ShardSpec, handle_command,
 };
 use crate::proto::shard::ShardCore;
 use crate::proto::transmit::TxQueue;
@@ -73,14 +72,24 @@ impl Sockets {
     }
 }
 
+/// Makes the epoll instance and its waker; the loop runs on the shard thread.
+pub fn prepare(_spec: &ShardSpec) -> std::io::Result<PreparedDriver> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+    Ok(PreparedDriver {
+        waker,
+        run: Box::new(move |ctx| run(ctx, poll)),
+    })
+}
+
 /// Runs the shard until a `Shutdown` command or the command queue closes.
-pub fn run(
-    spec: ShardSpec,
-    mut poll: Poll,
-    commands: Receiver<ShardCommand>,
-    events_out: EventSender,
-    stats: Arc<ShardStats>,
-) {
+fn run(ctx: ShardContext, mut poll: Poll) {
+    let ShardContext {
+        spec,
+        commands,
+        events: events_out,
+        stats,
+    } = ctx;
     let mut core = ShardCore::new(spec.core_config.clone(), Instant::now());
     let mut sockets = Sockets {
         by_port: HashMap::new(),

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use ringbridge_control::media::{
     ConferenceId, EndpointId, EventSender, JoinAnswer, JoinRequest, MediaError, ShardSnapshot,
 };
@@ -200,7 +200,7 @@ pub struct ShardHandle {
     /// The driver running the shard (`uring`, `mmsg` or `poll`).
     pub backend: &'static str,
     commands: Sender<ShardCommand>,
-    waker: Arc<mio::Waker>,
+    waker: Arc<dyn ShardWaker>,
     /// Published counters.
     pub stats: Arc<ShardStats>,
 }
@@ -242,30 +242,108 @@ pub struct ShardSpec {
     pub core_config: ShardConfig,
 }
 
-/// Starts a shard thread and returns its handle.
-pub fn spawn_shard(spec: ShardSpec, events: EventSender) -> std::io::Result<ShardHandle> {
+/// Wakes a shard thread that sleeps in its driver (epoll, io_uring) so it reads
+/// its command queue.
+pub trait ShardWaker: Send + Sync + std::fmt::Debug {
+    /// Wakes the thread; cheap and callable from any thread.
+    fn wake(&self) -> std::io::Result<()>;
+}
+
+impl ShardWaker for mio::Waker {
+    fn wake(&self) -> std::io::Result<()> {
+        mio::Waker::wake(self)
+    }
+}
+
+/// Which driver runs a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring: multishot receive into a provided-buffer ring, batched sends.
+    Uring,
+    /// recvmmsg/sendmmsg over epoll.
+    Mmsg,
+    /// Plain non-blocking `recv_from`/`send_to` over epoll (the first driver).
+    Poll,
+}
+
+impl Backend {
+    /// Name as in `media.io` and `/colibri/stats` `io_backend`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Uring => "uring",
+            Backend::Mmsg => "mmsg",
+            Backend::Poll => "poll",
+        }
+    }
+}
+
+/// Everything a driver's thread gets.
+#[derive(Debug)]
+pub struct ShardContext {
+    /// What the shard is.
+    pub spec: ShardSpec,
+    /// Control commands.
+    pub commands: Receiver<ShardCommand>,
+    /// Where media events go.
+    pub events: EventSender,
+    /// Where counters are published.
+    pub stats: Arc<ShardStats>,
+}
+
+/// A driver made ready on the spawning thread: its waker, and the loop to run on
+/// the shard thread (which creates per-thread resources such as the ring).
+pub struct PreparedDriver {
+    /// Wakes the loop when a command is queued.
+    pub waker: Arc<dyn ShardWaker>,
+    /// The loop; returns when told to stop.
+    pub run: Box<dyn FnOnce(ShardContext) + Send>,
+}
+
+/// Starts a shard thread with `backend` and returns its handle.
+pub fn spawn_shard(
+    spec: ShardSpec,
+    backend: Backend,
+    events: EventSender,
+) -> std::io::Result<ShardHandle> {
     let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
-    let poll = mio::Poll::new()?;
-    let waker = Arc::new(mio::Waker::new(poll.registry(), super::poll_loop::WAKER)?);
+    let prepared = match backend {
+        Backend::Uring => super::uring::prepare(&spec)?,
+        Backend::Mmsg => super::mmsg::prepare(&spec)?,
+        Backend::Poll => super::poll_loop::prepare(&spec)?,
+    };
     let stats = Arc::new(ShardStats::default());
     let handle = ShardHandle {
         index: spec.index,
         core: spec.core,
-        backend: "poll",
+        backend: backend.name(),
         commands: tx,
-        waker,
+        waker: prepared.waker,
         stats: stats.clone(),
     };
+    let run = prepared.run;
     std::thread::Builder::new()
         .name(format!("shard-{}", spec.index))
         .spawn(move || {
-            if let Some(core) = spec.core {
-                let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: core });
-                tracing::info!(shard = spec.index, core, pinned, "shard started");
-            } else {
-                tracing::info!(shard = spec.index, "shard started (not pinned)");
-            }
-            super::poll_loop::run(spec, poll, rx, events, stats);
+            let pinned = spec.core.map(|core| {
+                (
+                    core,
+                    core_affinity::set_for_current(core_affinity::CoreId { id: core }),
+                )
+            });
+            tracing::info!(
+                shard = spec.index,
+                core = ?pinned.map(|p| p.0),
+                pinned = pinned.is_some_and(|p| p.1),
+                backend = backend.name(),
+                ports = ?spec.ports,
+                "shard started"
+            );
+            run(ShardContext {
+                spec,
+                commands: rx,
+                events,
+                stats,
+            });
         })?;
     Ok(handle)
 }

@@ -1,0 +1,9 @@
+//! The io_uring driver (being written; until then it runs the poll loop).
+
+use super::shard::{PreparedDriver, ShardSpec};
+
+/// Prepares the driver.
+pub fn prepare(spec: &ShardSpec) -> std::io::Result<PreparedDriver> {
+    tracing::warn!("the uring driver is not built yet; running the poll loop");
+    super::poll_loop::prepare(spec)
+}
