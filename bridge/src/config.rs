@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use ringbridge_control::config::{AuthConfig, PrivateConfig, PublicConfig};
+use ringbridge_control::config::{AuthConfig, LoadConfig, PrivateConfig, PublicConfig};
 use serde::Deserialize;
 
 /// The embedded default configuration, with every key and its default, commented.
@@ -28,6 +28,12 @@ pub struct Config {
     pub media: MediaConfig,
     /// `[auth]`: token checking.
     pub auth: AuthConfig,
+    /// `[load]`: the packet rate that counts as fully loaded (`stress_level`).
+    pub load: LoadConfig,
+    /// `shutdown_timeout_s`: how long a graceful shutdown (SIGTERM, or `POST
+    /// /colibri/shutdown`) waits for conferences to end before stopping anyway,
+    /// in seconds. Default `600`.
+    pub shutdown_timeout_s: u64,
 }
 
 impl Default for Config {
@@ -38,6 +44,8 @@ impl Default for Config {
             private: PrivateConfig::default(),
             media: MediaConfig::default(),
             auth: AuthConfig::default(),
+            load: LoadConfig::default(),
+            shutdown_timeout_s: 600,
         }
     }
 }
@@ -46,12 +54,12 @@ impl Default for Config {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum IoBackend {
-    /// Pick the best backend this host supports.
+    /// io_uring where it runs, else recvmmsg/sendmmsg (one log line says why).
     #[default]
     Auto,
-    /// io_uring (not in this build yet: refused at start).
+    /// io_uring; refused at start, with the reason, where it cannot run.
     Uring,
-    /// recvmmsg/sendmmsg (not in this build yet: refused at start).
+    /// recvmmsg/sendmmsg over epoll.
     Mmsg,
 }
 
@@ -166,6 +174,12 @@ impl Config {
         if self.auth.accepted_audiences.is_empty() {
             return invalid("auth.accepted_audiences", "at least one audience");
         }
+        if self.load.max_packet_rate == 0 {
+            return invalid("load.max_packet_rate", "a packet rate of at least 1");
+        }
+        if self.shutdown_timeout_s > 86_400 {
+            return invalid("shutdown_timeout_s", "at most 86400 seconds (one day)");
+        }
         let cores = available_cores();
         if let Some(&c) = self.media.cores.iter().find(|&&c| c >= cores) {
             return Err(ConfigError::Invalid {
@@ -210,6 +224,11 @@ mod tests {
         assert_eq!(c.auth.accepted_audiences, vec!["ringbridge".to_owned()]);
         assert_eq!(c.auth.domain, "*");
         assert_eq!(c.auth.leeway_s, 30);
+        assert_eq!(c.auth.owner_grace_s, 60);
+        assert!(!c.auth.enforce_expiry && !c.auth.single_use_jti);
+        assert_eq!(c.auth.max_lifetime_s, None);
+        assert_eq!(c.load.max_packet_rate, 50_000);
+        assert_eq!(c.shutdown_timeout_s, 600);
     }
 
     #[test]
@@ -224,9 +243,24 @@ mod tests {
             ("[public]\nlisten = \"nowhere\"\n", "listen"),
             ("[auth]\napp_secret = \"short\"\n", "auth.app_secret"),
             ("[auth]\nleeway_s = -1\n", "leeway_s"),
+            (
+                "[auth]\napp_secret_algorithm = \"none\"\n",
+                "app_secret_algorithm",
+            ),
+            (
+                "[auth]\npublic_keys_algorithm = \"HS256\"\n",
+                "public_keys_algorithm",
+            ),
+            ("[auth]\nfeatures_default = \"maybe\"\n", "features_default"),
+            ("[auth]\nowner_grace_s = -1\n", "owner_grace_s"),
             ("server_id = \"has space\"\n", "server_id"),
             ("bogus = 1\n", "bogus"),
             ("[media]\ncores = [4096]\n", "media.cores"),
+            ("[load]\nmax_packet_rate = 0\n", "load.max_packet_rate"),
+            ("[load]\nmax_packet_rate = -5\n", "max_packet_rate"),
+            ("[load]\nmax_pkt_rate = 5\n", "max_pkt_rate"),
+            ("shutdown_timeout_s = 100000\n", "shutdown_timeout_s"),
+            ("shutdown_timeout_s = \"10m\"\n", "shutdown_timeout_s"),
         ];
         for (text, key) in cases {
             let err = Config::parse(text).expect_err(text).to_string();

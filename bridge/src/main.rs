@@ -1,4 +1,7 @@
-//! The `ringbridge` binary: `run` the bridge, or mint a `token`.
+//! The `ringbridge` binary: `run` the bridge, mint a `token`, `tune` the host,
+//! or print and check a `config`.
+
+mod cli;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -7,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use ringbridge_bridge::config::{self, Config, IoBackend};
-use ringbridge_bridge::io::{Backend, ShardSpec, host_address, spawn_shard};
+use ringbridge_bridge::config::{self, Config};
+use ringbridge_bridge::io::{ShardSpec, choose_backend, host_address, spawn_shard};
 use ringbridge_bridge::plane::ShardedMediaPlane;
 use ringbridge_bridge::proto::shard::ShardConfig;
 use ringbridge_control::media::MediaEvent;
@@ -48,6 +51,16 @@ enum Command {
         /// Configuration file (TOML) holding `auth.app_secret`.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Check the host against the tuning profile, or apply it.
+    Tune {
+        #[command(subcommand)]
+        command: cli::tune::TuneCommand,
+    },
+    /// Print the default configuration, or validate a configuration file.
+    Config {
+        #[command(subcommand)]
+        command: cli::config_cmd::ConfigCommand,
     },
 }
 
@@ -92,6 +105,8 @@ fn main() -> ExitCode {
             ttl,
             config,
         } => token(config, room, owner, name, ttl),
+        Command::Tune { command } => cli::tune::run(command),
+        Command::Config { command } => cli::config_cmd::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -158,14 +173,11 @@ fn shard_cores(cfg: &Config) -> Vec<Option<usize>> {
 
 fn run(path: Option<PathBuf>) -> Result<(), String> {
     let cfg = load_config(path)?;
-    match cfg.media.io {
-        IoBackend::Auto => {}
-        other => {
-            return Err(format!(
-                "media.io = {other:?}: this build has only the socket-loop driver; use \"auto\""
-            ));
-        }
+    let choice = choose_backend(cfg.media.io)?;
+    if let Some(reason) = &choice.fallback_reason {
+        tracing::warn!(%reason, "io_uring unavailable; shards use recvmmsg/sendmmsg");
     }
+    cli::tune::warn_below_profile(&cfg);
     let dev_mode = cfg.auth.app_secret.is_none();
     let secret = cfg.auth.app_secret.clone().unwrap_or_else(random_secret);
     let advertise: Vec<IpAddr> = if cfg.media.advertise.is_empty() {
@@ -200,7 +212,7 @@ fn run(path: Option<PathBuf>) -> Result<(), String> {
                 certificate: certificate.clone(),
             },
         };
-        let handle = spawn_shard(spec, Backend::Poll, internal_tx.clone())
+        let handle = spawn_shard(spec, choice.backend, internal_tx.clone())
             .map_err(|e| format!("cannot start shard {i}: {e}"))?;
         handles.push(handle);
     }
@@ -208,7 +220,7 @@ fn run(path: Option<PathBuf>) -> Result<(), String> {
     tracing::info!(
         shards = handles.len(),
         cores = ?cores.iter().flatten().collect::<Vec<_>>(),
-        io_backend = "poll",
+        io_backend = choice.backend.name(),
         advertise = ?advertise,
         ports = ?cfg.media.port_range,
         "media plane started"
@@ -239,13 +251,15 @@ fn run(path: Option<PathBuf>) -> Result<(), String> {
                 }
             }
         });
-        let settings = ControlSettings::new(
+        let mut settings = ControlSettings::new(
             cfg.server_id.clone(),
             cfg.public.clone(),
             cfg.private.clone(),
             cfg.auth.clone(),
             secret.clone(),
         );
+        settings.load = cfg.load.clone();
+        settings.shutdown_timeout = Duration::from_secs(cfg.shutdown_timeout_s);
         let control = bind(settings, plane.clone(), events_rx)
             .await
             .map_err(|e| e.to_string())?;
@@ -253,10 +267,12 @@ fn run(path: Option<PathBuf>) -> Result<(), String> {
         if dev_mode {
             print_dev_banner(&cfg, &secret, public);
         }
-        control
-            .run(shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())
+        let stop = shutdown_signals(control.shutdown_handle());
+        cli::systemd::notify(ringbridge_tuning::systemd::READY);
+        cli::systemd::spawn_watchdog();
+        let result = control.run(stop).await.map_err(|e| e.to_string());
+        cli::systemd::notify(ringbridge_tuning::systemd::STOPPING);
+        result
     });
     plane.shutdown();
     tracing::info!("ringbridge stopped");
@@ -289,6 +305,17 @@ fn print_dev_banner(cfg: &Config, secret: &str, public: std::net::SocketAddr) {
          or append ?jwt=<token> to that URL. The answer's Link header names the colibri websocket.\n",
         port = public.port()
     );
+}
+
+/// The first SIGTERM or SIGINT starts a graceful shutdown (new joins refused,
+/// conferences may end, up to `shutdown_timeout_s`); a second one stops now.
+async fn shutdown_signals(handle: ringbridge_control::ShutdownHandle) {
+    shutdown_signal().await;
+    cli::systemd::notify(ringbridge_tuning::systemd::STOPPING);
+    tracing::info!("graceful shutdown; signal again to stop at once");
+    handle.graceful();
+    shutdown_signal().await;
+    tracing::warn!("second signal: stopping at once");
 }
 
 async fn shutdown_signal() {

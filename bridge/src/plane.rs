@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use ringbridge_control::media::{
-    ConferenceId, EndpointId, JoinAnswer, JoinRequest, MediaError, MediaPlane, MediaStats,
+    ConferenceId, EndpointId, EndpointPolicy, JoinAnswer, JoinRequest, MediaError, MediaPlane,
+    MediaStats, MuteRequest, RefusalReason,
 };
 use tokio::sync::oneshot;
 
@@ -86,7 +87,81 @@ impl ShardedMediaPlane {
     }
 }
 
+impl ShardedMediaPlane {
+    /// Sends a command with a reply to the conference's shard and awaits the reply.
+    async fn ask(
+        &self,
+        conference: &ConferenceId,
+        cmd: impl FnOnce(oneshot::Sender<Result<(), MediaError>>) -> ShardCommand,
+    ) -> Result<(), MediaError> {
+        let shard = self.shard_of(conference).ok_or(MediaError::NotFound)?;
+        let (reply, done) = oneshot::channel();
+        self.shards[shard].send(cmd(reply))?;
+        done.await.unwrap_or(Err(MediaError::Unavailable))
+    }
+}
+
 impl MediaPlane for ShardedMediaPlane {
+    async fn join_with_policy(
+        &self,
+        req: JoinRequest,
+        policy: EndpointPolicy,
+    ) -> Result<JoinAnswer, MediaError> {
+        let conference = req.conference.clone();
+        let shard = self.place(&conference)?;
+        // Queued just before the join on the same queue, so the shard applies it
+        // when the endpoint is created.
+        if let Err(e) = self.shards[shard].send(ShardCommand::SetPolicy {
+            conference: conference.clone(),
+            endpoint: req.endpoint.clone(),
+            policy,
+        }) {
+            self.unplace(&conference);
+            return Err(e);
+        }
+        let (reply, answer) = oneshot::channel();
+        let result = match self.shards[shard].send(ShardCommand::Join { req, reply }) {
+            Ok(()) => answer.await.unwrap_or(Err(MediaError::Unavailable)),
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.unplace(&conference);
+        }
+        result
+    }
+
+    async fn mute(
+        &self,
+        conference: ConferenceId,
+        endpoint: EndpointId,
+        mute: MuteRequest,
+    ) -> Result<(), MediaError> {
+        self.ask(&conference.clone(), |reply| ShardCommand::Mute {
+            conference,
+            endpoint,
+            mute,
+            reply,
+        })
+        .await
+    }
+
+    async fn refuse_source(
+        &self,
+        conference: ConferenceId,
+        endpoint: EndpointId,
+        source: String,
+        reason: RefusalReason,
+    ) -> Result<(), MediaError> {
+        self.ask(&conference.clone(), |reply| ShardCommand::RefuseSource {
+            conference,
+            endpoint,
+            source,
+            reason,
+            reply,
+        })
+        .await
+    }
+
     async fn join(&self, req: JoinRequest) -> Result<JoinAnswer, MediaError> {
         let conference = req.conference.clone();
         let shard = self.place(&conference)?;

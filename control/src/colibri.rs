@@ -5,7 +5,26 @@
 //! open, `VideoSourcesMap` / `AudioSourcesMap` when a receiver's slots change, and
 //! `EndpointConnectivityStatusChangeEvent` when another endpoint comes or goes. It
 //! relays `EndpointMessage` between the endpoints of a room, with `from` set by the
-//! bridge. Everything else a client sends is accepted and ignored.
+//! bridge. Everything else a client sends is accepted and ignored, except
+//! `SourceVideoTypeMessage` (`{"sourceName": "{id}-v0", "videoType": "desktop"}`):
+//! an endpoint without the `screen-sharing` feature that marks one of its own
+//! sources as a desktop gets that source refused.
+//!
+//! Token and room rules add these messages from the bridge (issue 5):
+//!
+//! - `ForwardingRefused` `{"source", "reason", "feature"}`: a source of this
+//!   endpoint is not forwarded; `reason` is `screen-sharing-not-granted` or
+//!   `one-video-source-only`, `feature` the token feature that would allow it.
+//! - `EndpointMuted` `{"audio"?: bool, "video"?: bool}`: a moderator muted (`true`)
+//!   or unmuted (`false`) this endpoint's media.
+//! - `ConferenceEnding` `{"reason": "owner-left", "inSeconds"}`: the last owner
+//!   left; the conference ends after the grace period unless an owner joins.
+//! - `TokenExpiring` `{"expiresAt", "inSeconds"}`: with `auth.enforce_expiry`,
+//!   60 s before the token's `exp`; send a fresh token to
+//!   `PUT /conferences/{room}/endpoints/{id}/token` to stay.
+//! - `EndpointRemoved` `{"reason"}`: the last message before the bridge closes
+//!   the socket and expires the endpoint; `reason` is `kicked`, `owner-left` or
+//!   `token-expired`.
 
 use std::sync::Arc;
 
@@ -17,7 +36,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, info};
 
-use crate::media::{ConferenceId, EndpointId, MappedSource};
+use crate::media::{ConferenceId, EndpointId, MappedSource, RefusalReason};
 use crate::registry::Registry;
 
 /// Largest websocket message (and frame) accepted from a client.
@@ -70,25 +89,76 @@ pub(crate) fn connectivity(endpoint: &EndpointId, active: bool) -> String {
     .to_string()
 }
 
+/// `ForwardingRefused`: a source of this endpoint is not forwarded, and why.
+pub(crate) fn forwarding_refused(source: &str, reason: RefusalReason) -> String {
+    json!({
+        "colibriClass": "ForwardingRefused",
+        "source": source,
+        "reason": reason.code(),
+        "feature": "screen-sharing",
+    })
+    .to_string()
+}
+
+/// `EndpointMuted`: what a moderator changed (`true` muted, `false` unmuted).
+pub(crate) fn endpoint_muted(audio: Option<bool>, video: Option<bool>) -> String {
+    let mut m = json!({ "colibriClass": "EndpointMuted" });
+    if let Some(a) = audio {
+        m["audio"] = Value::Bool(a);
+    }
+    if let Some(v) = video {
+        m["video"] = Value::Bool(v);
+    }
+    m.to_string()
+}
+
+/// `ConferenceEnding`: the last owner left; the conference ends in `in_seconds`.
+pub(crate) fn conference_ending(in_seconds: u64) -> String {
+    json!({ "colibriClass": "ConferenceEnding", "reason": "owner-left", "inSeconds": in_seconds })
+        .to_string()
+}
+
+/// `TokenExpiring`: the endpoint's token expires at `expires_at` (Unix seconds).
+pub(crate) fn token_expiring(expires_at: u64, in_seconds: u64) -> String {
+    json!({ "colibriClass": "TokenExpiring", "expiresAt": expires_at, "inSeconds": in_seconds })
+        .to_string()
+}
+
+/// `EndpointRemoved`: the last message before the socket closes.
+pub(crate) fn endpoint_removed(reason: &str) -> String {
+    json!({ "colibriClass": "EndpointRemoved", "reason": reason }).to_string()
+}
+
+/// Something a client's message asks of the control plane beyond the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SocketAction {
+    /// The endpoint marked its own source `source` as a desktop, and may not
+    /// share screens: stop forwarding it.
+    RefuseScreen {
+        /// Jitsi source name.
+        source: String,
+    },
+}
+
 /// Handles one text frame from `from`. Malformed frames are ignored.
 pub(crate) fn handle_text(
     registry: &Registry,
     conference: &ConferenceId,
     from: &EndpointId,
     text: &str,
-) {
+) -> Option<SocketAction> {
     let mut msg: Map<String, Value> = match serde_json::from_str(text) {
         Ok(m) => m,
         Err(e) => {
             debug!(%conference, endpoint = %from, error = %e, "ignoring non-JSON-object colibri frame");
-            return;
+            return None;
         }
     };
     let class = match msg.get("colibriClass") {
         Some(Value::String(c)) => c.clone(),
         _ => {
             debug!(%conference, endpoint = %from, "ignoring colibri frame without colibriClass");
-            return;
+            return None;
         }
     };
     match class.as_str() {
@@ -108,20 +178,44 @@ pub(crate) fn handle_text(
                 None => registry.broadcast(conference, Some(from), &text),
             }
         }
+        "SourceVideoTypeMessage" => {
+            let desktop = msg
+                .get("videoType")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case("desktop"));
+            let source = msg.get("sourceName").and_then(Value::as_str)?;
+            // Only the endpoint's own sources, and only when it may not share.
+            let own = source
+                .strip_prefix(from.0.as_str())
+                .is_some_and(|rest| rest.starts_with('-'));
+            let may_share = registry
+                .membership(conference, from)
+                .is_some_and(|m| m.screen_sharing);
+            if desktop && own && !may_share {
+                return Some(SocketAction::RefuseScreen {
+                    source: source.to_owned(),
+                });
+            }
+        }
         "ClientHello" => debug!(%conference, endpoint = %from, "ClientHello"),
         other => debug!(%conference, endpoint = %from, class = other, "ignoring colibri message"),
     }
+    None
 }
 
 /// Serves one endpoint's colibri socket until either side closes it, or the
 /// endpoint leaves (the registry drops the socket's sender).
-pub(crate) async fn run_socket<S>(
+///
+/// `on_action` gets what [`handle_text`] asks for beyond the registry.
+pub(crate) async fn run_socket<S, F>(
     ws: WebSocketStream<S>,
     registry: Arc<Registry>,
     conference: ConferenceId,
     endpoint: EndpointId,
+    on_action: F,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
+    F: Fn(SocketAction),
 {
     let (mut sink, mut stream) = ws.split();
     let Some((socket_id, mut outgoing)) = registry.attach_socket(&conference, &endpoint) else {
@@ -148,7 +242,9 @@ pub(crate) async fn run_socket<S>(
             },
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    handle_text(&registry, &conference, &endpoint, text.as_str());
+                    if let Some(action) = handle_text(&registry, &conference, &endpoint, text.as_str()) {
+                        on_action(action);
+                    }
                 }
                 Some(Ok(Message::Binary(_))) => {
                     debug!(%conference, %endpoint, "ignoring binary colibri frame");

@@ -7,7 +7,8 @@
 //!   /conferences/{room}/endpoints/{id}`, and the colibri websocket
 //!   `GET /colibri-ws/{server_id}/{room}/{id}?pwd=...`;
 //! - the private one (default `127.0.0.1:8080`): `/about/health`,
-//!   `/about/version`, `/colibri/stats`, as jitsi-videobridge.
+//!   `/about/version`, `/colibri/stats`, `POST /colibri/drain/enable|disable`,
+//!   `POST /colibri/shutdown`, as jitsi-videobridge, and Prometheus `/metrics`.
 //!
 //! It never touches packets: it talks to the media plane through the
 //! [`MediaPlane`] trait and reads its [`MediaEvent`]s from a channel.
@@ -34,6 +35,7 @@ pub mod config;
 pub mod error;
 mod http;
 pub mod media;
+mod metrics;
 mod operator;
 mod registry;
 pub mod signalling;
@@ -48,18 +50,20 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-pub use config::{AuthConfig, PrivateConfig, PublicConfig};
+pub use config::{AuthConfig, LoadConfig, PrivateConfig, PublicConfig};
 pub use error::{ApiError, ControlError};
 pub use media::{
-    ConferenceId, EndpointId, EventReceiver, EventSender, JoinAnswer, JoinRequest, MappedSource,
-    MediaError, MediaEvent, MediaPlane, MediaStats,
+    ConferenceId, EndpointId, EndpointPolicy, EventReceiver, EventSender, JoinAnswer, JoinRequest,
+    MappedSource, MediaError, MediaEvent, MediaPlane, MediaStats, MuteRequest, RefusalReason,
 };
 pub use signalling::valid_room_name;
 pub use token::{
     Identity, MintError, TokenError, TokenRequest, TokenVerifier, mint_token, random_secret, verify,
 };
 
-use operator::Operator;
+pub use operator::ShutdownHandle;
+
+use operator::{Gate, Operator, OperatorState};
 use registry::Registry;
 use signalling::Signalling;
 use stats::Sampler;
@@ -79,7 +83,15 @@ pub struct ControlSettings {
     pub app_secret: String,
     /// How often `/colibri/stats` rates are sampled. [`ControlSettings::new`] uses 1 s.
     pub stats_interval: Duration,
+    /// `[load]`: drives `stress_level`. [`ControlSettings::new`] uses the defaults.
+    pub load: LoadConfig,
+    /// `shutdown_timeout_s`: how long a graceful shutdown waits for conferences
+    /// to end. [`ControlSettings::new`] uses [`DEFAULT_SHUTDOWN_TIMEOUT`].
+    pub shutdown_timeout: Duration,
 }
+
+/// Default of `shutdown_timeout_s`: 600 s.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl ControlSettings {
     /// Settings with the default stats interval (1 s).
@@ -97,6 +109,8 @@ impl ControlSettings {
             auth,
             app_secret,
             stats_interval: Duration::from_secs(1),
+            load: LoadConfig::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -113,6 +127,9 @@ pub struct Control<M: MediaPlane> {
     verifier: TokenVerifier,
     server_id: String,
     stats_interval: Duration,
+    load: LoadConfig,
+    shutdown_timeout: Duration,
+    state: Arc<OperatorState>,
 }
 
 impl<M: MediaPlane> std::fmt::Debug for Control<M> {
@@ -157,9 +174,13 @@ pub async fn bind<M: MediaPlane>(
         media,
         events,
         registry: Arc::new(Registry::default()),
-        verifier: TokenVerifier::new(&settings.auth, &settings.app_secret),
+        verifier: TokenVerifier::new(&settings.auth, &settings.app_secret)
+            .map_err(|e| ControlError::Settings(e.to_string()))?,
         server_id: settings.server_id,
         stats_interval: settings.stats_interval,
+        load: settings.load,
+        shutdown_timeout: settings.shutdown_timeout,
+        state: Arc::new(OperatorState::default()),
     })
 }
 
@@ -188,9 +209,18 @@ impl<M: MediaPlane> Control<M> {
         self.private_addr
     }
 
+    /// A handle that asks [`Control::run`] to stop: gracefully (as `POST
+    /// /colibri/shutdown`) or at once. Take it before calling `run`.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.state.clone())
+    }
+
     /// Serves both listeners, applies media events and samples stats until
-    /// `shutdown` completes; then stops accepting, lets requests in flight
-    /// finish (up to 5 s) and closes every colibri websocket.
+    /// `shutdown` completes, an immediate stop is asked for, or a graceful
+    /// shutdown (a [`ShutdownHandle`] or `POST /colibri/shutdown`) has seen the
+    /// last conference end or `shutdown_timeout` pass; then stops accepting,
+    /// lets requests in flight finish (up to 5 s) and closes every colibri
+    /// websocket.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ControlError> {
         let Control {
             public,
@@ -203,14 +233,24 @@ impl<M: MediaPlane> Control<M> {
             verifier,
             server_id,
             stats_interval,
+            load,
+            shutdown_timeout,
+            state,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let sampler = Arc::new(Sampler::default());
 
-        let event_registry = registry.clone();
+        let signalling_core = Arc::new(Signalling {
+            media: media.clone(),
+            registry: registry.clone(),
+            verifier,
+            server_id,
+        });
+        // Events go through signalling: an expiry may start an owner grace period.
+        let event_signalling = signalling_core.clone();
         let event_task = tokio::spawn(async move {
             while let Some(event) = events.recv().await {
-                event_registry.handle_event(event);
+                event_signalling.handle_event(event);
             }
             debug!("media event channel closed");
         });
@@ -226,16 +266,25 @@ impl<M: MediaPlane> Control<M> {
             }
         });
 
-        let signalling = Arc::new(Signalling {
-            media: media.clone(),
+        let signalling = Arc::new(Gate {
+            inner: signalling_core,
+            state: state.clone(),
             registry: registry.clone(),
-            verifier,
-            server_id,
         });
-        let operator = Arc::new(Operator { media, sampler });
+        let operator = Arc::new(Operator {
+            media,
+            sampler,
+            state: state.clone(),
+            registry: registry.clone(),
+            load,
+        });
         info!(public = %public_addr, private = %private_addr, "control plane listening");
+        let stop_registry = registry.clone();
         let stop = async move {
-            shutdown.await;
+            tokio::select! {
+                () = shutdown => {}
+                () = state.stopped(&stop_registry, shutdown_timeout) => {}
+            }
             info!("control plane stopping");
             let _ = stop_tx.send(true);
         };

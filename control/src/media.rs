@@ -40,6 +40,59 @@ pub struct JoinRequest {
     pub offer_sdp: String,
 }
 
+/// What one endpoint may publish, decided by the control plane from its token
+/// (`context.features`) and enforced by the media plane on every packet.
+///
+/// A feature one endpoint holds never changes what another may do: the policy is
+/// per endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointPolicy {
+    /// The `screen-sharing` feature. Without it only the endpoint's first camera
+    /// video source is forwarded: a second video source, or one marked as a screen
+    /// (`a=content:slides`, or a `SourceVideoTypeMessage` with `videoType:
+    /// desktop`), is not. Default `true` (no restriction).
+    pub screen_sharing: bool,
+}
+
+impl Default for EndpointPolicy {
+    fn default() -> Self {
+        Self {
+            screen_sharing: true,
+        }
+    }
+}
+
+/// Why a source of an endpoint is not forwarded (see [`MediaEvent::ForwardingRefused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// A screen (`a=content:slides` or `videoType: desktop`) without the
+    /// `screen-sharing` feature.
+    ScreenSharingNotGranted,
+    /// A second video source without the `screen-sharing` feature.
+    OneVideoSourceOnly,
+}
+
+impl RefusalReason {
+    /// Stable machine-readable name, as sent on the colibri websocket.
+    pub fn code(self) -> &'static str {
+        match self {
+            RefusalReason::ScreenSharingNotGranted => "screen-sharing-not-granted",
+            RefusalReason::OneVideoSourceOnly => "one-video-source-only",
+        }
+    }
+}
+
+/// A moderator's mute: `Some(true)` mutes that kind of media, `Some(false)`
+/// unmutes it, `None` leaves it as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MuteRequest {
+    /// Audio sources of the endpoint.
+    pub audio: Option<bool>,
+    /// Video sources of the endpoint.
+    pub video: Option<bool>,
+}
+
 /// The media plane's answer to a [`JoinRequest`].
 #[derive(Debug, Clone)]
 pub struct JoinAnswer {
@@ -99,6 +152,17 @@ pub enum MediaEvent {
         endpoint: EndpointId,
         /// Machine-readable reason, e.g. `consent-expired`, `dtls-failed`.
         reason: &'static str,
+    },
+    /// A source an endpoint publishes is not forwarded, by its endpoint's policy.
+    ForwardingRefused {
+        /// Conference of the endpoint.
+        conference: ConferenceId,
+        /// The publishing endpoint.
+        endpoint: EndpointId,
+        /// Jitsi source name, e.g. `{endpoint_id}-v1`.
+        source: String,
+        /// Why.
+        reason: RefusalReason,
     },
     /// A receiver's slot mapping changed; the full current map is carried.
     SourcesMapChanged {
@@ -196,6 +260,34 @@ pub trait MediaPlane: Send + Sync + 'static {
     /// and returns the SDP answer.
     fn join(&self, req: JoinRequest)
     -> impl Future<Output = Result<JoinAnswer, MediaError>> + Send;
+
+    /// [`MediaPlane::join`] for an endpoint whose publishing is limited by
+    /// `policy`; the policy is in force before the answer is returned.
+    fn join_with_policy(
+        &self,
+        req: JoinRequest,
+        policy: EndpointPolicy,
+    ) -> impl Future<Output = Result<JoinAnswer, MediaError>> + Send;
+
+    /// Mutes or unmutes an endpoint's audio and/or video sources: muted media is
+    /// not forwarded to anyone, from the next packet on.
+    fn mute(
+        &self,
+        conference: ConferenceId,
+        endpoint: EndpointId,
+        mute: MuteRequest,
+    ) -> impl Future<Output = Result<(), MediaError>> + Send;
+
+    /// Stops forwarding one source of an endpoint (by Jitsi source name, e.g.
+    /// `{endpoint_id}-v0`) for `reason`; the media plane reports it with
+    /// [`MediaEvent::ForwardingRefused`]. `NotFound` if there is no such source.
+    fn refuse_source(
+        &self,
+        conference: ConferenceId,
+        endpoint: EndpointId,
+        source: String,
+        reason: RefusalReason,
+    ) -> impl Future<Output = Result<(), MediaError>> + Send;
 
     /// Removes an endpoint; removing the last endpoint ends the conference.
     fn leave(

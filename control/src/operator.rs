@@ -1,28 +1,217 @@
-//! The private (operator) listener: jitsi-videobridge's health, version and stats paths.
+//! The private (operator) listener: jitsi-videobridge's health, version, stats,
+//! drain and shutdown paths, and Prometheus `/metrics`; plus the gate in front
+//! of signalling that drain and graceful shutdown close.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::watch;
+use tracing::info;
 
+use crate::config::LoadConfig;
 use crate::error::ApiError;
-use crate::http::{Body, Handler, response};
-use crate::media::MediaPlane;
-use crate::stats::{Sampler, stats_json};
+use crate::http::{Body, Handler, response, segments};
+use crate::media::{ConferenceId, MediaPlane};
+use crate::metrics;
+use crate::registry::Registry;
+use crate::stats::{ControlView, Sampler, stats_json};
+
+/// Largest body accepted on `POST /colibri/shutdown`.
+const MAX_SHUTDOWN_BODY: usize = 1024;
+
+/// How often a graceful shutdown looks whether the last conference ended.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
+
+/// What was asked of the control plane's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopRequest {
+    /// Keep running.
+    None,
+    /// Refuse new joins, wait for conferences to end (or the timeout), stop.
+    Graceful,
+    /// Stop now.
+    Now,
+}
+
+/// Drain and shutdown state, shared by both listeners and [`ShutdownHandle`]s.
+pub(crate) struct OperatorState {
+    drain: AtomicBool,
+    graceful: AtomicBool,
+    conferences_created: AtomicU64,
+    stop: watch::Sender<StopRequest>,
+}
+
+impl Default for OperatorState {
+    fn default() -> Self {
+        Self {
+            drain: AtomicBool::new(false),
+            graceful: AtomicBool::new(false),
+            conferences_created: AtomicU64::new(0),
+            stop: watch::Sender::new(StopRequest::None),
+        }
+    }
+}
+
+impl OperatorState {
+    fn draining(&self) -> bool {
+        self.drain.load(Ordering::Relaxed)
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.graceful.load(Ordering::Relaxed)
+    }
+
+    fn request(&self, req: StopRequest) {
+        self.stop.send_if_modified(|cur| {
+            // Now wins over Graceful; nothing goes back to None.
+            let upgrade = matches!(
+                (*cur, req),
+                (StopRequest::None, StopRequest::Graceful | StopRequest::Now)
+                    | (StopRequest::Graceful, StopRequest::Now)
+            );
+            if upgrade {
+                *cur = req;
+            }
+            upgrade
+        });
+        if req == StopRequest::Graceful {
+            self.graceful.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Completes when a stop was asked for and, for a graceful one, when the
+    /// last conference ended or `timeout` passed (an immediate stop asked for
+    /// meanwhile cuts the wait short).
+    pub(crate) async fn stopped(&self, registry: &Registry, timeout: Duration) {
+        let mut rx = self.stop.subscribe();
+        let Ok(req) = rx.wait_for(|r| *r != StopRequest::None).await.map(|r| *r) else {
+            return std::future::pending().await;
+        };
+        if req == StopRequest::Now {
+            info!("immediate shutdown asked for");
+            return;
+        }
+        let deadline = Instant::now() + timeout;
+        info!(
+            conferences = registry.conference_count(),
+            timeout_s = timeout.as_secs(),
+            "graceful shutdown: refusing new joins, waiting for conferences to end"
+        );
+        loop {
+            let left = registry.conference_count();
+            if left == 0 {
+                info!("graceful shutdown: no conference left");
+                return;
+            }
+            if Instant::now() >= deadline {
+                info!(
+                    conferences = left,
+                    "graceful shutdown: timeout, stopping anyway"
+                );
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(SHUTDOWN_POLL) => {}
+                () = wait_now(&mut rx) => {
+                    info!(conferences = left, "immediate shutdown asked for during graceful shutdown");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Completes once an immediate stop is asked for (or the sender is gone).
+async fn wait_now(rx: &mut watch::Receiver<StopRequest>) {
+    // The guard `wait_for` returns is not `Send`; drop it here.
+    let _ = rx.wait_for(|r| *r == StopRequest::Now).await.map(|_| ());
+}
+
+/// Asks a running control plane to stop, from outside (a signal handler).
+#[derive(Clone)]
+pub struct ShutdownHandle(pub(crate) Arc<OperatorState>);
+
+impl std::fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownHandle")
+            .field("graceful", &self.0.shutting_down())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShutdownHandle {
+    /// Graceful shutdown, as `POST /colibri/shutdown {"graceful-shutdown": true}`:
+    /// new joins get `503 shutting-down`, and [`crate::Control::run`] returns
+    /// once no conference is left or after the shutdown timeout.
+    pub fn graceful(&self) {
+        self.0.request(StopRequest::Graceful);
+    }
+
+    /// Stops now, even with conferences running.
+    pub fn now(&self) {
+        self.0.request(StopRequest::Now);
+    }
+}
 
 /// State of the private listener.
 pub(crate) struct Operator<M> {
     pub(crate) media: Arc<M>,
     pub(crate) sampler: Arc<Sampler>,
+    pub(crate) state: Arc<OperatorState>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) load: LoadConfig,
+}
+
+impl<M: MediaPlane> Operator<M> {
+    fn view(&self) -> ControlView {
+        ControlView {
+            drain: self.state.draining(),
+            graceful_shutdown: self.state.shutting_down(),
+            conferences_created: self.state.conferences_created.load(Ordering::Relaxed),
+            inactive_endpoints: self.registry.inactive_endpoints() as u64,
+            max_packet_rate: self.load.max_packet_rate,
+        }
+    }
+
+    async fn shutdown(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let body = Limited::new(req.into_body(), MAX_SHUTDOWN_BODY)
+            .collect()
+            .await
+            .map_err(|_| {
+                ApiError::bad_request(format!("the body is larger than {MAX_SHUTDOWN_BODY} bytes"))
+            })?
+            .to_bytes();
+        let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
+            ApiError::bad_request(r#"expected a JSON body such as {"graceful-shutdown": true}"#)
+        })?;
+        let Some(graceful) = doc.get("graceful-shutdown").and_then(|v| v.as_bool()) else {
+            return Err(ApiError::bad_request(
+                r#""graceful-shutdown" must be true or false"#,
+            ));
+        };
+        if graceful {
+            info!("graceful shutdown asked for over HTTP");
+            self.state.request(StopRequest::Graceful);
+        } else {
+            info!("immediate shutdown asked for over HTTP");
+            self.state.request(StopRequest::Now);
+        }
+        Ok(json(serde_json::json!({ "graceful-shutdown": graceful })))
+    }
+}
+
+fn json(v: serde_json::Value) -> Response<Body> {
+    response(StatusCode::OK, Some("application/json"), v.to_string())
 }
 
 impl<M: MediaPlane> Handler for Operator<M> {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let get = req.method() == Method::GET;
-        let json = |v: serde_json::Value| {
-            response(StatusCode::OK, Some("application/json"), v.to_string())
-        };
+        let post = req.method() == Method::POST;
         match req.uri().path() {
             "/about/health" if get => response(StatusCode::OK, None, ""),
             "/about/version" if get => json(serde_json::json!({
@@ -34,11 +223,83 @@ impl<M: MediaPlane> Handler for Operator<M> {
                 &self.media.stats(),
                 &self.sampler.rates(),
                 SystemTime::now(),
+                &self.view(),
             )),
-            "/about/health" | "/about/version" | "/colibri/stats" => {
-                ApiError::method_not_allowed().into_response()
+            "/metrics" if get => response(
+                StatusCode::OK,
+                Some(metrics::CONTENT_TYPE),
+                metrics::render(&self.media.stats(), &self.sampler.rates(), &self.view()),
+            ),
+            "/colibri/drain/enable" if post => {
+                self.state.drain.store(true, Ordering::Relaxed);
+                info!("drain enabled: new conferences are refused");
+                json(serde_json::json!({ "drain": true }))
             }
+            "/colibri/drain/disable" if post => {
+                self.state.drain.store(false, Ordering::Relaxed);
+                info!("drain disabled");
+                json(serde_json::json!({ "drain": false }))
+            }
+            "/colibri/shutdown" if post => self
+                .shutdown(req)
+                .await
+                .unwrap_or_else(ApiError::into_response),
+            "/about/health"
+            | "/about/version"
+            | "/colibri/stats"
+            | "/metrics"
+            | "/colibri/drain/enable"
+            | "/colibri/drain/disable"
+            | "/colibri/shutdown" => ApiError::method_not_allowed().into_response(),
             _ => ApiError::not_found("no such path").into_response(),
         }
+    }
+}
+
+/// In front of signalling: refuses joins while draining (new conferences
+/// only) or shutting down (every join), and counts conferences created.
+pub(crate) struct Gate<H> {
+    pub(crate) inner: Arc<H>,
+    pub(crate) state: Arc<OperatorState>,
+    pub(crate) registry: Arc<Registry>,
+}
+
+impl<H: Handler> Handler for Gate<H> {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let room = match (req.method(), segments(req.uri().path()).as_slice()) {
+            (&Method::POST, ["conferences", room, "endpoints"]) => {
+                Some(ConferenceId((*room).to_owned()))
+            }
+            _ => None,
+        };
+        let Some(room) = room else {
+            return self.inner.clone().handle(req).await;
+        };
+        let existed = self.registry.has_conference(&room);
+        if self.state.shutting_down() {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting-down",
+                "the bridge is shutting down and takes no new joins",
+            )
+            .into_response();
+        }
+        if !existed && self.state.draining() {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "draining",
+                "the bridge is draining: it takes no new conferences",
+            )
+            .into_response();
+        }
+        let resp = self.inner.clone().handle(req).await;
+        // Two first joins racing into the same new room may both count; the
+        // registry, not this gate, is the authority on what exists.
+        if !existed && resp.status() == StatusCode::CREATED {
+            self.state
+                .conferences_created
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        resp
     }
 }

@@ -17,6 +17,9 @@ use tracing::{debug, warn};
 use crate::colibri;
 use crate::media::{ConferenceId, EndpointId, MappedSource, MediaEvent};
 
+/// Notices kept for an endpoint whose websocket is not open yet.
+const PENDING_NOTICES: usize = 32;
+
 /// Frames queued for one websocket before the client is considered stuck.
 const SOCKET_QUEUE: usize = 256;
 
@@ -34,8 +37,50 @@ struct Socket {
     tx: mpsc::Sender<String>,
 }
 
+/// Who an endpoint is, from the token it joined with.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Membership {
+    /// `context.user.name`.
+    pub(crate) display_name: Option<String>,
+    /// `context.user.id`.
+    pub(crate) user_id: Option<String>,
+    /// The token made its holder an owner.
+    pub(crate) owner: bool,
+    /// The token's `jti`, if any.
+    pub(crate) jti: Option<String>,
+    /// The `screen-sharing` feature.
+    pub(crate) screen_sharing: bool,
+    /// The token's `exp`.
+    pub(crate) expires_at: u64,
+}
+
+/// Why [`Registry::admit`] refused an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdmitRefusal {
+    /// The room has no endpoint and the caller is a member, not an owner.
+    OwnerRequired,
+    /// `auth.single_use_jti`: the token's `jti` already has a live endpoint.
+    JtiInUse,
+}
+
+/// What removing an endpoint did to its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Removed {
+    /// Nothing to do.
+    Done,
+    /// The last owner left and others remain: the owner grace period with this
+    /// generation has started (see [`Registry::end_grace`]).
+    LastOwnerLeft(u64),
+}
+
 struct Endpoint {
     pwd: String,
+    /// Owner, jti, features and token expiry.
+    member: Membership,
+    /// Bumped when a fresh token arrives, so older expiry timers do nothing.
+    expiry_gen: u64,
+    /// Notices for a websocket that is not open yet.
+    pending: Vec<String>,
     display_name: Option<String>,
     /// `context.user.id` of the token the endpoint joined with.
     user_id: Option<String>,
@@ -48,6 +93,15 @@ struct Endpoint {
 }
 
 impl Endpoint {
+    /// Queues `text` on the socket, or keeps it (bounded) for when one opens.
+    fn send_or_keep(&mut self, id: &EndpointId, text: String) {
+        if self.socket.is_some() {
+            self.send(id, text);
+        } else if self.pending.len() < PENDING_NOTICES {
+            self.pending.push(text);
+        }
+    }
+
     /// Queues `text`; a full queue drops the socket (the client stopped reading).
     fn send(&mut self, id: &EndpointId, text: String) -> bool {
         let Some(socket) = &self.socket else {
@@ -75,6 +129,10 @@ type Rooms = HashMap<ConferenceId, HashMap<EndpointId, Endpoint>>;
 pub(crate) struct Registry {
     rooms: Mutex<Rooms>,
     next_socket: std::sync::atomic::AtomicU64,
+    /// Rooms in their owner grace period, with the period's generation. Locked
+    /// only while `rooms` is held (lock order: rooms, then grace).
+    grace: Mutex<HashMap<ConferenceId, u64>>,
+    next_gen: std::sync::atomic::AtomicU64,
 }
 
 impl Registry {
@@ -83,14 +141,66 @@ impl Registry {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a new endpoint to `conference` with a fresh random id and `pwd`.
+    fn lock_grace(&self) -> MutexGuard<'_, HashMap<ConferenceId, u64>> {
+        self.grace.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn next_gen(&self) -> u64 {
+        self.next_gen
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .wrapping_add(1)
+    }
+
+    /// Adds a new endpoint to `conference` with a fresh random id and `pwd`, for
+    /// any token holder (no owner or jti rule).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn reserve(
         &self,
         conference: &ConferenceId,
         display_name: Option<String>,
         user_id: Option<String>,
     ) -> (EndpointId, String) {
+        let member = Membership {
+            display_name,
+            user_id,
+            owner: true,
+            screen_sharing: true,
+            ..Membership::default()
+        };
+        match self.admit(conference, member, false) {
+            Ok(r) => r,
+            // Unreachable: an owner without jti is never refused.
+            Err(_) => (EndpointId(String::new()), String::new()),
+        }
+    }
+
+    /// Adds a new endpoint to `conference` with a fresh random id and `pwd`, if
+    /// the room rules allow: a member cannot open a room, and with
+    /// `single_use_jti` a `jti` has at most one live endpoint. An owner joining a
+    /// room in its grace period ends that period.
+    pub(crate) fn admit(
+        &self,
+        conference: &ConferenceId,
+        member: Membership,
+        single_use_jti: bool,
+    ) -> Result<(EndpointId, String), AdmitRefusal> {
         let mut rooms = self.lock();
+        let open = rooms.get(conference).is_some_and(|r| !r.is_empty());
+        if !open && !member.owner {
+            return Err(AdmitRefusal::OwnerRequired);
+        }
+        if single_use_jti
+            && let Some(jti) = &member.jti
+            && rooms
+                .values()
+                .flat_map(|r| r.values())
+                .any(|e| e.member.jti.as_ref() == Some(jti))
+        {
+            return Err(AdmitRefusal::JtiInUse);
+        }
+        if member.owner {
+            self.lock_grace().remove(conference);
+        }
         let room = rooms.entry(conference.clone()).or_default();
         let id = loop {
             let id = EndpointId(format!("{:08x}", rand::random::<u32>()));
@@ -103,15 +213,145 @@ impl Registry {
             id.clone(),
             Endpoint {
                 pwd: pwd.clone(),
-                display_name,
-                user_id,
+                display_name: member.display_name.clone(),
+                user_id: member.user_id.clone(),
+                member,
+                expiry_gen: 0,
+                pending: Vec::new(),
                 socket: None,
                 media_connected: false,
                 video_map: None,
                 audio_map: None,
             },
         );
-        (id, pwd)
+        Ok((id, pwd))
+    }
+
+    /// The membership an endpoint joined with.
+    pub(crate) fn membership(
+        &self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+    ) -> Option<Membership> {
+        Some(self.lock().get(conference)?.get(endpoint)?.member.clone())
+    }
+
+    /// Records a fresh token's expiry; returns the new expiry generation.
+    pub(crate) fn refresh_expiry(
+        &self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+        expires_at: u64,
+    ) -> Option<u64> {
+        let generation = self.next_gen();
+        let mut rooms = self.lock();
+        let entry = rooms.get_mut(conference)?.get_mut(endpoint)?;
+        entry.member.expires_at = expires_at;
+        entry.expiry_gen = generation;
+        Some(generation)
+    }
+
+    /// The endpoint's current expiry generation and `exp`.
+    pub(crate) fn expiry(
+        &self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+    ) -> Option<(u64, u64)> {
+        let rooms = self.lock();
+        let e = rooms.get(conference)?.get(endpoint)?;
+        Some((e.expiry_gen, e.member.expires_at))
+    }
+
+    /// Queues `text` for an endpoint, or keeps it until its websocket opens.
+    /// Returns whether the endpoint exists.
+    pub(crate) fn notify(
+        &self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+        text: String,
+    ) -> bool {
+        let mut rooms = self.lock();
+        match rooms.get_mut(conference).and_then(|r| r.get_mut(endpoint)) {
+            Some(entry) => {
+                entry.send_or_keep(endpoint, text);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes an endpoint after queueing `last` for it (its socket sends it, then
+    /// closes); tells the others it left. Returns `None` if it did not exist.
+    pub(crate) fn remove_with_notice(
+        &self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+        last: Option<String>,
+    ) -> Option<Removed> {
+        let mut rooms = self.lock();
+        let room = rooms.get_mut(conference)?;
+        let mut gone = room.remove(endpoint)?;
+        if let Some(text) = last {
+            gone.send(endpoint, text);
+        }
+        let text = colibri::connectivity(endpoint, false);
+        for (id, other) in room.iter_mut() {
+            other.send(id, text.clone());
+        }
+        let outcome = if room.is_empty() {
+            rooms.remove(conference);
+            self.lock_grace().remove(conference);
+            Removed::Done
+        } else if gone.member.owner && !room.values().any(|e| e.member.owner) {
+            let generation = self.next_gen();
+            self.lock_grace().insert(conference.clone(), generation);
+            Removed::LastOwnerLeft(generation)
+        } else {
+            Removed::Done
+        };
+        Some(outcome)
+    }
+
+    /// Ends the owner grace period `generation` of `conference` if it is still running
+    /// (no owner came back): queues `last` for every endpoint, removes them all
+    /// and returns their ids (for the media plane).
+    pub(crate) fn end_grace(
+        &self,
+        conference: &ConferenceId,
+        generation: u64,
+        last: &str,
+    ) -> Vec<EndpointId> {
+        let mut rooms = self.lock();
+        {
+            let mut grace = self.lock_grace();
+            if grace.get(conference) != Some(&generation) {
+                return Vec::new();
+            }
+            grace.remove(conference);
+        }
+        let Some(room) = rooms.get(conference) else {
+            return Vec::new();
+        };
+        if room.values().any(|e| e.member.owner) {
+            return Vec::new();
+        }
+        let Some(mut room) = rooms.remove(conference) else {
+            return Vec::new();
+        };
+        let mut ids = Vec::with_capacity(room.len());
+        for (id, entry) in room.iter_mut() {
+            entry.send(id, last.to_owned());
+            ids.push(id.clone());
+        }
+        ids.sort();
+        ids
+    }
+
+    /// Whether `conference` is in its owner grace period.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn in_grace(&self, conference: &ConferenceId) -> bool {
+        let _rooms = self.lock();
+        self.lock_grace().contains_key(conference)
     }
 
     /// The `context.user.id` the endpoint joined with: `None` if the endpoint does
@@ -139,6 +379,10 @@ impl Registry {
 
     /// Removes an endpoint (closing its websocket). With `notify`, tells the
     /// other endpoints of the room that it is gone. Returns whether it existed.
+    ///
+    /// This does not start the owner grace period; use
+    /// [`Registry::remove_with_notice`] for endpoints that were really live.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn remove(
         &self,
         conference: &ConferenceId,
@@ -216,6 +460,7 @@ impl Registry {
                 .iter()
                 .map(|o| colibri::connectivity(o, true)),
         );
+        first.append(&mut entry.pending);
         for text in first {
             entry.send(endpoint, text);
         }
@@ -272,8 +517,9 @@ impl Registry {
         }
     }
 
-    /// Applies one event from the media plane.
-    pub(crate) fn handle_event(&self, event: MediaEvent) {
+    /// Applies one event from the media plane. Returns the owner grace period to
+    /// start when an expired endpoint was the room's last owner.
+    pub(crate) fn handle_event(&self, event: MediaEvent) -> Option<(ConferenceId, u64)> {
         match event {
             MediaEvent::EndpointConnected {
                 conference,
@@ -288,7 +534,7 @@ impl Registry {
                         Some(entry) => entry.media_connected = true,
                         None => {
                             debug!(%conference, %endpoint, "connected event for an unknown endpoint");
-                            return;
+                            return None;
                         }
                     }
                 }
@@ -297,21 +543,39 @@ impl Registry {
                     Some(&endpoint),
                     &colibri::connectivity(&endpoint, true),
                 );
+                None
             }
             MediaEvent::EndpointExpired {
                 conference,
                 endpoint,
                 reason,
             } => {
-                if self.remove(&conference, &endpoint, true) {
-                    tracing::info!(%conference, %endpoint, reason, "endpoint expired");
+                let removed = self.remove_with_notice(&conference, &endpoint, None)?;
+                tracing::info!(%conference, %endpoint, reason, "endpoint expired");
+                match removed {
+                    Removed::LastOwnerLeft(generation) => Some((conference, generation)),
+                    Removed::Done => None,
                 }
+            }
+            MediaEvent::ForwardingRefused {
+                conference,
+                endpoint,
+                source,
+                reason,
+            } => {
+                tracing::info!(%conference, %endpoint, %source, reason = reason.code(), "source not forwarded");
+                let text = colibri::forwarding_refused(&source, reason);
+                self.notify(&conference, &endpoint, text);
+                None
             }
             MediaEvent::SourcesMapChanged {
                 conference,
                 receiver,
                 sources,
-            } => self.set_maps(&conference, &receiver, sources),
+            } => {
+                self.set_maps(&conference, &receiver, sources);
+                None
+            }
         }
     }
 
@@ -338,6 +602,25 @@ impl Registry {
             entry.audio_map = Some(audio);
             entry.send(receiver, text);
         }
+    }
+
+    /// Whether `conference` has at least one endpoint (drain lets joins to it in).
+    pub(crate) fn has_conference(&self, conference: &ConferenceId) -> bool {
+        self.lock().contains_key(conference)
+    }
+
+    /// Conferences with at least one endpoint (graceful shutdown waits for 0).
+    pub(crate) fn conference_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Endpoints whose media (ICE + DTLS) is not up (`inactive_endpoints`).
+    pub(crate) fn inactive_endpoints(&self) -> usize {
+        self.lock()
+            .values()
+            .flat_map(|r| r.values())
+            .filter(|e| !e.media_connected)
+            .count()
     }
 }
 

@@ -72,13 +72,55 @@ impl Sampler {
     }
 }
 
+/// What the control plane itself knows, beside the media plane's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ControlView {
+    /// Drain is on: new conferences are refused.
+    pub(crate) drain: bool,
+    /// A graceful shutdown is under way: every join is refused.
+    pub(crate) graceful_shutdown: bool,
+    /// Joins that opened a room that had no endpoint, since start.
+    pub(crate) conferences_created: u64,
+    /// Endpoints whose ICE and DTLS are not up (yet, or any more).
+    pub(crate) inactive_endpoints: u64,
+    /// `load.max_packet_rate`.
+    pub(crate) max_packet_rate: u64,
+}
+
+/// jitsi-videobridge's `stress_level`: the packet rate (received plus sent)
+/// over the rate at which the bridge counts as fully loaded. Above 1.0 means
+/// overloaded; 0.0 when `max_packet_rate` is 0.
+pub(crate) fn stress_level(rates: &Rates, max_packet_rate: u64) -> f64 {
+    if max_packet_rate == 0 {
+        return 0.0;
+    }
+    let rate = rates
+        .packet_rate_download
+        .saturating_add(rates.packet_rate_upload);
+    rate as f64 / max_packet_rate as f64
+}
+
 /// The `/colibri/stats` document.
-pub(crate) fn stats_json(stats: &MediaStats, rates: &Rates, now: SystemTime) -> Value {
+///
+/// `endpoints_sending_audio` and `endpoints_sending_video` are `null`: the
+/// media plane does not report per-endpoint sending state yet, and a made-up
+/// number would mislead dashboards.
+pub(crate) fn stats_json(
+    stats: &MediaStats,
+    rates: &Rates,
+    now: SystemTime,
+    view: &ControlView,
+) -> Value {
     json!({
         "conferences": stats.conferences,
         "endpoints": stats.endpoints,
         "participants": stats.endpoints,
         "largest_conference": stats.largest_conference,
+        "total_conferences_created": view.conferences_created,
+        "inactive_endpoints": view.inactive_endpoints,
+        "endpoints_sending_audio": Value::Null,
+        "endpoints_sending_video": Value::Null,
+        "healthy": true,
         "packet_rate_download": rates.packet_rate_download,
         "packet_rate_upload": rates.packet_rate_upload,
         "bit_rate_download": rates.bit_rate_download,
@@ -87,11 +129,15 @@ pub(crate) fn stats_json(stats: &MediaStats, rates: &Rates, now: SystemTime) -> 
         "total_packets_sent": stats.packets_sent,
         "total_bytes_received": stats.bytes_received,
         "total_bytes_sent": stats.bytes_sent,
-        "stress_level": 0.0,
-        "drain": false,
-        "graceful_shutdown": false,
+        "stress_level": stress_level(rates, view.max_packet_rate),
+        "drain": view.drain,
+        "graceful_shutdown": view.graceful_shutdown,
         "version": env!("CARGO_PKG_VERSION"),
         "current_timestamp": timestamp(now),
+        "io_backend": stats.io_backend,
+        "gso": stats.gso,
+        "shards": stats.shards.len(),
+        "shard_cores": stats.shards.iter().map(|s| s.core).collect::<Vec<_>>(),
     })
 }
 
@@ -176,6 +222,63 @@ mod tests {
         assert_eq!(s.rates().packet_rate_download, 100);
         s.record(t0 + Duration::from_secs(2), b);
         assert_eq!(s.rates().packet_rate_download, 0);
+    }
+
+    #[test]
+    fn stress_is_packet_rate_over_the_maximum() {
+        let r = Rates {
+            packet_rate_download: 10_000,
+            packet_rate_upload: 15_000,
+            ..Rates::default()
+        };
+        assert_eq!(stress_level(&r, 50_000), 0.5);
+        assert_eq!(stress_level(&r, 0), 0.0);
+        assert_eq!(stress_level(&Rates::default(), 50_000), 0.0);
+    }
+
+    #[test]
+    fn stats_document_has_the_jvb_keys() {
+        let view = ControlView {
+            drain: true,
+            graceful_shutdown: false,
+            conferences_created: 4,
+            inactive_endpoints: 1,
+            max_packet_rate: 1000,
+        };
+        let rates = Rates {
+            packet_rate_download: 500,
+            ..Rates::default()
+        };
+        let doc = stats_json(&MediaStats::default(), &rates, UNIX_EPOCH, &view);
+        for key in [
+            "conferences",
+            "endpoints",
+            "participants",
+            "largest_conference",
+            "total_conferences_created",
+            "total_packets_received",
+            "total_packets_sent",
+            "inactive_endpoints",
+            "endpoints_sending_audio",
+            "endpoints_sending_video",
+            "healthy",
+            "current_timestamp",
+            "stress_level",
+            "drain",
+            "graceful_shutdown",
+            "packet_rate_download",
+            "packet_rate_upload",
+            "bit_rate_download",
+            "bit_rate_upload",
+            "version",
+        ] {
+            assert!(doc.get(key).is_some(), "missing {key}: {doc}");
+        }
+        assert_eq!(doc["stress_level"], 0.5);
+        assert_eq!(doc["drain"], true);
+        assert_eq!(doc["total_conferences_created"], 4);
+        assert_eq!(doc["inactive_endpoints"], 1);
+        assert_eq!(doc["healthy"], true);
     }
 
     #[test]

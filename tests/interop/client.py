@@ -289,11 +289,54 @@ def parse_colibri_link(link_header: Optional[str]) -> Optional[str]:
     return None
 
 
+def mark_screen(sdp: str) -> str:
+    """Marks the first sending video m-line as a screen (`a=content:slides`)."""
+    out: list[str] = []
+    in_video = False
+    done = False
+    for line in sdp.split("\r\n"):
+        if line.startswith("m="):
+            in_video = line.startswith("m=video")
+        out.append(line)
+        if in_video and not done and line.startswith("a=mid:"):
+            out.append("a=content:slides")
+            done = True
+    return "\r\n".join(out)
+
+
+async def moderator_mute(
+    http: aiohttp.ClientSession,
+    args: argparse.Namespace,
+    owner: str,
+    result: dict[str, Any],
+) -> None:
+    """POST .../endpoints/{owner}/mute with our own token (we are an owner)."""
+    kinds = set(args.moderator_mute.split(","))
+    body = {"audio": "audio" in kinds, "video": "video" in kinds}
+    url = (
+        f"{args.url.rstrip('/')}/conferences/{urllib.parse.quote(args.room, safe='')}"
+        f"/endpoints/{owner}/mute"
+    )
+    try:
+        async with http.post(
+            url, json=body, headers={"Authorization": f"Bearer {args.token}"}
+        ) as resp:
+            result.setdefault("mute_statuses", []).append(resp.status)
+    except Exception as exc:
+        result.setdefault("mute_statuses", []).append(f"{type(exc).__name__}")
+
+
 async def colibri_reader(
-    session: aiohttp.ClientSession, url: str, result: dict[str, Any]
+    session: aiohttp.ClientSession,
+    url: str,
+    result: dict[str, Any],
+    args: Optional[argparse.Namespace] = None,
 ) -> None:
     classes: list[str] = result.setdefault("colibri_classes", [])
     sources: list[Any] = result.setdefault("colibri_sources", [])
+    # Everything but source maps and connectivity, verbatim (issue 5 notices).
+    events: list[Any] = result.setdefault("colibri_events", [])
+    muted: set[str] = set()
     try:
         async with session.ws_connect(url, heartbeat=None) as ws:
             result["colibri_connected"] = True
@@ -310,6 +353,14 @@ async def colibri_reader(
                 classes.append(cls)
                 if cls in ("VideoSourcesMap", "AudioSourcesMap"):
                     sources.extend(obj.get("mappedSources", []))
+                    if args is not None and args.moderator_mute:
+                        for s in obj.get("mappedSources", []):
+                            owner = s.get("owner")
+                            if owner and owner not in muted:
+                                muted.add(owner)
+                                await moderator_mute(session, args, owner, result)
+                elif cls not in ("ServerHello", "EndpointConnectivityStatusChangeEvent"):
+                    events.append(obj)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # reported, not fatal: media is the main check
@@ -431,6 +482,8 @@ async def session(
     # aiortc gathers all candidates inside setLocalDescription (no trickle).
     await pc.setLocalDescription(await pc.createOffer())
     offer = pc.localDescription.sdp
+    if args.screen:
+        offer = mark_screen(offer)
     result["slot_mids"] = [t.mid for t in pc.getTransceivers() if t.direction == "recvonly"]
     if args.print_offer:
         sys.stdout.write(offer)
@@ -496,7 +549,9 @@ async def session(
             if link_path:
                 ws_url = urllib.parse.urljoin(args.url.rstrip("/") + "/", link_path)
                 ws_url = re.sub(r"^http", "ws", ws_url)
-                tasks.append(asyncio.ensure_future(colibri_reader(http, ws_url, result)))
+                tasks.append(
+                    asyncio.ensure_future(colibri_reader(http, ws_url, result, args))
+                )
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
 
@@ -557,6 +612,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--slots", type=int, default=1, help="recvonly audio+video pairs")
     p.add_argument("--expect-status", type=int, default=None)
     p.add_argument("--colibri", action="store_true", help="open the colibri websocket")
+    p.add_argument("--screen", action="store_true",
+                   help="mark the video m-line as a screen (a=content:slides)")
+    p.add_argument("--moderator-mute", default="",
+                   help="audio,video: mute every other endpoint as it appears in a "
+                        "sources map (needs --colibri and an owner token)")
     p.add_argument("--rtx", action=argparse.BooleanOptionalAction, default=True,
                    help="offer video/rtx next to VP8 (as browsers do)")
     p.add_argument("--connect-timeout", type=float, default=20.0)

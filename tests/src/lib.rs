@@ -289,6 +289,12 @@ impl Bridge {
     /// Panics, with the bridge's log, if it exits or is not healthy within
     /// [`BRIDGE_START_TIMEOUT`].
     pub fn start(overrides: &str) -> Bridge {
+        Self::start_with_env(overrides, &[])
+    }
+
+    /// [`Bridge::start`] with extra environment variables for the bridge process
+    /// (e.g. `RINGBRIDGE_DISABLE_URING=1`).
+    pub fn start_with_env(overrides: &str, env: &[(&str, &str)]) -> Bridge {
         let public_port = free_tcp_port();
         let mut private_port = free_tcp_port();
         while private_port == public_port {
@@ -353,6 +359,7 @@ impl Bridge {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or("info".to_owned()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
@@ -454,6 +461,23 @@ impl Bridge {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The bridge's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `timeout` for the bridge to exit; `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+                _ => return None,
+            }
+        }
+    }
+
     /// A `Command` for the bridge binary with `--config` pointing at this bridge's file
     /// appended after `args`.
     pub fn command(&self, args: &[&str]) -> Command {
@@ -462,8 +486,20 @@ impl Bridge {
         cmd
     }
 
-    /// A member token for `room` (`ringbridge token --room ROOM`).
+    /// An owner token for `room` (`ringbridge token --room ROOM --owner`): owners
+    /// may open a room, members may not (issue 5), so this is the token that joins
+    /// whatever the order of the clients.
     pub fn token(&self, room: &str) -> String {
+        self.token_with(&TokenRequest {
+            room: room.to_owned(),
+            owner: true,
+            ..TokenRequest::default()
+        })
+    }
+
+    /// A member token for `room` (`ringbridge token --room ROOM`): it may join a
+    /// room an owner opened, not open one.
+    pub fn member_token(&self, room: &str) -> String {
         self.token_with(&TokenRequest {
             room: room.to_owned(),
             ..TokenRequest::default()
@@ -518,6 +554,41 @@ impl Drop for Bridge {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A token for `room` signed with [`TEST_APP_SECRET`] (HS256, valid 1 h) with
+/// `context.user.id = user`, affiliation `owner` or `member`, and, when given,
+/// `context.features`. Extra claims in `extra` are merged in last.
+pub fn test_token(
+    room: &str,
+    user: &str,
+    owner: bool,
+    features: Option<Value>,
+    extra: Option<Value>,
+) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut context = serde_json::json!({
+        "user": {"id": user, "name": user, "affiliation": if owner { "owner" } else { "member" }}
+    });
+    if let Some(f) = features {
+        context["features"] = f;
+    }
+    let mut claims = serde_json::json!({
+        "iss": "ringbridge", "aud": "ringbridge", "sub": "*", "room": room,
+        "iat": now, "nbf": now, "exp": now + 3600, "context": context,
+    });
+    if let (Some(obj), Some(Value::Object(more))) = (claims.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_APP_SECRET.as_bytes()),
+    )
+    .unwrap_or_else(|e| panic!("cannot sign a test token: {e}"))
 }
 
 /// Decodes a JWT's payload, lets `edit` change it, and re-encodes it with the original

@@ -1,19 +1,26 @@
 //! Drivers: threads that own sockets and the clock and run a [`ShardCore`].
 //!
-//! This build has one driver, a non-blocking socket loop over `mio` (epoll).
-//! The io_uring and recvmmsg/sendmmsg drivers slot in beside it behind the same
-//! [`ShardHandle`] seam: the core does not change.
+//! Three drivers run the same core behind the [`ShardHandle`] seam: io_uring
+//! (`uring`), recvmmsg/sendmmsg over epoll (`mmsg`), and the first plain
+//! `recv_from`/`send_to` loop (`poll`, kept as a reference in tests).
+//! [`choose_backend`] resolves `media.io`.
 //!
 //! [`ShardCore`]: crate::proto::shard::ShardCore
 
+pub mod batch;
+pub mod gso;
 mod mmsg;
 mod netif;
 mod poll_loop;
+mod select;
 mod shard;
+pub mod udp;
 mod uring;
 
 pub use netif::host_address;
+pub use select::{BackendChoice, choose_backend};
 pub use shard::{
     AfterCommand, Backend, PortBinder, PreparedDriver, SendTotals, ShardCommand, ShardContext,
     ShardHandle, ShardSpec, ShardStats, ShardWaker, handle_command, spawn_shard,
 };
+pub use uring::probe as probe_uring;

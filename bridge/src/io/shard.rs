@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use ringbridge_control::media::{
-    ConferenceId, EndpointId, EventSender, JoinAnswer, JoinRequest, MediaError, ShardSnapshot,
+    ConferenceId, EndpointId, EndpointPolicy, EventSender, JoinAnswer, JoinRequest, MediaError,
+    MuteRequest, RefusalReason, ShardSnapshot,
 };
 use tokio::sync::oneshot;
 
@@ -31,6 +32,40 @@ pub enum ShardCommand {
         conference: ConferenceId,
         /// The endpoint.
         endpoint: EndpointId,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    /// Announce an endpoint's publishing policy; sent just before its `Join` (see
+    /// `ShardCore::set_policy`), or later to change it.
+    SetPolicy {
+        /// Its conference.
+        conference: ConferenceId,
+        /// The endpoint.
+        endpoint: EndpointId,
+        /// What it may publish.
+        policy: EndpointPolicy,
+    },
+    /// Mute or unmute an endpoint's media (see `ShardCore::handle_mute`).
+    Mute {
+        /// Its conference.
+        conference: ConferenceId,
+        /// The endpoint.
+        endpoint: EndpointId,
+        /// What to change.
+        mute: MuteRequest,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    /// Stop forwarding one source (see `ShardCore::handle_refuse_source`).
+    RefuseSource {
+        /// Its conference.
+        conference: ConferenceId,
+        /// The publishing endpoint.
+        endpoint: EndpointId,
+        /// Jitsi source name, e.g. `{endpoint_id}-v0`.
+        source: String,
+        /// Why.
+        reason: RefusalReason,
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<(), MediaError>>,
     },
@@ -65,8 +100,9 @@ pub fn handle_command(
 ) -> AfterCommand {
     match cmd {
         ShardCommand::Join { req, reply } => {
+            let policy = core.take_join_policy(&req);
             let result = ports.bind().and_then(|port| {
-                let r = core.handle_join(now, &req, port);
+                let r = core.handle_join_with_policy(now, &req, port, policy);
                 if r.is_err() {
                     ports.release(port);
                 }
@@ -81,6 +117,33 @@ pub fn handle_command(
             reply,
         } => {
             let _ = reply.send(core.handle_leave(&conference, &endpoint));
+            AfterCommand::Continue
+        }
+        ShardCommand::SetPolicy {
+            conference,
+            endpoint,
+            policy,
+        } => {
+            core.set_policy(&conference, &endpoint, policy);
+            AfterCommand::Continue
+        }
+        ShardCommand::Mute {
+            conference,
+            endpoint,
+            mute,
+            reply,
+        } => {
+            let _ = reply.send(core.handle_mute(&conference, &endpoint, mute));
+            AfterCommand::Continue
+        }
+        ShardCommand::RefuseSource {
+            conference,
+            endpoint,
+            source,
+            reason,
+            reply,
+        } => {
+            let _ = reply.send(core.handle_refuse_source(&conference, &endpoint, &source, reason));
             AfterCommand::Continue
         }
         ShardCommand::Shutdown => AfterCommand::Stop,

@@ -1,9 +1,756 @@
-//! The io_uring driver (being written; until then it runs the poll loop).
+//! The io_uring driver: one ring per shard thread.
+//!
+//! - Receive: one multishot `RecvMsg` per endpoint socket, all drawing from one
+//!   provided-buffer ring (`IORING_REGISTER_PBUF_RING`) shared by the shard. Each
+//!   completion names its buffer; the datagram is handed to the core in place and
+//!   the buffer goes back to the ring after the batch.
+//! - Send: everything the core queued while handling one batch of completions is
+//!   submitted with one `io_uring_enter`: one `SendMsg` per [`SendPlan`] group
+//!   (with GSO, a group is all datagrams of one frame to one receiver). The queue
+//!   is double-buffered: the core fills one half while the kernel may still read
+//!   the other, so send completions are reaped without blocking receives.
+//! - Commands: an eventfd polled by a multishot `PollAdd`; timers: the wait's
+//!   timeout (`IORING_ENTER_EXT_ARG`).
+//!
+//! The ring is created on the shard thread with `SINGLE_ISSUER` and
+//! `DEFER_TASKRUN` where the kernel has them (it falls back without them).
 
-use super::shard::{PreparedDriver, ShardSpec};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Prepares the driver.
-pub fn prepare(spec: &ShardSpec) -> std::io::Result<PreparedDriver> {
-    tracing::warn!("the uring driver is not built yet; running the poll loop");
-    super::poll_loop::prepare(spec)
+use io_uring::types::{BufRingEntry, SubmitArgs, Timespec};
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+use ringbridge_control::media::MediaError;
+
+use super::batch::SendPlan;
+use super::gso::GsoState;
+use super::shard::{
+    AfterCommand, PortBinder, PreparedDriver, SendTotals, ShardContext, ShardSpec, ShardWaker,
+    handle_command,
+};
+use super::udp;
+use crate::proto::shard::ShardCore;
+use crate::proto::transmit::TxQueue;
+
+/// Submission queue size (the completion queue is twice that).
+const RING_ENTRIES: u32 = 2048;
+/// Provided receive buffers shared by all sockets of the shard (a power of two).
+const BUF_COUNT: u16 = 4096;
+/// Size of one receive buffer: the recvmsg header, the source address and an
+/// MTU-sized datagram.
+const BUF_SIZE: usize = 2048;
+/// Buffer group id of the receive buffers.
+const BGID: u16 = 0;
+/// Longest sleep when no timer is due.
+const MAX_SLEEP: Duration = Duration::from_millis(200);
+/// Flush the send queue when it holds this many datagrams mid-batch.
+const FLUSH_AT: usize = 512;
+
+/// `user_data` tags, in the top byte.
+const TAG_RECV: u64 = 1 << 56;
+const TAG_SEND: u64 = 2 << 56;
+const TAG_WAKE: u64 = 3 << 56;
+const TAG_CANCEL: u64 = 4 << 56;
+const TAG_MASK: u64 = 0xff << 56;
+
+/// Size of the sockaddr field in each receive buffer.
+const NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_storage>();
+/// `struct io_uring_recvmsg_out` at the start of each receive buffer.
+const RECVMSG_OUT_LEN: usize = 16;
+
+/// Whether io_uring can run the shards here, and if not, why.
+///
+/// Checks, in order: the `RINGBRIDGE_DISABLE_URING` switch (for tests and
+/// operators), `kernel.io_uring_disabled`, that a ring can be created (ENOSYS:
+/// no io_uring; EPERM: a seccomp profile or the sysctl; ENOMEM: memlock too low),
+/// the opcodes the driver uses, and that a provided-buffer ring registers.
+pub fn probe() -> Result<(), String> {
+    if std::env::var_os("RINGBRIDGE_DISABLE_URING").is_some_and(|v| v != "0") {
+        return Err("io_uring disabled by RINGBRIDGE_DISABLE_URING".into());
+    }
+    if let Ok(v) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        && v.trim() == "2"
+    {
+        return Err("io_uring disabled by sysctl kernel.io_uring_disabled = 2".into());
+    }
+    let ring = IoUring::new(8).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOSYS) => "io_uring_setup: ENOSYS (kernel without io_uring)".to_owned(),
+        Some(libc::EPERM) => {
+            "io_uring_setup: EPERM (blocked by a seccomp profile or kernel.io_uring_disabled)"
+                .to_owned()
+        }
+        Some(libc::ENOMEM) => {
+            "io_uring_setup: ENOMEM (memlock limit too low; raise LimitMEMLOCK)".to_owned()
+        }
+        _ => format!("io_uring_setup: {e}"),
+    })?;
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| format!("IORING_REGISTER_PROBE: {e}"))?;
+    for (code, name) in [
+        (opcode::RecvMsgMulti::CODE, "RECVMSG"),
+        (opcode::SendMsg::CODE, "SENDMSG"),
+        (opcode::PollAdd::CODE, "POLL_ADD"),
+        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+    ] {
+        if !probe.is_supported(code) {
+            return Err(format!("io_uring lacks opcode {name}"));
+        }
+    }
+    if !ring.params().is_feature_ext_arg() {
+        return Err("io_uring lacks IORING_FEAT_EXT_ARG (kernel older than 5.11)".into());
+    }
+    let bufs = BufRing::new(8, 64).map_err(|e| format!("provided-buffer ring: {e}"))?;
+    // SAFETY: the ring memory lives in `bufs`, which outlives the registration
+    // (unregistered right below, before `bufs` drops).
+    unsafe { bufs.register(&ring) }
+        .map_err(|e| format!("IORING_REGISTER_PBUF_RING (kernel older than 5.19?): {e}"))?;
+    let _ = ring.submitter().unregister_buf_ring(BGID);
+    Ok(())
+}
+
+/// Makes the waker (an eventfd); the ring itself is created on the shard thread.
+pub fn prepare(_spec: &ShardSpec) -> io::Result<PreparedDriver> {
+    probe().map_err(io::Error::other)?;
+    // SAFETY: plain syscall; the result is checked before use.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let eventfd = Arc::new(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }));
+    let waker = eventfd.clone();
+    Ok(PreparedDriver {
+        waker,
+        run: Box::new(move |ctx| {
+            if let Err(e) = run(ctx, &eventfd) {
+                tracing::error!(error = %e, "io_uring shard stopped on an error");
+            }
+        }),
+    })
+}
+
+/// The shard's wake-up eventfd.
+#[derive(Debug)]
+struct EventFd(OwnedFd);
+
+impl ShardWaker for EventFd {
+    fn wake(&self) -> io::Result<()> {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own.
+        let n = unsafe { libc::write(self.0.as_raw_fd(), (&raw const one).cast(), 8) };
+        if n == 8 {
+            Ok(())
+        } else {
+            let e = io::Error::last_os_error();
+            // A full counter (EAGAIN) still wakes the reader.
+            if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+impl EventFd {
+    fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64; non-blocking.
+        let _ = unsafe { libc::read(self.0.as_raw_fd(), (&raw mut v).cast(), 8) };
+    }
+}
+
+/// The provided-buffer ring: `count` entries in page-aligned memory the kernel
+/// reads, and the buffers they point to.
+struct BufRing {
+    entries: *mut BufRingEntry,
+    layout: std::alloc::Layout,
+    bufs: Box<[u8]>,
+    count: u16,
+    tail: u16,
+}
+
+impl BufRing {
+    fn new(count: u16, buf_size: usize) -> io::Result<Self> {
+        if !count.is_power_of_two() {
+            return Err(io::Error::other("buffer count must be a power of two"));
+        }
+        let size = std::mem::size_of::<BufRingEntry>() * usize::from(count);
+        let layout = std::alloc::Layout::from_size_align(size, 4096).map_err(io::Error::other)?;
+        // SAFETY: non-zero size; the result is checked for null.
+        let entries = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<BufRingEntry>();
+        if entries.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        let mut ring = Self {
+            entries,
+            layout,
+            bufs: vec![0u8; usize::from(count) * buf_size].into_boxed_slice(),
+            count,
+            tail: 0,
+        };
+        for bid in 0..count {
+            ring.push(bid, buf_size);
+        }
+        ring.publish();
+        Ok(ring)
+    }
+
+    /// Registers the ring with `ring` under [`BGID`].
+    ///
+    /// # Safety
+    /// `self` must outlive the registration.
+    unsafe fn register(&self, ring: &IoUring) -> io::Result<()> {
+        // SAFETY: `entries` points to `count` entries that live as long as `self`.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(self.entries as u64, self.count, BGID, 0)
+        }
+    }
+
+    fn buf_size(&self) -> usize {
+        self.bufs.len() / usize::from(self.count)
+    }
+
+    /// Puts buffer `bid` back at the tail (visible to the kernel after `publish`).
+    fn push(&mut self, bid: u16, buf_size: usize) {
+        let index = usize::from(self.tail & (self.count - 1));
+        let addr = self.bufs.as_ptr() as u64 + u64::from(bid) * buf_size as u64;
+        // SAFETY: `index < count`, inside the allocation.
+        let entry = unsafe { &mut *self.entries.add(index) };
+        entry.set_addr(addr);
+        entry.set_len(buf_size as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes pushed buffers visible to the kernel.
+    fn publish(&self) {
+        // SAFETY: the tail field overlays the first entry's reserved field and is
+        // only written by us; the kernel reads it with acquire semantics.
+        unsafe {
+            let tail = BufRingEntry::tail(self.entries).cast_mut();
+            (*tail.cast::<std::sync::atomic::AtomicU16>())
+                .store(self.tail, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    fn buffer_mut(&mut self, bid: u16) -> Option<&mut [u8]> {
+        let size = self.buf_size();
+        let start = usize::from(bid) * size;
+        self.bufs.get_mut(start..start + size)
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; the ring that used it is
+        // dropped (or the buffer group unregistered) before this runs.
+        unsafe { std::alloc::dealloc(self.entries.cast(), self.layout) };
+    }
+}
+
+struct Socket {
+    sock: std::net::UdpSocket,
+    /// A multishot receive is outstanding.
+    armed: bool,
+    /// Being closed: its receive was cancelled, the socket drops when it ends.
+    closing: bool,
+}
+
+/// The send half of the double-buffered queue: the datagrams and the msghdrs,
+/// addresses, iovecs and cmsgs the kernel reads while sends are in flight.
+struct Half {
+    tx: TxQueue,
+    plan: SendPlan,
+    hdrs: Vec<libc::msghdr>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    cmsgs: Vec<udp::CmsgBuf>,
+    /// Per msghdr: source port, destination, first iovec, iovec count, GSO used.
+    groups: Vec<(u16, SocketAddr, usize, usize, bool)>,
+    pending: usize,
+}
+
+impl Half {
+    fn new() -> Self {
+        Self {
+            tx: TxQueue::with_capacity(1024),
+            plan: SendPlan::with_capacity(1024),
+            hdrs: Vec::new(),
+            addrs: Vec::new(),
+            iovs: Vec::new(),
+            cmsgs: Vec::new(),
+            groups: Vec::new(),
+            pending: 0,
+        }
+    }
+}
+
+struct Driver<'a> {
+    ring: IoUring,
+    sockets: HashMap<u16, Socket>,
+    next_port: u16,
+    spec: &'a ShardSpec,
+    recv_hdr: Box<libc::msghdr>,
+    totals: SendTotals,
+    gso: GsoState,
+    /// Completions copied out of the CQ before handling them.
+    cqes: Vec<(u64, i32, u32)>,
+    /// Completions seen while waiting for a send half; handled next round.
+    deferred: Vec<(u64, i32, u32)>,
+    /// Scratch for completions reaped while waiting for a send half.
+    waiting: Vec<(u64, i32, u32)>,
+}
+
+impl Driver<'_> {
+    /// Pushes one SQE, submitting first if the queue is full.
+    fn push(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every pointer an SQE carries (msghdrs, buffers, sockets)
+            // stays valid until its completion: see `Half` and `Socket`.
+            if unsafe { self.ring.submission().push(sqe) }.is_ok() {
+                return Ok(());
+            }
+            self.ring.submit()?;
+        }
+    }
+
+    fn arm_recv(&mut self, port: u16) -> io::Result<()> {
+        let Some(s) = self.sockets.get(&port) else {
+            return Ok(());
+        };
+        if s.armed || s.closing {
+            return Ok(());
+        }
+        let fd = s.sock.as_raw_fd();
+        let sqe = opcode::RecvMsgMulti::new(types::Fd(fd), &raw const *self.recv_hdr, BGID)
+            .build()
+            .user_data(TAG_RECV | u64::from(port));
+        self.push(&sqe)?;
+        if let Some(s) = self.sockets.get_mut(&port) {
+            s.armed = true;
+        }
+        Ok(())
+    }
+}
+
+impl PortBinder for Driver<'_> {
+    fn bind(&mut self) -> Result<u16, MediaError> {
+        let (lo, hi) = self.spec.ports;
+        let span = u32::from(hi - lo) + 1;
+        for _ in 0..span {
+            let port = self.next_port;
+            self.next_port = if port >= hi { lo } else { port + 1 };
+            if self.sockets.contains_key(&port) {
+                continue;
+            }
+            let Ok(sock) = udp::bind_udp(SocketAddr::new(self.spec.bind, port)) else {
+                continue;
+            };
+            self.sockets.insert(
+                port,
+                Socket {
+                    sock,
+                    armed: false,
+                    closing: false,
+                },
+            );
+            if self.arm_recv(port).is_err() {
+                self.sockets.remove(&port);
+                continue;
+            }
+            return Ok(port);
+        }
+        Err(MediaError::Overloaded("no free media port".into()))
+    }
+
+    fn release(&mut self, port: u16) {
+        let Some(s) = self.sockets.get_mut(&port) else {
+            return;
+        };
+        if !s.armed {
+            self.sockets.remove(&port);
+            return;
+        }
+        s.closing = true;
+        let sqe = opcode::AsyncCancel::new(TAG_RECV | u64::from(port))
+            .build()
+            .user_data(TAG_CANCEL | u64::from(port));
+        if self.push(&sqe).is_err() {
+            tracing::warn!(port, "cannot cancel the receive of a released port");
+        }
+    }
+}
+
+fn build_ring() -> io::Result<(IoUring, &'static str)> {
+    let full = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_coop_taskrun()
+        .setup_taskrun_flag()
+        .setup_cqsize(RING_ENTRIES * 4)
+        .build(RING_ENTRIES);
+    match full {
+        Ok(r) => Ok((r, "SINGLE_ISSUER|DEFER_TASKRUN")),
+        Err(_) => IoUring::builder()
+            .setup_cqsize(RING_ENTRIES * 4)
+            .build(RING_ENTRIES)
+            .map(|r| (r, "plain (kernel without SINGLE_ISSUER/DEFER_TASKRUN)")),
+    }
+}
+
+fn run(ctx: ShardContext, eventfd: &EventFd) -> io::Result<()> {
+    let ShardContext {
+        spec,
+        commands,
+        events,
+        stats,
+    } = ctx;
+    let (ring, flags) = build_ring()?;
+    let mut bufs = BufRing::new(BUF_COUNT, BUF_SIZE)?;
+    // SAFETY: `bufs` lives until the end of this function; the ring is dropped
+    // (field order of `Driver`, dropped first below) before it.
+    unsafe { bufs.register(&ring) }?;
+    // SAFETY: an all-zero msghdr is a valid empty header.
+    let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+    recv_hdr.msg_namelen = NAME_LEN as u32;
+
+    let gso = GsoState::probe();
+    stats.set_gso(gso.enabled());
+    tracing::info!(
+        shard = spec.index,
+        ring_flags = flags,
+        buffers = BUF_COUNT,
+        gso = gso.enabled(),
+        "io_uring ring ready"
+    );
+    let mut d = Driver {
+        ring,
+        sockets: HashMap::new(),
+        next_port: spec.ports.0,
+        spec: &spec,
+        recv_hdr,
+        totals: SendTotals::default(),
+        gso,
+        cqes: Vec::with_capacity(RING_ENTRIES as usize * 4),
+        deferred: Vec::with_capacity(RING_ENTRIES as usize * 4),
+        waiting: Vec::with_capacity(RING_ENTRIES as usize * 4),
+    };
+    let wake_sqe = opcode::PollAdd::new(types::Fd(eventfd.0.as_raw_fd()), libc::POLLIN as u32)
+        .multi(true)
+        .build()
+        .user_data(TAG_WAKE);
+    d.push(&wake_sqe)?;
+
+    let mut core = ShardCore::new(spec.core_config.clone(), Instant::now());
+    let mut halves = [Half::new(), Half::new()];
+    let mut cur = 0usize;
+    let mut recycled: Vec<u16> = Vec::with_capacity(usize::from(BUF_COUNT));
+    let buf_size = bufs.buf_size();
+
+    loop {
+        let sleep = core
+            .poll_timeout()
+            .map_or(MAX_SLEEP, |t| t.saturating_duration_since(Instant::now()))
+            .min(MAX_SLEEP);
+        if d.deferred.is_empty() {
+            let ts = Timespec::new()
+                .sec(sleep.as_secs())
+                .nsec(sleep.subsec_nanos());
+            let args = SubmitArgs::new().timespec(&ts);
+            match d.ring.submitter().submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let now = Instant::now();
+        d.cqes.clear();
+        std::mem::swap(&mut d.cqes, &mut d.deferred);
+        for cqe in d.ring.completion() {
+            d.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
+        }
+
+        let mut wake = false;
+        let mut rearm_wake = false;
+        for i in 0..d.cqes.len() {
+            let (ud, res, flags) = d.cqes[i];
+            match ud & TAG_MASK {
+                TAG_RECV => {
+                    let port = (ud & 0xffff) as u16;
+                    if let Some(bid) = cqueue::buffer_select(flags) {
+                        if res > 0
+                            && let Some(buf) = bufs.buffer_mut(bid)
+                            && let Some((from, range)) = parse_recvmsg(buf, res as usize)
+                            && d.sockets.get(&port).is_some_and(|s| !s.closing)
+                        {
+                            let half = &mut halves[cur];
+                            core.handle_receive(now, port, from, &mut buf[range], &mut half.tx);
+                            if half.tx.len() >= FLUSH_AT {
+                                cur = flush(&mut d, &mut halves, cur)?;
+                            }
+                        }
+                        recycled.push(bid);
+                    }
+                    if !cqueue::more(flags) {
+                        // The multishot receive ended: ENOBUFS (all buffers in
+                        // use), cancelled (port released) or an error.
+                        let closing = match d.sockets.get_mut(&port) {
+                            Some(s) => {
+                                s.armed = false;
+                                s.closing
+                            }
+                            None => false,
+                        };
+                        if closing {
+                            d.sockets.remove(&port);
+                        } else if res < 0 && res != -libc::ENOBUFS {
+                            tracing::debug!(port, error = %io::Error::from_raw_os_error(-res), "receive ended; re-arming");
+                        }
+                        if !closing {
+                            d.arm_recv(port)?;
+                        }
+                    }
+                }
+                TAG_SEND => {
+                    let h = ((ud >> 32) & 1) as usize;
+                    let g = (ud & 0xffff_ffff) as usize;
+                    complete_send(&mut d, &mut halves[h], h, g, res)?;
+                }
+                TAG_WAKE => {
+                    wake = true;
+                    rearm_wake |= !cqueue::more(flags);
+                }
+                _ => {}
+            }
+        }
+        for &bid in &recycled {
+            bufs.push(bid, buf_size);
+        }
+        if !recycled.is_empty() {
+            bufs.publish();
+            recycled.clear();
+        }
+        if rearm_wake {
+            d.push(&wake_sqe)?;
+        }
+        if wake {
+            eventfd.drain();
+            loop {
+                let cmd = match commands.try_recv() {
+                    Ok(cmd) => cmd,
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => return Ok(()),
+                };
+                if handle_command(&mut core, now, cmd, &mut d) == AfterCommand::Stop {
+                    tracing::info!(shard = spec.index, "shard stopping");
+                    return Ok(());
+                }
+            }
+        }
+        if core.poll_timeout().is_some_and(|t| now >= t) {
+            core.handle_timeout(now, &mut halves[cur].tx);
+        }
+        cur = flush(&mut d, &mut halves, cur)?;
+        while let Some(port) = core.poll_released_port() {
+            d.release(port);
+        }
+        d.ring.submit()?;
+        while let Some(ev) = core.poll_event() {
+            let _ = events.send(ev);
+        }
+        stats.publish(&core, &d.totals);
+        stats.set_gso(d.gso.enabled());
+    }
+}
+
+/// Source address and payload range of a multishot `RecvMsg` buffer of `len` bytes.
+fn parse_recvmsg(buf: &[u8], len: usize) -> Option<(SocketAddr, std::ops::Range<usize>)> {
+    let buf = buf.get(..len)?;
+    let header = buf.get(..RECVMSG_OUT_LEN)?;
+    let word = |i: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(header.get(i..i + 4)?.try_into().ok()?))
+    };
+    let (namelen, payloadlen, flags) = (word(0)?, word(8)?, word(12)?);
+    if flags & (libc::MSG_TRUNC as u32) != 0 {
+        // Larger than a buffer: not a datagram the bridge handles.
+        return None;
+    }
+    let name = buf.get(RECVMSG_OUT_LEN..RECVMSG_OUT_LEN + NAME_LEN)?;
+    let mut storage = udp::zeroed_storage();
+    // SAFETY: `name` is NAME_LEN = size_of::<sockaddr_storage>() bytes; the copy
+    // is unaligned-safe and any bit pattern is a valid sockaddr_storage.
+    unsafe {
+        std::ptr::copy_nonoverlapping(name.as_ptr(), (&raw mut storage).cast::<u8>(), NAME_LEN);
+    }
+    let from = udp::storage_to_socket_addr(&storage, namelen.min(NAME_LEN as u32))?;
+    let start = RECVMSG_OUT_LEN + NAME_LEN;
+    let end = start.checked_add(payloadlen as usize)?.min(len);
+    (start < end).then_some((from, start..end))
+}
+
+/// Submits the sends of half `cur` and returns the half to fill next (waiting,
+/// if need be, until the kernel is done with it).
+fn flush(d: &mut Driver<'_>, halves: &mut [Half; 2], cur: usize) -> io::Result<usize> {
+    let half = &mut halves[cur];
+    if half.tx.is_empty() {
+        return Ok(cur);
+    }
+    let n = half.tx.len();
+    half.plan.build(&half.tx, d.gso.max_segments());
+    // Capacity for every datagram plus a GSO-less resend of each: the vectors
+    // never reallocate while the kernel holds pointers into them.
+    reserve_exact(&mut half.hdrs, 2 * n);
+    reserve_exact(&mut half.addrs, 2 * n);
+    reserve_exact(&mut half.iovs, 2 * n);
+    reserve_exact(&mut half.cmsgs, 2 * n);
+    half.hdrs.clear();
+    half.addrs.clear();
+    half.iovs.clear();
+    half.cmsgs.clear();
+    half.groups.clear();
+    for g in 0..half.plan.groups().len() {
+        let group = half.plan.groups()[g];
+        let Some(sock) = d.sockets.get(&group.from_port) else {
+            continue;
+        };
+        let fd = sock.sock.as_raw_fd();
+        let first_iov = half.iovs.len();
+        for &i in half.plan.indices(&group) {
+            if let Some((_, data)) = half.tx.get(i) {
+                half.iovs.push(libc::iovec {
+                    iov_base: data.as_ptr().cast_mut().cast(),
+                    iov_len: data.len(),
+                });
+            }
+        }
+        let count = half.iovs.len() - first_iov;
+        let segment = (count > 1).then_some(group.segment_size);
+        push_msg(
+            d,
+            half,
+            cur,
+            fd,
+            group.to,
+            first_iov,
+            count,
+            segment,
+            group.from_port,
+        )?;
+    }
+    half.tx.clear();
+    let next = cur ^ 1;
+    // The other half may still be read by the kernel: wait for its sends.
+    while halves[next].pending > 0 {
+        d.ring.submit_and_wait(1)?;
+        let mut seen = std::mem::take(&mut d.waiting);
+        seen.clear();
+        for cqe in d.ring.completion() {
+            seen.push((cqe.user_data(), cqe.result(), cqe.flags()));
+        }
+        for &(ud, res, flags) in &seen {
+            if ud & TAG_MASK == TAG_SEND {
+                let h = ((ud >> 32) & 1) as usize;
+                let g = (ud & 0xffff_ffff) as usize;
+                complete_send(d, &mut halves[h], h, g, res)?;
+            } else {
+                d.deferred.push((ud, res, flags));
+            }
+        }
+        d.waiting = seen;
+    }
+    Ok(next)
+}
+
+fn reserve_exact<T>(v: &mut Vec<T>, n: usize) {
+    if v.capacity() < n {
+        v.clear();
+        v.reserve_exact(n);
+    }
+}
+
+/// Queues one `SendMsg` of `count` iovecs starting at `first_iov`.
+#[allow(clippy::too_many_arguments)]
+fn push_msg(
+    d: &mut Driver<'_>,
+    half: &mut Half,
+    h: usize,
+    fd: RawFd,
+    to: SocketAddr,
+    first_iov: usize,
+    count: usize,
+    segment: Option<usize>,
+    from_port: u16,
+) -> io::Result<()> {
+    let mut addr = udp::zeroed_storage();
+    let addr_len = udp::socket_addr_to_storage(&to, &mut addr);
+    half.addrs.push(addr);
+    half.cmsgs.push(udp::CmsgBuf::default());
+    let mut hdr = udp::zeroed_msghdr();
+    let a = half.addrs.len() - 1;
+    hdr.msg_name = (&raw mut half.addrs[a]).cast();
+    hdr.msg_namelen = addr_len;
+    hdr.msg_iov = (&raw mut half.iovs[first_iov]).cast();
+    hdr.msg_iovlen = count;
+    if let Some(size) = segment {
+        let c = half.cmsgs.len() - 1;
+        udp::set_udp_segment(&mut hdr, &mut half.cmsgs[c], size as u16);
+    }
+    half.hdrs.push(hdr);
+    let g = half.hdrs.len() - 1;
+    half.groups
+        .push((from_port, to, first_iov, count, segment.is_some()));
+    let sqe = opcode::SendMsg::new(types::Fd(fd), &raw const half.hdrs[g])
+        .build()
+        .user_data(TAG_SEND | ((h as u64) << 32) | g as u64);
+    d.push(&sqe)?;
+    half.pending += 1;
+    Ok(())
+}
+
+/// Accounts a send completion; a GSO send the kernel refused (EIO, EINVAL) is
+/// sent again datagram by datagram, and GSO is switched off.
+fn complete_send(
+    d: &mut Driver<'_>,
+    half: &mut Half,
+    h: usize,
+    g: usize,
+    res: i32,
+) -> io::Result<()> {
+    half.pending = half.pending.saturating_sub(1);
+    let Some(&(from_port, to, first_iov, count, gso)) = half.groups.get(g) else {
+        return Ok(());
+    };
+    if res >= 0 {
+        d.totals.packets += count as u64;
+        d.totals.bytes += res as u64;
+        if gso {
+            super::gso::note_segmented_send();
+        }
+        return Ok(());
+    }
+    let err = io::Error::from_raw_os_error(-res);
+    if gso && d.gso.disable_after(&err) {
+        let Some(sock) = d.sockets.get(&from_port) else {
+            return Ok(());
+        };
+        let fd = sock.sock.as_raw_fd();
+        for k in 0..count {
+            push_msg(d, half, h, fd, to, first_iov + k, 1, None, from_port)?;
+        }
+        return Ok(());
+    }
+    d.totals.errors += count as u64;
+    Ok(())
 }

@@ -23,7 +23,8 @@ use dimpl::DtlsCertificate;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use ringbridge_control::media::{
-    ConferenceId, EndpointId, JoinRequest, MappedSource, MediaError, MediaEvent,
+    ConferenceId, EndpointId, EndpointPolicy, JoinRequest, MappedSource, MediaError, MediaEvent,
+    MuteRequest, RefusalReason,
 };
 
 use super::dtls::{self, DtlsOutput, DtlsTransport};
@@ -73,6 +74,8 @@ pub struct ShardCounters {
     pub dropped_replay: u64,
     /// RTP with an SSRC no producer owns.
     pub dropped_unknown_ssrc: u64,
+    /// RTP of a muted producer, or of one the endpoint's policy refuses.
+    pub dropped_policy: u64,
     /// STUN requests refused (wrong username or integrity).
     pub stun_refused: u64,
     /// Endpoints whose first ICE check succeeded.
@@ -96,6 +99,8 @@ pub struct ShardCore {
     conferences: HashMap<ConferenceId, Vec<usize>>,
     events: VecDeque<MediaEvent>,
     released_ports: Vec<u16>,
+    /// Policies announced for endpoints about to join (see [`ShardCore::set_policy`]).
+    pending_policies: HashMap<(ConferenceId, EndpointId), EndpointPolicy>,
     /// Scratch: the consumers of the producer being forwarded.
     targets: Vec<(usize, usize)>,
     /// Scratch: producers to ask for a keyframe after the current packet.
@@ -131,6 +136,7 @@ impl ShardCore {
             conferences: HashMap::new(),
             events: VecDeque::new(),
             released_ports: Vec::new(),
+            pending_policies: HashMap::new(),
             targets: Vec::with_capacity(64),
             keyframe_wanted: Vec::with_capacity(16),
             scratch: Box::new([0; 2048]),
@@ -167,12 +173,26 @@ impl ShardCore {
             .and_then(|&i| self.endpoints.get(i)?.as_ref())
     }
 
-    /// Adds an endpoint on local `port` and returns the SDP answer.
+    /// Adds an endpoint on local `port` and returns the SDP answer, with no limit on
+    /// what it publishes ([`EndpointPolicy::default`]).
     pub fn handle_join(
         &mut self,
         now: Instant,
         req: &JoinRequest,
         port: u16,
+    ) -> Result<String, MediaError> {
+        self.handle_join_with_policy(now, req, port, EndpointPolicy::default())
+    }
+
+    /// Adds an endpoint on local `port` whose publishing `policy` limits, and
+    /// returns the SDP answer. Refused sources are reported as
+    /// [`MediaEvent::ForwardingRefused`] and never mapped onto a slot.
+    pub fn handle_join_with_policy(
+        &mut self,
+        now: Instant,
+        req: &JoinRequest,
+        port: u16,
+        policy: EndpointPolicy,
     ) -> Result<String, MediaError> {
         let offer =
             Offer::parse(&req.offer_sdp).map_err(|e| MediaError::BadOffer(e.to_string()))?;
@@ -233,14 +253,19 @@ impl ShardCore {
                         format!("{}-v{}", req.endpoint, video_n - 1)
                     }
                 };
-                producers.push(Producer::new(
+                let mut producer = Producer::new(
                     m.mid.clone(),
                     m.kind,
                     m.ssrcs.first().copied(),
                     codec.pt,
                     codec.clock_rate,
                     name,
-                ));
+                );
+                producer.screen = m
+                    .content
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case("slides"));
+                producers.push(producer);
             }
             let slot = if m.direction.offerer_receives() {
                 let ssrc = loop {
@@ -284,6 +309,7 @@ impl ShardCore {
         );
 
         let mid_ext_id = offer.media.iter().find_map(|m| m.mid_ext_id);
+        apply_policy(&mut producers, policy);
         let endpoint = Endpoint {
             id: req.endpoint.clone(),
             conference: req.conference.clone(),
@@ -321,8 +347,196 @@ impl ShardCore {
             .entry(req.conference.clone())
             .or_default()
             .push(index);
+        self.report_refusals(index, |_| true);
         self.rebalance(&req.conference);
         Ok(answer)
+    }
+
+    /// Announces the policy of an endpoint: kept for its coming `handle_join` if
+    /// it does not exist yet (see [`ShardCore::take_join_policy`]), applied at once
+    /// if it does.
+    pub fn set_policy(
+        &mut self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+        policy: EndpointPolicy,
+    ) {
+        let Some(index) = self.find_endpoint(conference, endpoint) else {
+            self.pending_policies
+                .insert((conference.clone(), endpoint.clone()), policy);
+            return;
+        };
+        let Some(ep) = self.endpoints[index].as_mut() else {
+            return;
+        };
+        let before: Vec<Option<RefusalReason>> = ep.producers.iter().map(|p| p.refused).collect();
+        apply_policy(&mut ep.producers, policy);
+        let newly: Vec<bool> = ep
+            .producers
+            .iter()
+            .zip(&before)
+            .map(|(p, b)| p.refused.is_some() && b.is_none())
+            .collect();
+        for (p, refused) in newly.iter().enumerate() {
+            if *refused {
+                self.unmap_producer(index, p);
+            }
+        }
+        self.report_refusals(index, |p| newly.get(p).copied().unwrap_or(false));
+        let conference = conference.clone();
+        self.rebalance(&conference);
+    }
+
+    /// The policy announced for an endpoint about to join (default: none).
+    pub fn take_join_policy(&mut self, req: &JoinRequest) -> EndpointPolicy {
+        self.pending_policies
+            .remove(&(req.conference.clone(), req.endpoint.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Mutes or unmutes an endpoint's producers. Muted producers keep their slots
+    /// (so unmuting resumes at once, from the next keyframe) but nothing is
+    /// forwarded.
+    pub fn handle_mute(
+        &mut self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+        mute: MuteRequest,
+    ) -> Result<(), MediaError> {
+        let index = self
+            .find_endpoint(conference, endpoint)
+            .ok_or(MediaError::NotFound)?;
+        let Some(ep) = self.endpoints[index].as_mut() else {
+            return Err(MediaError::NotFound);
+        };
+        let mut resumed = Vec::new();
+        for (p, producer) in ep.producers.iter_mut().enumerate() {
+            let want = match producer.kind {
+                MediaKind::Audio => mute.audio,
+                MediaKind::Video => mute.video,
+                _ => None,
+            };
+            if let Some(muted) = want {
+                if producer.muted && !muted {
+                    resumed.push(p);
+                }
+                producer.muted = muted;
+            }
+        }
+        // Resuming re-bases the receivers' slots, as a source switch does, so
+        // their sequence numbers show no gap and video restarts on a keyframe.
+        for p in resumed {
+            let source = SourceRef {
+                endpoint: index,
+                producer: p,
+            };
+            let consumers = self.endpoints[index]
+                .as_ref()
+                .and_then(|e| e.producers.get(p))
+                .map(|pr| pr.consumers.clone())
+                .unwrap_or_default();
+            for (r, s) in consumers {
+                if let Some(slot) = self.endpoints[r].as_mut().and_then(|e| e.slots.get_mut(s)) {
+                    slot.assign(Some(source));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops forwarding the producer named `source` of an endpoint, for `reason`:
+    /// its slots are freed (and refilled) and a
+    /// [`MediaEvent::ForwardingRefused`] is queued.
+    pub fn handle_refuse_source(
+        &mut self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+        source: &str,
+        reason: RefusalReason,
+    ) -> Result<(), MediaError> {
+        let index = self
+            .find_endpoint(conference, endpoint)
+            .ok_or(MediaError::NotFound)?;
+        let p = self.endpoints[index]
+            .as_ref()
+            .and_then(|e| e.producers.iter().position(|p| p.source_name == source))
+            .ok_or(MediaError::NotFound)?;
+        let Some(producer) = self.endpoints[index]
+            .as_mut()
+            .and_then(|e| e.producers.get_mut(p))
+        else {
+            return Err(MediaError::NotFound);
+        };
+        if producer.refused.is_some() {
+            return Ok(());
+        }
+        producer.refused = Some(reason);
+        if reason == RefusalReason::ScreenSharingNotGranted {
+            // Remembered as a screen, so a later policy keeps it refused.
+            producer.screen = true;
+        }
+        self.unmap_producer(index, p);
+        self.report_refusals(index, |i| i == p);
+        let conference = conference.clone();
+        self.rebalance(&conference);
+        Ok(())
+    }
+
+    fn find_endpoint(&self, conference: &ConferenceId, endpoint: &EndpointId) -> Option<usize> {
+        self.conferences
+            .get(conference)?
+            .iter()
+            .copied()
+            .find(|&i| {
+                self.endpoints
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|e| &e.id == endpoint)
+            })
+    }
+
+    /// Frees every slot producer `p` of endpoint `index` feeds, and reports the
+    /// receivers' changed maps.
+    fn unmap_producer(&mut self, index: usize, p: usize) {
+        let consumers = match self.endpoints[index]
+            .as_mut()
+            .and_then(|e| e.producers.get_mut(p))
+        {
+            Some(producer) => std::mem::take(&mut producer.consumers),
+            None => return,
+        };
+        for &(r, s) in &consumers {
+            if let Some(slot) = self.endpoints[r].as_mut().and_then(|e| e.slots.get_mut(s)) {
+                slot.assign(None);
+            }
+        }
+        let mut seen = Vec::new();
+        for (r, _) in consumers {
+            if !seen.contains(&r) {
+                seen.push(r);
+                self.announce_sources(r);
+            }
+        }
+    }
+
+    /// Queues a [`MediaEvent::ForwardingRefused`] for each refused producer of
+    /// endpoint `index` that `which` selects.
+    fn report_refusals(&mut self, index: usize, which: impl Fn(usize) -> bool) {
+        let Some(ep) = self.endpoints[index].as_ref() else {
+            return;
+        };
+        for (p, producer) in ep.producers.iter().enumerate() {
+            if let Some(reason) = producer.refused
+                && which(p)
+            {
+                self.events.push_back(MediaEvent::ForwardingRefused {
+                    conference: ep.conference.clone(),
+                    endpoint: ep.id.clone(),
+                    source: producer.source_name.clone(),
+                    reason,
+                });
+            }
+        }
     }
 
     /// Removes an endpoint at the control plane's request; its port is released.
@@ -553,6 +767,11 @@ impl ShardCore {
         if header.payload_type != producer.pt {
             // Only the negotiated codec is forwarded (no RTX, FEC or others).
             self.counters.dropped_unknown_ssrc += 1;
+            return;
+        }
+        if !producer.forwarding() {
+            // Muted by a moderator, or refused by the endpoint's policy.
+            self.counters.dropped_policy += 1;
             return;
         }
         producer.handle_packet(
@@ -825,7 +1044,11 @@ impl ShardCore {
                         endpoint: e,
                         producer: p,
                     };
-                    let Some(kind) = self.endpoints[e].as_ref().map(|ep| ep.producers[p].kind)
+                    let Some(kind) = self.endpoints[e]
+                        .as_ref()
+                        .and_then(|ep| ep.producers.get(p))
+                        .filter(|pr| pr.refused.is_none())
+                        .map(|pr| pr.kind)
                     else {
                         continue;
                     };
@@ -930,6 +1153,25 @@ impl ShardCore {
             self.announce_sources(*r);
         }
         self.rebalance(&ep.conference);
+    }
+}
+
+/// Marks the video producers `policy` does not allow as refused: without screen
+/// sharing, screens (`a=content:slides`) and every camera after the first.
+/// Producers it allows lose an earlier policy refusal.
+fn apply_policy(producers: &mut [Producer], policy: EndpointPolicy) {
+    let mut camera_seen = false;
+    for p in producers.iter_mut().filter(|p| p.kind == MediaKind::Video) {
+        p.refused = if policy.screen_sharing {
+            None
+        } else if p.screen {
+            Some(RefusalReason::ScreenSharingNotGranted)
+        } else if camera_seen {
+            Some(RefusalReason::OneVideoSourceOnly)
+        } else {
+            camera_seen = true;
+            None
+        };
     }
 }
 

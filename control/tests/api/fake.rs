@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ringbridge_control::{
-    AuthConfig, ConferenceId, ControlError, ControlSettings, EndpointId, EventSender, JoinAnswer,
-    JoinRequest, MediaError, MediaEvent, MediaPlane, MediaStats, PrivateConfig, PublicConfig,
+    AuthConfig, ConferenceId, ControlError, ControlSettings, EndpointId, EndpointPolicy,
+    EventSender, JoinAnswer, JoinRequest, MediaError, MediaEvent, MediaPlane, MediaStats,
+    MuteRequest, PrivateConfig, PublicConfig, RefusalReason,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,6 +31,12 @@ pub const OFFER: &str = "v=0\r\no=- 42 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
 #[derive(Default)]
 pub struct FakeMedia {
     pub joins: Mutex<Vec<JoinRequest>>,
+    /// The policy of each join, in order.
+    pub policies: Mutex<Vec<EndpointPolicy>>,
+    /// Mute commands, in order.
+    pub mutes: Mutex<Vec<(ConferenceId, EndpointId, MuteRequest)>>,
+    /// Refused sources, in order.
+    pub refusals: Mutex<Vec<(EndpointId, String, RefusalReason)>>,
     pub leaves: Mutex<Vec<(ConferenceId, EndpointId)>>,
     pub next_error: Mutex<Option<MediaError>>,
     /// Counters at `start`.
@@ -39,6 +46,43 @@ pub struct FakeMedia {
 }
 
 impl MediaPlane for FakeMedia {
+    async fn join_with_policy(
+        &self,
+        req: JoinRequest,
+        policy: EndpointPolicy,
+    ) -> Result<JoinAnswer, MediaError> {
+        let answer = self.join(req).await?;
+        self.policies.lock().expect("lock").push(policy);
+        Ok(answer)
+    }
+
+    async fn mute(
+        &self,
+        conference: ConferenceId,
+        endpoint: EndpointId,
+        mute: MuteRequest,
+    ) -> Result<(), MediaError> {
+        self.mutes
+            .lock()
+            .expect("lock")
+            .push((conference, endpoint, mute));
+        Ok(())
+    }
+
+    async fn refuse_source(
+        &self,
+        _conference: ConferenceId,
+        endpoint: EndpointId,
+        source: String,
+        reason: RefusalReason,
+    ) -> Result<(), MediaError> {
+        self.refusals
+            .lock()
+            .expect("lock")
+            .push((endpoint, source, reason));
+        Ok(())
+    }
+
     async fn join(&self, req: JoinRequest) -> Result<JoinAnswer, MediaError> {
         if let Some(e) = self.next_error.lock().expect("lock").take() {
             return Err(e);
@@ -98,12 +142,17 @@ impl Harness {
     }
 
     pub async fn start_with(stats_interval: Duration) -> Harness {
+        Self::start_auth(stats_interval, auth()).await
+    }
+
+    /// A harness with this `[auth]` configuration.
+    pub async fn start_auth(stats_interval: Duration, auth: AuthConfig) -> Harness {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut settings = ControlSettings::new(
             SERVER_ID,
             PublicConfig { listen: loopback },
             PrivateConfig { listen: loopback },
-            auth(),
+            auth,
             SECRET.into(),
         );
         settings.stats_interval = stats_interval;
@@ -212,6 +261,11 @@ impl HttpResponse {
 
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("JSON body")
+    }
+
+    /// Asserts a success status (the body is shown when it is an error).
+    pub fn assert_error_or(&self, status: u16) {
+        assert_eq!(self.status, status, "body: {}", self.text());
     }
 
     /// Asserts a JSON error answer with this status and code.

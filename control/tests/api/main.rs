@@ -5,3 +5,4 @@ mod colibri;
 mod fake;
 mod operator;
 mod signalling;
+mod tokens;

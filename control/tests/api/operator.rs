@@ -1,9 +1,16 @@
-//! The private listener: health, version, stats.
+//! The private listener: health, version, stats, metrics, drain and shutdown.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringbridge_control::MediaStats;
+use ringbridge_control::media::ShardSnapshot;
+use ringbridge_control::{
+    ControlError, ControlSettings, MediaStats, PrivateConfig, PublicConfig, ShutdownHandle,
+};
 use serde_json::json;
+use tokio::task::JoinHandle;
 
 use crate::fake::*;
 
@@ -73,7 +80,17 @@ async fn stats_reflect_the_media_plane() {
     assert_eq!(s["endpoints"], 7);
     assert_eq!(s["participants"], 7);
     assert_eq!(s["largest_conference"], 4);
-    assert_eq!(s["stress_level"], 0.0);
+    // 25000 packets/s against the default load.max_packet_rate of 50000.
+    let stress = s["stress_level"]
+        .as_f64()
+        .expect("stress_level is a number");
+    assert!((stress - 0.5).abs() < 0.08, "stress_level {stress}");
+    assert_eq!(s["healthy"], true);
+    assert_eq!(s["total_conferences_created"], 0);
+    assert_eq!(s["inactive_endpoints"], 0);
+    // Not reported by the media plane: null, never a made-up number.
+    assert!(s["endpoints_sending_audio"].is_null());
+    assert!(s["endpoints_sending_video"].is_null());
     assert_eq!(s["drain"], false);
     assert_eq!(s["graceful_shutdown"], false);
     assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
@@ -94,4 +111,371 @@ async fn stats_reflect_the_media_plane() {
     near("packet_rate_upload", 20_000.0);
     near("bit_rate_download", 10_000.0);
     near("bit_rate_upload", 40_000.0);
+}
+
+/// A control plane with a given graceful-shutdown timeout, and its handle.
+struct Running {
+    public: SocketAddr,
+    private: SocketAddr,
+    media: Arc<FakeMedia>,
+    handle: ShutdownHandle,
+    task: JoinHandle<Result<(), ControlError>>,
+}
+
+async fn start_with_timeout(shutdown_timeout: Duration) -> Running {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut settings = ControlSettings::new(
+        SERVER_ID,
+        PublicConfig { listen: loopback },
+        PrivateConfig { listen: loopback },
+        auth(),
+        SECRET.into(),
+    );
+    settings.shutdown_timeout = shutdown_timeout;
+    settings.stats_interval = Duration::from_millis(100);
+    let media = Arc::new(FakeMedia::default());
+    let (_events, rx) = tokio::sync::mpsc::unbounded_channel();
+    let control = ringbridge_control::bind(settings, media.clone(), rx)
+        .await
+        .expect("bind");
+    let (public, private) = (control.public_addr(), control.private_addr());
+    let handle = control.shutdown_handle();
+    // Never completes: only the handle and POST /colibri/shutdown stop it.
+    let task = tokio::spawn(control.run(std::future::pending()));
+    Running {
+        public,
+        private,
+        media,
+        handle,
+        task,
+    }
+}
+
+async fn join(addr: SocketAddr, room: &str) -> String {
+    let resp = post_offer(addr, room, &token_for(room), OFFER).await;
+    assert_eq!(resp.status, 201, "join {room}: {}", resp.text());
+    resp.header("location").expect("Location").to_owned()
+}
+
+async fn leave(addr: SocketAddr, location: &str, room: &str) {
+    let auth = format!("Bearer {}", token_for(room));
+    let resp = request(addr, "DELETE", location, &[("Authorization", &auth)], b"").await;
+    assert_eq!(resp.status, 204, "leave: {}", resp.text());
+}
+
+async fn stats(addr: SocketAddr) -> serde_json::Value {
+    let resp = request(addr, "GET", "/colibri/stats", &[], b"").await;
+    assert_eq!(resp.status, 200);
+    resp.json()
+}
+
+#[tokio::test]
+async fn drain_refuses_new_conferences_only() {
+    let h = Harness::start().await;
+    let (_, _) = h.join("running").await;
+    let s = stats(h.private).await;
+    assert_eq!(s["drain"], false);
+    assert_eq!(s["total_conferences_created"], 1);
+
+    let resp = request(h.private, "POST", "/colibri/drain/enable", &[], b"").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json(), json!({"drain": true}));
+    assert_eq!(stats(h.private).await["drain"], true);
+
+    post_offer(h.public, "fresh", &token_for("fresh"), OFFER)
+        .await
+        .assert_error(503, "draining");
+    // The running conference still takes joins.
+    h.join("running").await;
+    assert_eq!(h.media.joins.lock().expect("lock").len(), 2);
+
+    request(h.private, "GET", "/colibri/drain/enable", &[], b"")
+        .await
+        .assert_error(405, "method-not-allowed");
+    let resp = request(h.private, "POST", "/colibri/drain/disable", &[], b"").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(stats(h.private).await["drain"], false);
+    h.join("fresh").await;
+    assert_eq!(stats(h.private).await["total_conferences_created"], 2);
+    h.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_waits_for_the_last_conference() {
+    let r = start_with_timeout(Duration::from_secs(30)).await;
+    let a = join(r.public, "a").await;
+    let b = join(r.public, "b").await;
+
+    let bad_bodies: [&[u8]; 4] = [b"", b"{", b"{\"graceful-shutdown\": \"yes\"}", b"[]"];
+    for bad in bad_bodies {
+        request(r.private, "POST", "/colibri/shutdown", &[], bad)
+            .await
+            .assert_error(400, "bad-request");
+    }
+    let resp = request(
+        r.private,
+        "POST",
+        "/colibri/shutdown",
+        &[("Content-Type", "application/json")],
+        br#"{"graceful-shutdown": true}"#,
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(stats(r.private).await["graceful_shutdown"], true);
+
+    // No new joins, not even to a running conference.
+    post_offer(r.public, "a", &token_for("a"), OFFER)
+        .await
+        .assert_error(503, "shutting-down");
+    post_offer(r.public, "c", &token_for("c"), OFFER)
+        .await
+        .assert_error(503, "shutting-down");
+
+    // Still serving while conferences run.
+    leave(r.public, &a, "a").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !r.task.is_finished(),
+        "stopped with conference b still running"
+    );
+    assert_eq!(stats(r.private).await["graceful_shutdown"], true);
+
+    let started = Instant::now();
+    leave(r.public, &b, "b").await;
+    let result = tokio::time::timeout(Duration::from_secs(5), r.task)
+        .await
+        .expect("run returns once the last conference ended")
+        .expect("no panic");
+    result.expect("clean stop");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(r.media.leaves.lock().expect("lock").len(), 2);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_gives_up_after_the_timeout() {
+    let r = start_with_timeout(Duration::from_millis(600)).await;
+    join(r.public, "stays").await;
+    let started = Instant::now();
+    r.handle.graceful();
+    let result = tokio::time::timeout(Duration::from_secs(5), r.task)
+        .await
+        .expect("run returns after the timeout")
+        .expect("no panic");
+    result.expect("clean stop");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(550) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn immediate_shutdown_cuts_a_graceful_one_short() {
+    let r = start_with_timeout(Duration::from_secs(60)).await;
+    join(r.public, "stays").await;
+    r.handle.graceful();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!r.task.is_finished());
+    let resp = request(
+        r.private,
+        "POST",
+        "/colibri/shutdown",
+        &[],
+        br#"{"graceful-shutdown": false}"#,
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    tokio::time::timeout(Duration::from_secs(5), r.task)
+        .await
+        .expect("run returns at once")
+        .expect("no panic")
+        .expect("clean stop");
+}
+
+/// Samples of one metric, by their label sets, from a parsed scrape.
+fn samples(scrape: &prometheus_parse::Scrape, name: &str) -> Vec<(HashMap<String, String>, f64)> {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("{name}: unexpected value {other:?}"),
+            };
+            let labels = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (labels, value)
+        })
+        .collect()
+}
+
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(scrape, name)
+        .into_iter()
+        .find(|(l, _)| {
+            labels
+                .iter()
+                .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
+}
+
+async fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
+    let resp = request(addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(resp.status, 200);
+    let ct = resp.header("content-type").expect("content type");
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    let text = resp.text();
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses")
+}
+
+fn shard(index: usize, scale: u64) -> ShardSnapshot {
+    ShardSnapshot {
+        index,
+        core: Some(index + 1),
+        endpoints: 2,
+        conferences: 1,
+        packets_received: 100 * scale,
+        bytes_received: 10_000 * scale,
+        packets_sent: 200 * scale,
+        bytes_sent: 20_000 * scale,
+        dropped_auth: scale,
+        dropped_replay: 2 * scale,
+        dropped_unknown_source: 3 * scale,
+        dropped_unknown_ssrc: 4 * scale,
+        dropped_malformed: 5 * scale,
+        stun_refused: 6 * scale,
+        ice_successes: 7 * scale,
+        ice_failures: scale,
+        dtls_successes: 7 * scale,
+        dtls_failures: scale,
+        send_errors: scale,
+    }
+}
+
+#[tokio::test]
+async fn metrics_scrape_parses_and_counters_move() {
+    let h = Harness::start().await;
+    let set = |scale: u64| {
+        *h.media.base.lock().expect("lock") = MediaStats {
+            conferences: 2,
+            endpoints: 4,
+            largest_conference: 2,
+            io_backend: "mmsg",
+            gso: true,
+            shards: vec![shard(0, scale), shard(1, 10 * scale)],
+            ..MediaStats::default()
+        };
+    };
+    set(1);
+    let first = scrape(h.private).await;
+    assert_eq!(
+        value(
+            &first,
+            "ringbridge_packets_received_total",
+            &[("shard", "0")]
+        ),
+        100.0
+    );
+    assert_eq!(
+        value(
+            &first,
+            "ringbridge_packets_received_total",
+            &[("shard", "1")]
+        ),
+        1000.0
+    );
+    for (reason, per_scale) in [
+        ("auth", 1.0),
+        ("replay", 2.0),
+        ("unknown_source", 3.0),
+        ("unknown_ssrc", 4.0),
+        ("malformed", 5.0),
+    ] {
+        assert_eq!(
+            value(
+                &first,
+                "ringbridge_packets_dropped_total",
+                &[("shard", "0"), ("reason", reason)]
+            ),
+            per_scale
+        );
+    }
+    assert_eq!(value(&first, "ringbridge_endpoints", &[]), 4.0);
+    assert_eq!(value(&first, "ringbridge_conferences", &[]), 2.0);
+    assert_eq!(value(&first, "ringbridge_stress_level", &[]), 0.0);
+    assert_eq!(
+        value(
+            &first,
+            "ringbridge_build_info",
+            &[("io_backend", "mmsg"), ("gso", "true")]
+        ),
+        1.0
+    );
+    for name in [
+        "ringbridge_bytes_received_total",
+        "ringbridge_packets_sent_total",
+        "ringbridge_bytes_sent_total",
+        "ringbridge_ice_successes_total",
+        "ringbridge_ice_failures_total",
+        "ringbridge_dtls_successes_total",
+        "ringbridge_dtls_failures_total",
+        "ringbridge_stun_refused_total",
+        "ringbridge_send_errors_total",
+        "ringbridge_shard_endpoints",
+        "ringbridge_shard_conferences",
+    ] {
+        assert_eq!(
+            samples(&first, name).len(),
+            2,
+            "{name}: one sample per shard"
+        );
+    }
+
+    // The media plane's counters move; so does the scrape.
+    set(3);
+    let second = scrape(h.private).await;
+    assert_eq!(
+        value(
+            &second,
+            "ringbridge_packets_received_total",
+            &[("shard", "0")]
+        ),
+        300.0
+    );
+    assert_eq!(
+        value(
+            &second,
+            "ringbridge_packets_dropped_total",
+            &[("shard", "1"), ("reason", "replay")]
+        ),
+        60.0
+    );
+    assert_eq!(
+        value(
+            &second,
+            "ringbridge_dtls_successes_total",
+            &[("shard", "1")]
+        ),
+        210.0
+    );
+
+    // Drain shows up too.
+    request(h.private, "POST", "/colibri/drain/enable", &[], b"").await;
+    assert_eq!(
+        value(&scrape(h.private).await, "ringbridge_drain", &[]),
+        1.0
+    );
+    request(h.private, "POST", "/metrics", &[], b"")
+        .await
+        .assert_error(405, "method-not-allowed");
+    h.shutdown().await.expect("clean shutdown");
 }

@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use ringbridge_control::media::RefusalReason;
+
 use super::super::rtcp::{ReceiveStats, ReportBlock};
 use super::super::rtp::SeqUnwrapper;
 use super::super::sdp::MediaKind;
@@ -27,6 +29,12 @@ pub struct Producer {
     pub last_keyframe_request: Option<Instant>,
     /// Packets received.
     pub packets: u64,
+    /// The m-line is marked as a screen (`a=content:slides`).
+    pub screen: bool,
+    /// Muted by a moderator: packets are dropped, not forwarded.
+    pub muted: bool,
+    /// Refused by the endpoint's policy: never mapped onto a slot, never forwarded.
+    pub refused: Option<RefusalReason>,
     seq: SeqUnwrapper,
     stats: Option<ReceiveStats>,
 }
@@ -56,9 +64,17 @@ impl Producer {
             consumers: Vec::with_capacity(16),
             last_keyframe_request: None,
             packets: 0,
+            screen: false,
+            muted: false,
+            refused: None,
             seq: SeqUnwrapper::new(),
             stats: None,
         }
+    }
+
+    /// Whether packets of this producer may be forwarded now.
+    pub fn forwarding(&self) -> bool {
+        !self.muted && self.refused.is_none()
     }
 
     /// Records a received packet; `since_epoch` is its arrival on the shard's clock.

@@ -1,0 +1,36 @@
+//! `Type=notify` glue for `run`: READY, WATCHDOG and STOPPING, each a no-op
+//! when the bridge was not started by systemd.
+
+use std::time::Duration;
+
+use ringbridge_tuning::systemd;
+
+/// Sends `state`; a failure is logged, never fatal (the bridge works without systemd).
+pub(crate) fn notify(state: &'static str) {
+    match systemd::notify(state) {
+        Ok(true) => tracing::debug!(state, "told systemd"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(state, error = %e, "cannot notify systemd"),
+    }
+}
+
+/// Pings the systemd watchdog from the control runtime at half of
+/// `$WATCHDOG_USEC`, for as long as the runtime lives. A control runtime that
+/// hangs stops the pings, and systemd restarts the bridge.
+pub(crate) fn spawn_watchdog() {
+    let Some(every) = systemd::watchdog_interval() else {
+        return;
+    };
+    let every = every.max(Duration::from_millis(100));
+    tracing::info!(
+        interval_ms = every.as_millis() as u64,
+        "systemd watchdog on"
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            notify(systemd::WATCHDOG);
+        }
+    });
+}
