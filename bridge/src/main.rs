@@ -14,7 +14,7 @@ use ringbridge_bridge::config::{self, Config};
 use ringbridge_bridge::io::{ShardSpec, choose_backend, host_address, spawn_shard};
 use ringbridge_bridge::plane::ShardedMediaPlane;
 use ringbridge_bridge::proto::shard::ShardConfig;
-use ringbridge_control::media::MediaEvent;
+use ringbridge_control::media::{MediaEvent, MediaPlane};
 use ringbridge_control::token::{TokenRequest, mint_token, random_secret};
 use ringbridge_control::{ControlSettings, bind};
 
@@ -269,7 +269,8 @@ fn run(path: Option<PathBuf>) -> Result<(), String> {
         }
         let stop = shutdown_signals(control.shutdown_handle());
         cli::systemd::notify(ringbridge_tuning::systemd::READY);
-        cli::systemd::spawn_watchdog();
+        let watched = plane.clone();
+        cli::systemd::spawn_watchdog(move || watched.health());
         let result = control.run(stop).await.map_err(|e| e.to_string());
         cli::systemd::notify(ringbridge_tuning::systemd::STOPPING);
         result

@@ -24,15 +24,31 @@ struct Placement {
 pub struct ShardedMediaPlane {
     shards: Vec<ShardHandle>,
     placement: Mutex<Placement>,
+    /// Per shard: the last heartbeat seen and when it last moved.
+    liveness: Mutex<Vec<(u64, std::time::Instant)>>,
+    stall_after: std::time::Duration,
 }
+
+/// A shard whose loop has not turned for this long is reported unhealthy (its
+/// loop wakes at least every 200 ms).
+pub const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl ShardedMediaPlane {
     /// Wraps running shards.
     pub fn new(shards: Vec<ShardHandle>) -> Self {
+        let now = std::time::Instant::now();
         Self {
+            liveness: Mutex::new(shards.iter().map(|s| (s.stats.heartbeat(), now)).collect()),
             shards,
             placement: Mutex::new(Placement::default()),
+            stall_after: STALL_AFTER,
         }
+    }
+
+    /// Reports a shard unhealthy after `d` without progress instead of [`STALL_AFTER`].
+    pub fn with_stall_after(mut self, d: std::time::Duration) -> Self {
+        self.stall_after = d;
+        self
     }
 
     /// The shard handles.
@@ -193,6 +209,32 @@ impl MediaPlane for ShardedMediaPlane {
             self.unplace(&conference);
         }
         result
+    }
+
+    fn health(&self) -> Result<(), String> {
+        let now = std::time::Instant::now();
+        let mut live = self
+            .liveness
+            .lock()
+            .map_err(|_| "liveness lock poisoned".to_owned())?;
+        let mut stalled = Vec::new();
+        for (shard, (beat, moved)) in self.shards.iter().zip(live.iter_mut()) {
+            let current = shard.stats.heartbeat();
+            if current != *beat {
+                *beat = current;
+                *moved = now;
+            } else if now.duration_since(*moved) > self.stall_after {
+                stalled.push(shard.index);
+            }
+        }
+        if stalled.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "shard(s) {stalled:?} made no progress for over {} ms",
+                self.stall_after.as_millis()
+            ))
+        }
     }
 
     fn stats(&self) -> MediaStats {

@@ -298,4 +298,11 @@ pub trait MediaPlane: Send + Sync + 'static {
 
     /// Current cumulative counters.
     fn stats(&self) -> MediaStats;
+
+    /// Whether the media plane is alive: `Err` with a reason when a shard thread
+    /// stopped making progress. Drives `/about/health`, the `healthy` stat and
+    /// the systemd watchdog.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 }

@@ -236,6 +236,7 @@ mod tests {
         };
         let view = ControlView {
             max_packet_rate: 100,
+            healthy: true,
             ..ControlView::default()
         };
         let rates = Rates {

@@ -174,6 +174,7 @@ impl<M: MediaPlane> Operator<M> {
             conferences_created: self.state.conferences_created.load(Ordering::Relaxed),
             inactive_endpoints: self.registry.inactive_endpoints() as u64,
             max_packet_rate: self.load.max_packet_rate,
+            healthy: self.media.health().is_ok(),
         }
     }
 
@@ -213,7 +214,13 @@ impl<M: MediaPlane> Handler for Operator<M> {
         let get = req.method() == Method::GET;
         let post = req.method() == Method::POST;
         match req.uri().path() {
-            "/about/health" if get => response(StatusCode::OK, None, ""),
+            "/about/health" if get => match self.media.health() {
+                Ok(()) => response(StatusCode::OK, None, ""),
+                Err(reason) => {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unhealthy", reason)
+                        .into_response()
+                }
+            },
             "/about/version" if get => json(serde_json::json!({
                 "name": "ringbridge",
                 "version": env!("CARGO_PKG_VERSION"),
@@ -267,9 +274,11 @@ pub(crate) struct Gate<H> {
 impl<H: Handler> Handler for Gate<H> {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let room = match (req.method(), segments(req.uri().path()).as_slice()) {
-            (&Method::POST, ["conferences", room, "endpoints"]) => {
-                Some(ConferenceId((*room).to_owned()))
-            }
+            // Rooms are known by their canonical name (percent-decoded, NFKC,
+            // lowercase), as signalling registers them.
+            (&Method::POST, ["conferences", room, "endpoints"]) => Some(ConferenceId(
+                crate::token::canonical_room(room).unwrap_or_else(|| (*room).to_owned()),
+            )),
             _ => None,
         };
         let Some(room) = room else {

@@ -85,6 +85,8 @@ pub(crate) struct ControlView {
     pub(crate) inactive_endpoints: u64,
     /// `load.max_packet_rate`.
     pub(crate) max_packet_rate: u64,
+    /// The media plane's [`MediaPlane::health`](crate::media::MediaPlane::health) is `Ok`.
+    pub(crate) healthy: bool,
 }
 
 /// jitsi-videobridge's `stress_level`: the packet rate (received plus sent)
@@ -120,7 +122,7 @@ pub(crate) fn stats_json(
         "inactive_endpoints": view.inactive_endpoints,
         "endpoints_sending_audio": Value::Null,
         "endpoints_sending_video": Value::Null,
-        "healthy": true,
+        "healthy": view.healthy,
         "packet_rate_download": rates.packet_rate_download,
         "packet_rate_upload": rates.packet_rate_upload,
         "bit_rate_download": rates.bit_rate_download,
@@ -244,6 +246,7 @@ mod tests {
             conferences_created: 4,
             inactive_endpoints: 1,
             max_packet_rate: 1000,
+            healthy: true,
         };
         let rates = Rates {
             packet_rate_download: 500,

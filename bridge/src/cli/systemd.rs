@@ -15,9 +15,10 @@ pub(crate) fn notify(state: &'static str) {
 }
 
 /// Pings the systemd watchdog from the control runtime at half of
-/// `$WATCHDOG_USEC`, for as long as the runtime lives. A control runtime that
-/// hangs stops the pings, and systemd restarts the bridge.
-pub(crate) fn spawn_watchdog() {
+/// `$WATCHDOG_USEC` while `healthy` says the media plane makes progress. A hung
+/// control runtime or a stuck shard stops the pings, and systemd restarts the
+/// bridge.
+pub(crate) fn spawn_watchdog(healthy: impl Fn() -> Result<(), String> + Send + 'static) {
     let Some(every) = systemd::watchdog_interval() else {
         return;
     };
@@ -30,7 +31,10 @@ pub(crate) fn spawn_watchdog() {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            notify(systemd::WATCHDOG);
+            match healthy() {
+                Ok(()) => notify(systemd::WATCHDOG),
+                Err(reason) => tracing::error!(%reason, "media plane unhealthy; watchdog not fed"),
+            }
         }
     });
 }

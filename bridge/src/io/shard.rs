@@ -156,6 +156,7 @@ pub fn handle_command(
 pub struct ShardStats {
     counters: [AtomicU64; COUNTERS],
     gso: AtomicBool,
+    heartbeat: AtomicU64,
 }
 
 /// Number of published counters (see [`ShardStats::publish`]).
@@ -189,6 +190,13 @@ impl ShardStats {
         for (slot, v) in self.counters.iter().zip(values) {
             slot.store(v, Ordering::Relaxed);
         }
+        self.heartbeat.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Loop iterations published so far: a driver publishes at least every
+    /// 200 ms, so a value that stops moving means a stuck shard thread.
+    pub fn heartbeat(&self) -> u64 {
+        self.heartbeat.load(Ordering::Relaxed)
     }
 
     /// Records whether the driver sends with UDP GSO (it may switch it off at run

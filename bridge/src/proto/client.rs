@@ -7,10 +7,16 @@
 //! deliver datagrams with [`ClientPeer::handle_receive`], call
 //! [`ClientPeer::handle_timeout`] } and, once [`ClientPeer::is_connected`], send media
 //! with [`ClientPeer::send_rtp`].
+//!
+//! Load generators use the allocation-free variants: [`ClientPeer::send_rtp_into`]
+//! protects into a buffer the caller owns, and [`ClientPeer::handle_receive_in_place`]
+//! decrypts SRTP in the caller's buffer and returns an [`RtpView`] instead of
+//! queueing a [`ReceivedRtp`].
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,6 +101,26 @@ pub struct ReceivedRtp {
     pub marker: bool,
     /// Payload bytes.
     pub payload: Vec<u8>,
+}
+
+/// An RTP packet decrypted in the caller's buffer by
+/// [`ClientPeer::handle_receive_in_place`]: its header fields and where its payload
+/// lies in that buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpView {
+    /// SSRC (a bridge slot SSRC).
+    pub ssrc: u32,
+    /// Payload type.
+    pub pt: u8,
+    /// Sequence number.
+    pub seq: u16,
+    /// Timestamp.
+    pub ts: u32,
+    /// Marker bit.
+    pub marker: bool,
+    /// The payload's bytes in the buffer given to
+    /// [`ClientPeer::handle_receive_in_place`].
+    pub payload: Range<usize>,
 }
 
 /// A bridge slot from the answer: `mid`, kind and the SSRC the bridge sends it with.
@@ -435,6 +461,38 @@ impl ClientPeer {
         }
     }
 
+    /// [`ClientPeer::handle_receive`] for load generators: an SRTP packet is
+    /// decrypted in place in `datagram` and returned as an [`RtpView`] (it is not
+    /// added to [`ClientPeer::received_rtp`]); everything else (STUN, DTLS,
+    /// SRTCP) goes to [`ClientPeer::handle_receive`] and yields `None`. A packet
+    /// that fails SRTP counts in [`ClientPeer::srtp_failures`].
+    pub fn handle_receive_in_place(
+        &mut self,
+        now: Instant,
+        datagram: &mut [u8],
+    ) -> Option<RtpView> {
+        let is_rtp = matches!(datagram.first(), Some(128..=191))
+            && !datagram.get(1).is_some_and(|b| (192..=223).contains(b));
+        if !is_rtp {
+            self.handle_receive(now, datagram);
+            return None;
+        }
+        let inbound = self.inbound.as_mut()?;
+        let Ok(n) = inbound.unprotect_rtp(datagram) else {
+            self.srtp_failures += 1;
+            return None;
+        };
+        let h = super::rtp::RtpHeader::parse(datagram.get(..n)?).ok()?;
+        Some(RtpView {
+            ssrc: h.ssrc,
+            pt: h.payload_type,
+            seq: h.sequence_number,
+            ts: h.timestamp,
+            marker: h.marker,
+            payload: h.payload_range(),
+        })
+    }
+
     fn handle_srtp(&mut self, datagram: &[u8]) {
         let Some(inbound) = self.inbound.as_mut() else {
             return;
@@ -481,7 +539,7 @@ impl ClientPeer {
         }
     }
 
-    /// Protects and queues one RTP packet of the published source of `kind`.
+    /// Protects one RTP packet of the published source of `kind` and returns it.
     pub fn send_rtp(
         &mut self,
         kind: MediaKind,
@@ -490,21 +548,40 @@ impl ClientPeer {
         marker: bool,
         payload: &[u8],
     ) -> Result<Vec<u8>, ClientError> {
-        let out = self.outbound.as_mut().ok_or(ClientError::NotConnected)?;
+        let mut buf = vec![0u8; 12 + payload.len() + 32];
+        let n = self.send_rtp_into(kind, seq, ts, marker, payload, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// [`ClientPeer::send_rtp`] without allocating: writes the protected packet
+    /// into `out` and returns its length. `out` needs room for the 12-byte
+    /// header, the payload and the SRTP tag (32 bytes covers every profile).
+    pub fn send_rtp_into(
+        &mut self,
+        kind: MediaKind,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, ClientError> {
+        let ctx = self.outbound.as_mut().ok_or(ClientError::NotConnected)?;
         let (pt, ssrc) = match kind {
             MediaKind::Audio => (OPUS_PT, self.audio_ssrc),
             _ => (VP8_PT, self.video_ssrc),
         };
-        let mut buf = vec![0u8; 12 + payload.len() + 32];
-        buf[0] = 0x80;
-        buf[1] = (u8::from(marker) << 7) | pt;
-        buf[2..4].copy_from_slice(&seq.to_be_bytes());
-        buf[4..8].copy_from_slice(&ts.to_be_bytes());
-        buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
-        buf[12..12 + payload.len()].copy_from_slice(payload);
-        let n = out.protect_rtp(&mut buf, 12 + payload.len())?;
-        buf.truncate(n);
-        Ok(buf)
+        let len = 12 + payload.len();
+        let Some(packet) = out.get_mut(..len) else {
+            return Err(SrtpError::BufferTooSmall.into());
+        };
+        packet[0] = 0x80;
+        packet[1] = (u8::from(marker) << 7) | pt;
+        packet[2..4].copy_from_slice(&seq.to_be_bytes());
+        packet[4..8].copy_from_slice(&ts.to_be_bytes());
+        packet[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        packet[12..].copy_from_slice(payload);
+        Ok(ctx.protect_rtp(out, len)?)
     }
 
     /// Protects one RTCP packet (e.g. a PLI the test builds) for the bridge.

@@ -185,9 +185,13 @@ async fn drain_refuses_new_conferences_only() {
     post_offer(h.public, "fresh", &token_for("fresh"), OFFER)
         .await
         .assert_error(503, "draining");
-    // The running conference still takes joins.
+    // The running conference still takes joins, under any spelling of its name
+    // that canonicalises to it.
     h.join("running").await;
     assert_eq!(h.media.joins.lock().expect("lock").len(), 2);
+    let resp = post_offer(h.public, "RUNNING", &token_for("running"), OFFER).await;
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    assert_eq!(h.media.joins.lock().expect("lock").len(), 3);
 
     request(h.private, "GET", "/colibri/drain/enable", &[], b"")
         .await

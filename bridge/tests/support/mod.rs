@@ -1,0 +1,3 @@
+//! Test support shared by integration tests and benches.
+
+pub mod harness;
