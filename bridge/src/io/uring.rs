@@ -49,6 +49,9 @@ const BGID: u16 = 0;
 const MAX_SLEEP: Duration = Duration::from_millis(200);
 /// Flush the send queue when it holds this many datagrams mid-batch.
 const FLUSH_AT: usize = 512;
+/// Receives on one socket may fail this many times in a row before the socket
+/// is given up (a successful datagram resets the count).
+const MAX_RECV_FAILURES: u32 = 16;
 
 /// `user_data` tags, in the top byte.
 const TAG_RECV: u64 = 1 << 56;
@@ -105,12 +108,56 @@ pub fn probe() -> Result<(), String> {
     if !ring.params().is_feature_ext_arg() {
         return Err("io_uring lacks IORING_FEAT_EXT_ARG (kernel older than 5.11)".into());
     }
-    let bufs = BufRing::new(8, 64).map_err(|e| format!("provided-buffer ring: {e}"))?;
+    let bufs = BufRing::new(8, 256).map_err(|e| format!("provided-buffer ring: {e}"))?;
     // SAFETY: the ring memory lives in `bufs`, which outlives the registration
-    // (unregistered right below, before `bufs` drops).
+    // (unregistered below, before `bufs` drops).
     unsafe { bufs.register(&ring) }
         .map_err(|e| format!("IORING_REGISTER_PBUF_RING (kernel older than 5.19?): {e}"))?;
-    let _ = ring.submitter().unregister_buf_ring(BGID);
+    let result = probe_multishot_recv(ring);
+    drop(bufs);
+    result
+}
+
+/// Arms a multishot `RecvMsg` on a 127.0.0.1 socket, sends it one datagram and
+/// checks the completion carries it and stays armed (multishot receive needs
+/// Linux 6.0; older kernels answer EINVAL, which the opcode probe cannot see).
+/// Takes the ring so that it is dropped before the buffers it used.
+fn probe_multishot_recv(mut ring: IoUring) -> Result<(), String> {
+    let fail = |what: &str, e: io::Error| format!("multishot RecvMsg probe: {what}: {e}");
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| fail("bind", e))?;
+    let to = rx.local_addr().map_err(|e| fail("local_addr", e))?;
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| fail("bind", e))?;
+    let mut hdr = udp::zeroed_msghdr();
+    hdr.msg_namelen = NAME_LEN as u32;
+    let sqe = opcode::RecvMsgMulti::new(types::Fd(rx.as_raw_fd()), &raw const hdr, BGID)
+        .build()
+        .user_data(1);
+    // SAFETY: `hdr` and `rx` outlive the operation: the ring is dropped at the
+    // end of this function, before them.
+    unsafe { ring.submission().push(&sqe) }.map_err(|_| "submission queue full".to_owned())?;
+    ring.submit().map_err(|e| fail("submit", e))?;
+    tx.send_to(b"ringbridge-probe", to)
+        .map_err(|e| fail("send", e))?;
+    let ts = Timespec::new().sec(1);
+    let args = SubmitArgs::new().timespec(&ts);
+    match ring.submitter().submit_with_args(1, &args) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+        Err(e) => return Err(fail("wait", e)),
+    }
+    let Some(cqe) = ring.completion().next() else {
+        return Err("multishot RecvMsg probe: no completion within 1 s".into());
+    };
+    if cqe.result() < 0 {
+        return Err(format!(
+            "multishot RecvMsg unsupported (kernel older than 6.0?): {}",
+            io::Error::from_raw_os_error(-cqe.result())
+        ));
+    }
+    if !cqueue::more(cqe.flags()) {
+        return Err("multishot RecvMsg ended after one datagram (kernel older than 6.0?)".into());
+    }
+    drop(ring);
     Ok(())
 }
 
@@ -260,6 +307,8 @@ struct Socket {
     sock: std::net::UdpSocket,
     /// A multishot receive is outstanding.
     armed: bool,
+    /// Receives in a row that ended in an error other than ENOBUFS.
+    failures: u32,
     /// Being closed: its receive was cancelled, the socket drops when it ends.
     closing: bool,
 }
@@ -359,6 +408,7 @@ impl PortBinder for Driver<'_> {
                 Socket {
                     sock,
                     armed: false,
+                    failures: 0,
                     closing: false,
                 },
             );
@@ -493,8 +543,10 @@ fn run(ctx: ShardContext, eventfd: &EventFd) -> io::Result<()> {
                         if res > 0
                             && let Some(buf) = bufs.buffer_mut(bid)
                             && let Some((from, range)) = parse_recvmsg(buf, res as usize)
-                            && d.sockets.get(&port).is_some_and(|s| !s.closing)
+                            && let Some(sock) = d.sockets.get_mut(&port)
+                            && !sock.closing
                         {
+                            sock.failures = 0;
                             let half = &mut halves[cur];
                             core.handle_receive(now, port, from, &mut buf[range], &mut half.tx);
                             if half.tx.len() >= FLUSH_AT {
@@ -506,19 +558,25 @@ fn run(ctx: ShardContext, eventfd: &EventFd) -> io::Result<()> {
                     if !cqueue::more(flags) {
                         // The multishot receive ended: ENOBUFS (all buffers in
                         // use), cancelled (port released) or an error.
-                        let closing = match d.sockets.get_mut(&port) {
+                        let failed = res < 0 && res != -libc::ENOBUFS;
+                        let (closing, failures) = match d.sockets.get_mut(&port) {
                             Some(s) => {
                                 s.armed = false;
-                                s.closing
+                                s.failures = if failed { s.failures + 1 } else { 0 };
+                                (s.closing, s.failures)
                             }
-                            None => false,
+                            None => (false, 0),
                         };
                         if closing {
                             d.sockets.remove(&port);
-                        } else if res < 0 && res != -libc::ENOBUFS {
-                            tracing::debug!(port, error = %io::Error::from_raw_os_error(-res), "receive ended; re-arming");
-                        }
-                        if !closing {
+                        } else if failures > MAX_RECV_FAILURES {
+                            // Never spin on a socket the kernel keeps failing: it
+                            // stays unarmed and its endpoint expires on consent.
+                            tracing::error!(port, error = %io::Error::from_raw_os_error(-res), "receive keeps failing; port no longer read");
+                        } else {
+                            if failed {
+                                tracing::debug!(port, error = %io::Error::from_raw_os_error(-res), "receive ended; re-arming");
+                            }
                             d.arm_recv(port)?;
                         }
                     }
