@@ -418,3 +418,50 @@ pub fn spawn_shard(
         })?;
     Ok(handle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct NoWake;
+
+    impl ShardWaker for NoWake {
+        fn wake(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn leave() -> (ShardCommand, oneshot::Receiver<Result<(), MediaError>>) {
+        let (reply, rx) = oneshot::channel();
+        let cmd = ShardCommand::Leave {
+            conference: ConferenceId("c".into()),
+            endpoint: EndpointId("e".into()),
+            reply,
+        };
+        (cmd, rx)
+    }
+
+    #[test]
+    fn a_full_command_queue_is_refused_as_overloaded_not_dropped() {
+        let (tx, rx) = crossbeam_channel::bounded(2);
+        let handle = ShardHandle {
+            index: 3,
+            core: None,
+            backend: "test",
+            commands: tx,
+            waker: Arc::new(NoWake),
+            stats: Arc::new(ShardStats::default()),
+        };
+        assert!(handle.send(leave().0).is_ok());
+        assert!(handle.send(leave().0).is_ok());
+        match handle.send(leave().0) {
+            Err(MediaError::Overloaded(msg)) => assert!(msg.contains("shard 3"), "{msg}"),
+            other => panic!("a full queue must be Overloaded, got {other:?}"),
+        }
+        // What was accepted is still there, in order.
+        assert_eq!(rx.len(), 2);
+        drop(rx);
+        assert!(matches!(handle.send(leave().0), Err(MediaError::Unavailable)));
+    }
+}
