@@ -1,3 +1,4 @@
 //! Test support shared by integration tests and benches.
 
 pub mod harness;
+pub mod net;
