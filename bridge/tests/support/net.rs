@@ -1,6 +1,5 @@
 //! A shard core and real client peers (ICE, DTLS, SRTP) on a virtual clock: no
-
-//! neighbours.
+//! sockets, no sleeps. Shared by `two_peers.rs` and `policy.rs`.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
