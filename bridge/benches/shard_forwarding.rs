@@ -29,7 +29,6 @@ fn main() {
         (Backend::Uring, false),
         (Backend::Mmsg, true),
         (Backend::Mmsg, false),
-        (Backend::Poll, false),
     ];
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     let _serial = serial();
@@ -54,13 +53,7 @@ fn main() {
         let mut v = results[k].clone();
         v.sort_by(f64::total_cmp);
         let median = v[v.len() / 2];
-        let gso = if backend == Backend::Poll {
-            "-"
-        } else if gso_on {
-            "on"
-        } else {
-            "off"
-        };
+        let gso = if gso_on { "on" } else { "off" };
         let all: Vec<String> = results[k].iter().map(|x| format!("{x:.0}")).collect();
         println!(
             "{:<8} {:<5} {:>14.0} {:>30}",

@@ -1,7 +1,7 @@
 //! The shard drivers over real UDP sockets on 127.0.0.1: real client peers
 //! (ICE, DTLS, SRTP) join through the shard's command queue and exchange media
 //! through the driver's sockets. Every scenario runs against every backend
-//! (`mmsg`, `poll`, `uring`), and with UDP GSO forced off and on.
+//! (`mmsg`, `uring`), and with UDP GSO forced off and on.
 //!
 //! The tests of this file hold one lock while they run: they set
 //! `RINGBRIDGE_DISABLE_GSO` (process-global), and two shards at once would fight
@@ -133,7 +133,7 @@ fn three_peers_exchange_media_over_real_sockets(backend: Backend, index: usize, 
 
 fn gso_on_and_off_deliver_the_same_datagrams(backend: Backend, index: usize, ports: (u16, u16)) {
     let _serial = serial();
-    let segmenting = backend != Backend::Poll && gso::kernel_support().is_ok();
+    let segmenting = gso::kernel_support().is_ok();
     for disable in [true, false] {
         let _env = GsoEnv::set(disable);
         let before = gso::segmented_sends();
@@ -164,11 +164,6 @@ fn three_peers_exchange_media_over_real_sockets_mmsg() {
 }
 
 #[test]
-fn three_peers_exchange_media_over_real_sockets_poll() {
-    three_peers_exchange_media_over_real_sockets(Backend::Poll, 2, (23_020, 23_039));
-}
-
-#[test]
 fn three_peers_exchange_media_over_real_sockets_uring() {
     three_peers_exchange_media_over_real_sockets(Backend::Uring, 3, (23_040, 23_059));
 }
@@ -176,11 +171,6 @@ fn three_peers_exchange_media_over_real_sockets_uring() {
 #[test]
 fn gso_on_and_off_deliver_the_same_datagrams_mmsg() {
     gso_on_and_off_deliver_the_same_datagrams(Backend::Mmsg, 4, (23_060, 23_079));
-}
-
-#[test]
-fn gso_on_and_off_deliver_the_same_datagrams_poll() {
-    gso_on_and_off_deliver_the_same_datagrams(Backend::Poll, 5, (23_080, 23_099));
 }
 
 #[test]

@@ -53,7 +53,7 @@ fn a_new_conference_lands_on_the_less_loaded_shard() {
                         certificate: certificate.clone(),
                     },
                 },
-                Backend::Poll,
+                Backend::Mmsg,
                 events.clone(),
             )
             .expect("shard starts")

@@ -194,7 +194,7 @@ pub struct MediaStats {
     pub bytes_received: u64,
     /// Bytes sent since start.
     pub bytes_sent: u64,
-    /// The shards' I/O backend (`uring`, `mmsg` or `poll`).
+    /// The shards' I/O backend (`uring` or `mmsg`).
     pub io_backend: &'static str,
     /// Whether UDP GSO is in use for sends.
     pub gso: bool,

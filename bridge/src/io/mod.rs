@@ -1,8 +1,7 @@
 //! Drivers: threads that own sockets and the clock and run a [`ShardCore`].
 //!
-//! Three drivers run the same core behind the [`ShardHandle`] seam: io_uring
-//! (`uring`), recvmmsg/sendmmsg over epoll (`mmsg`), and the first plain
-//! `recv_from`/`send_to` loop (`poll`, kept as a reference in tests).
+//! Two drivers run the same core behind the [`ShardHandle`] seam: io_uring
+//! (`uring`) and recvmmsg/sendmmsg over epoll (`mmsg`).
 //! [`choose_backend`] resolves `media.io`.
 //!
 //! [`ShardCore`]: crate::proto::shard::ShardCore
@@ -11,7 +10,6 @@ pub mod batch;
 pub mod gso;
 mod mmsg;
 mod netif;
-mod poll_loop;
 mod select;
 mod shard;
 pub mod udp;

@@ -268,7 +268,7 @@ pub struct ShardHandle {
     pub index: usize,
     /// The core it is pinned to, if any.
     pub core: Option<usize>,
-    /// The driver running the shard (`uring`, `mmsg` or `poll`).
+    /// The driver running the shard (`uring` or `mmsg`).
     pub backend: &'static str,
     commands: Sender<ShardCommand>,
     waker: Arc<dyn ShardWaker>,
@@ -333,8 +333,6 @@ pub enum Backend {
     Uring,
     /// recvmmsg/sendmmsg over epoll.
     Mmsg,
-    /// Plain non-blocking `recv_from`/`send_to` over epoll (the first driver).
-    Poll,
 }
 
 impl Backend {
@@ -343,7 +341,6 @@ impl Backend {
         match self {
             Backend::Uring => "uring",
             Backend::Mmsg => "mmsg",
-            Backend::Poll => "poll",
         }
     }
 }
@@ -380,7 +377,6 @@ pub fn spawn_shard(
     let prepared = match backend {
         Backend::Uring => super::uring::prepare(&spec)?,
         Backend::Mmsg => super::mmsg::prepare(&spec)?,
-        Backend::Poll => super::poll_loop::prepare(&spec)?,
     };
     let stats = Arc::new(ShardStats::default());
     let handle = ShardHandle {
@@ -462,6 +458,9 @@ mod tests {
         // What was accepted is still there, in order.
         assert_eq!(rx.len(), 2);
         drop(rx);
-        assert!(matches!(handle.send(leave().0), Err(MediaError::Unavailable)));
+        assert!(matches!(
+            handle.send(leave().0),
+            Err(MediaError::Unavailable)
+        ));
     }
 }
