@@ -125,18 +125,8 @@ impl MediaPlane for ShardedMediaPlane {
     ) -> Result<JoinAnswer, MediaError> {
         let conference = req.conference.clone();
         let shard = self.place(&conference)?;
-        // Queued just before the join on the same queue, so the shard applies it
-        // when the endpoint is created.
-        if let Err(e) = self.shards[shard].send(ShardCommand::SetPolicy {
-            conference: conference.clone(),
-            endpoint: req.endpoint.clone(),
-            policy,
-        }) {
-            self.unplace(&conference);
-            return Err(e);
-        }
         let (reply, answer) = oneshot::channel();
-        let result = match self.shards[shard].send(ShardCommand::Join { req, reply }) {
+        let result = match self.shards[shard].send(ShardCommand::Join { req, policy, reply }) {
             Ok(()) => answer.await.unwrap_or(Err(MediaError::Unavailable)),
             Err(e) => Err(e),
         };
@@ -179,17 +169,7 @@ impl MediaPlane for ShardedMediaPlane {
     }
 
     async fn join(&self, req: JoinRequest) -> Result<JoinAnswer, MediaError> {
-        let conference = req.conference.clone();
-        let shard = self.place(&conference)?;
-        let (reply, answer) = oneshot::channel();
-        let result = match self.shards[shard].send(ShardCommand::Join { req, reply }) {
-            Ok(()) => answer.await.unwrap_or(Err(MediaError::Unavailable)),
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            self.unplace(&conference);
-        }
-        result
+        self.join_with_policy(req, EndpointPolicy::default()).await
     }
 
     async fn leave(

@@ -23,6 +23,8 @@ pub enum ShardCommand {
     Join {
         /// The request.
         req: JoinRequest,
+        /// What the endpoint may publish, in force from its first packet.
+        policy: EndpointPolicy,
         /// Where the answer goes.
         reply: oneshot::Sender<Result<JoinAnswer, MediaError>>,
     },
@@ -35,8 +37,7 @@ pub enum ShardCommand {
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<(), MediaError>>,
     },
-    /// Announce an endpoint's publishing policy; sent just before its `Join` (see
-    /// `ShardCore::set_policy`), or later to change it.
+    /// Change a joined endpoint's publishing policy (see `ShardCore::set_policy`).
     SetPolicy {
         /// Its conference.
         conference: ConferenceId,
@@ -99,8 +100,7 @@ pub fn handle_command(
     ports: &mut impl PortBinder,
 ) -> AfterCommand {
     match cmd {
-        ShardCommand::Join { req, reply } => {
-            let policy = core.take_join_policy(&req);
+        ShardCommand::Join { req, policy, reply } => {
             let result = ports.bind().and_then(|port| {
                 let r = core.handle_join_with_policy(now, &req, port, policy);
                 if r.is_err() {

@@ -99,8 +99,6 @@ pub struct ShardCore {
     conferences: HashMap<ConferenceId, Vec<usize>>,
     events: VecDeque<MediaEvent>,
     released_ports: Vec<u16>,
-    /// Policies announced for endpoints about to join (see [`ShardCore::set_policy`]).
-    pending_policies: HashMap<(ConferenceId, EndpointId), EndpointPolicy>,
     /// Scratch: the consumers of the producer being forwarded.
     targets: Vec<(usize, usize)>,
     /// Scratch: producers to ask for a keyframe after the current packet.
@@ -136,7 +134,6 @@ impl ShardCore {
             conferences: HashMap::new(),
             events: VecDeque::new(),
             released_ports: Vec::new(),
-            pending_policies: HashMap::new(),
             targets: Vec::with_capacity(64),
             keyframe_wanted: Vec::with_capacity(16),
             scratch: Box::new([0; 2048]),
@@ -352,9 +349,8 @@ impl ShardCore {
         Ok(answer)
     }
 
-    /// Announces the policy of an endpoint: kept for its coming `handle_join` if
-    /// it does not exist yet (see [`ShardCore::take_join_policy`]), applied at once
-    /// if it does.
+    /// Changes the policy of a joined endpoint, at once; unknown endpoints are
+    /// ignored (a joining endpoint gets its policy with `handle_join_with_policy`).
     pub fn set_policy(
         &mut self,
         conference: &ConferenceId,
@@ -362,8 +358,6 @@ impl ShardCore {
         policy: EndpointPolicy,
     ) {
         let Some(index) = self.find_endpoint(conference, endpoint) else {
-            self.pending_policies
-                .insert((conference.clone(), endpoint.clone()), policy);
             return;
         };
         let Some(ep) = self.endpoints[index].as_mut() else {
@@ -385,13 +379,6 @@ impl ShardCore {
         self.report_refusals(index, |p| newly.get(p).copied().unwrap_or(false));
         let conference = conference.clone();
         self.rebalance(&conference);
-    }
-
-    /// The policy announced for an endpoint about to join (default: none).
-    pub fn take_join_policy(&mut self, req: &JoinRequest) -> EndpointPolicy {
-        self.pending_policies
-            .remove(&(req.conference.clone(), req.endpoint.clone()))
-            .unwrap_or_default()
     }
 
     /// Mutes or unmutes an endpoint's producers. Muted producers keep their slots

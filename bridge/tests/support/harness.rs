@@ -106,6 +106,7 @@ impl Harness {
                     endpoint: EndpointId(name.into()),
                     offer_sdp: peer.offer(),
                 },
+                policy: Default::default(),
                 reply,
             })
             .expect("command queued");
