@@ -111,6 +111,20 @@ else
     echo "package built and checked in $(($(date +%s) - start)) s"
 fi
 
+# --- Janus (the peer SFU the bench compares against) ----------------------
+# bench/src/janus/tests.rs starts Janus VideoRoom in a network namespace.
+if ! command -v janus >/dev/null || ! command -v ip >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        step "installing janus and iproute2 (apt-get)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq janus iproute2
+    else
+        echo "error: janus or ip missing; install the janus and iproute2 packages" >&2
+        exit 1
+    fi
+fi
+echo "janus: $(command -v janus)"
+
 # --- tests ----------------------------------------------------------------
 step "cargo test --workspace --all-targets"
 # shellcheck disable=SC2086

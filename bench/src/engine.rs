@@ -1,0 +1,598 @@
+//! The load engine: one thread paces every published stream by a schedule,
+//! sends each video frame as one `sendmmsg` burst, drains every socket with
+//! `recvmmsg` when epoll says it is readable, decrypts in place, and checks each
+//! packet (payload checksum, per-slot sequence continuity, one-way latency
+//! against the send time stamped in the payload; sender and receiver share one
+//! clock, this process's). Nothing on the per-packet path allocates.
+//!
+//! Time line of a run: connect (signalling, ICE, DTLS) → `warmup` (media flows,
+//! slots open on keyframes, nothing counted) → the measured window of
+//! `duration` (CPU time of the target is read at both ends) → `drain` (sending
+//! stops, packets sent in the window still count when they arrive).
+
+use std::io::IsTerminal;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use ringbridge_bridge::proto::sdp::MediaKind;
+
+use crate::BenchError;
+use crate::mmsg::Batch;
+use crate::payload::{self, Continuity, Stamp};
+use crate::shape::Plan;
+use crate::sys;
+use crate::target::Leg;
+
+/// Audio: one Opus packet every 20 ms.
+pub const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
+/// Video: 30 frames per second.
+pub const VIDEO_INTERVAL: Duration = Duration::from_nanos(33_333_333);
+/// Bytes of payload in every video packet.
+pub const VIDEO_PACKET: usize = 1200;
+/// A keyframe every this many frames (one per second), so slots that open
+/// late (the bridge waits for a keyframe) start quickly.
+pub const KEYFRAME_INTERVAL: u32 = 30;
+/// Sending is late by more than this at p99: the generator could not hold the
+/// schedule.
+pub const MAX_LAG_P99: Duration = Duration::from_millis(5);
+
+/// Packets in video frame `frame`: 5, and 6 every fifth frame (5.2 on average:
+/// 5.2 × 1200 B × 8 × 30/s ≈ 1.5 Mbit/s of payload).
+pub fn packets_in_frame(frame: u32) -> usize {
+    if frame.is_multiple_of(5) { 6 } else { 5 }
+}
+
+/// Payload bytes of Opus packet `counter`: 100 to 200, varying.
+pub fn audio_size(counter: u32) -> usize {
+    100 + (counter.wrapping_mul(37) % 101) as usize
+}
+
+/// Timing of a run.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Media flows, nothing is counted.
+    pub warmup: Duration,
+    /// The measured window.
+    pub duration: Duration,
+    /// After the window: no sending, late packets still count.
+    pub drain: Duration,
+    /// Width of a time-line bucket (plot and `timeline` in the report).
+    pub bucket: Duration,
+    /// Draw a progress bar on stderr (only when it is a terminal).
+    pub progress: bool,
+    /// Prefix of the progress bar.
+    pub label: String,
+}
+
+/// One bucket of the time line.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Bucket {
+    /// Start of the bucket, seconds since media started.
+    pub t_s: f64,
+    /// Whether the bucket is (partly) in the warm-up.
+    pub warmup: bool,
+    /// Media packets sent per second.
+    pub ingress_pps: f64,
+    /// Media packets received per second.
+    pub egress_pps: f64,
+    /// Latency percentiles of the packets received in the bucket, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// 99.9th percentile.
+    pub p999_us: f64,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// Length of the measured window, seconds (as observed).
+    pub window_s: f64,
+    /// Media packets sent in the window.
+    pub ingress_packets: u64,
+    /// Their UDP payload bytes.
+    pub ingress_bytes: u64,
+    /// Media packets received in the window (by arrival time).
+    pub egress_packets: u64,
+    /// Their UDP payload bytes.
+    pub egress_bytes: u64,
+    /// Deliveries expected for packets sent in the window (sent × fan-out).
+    pub expected: u64,
+    /// Deliveries of packets sent in the window that arrived intact.
+    pub delivered: u64,
+    /// One-way latency of those deliveries, nanoseconds.
+    pub latency_ns: Histogram<u64>,
+    /// Sequence numbers skipped in receive slots, over the whole run.
+    pub seq_gaps: u64,
+    /// Packets that came behind a later one (reordered or duplicated).
+    pub late: u64,
+    /// Payloads whose checksum failed.
+    pub corrupt: u64,
+    /// Datagrams that failed SRTP authentication.
+    pub auth_failures: u64,
+    /// The target's CPU time over the window, nanoseconds (`None`: not measured).
+    pub target_cpu_ns: Option<u64>,
+    /// The generator's CPU time over the window, nanoseconds.
+    pub generator_cpu_ns: Option<u64>,
+    /// How late sends were against their schedule, nanoseconds.
+    pub lag_ns: Histogram<u64>,
+    /// Packets the generator failed to send (socket buffer full, errors).
+    pub send_failures: u64,
+    /// The time line.
+    pub timeline: Vec<Bucket>,
+    /// Negotiated SRTP profile (`None` for plain RTP).
+    pub profile: Option<&'static str>,
+}
+
+impl Measurement {
+    /// Lost deliveries ÷ expected deliveries (0 when nothing was expected).
+    pub fn loss_ratio(&self) -> f64 {
+        if self.expected == 0 {
+            return 0.0;
+        }
+        self.expected.saturating_sub(self.delivered) as f64 / self.expected as f64
+    }
+
+    /// Whether the generator kept its schedule: nothing failed to send and the
+    /// p99 lateness stayed under [`MAX_LAG_P99`].
+    pub fn generator_held_rate(&self) -> bool {
+        self.send_failures == 0
+            && self.lag_ns.value_at_quantile(0.99) <= MAX_LAG_P99.as_nanos() as u64
+    }
+
+    /// Target CPU nanoseconds per media packet it sent in the window.
+    pub fn cpu_ns_per_egress_packet(&self) -> Option<f64> {
+        let cpu = self.target_cpu_ns?;
+        (self.egress_packets > 0).then(|| cpu as f64 / self.egress_packets as f64)
+    }
+}
+
+/// Runs ICE and DTLS on every leg until all are connected.
+pub fn handshake(legs: &mut [Leg], timeout: Duration) -> Result<(), BenchError> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; crate::mmsg::DATAGRAM_BUF];
+    loop {
+        let now = Instant::now();
+        let mut connected = 0;
+        for leg in legs.iter_mut() {
+            while let Some(d) = leg.session.poll_transmit(now) {
+                let _ = leg.socket.send_to(&d, leg.remote);
+            }
+            while let Ok((n, _)) = leg.socket.recv_from(&mut buf) {
+                let _ = leg.session.handle_datagram(now, &mut buf[..n]);
+            }
+            leg.session.handle_timeout(now);
+            if let Some(why) = leg.session.failure() {
+                return Err(BenchError::Connect(format!(
+                    "endpoint {} failed: {why}",
+                    leg.endpoint
+                )));
+            }
+            connected += usize::from(leg.session.is_connected());
+        }
+        if connected == legs.len() {
+            return Ok(());
+        }
+        if now >= deadline {
+            return Err(BenchError::Connect(format!(
+                "{connected} of {} legs connected (ICE + DTLS) within {timeout:?}",
+                legs.len()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+struct Stream {
+    leg: usize,
+    id: u32,
+    kind: MediaKind,
+    due: Instant,
+    seq: u16,
+    ts: u32,
+    counter: u32,
+    frame: u32,
+}
+
+#[derive(Default)]
+struct LegState {
+    /// Continuity per receive slot SSRC (few slots: a linear scan is fastest).
+    slots: Vec<(u32, Continuity)>,
+}
+
+struct BucketAcc {
+    ingress: u64,
+    egress: u64,
+    hist: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 ns .. 60 s, 3 significant digits.
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| {
+        Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"))
+    })
+}
+
+fn us(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        h.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Warmup,
+    Measure,
+    Drain,
+}
+
+/// Drives `legs` (already connected) through warm-up, the measured window and
+/// the drain, and returns what was measured. `pid` is the target process whose
+/// CPU time is read at both ends of the window.
+pub fn run(
+    legs: &mut [Leg],
+    plan: &Plan,
+    pid: Option<u32>,
+    cfg: &EngineConfig,
+) -> Result<Measurement, BenchError> {
+    let fanout = plan.fanout();
+    let mut poll = Poll::new()?;
+    let fds: Vec<i32> = legs.iter().map(|l| l.socket.as_raw_fd()).collect();
+    for (i, fd) in fds.iter().enumerate() {
+        poll.registry()
+            .register(&mut SourceFd(fd), Token(i), Interest::READABLE)?;
+    }
+    let mut events = Events::with_capacity(1024);
+    let mut states: Vec<LegState> = legs.iter().map(|_| LegState::default()).collect();
+    for s in &mut states {
+        s.slots.reserve(64);
+    }
+
+    let epoch = Instant::now();
+    let t0 = epoch + Duration::from_millis(20);
+    let warm_end = t0 + cfg.warmup;
+    let end = warm_end + cfg.duration;
+    let drain_end = end + cfg.drain;
+    let ns = |t: Instant| t.saturating_duration_since(epoch).as_nanos() as u64;
+    let (warm_ns, end_ns) = (ns(warm_end), ns(end));
+
+    let mut streams: Vec<Stream> = Vec::new();
+    for (l, leg) in legs.iter().enumerate() {
+        for s in &leg.sends {
+            let period = match s.kind {
+                MediaKind::Audio => AUDIO_INTERVAL,
+                _ => VIDEO_INTERVAL,
+            };
+            // Spread the streams' phases as independent clients would be.
+            let phase = period.mul_f64(f64::from(s.id.wrapping_mul(2_654_435_761) % 1000) / 1000.0);
+            streams.push(Stream {
+                leg: l,
+                id: s.id,
+                kind: s.kind,
+                due: t0 + phase,
+                seq: rand::random(),
+                ts: rand::random(),
+                counter: 0,
+                frame: 0,
+            });
+        }
+    }
+
+    let mut out = Batch::new(8);
+    let mut inb = Batch::new(64);
+    let mut scratch = [0u8; crate::mmsg::DATAGRAM_BUF];
+    let mut m = Measurement {
+        window_s: 0.0,
+        ingress_packets: 0,
+        ingress_bytes: 0,
+        egress_packets: 0,
+        egress_bytes: 0,
+        expected: 0,
+        delivered: 0,
+        latency_ns: histogram(),
+        seq_gaps: 0,
+        late: 0,
+        corrupt: 0,
+        auth_failures: 0,
+        target_cpu_ns: None,
+        generator_cpu_ns: None,
+        lag_ns: histogram(),
+        send_failures: 0,
+        timeline: Vec::new(),
+        profile: legs.iter().find_map(|l| l.session.profile()),
+    };
+    let mut sent_in_window = 0u64;
+    let mut acc = BucketAcc {
+        ingress: 0,
+        egress: 0,
+        hist: histogram(),
+    };
+    let mut bucket_start = t0;
+    let mut phase = Phase::Warmup;
+    let (mut measure_start, mut cpu0, mut gen0) = (warm_end, None, None);
+    let me = std::process::id();
+    let mut next_housekeeping = epoch;
+    let mut next_progress = epoch;
+
+    let total = drain_end.saturating_duration_since(epoch);
+    let bar = if cfg.progress && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(
+            Some(total.as_millis() as u64),
+            ProgressDrawTarget::stderr(),
+        );
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {elapsed}/{duration} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(cfg.label.clone());
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    loop {
+        let now = Instant::now();
+        if now >= drain_end {
+            break;
+        }
+        // Phase changes: CPU snapshots at both ends of the window.
+        if phase == Phase::Warmup && now >= warm_end {
+            phase = Phase::Measure;
+            measure_start = now;
+            cpu0 = pid.and_then(sys::process_cpu_ns);
+            gen0 = sys::process_cpu_ns(me);
+        } else if phase == Phase::Measure && now >= end {
+            phase = Phase::Drain;
+            m.window_s = now.duration_since(measure_start).as_secs_f64();
+            m.target_cpu_ns = match (cpu0, pid.and_then(sys::process_cpu_ns)) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                _ => None,
+            };
+            m.generator_cpu_ns = match (gen0, sys::process_cpu_ns(me)) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                _ => None,
+            };
+        }
+        // Time line.
+        while now >= bucket_start + cfg.bucket {
+            let secs = cfg.bucket.as_secs_f64();
+            m.timeline.push(Bucket {
+                t_s: bucket_start.duration_since(t0).as_secs_f64(),
+                warmup: bucket_start < warm_end,
+                ingress_pps: acc.ingress as f64 / secs,
+                egress_pps: acc.egress as f64 / secs,
+                p50_us: us(&acc.hist, 0.5),
+                p99_us: us(&acc.hist, 0.99),
+                p999_us: us(&acc.hist, 0.999),
+            });
+            acc.ingress = 0;
+            acc.egress = 0;
+            acc.hist.reset();
+            bucket_start += cfg.bucket;
+        }
+
+        // Sends that are due.
+        let mut next_due = now + Duration::from_millis(5);
+        if now < end {
+            for s in &mut streams {
+                while s.due <= now {
+                    let leg = &mut legs[s.leg];
+                    let send_ns = ns(now);
+                    let lag = now.duration_since(s.due);
+                    let (n, interval) = match s.kind {
+                        MediaKind::Audio => (1, AUDIO_INTERVAL),
+                        _ => (packets_in_frame(s.frame), VIDEO_INTERVAL),
+                    };
+                    let mut built = 0;
+                    for k in 0..n {
+                        let (size, prefix): (usize, &[u8]) = match s.kind {
+                            MediaKind::Audio => (audio_size(s.counter), &[]),
+                            _ if k > 0 => (VIDEO_PACKET, &payload::VP8_CONTINUATION),
+                            _ if s.frame.is_multiple_of(KEYFRAME_INTERVAL) => {
+                                (VIDEO_PACKET, &payload::VP8_KEYFRAME_START)
+                            }
+                            _ => (VIDEO_PACKET, &payload::VP8_FRAME_START),
+                        };
+                        let stamp = Stamp {
+                            stream: s.id,
+                            counter: s.counter,
+                            send_ns,
+                        };
+                        payload::write(&mut scratch[..size], prefix, &stamp);
+                        let marker = s.kind != MediaKind::Audio && k + 1 == n;
+                        match leg.session.write_rtp(
+                            s.kind,
+                            s.seq,
+                            s.ts,
+                            marker,
+                            &scratch[..size],
+                            &mut out.bufs[built],
+                        ) {
+                            Ok(len) => {
+                                out.lens[built] = len;
+                                out.set_name(built, &leg.remote);
+                                built += 1;
+                            }
+                            Err(_) => m.send_failures += 1,
+                        }
+                        s.seq = s.seq.wrapping_add(1);
+                        s.counter = s.counter.wrapping_add(1);
+                    }
+                    let sent = out.send(fds[s.leg], built).unwrap_or(0);
+                    m.send_failures += (built - sent) as u64;
+                    let bytes: usize = out.lens[..sent].iter().sum();
+                    acc.ingress += sent as u64;
+                    if (warm_ns..end_ns).contains(&send_ns) {
+                        sent_in_window += sent as u64;
+                        m.ingress_packets += sent as u64;
+                        m.ingress_bytes += bytes as u64;
+                        let _ = m.lag_ns.record(lag.as_nanos() as u64);
+                    }
+                    s.ts = s.ts.wrapping_add(match s.kind {
+                        MediaKind::Audio => 960,
+                        _ => 3000,
+                    });
+                    s.frame = s.frame.wrapping_add(1);
+                    s.due += interval;
+                }
+                next_due = next_due.min(s.due);
+            }
+        }
+
+        // ICE consent, DTLS timers: not per packet (they may allocate).
+        if now >= next_housekeeping {
+            next_housekeeping = now + Duration::from_millis(20);
+            for leg in legs.iter_mut() {
+                while let Some(d) = leg.session.poll_transmit(now) {
+                    let _ = leg.socket.send_to(&d, leg.remote);
+                }
+                leg.session.handle_timeout(now);
+            }
+        }
+        if now >= next_progress {
+            next_progress = now + Duration::from_millis(200);
+            bar.set_position(now.duration_since(epoch).as_millis() as u64);
+            if let Some(b) = m.timeline.last() {
+                bar.set_message(format!(
+                    "egress {:.0} pps, p99 {:.0} µs",
+                    b.egress_pps, b.p99_us
+                ));
+            }
+        }
+
+        // Wait for datagrams or the next send.
+        let wait = next_due
+            .min(next_housekeeping)
+            .min(drain_end)
+            .saturating_duration_since(Instant::now());
+        let timeout = if wait < Duration::from_micros(300) {
+            Duration::ZERO
+        } else {
+            wait
+        };
+        match poll.poll(&mut events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+        for ev in events.iter() {
+            let l = ev.token().0;
+            let Some(leg) = legs.get_mut(l) else { continue };
+            // Edge-triggered: read until the socket is empty.
+            loop {
+                let got = match inb.recv(fds[l]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let now = Instant::now();
+                let now_ns = ns(now);
+                let in_window = phase == Phase::Measure;
+                for i in 0..got {
+                    let len = inb.lens[i];
+                    let Some(view) = leg.session.handle_datagram(now, &mut inb.bufs[i][..len])
+                    else {
+                        continue;
+                    };
+                    acc.egress += 1;
+                    if in_window {
+                        m.egress_packets += 1;
+                        m.egress_bytes += len as u64;
+                    }
+                    let stamp = match inb.bufs[i].get(view.payload.clone()).map(payload::check) {
+                        Some(Ok(stamp)) => stamp,
+                        _ => {
+                            m.corrupt += 1;
+                            continue;
+                        }
+                    };
+                    let slots = &mut states[l].slots;
+                    match slots.iter_mut().find(|(ssrc, _)| *ssrc == view.ssrc) {
+                        Some((_, c)) => c.push(view.seq),
+                        None => {
+                            let mut c = Continuity::default();
+                            c.push(view.seq);
+                            slots.push((view.ssrc, c));
+                        }
+                    }
+                    let latency = now_ns.saturating_sub(stamp.send_ns);
+                    let _ = acc.hist.record(latency.max(1));
+                    if (warm_ns..end_ns).contains(&stamp.send_ns) {
+                        m.delivered += 1;
+                        let _ = m.latency_ns.record(latency.max(1));
+                    }
+                }
+                if got < inb.capacity() {
+                    break;
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    m.expected = sent_in_window * fanout;
+    for (leg, st) in legs.iter().zip(&states) {
+        m.auth_failures += leg.session.auth_failures();
+        for (_, c) in &st.slots {
+            m.seq_gaps += c.gaps;
+            m.late += c.late;
+        }
+    }
+    for fd in &fds {
+        let _ = poll.registry().deregister(&mut SourceFd(fd));
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn video_is_about_one_and_a_half_megabits_and_audio_fifty_pps() {
+        let per_second: usize = (0..30).map(packets_in_frame).sum();
+        let mbit = (per_second * VIDEO_PACKET * 8) as f64 / 1e6;
+        assert!((1.4..1.6).contains(&mbit), "{mbit} Mbit/s");
+        assert_eq!(
+            Duration::from_secs(1).as_nanos() / AUDIO_INTERVAL.as_nanos(),
+            50
+        );
+        assert!((0..1000).map(audio_size).all(|s| (100..=200).contains(&s)));
+    }
+
+    #[test]
+    fn loss_and_cpu_per_packet_follow_the_counts() {
+        let mut m = Measurement {
+            window_s: 2.0,
+            ingress_packets: 100,
+            ingress_bytes: 0,
+            egress_packets: 200,
+            egress_bytes: 0,
+            expected: 200,
+            delivered: 198,
+            latency_ns: histogram(),
+            seq_gaps: 0,
+            late: 0,
+            corrupt: 0,
+            auth_failures: 0,
+            target_cpu_ns: Some(2_000_000),
+            generator_cpu_ns: None,
+            lag_ns: histogram(),
+            send_failures: 0,
+            timeline: Vec::new(),
+            profile: None,
+        };
+        assert!((m.loss_ratio() - 0.01).abs() < 1e-9);
+        assert_eq!(m.cpu_ns_per_egress_packet(), Some(10_000.0));
+        assert!(m.generator_held_rate());
+        m.lag_ns.record(50_000_000).expect("record");
+        assert!(!m.generator_held_rate(), "50 ms late at p99");
+        m.target_cpu_ns = None;
+        assert_eq!(m.cpu_ns_per_egress_packet(), None);
+    }
+}

@@ -1,0 +1,231 @@
+//! `ringbridge-bench`: load-test harness for ringbridge. See bench/README.md.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use ringbridge_bench::engine::EngineConfig;
+use ringbridge_bench::report::{Report, RunInfo};
+use ringbridge_bench::runner::{self, Settings};
+use ringbridge_bench::shape::{Plan, Shape};
+use ringbridge_bench::target::{ProfileChoice, RunOptions, TargetKind};
+use ringbridge_bench::{BenchError, null, plot, sys};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ringbridge-bench",
+    version,
+    about = "Load-test harness for ringbridge"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Drive one target with one shape and report.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// ringbridge (default), null or janus.
+        #[arg(long, default_value = "ringbridge")]
+        target: TargetKind,
+    },
+    /// ringbridge, the null forwarder (and Janus when compiled in), alternated.
+    Compare {
+        #[command(flatten)]
+        common: Common,
+        /// Rounds of each target (at least 3).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// The null forwarder itself (the bench starts it as a child process).
+    NullForwarder {
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// meeting, livestream or audio-room.
+    #[arg(long, default_value = "meeting")]
+    shape: Shape,
+    /// Conferences.
+    #[arg(long, default_value_t = 1)]
+    conferences: usize,
+    /// Endpoints per conference, publishers included.
+    #[arg(long, default_value_t = 4)]
+    endpoints: usize,
+    /// Speakers per conference (audio-room).
+    #[arg(long, default_value_t = 2)]
+    speakers: usize,
+    /// Measured seconds (per round).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of media before measuring (slots open, keyframes, caches).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// SRTP profile: gcm or cm-sha1.
+    #[arg(long, default_value = "gcm")]
+    profile: ProfileChoice,
+    /// The bridge's I/O backend (media.io): uring, mmsg or auto.
+    #[arg(long, default_value = "uring")]
+    io: String,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an SVG plot of pps and latency over time here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// A running bridge's public URL (http://127.0.0.1:9090); CPU figures are then left out.
+    #[arg(long)]
+    url: Option<String>,
+    /// That bridge's auth.app_secret.
+    #[arg(long)]
+    secret: Option<String>,
+    /// The ringbridge binary (default: next to this one).
+    #[arg(long)]
+    bridge_bin: Option<PathBuf>,
+    /// Core the target is pinned to.
+    #[arg(long, default_value_t = 1)]
+    target_core: usize,
+    /// Core the generator is pinned to.
+    #[arg(long, default_value_t = 0)]
+    generator_core: usize,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn settings(c: &Common) -> Result<Settings, BenchError> {
+    if !matches!(c.io.as_str(), "uring" | "mmsg" | "auto") {
+        return Err(BenchError::Config(format!(
+            "--io {:?}: expected uring, mmsg or auto",
+            c.io
+        )));
+    }
+    if !(c.duration > 0.0 && c.warmup >= 0.0) {
+        return Err(BenchError::Config(
+            "--duration must be > 0 and --warmup >= 0".into(),
+        ));
+    }
+    let plan =
+        Plan::new(c.shape, c.conferences, c.endpoints, c.speakers).map_err(BenchError::Config)?;
+    let info = RunInfo {
+        shape: c.shape.name().into(),
+        profile: c.profile.name().into(),
+        conferences: c.conferences,
+        endpoints: c.endpoints,
+        speakers: plan.speakers,
+        duration_s: c.duration,
+        warmup_s: c.warmup,
+        io: c.io.clone(),
+    };
+    Ok(Settings {
+        plan,
+        opts: RunOptions {
+            profile: c.profile,
+            io: c.io.clone(),
+            target_core: c.target_core,
+            generator_core: c.generator_core,
+            bridge_bin: c.bridge_bin.clone(),
+            url: c.url.clone(),
+            secret: c.secret.clone(),
+            connect_timeout: Duration::from_secs(30),
+            run_tag: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+        },
+        engine: EngineConfig {
+            warmup: Duration::from_secs_f64(c.warmup),
+            duration: Duration::from_secs_f64(c.duration),
+            drain: Duration::from_millis(300),
+            bucket: Duration::from_millis(250),
+            progress: !c.quiet,
+            label: String::new(),
+        },
+        info,
+    })
+}
+
+fn output(c: &Common, report: &Report) -> Result<(), BenchError> {
+    print!("{}", report.table());
+    if let Some(path) = &c.json {
+        let text = serde_json::to_string_pretty(&report.to_json())
+            .map_err(|e| BenchError::Config(format!("JSON: {e}")))?;
+        std::fs::write(path, text + "\n")?;
+    }
+    if let Some(path) = &c.plot {
+        let title = format!(
+            "{} · {} · {}×{} endpoints · {}",
+            report.primary.target,
+            report.info.shape,
+            report.info.conferences,
+            report.info.endpoints,
+            report.info.profile
+        );
+        std::fs::write(path, plot::svg(&title, &report.timeline))?;
+    }
+    Ok(())
+}
+
+fn pin_generator(c: &Common) {
+    if sys::available_cores() < 2 || c.target_core == c.generator_core {
+        eprintln!("warning: generator and target share a core: CPU figures are not comparable");
+    }
+    if let Err(e) = sys::pin_current_thread(c.generator_core) {
+        eprintln!(
+            "warning: cannot pin the generator to core {}: {e}",
+            c.generator_core
+        );
+    }
+}
+
+fn main_inner() -> Result<(), BenchError> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::NullForwarder { listen } => null::serve(listen),
+        Cmd::Run { common, target } => {
+            if target == TargetKind::Ringbridge && common.url.is_some() {
+                eprintln!("note: --url: the bridge is not ours, CPU figures are left out");
+            } else if common.url.is_some() {
+                return Err(BenchError::Config(
+                    "--url only applies to --target ringbridge".into(),
+                ));
+            }
+            let s = settings(&common)?;
+            pin_generator(&common);
+            let report = runner::run(target, &s)?;
+            output(&common, &report)
+        }
+        Cmd::Compare { common, rounds } => {
+            if rounds < 3 {
+                return Err(BenchError::Config(
+                    "compare needs --rounds 3 or more".into(),
+                ));
+            }
+            if common.url.is_some() {
+                return Err(BenchError::Config(
+                    "compare starts its own targets; --url is for run".into(),
+                ));
+            }
+            let s = settings(&common)?;
+            pin_generator(&common);
+            let report = runner::compare(&s, rounds)?;
+            output(&common, &report)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match main_inner() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringbridge-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! The report: figures per target aggregated over rounds, the ratios between
+//! targets, the JSON shape (stable keys, see bench/README.md) and the human table.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::engine::{Bucket, Measurement};
+
+/// Loss above this withholds the ratios.
+pub const MAX_LOSS_FOR_RATIOS: f64 = 0.01;
+
+/// Every round of one target, added up.
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    /// `ringbridge`, `null` or `janus`.
+    pub target: &'static str,
+    /// The target's I/O backend, if it said.
+    pub io_backend: Option<String>,
+    /// The rounds, in order.
+    pub rounds: Vec<Measurement>,
+}
+
+impl Aggregate {
+    /// An aggregate of no rounds yet.
+    pub fn new(target: &'static str) -> Self {
+        Self {
+            target,
+            io_backend: None,
+            rounds: Vec::new(),
+        }
+    }
+
+    fn sum(&self, f: impl Fn(&Measurement) -> u64) -> u64 {
+        self.rounds.iter().map(f).sum()
+    }
+
+    /// Seconds measured over all rounds.
+    pub fn window_s(&self) -> f64 {
+        self.rounds.iter().map(|m| m.window_s).sum()
+    }
+
+    fn rate(&self, n: u64) -> f64 {
+        let w = self.window_s();
+        if w > 0.0 { n as f64 / w } else { 0.0 }
+    }
+
+    /// Media packets per second into the target.
+    pub fn ingress_pps(&self) -> f64 {
+        self.rate(self.sum(|m| m.ingress_packets))
+    }
+    /// Media packets per second out of the target.
+    pub fn egress_pps(&self) -> f64 {
+        self.rate(self.sum(|m| m.egress_packets))
+    }
+    /// Bits per second into the target (UDP payload).
+    pub fn ingress_bps(&self) -> f64 {
+        self.rate(self.sum(|m| m.ingress_bytes) * 8)
+    }
+    /// Bits per second out of the target (UDP payload).
+    pub fn egress_bps(&self) -> f64 {
+        self.rate(self.sum(|m| m.egress_bytes) * 8)
+    }
+    /// Lost ÷ expected deliveries over all rounds.
+    pub fn loss_ratio(&self) -> f64 {
+        let expected = self.sum(|m| m.expected);
+        if expected == 0 {
+            return 0.0;
+        }
+        expected.saturating_sub(self.sum(|m| m.delivered)) as f64 / expected as f64
+    }
+    /// Latency of every round.
+    pub fn latency(&self) -> Histogram<u64> {
+        let mut all = self.rounds.first().map_or_else(
+            || Histogram::new(3).unwrap_or_else(|_| unreachable!("3 digits are valid")),
+            |m| m.latency_ns.clone(),
+        );
+        for m in self.rounds.iter().skip(1) {
+            let _ = all.add(&m.latency_ns);
+        }
+        all
+    }
+    /// Target CPU ns per egress packet over all rounds (`None` if any round
+    /// could not read it).
+    pub fn cpu_ns_per_egress_packet(&self) -> Option<f64> {
+        let mut cpu = 0u64;
+        for m in &self.rounds {
+            cpu += m.target_cpu_ns?;
+        }
+        let pkts = self.sum(|m| m.egress_packets);
+        (pkts > 0).then(|| cpu as f64 / pkts as f64)
+    }
+    /// Whether the generator kept the schedule in every round.
+    pub fn generator_held_rate(&self) -> bool {
+        self.rounds.iter().all(Measurement::generator_held_rate)
+    }
+    /// Why this target's figures cannot back a ratio, if they cannot.
+    pub fn unfit_for_ratio(&self) -> Option<String> {
+        if !self.generator_held_rate() {
+            return Some(format!(
+                "the generator could not hold the target rate against {}",
+                self.target
+            ));
+        }
+        let loss = self.loss_ratio();
+        if loss > MAX_LOSS_FOR_RATIOS {
+            return Some(format!(
+                "{} lost {:.2}% of packets (more than 1%)",
+                self.target,
+                loss * 100.0
+            ));
+        }
+        if self.cpu_ns_per_egress_packet().is_none() {
+            return Some(format!("{}'s CPU time was not measured", self.target));
+        }
+        None
+    }
+    fn latency_json(&self) -> Value {
+        let h = self.latency();
+        let q = |q: f64| {
+            if h.is_empty() {
+                Value::Null
+            } else {
+                json!(h.value_at_quantile(q) as f64 / 1000.0)
+            }
+        };
+        json!({"p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": q(1.0)})
+    }
+    fn lag_p99_us(&self) -> f64 {
+        self.rounds
+            .iter()
+            .map(|m| m.lag_ns.value_at_quantile(0.99) as f64 / 1000.0)
+            .fold(0.0, f64::max)
+    }
+    fn generator_cpu_ratio(&self) -> Option<f64> {
+        let mut cpu = 0u64;
+        for m in &self.rounds {
+            cpu += m.generator_cpu_ns?;
+        }
+        let w = self.window_s();
+        (w > 0.0).then(|| cpu as f64 / 1e9 / w)
+    }
+    /// This target's figures as JSON (one entry of `targets`).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "target": self.target,
+            "io_backend": self.io_backend,
+            "rounds": self.rounds.len(),
+            "window_s": self.window_s(),
+            "ingress_pps": self.ingress_pps(),
+            "egress_pps": self.egress_pps(),
+            "ingress_bps": self.ingress_bps(),
+            "egress_bps": self.egress_bps(),
+            "loss_ratio": self.loss_ratio(),
+            "latency_us": self.latency_json(),
+            "cpu_ns_per_egress_packet": self.cpu_ns_per_egress_packet(),
+            "per_round_cpu_ns_per_egress_packet": self.rounds.iter().map(Measurement::cpu_ns_per_egress_packet).collect::<Vec<_>>(),
+            "generator": {
+                "held_rate": self.generator_held_rate(),
+                "lag_p99_us": self.lag_p99_us(),
+                "cpu_ratio": self.generator_cpu_ratio(),
+                "send_failures": self.sum(|m| m.send_failures),
+            },
+            "checks": {
+                "expected": self.sum(|m| m.expected),
+                "delivered": self.sum(|m| m.delivered),
+                "seq_gaps": self.sum(|m| m.seq_gaps),
+                "late": self.sum(|m| m.late),
+                "corrupt": self.sum(|m| m.corrupt),
+                "auth_failures": self.sum(|m| m.auth_failures),
+            },
+            "negotiated_profile": self.rounds.first().and_then(|m| m.profile),
+        })
+    }
+}
+
+/// What the run was asked to do.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    /// `meeting`, `livestream`, `audio-room`.
+    pub shape: String,
+    /// The SRTP profile asked for (`gcm`, `cm-sha1`).
+    pub profile: String,
+    /// Conferences.
+    pub conferences: usize,
+    /// Endpoints per conference.
+    pub endpoints: usize,
+    /// Speakers per conference (publishers).
+    pub speakers: usize,
+    /// Measured window per round, seconds.
+    pub duration_s: f64,
+    /// Warm-up per round, seconds.
+    pub warmup_s: f64,
+    /// The target's I/O backend asked for (`--io`).
+    pub io: String,
+}
+
+/// The whole report: the primary target's figures at the top level (stable
+/// keys), the ratios, and every target's details under `targets`.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The request.
+    pub info: RunInfo,
+    /// The target the top-level figures are of.
+    pub primary: Aggregate,
+    /// The null forwarder's runs, when measured.
+    pub null: Option<Aggregate>,
+    /// Janus's runs, when measured.
+    pub janus: Option<Aggregate>,
+    /// The primary's first round's time line.
+    pub timeline: Vec<Bucket>,
+}
+
+/// Ratios, or why they are withheld.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ratios {
+    /// null ns/pkt ÷ primary ns/pkt.
+    pub efficiency_vs_null: Option<f64>,
+    /// janus ns/pkt ÷ primary ns/pkt.
+    pub ratio_vs_janus: Option<f64>,
+    /// Why a measured comparison was not turned into a ratio.
+    pub withheld: Vec<String>,
+}
+
+impl Report {
+    /// The ratios between the primary target and the others, withheld (with
+    /// the reason) when either side's figures cannot back one.
+    pub fn ratios(&self) -> Ratios {
+        let mut withheld = Vec::new();
+        let mut ratio = |other: &Option<Aggregate>| -> Option<f64> {
+            let other = other.as_ref()?;
+            let mut why: Vec<String> = [self.primary.unfit_for_ratio(), other.unfit_for_ratio()]
+                .into_iter()
+                .flatten()
+                .collect();
+            if why.is_empty() {
+                let (p, o) = (
+                    self.primary.cpu_ns_per_egress_packet()?,
+                    other.cpu_ns_per_egress_packet()?,
+                );
+                return (p > 0.0).then(|| o / p);
+            }
+            why.dedup();
+            withheld.push(format!("no ratio vs {}: {}", other.target, why.join("; ")));
+            None
+        };
+        let efficiency_vs_null = ratio(&self.null);
+        let ratio_vs_janus = ratio(&self.janus);
+        Ratios {
+            efficiency_vs_null,
+            ratio_vs_janus,
+            withheld,
+        }
+    }
+
+    /// The JSON report.
+    pub fn to_json(&self) -> Value {
+        let ratios = self.ratios();
+        let p = &self.primary;
+        let total = self.info.conferences * self.info.endpoints;
+        let mut targets = vec![p.to_json()];
+        targets.extend(self.null.iter().map(Aggregate::to_json));
+        targets.extend(self.janus.iter().map(Aggregate::to_json));
+        json!({
+            "shape": self.info.shape,
+            "profile": self.info.profile,
+            "negotiated_profile": p.rounds.first().and_then(|m| m.profile),
+            "target": p.target,
+            "conferences": self.info.conferences,
+            "endpoints": self.info.endpoints,
+            "total_endpoints": total,
+            "speakers": self.info.speakers,
+            "duration_s": self.info.duration_s,
+            "warmup_s": self.info.warmup_s,
+            "rounds": p.rounds.len(),
+            "egress_pps": p.egress_pps(),
+            "ingress_pps": p.ingress_pps(),
+            "egress_bps": p.egress_bps(),
+            "ingress_bps": p.ingress_bps(),
+            "loss_ratio": p.loss_ratio(),
+            "latency_us": p.latency_json(),
+            "bridge_cpu_ns_per_egress_packet": p.cpu_ns_per_egress_packet(),
+            "null_cpu_ns_per_egress_packet": self.null.as_ref().and_then(Aggregate::cpu_ns_per_egress_packet),
+            "janus_cpu_ns_per_egress_packet": self.janus.as_ref().and_then(Aggregate::cpu_ns_per_egress_packet),
+            "efficiency_vs_null": ratios.efficiency_vs_null,
+            "ratio_vs_janus": ratios.ratio_vs_janus,
+            "ratios_withheld": ratios.withheld,
+            "generator_held_rate": p.generator_held_rate(),
+            "io_backend": p.io_backend.clone().unwrap_or_else(|| self.info.io.clone()),
+            "targets": targets,
+            "timeline": self.timeline,
+        })
+    }
+
+    /// The human table.
+    pub fn table(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let i = &self.info;
+        let _ = writeln!(
+            s,
+            "shape {} · {} conference(s) × {} endpoints · profile {} · {} s measured per round",
+            i.shape, i.conferences, i.endpoints, i.profile, i.duration_s
+        );
+        let _ = writeln!(
+            s,
+            "{:<11} {:>6} {:>11} {:>11} {:>9} {:>9} {:>8} {:>9} {:>9} {:>11} {:>9}",
+            "target",
+            "io",
+            "ingress pps",
+            "egress pps",
+            "egr Mb/s",
+            "loss %",
+            "p50 µs",
+            "p99 µs",
+            "p99.9 µs",
+            "cpu ns/pkt",
+            "gen ok"
+        );
+        for a in std::iter::once(&self.primary)
+            .chain(self.null.iter())
+            .chain(self.janus.iter())
+        {
+            let h = a.latency();
+            let q = |q: f64| {
+                if h.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!("{:.0}", h.value_at_quantile(q) as f64 / 1000.0)
+                }
+            };
+            let _ = writeln!(
+                s,
+                "{:<11} {:>6} {:>11.0} {:>11.0} {:>9.1} {:>9.3} {:>8} {:>9} {:>9} {:>11} {:>9}",
+                a.target,
+                a.io_backend.as_deref().unwrap_or("?"),
+                a.ingress_pps(),
+                a.egress_pps(),
+                a.egress_bps() / 1e6,
+                a.loss_ratio() * 100.0,
+                q(0.5),
+                q(0.99),
+                q(0.999),
+                a.cpu_ns_per_egress_packet()
+                    .map_or("-".to_owned(), |v| format!("{v:.0}")),
+                if a.generator_held_rate() { "yes" } else { "NO" },
+            );
+        }
+        if let Some(profile) = self.primary.rounds.first().and_then(|m| m.profile) {
+            let _ = writeln!(s, "negotiated SRTP profile: {profile}");
+        }
+        let r = self.ratios();
+        if let Some(e) = r.efficiency_vs_null {
+            let _ = writeln!(
+                s,
+                "efficiency_vs_null = {e:.3} (null ns/pkt ÷ {} ns/pkt)",
+                self.primary.target
+            );
+        }
+        if let Some(j) = r.ratio_vs_janus {
+            let _ = writeln!(
+                s,
+                "ratio_vs_janus = {j:.2} (janus ns/pkt ÷ {} ns/pkt)",
+                self.primary.target
+            );
+        }
+        for w in &r.withheld {
+            let _ = writeln!(s, "{w}");
+        }
+        if !self.primary.generator_held_rate() {
+            let _ = writeln!(
+                s,
+                "warning: the generator could not hold the target rate (sends late or failed): \
+                 figures understate the offered load"
+            );
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measurement(egress: u64, cpu_ns: u64, expected: u64, delivered: u64) -> Measurement {
+        let mut latency = Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("hist");
+        latency.record(40_000).expect("record");
+        Measurement {
+            window_s: 1.0,
+            ingress_packets: egress / 2,
+            ingress_bytes: egress * 500,
+            egress_packets: egress,
+            egress_bytes: egress * 1000,
+            expected,
+            delivered,
+            latency_ns: latency,
+            seq_gaps: 0,
+            late: 0,
+            corrupt: 0,
+            auth_failures: 0,
+            target_cpu_ns: Some(cpu_ns),
+            generator_cpu_ns: Some(100_000_000),
+            lag_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("hist"),
+            send_failures: 0,
+            timeline: Vec::new(),
+            profile: Some("AEAD_AES_128_GCM"),
+        }
+    }
+
+    fn report(null_delivered: u64) -> Report {
+        let mut bridge = Aggregate::new("ringbridge");
+        let mut null = Aggregate::new("null");
+        for _ in 0..3 {
+            bridge.rounds.push(measurement(1000, 2_000_000, 1000, 1000));
+            null.rounds
+                .push(measurement(1000, 1_000_000, 1000, null_delivered));
+        }
+        Report {
+            info: RunInfo {
+                shape: "meeting".into(),
+                profile: "gcm".into(),
+                conferences: 1,
+                endpoints: 3,
+                speakers: 3,
+                duration_s: 1.0,
+                warmup_s: 1.0,
+                io: "uring".into(),
+            },
+            primary: bridge,
+            null: Some(null),
+            janus: None,
+            timeline: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn report_has_every_stable_key_and_the_ratio() {
+        let r = report(1000);
+        let v = r.to_json();
+        for key in [
+            "shape",
+            "profile",
+            "endpoints",
+            "duration_s",
+            "egress_pps",
+            "ingress_pps",
+            "loss_ratio",
+            "latency_us",
+            "bridge_cpu_ns_per_egress_packet",
+            "efficiency_vs_null",
+            "ratio_vs_janus",
+            "io_backend",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        for q in ["p50", "p99", "p999"] {
+            assert!(
+                v["latency_us"][q]
+                    .as_f64()
+                    .is_some_and(|x| x > 39.0 && x < 41.0)
+            );
+        }
+        assert_eq!(v["bridge_cpu_ns_per_egress_packet"], json!(2000.0));
+        assert_eq!(v["efficiency_vs_null"], json!(0.5));
+        assert_eq!(v["ratio_vs_janus"], Value::Null);
+        assert_eq!(v["egress_pps"], json!(1000.0));
+        assert_eq!(v["loss_ratio"], json!(0.0));
+        assert!(r.table().contains("efficiency_vs_null = 0.500"));
+    }
+
+    #[test]
+    fn ratios_are_withheld_when_loss_exceeds_one_percent() {
+        let r = report(980);
+        let v = r.to_json();
+        assert_eq!(v["efficiency_vs_null"], Value::Null);
+        let why = v["ratios_withheld"][0].as_str().expect("reason");
+        assert!(why.contains("null lost 2.00%"), "{why}");
+        assert!(r.table().contains("no ratio vs null"));
+    }
+
+    #[test]
+    fn ratios_are_withheld_when_the_generator_fell_behind() {
+        let mut r = report(1000);
+        r.primary.rounds[1].send_failures = 3;
+        let ratios = r.ratios();
+        assert_eq!(ratios.efficiency_vs_null, None);
+        assert!(ratios.withheld[0].contains("could not hold the target rate"));
+    }
+}

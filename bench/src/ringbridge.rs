@@ -1,0 +1,307 @@
+//! The ringbridge target: a `ringbridge` process the bench starts from the same
+//! build (generated config: loopback only, its own ports, one shard on the
+//! target core, the whole process pinned there), or a running bridge at `--url`.
+
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
+use ringbridge_bridge::proto::sdp::MediaKind;
+use ringbridge_control::AuthConfig;
+use ringbridge_control::token::{TokenRequest, mint_token};
+
+use crate::BenchError;
+use crate::shape::Plan;
+use crate::sys::{self, http_request};
+use crate::target::{Leg, ProfileChoice, RunOptions, SendStream, Target};
+
+/// A bridge under load.
+#[derive(Debug)]
+pub struct RingbridgeTarget {
+    child: Option<Child>,
+    dir: Option<PathBuf>,
+    public: SocketAddr,
+    private: Option<SocketAddr>,
+    secret: String,
+    io_backend: Option<String>,
+}
+
+/// The `ringbridge` binary: `--bridge-bin`, else the one next to this binary
+/// (`target/<profile>/`), else `ringbridge` on the `PATH`.
+pub fn bridge_bin(opts: &RunOptions) -> PathBuf {
+    if let Some(bin) = &opts.bridge_bin {
+        return bin.clone();
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        // Test binaries live in target/<profile>/deps/.
+        for d in [dir.clone(), dir.join("..")] {
+            let bin = d.join("ringbridge");
+            if bin.is_file() {
+                return bin;
+            }
+        }
+    }
+    PathBuf::from("ringbridge")
+}
+
+fn free_tcp_port() -> Result<u16, BenchError> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn parse_url(url: &str) -> Result<SocketAddr, BenchError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| BenchError::Config(format!("--url {url:?}: only http:// is supported")))?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    host.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| BenchError::Config(format!("--url {url:?}: no address")))
+}
+
+impl RingbridgeTarget {
+    /// Starts a bridge, or attaches to `opts.url`.
+    pub fn start(opts: &RunOptions) -> Result<Self, BenchError> {
+        if let Some(url) = &opts.url {
+            let secret = opts.secret.clone().ok_or_else(|| {
+                BenchError::Config("--url needs --secret (the bridge's auth.app_secret)".into())
+            })?;
+            return Ok(Self {
+                child: None,
+                dir: None,
+                public: parse_url(url)?,
+                private: None,
+                secret,
+                io_backend: None,
+            });
+        }
+        let public_port = free_tcp_port()?;
+        let mut private_port = free_tcp_port()?;
+        while private_port == public_port {
+            private_port = free_tcp_port()?;
+        }
+        let lo = 30_000 + (rand::random::<u16>() % 30) * 1000;
+        let secret = format!("bench-{:016x}", rand::random::<u64>());
+        let config = format!(
+            "server_id = \"bench\"\n\
+             [public]\nlisten = \"127.0.0.1:{public_port}\"\n\
+             [private]\nlisten = \"127.0.0.1:{private_port}\"\n\
+             [load]\nmax_packet_rate = 100000000\n\
+             [media]\nport_range = [{lo}, {hi}]\nadvertise = [\"127.0.0.1\"]\nbind = \"127.0.0.1\"\n\
+             io = \"{io}\"\ncores = [{core}]\n\
+             [auth]\napp_secret = \"{secret}\"\n",
+            hi = lo + 999,
+            io = opts.io,
+            core = opts.target_core,
+        );
+        let dir = std::env::temp_dir().join(format!("ringbridge-bench-{}", opts.run_tag));
+        std::fs::create_dir_all(&dir)?;
+        let config_path = dir.join("ringbridge.toml");
+        std::fs::write(&config_path, config)?;
+        let log = std::fs::File::create(dir.join("bridge.log"))?;
+        let bin = bridge_bin(opts);
+        let mut cmd = Command::new(&bin);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        // The generator pinned itself: the bridge must start with every core.
+        // SAFETY: the hook only calls sched_setaffinity (async-signal-safe).
+        unsafe {
+            cmd.pre_exec(sys::unpin_all);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| BenchError::Target(format!("cannot start {}: {e}", bin.display())))?;
+        let mut target = Self {
+            child: Some(child),
+            dir: Some(dir),
+            public: SocketAddr::from(([127, 0, 0, 1], public_port)),
+            private: Some(SocketAddr::from(([127, 0, 0, 1], private_port))),
+            secret,
+            io_backend: None,
+        };
+        target.wait_healthy(Duration::from_secs(30))?;
+        // Pinned only now: the bridge checks `media.cores` against the cores it
+        // may use, so it must start with the whole machine. Threads it makes
+        // later inherit the mask of the thread that makes them.
+        let pid = target.pid().unwrap_or(0);
+        sys::pin_process(pid, opts.target_core)?;
+        target.io_backend = target.stats_io_backend();
+        Ok(target)
+    }
+
+    fn log_tail(&self) -> String {
+        let Some(dir) = &self.dir else {
+            return String::new();
+        };
+        let log = std::fs::read_to_string(dir.join("bridge.log")).unwrap_or_default();
+        let start = log.len().saturating_sub(4000);
+        log.get(start..).unwrap_or_default().to_owned()
+    }
+
+    fn wait_healthy(&mut self, timeout: Duration) -> Result<(), BenchError> {
+        let Some(private) = self.private else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                return Err(BenchError::Target(format!(
+                    "ringbridge exited during start ({status}):\n{}",
+                    self.log_tail()
+                )));
+            }
+            if http_request(private, "GET", "/about/health", &[], b"")
+                .is_ok_and(|r| r.status == 200)
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(BenchError::Target(format!(
+                    "ringbridge not healthy after {timeout:?}:\n{}",
+                    self.log_tail()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stats_io_backend(&self) -> Option<String> {
+        let r = http_request(self.private?, "GET", "/colibri/stats", &[], b"").ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        v.get("io_backend")?.as_str().map(str::to_owned)
+    }
+
+    fn token(&self, room: &str) -> Result<String, BenchError> {
+        let now_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let req = TokenRequest {
+            room: room.to_owned(),
+            owner: true,
+            name: None,
+            ttl: Duration::from_secs(3600),
+            now_unix,
+        };
+        mint_token(&AuthConfig::default(), &self.secret, &req)
+            .map_err(|e| BenchError::Target(format!("token: {e}")))
+    }
+}
+
+impl Drop for RingbridgeTarget {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = &self.dir
+            && !std::thread::panicking()
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Target for RingbridgeTarget {
+    fn name(&self) -> &'static str {
+        "ringbridge"
+    }
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+    fn io_backend(&self) -> Option<String> {
+        self.io_backend.clone()
+    }
+    fn connect(&mut self, plan: &Plan, opts: &RunOptions) -> Result<Vec<Leg>, BenchError> {
+        if opts.profile == ProfileChoice::CmSha1 {
+            // dimpl 0.9's client always offers every SRTP profile it has and the
+            // server picks (GCM first): the report shows what was negotiated.
+            eprintln!(
+                "note: dimpl 0.9 cannot restrict the SRTP profiles a DTLS client offers; \
+                 --profile cm-sha1 is recorded, the negotiated profile is reported"
+            );
+        }
+        let mut tokens = Vec::with_capacity(plan.conferences);
+        for c in 0..plan.conferences {
+            let room = format!("bench-{}-{c}", opts.run_tag);
+            let token = self.token(&room)?;
+            tokens.push((room, token));
+        }
+        let now = Instant::now();
+        let mut legs = Vec::with_capacity(plan.all.len());
+        for (global, ep) in plan.all.iter().enumerate() {
+            let cfg = ClientConfig {
+                dtls: ClientDtls::Auto,
+                dtls_mtu: 1200,
+                audio: ep.audio,
+                video: ep.video,
+                audio_slots: ep.audio_slots,
+                video_slots: ep.video_slots,
+            };
+            let mut peer = ClientPeer::new(cfg, now)
+                .map_err(|e| BenchError::Connect(format!("client: {e}")))?;
+            let (room, token) = &tokens[ep.conference];
+            let auth = format!("Bearer {token}");
+            let resp = http_request(
+                self.public,
+                "POST",
+                &format!("/conferences/{room}/endpoints"),
+                &[
+                    ("Content-Type", "application/sdp"),
+                    ("Authorization", &auth),
+                ],
+                peer.offer().as_bytes(),
+            )?;
+            if resp.status != 201 {
+                return Err(BenchError::Connect(format!(
+                    "POST /conferences/{room}/endpoints answered {}: {}",
+                    resp.status,
+                    String::from_utf8_lossy(&resp.body)
+                )));
+            }
+            let answer = String::from_utf8_lossy(&resp.body);
+            peer.handle_answer(&answer, now)
+                .map_err(|e| BenchError::Connect(format!("answer: {e}")))?;
+            let remote = peer
+                .remote_addr()
+                .ok_or_else(|| BenchError::Connect("answer without candidate".into()))?;
+            let socket = ringbridge_bridge::io::udp::bind_udp(SocketAddr::new(
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                0,
+            ))?;
+            let mut sends = Vec::new();
+            if ep.audio {
+                sends.push(SendStream {
+                    id: Plan::stream_id(global, false),
+                    kind: MediaKind::Audio,
+                });
+            }
+            if ep.video {
+                sends.push(SendStream {
+                    id: Plan::stream_id(global, true),
+                    kind: MediaKind::Video,
+                });
+            }
+            legs.push(Leg {
+                socket,
+                remote,
+                session: Box::new(peer),
+                sends,
+                endpoint: global,
+            });
+        }
+        Ok(legs)
+    }
+}

@@ -1,0 +1,106 @@
+//! `run` and `compare`: start a target, connect, drive, stop; alternate targets
+//! round by round so that drift (thermal, other load) hits all of them alike.
+
+use crate::BenchError;
+use crate::engine::{self, EngineConfig, Measurement};
+use crate::report::{Aggregate, Report, RunInfo};
+use crate::shape::Plan;
+use crate::target::{self, RunOptions, TargetKind};
+
+/// A whole request: the plan, how to start targets, how long to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Who publishes, who receives.
+    pub plan: Plan,
+    /// Target options.
+    pub opts: RunOptions,
+    /// Timing.
+    pub engine: EngineConfig,
+    /// What the report echoes back.
+    pub info: RunInfo,
+}
+
+/// One round against one fresh target: start, connect, handshake, drive, stop.
+pub fn round(
+    kind: TargetKind,
+    settings: &Settings,
+    label: &str,
+) -> Result<(Measurement, Option<String>), BenchError> {
+    let mut target = target::start(kind, &settings.opts)?;
+    let mut legs = target.connect(&settings.plan, &settings.opts)?;
+    engine::handshake(&mut legs, settings.opts.connect_timeout)?;
+    let mut cfg = settings.engine.clone();
+    cfg.label = label.to_owned();
+    let m = engine::run(&mut legs, &settings.plan, target.pid(), &cfg)?;
+    let io = target.io_backend();
+    drop(legs);
+    drop(target);
+    Ok((m, io))
+}
+
+fn push(
+    agg: &mut Aggregate,
+    (m, io): (Measurement, Option<String>),
+    timeline: &mut Vec<engine::Bucket>,
+) {
+    if agg.rounds.is_empty() && timeline.is_empty() {
+        timeline.clone_from(&m.timeline);
+    }
+    agg.io_backend = agg.io_backend.take().or(io);
+    agg.rounds.push(m);
+}
+
+/// `run`: one target, one round.
+pub fn run(kind: TargetKind, settings: &Settings) -> Result<Report, BenchError> {
+    let mut primary = Aggregate::new(kind.name());
+    let mut timeline = Vec::new();
+    push(
+        &mut primary,
+        round(kind, settings, kind.name())?,
+        &mut timeline,
+    );
+    Ok(Report {
+        info: settings.info.clone(),
+        primary,
+        null: None,
+        janus: None,
+        timeline,
+    })
+}
+
+/// `compare`: ringbridge, the null forwarder and (when compiled in) Janus,
+/// alternated for `rounds` rounds; one report with the ratios.
+pub fn compare(settings: &Settings, rounds: usize) -> Result<Report, BenchError> {
+    let mut bridge = Aggregate::new("ringbridge");
+    let mut null = Aggregate::new("null");
+    let mut janus = target::JANUS_AVAILABLE.then(|| Aggregate::new("janus"));
+    let mut timeline = Vec::new();
+    let mut ignored = Vec::new();
+    for r in 0..rounds {
+        let label = |t: &str| format!("round {}/{rounds} {t}", r + 1);
+        push(
+            &mut bridge,
+            round(TargetKind::Ringbridge, settings, &label("ringbridge"))?,
+            &mut timeline,
+        );
+        push(
+            &mut null,
+            round(TargetKind::Null, settings, &label("null"))?,
+            &mut ignored,
+        );
+        if let Some(j) = janus.as_mut() {
+            push(
+                j,
+                round(TargetKind::Janus, settings, &label("janus"))?,
+                &mut ignored,
+            );
+        }
+    }
+    Ok(Report {
+        info: settings.info.clone(),
+        primary: bridge,
+        null: Some(null),
+        janus,
+        timeline,
+    })
+}

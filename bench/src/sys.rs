@@ -1,0 +1,236 @@
+//! Process plumbing: CPU time from `/proc`, core pinning, a tiny HTTP client.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// CPU time (user + system, all threads) process `pid` has used, in
+/// nanoseconds: the sum of `/proc/<pid>/task/*/schedstat` (nanosecond
+/// precision), or `utime + stime` of `/proc/<pid>/stat` (clock ticks) when
+/// schedstat is not available. `None` if the process is gone.
+pub fn process_cpu_ns(pid: u32) -> Option<u64> {
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        let mut total = 0u64;
+        let mut any = false;
+        for entry in dir.flatten() {
+            if let Ok(s) = std::fs::read_to_string(entry.path().join("schedstat"))
+                && let Some(ns) = s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+            {
+                total += ns;
+                any = true;
+            }
+        }
+        if any {
+            return Some(total);
+        }
+    }
+    stat_cpu_ns(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// `utime + stime` of a `/proc/<pid>/stat` line, in nanoseconds.
+pub fn stat_cpu_ns(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces: fields count from its ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100);
+    Some((utime + stime) * 1_000_000_000 / hz)
+}
+
+/// Pins the calling thread to `core`.
+pub fn pin_current_thread(core: usize) -> io::Result<()> {
+    pin(0, core)
+}
+
+/// Pins thread or process `tid` (0: the caller) to `core`. Async-signal-safe,
+/// so it may run in a `pre_exec` hook.
+pub fn pin(tid: libc::pid_t, core: usize) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it and
+    // sched_setaffinity reads it for the given size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Lets the caller run on every core again (undoes [`pin_current_thread`] in a
+/// child, from a `pre_exec` hook: async-signal-safe).
+pub fn unpin_all() -> io::Result<()> {
+    // SAFETY: as in `pin`; CPU_SET ignores bits past the set's size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Pins every thread of process `pid` to `core`.
+pub fn pin_process(pid: u32, core: usize) -> io::Result<()> {
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
+        if let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<libc::pid_t>().ok())
+        {
+            pin(tid, core)?;
+        }
+    }
+    Ok(())
+}
+
+/// Number of cores this process may run on.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// An HTTP response: status, headers (names lower-cased) and body.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// One HTTP/1.1 request with `Connection: close` and 10 s timeouts: enough for
+/// signalling and health checks on loopback (Content-Length, chunked and
+/// read-to-close bodies).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<HttpResponse> {
+    let timeout = Duration::from_secs(10);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(k);
+        req.push_str(": ");
+        req.push_str(v);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_http_response(&raw)
+}
+
+fn parse_http_response(raw: &[u8]) -> io::Result<HttpResponse> {
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_owned());
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        dechunk(rest).ok_or_else(|| bad("bad chunked body"))?
+    } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        rest[..len.min(rest.len())].to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_line_gives_utime_plus_stime() {
+        // pid (comm with spaces) state ppid ... utime=14th stime=15th field.
+        let line = "42 (my prog) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        assert_eq!(stat_cpu_ns(line), Some(300 * 1_000_000_000 / hz));
+    }
+
+    #[test]
+    fn own_cpu_time_is_readable_and_grows() {
+        let pid = std::process::id();
+        let a = process_cpu_ns(pid).expect("own cpu");
+        let mut x = 0u64;
+        for i in 0..3_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let b = process_cpu_ns(pid).expect("own cpu");
+        assert!(b > a, "{a} -> {b}");
+    }
+
+    #[test]
+    fn parses_chunked_and_sized_bodies() {
+        let r = parse_http_response(b"HTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nabcdef")
+            .expect("sized");
+        assert_eq!((r.status, r.body.as_slice()), (201, &b"abc"[..]));
+        let r = parse_http_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        )
+        .expect("chunked");
+        assert_eq!(r.body, b"abcde");
+    }
+}

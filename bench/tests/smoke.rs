@@ -1,0 +1,183 @@
+//! The bench binary end to end: against the release `ringbridge` (real
+//! signalling, ICE, DTLS, SRTP) and against the null forwarder, a short
+//! `meeting` of 3 endpoints must deliver every packet and write a complete report.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::Value;
+
+/// The two runs would fight over the machine's two cores: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map_or(here.clone(), PathBuf::from)
+}
+
+/// `RINGBRIDGE_BIN`, or `cargo build --release -p ringbridge-bridge --bin
+/// ringbridge` once (as tests/src/lib.rs does).
+fn ringbridge_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("RINGBRIDGE_BIN") {
+            let bin = PathBuf::from(bin);
+            assert!(
+                bin.is_file(),
+                "RINGBRIDGE_BIN={} is not a file",
+                bin.display()
+            );
+            return bin;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "ringbridge-bridge",
+                "--bin",
+                "ringbridge",
+            ])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building ringbridge failed: {status}");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .map(|d| {
+                if d.is_absolute() {
+                    d
+                } else {
+                    workspace_root().join(d)
+                }
+            })
+            .unwrap_or_else(|| workspace_root().join("target"));
+        let bin = target.join("release").join("ringbridge");
+        assert!(bin.is_file(), "{} missing after the build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+fn run_bench(target: &str) -> Value {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = std::env::temp_dir().join(format!(
+        "ringbridge-bench-smoke-{}-{target}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("report.json");
+    let plot = dir.join("plot.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringbridge-bench"))
+        .args([
+            "run",
+            "--target",
+            target,
+            "--shape",
+            "meeting",
+            "--endpoints",
+            "3",
+        ])
+        .args([
+            "--duration",
+            "2",
+            "--warmup",
+            "1",
+            "--profile",
+            "gcm",
+            "--quiet",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--plot")
+        .arg(&plot)
+        .arg("--bridge-bin")
+        .arg(ringbridge_bin())
+        .output()
+        .expect("bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "bench failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("egress pps"), "no table:\n{stdout}");
+    let svg = std::fs::read_to_string(&plot).expect("plot written");
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+        .expect("report is JSON");
+    let _ = std::fs::remove_dir_all(&dir);
+    for key in [
+        "shape",
+        "profile",
+        "endpoints",
+        "duration_s",
+        "egress_pps",
+        "ingress_pps",
+        "loss_ratio",
+        "latency_us",
+        "bridge_cpu_ns_per_egress_packet",
+        "efficiency_vs_null",
+        "ratio_vs_janus",
+        "io_backend",
+    ] {
+        assert!(v.get(key).is_some(), "report lacks {key}: {v}");
+    }
+    assert_eq!(v["shape"], "meeting");
+    assert_eq!(v["endpoints"], 3);
+    assert_eq!(v["loss_ratio"].as_f64(), Some(0.0), "{v}");
+    assert!(v["egress_pps"].as_f64().is_some_and(|p| p > 0.0), "{v}");
+    // Each of 3 senders reaches 2 receivers: egress is twice ingress.
+    let (egress, ingress) = (
+        v["egress_pps"].as_f64().unwrap_or(0.0),
+        v["ingress_pps"].as_f64().unwrap_or(0.0),
+    );
+    assert!(
+        (egress / ingress - 2.0).abs() < 0.1,
+        "egress {egress} ingress {ingress}"
+    );
+    assert!(
+        v["latency_us"]["p50"].as_f64().is_some_and(|p| p > 0.0),
+        "{v}"
+    );
+    assert!(v["latency_us"]["p99"].as_f64().is_some());
+    assert!(v["latency_us"]["p999"].as_f64().is_some());
+    assert!(
+        v["bridge_cpu_ns_per_egress_packet"]
+            .as_f64()
+            .is_some_and(|c| c > 0.0),
+        "{v}"
+    );
+    assert_eq!(v["ratio_vs_janus"], Value::Null);
+    let checks = &v["targets"][0]["checks"];
+    assert_eq!(checks["corrupt"], 0);
+    assert_eq!(checks["seq_gaps"], 0);
+    assert_eq!(checks["auth_failures"], 0);
+    v
+}
+
+#[test]
+fn meeting_of_three_through_ringbridge_loses_nothing() {
+    let v = run_bench("ringbridge");
+    assert_eq!(v["target"], "ringbridge");
+    assert!(
+        v["negotiated_profile"]
+            .as_str()
+            .is_some_and(|p| p.contains("GCM")),
+        "{v}"
+    );
+    assert!(
+        matches!(v["io_backend"].as_str(), Some("uring" | "mmsg")),
+        "{v}"
+    );
+}
+
+#[test]
+fn meeting_of_three_through_the_null_forwarder_loses_nothing() {
+    let v = run_bench("null");
+    assert_eq!(v["target"], "null");
+    assert_eq!(v["negotiated_profile"], Value::Null);
+}
