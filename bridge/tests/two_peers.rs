@@ -259,3 +259,24 @@ fn dtls_1_2_and_1_3_both_connect_even_with_a_client_hello_split_across_datagrams
         assert_eq!(net.received(1, net.slot_ssrc(1, MediaKind::Audio)).len(), 1);
     }
 }
+
+#[test]
+fn endpoints_count_as_sending_while_their_media_is_recent() {
+    let mut net = Net::new();
+    let a = net.join("alice", EVERYTHING);
+    net.join("bob", EVERYTHING);
+    net.connect_all();
+    net.progress(30);
+    assert_eq!(net.core.endpoints_sending(), (0, 0), "connected but silent");
+
+    net.send(a, MediaKind::Audio, 1, 960, &[1]);
+    net.progress(30);
+    assert_eq!(net.core.endpoints_sending(), (1, 0), "alice sends audio");
+    net.send(a, MediaKind::Video, 1, 3000, &vp8(true, 1));
+    net.progress(30);
+    assert_eq!(net.core.endpoints_sending(), (1, 1), "and video");
+
+    // Silence: after the 3 s window neither counts.
+    net.progress(3_200 / 5);
+    assert_eq!(net.core.endpoints_sending(), (0, 0));
+}

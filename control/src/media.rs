@@ -243,6 +243,10 @@ pub struct ShardSnapshot {
     pub dtls_failures: u64,
     /// Datagrams the kernel refused to send.
     pub send_errors: u64,
+    /// Gauge: endpoints that sent audio in the last few seconds.
+    pub endpoints_sending_audio: u64,
+    /// Gauge: endpoints that sent video in the last few seconds.
+    pub endpoints_sending_video: u64,
 }
 
 /// Where the media plane sends its [`MediaEvent`]s (usable from any thread, never blocks).

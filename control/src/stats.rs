@@ -104,9 +104,8 @@ pub(crate) fn stress_level(rates: &Rates, max_packet_rate: u64) -> f64 {
 
 /// The `/colibri/stats` document.
 ///
-/// `endpoints_sending_audio` and `endpoints_sending_video` are `null`: the
-/// media plane does not report per-endpoint sending state yet, and a made-up
-/// number would mislead dashboards.
+/// `endpoints_sending_audio` and `endpoints_sending_video` count endpoints whose
+/// audio (video) reached the bridge within the last 3 seconds.
 pub(crate) fn stats_json(
     stats: &MediaStats,
     rates: &Rates,
@@ -120,8 +119,8 @@ pub(crate) fn stats_json(
         "largest_conference": stats.largest_conference,
         "total_conferences_created": view.conferences_created,
         "inactive_endpoints": view.inactive_endpoints,
-        "endpoints_sending_audio": Value::Null,
-        "endpoints_sending_video": Value::Null,
+        "endpoints_sending_audio": stats.shards.iter().map(|s| s.endpoints_sending_audio).sum::<u64>(),
+        "endpoints_sending_video": stats.shards.iter().map(|s| s.endpoints_sending_video).sum::<u64>(),
         "healthy": view.healthy,
         "packet_rate_download": rates.packet_rate_download,
         "packet_rate_upload": rates.packet_rate_upload,

@@ -160,7 +160,7 @@ pub struct ShardStats {
 }
 
 /// Number of published counters (see [`ShardStats::publish`]).
-const COUNTERS: usize = 19;
+const COUNTERS: usize = 21;
 
 impl ShardStats {
     /// Publishes the core's counters and the driver's send totals.
@@ -186,6 +186,8 @@ impl ShardStats {
             c.dtls_failures,
             sent.errors,
             c.rtp_forwarded,
+            core.endpoints_sending().0,
+            core.endpoints_sending().1,
         ];
         for (slot, v) in self.counters.iter().zip(values) {
             slot.store(v, Ordering::Relaxed);
@@ -246,6 +248,8 @@ impl ShardStats {
             dtls_successes: self.get(15),
             dtls_failures: self.get(16),
             send_errors: self.get(17),
+            endpoints_sending_audio: self.get(19),
+            endpoints_sending_video: self.get(20),
         }
     }
 }

@@ -41,6 +41,10 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// Minimum time between two keyframe requests to the same producer.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 
+/// An endpoint counts as sending audio (video) while its audio (video) arrived
+/// within this window (`endpoints_sending_audio` / `_video` in `/colibri/stats`).
+pub const SENDING_WINDOW: Duration = Duration::from_secs(3);
+
 /// Granularity of the housekeeping timer when nothing sooner is due.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -107,6 +111,9 @@ pub struct ShardCore {
     scratch: Box<[u8; 2048]>,
     counters: ShardCounters,
     next_housekeeping: Option<Instant>,
+    /// Endpoints that sent audio and video within [`SENDING_WINDOW`], as of the
+    /// last housekeeping.
+    sending: (u64, u64),
     /// Origin of the shard's media clock (RTCP arrival times).
     epoch: Instant,
 }
@@ -139,6 +146,7 @@ impl ShardCore {
             scratch: Box::new([0; 2048]),
             counters: ShardCounters::default(),
             next_housekeeping: None,
+            sending: (0, 0),
             epoch: now,
         }
     }
@@ -975,7 +983,29 @@ impl ShardCore {
         }
         if housekeeping {
             self.next_housekeeping = (!self.by_port.is_empty()).then(|| now + TICK);
+            self.sending = self.count_sending(now);
         }
+    }
+
+    /// Endpoints that sent audio and video within [`SENDING_WINDOW`] of the last
+    /// housekeeping (every 100 ms while endpoints exist).
+    pub fn endpoints_sending(&self) -> (u64, u64) {
+        self.sending
+    }
+
+    fn count_sending(&self, now: Instant) -> (u64, u64) {
+        let since_epoch = now.saturating_duration_since(self.epoch);
+        let recent = |p: &Producer, kind: MediaKind| {
+            p.kind == kind
+                && p.last_packet
+                    .is_some_and(|t| since_epoch.saturating_sub(t) <= SENDING_WINDOW)
+        };
+        let (mut audio, mut video) = (0, 0);
+        for ep in self.endpoints.iter().flatten() {
+            audio += u64::from(ep.producers.iter().any(|p| recent(p, MediaKind::Audio)));
+            video += u64::from(ep.producers.iter().any(|p| recent(p, MediaKind::Video)));
+        }
+        (audio, video)
     }
 
     fn send_receiver_report(ep: &mut Endpoint, since_epoch: Duration, tx: &mut TxQueue) {

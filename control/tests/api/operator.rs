@@ -56,6 +56,18 @@ async fn stats_reflect_the_media_plane() {
         packets_sent: 2000,
         bytes_received: 100_000,
         bytes_sent: 200_000,
+        shards: vec![
+            ShardSnapshot {
+                endpoints_sending_audio: 2,
+                endpoints_sending_video: 1,
+                ..ShardSnapshot::default()
+            },
+            ShardSnapshot {
+                index: 1,
+                endpoints_sending_audio: 1,
+                ..ShardSnapshot::default()
+            },
+        ],
         ..MediaStats::default()
     };
     // Counters grow at a known rate from now on.
@@ -88,9 +100,9 @@ async fn stats_reflect_the_media_plane() {
     assert_eq!(s["healthy"], true);
     assert_eq!(s["total_conferences_created"], 0);
     assert_eq!(s["inactive_endpoints"], 0);
-    // Not reported by the media plane: null, never a made-up number.
-    assert!(s["endpoints_sending_audio"].is_null());
-    assert!(s["endpoints_sending_video"].is_null());
+    // Summed over the shards.
+    assert_eq!(s["endpoints_sending_audio"], 3);
+    assert_eq!(s["endpoints_sending_video"], 1);
     assert_eq!(s["drain"], false);
     assert_eq!(s["graceful_shutdown"], false);
     assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
@@ -362,6 +374,8 @@ fn shard(index: usize, scale: u64) -> ShardSnapshot {
         dtls_successes: 7 * scale,
         dtls_failures: scale,
         send_errors: scale,
+        endpoints_sending_audio: 1,
+        endpoints_sending_video: 1,
     }
 }
 

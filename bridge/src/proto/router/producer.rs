@@ -29,6 +29,8 @@ pub struct Producer {
     pub last_keyframe_request: Option<Instant>,
     /// Packets received.
     pub packets: u64,
+    /// When the last packet arrived, on the shard's media clock.
+    pub last_packet: Option<Duration>,
     /// The m-line is marked as a screen (`a=content:slides`).
     pub screen: bool,
     /// Muted by a moderator: packets are dropped, not forwarded.
@@ -64,6 +66,7 @@ impl Producer {
             consumers: Vec::with_capacity(16),
             last_keyframe_request: None,
             packets: 0,
+            last_packet: None,
             screen: false,
             muted: false,
             refused: None,
@@ -80,6 +83,7 @@ impl Producer {
     /// Records a received packet; `since_epoch` is its arrival on the shard's clock.
     pub fn handle_packet(&mut self, ssrc: u32, seq: u16, ts: u32, since_epoch: Duration) {
         self.packets += 1;
+        self.last_packet = Some(since_epoch);
         let ext = self.seq.extend(seq);
         let arrival = (since_epoch.as_micros() * u128::from(self.clock_rate) / 1_000_000) as u64;
         self.stats
