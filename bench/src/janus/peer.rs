@@ -209,25 +209,7 @@ impl JanusPeer {
                 pt = codec.pt,
                 mid = m.mid,
             );
-            match codec.channels {
-                Some(ch) => {
-                    let _ = write!(
-                        s,
-                        "a=rtpmap:{} {}/{}/{ch}\r\n",
-                        codec.pt, codec.name, codec.clock_rate
-                    );
-                }
-                None => {
-                    let _ = write!(
-                        s,
-                        "a=rtpmap:{} {}/{}\r\n",
-                        codec.pt, codec.name, codec.clock_rate
-                    );
-                }
-            }
-            if let Some(f) = &codec.fmtp {
-                let _ = write!(s, "a=fmtp:{} {f}\r\n", codec.pt);
-            }
+            codec.write_rtpmap(&mut s);
             if m.kind == MediaKind::Video {
                 let _ = write!(s, "a=rtcp-fb:{} nack pli\r\n", codec.pt);
             }

@@ -98,6 +98,20 @@ pub struct Codec {
     pub fmtp: Option<String>,
 }
 
+impl Codec {
+    /// Appends the codec's `a=rtpmap` line and, if it has parameters, `a=fmtp`.
+    pub fn write_rtpmap(&self, s: &mut String) {
+        let _ = write!(s, "a=rtpmap:{} {}/{}", self.pt, self.name, self.clock_rate);
+        if let Some(ch) = self.channels {
+            let _ = write!(s, "/{ch}");
+        }
+        s.push_str("\r\n");
+        if let Some(f) = &self.fmtp {
+            let _ = write!(s, "a=fmtp:{} {f}\r\n", self.pt);
+        }
+    }
+}
+
 /// One m-line of an offer.
 #[derive(Debug, Clone)]
 pub struct MediaSection {
@@ -370,25 +384,7 @@ pub fn write_answer(
             m.direction.reversed()
         };
         let _ = write!(s, "a={}\r\na=rtcp-mux\r\n", direction.as_attr());
-        match codec.channels {
-            Some(ch) => {
-                let _ = write!(
-                    s,
-                    "a=rtpmap:{} {}/{}/{ch}\r\n",
-                    codec.pt, codec.name, codec.clock_rate
-                );
-            }
-            None => {
-                let _ = write!(
-                    s,
-                    "a=rtpmap:{} {}/{}\r\n",
-                    codec.pt, codec.name, codec.clock_rate
-                );
-            }
-        }
-        if let Some(f) = &codec.fmtp {
-            let _ = write!(s, "a=fmtp:{} {f}\r\n", codec.pt);
-        }
+        codec.write_rtpmap(&mut s);
         if m.kind == MediaKind::Video {
             let _ = write!(
                 s,
