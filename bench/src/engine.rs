@@ -39,6 +39,12 @@ pub const KEYFRAME_INTERVAL: u32 = 30;
 /// Sending is late by more than this at p99: the generator could not hold the
 /// schedule.
 pub const MAX_LAG_P99: Duration = Duration::from_millis(5);
+/// The generator thread busy for more than this share of the window: it was
+/// saturated, and what it did not read the kernel dropped or queued late.
+pub const MAX_GENERATOR_UTIL: f64 = 0.95;
+/// Unread bytes (buffer memory) in the generator's sockets at every sample of
+/// the window: it never caught up with what came back.
+pub const MAX_GENERATOR_BACKLOG: u64 = 256 * 1024;
 
 /// Packets in video frame `frame`: 5, and 6 every fifth frame (5.2 on average:
 /// 5.2 × 1200 B × 8 × 30/s ≈ 1.5 Mbit/s of payload).
@@ -114,10 +120,25 @@ pub struct Measurement {
     pub corrupt: u64,
     /// Datagrams that failed SRTP authentication.
     pub auth_failures: u64,
+    /// Legs that received at least one media packet over the run (a
+    /// receiver the target never served shows up as the gap between this and
+    /// the number of receiving legs).
+    pub legs_with_media: u64,
     /// The target's CPU time over the window, nanoseconds (`None`: not measured).
     pub target_cpu_ns: Option<u64>,
     /// The generator's CPU time over the window, nanoseconds.
     pub generator_cpu_ns: Option<u64>,
+    /// CPU time of the generator's (single) engine thread over the window,
+    /// nanoseconds.
+    pub generator_thread_cpu_ns: Option<u64>,
+    /// Datagrams the kernel dropped on the generator's sockets from the start
+    /// of the window to the end of the drain (`/proc/net/udp` `drops`).
+    pub generator_socket_drops: Option<u64>,
+    /// The smallest receive backlog (`/proc/net/udp` `rx_queue`, bytes of
+    /// buffer memory) of the generator's sockets over the samples taken every
+    /// time-line bucket of the window: above [`MAX_GENERATOR_BACKLOG`] the
+    /// generator never drained its sockets.
+    pub generator_min_backlog: Option<u64>,
     /// How late sends were against their schedule, nanoseconds.
     pub lag_ns: Histogram<u64>,
     /// Packets the generator failed to send (socket buffer full, errors).
@@ -142,6 +163,23 @@ impl Measurement {
     pub fn generator_held_rate(&self) -> bool {
         self.send_failures == 0
             && self.lag_ns.value_at_quantile(0.99) <= MAX_LAG_P99.as_nanos() as u64
+    }
+
+    /// Share of the window the generator's engine thread was on the CPU.
+    pub fn generator_cpu_util(&self) -> Option<f64> {
+        let ns = self.generator_thread_cpu_ns?;
+        (self.window_s > 0.0).then(|| ns as f64 / 1e9 / self.window_s)
+    }
+
+    /// Whether the generator kept up with what came back: no kernel drops on
+    /// its sockets, its thread not saturated ([`MAX_GENERATOR_UTIL`]) and its
+    /// sockets drained at least once per sample ([`MAX_GENERATOR_BACKLOG`]).
+    pub fn generator_kept_up_receiving(&self) -> bool {
+        self.generator_socket_drops.unwrap_or(0) == 0
+            && self.generator_min_backlog.unwrap_or(0) <= MAX_GENERATOR_BACKLOG
+            && self
+                .generator_cpu_util()
+                .is_none_or(|u| u <= MAX_GENERATOR_UTIL)
     }
 
     /// Target CPU nanoseconds per media packet it sent in the window.
@@ -300,13 +338,20 @@ pub fn run(
         late: 0,
         corrupt: 0,
         auth_failures: 0,
+        legs_with_media: 0,
         target_cpu_ns: None,
         generator_cpu_ns: None,
+        generator_thread_cpu_ns: None,
+        generator_socket_drops: None,
+        generator_min_backlog: None,
         lag_ns: histogram(),
         send_failures: 0,
         timeline: Vec::new(),
         profile: legs.iter().find_map(|l| l.session.profile()),
     };
+    let inodes: std::collections::HashSet<u64> =
+        fds.iter().filter_map(|&fd| sys::socket_inode(fd)).collect();
+    let (mut drops0, mut thread0) = (None, None);
     let mut sent_in_window = 0u64;
     let mut acc = BucketAcc {
         ingress: 0,
@@ -348,6 +393,8 @@ pub fn run(
             measure_start = now;
             cpu0 = pid.and_then(sys::process_cpu_ns);
             gen0 = sys::process_cpu_ns(me);
+            thread0 = sys::thread_cpu_ns();
+            drops0 = sys::udp_socket_stats(&inodes).map(|s| s.drops);
         } else if phase == Phase::Measure && now >= end {
             phase = Phase::Drain;
             m.window_s = now.duration_since(measure_start).as_secs_f64();
@@ -359,8 +406,21 @@ pub fn run(
                 (Some(a), Some(b)) => Some(b.saturating_sub(a)),
                 _ => None,
             };
+            m.generator_thread_cpu_ns = match (thread0, sys::thread_cpu_ns()) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                _ => None,
+            };
         }
         // Time line.
+        if phase == Phase::Measure
+            && now >= bucket_start + cfg.bucket
+            && let Some(st) = sys::udp_socket_stats(&inodes)
+        {
+            m.generator_min_backlog = Some(
+                m.generator_min_backlog
+                    .map_or(st.rx_queue, |b| b.min(st.rx_queue)),
+            );
+        }
         while now >= bucket_start + cfg.bucket {
             let secs = cfg.bucket.as_secs_f64();
             m.timeline.push(Bucket {
@@ -535,9 +595,14 @@ pub fn run(
         }
     }
     bar.finish_and_clear();
+    m.generator_socket_drops = match (drops0, sys::udp_socket_stats(&inodes)) {
+        (Some(a), Some(b)) => Some(b.drops.saturating_sub(a)),
+        _ => None,
+    };
     m.expected = sent_in_window * fanout;
     for (leg, st) in legs.iter().zip(&states) {
         m.auth_failures += leg.session.auth_failures();
+        m.legs_with_media += u64::from(!st.slots.is_empty());
         for (_, c) in &st.slots {
             m.seq_gaps += c.gaps;
             m.late += c.late;
@@ -580,8 +645,12 @@ mod tests {
             late: 0,
             corrupt: 0,
             auth_failures: 0,
+            legs_with_media: 0,
             target_cpu_ns: Some(2_000_000),
             generator_cpu_ns: None,
+            generator_thread_cpu_ns: Some(1_000_000_000),
+            generator_socket_drops: Some(0),
+            generator_min_backlog: Some(0),
             lag_ns: histogram(),
             send_failures: 0,
             timeline: Vec::new(),
@@ -592,6 +661,16 @@ mod tests {
         assert!(m.generator_held_rate());
         m.lag_ns.record(50_000_000).expect("record");
         assert!(!m.generator_held_rate(), "50 ms late at p99");
+        assert_eq!(m.generator_cpu_util(), Some(0.5));
+        assert!(m.generator_kept_up_receiving());
+        m.generator_socket_drops = Some(3);
+        assert!(!m.generator_kept_up_receiving(), "kernel drops");
+        m.generator_socket_drops = Some(0);
+        m.generator_min_backlog = Some(4 << 20);
+        assert!(!m.generator_kept_up_receiving(), "never drained");
+        m.generator_min_backlog = Some(0);
+        m.generator_thread_cpu_ns = Some(1_980_000_000);
+        assert!(!m.generator_kept_up_receiving(), "99% busy");
         m.target_cpu_ns = None;
         assert_eq!(m.cpu_ns_per_egress_packet(), None);
     }

@@ -11,6 +11,7 @@
 pub mod engine;
 pub mod janus;
 pub mod mmsg;
+pub mod netns;
 pub mod null;
 pub mod payload;
 pub mod plot;

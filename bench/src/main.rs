@@ -100,6 +100,10 @@ struct Common {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Run ringbridge and the null forwarder in network namespaces of their own
+    /// behind a veth pair, as Janus always is (needs root and `ip`).
+    #[arg(long)]
+    netns: bool,
 }
 
 fn settings(c: &Common) -> Result<Settings, BenchError> {
@@ -138,6 +142,7 @@ fn settings(c: &Common) -> Result<Settings, BenchError> {
             secret: c.secret.clone(),
             connect_timeout: Duration::from_secs(30),
             run_tag: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            netns: c.netns,
         },
         engine: EngineConfig {
             warmup: Duration::from_secs_f64(c.warmup),
@@ -196,6 +201,11 @@ fn main_inner() -> Result<(), BenchError> {
                     "--url only applies to --target ringbridge".into(),
                 ));
             }
+            if common.netns && common.url.is_some() {
+                return Err(BenchError::Config(
+                    "--netns starts the target in a namespace; --url names a running one".into(),
+                ));
+            }
             let s = settings(&common)?;
             pin_generator(&common);
             let report = runner::run(target, &s)?;
@@ -211,6 +221,12 @@ fn main_inner() -> Result<(), BenchError> {
                 return Err(BenchError::Config(
                     "compare starts its own targets; --url is for run".into(),
                 ));
+            }
+            if !common.netns {
+                eprintln!(
+                    "note: Janus runs behind a veth pair, ringbridge and the null forwarder on \
+                     loopback; --netns puts them behind one too (same kernel path)"
+                );
             }
             let s = settings(&common)?;
             pin_generator(&common);

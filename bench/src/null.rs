@@ -91,16 +91,51 @@ pub fn serve(listen: SocketAddr) -> Result<(), BenchError> {
 pub struct NullTarget {
     child: Child,
     addr: SocketAddr,
+    /// Where legs bind: loopback, or the host end of the veth pair.
+    local_ip: std::net::IpAddr,
+    /// Dropped after the child is killed (fields drop after `Drop::drop`).
+    netns: Option<crate::netns::Netns>,
 }
 
 impl NullTarget {
     /// Starts `<this binary> null-forwarder --listen 127.0.0.1:0` pinned to
-    /// `opts.target_core`, and reads the address it bound.
+    /// `opts.target_core`, and reads the address it bound. With `opts.netns`:
+    /// `ip netns exec NS taskset -c CORE <this binary> null-forwarder --listen
+    /// <namespace address>:0` (both exec, so the child is the forwarder).
     pub fn start(opts: &RunOptions) -> Result<Self, BenchError> {
         let exe = std::env::current_exe()?;
         let core = opts.target_core;
-        let mut cmd = Command::new(exe);
-        cmd.args(["null-forwarder", "--listen", "127.0.0.1:0"])
+        let netns = if opts.netns {
+            Some(crate::netns::Netns::create()?)
+        } else {
+            None
+        };
+        let (listen, local_ip): (std::net::IpAddr, std::net::IpAddr) = match &netns {
+            Some(ns) => (ns.inner_addr().into(), ns.host_addr().into()),
+            None => (
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::Ipv4Addr::LOCALHOST.into(),
+            ),
+        };
+        let mut cmd = match &netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args([
+                    "netns",
+                    "exec",
+                    ns.name(),
+                    "taskset",
+                    "-c",
+                    &core.to_string(),
+                ])
+                .arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        cmd.arg("null-forwarder")
+            .arg("--listen")
+            .arg(SocketAddr::new(listen, 0).to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -109,19 +144,27 @@ impl NullTarget {
         unsafe {
             cmd.pre_exec(move || crate::sys::pin(0, core));
         }
-        let mut child = cmd.spawn()?;
-        let stdout = child
+        let child = cmd.spawn()?;
+        let mut target = Self {
+            child,
+            addr: SocketAddr::new(listen, 0),
+            local_ip,
+            netns,
+        };
+        // From here on, `target`'s Drop kills the child and removes the namespace.
+        let stdout = target
+            .child
             .stdout
             .take()
             .ok_or_else(|| BenchError::Target("null forwarder has no stdout".into()))?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
+        target.addr = line
             .trim()
             .strip_prefix("listening on ")
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| BenchError::Target(format!("null forwarder said {line:?}")))?;
-        Ok(Self { child, addr })
+        Ok(target)
     }
 }
 
@@ -142,10 +185,17 @@ impl Target for NullTarget {
     fn io_backend(&self) -> Option<String> {
         Some("mmsg".into())
     }
+    fn network(&self) -> &'static str {
+        if self.netns.is_some() {
+            "veth"
+        } else {
+            "loopback"
+        }
+    }
     fn connect(&mut self, plan: &Plan, _opts: &RunOptions) -> Result<Vec<Leg>, BenchError> {
         let mut legs = Vec::with_capacity(plan.all.len());
         for (global, ep) in plan.all.iter().enumerate() {
-            let socket = udp::bind_udp(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            let socket = udp::bind_udp(SocketAddr::new(self.local_ip, 0))?;
             let mut sends = Vec::new();
             if ep.audio {
                 sends.push(SendStream {

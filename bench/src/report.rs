@@ -17,6 +17,8 @@ pub struct Aggregate {
     pub target: &'static str,
     /// The target's I/O backend, if it said.
     pub io_backend: Option<String>,
+    /// How the generator reached it: `loopback` or `veth`.
+    pub network: &'static str,
     /// The rounds, in order.
     pub rounds: Vec<Measurement>,
 }
@@ -27,6 +29,7 @@ impl Aggregate {
         Self {
             target,
             io_backend: None,
+            network: "loopback",
             rounds: Vec::new(),
         }
     }
@@ -94,6 +97,54 @@ impl Aggregate {
     pub fn generator_held_rate(&self) -> bool {
         self.rounds.iter().all(Measurement::generator_held_rate)
     }
+    /// Whether the generator kept up with what came back in every round (no
+    /// kernel drops on its sockets, its thread not saturated).
+    pub fn generator_kept_up_receiving(&self) -> bool {
+        self.rounds
+            .iter()
+            .all(Measurement::generator_kept_up_receiving)
+    }
+    /// Datagrams the kernel dropped on the generator's sockets, all rounds
+    /// (`None` if no round could read `/proc/net/udp`).
+    pub fn generator_socket_drops(&self) -> Option<u64> {
+        self.rounds
+            .iter()
+            .filter_map(|m| m.generator_socket_drops)
+            .reduce(|a, b| a + b)
+    }
+    /// The largest of the rounds' smallest receive backlogs (bytes).
+    pub fn generator_min_backlog(&self) -> Option<u64> {
+        self.rounds
+            .iter()
+            .filter_map(|m| m.generator_min_backlog)
+            .max()
+    }
+    /// Share of the measured time the generator's engine thread was on the CPU
+    /// (the busiest round).
+    pub fn generator_cpu_util(&self) -> Option<f64> {
+        self.rounds
+            .iter()
+            .filter_map(Measurement::generator_cpu_util)
+            .reduce(f64::max)
+    }
+    /// Why the generator's receive side did not keep up, if it did not.
+    fn receive_side_note(&self) -> Option<String> {
+        if self.generator_kept_up_receiving() {
+            return None;
+        }
+        Some(format!(
+            "generator could not keep up (receive side) against {}: thread {} busy, \
+             {} datagrams dropped by the kernel on its sockets, never less than {} \
+             bytes unread in them",
+            self.target,
+            self.generator_cpu_util()
+                .map_or("?".to_owned(), |u| format!("{:.0}%", u * 100.0)),
+            self.generator_socket_drops()
+                .map_or("?".to_owned(), |d| d.to_string()),
+            self.generator_min_backlog()
+                .map_or("?".to_owned(), |d| d.to_string()),
+        ))
+    }
     /// Why this target's figures cannot back a ratio, if they cannot.
     pub fn unfit_for_ratio(&self) -> Option<String> {
         if !self.generator_held_rate() {
@@ -101,6 +152,9 @@ impl Aggregate {
                 "the generator could not hold the target rate against {}",
                 self.target
             ));
+        }
+        if let Some(why) = self.receive_side_note() {
+            return Some(why);
         }
         let loss = self.loss_ratio();
         if loss > MAX_LOSS_FOR_RATIOS {
@@ -145,6 +199,7 @@ impl Aggregate {
         json!({
             "target": self.target,
             "io_backend": self.io_backend,
+            "network": self.network,
             "rounds": self.rounds.len(),
             "window_s": self.window_s(),
             "ingress_pps": self.ingress_pps(),
@@ -159,6 +214,10 @@ impl Aggregate {
                 "held_rate": self.generator_held_rate(),
                 "lag_p99_us": self.lag_p99_us(),
                 "cpu_ratio": self.generator_cpu_ratio(),
+                "cpu_util": self.generator_cpu_util(),
+                "socket_drops": self.generator_socket_drops(),
+                "min_backlog_bytes": self.generator_min_backlog(),
+                "kept_up_receiving": self.generator_kept_up_receiving(),
                 "send_failures": self.sum(|m| m.send_failures),
             },
             "checks": {
@@ -168,6 +227,7 @@ impl Aggregate {
                 "late": self.sum(|m| m.late),
                 "corrupt": self.sum(|m| m.corrupt),
                 "auth_failures": self.sum(|m| m.auth_failures),
+                "legs_with_media": self.rounds.iter().map(|m| m.legs_with_media).min(),
             },
             "negotiated_profile": self.rounds.first().and_then(|m| m.profile),
         })
@@ -286,6 +346,10 @@ impl Report {
             "ratio_vs_janus": ratios.ratio_vs_janus,
             "ratios_withheld": ratios.withheld,
             "generator_held_rate": p.generator_held_rate(),
+            "generator_kept_up_receiving": p.generator_kept_up_receiving(),
+            "generator_cpu_util": p.generator_cpu_util(),
+            "generator_socket_drops": p.generator_socket_drops(),
+            "network": p.network,
             "io_backend": p.io_backend.clone().unwrap_or_else(|| self.info.io.clone()),
             "targets": targets,
             "timeline": self.timeline,
@@ -304,9 +368,10 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "{:<11} {:>6} {:>11} {:>11} {:>9} {:>9} {:>8} {:>9} {:>9} {:>11} {:>9}",
+            "{:<11} {:>6} {:>8} {:>11} {:>11} {:>9} {:>9} {:>8} {:>9} {:>9} {:>11} {:>9}",
             "target",
             "io",
+            "network",
             "ingress pps",
             "egress pps",
             "egr Mb/s",
@@ -331,9 +396,10 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "{:<11} {:>6} {:>11.0} {:>11.0} {:>9.1} {:>9.3} {:>8} {:>9} {:>9} {:>11} {:>9}",
+                "{:<11} {:>6} {:>8} {:>11.0} {:>11.0} {:>9.1} {:>9.3} {:>8} {:>9} {:>9} {:>11} {:>9}",
                 a.target,
                 a.io_backend.as_deref().unwrap_or("?"),
+                a.network,
                 a.ingress_pps(),
                 a.egress_pps(),
                 a.egress_bps() / 1e6,
@@ -343,7 +409,13 @@ impl Report {
                 q(0.999),
                 a.cpu_ns_per_egress_packet()
                     .map_or("-".to_owned(), |v| format!("{v:.0}")),
-                if a.generator_held_rate() { "yes" } else { "NO" },
+                if !a.generator_held_rate() {
+                    "NO (send)"
+                } else if !a.generator_kept_up_receiving() {
+                    "NO (recv)"
+                } else {
+                    "yes"
+                },
             );
         }
         if let Some(profile) = self.primary.rounds.first().and_then(|m| m.profile) {
@@ -374,6 +446,12 @@ impl Report {
                  figures understate the offered load"
             );
         }
+        if let Some(why) = self.primary.receive_side_note() {
+            let _ = writeln!(
+                s,
+                "warning: {why}: loss is the generator's, not the target's"
+            );
+        }
         s
     }
 }
@@ -398,8 +476,12 @@ mod tests {
             late: 0,
             corrupt: 0,
             auth_failures: 0,
+            legs_with_media: 3,
             target_cpu_ns: Some(cpu_ns),
             generator_cpu_ns: Some(100_000_000),
+            generator_thread_cpu_ns: Some(100_000_000),
+            generator_socket_drops: Some(0),
+            generator_min_backlog: Some(0),
             lag_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("hist"),
             send_failures: 0,
             timeline: Vec::new(),
@@ -450,6 +532,9 @@ mod tests {
             "efficiency_vs_null",
             "ratio_vs_janus",
             "io_backend",
+            "network",
+            "generator_cpu_util",
+            "generator_socket_drops",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
@@ -485,5 +570,28 @@ mod tests {
         let ratios = r.ratios();
         assert_eq!(ratios.efficiency_vs_null, None);
         assert!(ratios.withheld[0].contains("could not hold the target rate"));
+    }
+
+    #[test]
+    fn ratios_are_withheld_when_the_generator_could_not_receive() {
+        let mut r = report(1000);
+        r.null.as_mut().expect("null").rounds[0].generator_socket_drops = Some(40);
+        let v = r.to_json();
+        assert_eq!(v["efficiency_vs_null"], Value::Null);
+        let why = v["ratios_withheld"][0].as_str().expect("reason");
+        assert!(
+            why.contains("generator could not keep up (receive side)"),
+            "{why}"
+        );
+        let mut r = report(1000);
+        r.primary.rounds[2].generator_thread_cpu_ns = Some(990_000_000);
+        let v = r.to_json();
+        assert_eq!(v["efficiency_vs_null"], Value::Null);
+        assert_eq!(v["generator_cpu_util"], json!(0.99));
+        assert_eq!(v["generator_socket_drops"], json!(0));
+        assert!(
+            r.table()
+                .contains("generator could not keep up (receive side)")
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! The ringbridge target: a `ringbridge` process the bench starts from the same
 //! build (generated config: loopback only, its own ports, one shard on the
 //! target core, the whole process pinned there), or a running bridge at `--url`.
+//! With `--netns` the bridge runs in a network namespace of its own
+//! ([`crate::netns`]) and binds and advertises the namespace end of the veth
+//! pair; the legs bind the host end.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::unix::process::CommandExt;
@@ -14,6 +17,7 @@ use ringbridge_control::AuthConfig;
 use ringbridge_control::token::{TokenRequest, mint_token};
 
 use crate::BenchError;
+use crate::netns::Netns;
 use crate::shape::Plan;
 use crate::sys::{self, http_request};
 use crate::target::{Leg, ProfileChoice, RunOptions, SendStream, Target};
@@ -27,6 +31,10 @@ pub struct RingbridgeTarget {
     private: Option<SocketAddr>,
     secret: String,
     io_backend: Option<String>,
+    /// Where legs bind: loopback, or the host end of the veth pair.
+    local_ip: std::net::IpAddr,
+    /// Dropped after the child is killed (fields drop after `Drop::drop`).
+    netns: Option<Netns>,
 }
 
 /// The `ringbridge` binary: `--bridge-bin`, else the one next to this binary
@@ -78,8 +86,22 @@ impl RingbridgeTarget {
                 private: None,
                 secret,
                 io_backend: None,
+                local_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                netns: None,
             });
         }
+        let netns = if opts.netns {
+            Some(Netns::create()?)
+        } else {
+            None
+        };
+        let (ip, local_ip): (std::net::IpAddr, std::net::IpAddr) = match &netns {
+            Some(ns) => (ns.inner_addr().into(), ns.host_addr().into()),
+            None => (
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::Ipv4Addr::LOCALHOST.into(),
+            ),
+        };
         let public_port = free_tcp_port()?;
         let mut private_port = free_tcp_port()?;
         while private_port == public_port {
@@ -89,10 +111,10 @@ impl RingbridgeTarget {
         let secret = format!("bench-{:016x}", rand::random::<u64>());
         let config = format!(
             "server_id = \"bench\"\n\
-             [public]\nlisten = \"127.0.0.1:{public_port}\"\n\
-             [private]\nlisten = \"127.0.0.1:{private_port}\"\n\
+             [public]\nlisten = \"{ip}:{public_port}\"\n\
+             [private]\nlisten = \"{ip}:{private_port}\"\n\
              [load]\nmax_packet_rate = 100000000\n\
-             [media]\nport_range = [{lo}, {hi}]\nadvertise = [\"127.0.0.1\"]\nbind = \"127.0.0.1\"\n\
+             [media]\nport_range = [{lo}, {hi}]\nadvertise = [\"{ip}\"]\nbind = \"{ip}\"\n\
              io = \"{io}\"\ncores = [{core}]\n\
              [auth]\napp_secret = \"{secret}\"\n",
             hi = lo + 999,
@@ -105,7 +127,16 @@ impl RingbridgeTarget {
         std::fs::write(&config_path, config)?;
         let log = std::fs::File::create(dir.join("bridge.log"))?;
         let bin = bridge_bin(opts);
-        let mut cmd = Command::new(&bin);
+        // In a namespace: `ip netns exec NS ringbridge ...`; `ip` execs, so the
+        // child's pid is the bridge's own (its CPU time is what is read).
+        let mut cmd = match &netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns.name()]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         cmd.arg("run")
             .arg("--config")
             .arg(&config_path)
@@ -127,10 +158,12 @@ impl RingbridgeTarget {
         let mut target = Self {
             child: Some(child),
             dir: Some(dir),
-            public: SocketAddr::from(([127, 0, 0, 1], public_port)),
-            private: Some(SocketAddr::from(([127, 0, 0, 1], private_port))),
+            public: SocketAddr::new(ip, public_port),
+            private: Some(SocketAddr::new(ip, private_port)),
             secret,
             io_backend: None,
+            local_ip,
+            netns,
         };
         target.wait_healthy(Duration::from_secs(30))?;
         // Pinned only now: the bridge checks `media.cores` against the cores it
@@ -224,6 +257,13 @@ impl Target for RingbridgeTarget {
     fn io_backend(&self) -> Option<String> {
         self.io_backend.clone()
     }
+    fn network(&self) -> &'static str {
+        if self.netns.is_some() {
+            "veth"
+        } else {
+            "loopback"
+        }
+    }
     fn connect(&mut self, plan: &Plan, opts: &RunOptions) -> Result<Vec<Leg>, BenchError> {
         if opts.profile == ProfileChoice::CmSha1 {
             // dimpl 0.9's client always offers every SRTP profile it has and the
@@ -277,10 +317,7 @@ impl Target for RingbridgeTarget {
             let remote = peer
                 .remote_addr()
                 .ok_or_else(|| BenchError::Connect("answer without candidate".into()))?;
-            let socket = ringbridge_bridge::io::udp::bind_udp(SocketAddr::new(
-                std::net::Ipv4Addr::LOCALHOST.into(),
-                0,
-            ))?;
+            let socket = ringbridge_bridge::io::udp::bind_udp(SocketAddr::new(self.local_ip, 0))?;
             let mut sends = Vec::new();
             if ep.audio {
                 sends.push(SendStream {

@@ -25,7 +25,7 @@ pub fn round(
     kind: TargetKind,
     settings: &Settings,
     label: &str,
-) -> Result<(Measurement, Option<String>), BenchError> {
+) -> Result<(Measurement, Option<String>, &'static str), BenchError> {
     let mut target = target::start(kind, &settings.opts)?;
     let mut legs = target.connect(&settings.plan, &settings.opts)?;
     engine::handshake(&mut legs, settings.opts.connect_timeout)?;
@@ -33,20 +33,22 @@ pub fn round(
     cfg.label = label.to_owned();
     let m = engine::run(&mut legs, &settings.plan, target.pid(), &cfg)?;
     let io = target.io_backend();
+    let network = target.network();
     drop(legs);
     drop(target);
-    Ok((m, io))
+    Ok((m, io, network))
 }
 
 fn push(
     agg: &mut Aggregate,
-    (m, io): (Measurement, Option<String>),
+    (m, io, network): (Measurement, Option<String>, &'static str),
     timeline: &mut Vec<engine::Bucket>,
 ) {
     if agg.rounds.is_empty() && timeline.is_empty() {
         timeline.clone_from(&m.timeline);
     }
     agg.io_backend = agg.io_backend.take().or(io);
+    agg.network = network;
     agg.rounds.push(m);
 }
 

@@ -30,6 +30,85 @@ pub fn process_cpu_ns(pid: u32) -> Option<u64> {
     stat_cpu_ns(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// CPU time of the calling thread, in nanoseconds (`/proc/thread-self/schedstat`,
+/// else `CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_ns() -> Option<u64> {
+    if let Ok(s) = std::fs::read_to_string("/proc/thread-self/schedstat")
+        && let Some(ns) = s
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+    {
+        return Some(ns);
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec, written by the call only.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return None;
+    }
+    Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// Inode number of the socket behind `fd` (what `/proc/net/udp` lists).
+pub fn socket_inode(fd: std::os::fd::RawFd) -> Option<u64> {
+    // SAFETY: stat is plain data; fstat writes it for a valid fd, or fails.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st.st_ino)
+}
+
+/// What the kernel holds about a set of UDP sockets (summed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UdpStats {
+    /// Datagrams dropped (receive buffer full, mostly): the `drops` column.
+    pub drops: u64,
+    /// Bytes (buffer memory, not payload) queued unread: the `rx_queue` column.
+    pub rx_queue: u64,
+}
+
+/// [`UdpStats`] of the UDP sockets with these inodes, from `/proc/net/udp` and
+/// `/proc/net/udp6` (this process's network namespace). `None` if neither
+/// table can be read.
+pub fn udp_socket_stats(inodes: &std::collections::HashSet<u64>) -> Option<UdpStats> {
+    let mut total = UdpStats::default();
+    let mut any = false;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        any = true;
+        let s = udp_table_stats(&text, inodes);
+        total.drops += s.drops;
+        total.rx_queue += s.rx_queue;
+    }
+    any.then_some(total)
+}
+
+/// [`UdpStats`] of one `/proc/net/udp` table, summed over `inodes`.
+pub fn udp_table_stats(text: &str, inodes: &std::collections::HashSet<u64>) -> UdpStats {
+    // sl local rem st tx_queue:rx_queue tr:tm retrnsmt uid timeout inode ref pointer drops
+    let mut total = UdpStats::default();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let Some(inode) = f.get(9).and_then(|i| i.parse::<u64>().ok()) else {
+            continue;
+        };
+        if !inodes.contains(&inode) {
+            continue;
+        }
+        total.drops += f.get(12).and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+        total.rx_queue += f
+            .get(4)
+            .and_then(|q| q.split(':').nth(1))
+            .and_then(|q| u64::from_str_radix(q, 16).ok())
+            .unwrap_or(0);
+    }
+    total
+}
+
 /// `utime + stime` of a `/proc/<pid>/stat` line, in nanoseconds.
 pub fn stat_cpu_ns(stat: &str) -> Option<u64> {
     // The command name (field 2) may hold spaces: fields count from its ')'.
@@ -232,5 +311,26 @@ mod tests {
         )
         .expect("chunked");
         assert_eq!(r.body, b"abcde");
+    }
+
+    #[test]
+    fn udp_drops_are_summed_over_our_sockets_only() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+  1: 0100007F:9C40 00000000:0000 07 00000000:00000100 00:00000000 00000000     0        0 1001 2 0000000000000000 5\n\
+  2: 0100007F:9C41 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1002 2 0000000000000000 7\n\
+  3: 0100007F:9C42 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1003 2 0000000000000000 11\n";
+        let ours: std::collections::HashSet<u64> = [1001, 1003].into_iter().collect();
+        assert_eq!(
+            udp_table_stats(table, &ours),
+            UdpStats {
+                drops: 16,
+                rx_queue: 256
+            }
+        );
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let inode = socket_inode(std::os::fd::AsRawFd::as_raw_fd(&sock)).expect("inode");
+        let ours: std::collections::HashSet<u64> = [inode].into_iter().collect();
+        assert_eq!(udp_socket_stats(&ours), Some(UdpStats::default()));
+        assert!(thread_cpu_ns().is_some());
     }
 }

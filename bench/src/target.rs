@@ -123,12 +123,16 @@ pub struct RunOptions {
     pub connect_timeout: Duration,
     /// A tag that makes room names unique to this run.
     pub run_tag: String,
+    /// Run ringbridge and the null forwarder in a network namespace of their
+    /// own behind a veth pair, as Janus always is (`--netns`).
+    pub netns: bool,
 }
 
 /// One UDP flow of the generator: a socket, the server's address, and the
 /// protocol state that speaks to it.
 pub struct Leg {
-    /// Non-blocking socket bound on 127.0.0.1 (or the test host's address).
+    /// Non-blocking socket bound on 127.0.0.1, or on the host end of the
+    /// target's veth pair.
     pub socket: UdpSocket,
     /// Where media and control datagrams go.
     pub remote: SocketAddr,
@@ -201,6 +205,11 @@ pub trait Target {
     fn pid(&self) -> Option<u32>;
     /// The server's I/O backend, when it says (`uring`, `mmsg`).
     fn io_backend(&self) -> Option<String>;
+    /// How the generator reaches it: `"loopback"` or `"veth"` (a network
+    /// namespace of its own, [`crate::netns`]).
+    fn network(&self) -> &'static str {
+        "loopback"
+    }
     /// Signals every endpoint of `plan` and returns its legs.
     fn connect(&mut self, plan: &Plan, opts: &RunOptions) -> Result<Vec<Leg>, BenchError>;
 }

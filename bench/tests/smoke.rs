@@ -61,10 +61,39 @@ fn ringbridge_bin() -> PathBuf {
     .clone()
 }
 
+/// Bench namespaces (`rbbench-*`) on this machine.
+fn bench_namespaces() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("rbbench-"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether `--netns` can work here (root and `ip`).
+fn netns_possible() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 fn run_bench(target: &str) -> Value {
+    run_bench_on(target, false)
+}
+
+fn run_bench_on(target: &str, netns: bool) -> Value {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let namespaces_before = bench_namespaces();
     let dir = std::env::temp_dir().join(format!(
-        "ringbridge-bench-smoke-{}-{target}",
+        "ringbridge-bench-smoke-{}-{target}-{netns}",
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -95,8 +124,14 @@ fn run_bench(target: &str) -> Value {
         .arg(&plot)
         .arg("--bridge-bin")
         .arg(ringbridge_bin())
+        .args(netns.then_some("--netns"))
         .output()
         .expect("bench runs");
+    assert_eq!(
+        bench_namespaces(),
+        namespaces_before,
+        "the run left a namespace behind"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -156,6 +191,16 @@ fn run_bench(target: &str) -> Value {
     assert_eq!(checks["corrupt"], 0);
     assert_eq!(checks["seq_gaps"], 0);
     assert_eq!(checks["auth_failures"], 0);
+    let network = if netns { "veth" } else { "loopback" };
+    assert_eq!(v["network"], network, "{v}");
+    assert_eq!(v["targets"][0]["network"], network, "{v}");
+    assert_eq!(v["generator_socket_drops"], 0, "{v}");
+    assert!(
+        v["generator_cpu_util"]
+            .as_f64()
+            .is_some_and(|u| u > 0.0 && u < 0.95),
+        "{v}"
+    );
     v
 }
 
@@ -180,4 +225,24 @@ fn meeting_of_three_through_the_null_forwarder_loses_nothing() {
     let v = run_bench("null");
     assert_eq!(v["target"], "null");
     assert_eq!(v["negotiated_profile"], Value::Null);
+}
+
+#[test]
+fn meeting_of_three_through_ringbridge_on_veth_loses_nothing() {
+    if !netns_possible() {
+        eprintln!("skipped: --netns needs root and `ip`");
+        return;
+    }
+    let v = run_bench_on("ringbridge", true);
+    assert_eq!(v["target"], "ringbridge");
+}
+
+#[test]
+fn meeting_of_three_through_the_null_forwarder_on_veth_loses_nothing() {
+    if !netns_possible() {
+        eprintln!("skipped: --netns needs root and `ip`");
+        return;
+    }
+    let v = run_bench_on("null", true);
+    assert_eq!(v["target"], "null");
 }

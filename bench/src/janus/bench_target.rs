@@ -94,6 +94,10 @@ impl Target for JanusBenchTarget {
         None
     }
 
+    fn network(&self) -> &'static str {
+        "veth"
+    }
+
     fn connect(&mut self, plan: &Plan, opts: &RunOptions) -> Result<Vec<Leg>, BenchError> {
         if opts.profile == ProfileChoice::CmSha1 {
             eprintln!(

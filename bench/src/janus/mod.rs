@@ -20,7 +20,6 @@
 
 pub mod api;
 pub mod bench_target;
-mod netns;
 pub mod peer;
 #[cfg(test)]
 mod tests;
@@ -34,8 +33,9 @@ use std::time::{Duration, Instant};
 use ringbridge_bridge::proto::client::ClientConfig;
 use serde_json::{Value, json};
 
+use crate::netns;
+pub use crate::netns::{link_exists, netns_exists};
 pub use api::Session;
-pub use netns::{link_exists, netns_exists};
 pub use peer::JanusPeer;
 
 /// Port of Janus's HTTP API inside the namespace.
@@ -44,6 +44,15 @@ const HTTP_PORT: u16 = 8088;
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// VideoRoom error code for "No such feed".
 const NO_SUCH_FEED: i64 = 428;
+
+impl From<netns::NetnsError> for JanusError {
+    fn from(e: netns::NetnsError) -> Self {
+        match e {
+            netns::NetnsError::Privileges(m) => JanusError::Privileges(m),
+            other => JanusError::Netns(other.to_string()),
+        }
+    }
+}
 
 /// Why the Janus target could not do what was asked.
 #[derive(Debug, thiserror::Error)]

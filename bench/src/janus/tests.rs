@@ -302,6 +302,7 @@ fn janus_through_bench_engine() -> Result<(), crate::BenchError> {
         secret: None,
         connect_timeout: Duration::from_secs(15),
         run_tag: "janus-test".into(),
+        netns: false,
     };
     let cfg = EngineConfig {
         warmup: Duration::from_secs(3),
@@ -346,14 +347,14 @@ fn janus_through_bench_engine() -> Result<(), crate::BenchError> {
     Ok(())
 }
 
-/// Namespaces this test process owns (`rbjanus-<pid>-*`).
+/// Namespaces this test process owns (`rbbench-<pid>-*`).
 fn own_namespaces() -> Vec<String> {
     let out = std::process::Command::new("ip")
         .args(["netns", "list"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    let prefix = format!("rbjanus-{}-", std::process::id());
+    let prefix = format!("{}{}-", crate::netns::NS_PREFIX, std::process::id());
     out.lines()
         .filter_map(|l| l.split_whitespace().next())
         .filter(|n| n.starts_with(&prefix))

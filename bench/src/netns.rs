@@ -3,24 +3,45 @@
 //! Janus's ICE library (libnice) never offers a loopback candidate, so Janus runs in
 //! a namespace of its own and is reached over a veth pair: `rbj0-<n>` on the host
 //! side with `10.77.<n>.1/30`, `rbj1` inside with `10.77.<n>.2/30`. `10.77.0.0/16`
-//! is the project's own test subnet; nothing else is ever addressed.
+//! is the project's own test subnet; nothing else is ever addressed. With
+//! `--netns`, ringbridge and the null forwarder run behind the same kind of pair,
+//! so every target sees the same kernel path.
 //!
 //! [`Netns::create`] picks a free `<n>`, and [`Drop`] deletes the namespace (which
-//! removes the veth pair with it).
+//! removes the veth pair with it, and kills nothing: owners stop their process
+//! first).
 
 use std::net::Ipv4Addr;
 use std::process::{Command, Output};
 
-use super::JanusError;
+/// Why a namespace could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetnsError {
+    /// Not allowed to create namespaces or veth pairs (not root, or no CAP_SYS_ADMIN).
+    #[error("insufficient privileges for a network namespace: {0}")]
+    Privileges(String),
+    /// The namespace or veth pair could not be set up.
+    #[error("network namespace: {0}")]
+    Setup(String),
+}
 
-/// Prefix of every namespace this module creates: `rbjanus-<owner pid>-<n>`.
-const NS_PREFIX: &str = "rbjanus-";
+impl From<NetnsError> for crate::BenchError {
+    fn from(e: NetnsError) -> Self {
+        crate::BenchError::Target(e.to_string())
+    }
+}
+
+/// Prefix of every namespace this module creates: `rbbench-<owner pid>-<n>`.
+pub(crate) const NS_PREFIX: &str = "rbbench-";
+/// Prefix used by older builds (only Janus ran in a namespace); cleaned up too.
+const OLD_NS_PREFIX: &str = "rbjanus-";
 /// Name of the veth end inside the namespace.
 pub(crate) const INNER_IF: &str = "rbj1";
 
 /// A network namespace with a veth pair to the host. Deleted on drop.
 #[derive(Debug)]
-pub(crate) struct Netns {
+pub struct Netns {
     name: String,
     host_if: String,
     index: u8,
@@ -28,13 +49,13 @@ pub(crate) struct Netns {
 }
 
 impl Netns {
-    /// Creates `rbjanus-<pid>-<n>` and its veth pair, for the first free `<n>` from
+    /// Creates `rbbench-<pid>-<n>` and its veth pair, for the first free `<n>` from
     /// a starting point derived from our pid. Namespaces left behind by bench
     /// processes that no longer exist are removed first.
-    pub(crate) fn create() -> Result<Self, JanusError> {
+    pub fn create() -> Result<Self, NetnsError> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            return Err(JanusError::Privileges(
+            return Err(NetnsError::Privileges(
                 "not running as root: creating a network namespace needs CAP_SYS_ADMIN and \
                  CAP_NET_ADMIN (run the bench as root)"
                     .into(),
@@ -56,7 +77,7 @@ impl Netns {
             if !out.status.success() {
                 let err = stderr(&out);
                 if err.contains("Permission denied") || err.contains("Operation not permitted") {
-                    return Err(JanusError::Privileges(format!(
+                    return Err(NetnsError::Privileges(format!(
                         "`ip netns add {name}`: {err}"
                     )));
                 }
@@ -77,12 +98,12 @@ impl Netns {
                 }
             }
         }
-        Err(JanusError::Netns(format!(
+        Err(NetnsError::Setup(format!(
             "no free 10.77.<n>.0/30 test subnet (last error: {last_err})"
         )))
     }
 
-    fn configure(&self) -> Result<(), JanusError> {
+    fn configure(&self) -> Result<(), NetnsError> {
         let host = format!("{}/30", self.host_addr());
         let inner = format!("{}/30", self.inner_addr());
         let steps: [&[&str]; 7] = [
@@ -119,7 +140,7 @@ impl Netns {
             // The sysctl step is best effort (sysctl may be missing; Janus is told
             // not to use IPv6 anyway).
             if !out.status.success() && i != steps.len() - 1 {
-                return Err(JanusError::Netns(format!(
+                return Err(NetnsError::Setup(format!(
                     "`ip {}`: {}",
                     args.join(" "),
                     stderr(&out)
@@ -130,22 +151,22 @@ impl Netns {
     }
 
     /// The namespace's name (for `ip netns exec`).
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Host side of the veth pair (clients bind here).
-    pub(crate) fn host_addr(&self) -> Ipv4Addr {
+    pub fn host_addr(&self) -> Ipv4Addr {
         Ipv4Addr::new(10, 77, self.index, 1)
     }
 
-    /// Namespace side of the veth pair (Janus listens here).
-    pub(crate) fn inner_addr(&self) -> Ipv4Addr {
+    /// Namespace side of the veth pair (the target listens here).
+    pub fn inner_addr(&self) -> Ipv4Addr {
         Ipv4Addr::new(10, 77, self.index, 2)
     }
 
     /// Deletes the namespace and the host end of the veth pair. Idempotent.
-    pub(crate) fn delete(&mut self) {
+    pub fn delete(&mut self) {
         if self.deleted {
             return;
         }
@@ -180,9 +201,9 @@ pub fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
-fn ip(args: &[&str]) -> Result<Output, JanusError> {
+fn ip(args: &[&str]) -> Result<Output, NetnsError> {
     Command::new("ip").args(args).output().map_err(|e| {
-        JanusError::Netns(format!(
+        NetnsError::Setup(format!(
             "cannot run `ip` (package iproute2): {e}; it is needed to create the namespace"
         ))
     })
@@ -204,8 +225,8 @@ fn used_test_subnets() -> Vec<u8> {
         .collect()
 }
 
-/// Deletes `rbjanus-<pid>-*` namespaces whose owner process is gone, killing whatever
-/// still runs inside them (a Janus left over from a crashed bench).
+/// Deletes `rbbench-<pid>-*` (and `rbjanus-<pid>-*`) namespaces whose owner process is gone, killing whatever
+/// still runs inside them (a target left over from a crashed bench).
 fn remove_stale() {
     let Ok(out) = ip(&["netns", "list"]) else {
         return;
@@ -216,6 +237,7 @@ fn remove_stale() {
         };
         let Some(owner) = name
             .strip_prefix(NS_PREFIX)
+            .or_else(|| name.strip_prefix(OLD_NS_PREFIX))
             .and_then(|rest| rest.split('-').next())
             .and_then(|p| p.parse::<u32>().ok())
         else {
