@@ -246,3 +246,45 @@ fn meeting_of_three_through_the_null_forwarder_on_veth_loses_nothing() {
     let v = run_bench_on("null", true);
     assert_eq!(v["target"], "null");
 }
+
+/// Regression: at high fan-out the io_uring driver flushes sends in the middle of
+/// a batch of completions, and it once waited there for send completions it had
+/// already reaped, stalling the shard for good (livestream 1 -> 400 lost
+/// everything after a few seconds). 400 receivers make batches flush
+/// mid-way; the run must lose nothing, well past the first seconds.
+#[test]
+fn livestream_to_400_receivers_over_io_uring_loses_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = std::env::temp_dir().join(format!("ringbridge-bench-fanout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringbridge-bench"))
+        .args(["run", "--shape", "livestream", "--endpoints", "401"])
+        .args([
+            "--duration",
+            "2",
+            "--warmup",
+            "4",
+            "--io",
+            "uring",
+            "--quiet",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--bridge-bin")
+        .arg(ringbridge_bin())
+        .output()
+        .expect("bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(v["io_backend"], "uring", "{v}");
+    assert!(
+        v["egress_pps"].as_f64().is_some_and(|p| p > 60_000.0),
+        "{v}"
+    );
+    assert_eq!(v["loss_ratio"].as_f64(), Some(0.0), "{stdout}\n{v}");
+}

@@ -534,6 +534,17 @@ fn run(ctx: ShardContext, eventfd: &EventFd) -> io::Result<()> {
 
         let mut wake = false;
         let mut rearm_wake = false;
+        // Send completions first: a receive below may flush mid-batch and wait for
+        // the other half's sends, and completions already reaped into `cqes`
+        // would never reach that wait (it blocked forever at high fan-out).
+        for i in 0..d.cqes.len() {
+            let (ud, res, _) = d.cqes[i];
+            if ud & TAG_MASK == TAG_SEND {
+                let h = ((ud >> 32) & 1) as usize;
+                let g = (ud & 0xffff_ffff) as usize;
+                complete_send(&mut d, &mut halves[h], h, g, res)?;
+            }
+        }
         for i in 0..d.cqes.len() {
             let (ud, res, flags) = d.cqes[i];
             match ud & TAG_MASK {
@@ -580,11 +591,6 @@ fn run(ctx: ShardContext, eventfd: &EventFd) -> io::Result<()> {
                             d.arm_recv(port)?;
                         }
                     }
-                }
-                TAG_SEND => {
-                    let h = ((ud >> 32) & 1) as usize;
-                    let g = (ud & 0xffff_ffff) as usize;
-                    complete_send(&mut d, &mut halves[h], h, g, res)?;
                 }
                 TAG_WAKE => {
                     wake = true;
