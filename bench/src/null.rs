@@ -196,19 +196,7 @@ impl Target for NullTarget {
         let mut legs = Vec::with_capacity(plan.all.len());
         for (global, ep) in plan.all.iter().enumerate() {
             let socket = udp::bind_udp(SocketAddr::new(self.local_ip, 0))?;
-            let mut sends = Vec::new();
-            if ep.audio {
-                sends.push(SendStream {
-                    id: Plan::stream_id(global, false),
-                    kind: MediaKind::Audio,
-                });
-            }
-            if ep.video {
-                sends.push(SendStream {
-                    id: Plan::stream_id(global, true),
-                    kind: MediaKind::Video,
-                });
-            }
+            let sends = SendStream::published_by(global, ep);
             legs.push(Leg {
                 socket,
                 remote: self.addr,

@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
-use ringbridge_bridge::proto::sdp::MediaKind;
 use ringbridge_control::AuthConfig;
 use ringbridge_control::token::{TokenRequest, mint_token};
 
@@ -318,19 +317,7 @@ impl Target for RingbridgeTarget {
                 .remote_addr()
                 .ok_or_else(|| BenchError::Connect("answer without candidate".into()))?;
             let socket = ringbridge_bridge::io::udp::bind_udp(SocketAddr::new(self.local_ip, 0))?;
-            let mut sends = Vec::new();
-            if ep.audio {
-                sends.push(SendStream {
-                    id: Plan::stream_id(global, false),
-                    kind: MediaKind::Audio,
-                });
-            }
-            if ep.video {
-                sends.push(SendStream {
-                    id: Plan::stream_id(global, true),
-                    kind: MediaKind::Video,
-                });
-            }
+            let sends = SendStream::published_by(global, ep);
             legs.push(Leg {
                 socket,
                 remote,

@@ -163,6 +163,21 @@ pub struct SendStream {
     pub kind: MediaKind,
 }
 
+impl SendStream {
+    /// The streams endpoint `global` of the plan publishes: its audio, then its video.
+    pub fn published_by(global: usize, ep: &EndpointPlan) -> Vec<SendStream> {
+        let audio = ep.audio.then(|| SendStream {
+            id: Plan::stream_id(global, false),
+            kind: MediaKind::Audio,
+        });
+        let video = ep.video.then(|| SendStream {
+            id: Plan::stream_id(global, true),
+            kind: MediaKind::Video,
+        });
+        audio.into_iter().chain(video).collect()
+    }
+}
+
 /// The transport of one leg, sans-IO: the engine owns the socket and the clock.
 pub trait Session {
     /// Next control datagram (STUN, DTLS, registration) to send, if any. Called

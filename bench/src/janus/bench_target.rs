@@ -129,19 +129,7 @@ impl Target for JanusBenchTarget {
                 socket.local_addr()?,
             )?;
             feeds[global] = Some(feed);
-            let mut sends = Vec::new();
-            if ep.audio {
-                sends.push(SendStream {
-                    id: Plan::stream_id(global, false),
-                    kind: MediaKind::Audio,
-                });
-            }
-            if ep.video {
-                sends.push(SendStream {
-                    id: Plan::stream_id(global, true),
-                    kind: MediaKind::Video,
-                });
-            }
+            let sends = SendStream::published_by(global, ep);
             legs.push(leg(peer, socket, sends, global)?);
         }
         crate::engine::handshake(&mut legs, opts.connect_timeout)?;
