@@ -19,7 +19,7 @@ use crate::BenchError;
 use crate::netns::Netns;
 use crate::shape::Plan;
 use crate::sys::{self, http_request};
-use crate::target::{Leg, ProfileChoice, RunOptions, SendStream, Target};
+use crate::target::{Leg, RunOptions, SendStream, Target};
 
 /// A bridge under load.
 #[derive(Debug)]
@@ -264,14 +264,6 @@ impl Target for RingbridgeTarget {
         }
     }
     fn connect(&mut self, plan: &Plan, opts: &RunOptions) -> Result<Vec<Leg>, BenchError> {
-        if opts.profile == ProfileChoice::CmSha1 {
-            // dimpl 0.9's client always offers every SRTP profile it has and the
-            // server picks (GCM first): the report shows what was negotiated.
-            eprintln!(
-                "note: dimpl 0.9 cannot restrict the SRTP profiles a DTLS client offers; \
-                 --profile cm-sha1 is recorded, the negotiated profile is reported"
-            );
-        }
         let mut tokens = Vec::with_capacity(plan.conferences);
         for c in 0..plan.conferences {
             let room = format!("bench-{}-{c}", opts.run_tag);
@@ -284,6 +276,7 @@ impl Target for RingbridgeTarget {
             let cfg = ClientConfig {
                 dtls: ClientDtls::Auto,
                 dtls_mtu: 1200,
+                srtp_profiles: opts.profile.offer(),
                 audio: ep.audio,
                 video: ep.video,
                 audio_slots: ep.audio_slots,

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use ringbridge_bridge::proto::client::{ClientPeer, RtpView};
 use ringbridge_bridge::proto::sdp::MediaKind;
+use ringbridge_bridge::proto::srtp::SrtpProfile;
 
 use crate::BenchError;
 pub use crate::shape::{EndpointPlan, Plan};
@@ -73,13 +74,22 @@ impl std::str::FromStr for TargetKind {
 /// SRTP protection profile asked for on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProfileChoice {
-    /// AEAD AES-GCM (RFC 7714).
+    /// AEAD_AES_128_GCM (RFC 7714), the profile the bridge prefers.
     Gcm,
     /// AES_CM_128_HMAC_SHA1_80 (RFC 3711).
     CmSha1,
 }
 
 impl ProfileChoice {
+    /// The SRTP profiles the bench's DTLS clients offer for this choice: exactly one, so
+    /// that every target (ringbridge, Janus) negotiates the same profile.
+    pub fn offer(self) -> &'static [SrtpProfile] {
+        match self {
+            Self::Gcm => &[SrtpProfile::AeadAes128Gcm],
+            Self::CmSha1 => &[SrtpProfile::Aes128CmSha1_80],
+        }
+    }
+
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -278,11 +288,6 @@ impl Session for ClientPeer {
         self.srtp_failures as u64
     }
     fn profile(&self) -> Option<&'static str> {
-        use ringbridge_bridge::proto::srtp::SrtpProfile;
-        ClientPeer::profile(self).map(|p| match p {
-            SrtpProfile::Aes128CmSha1_80 => "AES_CM_128_HMAC_SHA1_80",
-            SrtpProfile::AeadAes128Gcm => "AEAD_AES_128_GCM",
-            SrtpProfile::AeadAes256Gcm => "AEAD_AES_256_GCM",
-        })
+        ClientPeer::profile(self).map(|p| p.name())
     }
 }

@@ -90,10 +90,14 @@ fn run_bench(target: &str) -> Value {
 }
 
 fn run_bench_on(target: &str, netns: bool) -> Value {
+    run_bench_with(target, netns, "gcm")
+}
+
+fn run_bench_with(target: &str, netns: bool, profile: &str) -> Value {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let namespaces_before = bench_namespaces();
     let dir = std::env::temp_dir().join(format!(
-        "ringbridge-bench-smoke-{}-{target}-{netns}",
+        "ringbridge-bench-smoke-{}-{target}-{netns}-{profile}",
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -115,7 +119,7 @@ fn run_bench_on(target: &str, netns: bool) -> Value {
             "--warmup",
             "1",
             "--profile",
-            "gcm",
+            profile,
             "--quiet",
         ])
         .arg("--json")
@@ -162,6 +166,7 @@ fn run_bench_on(target: &str, netns: bool) -> Value {
         assert!(v.get(key).is_some(), "report lacks {key}: {v}");
     }
     assert_eq!(v["shape"], "meeting");
+    assert_eq!(v["profile"], profile);
     assert_eq!(v["endpoints"], 3);
     assert_eq!(v["loss_ratio"].as_f64(), Some(0.0), "{v}");
     assert!(v["egress_pps"].as_f64().is_some_and(|p| p > 0.0), "{v}");
@@ -208,14 +213,19 @@ fn run_bench_on(target: &str, netns: bool) -> Value {
 fn meeting_of_three_through_ringbridge_loses_nothing() {
     let v = run_bench("ringbridge");
     assert_eq!(v["target"], "ringbridge");
-    assert!(
-        v["negotiated_profile"]
-            .as_str()
-            .is_some_and(|p| p.contains("GCM")),
-        "{v}"
-    );
+    // The bench offers exactly the profile asked for (gcm: AES-128-GCM).
+    assert_eq!(v["negotiated_profile"], "SRTP_AEAD_AES_128_GCM", "{v}");
     assert!(
         matches!(v["io_backend"].as_str(), Some("uring" | "mmsg")),
+        "{v}"
+    );
+}
+
+#[test]
+fn meeting_of_three_with_cm_sha1_negotiates_aes_cm_and_loses_nothing() {
+    let v = run_bench_with("ringbridge", false, "cm-sha1");
+    assert_eq!(
+        v["negotiated_profile"], "SRTP_AES128_CM_HMAC_SHA1_80",
         "{v}"
     );
 }

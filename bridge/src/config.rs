@@ -8,6 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
+use crate::proto::srtp::SrtpProfile;
 use ringbridge_control::config::{AuthConfig, LoadConfig, PrivateConfig, PublicConfig};
 use serde::Deserialize;
 
@@ -80,6 +81,11 @@ pub struct MediaConfig {
     /// `media.cores`: cores for shard threads; empty means all cores but the first
     /// (which the control plane uses), or core 0 on a single-core host. Default `[]`.
     pub cores: Vec<usize>,
+    /// `media.srtp_profiles`: the SRTP profiles the bridge accepts in DTLS-SRTP, in its
+    /// order of preference; it picks the first one the client offers. Names as in
+    /// RFC 5764 and RFC 7714. Default
+    /// `["SRTP_AEAD_AES_128_GCM", "SRTP_AEAD_AES_256_GCM", "SRTP_AES128_CM_HMAC_SHA1_80"]`.
+    pub srtp_profiles: Vec<SrtpProfile>,
 }
 
 impl Default for MediaConfig {
@@ -90,6 +96,7 @@ impl Default for MediaConfig {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             io: IoBackend::Auto,
             cores: Vec::new(),
+            srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
         }
     }
 }
@@ -163,6 +170,9 @@ impl Config {
         if self.media.advertise.iter().any(|a| a.is_unspecified()) {
             return invalid("media.advertise", "concrete addresses, not 0.0.0.0 or ::");
         }
+        if self.media.srtp_profiles.is_empty() {
+            return invalid("media.srtp_profiles", "at least one SRTP profile");
+        }
         if let Some(secret) = &self.auth.app_secret
             && secret.len() < 16
         {
@@ -218,6 +228,7 @@ mod tests {
         assert_eq!(c.media.bind.to_string(), "0.0.0.0");
         assert_eq!(c.media.io, IoBackend::Auto);
         assert!(c.media.cores.is_empty());
+        assert_eq!(c.media.srtp_profiles, SrtpProfile::PREFERRED);
         assert_eq!(c.auth.app_id, "ringbridge");
         assert_eq!(c.auth.app_secret, None);
         assert_eq!(c.auth.accepted_issuers, vec!["ringbridge".to_owned()]);
@@ -240,6 +251,11 @@ mod tests {
             ("[media]\nio = \"epoll\"\n", "epoll"),
             ("[media]\nadvertise = [\"0.0.0.0\"]\n", "media.advertise"),
             ("[media]\nadvertise = [\"not-an-ip\"]\n", "advertise"),
+            ("[media]\nsrtp_profiles = []\n", "media.srtp_profiles"),
+            (
+                "[media]\nsrtp_profiles = [\"AES_CM_128_HMAC_SHA1_80\"]\n",
+                "SRTP_AES128_CM_HMAC_SHA1_80",
+            ),
             ("[public]\nlisten = \"nowhere\"\n", "listen"),
             ("[auth]\napp_secret = \"short\"\n", "auth.app_secret"),
             ("[auth]\nleeway_s = -1\n", "leeway_s"),

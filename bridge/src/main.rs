@@ -210,6 +210,7 @@ fn run(path: Option<PathBuf>) -> Result<(), String> {
             core_config: ShardConfig {
                 advertise: advertise.clone(),
                 certificate: certificate.clone(),
+                srtp_profiles: cfg.media.srtp_profiles.clone(),
             },
         };
         let handle = spawn_shard(spec, choice.backend, internal_tx.clone())

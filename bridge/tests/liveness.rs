@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use ringbridge_bridge::io::{Backend, ShardCommand, ShardSpec, spawn_shard};
 use ringbridge_bridge::plane::ShardedMediaPlane;
 use ringbridge_bridge::proto::shard::ShardConfig;
+use ringbridge_bridge::proto::srtp::SrtpProfile;
 use ringbridge_control::media::MediaPlane;
 
 #[test]
@@ -24,6 +25,7 @@ fn a_stopped_shard_makes_the_media_plane_unhealthy() {
             core_config: ShardConfig {
                 advertise: vec![localhost],
                 certificate,
+                srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
             },
         },
         Backend::Mmsg,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
 use ringbridge_bridge::proto::sdp::MediaKind;
 use ringbridge_bridge::proto::shard::{ShardConfig, ShardCore};
+use ringbridge_bridge::proto::srtp::SrtpProfile;
 use ringbridge_bridge::proto::transmit::TxQueue;
 use ringbridge_control::media::{ConferenceId, EndpointId, JoinRequest};
 
@@ -83,6 +84,7 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
         ShardConfig {
             advertise: vec!["127.0.0.1".parse().expect("ip")],
             certificate,
+            srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
         },
         now,
     );
@@ -90,6 +92,7 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
     let cfg = ClientConfig {
         dtls: ClientDtls::Auto,
         dtls_mtu: 1150,
+        srtp_profiles: SrtpProfile::BROWSER_OFFER,
         audio: true,
         video: true,
         audio_slots: 2,

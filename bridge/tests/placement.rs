@@ -8,12 +8,14 @@ use ringbridge_bridge::io::{Backend, ShardSpec, spawn_shard};
 use ringbridge_bridge::plane::ShardedMediaPlane;
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
 use ringbridge_bridge::proto::shard::ShardConfig;
+use ringbridge_bridge::proto::srtp::SrtpProfile;
 use ringbridge_control::media::{ConferenceId, EndpointId, JoinRequest, MediaPlane};
 
 fn offer() -> String {
     let cfg = ClientConfig {
         dtls: ClientDtls::Auto,
         dtls_mtu: 1150,
+        srtp_profiles: SrtpProfile::BROWSER_OFFER,
         audio: true,
         video: true,
         audio_slots: 1,
@@ -51,6 +53,7 @@ fn a_new_conference_lands_on_the_less_loaded_shard() {
                     core_config: ShardConfig {
                         advertise: vec![localhost],
                         certificate: certificate.clone(),
+                        srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                     },
                 },
                 Backend::Mmsg,

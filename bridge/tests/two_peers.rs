@@ -249,10 +249,7 @@ fn dtls_1_2_and_1_3_both_connect_even_with_a_client_hello_split_across_datagrams
         }
         assert_eq!(
             Some(negotiated.0),
-            net.peers[0]
-                .client
-                .profile()
-                .map(ringbridge_bridge::proto::shard::profile_name)
+            net.peers[0].client.profile().map(|p| p.name())
         );
         // Media flows over that association.
         net.send(0, MediaKind::Audio, 1, 960, &[5]);

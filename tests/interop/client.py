@@ -624,7 +624,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=90.0, help="hard limit for the whole run")
     p.add_argument("--print-offer", action="store_true", help="print the SDP offer and exit")
     p.add_argument("--verbose", action="store_true", help="log the answer SDP to stderr")
+    p.add_argument("--srtp-profiles", default="",
+                   help="comma-separated OpenSSL SRTP profile names to offer, in order "
+                        "(default: aiortc's own list, AES-256-GCM first)")
     return p.parse_args(argv)
+
+
+def restrict_srtp_profiles(names: str) -> None:
+    """Makes aiortc offer only these SRTP profiles in DTLS use_srtp, in this order."""
+    from aiortc import rtcdtlstransport as dt
+
+    known = {p.openssl_profile.decode(): p for p in
+             (dt.SRTP_AEAD_AES_256_GCM, dt.SRTP_AEAD_AES_128_GCM, dt.SRTP_AES128_CM_SHA1_80)}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in known]
+    if unknown or not wanted:
+        raise SystemExit(f"--srtp-profiles: unknown {unknown}, expected some of {sorted(known)}")
+    # RTCDtlsTransport copies the module-level list when it is created.
+    dt.SRTP_PROFILES[:] = [known[n] for n in wanted]
 
 
 async def amain(args: argparse.Namespace) -> int:
@@ -642,6 +659,8 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main() -> None:
     args = parse_args(sys.argv[1:])
+    if args.srtp_profiles:
+        restrict_srtp_profiles(args.srtp_profiles)
     loop = asyncio.new_event_loop()
     rc = loop.run_until_complete(amain(args))
     sys.stdout.flush()

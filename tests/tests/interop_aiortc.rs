@@ -190,9 +190,11 @@ fn two_aiortc_clients_exchange_audio_and_video() {
             c.describe()
         );
         assert_answer_has_slots(c);
-        assert!(
-            c.str("srtp_profile").is_some(),
-            "no SRTP profile read from DTLS\n{}",
+        // aiortc offers AES-256-GCM first; the bridge picks its own preference.
+        assert_eq!(
+            c.str("srtp_profile"),
+            Some("SRTP_AEAD_AES_128_GCM"),
+            "SRTP profile read from DTLS\n{}",
             c.describe()
         );
         let classes = c.json()["colibri_classes"]
@@ -203,6 +205,39 @@ fn two_aiortc_clients_exchange_audio_and_video() {
             classes.iter().any(|v| v == "ServerHello"),
             "{} got no ServerHello on the colibri websocket\n{}",
             c.label,
+            c.describe()
+        );
+    }
+}
+
+#[test]
+fn aiortc_offering_only_aes_cm_sha1_exchanges_media_with_a_gcm_client() {
+    // The bridge decrypts with one profile and re-encrypts with the other.
+    let bridge = Bridge::start("");
+    let url = bridge.public_url();
+    let cm = AiortcClient::new("cm", &url, "profiles", &bridge.token("profiles")).args([
+        "--duration",
+        "3",
+        "--srtp-profiles",
+        "SRTP_AES128_CM_SHA1_80",
+    ]);
+    let gcm = AiortcClient::new("gcm", &url, "profiles", &bridge.token("profiles"))
+        .args(["--duration", "3"]);
+    let (cm, gcm) = (cm.spawn(), gcm.spawn());
+    let (cm, gcm) = (cm.wait(CLIENT_TIMEOUT), gcm.wait(CLIENT_TIMEOUT));
+    show(&cm);
+    show(&gcm);
+    for (c, want) in [
+        (&cm, "SRTP_AES128_CM_SHA1_80"),
+        (&gcm, "SRTP_AEAD_AES_128_GCM"),
+    ] {
+        assert_eq!(c.str("srtp_profile"), Some(want), "{}", c.describe());
+        let frames = c.num("video_frames");
+        assert!(
+            frames >= 30.0 && c.num("audio_frames") > 0.0,
+            "{} decoded {frames} video frames and {} audio frames\n{}",
+            c.label,
+            c.num("audio_frames"),
             c.describe()
         );
     }

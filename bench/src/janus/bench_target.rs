@@ -14,7 +14,6 @@ use std::time::Instant;
 use ringbridge_bridge::io::udp::bind_udp;
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, RtpView};
 use ringbridge_bridge::proto::sdp::MediaKind;
-use ringbridge_bridge::proto::srtp::SrtpProfile;
 
 use super::{JanusConfig, JanusError, JanusPeer, JanusTarget};
 use crate::BenchError;
@@ -70,10 +69,11 @@ impl JanusBenchTarget {
     }
 }
 
-fn client_cfg(audio: bool, video: bool) -> ClientConfig {
+fn client_cfg(audio: bool, video: bool, profile: ProfileChoice) -> ClientConfig {
     ClientConfig {
         dtls: ClientDtls::Auto,
         dtls_mtu: 1200,
+        srtp_profiles: profile.offer(),
         audio,
         video,
         audio_slots: 0,
@@ -99,12 +99,6 @@ impl Target for JanusBenchTarget {
     }
 
     fn connect(&mut self, plan: &Plan, opts: &RunOptions) -> Result<Vec<Leg>, BenchError> {
-        if opts.profile == ProfileChoice::CmSha1 {
-            eprintln!(
-                "note: dimpl 0.9 cannot restrict the SRTP profiles a DTLS client offers and \
-                 Janus (the DTLS server here) picks; the negotiated profile is reported"
-            );
-        }
         let mut rooms = Vec::with_capacity(plan.conferences);
         for c in 0..plan.conferences {
             let publishers = plan
@@ -125,7 +119,7 @@ impl Target for JanusBenchTarget {
             let socket = self.socket()?;
             let (peer, feed, _session) = self.janus.publish_peer(
                 rooms[ep.conference],
-                client_cfg(ep.audio, ep.video),
+                client_cfg(ep.audio, ep.video, opts.profile),
                 socket.local_addr()?,
             )?;
             feeds[global] = Some(feed);
@@ -150,7 +144,7 @@ impl Target for JanusBenchTarget {
             let (peer, _session) = self.janus.subscribe_peer(
                 rooms[ep.conference],
                 &others,
-                client_cfg(false, false),
+                client_cfg(false, false, opts.profile),
                 socket.local_addr()?,
             )?;
             legs.push(leg(peer, socket, Vec::new(), global)?);
@@ -219,10 +213,6 @@ impl Session for JanusLeg {
         self.peer.srtp_failures() as u64
     }
     fn profile(&self) -> Option<&'static str> {
-        self.peer.profile().map(|p| match p {
-            SrtpProfile::Aes128CmSha1_80 => "AES_CM_128_HMAC_SHA1_80",
-            SrtpProfile::AeadAes128Gcm => "AEAD_AES_128_GCM",
-            SrtpProfile::AeadAes256Gcm => "AEAD_AES_256_GCM",
-        })
+        self.peer.profile().map(|p| p.name())
     }
 }

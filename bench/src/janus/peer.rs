@@ -387,6 +387,7 @@ mod tests {
         ClientConfig {
             dtls: ClientDtls::V12,
             dtls_mtu: 1200,
+            srtp_profiles: SrtpProfile::BROWSER_OFFER,
             audio: true,
             video: true,
             audio_slots: 0,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, OPUS_PT, VP8_PT};
 use ringbridge_bridge::proto::sdp::MediaKind;
+use ringbridge_bridge::proto::srtp::SrtpProfile;
 
 use super::*;
 
@@ -24,6 +25,7 @@ fn client_cfg() -> ClientConfig {
     ClientConfig {
         dtls: ClientDtls::Auto,
         dtls_mtu: 1200,
+        srtp_profiles: SrtpProfile::BROWSER_OFFER,
         audio: true,
         video: true,
         audio_slots: 0,

@@ -66,6 +66,9 @@ pub struct ClientConfig {
     pub audio_slots: usize,
     /// `recvonly` video m-lines.
     pub video_slots: usize,
+    /// SRTP profiles offered in the DTLS `use_srtp` extension, in this order
+    /// ([`SrtpProfile::BROWSER_OFFER`] is what browsers offer).
+    pub srtp_profiles: &'static [SrtpProfile],
 }
 
 /// Why the client could not proceed.
@@ -288,6 +291,14 @@ impl ClientPeer {
         let config = Arc::new(
             dimpl::Config::builder()
                 .mtu(self.cfg.dtls_mtu)
+                .srtp_profiles(
+                    &self
+                        .cfg
+                        .srtp_profiles
+                        .iter()
+                        .map(|p| super::dtls::to_dimpl(*p))
+                        .collect::<Vec<_>>(),
+                )
                 .build()
                 .map_err(|e| ClientError::Dtls(e.to_string()))?,
         );
@@ -388,10 +399,9 @@ impl ClientPeer {
                         .is_some_and(|r| fingerprint_matches(&r.fingerprint, der));
                 }
                 Output::KeyingMaterial(km, profile) => {
-                    let profile = match profile {
-                        dimpl::SrtpProfile::AES128_CM_SHA1_80 => SrtpProfile::Aes128CmSha1_80,
-                        dimpl::SrtpProfile::AEAD_AES_128_GCM => SrtpProfile::AeadAes128Gcm,
-                        _ => SrtpProfile::AeadAes256Gcm,
+                    let Some(profile) = super::dtls::from_dimpl(profile) else {
+                        self.failed = Some(format!("unsupported SRTP profile {profile:?}"));
+                        return;
                     };
                     if !self.peer_cert_ok {
                         self.failed =

@@ -27,6 +27,10 @@ pub enum DtlsError {
     /// The negotiated SRTP profile is one the bridge cannot run.
     #[error("unsupported SRTP profile {0}")]
     UnsupportedProfile(String),
+    /// The handshake finished without DTLS-SRTP: the client offered none of the
+    /// profiles in `media.srtp_profiles` (or no `use_srtp` at all).
+    #[error("no SRTP profile in common with the client (see media.srtp_profiles)")]
+    NoCommonSrtpProfile,
 }
 
 /// Keys released by a completed, verified handshake.
@@ -59,6 +63,7 @@ pub struct DtlsTransport {
     expected: Fingerprint,
     cert_ok: bool,
     keys: Option<(SrtpProfile, Vec<u8>)>,
+    keys_released: bool,
     connected: bool,
     failed: bool,
 }
@@ -73,11 +78,45 @@ impl std::fmt::Debug for DtlsTransport {
     }
 }
 
-/// Builds the dimpl configuration the bridge uses for every association.
-pub fn server_config() -> Arc<dimpl::Config> {
-    // Defaults are right for WebRTC: client certificate required (we verify it
-    // against the fingerprint), cookie exchange on, MTU 1150.
-    Arc::new(dimpl::Config::default())
+/// Builds the dimpl configuration the bridge uses for every association: the SRTP
+/// profiles it accepts, in its order of preference (an empty list means
+/// [`SrtpProfile::PREFERRED`]).
+pub fn server_config(srtp_profiles: &[SrtpProfile]) -> Arc<dimpl::Config> {
+    let profiles = if srtp_profiles.is_empty() {
+        SrtpProfile::PREFERRED
+    } else {
+        srtp_profiles
+    };
+    let profiles: Vec<dimpl::SrtpProfile> = profiles.iter().map(|p| to_dimpl(*p)).collect();
+    // Otherwise dimpl's defaults are right for WebRTC: client certificate required (we
+    // verify it against the fingerprint), cookie exchange on, MTU 1150. With a non-empty
+    // profile list the builder has nothing left to refuse.
+    Arc::new(
+        dimpl::Config::builder()
+            .srtp_profiles(&profiles)
+            .build()
+            .unwrap_or_default(),
+    )
+}
+
+/// dimpl's name for an SRTP profile.
+pub fn to_dimpl(profile: SrtpProfile) -> dimpl::SrtpProfile {
+    match profile {
+        SrtpProfile::Aes128CmSha1_80 => dimpl::SrtpProfile::AES128_CM_SHA1_80,
+        SrtpProfile::AeadAes128Gcm => dimpl::SrtpProfile::AEAD_AES_128_GCM,
+        SrtpProfile::AeadAes256Gcm => dimpl::SrtpProfile::AEAD_AES_256_GCM,
+    }
+}
+
+/// Our profile for dimpl's, if we implement it.
+pub fn from_dimpl(profile: dimpl::SrtpProfile) -> Option<SrtpProfile> {
+    match profile {
+        dimpl::SrtpProfile::AES128_CM_SHA1_80 => Some(SrtpProfile::Aes128CmSha1_80),
+        dimpl::SrtpProfile::AEAD_AES_128_GCM => Some(SrtpProfile::AeadAes128Gcm),
+        dimpl::SrtpProfile::AEAD_AES_256_GCM => Some(SrtpProfile::AeadAes256Gcm),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
 }
 
 impl DtlsTransport {
@@ -95,6 +134,7 @@ impl DtlsTransport {
             expected,
             cert_ok: false,
             keys: None,
+            keys_released: false,
             connected: false,
             failed: false,
         }
@@ -157,6 +197,7 @@ impl DtlsTransport {
             && self.cert_ok
             && let Some((profile, material)) = self.keys.take()
         {
+            self.keys_released = true;
             let version = match self.dtls.protocol_version() {
                 Some(v) if v == ProtocolVersion::DTLS1_3 => "1.3",
                 _ => "1.2",
@@ -173,6 +214,12 @@ impl DtlsTransport {
         };
         match output {
             Output::Packet(p) => Ok(DtlsOutput::Packet(p)),
+            // dimpl queues the keying material right behind Connected; once its queue
+            // is drained, a connected association without keys has no SRTP.
+            Output::Timeout(_) if self.connected && !self.keys_released && self.keys.is_none() => {
+                self.failed = true;
+                Err(DtlsError::NoCommonSrtpProfile)
+            }
             Output::Timeout(t) => Ok(DtlsOutput::Timeout(t)),
             Output::BufferTooSmall { needed } => {
                 self.failed = true;
@@ -197,14 +244,9 @@ impl DtlsTransport {
                 Ok(DtlsOutput::Continue)
             }
             Output::KeyingMaterial(km, profile) => {
-                let profile = match profile {
-                    dimpl::SrtpProfile::AES128_CM_SHA1_80 => SrtpProfile::Aes128CmSha1_80,
-                    dimpl::SrtpProfile::AEAD_AES_128_GCM => SrtpProfile::AeadAes128Gcm,
-                    dimpl::SrtpProfile::AEAD_AES_256_GCM => SrtpProfile::AeadAes256Gcm,
-                    other => {
-                        self.failed = true;
-                        return Err(DtlsError::UnsupportedProfile(format!("{other:?}")));
-                    }
+                let Some(profile) = from_dimpl(profile) else {
+                    self.failed = true;
+                    return Err(DtlsError::UnsupportedProfile(format!("{profile:?}")));
                 };
                 self.keys = Some((profile, km.to_vec()));
                 Ok(DtlsOutput::Continue)

@@ -55,6 +55,9 @@ pub struct ShardConfig {
     pub advertise: Vec<IpAddr>,
     /// The DTLS certificate all endpoints of this shard present.
     pub certificate: DtlsCertificate,
+    /// SRTP profiles accepted, in order of preference (`media.srtp_profiles`); empty
+    /// means [`SrtpProfile::PREFERRED`](crate::proto::srtp::SrtpProfile::PREFERRED).
+    pub srtp_profiles: Vec<crate::proto::srtp::SrtpProfile>,
 }
 
 /// Counters of one shard (cumulative since start).
@@ -131,10 +134,11 @@ impl ShardCore {
     /// A shard with no endpoints; `now` is the origin of its media clock.
     pub fn new(cfg: ShardConfig, now: Instant) -> Self {
         let fingerprint = dtls::sha256_fingerprint(&cfg.certificate.certificate);
+        let dtls_config = dtls::server_config(&cfg.srtp_profiles);
         Self {
             cfg,
             fingerprint,
-            dtls_config: dtls::server_config(),
+            dtls_config,
             endpoints: Vec::new(),
             free: Vec::new(),
             by_port: HashMap::new(),
@@ -695,12 +699,12 @@ impl ShardCore {
                         Ok((outbound, inbound)) => {
                             ep.srtp = Some(SrtpPair { outbound, inbound });
                             ep.state = EndpointState::Connected;
-                            ep.negotiated = Some((profile_name(keys.profile), keys.version));
+                            ep.negotiated = Some((keys.profile.name(), keys.version));
                             self.counters.dtls_successes += 1;
                             tracing::info!(
                                 endpoint = %ep.id,
                                 conference = %ep.conference,
-                                srtp_profile = profile_name(keys.profile),
+                                srtp_profile = keys.profile.name(),
                                 dtls_version = keys.version,
                                 "endpoint connected"
                             );
@@ -1189,14 +1193,5 @@ fn apply_policy(producers: &mut [Producer], policy: EndpointPolicy) {
             camera_seen = true;
             None
         };
-    }
-}
-
-/// Name of an SRTP profile as in RFC 5764 / RFC 7714.
-pub fn profile_name(p: srtp::SrtpProfile) -> &'static str {
-    match p {
-        srtp::SrtpProfile::Aes128CmSha1_80 => "AES_CM_128_HMAC_SHA1_80",
-        srtp::SrtpProfile::AeadAes128Gcm => "AEAD_AES_128_GCM",
-        srtp::SrtpProfile::AeadAes256Gcm => "AEAD_AES_256_GCM",
     }
 }

@@ -12,6 +12,7 @@ use ringbridge_bridge::io::{Backend, ShardCommand, ShardHandle, ShardSpec, gso, 
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
 use ringbridge_bridge::proto::sdp::MediaKind;
 use ringbridge_bridge::proto::shard::ShardConfig;
+use ringbridge_bridge::proto::srtp::SrtpProfile;
 use ringbridge_control::media::{ConferenceId, EndpointId, EventReceiver, JoinRequest, MediaEvent};
 
 pub static SERIAL: Mutex<()> = Mutex::new(());
@@ -83,6 +84,7 @@ impl Harness {
             core_config: ShardConfig {
                 advertise: vec![LOCALHOST],
                 certificate,
+                srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
             },
         };
         let shard = spawn_shard(spec, backend, events_tx).expect("shard starts");
@@ -243,6 +245,7 @@ impl Drop for Harness {
 pub const EVERYTHING: ClientConfig = ClientConfig {
     dtls: ClientDtls::Auto,
     dtls_mtu: 1150,
+    srtp_profiles: SrtpProfile::BROWSER_OFFER,
     audio: true,
     video: true,
     audio_slots: 1,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
 use ringbridge_bridge::proto::sdp::MediaKind;
 use ringbridge_bridge::proto::shard::{ShardConfig, ShardCore};
+use ringbridge_bridge::proto::srtp::SrtpProfile;
 use ringbridge_bridge::proto::transmit::TxQueue;
 use ringbridge_control::media::{
     ConferenceId, EndpointId, EndpointPolicy, JoinRequest, MediaEvent,
@@ -37,6 +38,7 @@ pub struct Net {
 pub const EVERYTHING: ClientConfig = ClientConfig {
     dtls: ClientDtls::Auto,
     dtls_mtu: 1150,
+    srtp_profiles: SrtpProfile::BROWSER_OFFER,
     audio: true,
     video: true,
     audio_slots: 1,
@@ -45,6 +47,11 @@ pub const EVERYTHING: ClientConfig = ClientConfig {
 
 impl Net {
     pub fn new() -> Self {
+        Self::with_srtp_profiles(SrtpProfile::PREFERRED)
+    }
+
+    /// A shard that accepts these SRTP profiles, in this order (`media.srtp_profiles`).
+    pub fn with_srtp_profiles(profiles: &[SrtpProfile]) -> Self {
         let certificate =
             dimpl::certificate::generate_self_signed_certificate().expect("certificate");
         let now = Instant::now();
@@ -53,6 +60,7 @@ impl Net {
                 ShardConfig {
                     advertise: vec!["127.0.0.1".parse().expect("ip")],
                     certificate,
+                    srtp_profiles: profiles.to_vec(),
                 },
                 now,
             ),

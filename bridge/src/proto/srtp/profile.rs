@@ -25,6 +25,47 @@ pub enum SrtpProfile {
 }
 
 impl SrtpProfile {
+    /// The bridge's order of preference, and the default of `media.srtp_profiles`:
+    /// AES-128-GCM first (DESIGN.md), then AES-256-GCM, then AES-CM with HMAC-SHA1.
+    pub const PREFERRED: &'static [SrtpProfile] = &[
+        Self::AeadAes128Gcm,
+        Self::AeadAes256Gcm,
+        Self::Aes128CmSha1_80,
+    ];
+
+    /// What browsers and aiortc offer, in their order: both GCM profiles (256 first),
+    /// then AES-CM. The default offer of the client in [`crate::proto::client`].
+    pub const BROWSER_OFFER: &'static [SrtpProfile] = &[
+        Self::AeadAes256Gcm,
+        Self::AeadAes128Gcm,
+        Self::Aes128CmSha1_80,
+    ];
+
+    /// The registered name (RFC 5764 section 4.1.2, RFC 7714 section 14.2), as used in
+    /// `media.srtp_profiles` and in logs and reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Aes128CmSha1_80 => "SRTP_AES128_CM_HMAC_SHA1_80",
+            Self::AeadAes128Gcm => "SRTP_AEAD_AES_128_GCM",
+            Self::AeadAes256Gcm => "SRTP_AEAD_AES_256_GCM",
+        }
+    }
+
+    /// The profile with this registered name (see [`SrtpProfile::name`]), if supported.
+    /// OpenSSL's `SRTP_AES128_CM_SHA1_80` (also Janus's and aiortc's) is accepted too.
+    pub fn from_name(name: &str) -> Option<Self> {
+        if name == "SRTP_AES128_CM_SHA1_80" {
+            return Some(Self::Aes128CmSha1_80);
+        }
+        [
+            Self::Aes128CmSha1_80,
+            Self::AeadAes128Gcm,
+            Self::AeadAes256Gcm,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
+    }
+
     /// The profile for a DTLS-SRTP protection profile identifier (the `use_srtp`
     /// extension value: 0x0001, 0x0007, 0x0008), if supported.
     pub const fn from_dtls_id(id: u16) -> Option<Self> {
@@ -96,5 +137,23 @@ impl SrtpProfile {
     /// the authentication tag (10 or 16).
     pub const fn rtcp_overhead(self) -> usize {
         SRTCP_INDEX_LEN + self.rtp_overhead()
+    }
+}
+
+impl std::fmt::Display for SrtpProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SrtpProfile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown SRTP profile {name:?}: expected SRTP_AEAD_AES_128_GCM, \
+                 SRTP_AEAD_AES_256_GCM or SRTP_AES128_CM_HMAC_SHA1_80"
+            ))
+        })
     }
 }
