@@ -41,6 +41,10 @@ enum Cmd {
         /// Rounds of each target (at least 3).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Run ringbridge and the null forwarder on loopback instead of behind a veth
+        /// pair like Janus (the default, which needs root and `ip`).
+        #[arg(long)]
+        loopback: bool,
     },
     /// The null forwarder itself (the bench starts it as a child process).
     NullForwarder {
@@ -101,7 +105,8 @@ struct Common {
     #[arg(long)]
     quiet: bool,
     /// Run ringbridge and the null forwarder in network namespaces of their own
-    /// behind a veth pair, as Janus always is (needs root and `ip`).
+    /// behind a veth pair, as Janus always is (needs root and `ip`). The default for
+    /// `compare`.
     #[arg(long)]
     netns: bool,
 }
@@ -211,7 +216,11 @@ fn main_inner() -> Result<(), BenchError> {
             let report = runner::run(target, &s)?;
             output(&common, &report)
         }
-        Cmd::Compare { common, rounds } => {
+        Cmd::Compare {
+            mut common,
+            rounds,
+            loopback,
+        } => {
             if rounds < 3 {
                 return Err(BenchError::Config(
                     "compare needs --rounds 3 or more".into(),
@@ -222,10 +231,18 @@ fn main_inner() -> Result<(), BenchError> {
                     "compare starts its own targets; --url is for run".into(),
                 ));
             }
-            if !common.netns {
+            if loopback && common.netns {
+                return Err(BenchError::Config(
+                    "--loopback and --netns contradict each other".into(),
+                ));
+            }
+            // All three targets behind the same kind of veth pair, so that their packets
+            // take the same kernel path; --loopback opts out.
+            common.netns = !loopback;
+            if loopback {
                 eprintln!(
-                    "note: Janus runs behind a veth pair, ringbridge and the null forwarder on \
-                     loopback; --netns puts them behind one too (same kernel path)"
+                    "note: --loopback: Janus runs behind a veth pair, ringbridge and the null \
+                     forwarder on loopback (a different kernel path)"
                 );
             }
             let s = settings(&common)?;

@@ -298,3 +298,63 @@ fn livestream_to_400_receivers_over_io_uring_loses_nothing() {
     );
     assert_eq!(v["loss_ratio"].as_f64(), Some(0.0), "{stdout}\n{v}");
 }
+
+/// `compare` with no network flag puts all three targets behind the same kind of veth
+/// pair, alternates them for 3 rounds, and reports both ratios (or why not).
+#[test]
+fn compare_puts_ringbridge_null_and_janus_behind_veth_by_default() {
+    if !netns_possible() || !std::path::Path::new("/usr/bin/janus").exists() {
+        eprintln!("skipped: compare needs root, `ip` and Janus");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let namespaces_before = bench_namespaces();
+    let dir = std::env::temp_dir().join(format!("ringbridge-bench-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringbridge-bench"))
+        .args(["compare", "--shape", "meeting", "--endpoints", "3"])
+        .args([
+            "--duration",
+            "1",
+            "--warmup",
+            "1",
+            "--rounds",
+            "3",
+            "--quiet",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--bridge-bin")
+        .arg(ringbridge_bin())
+        .output()
+        .expect("bench runs");
+    assert_eq!(
+        bench_namespaces(),
+        namespaces_before,
+        "a namespace was left"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "compare failed:\n{stdout}\n{stderr}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+        .expect("report is JSON");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(v["network"], "veth", "{v}");
+    let targets = v["targets"].as_array().cloned().unwrap_or_default();
+    let names: Vec<_> = targets.iter().map(|t| t["target"].clone()).collect();
+    assert_eq!(names, ["ringbridge", "null", "janus"], "{v}");
+    for t in &targets {
+        assert_eq!(t["network"], "veth", "{t}");
+        assert_eq!(t["rounds"], 3, "{t}");
+    }
+    assert_eq!(v["loss_ratio"].as_f64(), Some(0.0), "{v}");
+    // A ratio is a positive number, or withheld with a reason.
+    let withheld = v["ratios_withheld"].as_array().cloned().unwrap_or_default();
+    for key in ["efficiency_vs_null", "ratio_vs_janus"] {
+        assert!(
+            v[key].as_f64().is_some_and(|r| r > 0.0) || !withheld.is_empty(),
+            "{key}: {v}"
+        );
+    }
+}
