@@ -2,64 +2,14 @@
 //! signalling, ICE, DTLS, SRTP) and against the null forwarder, a short
 //! `meeting` of 3 endpoints must deliver every packet and write a complete report.
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
+use ringbridge_devsupport::ringbridge_bin;
 use serde_json::Value;
 
 /// The two runs would fight over the machine's two cores: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn workspace_root() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    here.parent().map_or(here.clone(), PathBuf::from)
-}
-
-/// `RINGBRIDGE_BIN`, or `cargo build --release -p ringbridge-bridge --bin
-/// ringbridge` once (as tests/src/lib.rs does).
-fn ringbridge_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("RINGBRIDGE_BIN") {
-            let bin = PathBuf::from(bin);
-            assert!(
-                bin.is_file(),
-                "RINGBRIDGE_BIN={} is not a file",
-                bin.display()
-            );
-            return bin;
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "ringbridge-bridge",
-                "--bin",
-                "ringbridge",
-            ])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building ringbridge failed: {status}");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .map(|d| {
-                if d.is_absolute() {
-                    d
-                } else {
-                    workspace_root().join(d)
-                }
-            })
-            .unwrap_or_else(|| workspace_root().join("target"));
-        let bin = target.join("release").join("ringbridge");
-        assert!(bin.is_file(), "{} missing after the build", bin.display());
-        bin
-    })
-    .clone()
-}
 
 /// Bench namespaces (`rbbench-*`) on this machine.
 fn bench_namespaces() -> Vec<String> {

@@ -20,8 +20,8 @@
 use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+pub use ringbridge_devsupport::{HttpResponse, http_request, ringbridge_bin, workspace_root};
 use serde_json::Value;
 
 /// The app secret every test bridge is configured with (unless overridden).
@@ -39,75 +40,9 @@ pub const TEST_APP_SECRET: &str = "ringbridge-interop-test-secret";
 /// How long [`Bridge::start`] waits for `GET /about/health` to answer 200.
 pub const BRIDGE_START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The workspace root (the folder holding the top-level `Cargo.toml`).
-pub fn workspace_root() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.parent().unwrap_or(here).to_path_buf()
-}
-
 /// `tests/interop/`, where `client.py` and `requirements.txt` live.
 pub fn interop_dir() -> PathBuf {
     workspace_root().join("tests").join("interop")
-}
-
-fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                workspace_root().join(dir)
-            }
-        }
-        None => workspace_root().join("target"),
-    }
-}
-
-/// The `ringbridge` binary under test.
-///
-/// `RINGBRIDGE_BIN` when set (scripts/test.sh builds a release binary and sets it);
-/// otherwise builds it once per test process with
-/// `cargo build --release -p ringbridge-bridge --bin ringbridge` in the workspace root
-/// and returns `target/release/ringbridge`. Panics if that build fails.
-pub fn ringbridge_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("RINGBRIDGE_BIN") {
-            let bin = PathBuf::from(bin);
-            assert!(
-                bin.is_file(),
-                "RINGBRIDGE_BIN={} is not a file",
-                bin.display()
-            );
-            return bin;
-        }
-        eprintln!("ringbridge-tests: RINGBRIDGE_BIN not set, building the release binary");
-        let status = Command::new(cargo())
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "ringbridge-bridge",
-                "--bin",
-                "ringbridge",
-            ])
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
-        assert!(
-            status.success(),
-            "building the ringbridge binary failed: {status}"
-        );
-        let bin = target_dir().join("release").join("ringbridge");
-        assert!(bin.is_file(), "{} missing after the build", bin.display());
-        bin
-    })
-    .clone()
 }
 
 /// The Python interpreter of the interop environment.
@@ -633,121 +568,6 @@ pub fn token_claims(token: &str) -> serde_json::Map<String, Value> {
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("JWT payload is not JSON: {e}"))
 }
 
-/// A response read by [`http_request`].
-#[derive(Debug, Clone)]
-pub struct HttpResponse {
-    /// The status code.
-    pub status: u16,
-    /// Header names (lower-cased) and values, in order.
-    pub headers: Vec<(String, String)>,
-    /// The body (whole, up to the connection's close).
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// The first header named `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as (lossy) UTF-8 text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The body parsed as JSON.
-    pub fn json(&self) -> Result<Value, serde_json::Error> {
-        serde_json::from_slice(&self.body)
-    }
-}
-
-/// One HTTP/1.1 request with `Connection: close` (5 s timeouts). Handles
-/// `Content-Length`, chunked and read-to-close bodies. For loopback tests only.
-pub fn http_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> io::Result<HttpResponse> {
-    let timeout = Duration::from_secs(5);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes())?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_http_response(&raw)
-}
-
-fn parse_http_response(raw: &[u8]) -> io::Result<HttpResponse> {
-    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_owned());
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no end of headers"))?;
-    let head = String::from_utf8_lossy(&raw[..end]);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().ok_or_else(|| bad("empty response"))?;
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("bad status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let rest = &raw[end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked {
-        dechunk(rest).ok_or_else(|| bad("bad chunked body"))?
-    } else if let Some(len) = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-    {
-        rest[..len.min(rest.len())].to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
-    }
-}
-
 /// The `--timeout` every [`AiortcClient`] is given: client.py gives up by itself after
 /// this many seconds and still prints its JSON, so wait deadlines (see
 /// [`RunningClient::wait`]) should be longer. Pass `--timeout N` in
@@ -998,23 +818,6 @@ mod tests {
         assert_eq!(base["auth"]["app_id"].as_str(), Some("x"));
         assert_eq!(base["media"]["io"].as_str(), Some("auto"));
         assert_eq!(base["drain"]["x"].as_integer(), Some(1));
-    }
-
-    #[test]
-    fn parses_plain_and_chunked_responses() {
-        let r = parse_http_response(
-            b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nLocation: /x\r\n\r\nokEXTRA",
-        )
-        .expect("plain");
-        assert_eq!(
-            (r.status, r.text().as_str(), r.header("location")),
-            (201, "ok", Some("/x"))
-        );
-        let r = parse_http_response(
-            b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-        )
-        .expect("chunked");
-        assert_eq!((r.status, r.text().as_str()), (403, "abcde"));
     }
 
     #[test]

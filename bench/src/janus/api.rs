@@ -7,20 +7,18 @@
 //! another transaction are kept until asked for.
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
+use ringbridge_devsupport::http_request_within;
 use serde_json::{Value, json};
 
 use super::JanusError;
 
 /// Longest a single HTTP exchange may take (Janus holds a long poll for 30 s at most).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(35);
-/// Largest response we read.
-const MAX_RESPONSE: u64 = 4 << 20;
 
 /// One Janus session with one VideoRoom plugin handle.
 #[derive(Debug)]
@@ -310,89 +308,24 @@ fn post(addr: SocketAddr, path: &str, body: &Value) -> Result<Value, JanusError>
         .map_err(|e| JanusError::Protocol(format!("POST {path}: reply is not JSON ({e})")))
 }
 
-/// A minimal HTTP/1.1 exchange (`Connection: close`): returns the status and body.
+/// A minimal HTTP/1.1 exchange (`Connection: close`, JSON body): returns the status
+/// and the body as text. The read timeout is long enough for a Janus long poll.
 pub(crate) fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
     body: Option<&str>,
 ) -> Result<(u16, String), JanusError> {
-    let io = |e: std::io::Error| JanusError::Http(format!("{method} http://{addr}{path}: {e}"));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
-    stream.set_read_timeout(Some(HTTP_TIMEOUT)).map_err(io)?;
-    stream.set_write_timeout(Some(HTTP_TIMEOUT)).map_err(io)?;
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).map_err(io)?;
-    let mut raw = Vec::new();
-    stream
-        .take(MAX_RESPONSE)
-        .read_to_end(&mut raw)
-        .map_err(io)?;
-    parse_response(&raw).ok_or_else(|| {
-        JanusError::Http(format!(
-            "{method} http://{addr}{path}: malformed HTTP response ({} bytes)",
-            raw.len()
-        ))
-    })
-}
-
-/// Splits an HTTP/1.1 response into status and body (plain or chunked).
-fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
-    let mut payload = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let mut chunked = false;
-    let mut length = None;
-    for line in lines {
-        let (k, v) = line.split_once(':')?;
-        let v = v.trim();
-        if k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked") {
-            chunked = true;
-        } else if k.eq_ignore_ascii_case("content-length") {
-            length = v.parse::<usize>().ok();
-        }
-    }
-    let body = if chunked {
-        let mut out = Vec::new();
-        loop {
-            let end = payload.windows(2).position(|w| w == b"\r\n")?;
-            let size_text = std::str::from_utf8(&payload[..end]).ok()?;
-            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-            payload = &payload[end + 2..];
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(payload.get(..size)?);
-            payload = payload.get(size + 2..)?;
-        }
-        out
-    } else {
-        match length {
-            Some(n) => payload.get(..n)?.to_vec(),
-            None => payload.to_vec(),
-        }
-    };
-    Some((status, String::from_utf8(body).ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_response;
-
-    #[test]
-    fn parses_plain_and_chunked_responses() {
-        let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-        assert_eq!(parse_response(plain), Some((200, "{}".to_owned())));
-        let chunked =
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked), Some((200, "{\"a\":1}".to_owned())));
-        assert_eq!(parse_response(b"garbage"), None);
-    }
+    let err = |e: String| JanusError::Http(format!("{method} http://{addr}{path}: {e}"));
+    let resp = http_request_within(
+        addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body.unwrap_or("").as_bytes(),
+        HTTP_TIMEOUT,
+    )
+    .map_err(|e| err(e.to_string()))?;
+    let text = String::from_utf8(resp.body).map_err(|_| err("body is not UTF-8".into()))?;
+    Ok((resp.status, text))
 }
