@@ -195,6 +195,35 @@ fn endpoint_expires_thirty_seconds_after_consent_checks_stop() {
 }
 
 #[test]
+fn endpoint_that_never_sends_a_packet_expires_and_frees_its_port() {
+    // A client that signals and then never reaches the media port (blocked UDP, a
+    // crashed tab) must not hold its port and its conference for ever: no datagram
+    // ever arrives to start the shard's housekeeping.
+    let mut net = Net::new();
+    let ghost = net.join("ghost", EVERYTHING);
+    net.peers[ghost].joined = false; // its datagrams never reach the core
+    net.progress(31_000 / 5);
+    let expired: Vec<_> = net
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::EndpointExpired {
+                endpoint, reason, ..
+            } => Some((endpoint.0.clone(), *reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(expired, vec![("ghost".to_owned(), "consent-expired")]);
+    assert_eq!(net.core.endpoint_count(), 0);
+    assert_eq!(net.core.poll_released_port(), Some(10_000));
+    assert_eq!(
+        net.core.poll_timeout(),
+        None,
+        "an empty shard has nothing to do"
+    );
+}
+
+#[test]
 fn dtls_peer_with_a_certificate_that_does_not_match_the_fingerprint_is_refused() {
     let mut net = Net::new();
     net.join("alice", EVERYTHING);

@@ -275,7 +275,6 @@ impl<M: MediaPlane> Control<M> {
             media,
             sampler,
             state: state.clone(),
-            registry: registry.clone(),
             load,
         });
         info!(public = %public_addr, private = %private_addr, "control plane listening");

@@ -202,6 +202,13 @@ pub struct MediaStats {
     pub shards: Vec<ShardSnapshot>,
 }
 
+impl MediaStats {
+    /// The sum of one per-shard figure over all shards.
+    pub fn shard_sum(&self, figure: impl Fn(&ShardSnapshot) -> u64) -> u64 {
+        self.shards.iter().map(figure).sum()
+    }
+}
+
 /// Counters of one shard (cumulative since start, except the gauges).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShardSnapshot {
@@ -247,6 +254,11 @@ pub struct ShardSnapshot {
     pub endpoints_sending_audio: u64,
     /// Gauge: endpoints that sent video in the last few seconds.
     pub endpoints_sending_video: u64,
+    /// Gauge: conferences in which no endpoint sent audio or video in the last few
+    /// seconds (jitsi-videobridge's `inactive_conferences`).
+    pub inactive_conferences: u64,
+    /// Gauge: endpoints of those conferences (jitsi-videobridge's `inactive_endpoints`).
+    pub inactive_endpoints: u64,
 }
 
 /// Where the media plane sends its [`MediaEvent`]s (usable from any thread, never blocks).

@@ -166,8 +166,14 @@ pub(crate) fn render(stats: &MediaStats, rates: &Rates, view: &ControlView) -> S
     gauge(
         &mut registry,
         "inactive_endpoints",
-        "Endpoints whose ICE and DTLS are not up.",
-        view.inactive_endpoints,
+        "Endpoints of conferences where nobody sent audio or video in the last 3 s.",
+        stats.shard_sum(|s| s.inactive_endpoints),
+    );
+    gauge(
+        &mut registry,
+        "inactive_conferences",
+        "Conferences where nobody sent audio or video in the last 3 s.",
+        stats.shard_sum(|s| s.inactive_conferences),
     );
     gauge(
         &mut registry,

@@ -162,7 +162,6 @@ pub(crate) struct Operator<M> {
     pub(crate) media: Arc<M>,
     pub(crate) sampler: Arc<Sampler>,
     pub(crate) state: Arc<OperatorState>,
-    pub(crate) registry: Arc<Registry>,
     pub(crate) load: LoadConfig,
 }
 
@@ -172,7 +171,6 @@ impl<M: MediaPlane> Operator<M> {
             drain: self.state.draining(),
             graceful_shutdown: self.state.shutting_down(),
             conferences_created: self.state.conferences_created.load(Ordering::Relaxed),
-            inactive_endpoints: self.registry.inactive_endpoints() as u64,
             max_packet_rate: self.load.max_packet_rate,
             healthy: self.media.health().is_ok(),
         }

@@ -613,15 +613,6 @@ impl Registry {
     pub(crate) fn conference_count(&self) -> usize {
         self.lock().len()
     }
-
-    /// Endpoints whose media (ICE + DTLS) is not up (`inactive_endpoints`).
-    pub(crate) fn inactive_endpoints(&self) -> usize {
-        self.lock()
-            .values()
-            .flat_map(|r| r.values())
-            .filter(|e| !e.media_connected)
-            .count()
-    }
 }
 
 #[cfg(test)]

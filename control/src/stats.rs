@@ -81,8 +81,6 @@ pub(crate) struct ControlView {
     pub(crate) graceful_shutdown: bool,
     /// Joins that opened a room that had no endpoint, since start.
     pub(crate) conferences_created: u64,
-    /// Endpoints whose ICE and DTLS are not up (yet, or any more).
-    pub(crate) inactive_endpoints: u64,
     /// `load.max_packet_rate`.
     pub(crate) max_packet_rate: u64,
     /// The media plane's [`MediaPlane::health`](crate::media::MediaPlane::health) is `Ok`.
@@ -105,7 +103,9 @@ pub(crate) fn stress_level(rates: &Rates, max_packet_rate: u64) -> f64 {
 /// The `/colibri/stats` document.
 ///
 /// `endpoints_sending_audio` and `endpoints_sending_video` count endpoints whose
-/// audio (video) reached the bridge within the last 3 seconds.
+/// audio (video) reached the bridge within the last 3 seconds; `inactive_conferences`
+/// counts conferences where nobody's did, and `inactive_endpoints` their endpoints
+/// (jitsi-videobridge's meaning of both).
 pub(crate) fn stats_json(
     stats: &MediaStats,
     rates: &Rates,
@@ -118,9 +118,10 @@ pub(crate) fn stats_json(
         "participants": stats.endpoints,
         "largest_conference": stats.largest_conference,
         "total_conferences_created": view.conferences_created,
-        "inactive_endpoints": view.inactive_endpoints,
-        "endpoints_sending_audio": stats.shards.iter().map(|s| s.endpoints_sending_audio).sum::<u64>(),
-        "endpoints_sending_video": stats.shards.iter().map(|s| s.endpoints_sending_video).sum::<u64>(),
+        "inactive_conferences": stats.shard_sum(|s| s.inactive_conferences),
+        "inactive_endpoints": stats.shard_sum(|s| s.inactive_endpoints),
+        "endpoints_sending_audio": stats.shard_sum(|s| s.endpoints_sending_audio),
+        "endpoints_sending_video": stats.shard_sum(|s| s.endpoints_sending_video),
         "healthy": view.healthy,
         "packet_rate_download": rates.packet_rate_download,
         "packet_rate_upload": rates.packet_rate_upload,
@@ -174,6 +175,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::ShardSnapshot;
 
     #[test]
     fn rates_from_two_samples() {
@@ -243,7 +245,6 @@ mod tests {
             drain: true,
             graceful_shutdown: false,
             conferences_created: 4,
-            inactive_endpoints: 1,
             max_packet_rate: 1000,
             healthy: true,
         };
@@ -251,7 +252,23 @@ mod tests {
             packet_rate_download: 500,
             ..Rates::default()
         };
-        let doc = stats_json(&MediaStats::default(), &rates, UNIX_EPOCH, &view);
+        let media = MediaStats {
+            shards: vec![
+                ShardSnapshot {
+                    inactive_conferences: 1,
+                    inactive_endpoints: 1,
+                    ..ShardSnapshot::default()
+                },
+                ShardSnapshot {
+                    index: 1,
+                    inactive_conferences: 1,
+                    inactive_endpoints: 3,
+                    ..ShardSnapshot::default()
+                },
+            ],
+            ..MediaStats::default()
+        };
+        let doc = stats_json(&media, &rates, UNIX_EPOCH, &view);
         for key in [
             "conferences",
             "endpoints",
@@ -260,6 +277,7 @@ mod tests {
             "total_conferences_created",
             "total_packets_received",
             "total_packets_sent",
+            "inactive_conferences",
             "inactive_endpoints",
             "endpoints_sending_audio",
             "endpoints_sending_video",
@@ -279,7 +297,8 @@ mod tests {
         assert_eq!(doc["stress_level"], 0.5);
         assert_eq!(doc["drain"], true);
         assert_eq!(doc["total_conferences_created"], 4);
-        assert_eq!(doc["inactive_endpoints"], 1);
+        assert_eq!(doc["inactive_conferences"], 2);
+        assert_eq!(doc["inactive_endpoints"], 4);
         assert_eq!(doc["healthy"], true);
     }
 

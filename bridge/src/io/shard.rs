@@ -160,12 +160,13 @@ pub struct ShardStats {
 }
 
 /// Number of published counters (see [`ShardStats::publish`]).
-const COUNTERS: usize = 21;
+const COUNTERS: usize = 23;
 
 impl ShardStats {
     /// Publishes the core's counters and the driver's send totals.
     pub fn publish(&self, core: &ShardCore, sent: &SendTotals) {
         let c = core.counters();
+        let activity = core.activity();
         let values: [u64; COUNTERS] = [
             core.endpoint_count() as u64,
             core.conference_count() as u64,
@@ -186,8 +187,10 @@ impl ShardStats {
             c.dtls_failures,
             sent.errors,
             c.rtp_forwarded,
-            core.endpoints_sending().0,
-            core.endpoints_sending().1,
+            activity.audio,
+            activity.video,
+            activity.inactive_conferences,
+            activity.inactive_endpoints,
         ];
         for (slot, v) in self.counters.iter().zip(values) {
             slot.store(v, Ordering::Relaxed);
@@ -250,6 +253,8 @@ impl ShardStats {
             send_errors: self.get(17),
             endpoints_sending_audio: self.get(19),
             endpoints_sending_video: self.get(20),
+            inactive_conferences: self.get(21),
+            inactive_endpoints: self.get(22),
         }
     }
 }

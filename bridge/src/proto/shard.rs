@@ -48,6 +48,20 @@ pub const SENDING_WINDOW: Duration = Duration::from_secs(3);
 /// Granularity of the housekeeping timer when nothing sooner is due.
 const TICK: Duration = Duration::from_millis(100);
 
+/// Who sends media on a shard, counted at housekeeping over [`SENDING_WINDOW`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Endpoints whose audio arrived within the window.
+    pub audio: u64,
+    /// Endpoints whose video arrived within the window.
+    pub video: u64,
+    /// Conferences in which no endpoint sent audio or video within the window
+    /// (jitsi-videobridge's `inactive_conferences`).
+    pub inactive_conferences: u64,
+    /// Endpoints of those conferences (jitsi-videobridge's `inactive_endpoints`).
+    pub inactive_endpoints: u64,
+}
+
 /// Static configuration of a shard core.
 #[derive(Debug, Clone)]
 pub struct ShardConfig {
@@ -116,7 +130,7 @@ pub struct ShardCore {
     next_housekeeping: Option<Instant>,
     /// Endpoints that sent audio and video within [`SENDING_WINDOW`], as of the
     /// last housekeeping.
-    sending: (u64, u64),
+    sending: Activity,
     /// Origin of the shard's media clock (RTCP arrival times).
     epoch: Instant,
 }
@@ -150,7 +164,7 @@ impl ShardCore {
             scratch: Box::new([0; 2048]),
             counters: ShardCounters::default(),
             next_housekeeping: None,
-            sending: (0, 0),
+            sending: Activity::default(),
             epoch: now,
         }
     }
@@ -352,6 +366,11 @@ impl ShardCore {
             }
         };
         self.by_port.insert(port, index);
+        // Housekeeping (consent expiry among it) runs from the first join, not from
+        // the first datagram: an endpoint whose packets never arrive must expire too.
+        if self.next_housekeeping.is_none() {
+            self.next_housekeeping = Some(now + TICK);
+        }
         self.conferences
             .entry(req.conference.clone())
             .or_default()
@@ -994,22 +1013,43 @@ impl ShardCore {
     /// Endpoints that sent audio and video within [`SENDING_WINDOW`] of the last
     /// housekeeping (every 100 ms while endpoints exist).
     pub fn endpoints_sending(&self) -> (u64, u64) {
+        (self.sending.audio, self.sending.video)
+    }
+
+    /// Who sends what, as of the last housekeeping (every 100 ms while endpoints
+    /// exist).
+    pub fn activity(&self) -> Activity {
         self.sending
     }
 
-    fn count_sending(&self, now: Instant) -> (u64, u64) {
+    fn count_sending(&self, now: Instant) -> Activity {
         let since_epoch = now.saturating_duration_since(self.epoch);
         let recent = |p: &Producer, kind: MediaKind| {
             p.kind == kind
                 && p.last_packet
                     .is_some_and(|t| since_epoch.saturating_sub(t) <= SENDING_WINDOW)
         };
-        let (mut audio, mut video) = (0, 0);
-        for ep in self.endpoints.iter().flatten() {
-            audio += u64::from(ep.producers.iter().any(|p| recent(p, MediaKind::Audio)));
-            video += u64::from(ep.producers.iter().any(|p| recent(p, MediaKind::Video)));
+        let mut activity = Activity::default();
+        // A conference lives on one shard, so a shard can tell whether any of its
+        // endpoints sends. No allocation: this runs on the media thread.
+        for members in self.conferences.values() {
+            let mut any = false;
+            for ep in members
+                .iter()
+                .filter_map(|&i| self.endpoints.get(i)?.as_ref())
+            {
+                let audio = ep.producers.iter().any(|p| recent(p, MediaKind::Audio));
+                let video = ep.producers.iter().any(|p| recent(p, MediaKind::Video));
+                activity.audio += u64::from(audio);
+                activity.video += u64::from(video);
+                any |= audio || video;
+            }
+            if !any {
+                activity.inactive_conferences += 1;
+                activity.inactive_endpoints += members.len() as u64;
+            }
         }
-        (audio, video)
+        activity
     }
 
     fn send_receiver_report(ep: &mut Endpoint, since_epoch: Duration, tx: &mut TxQueue) {

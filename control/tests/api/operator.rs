@@ -376,6 +376,8 @@ fn shard(index: usize, scale: u64) -> ShardSnapshot {
         send_errors: scale,
         endpoints_sending_audio: 1,
         endpoints_sending_video: 1,
+        inactive_conferences: 0,
+        inactive_endpoints: 0,
     }
 }
 
