@@ -35,6 +35,56 @@ fn netns_possible() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// One run of the bench binary: its stdout, its JSON report and its plot.
+struct BenchRun {
+    stdout: String,
+    report: Value,
+    svg: Option<String>,
+}
+
+/// Runs `ringbridge-bench ARGS --quiet --json FILE [--plot FILE] --bridge-bin BIN`,
+/// one run at a time, in a temporary folder named after `label`; checks that it
+/// succeeded and left no network namespace behind.
+fn bench(label: &str, args: &[&str], plot: bool) -> BenchRun {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let namespaces_before = bench_namespaces();
+    let dir = std::env::temp_dir().join(format!("ringbridge-bench-{label}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("report.json");
+    let plot_file = dir.join("plot.svg");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringbridge-bench"));
+    cmd.args(args).arg("--quiet").arg("--json").arg(&json);
+    if plot {
+        cmd.arg("--plot").arg(&plot_file);
+    }
+    let out = cmd
+        .arg("--bridge-bin")
+        .arg(ringbridge_bin())
+        .output()
+        .expect("bench runs");
+    assert_eq!(
+        bench_namespaces(),
+        namespaces_before,
+        "the run left a namespace behind"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "bench failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let svg = plot.then(|| std::fs::read_to_string(&plot_file).expect("plot written"));
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+        .expect("report is JSON");
+    let _ = std::fs::remove_dir_all(&dir);
+    BenchRun {
+        stdout,
+        report,
+        svg,
+    }
+}
+
 fn run_bench(target: &str) -> Value {
     run_bench_on(target, false)
 }
@@ -44,61 +94,18 @@ fn run_bench_on(target: &str, netns: bool) -> Value {
 }
 
 fn run_bench_with(target: &str, netns: bool, profile: &str) -> Value {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let namespaces_before = bench_namespaces();
-    let dir = std::env::temp_dir().join(format!(
-        "ringbridge-bench-smoke-{}-{target}-{netns}-{profile}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let json = dir.join("report.json");
-    let plot = dir.join("plot.svg");
-    let out = Command::new(env!("CARGO_BIN_EXE_ringbridge-bench"))
-        .args([
-            "run",
-            "--target",
-            target,
-            "--shape",
-            "meeting",
-            "--endpoints",
-            "3",
-        ])
-        .args([
-            "--duration",
-            "2",
-            "--warmup",
-            "1",
-            "--profile",
-            profile,
-            "--quiet",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .arg("--plot")
-        .arg(&plot)
-        .arg("--bridge-bin")
-        .arg(ringbridge_bin())
-        .args(netns.then_some("--netns"))
-        .output()
-        .expect("bench runs");
-    assert_eq!(
-        bench_namespaces(),
-        namespaces_before,
-        "the run left a namespace behind"
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "bench failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    let mut args = vec!["run", "--target", target, "--shape", "meeting"];
+    args.extend(["--endpoints", "3", "--duration", "2", "--warmup", "1"]);
+    args.extend(["--profile", profile]);
+    if netns {
+        args.push("--netns");
+    }
+    let run = bench(&format!("smoke-{target}-{netns}-{profile}"), &args, true);
+    let stdout = &run.stdout;
     assert!(stdout.contains("egress pps"), "no table:\n{stdout}");
-    let svg = std::fs::read_to_string(&plot).expect("plot written");
+    let svg = run.svg.unwrap_or_default();
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
-        .expect("report is JSON");
-    let _ = std::fs::remove_dir_all(&dir);
+    let v = run.report;
     for key in [
         "shape",
         "profile",
@@ -214,33 +221,24 @@ fn meeting_of_three_through_the_null_forwarder_on_veth_loses_nothing() {
 /// mid-way; the run must lose nothing, well past the first seconds.
 #[test]
 fn livestream_to_400_receivers_over_io_uring_loses_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = std::env::temp_dir().join(format!("ringbridge-bench-fanout-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let json = dir.join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_ringbridge-bench"))
-        .args(["run", "--shape", "livestream", "--endpoints", "401"])
-        .args([
+    let run = bench(
+        "fanout",
+        &[
+            "run",
+            "--shape",
+            "livestream",
+            "--endpoints",
+            "401",
             "--duration",
             "2",
             "--warmup",
             "4",
             "--io",
             "uring",
-            "--quiet",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .arg("--bridge-bin")
-        .arg(ringbridge_bin())
-        .output()
-        .expect("bench runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
-    let v: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
-    let _ = std::fs::remove_dir_all(&dir);
+        ],
+        false,
+    );
+    let (stdout, v) = (&run.stdout, &run.report);
     assert_eq!(v["io_backend"], "uring", "{v}");
     assert!(
         v["egress_pps"].as_f64().is_some_and(|p| p > 60_000.0),
@@ -257,39 +255,24 @@ fn compare_puts_ringbridge_null_and_janus_behind_veth_by_default() {
         eprintln!("skipped: compare needs root, `ip` and Janus");
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let namespaces_before = bench_namespaces();
-    let dir = std::env::temp_dir().join(format!("ringbridge-bench-compare-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let json = dir.join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_ringbridge-bench"))
-        .args(["compare", "--shape", "meeting", "--endpoints", "3"])
-        .args([
+    let run = bench(
+        "compare",
+        &[
+            "compare",
+            "--shape",
+            "meeting",
+            "--endpoints",
+            "3",
             "--duration",
             "1",
             "--warmup",
             "1",
             "--rounds",
             "3",
-            "--quiet",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .arg("--bridge-bin")
-        .arg(ringbridge_bin())
-        .output()
-        .expect("bench runs");
-    assert_eq!(
-        bench_namespaces(),
-        namespaces_before,
-        "a namespace was left"
+        ],
+        false,
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "compare failed:\n{stdout}\n{stderr}");
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
-        .expect("report is JSON");
-    let _ = std::fs::remove_dir_all(&dir);
+    let v = &run.report;
     assert_eq!(v["network"], "veth", "{v}");
     let targets = v["targets"].as_array().cloned().unwrap_or_default();
     let names: Vec<_> = targets.iter().map(|t| t["target"].clone()).collect();

@@ -7,6 +7,7 @@ mod support;
 
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls};
 use ringbridge_bridge::proto::sdp::MediaKind;
+use ringbridge_bridge::proto::shard::Activity;
 use ringbridge_control::media::{ConferenceId, EndpointId, EndpointPolicy, MediaEvent};
 use support::net::*;
 
@@ -286,23 +287,41 @@ fn dtls_1_2_and_1_3_both_connect_even_with_a_client_hello_split_across_datagrams
     }
 }
 
+/// What `/colibri/stats` shows as `endpoints_sending_*` and (jitsi-videobridge's)
+/// `inactive_conferences` / `inactive_endpoints`.
 #[test]
-fn endpoints_count_as_sending_while_their_media_is_recent() {
+fn endpoints_and_conferences_count_as_active_while_media_is_recent() {
     let mut net = Net::new();
     let a = net.join("alice", EVERYTHING);
     net.join("bob", EVERYTHING);
     net.connect_all();
     net.progress(30);
-    assert_eq!(net.core.endpoints_sending(), (0, 0), "connected but silent");
+    let silent = Activity {
+        audio: 0,
+        video: 0,
+        inactive_conferences: 1,
+        inactive_endpoints: 2,
+    };
+    assert_eq!(net.core.activity(), silent, "connected but silent");
 
     net.send(a, MediaKind::Audio, 1, 960, &[1]);
     net.progress(30);
-    assert_eq!(net.core.endpoints_sending(), (1, 0), "alice sends audio");
+    assert_eq!(
+        net.core.activity(),
+        Activity {
+            audio: 1,
+            video: 0,
+            inactive_conferences: 0,
+            inactive_endpoints: 0,
+        },
+        "alice sends audio, which makes the whole conference active"
+    );
     net.send(a, MediaKind::Video, 1, 3000, &vp8(true, 1));
     net.progress(30);
-    assert_eq!(net.core.endpoints_sending(), (1, 1), "and video");
+    let activity = net.core.activity();
+    assert_eq!((activity.audio, activity.video), (1, 1), "and video");
 
-    // Silence: after the 3 s window neither counts.
+    // Silence: after the 3 s window nothing counts, and the conference is inactive.
     net.progress(3_200 / 5);
-    assert_eq!(net.core.endpoints_sending(), (0, 0));
+    assert_eq!(net.core.activity(), silent);
 }

@@ -291,14 +291,7 @@ impl ClientPeer {
         let config = Arc::new(
             dimpl::Config::builder()
                 .mtu(self.cfg.dtls_mtu)
-                .srtp_profiles(
-                    &self
-                        .cfg
-                        .srtp_profiles
-                        .iter()
-                        .map(|p| super::dtls::to_dimpl(*p))
-                        .collect::<Vec<_>>(),
-                )
+                .srtp_profiles(&super::dtls::to_dimpl(self.cfg.srtp_profiles))
                 .build()
                 .map_err(|e| ClientError::Dtls(e.to_string()))?,
         );

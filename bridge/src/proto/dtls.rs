@@ -87,25 +87,27 @@ pub fn server_config(srtp_profiles: &[SrtpProfile]) -> Arc<dimpl::Config> {
     } else {
         srtp_profiles
     };
-    let profiles: Vec<dimpl::SrtpProfile> = profiles.iter().map(|p| to_dimpl(*p)).collect();
     // Otherwise dimpl's defaults are right for WebRTC: client certificate required (we
     // verify it against the fingerprint), cookie exchange on, MTU 1150. With a non-empty
     // profile list the builder has nothing left to refuse.
     Arc::new(
         dimpl::Config::builder()
-            .srtp_profiles(&profiles)
+            .srtp_profiles(&to_dimpl(profiles))
             .build()
             .unwrap_or_default(),
     )
 }
 
-/// dimpl's name for an SRTP profile.
-pub fn to_dimpl(profile: SrtpProfile) -> dimpl::SrtpProfile {
-    match profile {
-        SrtpProfile::Aes128CmSha1_80 => dimpl::SrtpProfile::AES128_CM_SHA1_80,
-        SrtpProfile::AeadAes128Gcm => dimpl::SrtpProfile::AEAD_AES_128_GCM,
-        SrtpProfile::AeadAes256Gcm => dimpl::SrtpProfile::AEAD_AES_256_GCM,
-    }
+/// dimpl's names for a list of SRTP profiles, in the same order.
+pub fn to_dimpl(profiles: &[SrtpProfile]) -> Vec<dimpl::SrtpProfile> {
+    profiles
+        .iter()
+        .map(|p| match p {
+            SrtpProfile::Aes128CmSha1_80 => dimpl::SrtpProfile::AES128_CM_SHA1_80,
+            SrtpProfile::AeadAes128Gcm => dimpl::SrtpProfile::AEAD_AES_128_GCM,
+            SrtpProfile::AeadAes256Gcm => dimpl::SrtpProfile::AEAD_AES_256_GCM,
+        })
+        .collect()
 }
 
 /// Our profile for dimpl's, if we implement it.
@@ -114,7 +116,6 @@ pub fn from_dimpl(profile: dimpl::SrtpProfile) -> Option<SrtpProfile> {
         dimpl::SrtpProfile::AES128_CM_SHA1_80 => Some(SrtpProfile::Aes128CmSha1_80),
         dimpl::SrtpProfile::AEAD_AES_128_GCM => Some(SrtpProfile::AeadAes128Gcm),
         dimpl::SrtpProfile::AEAD_AES_256_GCM => Some(SrtpProfile::AeadAes256Gcm),
-        #[allow(unreachable_patterns)]
         _ => None,
     }
 }

@@ -130,7 +130,7 @@ pub struct ShardCore {
     next_housekeeping: Option<Instant>,
     /// Endpoints that sent audio and video within [`SENDING_WINDOW`], as of the
     /// last housekeeping.
-    sending: Activity,
+    activity: Activity,
     /// Origin of the shard's media clock (RTCP arrival times).
     epoch: Instant,
 }
@@ -164,7 +164,7 @@ impl ShardCore {
             scratch: Box::new([0; 2048]),
             counters: ShardCounters::default(),
             next_housekeeping: None,
-            sending: Activity::default(),
+            activity: Activity::default(),
             epoch: now,
         }
     }
@@ -1006,23 +1006,17 @@ impl ShardCore {
         }
         if housekeeping {
             self.next_housekeeping = (!self.by_port.is_empty()).then(|| now + TICK);
-            self.sending = self.count_sending(now);
+            self.activity = self.count_activity(now);
         }
-    }
-
-    /// Endpoints that sent audio and video within [`SENDING_WINDOW`] of the last
-    /// housekeeping (every 100 ms while endpoints exist).
-    pub fn endpoints_sending(&self) -> (u64, u64) {
-        (self.sending.audio, self.sending.video)
     }
 
     /// Who sends what, as of the last housekeeping (every 100 ms while endpoints
     /// exist).
     pub fn activity(&self) -> Activity {
-        self.sending
+        self.activity
     }
 
-    fn count_sending(&self, now: Instant) -> Activity {
+    fn count_activity(&self, now: Instant) -> Activity {
         let since_epoch = now.saturating_duration_since(self.epoch);
         let recent = |p: &Producer, kind: MediaKind| {
             p.kind == kind
