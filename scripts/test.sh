@@ -64,6 +64,39 @@ export RINGBRIDGE_BIN="$target_dir/release/ringbridge"
 test -x "$RINGBRIDGE_BIN"
 echo "RINGBRIDGE_BIN=$RINGBRIDGE_BIN"
 
+# --- the README's run command ---------------------------------------------
+# The README's first command must start a working bridge on a fresh clone: run it
+# exactly as the README writes it, wait for /about/health, stop it with SIGTERM.
+run_cmd="$(grep -m1 -E '^cargo run ' README.md || true)"
+step "README run command: ${run_cmd:-<missing>}"
+if [ -z "$run_cmd" ]; then
+    echo "error: README.md has no 'cargo run ...' line (its run command)" >&2
+    exit 1
+fi
+run_log="$(mktemp)"
+# setsid: its own process group, so cargo and the bridge both get the signal.
+setsid bash -c "exec $run_cmd" >"$run_log" 2>&1 </dev/null &
+run_pid=$!
+healthy=""
+for _ in $(seq 1 240); do
+    if ! kill -0 "$run_pid" 2>/dev/null; then break; fi
+    if (exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /about/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 \
+        && head -n 1 <&3 | grep -q ' 200 ') 2>/dev/null; then
+        healthy=1
+        break
+    fi
+    sleep 0.5
+done
+kill -TERM -- "-$run_pid" 2>/dev/null || true
+wait "$run_pid" 2>/dev/null || true
+if [ -z "$healthy" ]; then
+    cat "$run_log" >&2
+    echo "error: '$run_cmd' did not answer GET 127.0.0.1:8080/about/health with 200" >&2
+    exit 1
+fi
+echo "'$run_cmd' started and /about/health answered 200"
+rm -f "$run_log"
+
 # --- systemd units --------------------------------------------------------
 step "systemd-analyze verify systemd/*.service"
 if ! command -v systemd-analyze >/dev/null; then

@@ -101,15 +101,45 @@ pub struct Codec {
 impl Codec {
     /// Appends the codec's `a=rtpmap` line and, if it has parameters, `a=fmtp`.
     pub fn write_rtpmap(&self, s: &mut String) {
+        self.write_rtpmap_line(s);
+        if let Some(f) = &self.fmtp {
+            let _ = write!(s, "a=fmtp:{} {f}\r\n", self.pt);
+        }
+    }
+
+    /// Appends the codec's `a=rtpmap` line and `a=fmtp` with `fmtp` as parameters.
+    pub fn write_rtpmap_with_fmtp(&self, s: &mut String, fmtp: &str) {
+        self.write_rtpmap_line(s);
+        let _ = write!(s, "a=fmtp:{} {fmtp}\r\n", self.pt);
+    }
+
+    fn write_rtpmap_line(&self, s: &mut String) {
         let _ = write!(s, "a=rtpmap:{} {}/{}", self.pt, self.name, self.clock_rate);
         if let Some(ch) = self.channels {
             let _ = write!(s, "/{ch}");
         }
         s.push_str("\r\n");
-        if let Some(f) = &self.fmtp {
-            let _ = write!(s, "a=fmtp:{} {f}\r\n", self.pt);
+    }
+}
+
+/// The `a=fmtp` parameters of the bridge's Opus answer: in-band FEC on
+/// (`useinbandfec=1`, so a publisher protects its audio against loss) with 10 ms
+/// packets allowed (`minptime=10`); `usedtx` and `stereo` are echoed as offered.
+pub fn opus_answer_fmtp(offered: Option<&str>) -> String {
+    let mut out = String::from("minptime=10;useinbandfec=1");
+    for param in offered.unwrap_or_default().split(';') {
+        let param = param.trim();
+        let Some((key, value)) = param.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if (key.eq_ignore_ascii_case("usedtx") || key.eq_ignore_ascii_case("stereo"))
+            && matches!(value.trim(), "0" | "1")
+        {
+            let _ = write!(out, ";{}={}", key.to_ascii_lowercase(), value.trim());
         }
     }
+    out
 }
 
 /// One m-line of an offer.
@@ -378,13 +408,20 @@ pub fn write_answer(
             "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {fp}\r\na=setup:passive\r\na=mid:{}\r\n",
             local.ice_ufrag, local.ice_pwd, m.mid
         );
-        let direction = if a.slot.is_some() {
-            Direction::SendOnly
-        } else {
-            m.direction.reversed()
+        // A slot is an m-line the bridge sends on. On a `sendrecv` m-line (how
+        // `addTrack` publishes) the offerer sends too, so the answer stays
+        // `sendrecv`: answering `sendonly` there silences the publisher.
+        let direction = match (&a.slot, m.direction) {
+            (Some(_), Direction::SendRecv) => Direction::SendRecv,
+            (Some(_), _) => Direction::SendOnly,
+            (None, d) => d.reversed(),
         };
         let _ = write!(s, "a={}\r\na=rtcp-mux\r\n", direction.as_attr());
-        codec.write_rtpmap(&mut s);
+        if m.kind == MediaKind::Audio {
+            codec.write_rtpmap_with_fmtp(&mut s, &opus_answer_fmtp(codec.fmtp.as_deref()));
+        } else {
+            codec.write_rtpmap(&mut s);
+        }
         if m.kind == MediaKind::Video {
             let _ = write!(
                 s,
@@ -392,7 +429,7 @@ pub fn write_answer(
                 pt = codec.pt
             );
         }
-        if a.slot.is_none() {
+        if m.direction.offerer_sends() {
             // Only the publisher's m-lines carry extensions we read.
             if let Some(id) = m.mid_ext_id {
                 let _ = write!(s, "a=extmap:{id} urn:ietf:params:rtp-hdrext:sdes:mid\r\n");
@@ -826,6 +863,68 @@ a=mid:4\r\n";
         assert_eq!(
             Offer::parse_description(&answer).map(|a| a.setup),
             Ok("passive".into())
+        );
+    }
+
+    #[test]
+    fn add_track_sendrecv_m_lines_are_answered_sendrecv_with_slot_and_extensions() {
+        // How `pc.addTrack()` publishes: both m-lines sendrecv, Opus with FEC offered.
+        let offer_sdp = AIORTC_LIKE_OFFER
+            .replace("a=sendonly\r\n", "a=sendrecv\r\n")
+            .replace(
+                "a=rtpmap:96 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n",
+                "a=rtpmap:96 opus/48000/2\r\na=fmtp:96 minptime=10;useinbandfec=1;stereo=1;usedtx=0;x=y\r\na=rtpmap:0 PCMU/8000\r\n",
+            );
+        let offer = Offer::parse(&offer_sdp).expect("offer parses");
+        assert_eq!(offer.media[0].direction, Direction::SendRecv);
+        let sections: Vec<AnswerSection> = offer
+            .media
+            .iter()
+            .map(|m| AnswerSection {
+                accepted: m.kind != MediaKind::Other,
+                slot: (m.kind != MediaKind::Other && m.direction.offerer_receives()).then(|| {
+                    SlotAnnouncement {
+                        ssrc: 42,
+                        stream_id: "s".into(),
+                        track_id: format!("t{}", m.mid),
+                    }
+                }),
+            })
+            .collect();
+        let fp = [0xABu8; 32];
+        let addrs = [IpAddr::from([127, 0, 0, 1])];
+        let local = LocalTransport {
+            ice_ufrag: "bridgeufrag",
+            ice_pwd: "bridgepassword0123456789",
+            fingerprint_sha256: &fp,
+            addresses: &addrs,
+            port: 10_000,
+        };
+        let answer = write_answer(&offer, &sections, &local, 7);
+        let back = Offer::parse_description(&answer).expect("answer parses");
+        assert_eq!(back.media[0].direction, Direction::SendRecv);
+        assert_eq!(back.media[1].direction, Direction::SendRecv);
+        assert_eq!(back.media[2].direction, Direction::SendOnly);
+        assert_eq!(back.media[3].direction, Direction::SendOnly);
+        // The publisher keeps its mid and audio-level extensions on sendrecv lines.
+        assert_eq!(back.media[0].mid_ext_id, Some(1));
+        assert_eq!(back.media[0].audio_level_ext_id, Some(2));
+        // Opus: in-band FEC on, usedtx and stereo echoed, unknown parameters not.
+        let fmtp = back.media[0].codec.as_ref().and_then(|c| c.fmtp.clone());
+        assert_eq!(
+            fmtp.as_deref(),
+            Some("minptime=10;useinbandfec=1;stereo=1;usedtx=0")
+        );
+        // Every slot line (sendrecv ones too) announces its SSRC.
+        assert_eq!(answer.matches("a=ssrc:42 cname:ringbridge").count(), 4);
+    }
+
+    #[test]
+    fn opus_answer_enables_fec_even_when_the_offer_has_no_fmtp() {
+        assert_eq!(opus_answer_fmtp(None), "minptime=10;useinbandfec=1");
+        assert_eq!(
+            opus_answer_fmtp(Some("usedtx=1; stereo=2")),
+            "minptime=10;useinbandfec=1;usedtx=1"
         );
     }
 
