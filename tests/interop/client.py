@@ -368,12 +368,23 @@ async def colibri_reader(
 
 
 # --- main -----------------------------------------------------------------
-def build_pc(slots: int, rtx: bool) -> RTCPeerConnection:
+def build_pc(slots: int, rtx: bool, add_track: bool = False) -> RTCPeerConnection:
     pc = RTCPeerConnection(
         RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
-    prefer(pc.addTransceiver(ToneTrack(), direction="sendonly"), "audio", "audio/opus", False)
-    prefer(pc.addTransceiver(PatternTrack(), direction="sendonly"), "video", "video/VP8", rtx)
+    if add_track:
+        # How most apps publish: addTrack makes sendrecv transceivers, which the
+        # bridge answers sendrecv (a source and a slot on the same m-line).
+        audio = pc.addTrack(ToneTrack())
+        video = pc.addTrack(PatternTrack())
+        for t in pc.getTransceivers():
+            if t.sender is audio:
+                prefer(t, "audio", "audio/opus", False)
+            elif t.sender is video:
+                prefer(t, "video", "video/VP8", rtx)
+    else:
+        prefer(pc.addTransceiver(ToneTrack(), direction="sendonly"), "audio", "audio/opus", False)
+        prefer(pc.addTransceiver(PatternTrack(), direction="sendonly"), "video", "video/VP8", rtx)
     for _ in range(slots):
         prefer(pc.addTransceiver("audio", direction="recvonly"), "audio", "audio/opus", False)
         prefer(pc.addTransceiver("video", direction="recvonly"), "video", "video/VP8", rtx)
@@ -456,7 +467,7 @@ async def wait_connected(pc: RTCPeerConnection, timeout: float) -> bool:
 
 
 async def run(args: argparse.Namespace, result: dict[str, Any]) -> int:
-    pc = build_pc(args.slots, args.rtx)
+    pc = build_pc(args.slots, args.rtx, args.add_track)
     tasks: list[asyncio.Task[Any]] = []
     try:
         return await session(args, result, pc, tasks)
@@ -484,7 +495,9 @@ async def session(
     offer = pc.localDescription.sdp
     if args.screen:
         offer = mark_screen(offer)
-    result["slot_mids"] = [t.mid for t in pc.getTransceivers() if t.direction == "recvonly"]
+    result["slot_mids"] = [
+        t.mid for t in pc.getTransceivers() if t.direction in ("recvonly", "sendrecv")
+    ]
     if args.print_offer:
         sys.stdout.write(offer)
         return 0
@@ -610,6 +623,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=6.0, help="counting window, seconds")
     p.add_argument("--linger", type=float, default=3.0, help="keep sending after counting")
     p.add_argument("--slots", type=int, default=1, help="recvonly audio+video pairs")
+    p.add_argument("--add-track", action="store_true",
+                   help="publish with addTrack (sendrecv m-lines) instead of sendonly transceivers")
     p.add_argument("--expect-status", type=int, default=None)
     p.add_argument("--colibri", action="store_true", help="open the colibri websocket")
     p.add_argument("--screen", action="store_true",

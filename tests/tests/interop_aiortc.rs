@@ -47,6 +47,12 @@ fn assert_error_status(outcome: &ClientOutcome, want: u64) {
 /// DESIGN.md: the answer BUNDLEs every m-line, and each `recvonly` m-line of the offer
 /// (a slot) is answered `sendonly` with a fixed `a=ssrc` and an `a=msid`.
 fn assert_answer_has_slots(c: &ClientOutcome) {
+    assert_answer_has_slots_answered(c, "sendonly");
+}
+
+/// As [`assert_answer_has_slots`], with every slot m-line answered `direction`
+/// (`sendrecv` for the m-lines of a client that publishes with `addTrack`).
+fn assert_answer_has_slots_answered(c: &ClientOutcome, direction: &str) {
     let json = c.json();
     let answer = &json["answer"];
     let media = answer["media"].as_array().cloned().unwrap_or_default();
@@ -70,7 +76,7 @@ fn assert_answer_has_slots(c: &ClientOutcome) {
             .iter()
             .find(|m| m["mid"] == *mid)
             .unwrap_or_else(|| panic!("answer has no m-line for slot {mid}\n{}", c.describe()));
-        assert_eq!(m["direction"], "sendonly", "slot {mid}\n{}", c.describe());
+        assert_eq!(m["direction"], direction, "slot {mid}\n{}", c.describe());
         assert!(
             m["ssrcs"].as_array().is_some_and(|s| !s.is_empty()) && m["msid"] == true,
             "slot {mid} lacks a=ssrc/a=msid\n{}",
@@ -208,6 +214,69 @@ fn two_aiortc_clients_exchange_audio_and_video() {
             c.describe()
         );
     }
+}
+
+/// Issue 10, item 1: most apps publish with `pc.addTrack()`, which offers `sendrecv`
+/// m-lines. The bridge answers them `sendrecv` (a source and a slot on one m-line),
+/// so two such clients, with no `recvonly` m-line at all, see and hear each other;
+/// a client that publishes with `addTransceiver(sendonly)` and receives on
+/// `recvonly` slots gets the same media from them.
+#[test]
+fn aiortc_clients_publishing_with_add_track_exchange_audio_and_video() {
+    let bridge = Bridge::start("");
+    let url = bridge.public_url();
+    let token = bridge.token("addtrack");
+    let add_track = |label: &str| {
+        AiortcClient::new(label, &url, "addtrack", &token).args([
+            "--duration",
+            DURATION_S,
+            "--add-track",
+            "--slots",
+            "0",
+        ])
+    };
+    // Two addTrack publishers fill each other's one audio and one video m-line; the
+    // third client (sendonly + recvonly) needs slots for both of them.
+    let alice = add_track("alice").spawn();
+    let bob = add_track("bob").spawn();
+    let carol = AiortcClient::new("carol", &url, "addtrack", &token)
+        .args(["--duration", DURATION_S, "--slots", "2"])
+        .spawn();
+    let (alice, bob, carol) = (
+        alice.wait(CLIENT_TIMEOUT),
+        bob.wait(CLIENT_TIMEOUT),
+        carol.wait(CLIENT_TIMEOUT),
+    );
+    for c in [&alice, &bob, &carol] {
+        show(c);
+        assert_eq!(c.http_status(), Some(201), "signalling\n{}", c.describe());
+    }
+    for c in [&alice, &bob] {
+        assert_answer_has_slots_answered(c, "sendrecv");
+        let frames = c.num("video_frames");
+        assert!(
+            frames >= 60.0 && c.num("audio_frames") > 0.0,
+            "{} (addTrack) decoded {frames} video frames and {} audio frames\n{}",
+            c.label,
+            c.num("audio_frames"),
+            c.describe()
+        );
+    }
+    // Carol's slots carry both addTrack publishers: two video streams decoded.
+    assert_answer_has_slots(&carol);
+    let decoding = carol.json()["slots"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| s["kind"] == "video" && s["frames"].as_f64().unwrap_or(0.0) >= 30.0)
+        .count();
+    assert_eq!(
+        decoding,
+        2,
+        "carol decodes both addTrack publishers' video\n{}",
+        carol.describe()
+    );
 }
 
 #[test]
