@@ -1,0 +1,12 @@
+//! Media quality mechanisms, each a self-contained sans-IO state machine with its own
+//! virtual-clock tests, to be owned by the Transport (per endpoint) and the Router (per
+//! conference): packet cache and RTX (RFC 4588), NACK generation toward senders and
+//! NACK answering toward receivers (RFC 4585), keyframe request throttling, transport-wide
+//! congestion control feedback (draft-holmer-rmcat-transport-wide-cc-extensions-01),
+//! a receive-side estimate sent as REMB, and sender reports per slot.
+//!
+//! Every type here takes `now: Instant` as an argument, writes into caller-owned buffers
+//! and allocates only when it is constructed (`bridge/tests/quality_no_alloc.rs` counts).
+//! The layout follows str0m: `rtp/rtcp/{nack,twcc}.rs`, `streams/rtx_cache.rs`, `bwe/`.
+
+pub mod rtx_cache;
