@@ -9,6 +9,7 @@
 //! and allocates only when it is constructed (`bridge/tests/quality_no_alloc.rs` counts).
 //! The layout follows str0m: `rtp/rtcp/{nack,twcc}.rs`, `streams/rtx_cache.rs`, `bwe/`.
 
+pub mod keyframe;
 pub mod nack;
 pub mod nack_responder;
 pub mod rtx;
