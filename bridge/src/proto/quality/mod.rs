@@ -14,3 +14,4 @@ pub mod nack;
 pub mod nack_responder;
 pub mod rtx;
 pub mod rtx_cache;
+pub mod twcc;
