@@ -14,4 +14,5 @@ pub mod nack;
 pub mod nack_responder;
 pub mod rtx;
 pub mod rtx_cache;
+pub mod sender_report;
 pub mod twcc;
