@@ -12,6 +12,7 @@
 pub mod keyframe;
 pub mod nack;
 pub mod nack_responder;
+pub mod remb;
 pub mod rtx;
 pub mod rtx_cache;
 pub mod sender_report;
