@@ -9,6 +9,17 @@
 //! and allocates only when it is constructed (`bridge/tests/quality_no_alloc.rs` counts).
 //! The layout follows str0m: `rtp/rtcp/{nack,twcc}.rs`, `streams/rtx_cache.rs`, `bwe/`.
 
+//! Who owns what, once wired in:
+//! - per video source (Producer): [`rtx_cache::RtxCache`], [`nack::NackGenerator`],
+//!   [`keyframe::KeyframeRequester`], and the source's last SR as a
+//!   [`sender_report::SourceClock`];
+//! - per slot (Consumer): [`nack_responder::NackResponder`],
+//!   [`keyframe::ReceiverKeyframeState`], [`sender_report::SlotSenderReport`];
+//! - per publishing Transport: [`twcc::TwccReceiver`] (when transport-cc was
+//!   negotiated) or [`remb::RembEstimator`] (REMB with abs-send-time only);
+//! - [`rtx`] is stateless: unwrap a publisher's RTX before anything else sees it;
+//! - [`stats::QualityStats`] sums every object's counters for the metrics.
+
 pub mod keyframe;
 pub mod nack;
 pub mod nack_responder;
@@ -16,4 +27,5 @@ pub mod remb;
 pub mod rtx;
 pub mod rtx_cache;
 pub mod sender_report;
+pub mod stats;
 pub mod twcc;
