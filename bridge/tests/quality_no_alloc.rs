@@ -170,7 +170,7 @@ fn quality_mechanisms_allocate_nothing_per_packet() {
             keyframes.handle_bridge_request(now);
         }
         let _ = nack_gen.poll_timeout();
-        if k % 7 == 0 {
+        if k.is_multiple_of(7) {
             // A receiver NACKs a slot packet it missed; the RTX answer unwraps.
             let slot_seq = seq.wrapping_add(rewrite.seq_offset).wrapping_sub(3);
             responder.handle_nack();
@@ -190,7 +190,7 @@ fn quality_mechanisms_allocate_nothing_per_packet() {
                 }
             }
         }
-        if k % 50 == 0 {
+        if k.is_multiple_of(50) {
             let _ = keyframes.handle_receiver_request(now, &mut receiver_kf);
         }
         while let Ok(Some(m)) = twcc.poll_feedback(now, &mut rtcp_buf[..300], 1, 0x50) {
@@ -208,7 +208,7 @@ fn quality_mechanisms_allocate_nothing_per_packet() {
         {
             counters[4] += 1;
         }
-        if k % 300 == 0
+        if k.is_multiple_of(300)
             && let Ok(m) =
                 sr.write_sender_report(now, Some(&source_clock), 9, &bridge_clock, &mut rtcp_buf)
             && m > 0

@@ -539,7 +539,7 @@ mod tests {
             .iter()
             .filter(|r| r.0 < 5_000_000)
             .map(|r| r.1)
-            .last()
+            .next_back()
             .unwrap();
         assert!(before >= 1_800_000, "{rembs:?}");
         let below = rembs

@@ -161,8 +161,9 @@ impl SlotSenderReport {
     }
 
     /// The sender information for an SR at `now`: on the current source's clock
-    /// (`source`, from its last SR) shifted by the slot's `ts_offset` (slot ts = source ts
-    /// + offset), or else on `bridge` with the last sent timestamp moved forward.
+    /// (`source`, from its last SR) shifted by the slot's `ts_offset` (the slot's
+    /// timestamp is the source's plus the offset), or else on `bridge` with the last sent
+    /// timestamp moved forward.
     /// `None` before the slot sent anything.
     pub fn sender_info(
         &self,
