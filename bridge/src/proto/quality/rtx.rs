@@ -293,4 +293,44 @@ mod tests {
             Err(RtxError::BufferTooSmall)
         );
     }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut x = 0x0123_4567_89AB_CDEFu64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut buf = [0u8; 80];
+        for _ in 0..50_000 {
+            let len = (next() % 64) as usize;
+            for b in buf.iter_mut().take(len) {
+                *b = next() as u8;
+            }
+            if len > 0 && next() % 2 == 0 {
+                buf[0] = (buf[0] & 0x3F) | 0x80;
+            }
+            let mut copy = buf;
+            if let Ok(Unwrapped::Original { len: n, .. }) = unwrap_in_place(&mut copy[..len], 96, 1)
+            {
+                assert_eq!(n + OSN_LEN, len);
+                assert!(RtpHeader::parse(&copy[..n]).is_ok());
+            }
+            let mut copy = buf;
+            if let Ok(n) = wrap_in_place(&mut copy, len, 97, 2, 3) {
+                assert_eq!(n, len + OSN_LEN);
+            }
+            let mut out = [0u8; 80];
+            let fields = RetransmissionFields {
+                pt: 100,
+                seq: 1,
+                ts: 2,
+                ssrc: 3,
+                osn: Some(4),
+            };
+            let _ = write_retransmission(&mut out, &buf[..len], &fields);
+        }
+    }
 }
