@@ -7,6 +7,7 @@ pub mod client;
 pub mod dtls;
 pub mod endpoint;
 pub mod ice;
+pub mod quality;
 pub mod router;
 pub mod rtcp;
 pub mod rtp;

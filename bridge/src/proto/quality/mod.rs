@@ -1,0 +1,31 @@
+//! Media quality mechanisms, each a self-contained sans-IO state machine with its own
+//! virtual-clock tests, to be owned by the Transport (per endpoint) and the Router (per
+//! conference): packet cache and RTX (RFC 4588), NACK generation toward senders and
+//! NACK answering toward receivers (RFC 4585), keyframe request throttling, transport-wide
+//! congestion control feedback (draft-holmer-rmcat-transport-wide-cc-extensions-01),
+//! a receive-side estimate sent as REMB, and sender reports per slot.
+//!
+//! Every type here takes `now: Instant` as an argument, writes into caller-owned buffers
+//! and allocates only when it is constructed (`bridge/tests/quality_no_alloc.rs` counts).
+//! The layout follows str0m: `rtp/rtcp/{nack,twcc}.rs`, `streams/rtx_cache.rs`, `bwe/`.
+
+//! Who owns what, once wired in:
+//! - per video source (Producer): [`rtx_cache::RtxCache`], [`nack::NackGenerator`],
+//!   [`keyframe::KeyframeRequester`], and the source's last SR as a
+//!   [`sender_report::SourceClock`];
+//! - per slot (Consumer): [`nack_responder::NackResponder`],
+//!   [`keyframe::ReceiverKeyframeState`], [`sender_report::SlotSenderReport`];
+//! - per publishing Transport: [`twcc::TwccReceiver`] (when transport-cc was
+//!   negotiated) or [`remb::RembEstimator`] (REMB with abs-send-time only);
+//! - [`rtx`] is stateless: unwrap a publisher's RTX before anything else sees it;
+//! - [`stats::QualityStats`] sums every object's counters for the metrics.
+
+pub mod keyframe;
+pub mod nack;
+pub mod nack_responder;
+pub mod remb;
+pub mod rtx;
+pub mod rtx_cache;
+pub mod sender_report;
+pub mod stats;
+pub mod twcc;
