@@ -8,12 +8,15 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ringbridge_bridge::io::{Backend, ShardCommand, ShardHandle, ShardSpec, gso, spawn_shard, udp};
+use ringbridge_bridge::io::{
+    Backend, ShardCommand, ShardEventReceiver, ShardHandle, ShardSpec, event_channel, gso,
+    spawn_shard, udp,
+};
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
 use ringbridge_bridge::proto::sdp::MediaKind;
 use ringbridge_bridge::proto::shard::ShardConfig;
 use ringbridge_bridge::proto::srtp::SrtpProfile;
-use ringbridge_control::media::{ConferenceId, EndpointId, EventReceiver, JoinRequest, MediaEvent};
+use ringbridge_control::media::{ConferenceId, EndpointId, JoinRequest, MediaEvent};
 
 pub static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -65,7 +68,7 @@ pub struct Client {
 /// One shard thread with real sockets and the clients talking to it.
 pub struct Harness {
     pub shard: ShardHandle,
-    pub events: EventReceiver,
+    pub events: ShardEventReceiver,
     pub seen: Vec<MediaEvent>,
     pub clients: Vec<Client>,
     pub buf: Vec<u8>,
@@ -73,7 +76,7 @@ pub struct Harness {
 
 impl Harness {
     pub fn start(backend: Backend, index: usize, ports: (u16, u16)) -> Self {
-        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let (events_tx, events) = event_channel();
         let certificate =
             dimpl::certificate::generate_self_signed_certificate().expect("certificate");
         let spec = ShardSpec {
@@ -376,7 +379,7 @@ pub fn measure(backend: Backend, index: usize, ports: (u16, u16), packets: usize
     let snap = || stats.snapshot(0, None);
     let (in0, out0) = (snap().packets_received, snap().packets_sent);
     let cpu0 = thread_cpu_ns(&thread).expect("shard thread");
-    let seg0 = gso::segmented_sends();
+    let seg0 = snap().segmented_sends;
     let mut sent = 0u64;
     let blast_deadline = Instant::now() + Duration::from_secs(60);
     for frame in datagrams[PACKETS_PER_FRAME..].chunks(PACKETS_PER_FRAME) {
@@ -409,7 +412,7 @@ pub fn measure(backend: Backend, index: usize, ports: (u16, u16), packets: usize
         ingress: s.packets_received - in0,
         egress: s.packets_sent - out0,
         cpu_ns: cpu,
-        segmented: gso::segmented_sends() - seg0,
+        segmented: s.segmented_sends - seg0,
         delivered,
     }
 }
