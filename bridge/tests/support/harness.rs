@@ -68,6 +68,8 @@ pub struct Client {
 /// One shard thread with real sockets and the clients talking to it.
 pub struct Harness {
     pub shard: ShardHandle,
+    /// The address the shard binds and advertises.
+    pub bridge_ip: IpAddr,
     pub events: ShardEventReceiver,
     pub seen: Vec<MediaEvent>,
     pub clients: Vec<Client>,
@@ -76,6 +78,11 @@ pub struct Harness {
 
 impl Harness {
     pub fn start(backend: Backend, index: usize, ports: (u16, u16)) -> Self {
+        Self::start_at(backend, index, ports, LOCALHOST)
+    }
+
+    /// A shard that binds and advertises `bridge_ip`.
+    pub fn start_at(backend: Backend, index: usize, ports: (u16, u16), bridge_ip: IpAddr) -> Self {
         let (events_tx, events) = event_channel();
         let certificate =
             dimpl::certificate::generate_self_signed_certificate().expect("certificate");
@@ -83,9 +90,9 @@ impl Harness {
             index,
             core: None,
             ports,
-            bind: LOCALHOST,
+            bind: bridge_ip,
             core_config: ShardConfig {
-                advertise: vec![LOCALHOST],
+                advertise: vec![bridge_ip],
                 certificate,
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
             },
@@ -93,6 +100,7 @@ impl Harness {
         let shard = spawn_shard(spec, backend, events_tx).expect("shard starts");
         Self {
             shard,
+            bridge_ip,
             events,
             seen: Vec::new(),
             clients: Vec::new(),
@@ -101,6 +109,11 @@ impl Harness {
     }
 
     pub fn join(&mut self, name: &str, cfg: ClientConfig) -> usize {
+        self.join_at(name, cfg, LOCALHOST)
+    }
+
+    /// A client whose socket is bound to `ip`.
+    pub fn join_at(&mut self, name: &str, cfg: ClientConfig, ip: IpAddr) -> usize {
         let now = Instant::now();
         let mut peer = ClientPeer::new(cfg, now).expect("client");
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -121,10 +134,14 @@ impl Harness {
             .expect("join accepted");
         peer.handle_answer(&answer.answer_sdp, now).expect("answer");
         let bridge = peer.remote_addr().expect("candidate");
-        assert_eq!(bridge.ip(), LOCALHOST, "the answer advertises 127.0.0.1");
+        assert_eq!(
+            bridge.ip(),
+            self.bridge_ip,
+            "the answer advertises the bound address"
+        );
         // Non-blocking, with 4 MiB buffers: the test thread reads every
         // client's socket in turn and must not lose what arrives meanwhile.
-        let sock = udp::bind_udp(SocketAddr::new(LOCALHOST, 0)).expect("client socket");
+        let sock = udp::bind_udp(SocketAddr::new(ip, 0)).expect("client socket");
         self.clients.push(Client {
             peer,
             sock,
