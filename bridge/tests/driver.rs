@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use ringbridge_bridge::io::{Backend, gso, send};
 use ringbridge_bridge::proto::sdp::MediaKind;
-use ringbridge_control::media::ShardSnapshot;
+use ringbridge_control::media::{MediaEvent, ShardSnapshot};
 use support::harness::*;
 
 /// Three clients in one conference; the first sends 200 audio packets, then a
@@ -164,6 +164,54 @@ fn gso_on_and_off_deliver_the_same_datagrams(backend: Backend, index: usize, por
         // The next round binds the same ports: let the shard close them.
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Every join maps sources into the other members' slots and every endpoint
+/// connects: with a one-slot event channel most of those events find it full.
+/// None may be lost (they carry state the control plane keeps): they wait in
+/// the shard's outbox and all arrive, the last map of each receiver included.
+fn a_one_slot_event_channel_loses_no_state_event(
+    backend: Backend,
+    index: usize,
+    ports: (u16, u16),
+) {
+    let _serial = serial();
+    let mut h = Harness::start_with(
+        backend,
+        index,
+        ports,
+        LOCALHOST,
+        tokio::sync::mpsc::channel(1),
+    );
+    for name in ["alice", "bob", "carol", "dave"] {
+        h.join(name, EVERYTHING);
+    }
+    // Reads events as they come (and asserts four EndpointConnected).
+    h.connect_all();
+    let s = h.shard.stats.snapshot(0, None);
+    assert_eq!(s.events_dropped, 0, "{backend:?}: {s:?}");
+    // Each receiver's latest map fills its two slots (one audio, one video).
+    for receiver in ["alice", "bob", "carol", "dave"] {
+        let last = h.seen.iter().rev().find_map(|e| match e {
+            MediaEvent::SourcesMapChanged {
+                receiver: r,
+                sources,
+                ..
+            } if r.0 == receiver => Some(sources.len()),
+            _ => None,
+        });
+        assert_eq!(last, Some(2), "{backend:?}: {receiver}: {:?}", h.seen);
+    }
+}
+
+#[test]
+fn a_one_slot_event_channel_loses_no_state_event_mmsg() {
+    a_one_slot_event_channel_loses_no_state_event(Backend::Mmsg, 7, (23_140, 23_159));
+}
+
+#[test]
+fn a_one_slot_event_channel_loses_no_state_event_uring() {
+    a_one_slot_event_channel_loses_no_state_event(Backend::Uring, 8, (23_160, 23_179));
 }
 
 #[test]

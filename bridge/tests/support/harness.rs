@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ringbridge_bridge::io::{
-    Backend, ShardCommand, ShardEventReceiver, ShardHandle, ShardSpec, event_channel, gso,
-    spawn_shard, udp,
+    Backend, ShardCommand, ShardEventReceiver, ShardEventSender, ShardHandle, ShardSpec,
+    event_channel, gso, spawn_shard, udp,
 };
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
 use ringbridge_bridge::proto::sdp::MediaKind;
@@ -83,7 +83,18 @@ impl Harness {
 
     /// A shard that binds and advertises `bridge_ip`.
     pub fn start_at(backend: Backend, index: usize, ports: (u16, u16), bridge_ip: IpAddr) -> Self {
-        let (events_tx, events) = event_channel();
+        Self::start_with(backend, index, ports, bridge_ip, event_channel())
+    }
+
+    /// A shard that sends its events into `channel`.
+    pub fn start_with(
+        backend: Backend,
+        index: usize,
+        ports: (u16, u16),
+        bridge_ip: IpAddr,
+        channel: (ShardEventSender, ShardEventReceiver),
+    ) -> Self {
+        let (events_tx, events) = channel;
         let certificate =
             dimpl::certificate::generate_self_signed_certificate().expect("certificate");
         let spec = ShardSpec {
