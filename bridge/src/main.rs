@@ -197,7 +197,7 @@ fn run(path: Option<PathBuf>) -> Result<(), String> {
             "media.port_range: {total} ports cannot be split among {n} shards"
         ));
     }
-    let (internal_tx, mut internal_rx) = tokio::sync::mpsc::unbounded_channel::<MediaEvent>();
+    let (internal_tx, mut internal_rx) = ringbridge_bridge::io::event_channel();
     let mut handles = Vec::with_capacity(cores.len());
     for (i, core) in cores.iter().enumerate() {
         let first = lo as u32 + total * i as u32 / n;

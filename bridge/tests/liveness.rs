@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use ringbridge_bridge::io::{Backend, ShardCommand, ShardSpec, spawn_shard};
+use ringbridge_bridge::io::{Backend, ShardCommand, ShardSpec, event_channel, spawn_shard};
 use ringbridge_bridge::plane::ShardedMediaPlane;
 use ringbridge_bridge::proto::shard::ShardConfig;
 use ringbridge_bridge::proto::srtp::SrtpProfile;
@@ -14,7 +14,7 @@ use ringbridge_control::media::MediaPlane;
 #[test]
 fn a_stopped_shard_makes_the_media_plane_unhealthy() {
     let certificate = dimpl::certificate::generate_self_signed_certificate().expect("cert");
-    let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let (events, _rx) = event_channel();
     let localhost: IpAddr = "127.0.0.1".parse().expect("ip");
     let shard = spawn_shard(
         ShardSpec {

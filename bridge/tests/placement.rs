@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use ringbridge_bridge::io::{Backend, ShardSpec, spawn_shard};
+use ringbridge_bridge::io::{Backend, ShardSpec, event_channel, spawn_shard};
 use ringbridge_bridge::plane::ShardedMediaPlane;
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
 use ringbridge_bridge::proto::shard::ShardConfig;
@@ -37,7 +37,7 @@ fn answer_port(sdp: &str) -> u16 {
 #[test]
 fn a_new_conference_lands_on_the_less_loaded_shard() {
     let certificate = dimpl::certificate::generate_self_signed_certificate().expect("cert");
-    let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let (events, _rx) = event_channel();
     let localhost: IpAddr = "127.0.0.1".parse().expect("ip");
     let ranges = [(24_000, 24_049), (24_050, 24_099)];
     let shards: Vec<_> = ranges

@@ -248,8 +248,27 @@ pub struct ShardSnapshot {
     pub dtls_successes: u64,
     /// DTLS handshakes failed.
     pub dtls_failures: u64,
-    /// Datagrams the kernel refused to send.
+    /// Datagrams not sent, all reasons (the sum of the `send_failed_*` counters).
     pub send_errors: u64,
+    /// Datagrams not sent: the socket buffer stayed full (`EAGAIN`) and the
+    /// socket's backlog was full or stalled.
+    pub send_failed_backlog_full: u64,
+    /// Datagrams not sent: `EMSGSIZE`.
+    pub send_failed_too_big: u64,
+    /// Datagrams not sent: `ENETUNREACH` or `EHOSTUNREACH`.
+    pub send_failed_unreachable: u64,
+    /// Datagrams not sent: `EPERM` (a firewall).
+    pub send_failed_permission: u64,
+    /// Datagrams not sent: any other error.
+    pub send_failed_other: u64,
+    /// Messages sent with UDP GSO that carried more than one datagram.
+    pub segmented_sends: u64,
+    /// Gauge: datagrams waiting in the sockets' send backlogs.
+    pub send_backlog: u64,
+    /// Media events dropped because the channel to the control plane was full.
+    pub events_dropped: u64,
+    /// Gauge: media events waiting for room in that channel.
+    pub events_waiting: u64,
     /// Gauge: endpoints that sent audio in the last few seconds.
     pub endpoints_sending_audio: u64,
     /// Gauge: endpoints that sent video in the last few seconds.

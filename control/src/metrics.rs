@@ -6,6 +6,8 @@
 //! are per shard (label `shard`), so a hot shard shows up; sum them for the
 //! bridge. Drops carry a `reason` label: `auth` (SRTP/SRTCP authentication
 //! failure), `replay`, `unknown_source`, `unknown_ssrc`, `malformed`.
+//! Send failures (`send_failures`) carry one too: `backlog_full`,
+//! `message_too_big`, `unreachable`, `permission`, `other`.
 
 use std::sync::atomic::AtomicU64;
 
@@ -69,9 +71,27 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
     }),
     (
         "send_errors",
-        "Datagrams the kernel refused to send.",
+        "Datagrams not sent, all reasons (see send_failures).",
         |s| s.send_errors,
     ),
+    (
+        "segmented_sends",
+        "Messages sent with UDP GSO that carried more than one datagram.",
+        |s| s.segmented_sends,
+    ),
+    (
+        "events_dropped",
+        "Media events dropped because the channel to the control plane was full.",
+        |s| s.events_dropped,
+    ),
+];
+
+const SEND_FAILURES: &[DropReason] = &[
+    ("backlog_full", |s| s.send_failed_backlog_full),
+    ("message_too_big", |s| s.send_failed_too_big),
+    ("unreachable", |s| s.send_failed_unreachable),
+    ("permission", |s| s.send_failed_permission),
+    ("other", |s| s.send_failed_other),
 ];
 
 type DropReason = (&'static str, fn(&ShardSnapshot) -> u64);
@@ -123,6 +143,25 @@ pub(crate) fn render(stats: &MediaStats, rates: &Rates, view: &ControlView) -> S
         dropped,
     );
 
+    let send_failures = Family::<Labels, Counter>::default();
+    for s in &stats.shards {
+        for &(reason, value) in SEND_FAILURES {
+            send_failures
+                .get_or_create(&vec![
+                    ("shard", s.index.to_string()),
+                    ("reason", reason.to_owned()),
+                ])
+                .inc_by(value(s));
+        }
+    }
+    registry.register(
+        "send_failures",
+        "Datagrams not sent, by reason: backlog_full (socket buffer full and its backlog \
+         full or stalled), message_too_big (EMSGSIZE), unreachable (ENETUNREACH, \
+         EHOSTUNREACH), permission (EPERM), other.",
+        send_failures,
+    );
+
     let shard_endpoints = Family::<Labels, Gauge>::default();
     let shard_conferences = Family::<Labels, Gauge>::default();
     for s in &stats.shards {
@@ -143,6 +182,27 @@ pub(crate) fn render(stats: &MediaStats, rates: &Rates, view: &ControlView) -> S
         "shard_conferences",
         "Conferences on the shard.",
         shard_conferences,
+    );
+    let send_backlog = Family::<Labels, Gauge>::default();
+    let events_waiting = Family::<Labels, Gauge>::default();
+    for s in &stats.shards {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        send_backlog
+            .get_or_create(&shard_label(s))
+            .set(clamp(s.send_backlog));
+        events_waiting
+            .get_or_create(&shard_label(s))
+            .set(clamp(s.events_waiting));
+    }
+    registry.register(
+        "shard_send_backlog",
+        "Datagrams waiting for socket buffer space on the shard.",
+        send_backlog,
+    );
+    registry.register(
+        "shard_events_waiting",
+        "Media events of the shard waiting for room in the channel to the control plane.",
+        events_waiting,
     );
 
     gauge(
@@ -235,6 +295,8 @@ mod tests {
                 ShardSnapshot {
                     index: 1,
                     dtls_failures: 2,
+                    send_failed_unreachable: 4,
+                    events_dropped: 5,
                     ..ShardSnapshot::default()
                 },
             ],
@@ -254,6 +316,10 @@ mod tests {
             "ringbridge_packets_received_total{shard=\"0\"} 11",
             "ringbridge_packets_dropped_total{shard=\"0\",reason=\"replay\"} 3",
             "ringbridge_dtls_failures_total{shard=\"1\"} 2",
+            "ringbridge_send_failures_total{shard=\"1\",reason=\"unreachable\"} 4",
+            "ringbridge_send_failures_total{shard=\"0\",reason=\"backlog_full\"} 0",
+            "ringbridge_events_dropped_total{shard=\"1\"} 5",
+            "ringbridge_shard_send_backlog{shard=\"0\"} 0",
             "ringbridge_stress_level 0.5",
             "ringbridge_build_info{version=\"",
             "io_backend=\"mmsg\"",

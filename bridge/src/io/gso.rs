@@ -6,12 +6,12 @@
 //! With GSO, `k` equal-size datagrams to one destination (the packets of one
 //! video frame for one receiver) go to the kernel as one message and one trip
 //! down the stack; receivers still see `k` datagrams. Nothing here relies on GRO.
+//! Segmented sends are counted per shard (`segmented_sends` in its stats).
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Most datagrams in one segmented send (the kernel's `UDP_MAX_SEGMENTS`).
 pub const MAX_SEGMENTS: usize = 64;
@@ -23,20 +23,6 @@ pub const MAX_BYTES: usize = 65_535 - 20 - 8;
 /// Environment variable that forces GSO off when set to `1` (read when a
 /// driver is prepared).
 pub const DISABLE_ENV: &str = "RINGBRIDGE_DISABLE_GSO";
-
-/// Segmented sends made by every driver of the process (for tests and
-/// diagnostics: a message carrying more than one datagram).
-static SEGMENTED_SENDS: AtomicU64 = AtomicU64::new(0);
-
-/// Counts one segmented send (a message carrying more than one datagram).
-pub fn note_segmented_send() {
-    SEGMENTED_SENDS.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Segmented sends made so far by every driver of this process.
-pub fn segmented_sends() -> u64 {
-    SEGMENTED_SENDS.load(Ordering::Relaxed)
-}
 
 /// Whether the kernel accepts `UDP_SEGMENT` on a UDP socket (probed once per
 /// process on a throwaway 127.0.0.1 socket), or why not.

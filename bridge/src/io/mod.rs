@@ -1,24 +1,33 @@
 //! Drivers: threads that own sockets and the clock and run a [`ShardCore`].
 //!
-//! Two drivers run the same core behind the [`ShardHandle`] seam: io_uring
-//! (`uring`) and recvmmsg/sendmmsg over epoll (`mmsg`).
-//! [`choose_backend`] resolves `media.io`.
+//! One loop ([`driver`]) runs the core over either backend behind the [`Io`]
+//! seam: io_uring (`uring`) or recvmmsg/sendmmsg over epoll (`mmsg`); they
+//! differ only in how they wait, receive and send. [`choose_backend`] resolves
+//! `media.io`. The send side both share (failure reasons, per-socket backlogs)
+//! is in [`send`], the bounded event channel to the control plane in
+//! [`events`].
 //!
 //! [`ShardCore`]: crate::proto::shard::ShardCore
 
 pub mod batch;
+pub mod driver;
+pub mod events;
 pub mod gso;
 mod mmsg;
 mod netif;
 mod select;
+pub mod send;
 mod shard;
 pub mod udp;
 mod uring;
 
+pub use driver::Io;
+pub use events::{EVENT_QUEUE, ShardEventReceiver, ShardEventSender, event_channel};
 pub use netif::host_address;
 pub use select::{BackendChoice, choose_backend};
+pub use send::{SendFailure, SendTotals};
 pub use shard::{
-    AfterCommand, Backend, PortBinder, PreparedDriver, SendTotals, ShardCommand, ShardContext,
-    ShardHandle, ShardSpec, ShardStats, ShardWaker, handle_command, spawn_shard,
+    AfterCommand, Backend, PortBinder, PreparedDriver, ShardCommand, ShardContext, ShardHandle,
+    ShardSpec, ShardStats, ShardWaker, handle_command, spawn_shard,
 };
 pub use uring::probe as probe_uring;

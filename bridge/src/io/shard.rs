@@ -6,11 +6,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use ringbridge_control::media::{
-    ConferenceId, EndpointId, EndpointPolicy, EventSender, JoinAnswer, JoinRequest, MediaError,
-    MuteRequest, RefusalReason, ShardSnapshot,
+    ConferenceId, EndpointId, EndpointPolicy, JoinAnswer, JoinRequest, MediaError, MuteRequest,
+    RefusalReason, ShardSnapshot,
 };
 use tokio::sync::oneshot;
 
+use super::driver::Io;
+use super::events::{EventOutbox, ShardEventSender};
+use super::send::SendFailure;
 use crate::proto::shard::{ShardConfig, ShardCore};
 
 /// Capacity of each shard's command queue; a full queue is refused with 503.
@@ -102,7 +105,7 @@ pub fn handle_command(
     match cmd {
         ShardCommand::Join { req, policy, reply } => {
             let result = ports.bind().and_then(|port| {
-                let r = core.handle_join_with_policy(now, &req, port, policy);
+                let r = media(core.handle_join_with_policy(now, &req, port, policy));
                 if r.is_err() {
                     ports.release(port);
                 }
@@ -116,7 +119,7 @@ pub fn handle_command(
             endpoint,
             reply,
         } => {
-            let _ = reply.send(core.handle_leave(&conference, &endpoint));
+            let _ = reply.send(media(core.handle_leave(&conference, &endpoint)));
             AfterCommand::Continue
         }
         ShardCommand::SetPolicy {
@@ -133,7 +136,7 @@ pub fn handle_command(
             mute,
             reply,
         } => {
-            let _ = reply.send(core.handle_mute(&conference, &endpoint, mute));
+            let _ = reply.send(media(core.handle_mute(&conference, &endpoint, mute)));
             AfterCommand::Continue
         }
         ShardCommand::RefuseSource {
@@ -143,58 +146,122 @@ pub fn handle_command(
             reason,
             reply,
         } => {
-            let _ = reply.send(core.handle_refuse_source(&conference, &endpoint, &source, reason));
+            let result = core.handle_refuse_source(&conference, &endpoint, &source, reason);
+            let _ = reply.send(media(result));
             AfterCommand::Continue
         }
         ShardCommand::Shutdown => AfterCommand::Stop,
     }
 }
 
+/// The control plane's view of a core error (whatever the core's error type, as
+/// long as it converts).
+fn media<T, E: Into<MediaError>>(result: Result<T, E>) -> Result<T, MediaError> {
+    result.map_err(Into::into)
+}
+
 /// Counters a shard publishes for the control plane: written by the shard thread
-/// only, with relaxed stores once per loop iteration; read by the control plane.
+/// only, with relaxed stores once per loop turn; read by the control plane.
+/// Nothing on the packet path touches them: the loop copies its own counters
+/// here at the end of each turn.
 #[derive(Debug, Default)]
 pub struct ShardStats {
-    counters: [AtomicU64; COUNTERS],
+    counters: [AtomicU64; Counter::COUNT],
     gso: AtomicBool,
     heartbeat: AtomicU64,
 }
 
-/// Number of published counters (see [`ShardStats::publish`]).
-const COUNTERS: usize = 23;
+/// The published counters, by index into [`ShardStats`].
+#[derive(Debug, Clone, Copy)]
+enum Counter {
+    Endpoints,
+    Conferences,
+    LargestConference,
+    PacketsReceived,
+    BytesReceived,
+    PacketsSent,
+    BytesSent,
+    DroppedAuth,
+    DroppedReplay,
+    DroppedUnknownSource,
+    DroppedUnknownSsrc,
+    DroppedMalformed,
+    StunRefused,
+    IceSuccesses,
+    IceFailures,
+    DtlsSuccesses,
+    DtlsFailures,
+    RtpForwarded,
+    SendingAudio,
+    SendingVideo,
+    InactiveConferences,
+    InactiveEndpoints,
+    SegmentedSends,
+    FailedBacklogFull,
+    FailedTooBig,
+    FailedUnreachable,
+    FailedPermission,
+    FailedOther,
+    SendBacklog,
+    EventsDropped,
+    EventsWaiting,
+}
+
+impl Counter {
+    const COUNT: usize = Counter::EventsWaiting as usize + 1;
+
+    fn failed(reason: SendFailure) -> Self {
+        match reason {
+            SendFailure::BacklogFull => Counter::FailedBacklogFull,
+            SendFailure::TooBig => Counter::FailedTooBig,
+            SendFailure::Unreachable => Counter::FailedUnreachable,
+            SendFailure::Permission => Counter::FailedPermission,
+            SendFailure::Other => Counter::FailedOther,
+        }
+    }
+}
 
 impl ShardStats {
-    /// Publishes the core's counters and the driver's send totals.
-    pub fn publish(&self, core: &ShardCore, sent: &SendTotals) {
+    /// Publishes the core's counters, the backend's send totals and the event
+    /// outbox's, and moves the heartbeat.
+    pub fn publish(&self, core: &ShardCore, io: &impl Io, events: &EventOutbox) {
         let c = core.counters();
         let activity = core.activity();
-        let values: [u64; COUNTERS] = [
-            core.endpoint_count() as u64,
-            core.conference_count() as u64,
-            core.largest_conference() as u64,
-            c.packets_received,
-            c.bytes_received,
-            sent.packets,
-            sent.bytes,
-            c.dropped_auth,
-            c.dropped_replay,
-            c.dropped_unknown_source,
-            c.dropped_unknown_ssrc,
+        let sent = io.totals();
+        let set = |k: Counter, v: u64| self.counters[k as usize].store(v, Ordering::Relaxed);
+        set(Counter::Endpoints, core.endpoint_count() as u64);
+        set(Counter::Conferences, core.conference_count() as u64);
+        set(Counter::LargestConference, core.largest_conference() as u64);
+        set(Counter::PacketsReceived, c.packets_received);
+        set(Counter::BytesReceived, c.bytes_received);
+        set(Counter::PacketsSent, sent.packets);
+        set(Counter::BytesSent, sent.bytes);
+        set(Counter::DroppedAuth, c.dropped_auth);
+        set(Counter::DroppedReplay, c.dropped_replay);
+        set(Counter::DroppedUnknownSource, c.dropped_unknown_source);
+        set(Counter::DroppedUnknownSsrc, c.dropped_unknown_ssrc);
+        set(
+            Counter::DroppedMalformed,
             c.dropped_malformed + c.dropped_unknown_port,
-            c.stun_refused,
-            c.ice_successes,
-            c.ice_failures,
-            c.dtls_successes,
-            c.dtls_failures,
-            sent.errors,
-            c.rtp_forwarded,
-            activity.audio,
-            activity.video,
-            activity.inactive_conferences,
-            activity.inactive_endpoints,
-        ];
-        for (slot, v) in self.counters.iter().zip(values) {
-            slot.store(v, Ordering::Relaxed);
+        );
+        set(Counter::StunRefused, c.stun_refused);
+        set(Counter::IceSuccesses, c.ice_successes);
+        set(Counter::IceFailures, c.ice_failures);
+        set(Counter::DtlsSuccesses, c.dtls_successes);
+        set(Counter::DtlsFailures, c.dtls_failures);
+        set(Counter::RtpForwarded, c.rtp_forwarded);
+        set(Counter::SendingAudio, activity.audio);
+        set(Counter::SendingVideo, activity.video);
+        set(Counter::InactiveConferences, activity.inactive_conferences);
+        set(Counter::InactiveEndpoints, activity.inactive_endpoints);
+        set(Counter::SegmentedSends, sent.segmented);
+        for reason in SendFailure::ALL {
+            set(Counter::failed(reason), sent.failed(reason));
         }
+        set(Counter::SendBacklog, io.backlog_len() as u64);
+        set(Counter::EventsDropped, events.dropped());
+        set(Counter::EventsWaiting, events.waiting() as u64);
+        self.gso.store(io.gso(), Ordering::Relaxed);
         self.heartbeat.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -204,70 +271,68 @@ impl ShardStats {
         self.heartbeat.load(Ordering::Relaxed)
     }
 
-    /// Records whether the driver sends with UDP GSO (it may switch it off at run
-    /// time after `EIO`/`EINVAL`).
-    pub fn set_gso(&self, on: bool) {
-        self.gso.store(on, Ordering::Relaxed);
-    }
-
-    /// Whether the driver sends with UDP GSO.
+    /// Whether the driver sends with UDP GSO (it may switch it off at run time
+    /// after `EIO`/`EINVAL`).
     pub fn gso(&self) -> bool {
         self.gso.load(Ordering::Relaxed)
     }
 
-    fn get(&self, i: usize) -> u64 {
-        self.counters[i].load(Ordering::Relaxed)
+    fn get(&self, k: Counter) -> u64 {
+        self.counters[k as usize].load(Ordering::Relaxed)
+    }
+
+    fn failed(&self, reason: SendFailure) -> u64 {
+        self.get(Counter::failed(reason))
     }
 
     /// Endpoints on the shard.
     pub fn endpoints(&self) -> u64 {
-        self.get(0)
+        self.get(Counter::Endpoints)
     }
 
     /// Endpoints of the shard's largest conference.
     pub fn largest_conference(&self) -> u64 {
-        self.get(2)
+        self.get(Counter::LargestConference)
     }
 
     /// A consistent-enough copy for the control plane.
     pub fn snapshot(&self, index: usize, core: Option<usize>) -> ShardSnapshot {
+        let failed: u64 = SendFailure::ALL.iter().map(|&r| self.failed(r)).sum();
         ShardSnapshot {
             index,
             core,
-            endpoints: self.get(0),
-            conferences: self.get(1),
-            packets_received: self.get(3),
-            bytes_received: self.get(4),
-            packets_sent: self.get(5),
-            bytes_sent: self.get(6),
-            dropped_auth: self.get(7),
-            dropped_replay: self.get(8),
-            dropped_unknown_source: self.get(9),
-            dropped_unknown_ssrc: self.get(10),
-            dropped_malformed: self.get(11),
-            stun_refused: self.get(12),
-            ice_successes: self.get(13),
-            ice_failures: self.get(14),
-            dtls_successes: self.get(15),
-            dtls_failures: self.get(16),
-            send_errors: self.get(17),
-            endpoints_sending_audio: self.get(19),
-            endpoints_sending_video: self.get(20),
-            inactive_conferences: self.get(21),
-            inactive_endpoints: self.get(22),
+            endpoints: self.get(Counter::Endpoints),
+            conferences: self.get(Counter::Conferences),
+            packets_received: self.get(Counter::PacketsReceived),
+            bytes_received: self.get(Counter::BytesReceived),
+            packets_sent: self.get(Counter::PacketsSent),
+            bytes_sent: self.get(Counter::BytesSent),
+            dropped_auth: self.get(Counter::DroppedAuth),
+            dropped_replay: self.get(Counter::DroppedReplay),
+            dropped_unknown_source: self.get(Counter::DroppedUnknownSource),
+            dropped_unknown_ssrc: self.get(Counter::DroppedUnknownSsrc),
+            dropped_malformed: self.get(Counter::DroppedMalformed),
+            stun_refused: self.get(Counter::StunRefused),
+            ice_successes: self.get(Counter::IceSuccesses),
+            ice_failures: self.get(Counter::IceFailures),
+            dtls_successes: self.get(Counter::DtlsSuccesses),
+            dtls_failures: self.get(Counter::DtlsFailures),
+            send_errors: failed,
+            endpoints_sending_audio: self.get(Counter::SendingAudio),
+            endpoints_sending_video: self.get(Counter::SendingVideo),
+            inactive_conferences: self.get(Counter::InactiveConferences),
+            inactive_endpoints: self.get(Counter::InactiveEndpoints),
+            segmented_sends: self.get(Counter::SegmentedSends),
+            send_failed_backlog_full: self.failed(SendFailure::BacklogFull),
+            send_failed_too_big: self.failed(SendFailure::TooBig),
+            send_failed_unreachable: self.failed(SendFailure::Unreachable),
+            send_failed_permission: self.failed(SendFailure::Permission),
+            send_failed_other: self.failed(SendFailure::Other),
+            send_backlog: self.get(Counter::SendBacklog),
+            events_dropped: self.get(Counter::EventsDropped),
+            events_waiting: self.get(Counter::EventsWaiting),
         }
     }
-}
-
-/// What a driver sent (it, not the core, knows what the kernel took).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SendTotals {
-    /// Datagrams sent.
-    pub packets: u64,
-    /// Bytes sent.
-    pub bytes: u64,
-    /// Datagrams the kernel refused.
-    pub errors: u64,
 }
 
 /// The control plane's side of a shard.
@@ -361,8 +426,8 @@ pub struct ShardContext {
     pub spec: ShardSpec,
     /// Control commands.
     pub commands: Receiver<ShardCommand>,
-    /// Where media events go.
-    pub events: EventSender,
+    /// Where media events go (bounded: see [`super::events`]).
+    pub events: ShardEventSender,
     /// Where counters are published.
     pub stats: Arc<ShardStats>,
 }
@@ -380,7 +445,7 @@ pub struct PreparedDriver {
 pub fn spawn_shard(
     spec: ShardSpec,
     backend: Backend,
-    events: EventSender,
+    events: ShardEventSender,
 ) -> std::io::Result<ShardHandle> {
     let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
     let prepared = match backend {

@@ -1,4 +1,5 @@
-//! The io_uring driver: one ring per shard thread.
+//! The io_uring backend: one ring per shard thread. The loop is
+//! [`super::driver::run`]'s; this file is how it waits, receives and sends.
 //!
 //! - Receive: one multishot `RecvMsg` per endpoint socket, all drawing from one
 //!   provided-buffer ring (`IORING_REGISTER_PBUF_RING`) shared by the shard. Each
@@ -9,8 +10,11 @@
 //!   (with GSO, a group is all datagrams of one frame to one receiver). The queue
 //!   is double-buffered: the core fills one half while the kernel may still read
 //!   the other, so send completions are reaped without blocking receives.
-//! - Commands: an eventfd polled by a multishot `PollAdd`; timers: the wait's
-//!   timeout (`IORING_ENTER_EXT_ARG`).
+//!   Sends are `MSG_DONTWAIT`: a socket whose buffer is full completes with
+//!   `EAGAIN` and keeps its datagrams in its own backlog (see [`super::send`]),
+//!   instead of holding a half, and so the whole shard, until it drains.
+//! - Commands: an eventfd polled by a multishot `PollAdd` wakes the wait;
+//!   timers: the wait's timeout (`IORING_ENTER_EXT_ARG`).
 //!
 //! The ring is created on the shard thread with `SINGLE_ISSUER` and
 //! `DEFER_TASKRUN` where the kernel has them (it falls back without them).
@@ -24,16 +28,13 @@ use std::time::{Duration, Instant};
 
 use io_uring::types::{BufRingEntry, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
-use ringbridge_control::media::MediaError;
 
 use super::batch::SendPlan;
+use super::driver::{self, Io};
 use super::gso::GsoState;
-use super::shard::{
-    AfterCommand, PortBinder, PreparedDriver, SendTotals, ShardContext, ShardSpec, ShardWaker,
-    handle_command,
-};
+use super::send::{Backlogs, SendCounters, SendTotals, Spill};
+use super::shard::{PreparedDriver, ShardSpec, ShardWaker};
 use super::udp;
-use crate::proto::shard::ShardCore;
 use crate::proto::transmit::TxQueue;
 
 /// Submission queue size (the completion queue is twice that).
@@ -45,8 +46,6 @@ const BUF_COUNT: u16 = 4096;
 const BUF_SIZE: usize = 2048;
 /// Buffer group id of the receive buffers.
 const BGID: u16 = 0;
-/// Longest sleep when no timer is due.
-const MAX_SLEEP: Duration = Duration::from_millis(200);
 /// Flush the send queue when it holds this many datagrams mid-batch.
 const FLUSH_AT: usize = 512;
 /// Receives on one socket may fail this many times in a row before the socket
@@ -174,10 +173,13 @@ pub fn prepare(_spec: &ShardSpec) -> io::Result<PreparedDriver> {
     let waker = eventfd.clone();
     Ok(PreparedDriver {
         waker,
-        run: Box::new(move |ctx| {
-            if let Err(e) = run(ctx, &eventfd) {
-                tracing::error!(error = %e, "io_uring shard stopped on an error");
-            }
+        run: Box::new(move |ctx| match Uring::new(eventfd, ctx.spec.index) {
+            Ok(uring) => driver::run(ctx, uring),
+            Err(e) => tracing::error!(
+                shard = ctx.spec.index,
+                error = %e,
+                "io_uring ring cannot be set up; shard stops"
+            ),
         }),
     })
 }
@@ -313,17 +315,26 @@ struct Socket {
     closing: bool,
 }
 
+/// One message of a [`Half`]: source port, destination, first iovec, iovec
+/// count, whether it is a segmented (GSO) send.
+type Msg = (u16, SocketAddr, usize, usize, bool);
+
 /// The send half of the double-buffered queue: the datagrams and the msghdrs,
 /// addresses, iovecs and cmsgs the kernel reads while sends are in flight.
+///
+/// A half's queue is cleared only when it becomes the one the core fills again,
+/// after every send of it completed: until then a completion can still read
+/// its datagrams (to retry them without GSO, or to keep them in a backlog).
 struct Half {
     tx: TxQueue,
     plan: SendPlan,
     hdrs: Vec<libc::msghdr>,
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
+    /// Per iovec: the index of its datagram in `tx`.
+    iov_tx: Vec<usize>,
     cmsgs: Vec<udp::CmsgBuf>,
-    /// Per msghdr: source port, destination, first iovec, iovec count, GSO used.
-    groups: Vec<(u16, SocketAddr, usize, usize, bool)>,
+    msgs: Vec<Msg>,
     pending: usize,
 }
 
@@ -335,30 +346,33 @@ impl Half {
             hdrs: Vec::new(),
             addrs: Vec::new(),
             iovs: Vec::new(),
+            iov_tx: Vec::new(),
             cmsgs: Vec::new(),
-            groups: Vec::new(),
+            msgs: Vec::new(),
             pending: 0,
         }
     }
 }
 
-struct Driver<'a> {
+/// A completion copied out of the completion queue: user data, result, flags.
+type Cqe = (u64, i32, u32);
+
+/// The ring and what submissions need: sockets, the receive header, the send
+/// side's state. Dropped before the buffers the kernel may still use.
+struct Ring {
     ring: IoUring,
     sockets: HashMap<u16, Socket>,
-    next_port: u16,
-    spec: &'a ShardSpec,
     recv_hdr: Box<libc::msghdr>,
-    totals: SendTotals,
     gso: GsoState,
-    /// Completions copied out of the CQ before handling them.
-    cqes: Vec<(u64, i32, u32)>,
+    counters: SendCounters,
+    backlogs: Backlogs,
     /// Completions seen while waiting for a send half; handled next round.
-    deferred: Vec<(u64, i32, u32)>,
+    deferred: Vec<Cqe>,
     /// Scratch for completions reaped while waiting for a send half.
-    waiting: Vec<(u64, i32, u32)>,
+    waiting: Vec<Cqe>,
 }
 
-impl Driver<'_> {
+impl Ring {
     /// Pushes one SQE, submitting first if the queue is full.
     fn push(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
         loop {
@@ -390,53 +404,19 @@ impl Driver<'_> {
     }
 }
 
-impl PortBinder for Driver<'_> {
-    fn bind(&mut self) -> Result<u16, MediaError> {
-        let (lo, hi) = self.spec.ports;
-        let span = u32::from(hi - lo) + 1;
-        for _ in 0..span {
-            let port = self.next_port;
-            self.next_port = if port >= hi { lo } else { port + 1 };
-            if self.sockets.contains_key(&port) {
-                continue;
-            }
-            let Ok(sock) = udp::bind_udp(SocketAddr::new(self.spec.bind, port)) else {
-                continue;
-            };
-            self.sockets.insert(
-                port,
-                Socket {
-                    sock,
-                    armed: false,
-                    failures: 0,
-                    closing: false,
-                },
-            );
-            if self.arm_recv(port).is_err() {
-                self.sockets.remove(&port);
-                continue;
-            }
-            return Ok(port);
-        }
-        Err(MediaError::Overloaded("no free media port".into()))
-    }
-
-    fn release(&mut self, port: u16) {
-        let Some(s) = self.sockets.get_mut(&port) else {
-            return;
-        };
-        if !s.armed {
-            self.sockets.remove(&port);
-            return;
-        }
-        s.closing = true;
-        let sqe = opcode::AsyncCancel::new(TAG_RECV | u64::from(port))
-            .build()
-            .user_data(TAG_CANCEL | u64::from(port));
-        if self.push(&sqe).is_err() {
-            tracing::warn!(port, "cannot cancel the receive of a released port");
-        }
-    }
+/// The io_uring backend: the ring, the two send halves (the core fills
+/// `halves[cur]`), the provided receive buffers and the waker.
+struct Uring {
+    // Field order is drop order: the ring goes before the memory it used.
+    ring: Ring,
+    halves: [Half; 2],
+    cur: usize,
+    bufs: BufRing,
+    recycled: Vec<u16>,
+    /// Completions copied out of the CQ before handling them.
+    cqes: Vec<Cqe>,
+    eventfd: Arc<EventFd>,
+    wake_sqe: squeue::Entry,
 }
 
 fn build_ring() -> io::Result<(IoUring, &'static str)> {
@@ -456,97 +436,155 @@ fn build_ring() -> io::Result<(IoUring, &'static str)> {
     }
 }
 
-fn run(ctx: ShardContext, eventfd: &EventFd) -> io::Result<()> {
-    let ShardContext {
-        spec,
-        commands,
-        events,
-        stats,
-    } = ctx;
-    let (ring, flags) = build_ring()?;
-    let mut bufs = BufRing::new(BUF_COUNT, BUF_SIZE)?;
-    // SAFETY: `bufs` lives until the end of this function; the ring is dropped
-    // (field order of `Driver`, dropped first below) before it.
-    unsafe { bufs.register(&ring) }?;
-    // SAFETY: an all-zero msghdr is a valid empty header.
-    let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
-    recv_hdr.msg_namelen = NAME_LEN as u32;
+impl Uring {
+    /// Creates the ring on the calling (shard) thread, registers the receive
+    /// buffers and arms the waker.
+    fn new(eventfd: Arc<EventFd>, shard: usize) -> io::Result<Self> {
+        let (ring, flags) = build_ring()?;
+        let bufs = BufRing::new(BUF_COUNT, BUF_SIZE)?;
+        // SAFETY: `bufs` is stored in the returned `Uring` after the ring,
+        // which is therefore dropped first.
+        unsafe { bufs.register(&ring) }?;
+        // SAFETY: an all-zero msghdr is a valid empty header.
+        let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_hdr.msg_namelen = NAME_LEN as u32;
+        let gso = GsoState::probe();
+        tracing::info!(
+            shard,
+            ring_flags = flags,
+            buffers = BUF_COUNT,
+            gso = gso.enabled(),
+            "io_uring ring ready"
+        );
+        let wake_sqe = opcode::PollAdd::new(types::Fd(eventfd.0.as_raw_fd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(TAG_WAKE);
+        let mut uring = Self {
+            ring: Ring {
+                ring,
+                sockets: HashMap::new(),
+                recv_hdr,
+                gso,
+                counters: SendCounters::default(),
+                backlogs: Backlogs::default(),
+                deferred: Vec::with_capacity(RING_ENTRIES as usize * 4),
+                waiting: Vec::with_capacity(RING_ENTRIES as usize * 4),
+            },
+            halves: [Half::new(), Half::new()],
+            cur: 0,
+            bufs,
+            recycled: Vec::with_capacity(usize::from(BUF_COUNT)),
+            cqes: Vec::with_capacity(RING_ENTRIES as usize * 4),
+            eventfd,
+            wake_sqe,
+        };
+        let sqe = uring.wake_sqe.clone();
+        uring.ring.push(&sqe)?;
+        Ok(uring)
+    }
+}
 
-    let gso = GsoState::probe();
-    stats.set_gso(gso.enabled());
-    tracing::info!(
-        shard = spec.index,
-        ring_flags = flags,
-        buffers = BUF_COUNT,
-        gso = gso.enabled(),
-        "io_uring ring ready"
-    );
-    let mut d = Driver {
-        ring,
-        sockets: HashMap::new(),
-        next_port: spec.ports.0,
-        spec: &spec,
-        recv_hdr,
-        totals: SendTotals::default(),
-        gso,
-        cqes: Vec::with_capacity(RING_ENTRIES as usize * 4),
-        deferred: Vec::with_capacity(RING_ENTRIES as usize * 4),
-        waiting: Vec::with_capacity(RING_ENTRIES as usize * 4),
-    };
-    let wake_sqe = opcode::PollAdd::new(types::Fd(eventfd.0.as_raw_fd()), libc::POLLIN as u32)
-        .multi(true)
-        .build()
-        .user_data(TAG_WAKE);
-    d.push(&wake_sqe)?;
+impl Io for Uring {
+    fn open(&mut self, port: u16, sock: std::net::UdpSocket) -> io::Result<()> {
+        self.ring.sockets.insert(
+            port,
+            Socket {
+                sock,
+                armed: false,
+                failures: 0,
+                closing: false,
+            },
+        );
+        if let Err(e) = self.ring.arm_recv(port) {
+            self.ring.sockets.remove(&port);
+            return Err(e);
+        }
+        Ok(())
+    }
 
-    let mut core = ShardCore::new(spec.core_config.clone(), Instant::now());
-    let mut halves = [Half::new(), Half::new()];
-    let mut cur = 0usize;
-    let mut recycled: Vec<u16> = Vec::with_capacity(usize::from(BUF_COUNT));
-    let buf_size = bufs.buf_size();
+    fn close(&mut self, port: u16) {
+        self.ring.backlogs.remove(port);
+        let Some(s) = self.ring.sockets.get_mut(&port) else {
+            return;
+        };
+        if !s.armed {
+            self.ring.sockets.remove(&port);
+            return;
+        }
+        s.closing = true;
+        let sqe = opcode::AsyncCancel::new(TAG_RECV | u64::from(port))
+            .build()
+            .user_data(TAG_CANCEL | u64::from(port));
+        if self
+            .ring
+            .push(&sqe)
+            .and_then(|()| self.ring.ring.submit())
+            .is_err()
+        {
+            tracing::warn!(port, "cannot cancel the receive of a released port");
+        }
+    }
 
-    loop {
-        let sleep = core
-            .poll_timeout()
-            .map_or(MAX_SLEEP, |t| t.saturating_duration_since(Instant::now()))
-            .min(MAX_SLEEP);
-        if d.deferred.is_empty() {
-            let ts = Timespec::new()
-                .sec(sleep.as_secs())
-                .nsec(sleep.subsec_nanos());
-            let args = SubmitArgs::new().timespec(&ts);
-            match d.ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                    ) => {}
-                Err(e) => return Err(e),
+    fn holds(&self, port: u16) -> bool {
+        self.ring.sockets.contains_key(&port)
+    }
+
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        if !self.ring.deferred.is_empty() {
+            // Completions reaped by a flush wait for handling: no sleep.
+            return Ok(());
+        }
+        let ts = Timespec::new()
+            .sec(timeout.as_secs())
+            .nsec(timeout.subsec_nanos());
+        let args = SubmitArgs::new().timespec(&ts);
+        match self.ring.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
             }
+            Err(e) => Err(e),
         }
-        let now = Instant::now();
-        d.cqes.clear();
-        std::mem::swap(&mut d.cqes, &mut d.deferred);
-        for cqe in d.ring.completion() {
-            d.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
-        }
+    }
 
-        let mut wake = false;
-        let mut rearm_wake = false;
+    fn receive<F>(&mut self, now: Instant, mut deliver: F) -> io::Result<()>
+    where
+        F: FnMut(u16, SocketAddr, &mut [u8], &mut TxQueue),
+    {
+        let Self {
+            ring: r,
+            halves,
+            cur,
+            bufs,
+            recycled,
+            cqes,
+            eventfd,
+            wake_sqe,
+        } = self;
+        cqes.clear();
+        std::mem::swap(cqes, &mut r.deferred);
+        for cqe in r.ring.completion() {
+            cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
+        }
         // Send completions first: a receive below may flush mid-batch and wait for
         // the other half's sends, and completions already reaped into `cqes`
         // would never reach that wait (it blocked forever at high fan-out).
-        for i in 0..d.cqes.len() {
-            let (ud, res, _) = d.cqes[i];
+        for &(ud, res, _) in cqes.iter() {
             if ud & TAG_MASK == TAG_SEND {
                 let h = ((ud >> 32) & 1) as usize;
                 let g = (ud & 0xffff_ffff) as usize;
-                complete_send(&mut d, &mut halves[h], h, g, res)?;
+                complete_send(r, &mut halves[h], h, g, res, now)?;
             }
         }
-        for i in 0..d.cqes.len() {
-            let (ud, res, flags) = d.cqes[i];
+        let buf_size = bufs.buf_size();
+        let mut rearm_wake = false;
+        for &(ud, res, flags) in cqes.iter() {
             match ud & TAG_MASK {
                 TAG_RECV => {
                     let port = (ud & 0xffff) as u16;
@@ -554,14 +592,14 @@ fn run(ctx: ShardContext, eventfd: &EventFd) -> io::Result<()> {
                         if res > 0
                             && let Some(buf) = bufs.buffer_mut(bid)
                             && let Some((from, range)) = parse_recvmsg(buf, res as usize)
-                            && let Some(sock) = d.sockets.get_mut(&port)
+                            && let Some(sock) = r.sockets.get_mut(&port)
                             && !sock.closing
                         {
                             sock.failures = 0;
-                            let half = &mut halves[cur];
-                            core.handle_receive(now, port, from, &mut buf[range], &mut half.tx);
+                            let half = &mut halves[*cur];
+                            deliver(port, from, &mut buf[range], &mut half.tx);
                             if half.tx.len() >= FLUSH_AT {
-                                cur = flush(&mut d, &mut halves, cur)?;
+                                *cur = flush(r, halves, *cur, now)?;
                             }
                         }
                         recycled.push(bid);
@@ -570,7 +608,7 @@ fn run(ctx: ShardContext, eventfd: &EventFd) -> io::Result<()> {
                         // The multishot receive ended: ENOBUFS (all buffers in
                         // use), cancelled (port released) or an error.
                         let failed = res < 0 && res != -libc::ENOBUFS;
-                        let (closing, failures) = match d.sockets.get_mut(&port) {
+                        let (closing, failures) = match r.sockets.get_mut(&port) {
                             Some(s) => {
                                 s.armed = false;
                                 s.failures = if failed { s.failures + 1 } else { 0 };
@@ -579,7 +617,7 @@ fn run(ctx: ShardContext, eventfd: &EventFd) -> io::Result<()> {
                             None => (false, 0),
                         };
                         if closing {
-                            d.sockets.remove(&port);
+                            r.sockets.remove(&port);
                         } else if failures > MAX_RECV_FAILURES {
                             // Never spin on a socket the kernel keeps failing: it
                             // stays unarmed and its endpoint expires on consent.
@@ -588,18 +626,19 @@ fn run(ctx: ShardContext, eventfd: &EventFd) -> io::Result<()> {
                             if failed {
                                 tracing::debug!(port, error = %io::Error::from_raw_os_error(-res), "receive ended; re-arming");
                             }
-                            d.arm_recv(port)?;
+                            r.arm_recv(port)?;
                         }
                     }
                 }
                 TAG_WAKE => {
-                    wake = true;
+                    // Commands are read every turn; the counter only needs reset.
+                    eventfd.drain();
                     rearm_wake |= !cqueue::more(flags);
                 }
                 _ => {}
             }
         }
-        for &bid in &recycled {
+        for &bid in recycled.iter() {
             bufs.push(bid, buf_size);
         }
         if !recycled.is_empty() {
@@ -607,35 +646,43 @@ fn run(ctx: ShardContext, eventfd: &EventFd) -> io::Result<()> {
             recycled.clear();
         }
         if rearm_wake {
-            d.push(&wake_sqe)?;
+            r.push(wake_sqe)?;
         }
-        if wake {
-            eventfd.drain();
-            loop {
-                let cmd = match commands.try_recv() {
-                    Ok(cmd) => cmd,
-                    Err(crossbeam_channel::TryRecvError::Empty) => break,
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => return Ok(()),
-                };
-                if handle_command(&mut core, now, cmd, &mut d) == AfterCommand::Stop {
-                    tracing::info!(shard = spec.index, "shard stopping");
-                    return Ok(());
-                }
-            }
-        }
-        if core.poll_timeout().is_some_and(|t| now >= t) {
-            core.handle_timeout(now, &mut halves[cur].tx);
-        }
-        cur = flush(&mut d, &mut halves, cur)?;
-        while let Some(port) = core.poll_released_port() {
-            d.release(port);
-        }
-        d.ring.submit()?;
-        while let Some(ev) = core.poll_event() {
-            let _ = events.send(ev);
-        }
-        stats.publish(&core, &d.totals);
-        stats.set_gso(d.gso.enabled());
+        Ok(())
+    }
+
+    fn tx(&mut self) -> &mut TxQueue {
+        &mut self.halves[self.cur].tx
+    }
+
+    fn flush(&mut self, now: Instant) -> io::Result<()> {
+        let r = &mut self.ring;
+        let sockets = &r.sockets;
+        r.backlogs.retry(
+            |port| sockets.get(&port).map(|s| s.sock.as_raw_fd()),
+            &mut r.gso,
+            &mut r.counters,
+            now,
+        );
+        self.cur = flush(r, &mut self.halves, self.cur, now)?;
+        self.ring.ring.submit()?;
+        Ok(())
+    }
+
+    fn backlogged(&self) -> bool {
+        !self.ring.backlogs.is_empty()
+    }
+
+    fn backlog_len(&self) -> usize {
+        self.ring.backlogs.len()
+    }
+
+    fn totals(&self) -> &SendTotals {
+        &self.ring.counters.totals
+    }
+
+    fn gso(&self) -> bool {
+        self.ring.gso.enabled()
     }
 }
 
@@ -665,31 +712,47 @@ fn parse_recvmsg(buf: &[u8], len: usize) -> Option<(SocketAddr, std::ops::Range<
 }
 
 /// Submits the sends of half `cur` and returns the half to fill next (waiting,
-/// if need be, until the kernel is done with it).
-fn flush(d: &mut Driver<'_>, halves: &mut [Half; 2], cur: usize) -> io::Result<usize> {
+/// if need be, until the kernel is done with it, and then clearing it).
+///
+/// Datagrams of a socket that holds a backlog join the backlog instead (their
+/// order holds); sends are `MSG_DONTWAIT`, so a full socket buffer completes
+/// with `EAGAIN` (and the datagrams join that socket's backlog) instead of
+/// holding the half, and with it the shard, until the socket drains.
+fn flush(r: &mut Ring, halves: &mut [Half; 2], cur: usize, now: Instant) -> io::Result<usize> {
     let half = &mut halves[cur];
     if half.tx.is_empty() {
         return Ok(cur);
     }
     let n = half.tx.len();
-    half.plan.build(&half.tx, d.gso.max_segments());
+    half.plan.build(&half.tx, r.gso.max_segments());
     // Capacity for every datagram plus a GSO-less resend of each: the vectors
     // never reallocate while the kernel holds pointers into them.
     reserve_exact(&mut half.hdrs, 2 * n);
     reserve_exact(&mut half.addrs, 2 * n);
     reserve_exact(&mut half.iovs, 2 * n);
+    reserve_exact(&mut half.iov_tx, 2 * n);
     reserve_exact(&mut half.cmsgs, 2 * n);
     half.hdrs.clear();
     half.addrs.clear();
     half.iovs.clear();
+    half.iov_tx.clear();
     half.cmsgs.clear();
-    half.groups.clear();
+    half.msgs.clear();
     for g in 0..half.plan.groups().len() {
         let group = half.plan.groups()[g];
-        let Some(sock) = d.sockets.get(&group.from_port) else {
+        let Some(sock) = r.sockets.get(&group.from_port) else {
             continue;
         };
         let fd = sock.sock.as_raw_fd();
+        if r.backlogs.holds(group.from_port) {
+            let mut spill = r.backlogs.spill_for(group.from_port);
+            for &i in half.plan.indices(&group) {
+                if let Some((t, data)) = half.tx.get(i) {
+                    spill.spill(t.to, data, &mut r.counters, now);
+                }
+            }
+            continue;
+        }
         let first_iov = half.iovs.len();
         for &i in half.plan.indices(&group) {
             if let Some((_, data)) = half.tx.get(i) {
@@ -697,43 +760,48 @@ fn flush(d: &mut Driver<'_>, halves: &mut [Half; 2], cur: usize) -> io::Result<u
                     iov_base: data.as_ptr().cast_mut().cast(),
                     iov_len: data.len(),
                 });
+                half.iov_tx.push(i);
             }
         }
         let count = half.iovs.len() - first_iov;
         let segment = (count > 1).then_some(group.segment_size);
         push_msg(
-            d,
+            r,
             half,
             cur,
             fd,
-            group.to,
-            first_iov,
-            count,
+            (
+                group.from_port,
+                group.to,
+                first_iov,
+                count,
+                segment.is_some(),
+            ),
             segment,
-            group.from_port,
         )?;
     }
-    half.tx.clear();
     let next = cur ^ 1;
     // The other half may still be read by the kernel: wait for its sends.
     while halves[next].pending > 0 {
-        d.ring.submit_and_wait(1)?;
-        let mut seen = std::mem::take(&mut d.waiting);
+        r.ring.submit_and_wait(1)?;
+        let mut seen = std::mem::take(&mut r.waiting);
         seen.clear();
-        for cqe in d.ring.completion() {
+        for cqe in r.ring.completion() {
             seen.push((cqe.user_data(), cqe.result(), cqe.flags()));
         }
         for &(ud, res, flags) in &seen {
             if ud & TAG_MASK == TAG_SEND {
                 let h = ((ud >> 32) & 1) as usize;
                 let g = (ud & 0xffff_ffff) as usize;
-                complete_send(d, &mut halves[h], h, g, res)?;
+                complete_send(r, &mut halves[h], h, g, res, now)?;
             } else {
-                d.deferred.push((ud, res, flags));
+                r.deferred.push((ud, res, flags));
             }
         }
-        d.waiting = seen;
+        r.waiting = seen;
     }
+    // Every send of `next` completed: its datagrams may go.
+    halves[next].tx.clear();
     Ok(next)
 }
 
@@ -744,19 +812,16 @@ fn reserve_exact<T>(v: &mut Vec<T>, n: usize) {
     }
 }
 
-/// Queues one `SendMsg` of `count` iovecs starting at `first_iov`.
-#[allow(clippy::too_many_arguments)]
+/// Queues one `SendMsg` of `msg`'s iovecs, segmented by `segment` if given.
 fn push_msg(
-    d: &mut Driver<'_>,
+    r: &mut Ring,
     half: &mut Half,
     h: usize,
     fd: RawFd,
-    to: SocketAddr,
-    first_iov: usize,
-    count: usize,
+    msg: Msg,
     segment: Option<usize>,
-    from_port: u16,
 ) -> io::Result<()> {
+    let (_, to, first_iov, count, _) = msg;
     let mut addr = udp::zeroed_storage();
     let addr_len = udp::socket_addr_to_storage(&to, &mut addr);
     half.addrs.push(addr);
@@ -773,48 +838,58 @@ fn push_msg(
     }
     half.hdrs.push(hdr);
     let g = half.hdrs.len() - 1;
-    half.groups
-        .push((from_port, to, first_iov, count, segment.is_some()));
+    half.msgs.push(msg);
     let sqe = opcode::SendMsg::new(types::Fd(fd), &raw const half.hdrs[g])
+        .flags(libc::MSG_DONTWAIT as u32)
         .build()
         .user_data(TAG_SEND | ((h as u64) << 32) | g as u64);
-    d.push(&sqe)?;
+    r.push(&sqe)?;
     half.pending += 1;
     Ok(())
 }
 
-/// Accounts a send completion; a GSO send the kernel refused (EIO, EINVAL) is
-/// sent again datagram by datagram, and GSO is switched off.
+/// Accounts a send completion: a GSO send the kernel refused (EIO, EINVAL) is
+/// sent again datagram by datagram, and GSO is switched off; datagrams that
+/// found the socket buffer full (EAGAIN) join its backlog; any other failure
+/// is counted by reason.
 fn complete_send(
-    d: &mut Driver<'_>,
+    r: &mut Ring,
     half: &mut Half,
     h: usize,
     g: usize,
     res: i32,
+    now: Instant,
 ) -> io::Result<()> {
     half.pending = half.pending.saturating_sub(1);
-    let Some(&(from_port, to, first_iov, count, gso)) = half.groups.get(g) else {
+    let Some(&(from_port, to, first_iov, count, gso)) = half.msgs.get(g) else {
         return Ok(());
     };
     if res >= 0 {
-        d.totals.packets += count as u64;
-        d.totals.bytes += res as u64;
-        if gso {
-            super::gso::note_segmented_send();
-        }
+        r.counters.sent(count, res as usize);
         return Ok(());
     }
     let err = io::Error::from_raw_os_error(-res);
-    if gso && d.gso.disable_after(&err) {
-        let Some(sock) = d.sockets.get(&from_port) else {
+    if gso && r.gso.disable_after(&err) {
+        let Some(sock) = r.sockets.get(&from_port) else {
             return Ok(());
         };
         let fd = sock.sock.as_raw_fd();
         for k in 0..count {
-            push_msg(d, half, h, fd, to, first_iov + k, 1, None, from_port)?;
+            let msg = (from_port, to, first_iov + k, 1, false);
+            push_msg(r, half, h, fd, msg, None)?;
         }
         return Ok(());
     }
-    d.totals.errors += count as u64;
+    if -res == libc::EAGAIN {
+        let mut spill = r.backlogs.spill_for(from_port);
+        for k in first_iov..first_iov + count {
+            let datagram = half.iov_tx.get(k).and_then(|&i| half.tx.get(i));
+            if let Some((t, data)) = datagram {
+                spill.spill(t.to, data, &mut r.counters, now);
+            }
+        }
+        return Ok(());
+    }
+    r.counters.failed(now, count, &err, Some(to));
     Ok(())
 }

@@ -8,12 +8,15 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ringbridge_bridge::io::{Backend, ShardCommand, ShardHandle, ShardSpec, gso, spawn_shard, udp};
+use ringbridge_bridge::io::{
+    Backend, ShardCommand, ShardEventReceiver, ShardEventSender, ShardHandle, ShardSpec,
+    event_channel, gso, spawn_shard, udp,
+};
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
 use ringbridge_bridge::proto::sdp::MediaKind;
 use ringbridge_bridge::proto::shard::ShardConfig;
 use ringbridge_bridge::proto::srtp::SrtpProfile;
-use ringbridge_control::media::{ConferenceId, EndpointId, EventReceiver, JoinRequest, MediaEvent};
+use ringbridge_control::media::{ConferenceId, EndpointId, JoinRequest, MediaEvent};
 
 pub static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -65,7 +68,9 @@ pub struct Client {
 /// One shard thread with real sockets and the clients talking to it.
 pub struct Harness {
     pub shard: ShardHandle,
-    pub events: EventReceiver,
+    /// The address the shard binds and advertises.
+    pub bridge_ip: IpAddr,
+    pub events: ShardEventReceiver,
     pub seen: Vec<MediaEvent>,
     pub clients: Vec<Client>,
     pub buf: Vec<u8>,
@@ -73,16 +78,32 @@ pub struct Harness {
 
 impl Harness {
     pub fn start(backend: Backend, index: usize, ports: (u16, u16)) -> Self {
-        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        Self::start_at(backend, index, ports, LOCALHOST)
+    }
+
+    /// A shard that binds and advertises `bridge_ip`.
+    pub fn start_at(backend: Backend, index: usize, ports: (u16, u16), bridge_ip: IpAddr) -> Self {
+        Self::start_with(backend, index, ports, bridge_ip, event_channel())
+    }
+
+    /// A shard that sends its events into `channel`.
+    pub fn start_with(
+        backend: Backend,
+        index: usize,
+        ports: (u16, u16),
+        bridge_ip: IpAddr,
+        channel: (ShardEventSender, ShardEventReceiver),
+    ) -> Self {
+        let (events_tx, events) = channel;
         let certificate =
             dimpl::certificate::generate_self_signed_certificate().expect("certificate");
         let spec = ShardSpec {
             index,
             core: None,
             ports,
-            bind: LOCALHOST,
+            bind: bridge_ip,
             core_config: ShardConfig {
-                advertise: vec![LOCALHOST],
+                advertise: vec![bridge_ip],
                 certificate,
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
             },
@@ -90,6 +111,7 @@ impl Harness {
         let shard = spawn_shard(spec, backend, events_tx).expect("shard starts");
         Self {
             shard,
+            bridge_ip,
             events,
             seen: Vec::new(),
             clients: Vec::new(),
@@ -98,6 +120,11 @@ impl Harness {
     }
 
     pub fn join(&mut self, name: &str, cfg: ClientConfig) -> usize {
+        self.join_at(name, cfg, LOCALHOST)
+    }
+
+    /// A client whose socket is bound to `ip`.
+    pub fn join_at(&mut self, name: &str, cfg: ClientConfig, ip: IpAddr) -> usize {
         let now = Instant::now();
         let mut peer = ClientPeer::new(cfg, now).expect("client");
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -118,10 +145,14 @@ impl Harness {
             .expect("join accepted");
         peer.handle_answer(&answer.answer_sdp, now).expect("answer");
         let bridge = peer.remote_addr().expect("candidate");
-        assert_eq!(bridge.ip(), LOCALHOST, "the answer advertises 127.0.0.1");
+        assert_eq!(
+            bridge.ip(),
+            self.bridge_ip,
+            "the answer advertises the bound address"
+        );
         // Non-blocking, with 4 MiB buffers: the test thread reads every
         // client's socket in turn and must not lose what arrives meanwhile.
-        let sock = udp::bind_udp(SocketAddr::new(LOCALHOST, 0)).expect("client socket");
+        let sock = udp::bind_udp(SocketAddr::new(ip, 0)).expect("client socket");
         self.clients.push(Client {
             peer,
             sock,
@@ -376,7 +407,7 @@ pub fn measure(backend: Backend, index: usize, ports: (u16, u16), packets: usize
     let snap = || stats.snapshot(0, None);
     let (in0, out0) = (snap().packets_received, snap().packets_sent);
     let cpu0 = thread_cpu_ns(&thread).expect("shard thread");
-    let seg0 = gso::segmented_sends();
+    let seg0 = snap().segmented_sends;
     let mut sent = 0u64;
     let blast_deadline = Instant::now() + Duration::from_secs(60);
     for frame in datagrams[PACKETS_PER_FRAME..].chunks(PACKETS_PER_FRAME) {
@@ -409,7 +440,7 @@ pub fn measure(backend: Backend, index: usize, ports: (u16, u16), packets: usize
         ingress: s.packets_received - in0,
         egress: s.packets_sent - out0,
         cpu_ns: cpu,
-        segmented: gso::segmented_sends() - seg0,
+        segmented: s.segmented_sends - seg0,
         delivered,
     }
 }

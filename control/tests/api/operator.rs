@@ -378,6 +378,7 @@ fn shard(index: usize, scale: u64) -> ShardSnapshot {
         endpoints_sending_video: 1,
         inactive_conferences: 0,
         inactive_endpoints: 0,
+        ..ShardSnapshot::default()
     }
 }
 
