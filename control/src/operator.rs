@@ -363,7 +363,13 @@ mod tests {
         assert_eq!(graceful_flag(&json!("true")), Some(true));
         assert_eq!(graceful_flag(&json!("True")), Some(true));
         assert_eq!(graceful_flag(&json!("false")), Some(false));
-        for bad in [json!("yes"), json!(1), json!(null), json!([true]), json!("")] {
+        for bad in [
+            json!("yes"),
+            json!(1),
+            json!(null),
+            json!([true]),
+            json!(""),
+        ] {
             assert_eq!(graceful_flag(&bad), None, "{bad}");
         }
     }

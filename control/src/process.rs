@@ -109,7 +109,8 @@ mod tests {
 
     const STAT: &str = "4242 (ring bridge) (x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 \
                         250 50 0 0 20 0 7 0 12345 104857600 2560 18446744073709551615";
-    const STATUS: &str = "Name:\tringbridge\nVmSize:\t  102400 kB\nVmRSS:\t   10240 kB\nThreads:\t7\n";
+    const STATUS: &str =
+        "Name:\tringbridge\nVmSize:\t  102400 kB\nVmRSS:\t   10240 kB\nThreads:\t7\n";
     const LIMITS: &str = "Limit                     Soft Limit           Hard Limit           Units\n\
                           Max open files            1048576              1048576              files\n";
 

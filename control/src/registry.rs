@@ -780,10 +780,7 @@ mod tests {
         );
         let totals = reg.totals();
         assert_eq!(totals.conferences_completed, 1);
-        assert!(
-            (90..92).contains(&totals.conference_seconds),
-            "{totals:?}"
-        );
+        assert!((90..92).contains(&totals.conference_seconds), "{totals:?}");
         assert!(reg.remove(&other, &c, false));
         assert_eq!(reg.totals().conferences_completed, 2);
         assert_eq!(reg.conference_sizes(), [0; CONFERENCE_SIZE_BUCKETS]);

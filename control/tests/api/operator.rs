@@ -590,7 +590,14 @@ async fn refused_joins_are_counted_by_error_code() {
     // A successful join, and a refused leave, count nothing.
     request(h.private, "POST", "/colibri/drain/disable", &[], b"").await;
     h.join("r3").await;
-    request(h.public, "DELETE", "/conferences/r3/endpoints/nope", &[], b"").await;
+    request(
+        h.public,
+        "DELETE",
+        "/conferences/r3/endpoints/nope",
+        &[],
+        b"",
+    )
+    .await;
 
     let after = scrape(h.private).await;
     for (code, n) in [
@@ -671,7 +678,10 @@ async fn stats_have_jvb_conference_lifetimes_sizes_and_ice_outcomes() {
     assert_eq!(s["conference_sizes"], json!(sizes));
 
     let m = scrape(h.private).await;
-    assert_eq!(value(&m, "ringbridge_conferences_completed_total", &[]), 1.0);
+    assert_eq!(
+        value(&m, "ringbridge_conferences_completed_total", &[]),
+        1.0
+    );
     assert_eq!(value(&m, "ringbridge_endpoints_created_total", &[]), 3.0);
     assert!(value(&m, "process_cpu_seconds_total", &[]) > 0.0);
     assert!(value(&m, "process_resident_memory_bytes", &[]) > 0.0);
