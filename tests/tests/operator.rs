@@ -647,3 +647,131 @@ fn log_level_is_the_config_key_unless_rust_log_says_otherwise() {
         "RUST_LOG overrides log.level: {log}"
     );
 }
+
+/// nginx, run from `systemd/README.md`'s snippet; stopped (SIGTERM to its
+/// master, this test's child) on drop.
+struct Nginx(std::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while matches!(self.0.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_documented_nginx_snippet_proxies_joins_and_colibri_websockets() {
+    use std::io::{Read as _, Write as _};
+
+    if Command::new("nginx").arg("-v").output().is_err() {
+        eprintln!("skipped: no nginx on this machine");
+        return;
+    }
+    let b = Bridge::start("");
+    let readme = std::fs::read_to_string(workspace_root().join("systemd/README.md"))
+        .expect("systemd/README.md");
+    let snippet = readme
+        .split("```nginx\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("an nginx snippet");
+    // The same server, on plain HTTP and a loopback port instead of TLS on 443,
+    // in front of this test's bridge.
+    let port = ringbridge_tests::free_tcp_port();
+    let server: String = snippet
+        .lines()
+        .filter(|l| !l.contains("ssl_certificate") && !l.contains("listen [::]:443"))
+        .map(|l| {
+            l.replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port};"))
+                .replace("127.0.0.1:9090", &b.public_addr().to_string())
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(server.contains("location /colibri-ws/"), "{server}");
+    let dir = TempDir::new("nginx");
+    let d = dir.0.display();
+    let conf = dir.write(
+        "nginx.conf",
+        &format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{}}\nhttp {{\naccess_log off;\nclient_body_temp_path {d}/body;\n\
+             proxy_temp_path {d}/proxy;\nfastcgi_temp_path {d}/fastcgi;\n\
+             uwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n{server}\n}}\n"
+        ),
+    );
+    let _nginx = Nginx(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(&dir.0)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-g", "daemon off;"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nginx"),
+    );
+    let front = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(front).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.0.join("error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A join through nginx.
+    let auth = format!("Bearer {}", owner_token(&b, "proxied"));
+    let body = offer();
+    let resp = http_request(
+        front,
+        "POST",
+        "/conferences/proxied/endpoints",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/sdp"),
+        ],
+        body.as_bytes(),
+    )
+    .expect("join through nginx");
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let link = resp.header("link").expect("Link").to_owned();
+    let ws_path = link
+        .strip_prefix('<')
+        .and_then(|l| l.split_once('>'))
+        .map(|(p, _)| p.to_owned())
+        .expect("Link target");
+
+    // The colibri websocket upgrades through nginx, and the bridge's first
+    // frame (ServerHello) comes back through it.
+    let mut ws = std::net::TcpStream::connect(front).expect("connect");
+    ws.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        ws,
+        "GET {ws_path} HTTP/1.1\r\nHost: meet.example.com\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .expect("upgrade request");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("ServerHello") {
+        match ws.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(text.contains("ServerHello"), "{text}");
+}
