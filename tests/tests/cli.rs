@@ -398,3 +398,51 @@ fn init_secret_makes_the_shipped_config_start_and_keeps_its_mode() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("unchanged"));
     assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
 }
+
+#[test]
+fn dev_mode_on_a_terminal_prints_the_link() {
+    let dir = Scratch::new("tty");
+    let (public, private) = listeners();
+    let path = dir.file("dev.toml", &keyless_config(public, private));
+    let log = dir.0.join("typescript.log");
+    let runtime = dir.0.join("runtime");
+    std::fs::create_dir_all(&runtime).expect("mkdir");
+    // `script` gives the bridge a pseudo-terminal as stdout.
+    let cmd = format!(
+        "{} run --dev --config {}",
+        ringbridge_bin().display(),
+        path.display()
+    );
+    let mut child = Running(
+        Command::new("script")
+            .args(["-q", "-e", "-c", &cmd])
+            .arg(&log)
+            .env("RUNTIME_DIRECTORY", &runtime)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("script"),
+    );
+    wait_healthy(&mut child.0, private, &log);
+    let prefix = format!("http://127.0.0.1:{public}/demo#jwt=");
+    let mut out = String::new();
+    for _ in 0..50 {
+        out = std::fs::read_to_string(&log).unwrap_or_default();
+        if out.contains(&prefix) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let jwt = out
+        .split(&prefix)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the link on the terminal: {out}"));
+    assert_eq!(token_claims(jwt)["room"], "demo");
+    assert!(out.contains("curl -i"), "{out}");
+    assert!(
+        std::fs::read_dir(&runtime).expect("dir").next().is_none(),
+        "no link file when the terminal shows it"
+    );
+}
