@@ -1,11 +1,14 @@
 //! The configuration file (`ringbridge run --config FILE`).
 //!
 //! One TOML file; every key has a default, so an empty file (or none) starts a
-//! working bridge. Unknown keys and bad values are refused with the key's name and
-//! what is expected. The control plane's sections are defined in
-//! `ringbridge_control::config`; the media section lives here.
+//! working bridge in dev mode. `run --config FILE` also needs a key to check
+//! tokens with ([`Config::require_key`]). Unknown keys and bad values are
+//! refused with the dotted key's name and what is expected (`public.listen:
+//! invalid socket address "x": expected IP:PORT`). The control plane's sections
+//! are defined in `ringbridge_control::config`; the media and log sections live
+//! here.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use crate::proto::srtp::SrtpProfile;
@@ -31,6 +34,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[load]`: the packet rate that counts as fully loaded (`stress_level`).
     pub load: LoadConfig,
+    /// `[log]`: log level and format.
+    pub log: LogConfig,
     /// `shutdown_timeout_s`: how long a graceful shutdown (SIGTERM, or `POST
     /// /colibri/shutdown`) waits for conferences to end before stopping anyway,
     /// in seconds. Default `600`.
@@ -46,9 +51,65 @@ impl Default for Config {
             media: MediaConfig::default(),
             auth: AuthConfig::default(),
             load: LoadConfig::default(),
+            log: LogConfig::default(),
             shutdown_timeout_s: 600,
         }
     }
+}
+
+/// `[log]`: what the bridge logs, and how (to stderr; the journal under systemd).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `log.level`: the least severe level logged, `error`, `warn`, `info`,
+    /// `debug`, `trace` or `off`, or per-module directives in `RUST_LOG`'s
+    /// syntax (`"info,ringbridge_control=debug"`). The `RUST_LOG` environment
+    /// variable, when set, overrides it. Default `"info"`.
+    pub level: String,
+    /// `log.format`: `"text"` (one line per event) or `"json"` (one JSON object
+    /// per line, for log shippers). Default `"text"`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Levels `log.level` accepts, alone or after `target=`.
+const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// Whether `level` is a level or a list of `RUST_LOG`-style directives
+/// (`level` or `target=level`, comma-separated). Stricter than
+/// `tracing_subscriber`'s parser, which takes any word as a target name, so
+/// that a typo (`"verbose"`) is refused instead of silencing every log.
+pub fn valid_log_level(level: &str) -> bool {
+    let level_ok = |l: &str| LOG_LEVELS.iter().any(|k| k.eq_ignore_ascii_case(l.trim()));
+    let target_ok = |t: &str| {
+        !t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '-')
+    };
+    !level.trim().is_empty()
+        && level.split(',').all(|d| match d.split_once('=') {
+            Some((target, l)) => target_ok(target.trim()) && level_ok(l),
+            None => level_ok(d),
+        })
 }
 
 /// I/O backend of the shards.
@@ -113,7 +174,8 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The TOML is malformed, has an unknown key or a value of the wrong type.
+    /// The TOML is malformed, has an unknown key or a value of the wrong type;
+    /// the text names the dotted key and the reason.
     #[error("{0}")]
     Parse(String),
     /// A key has a value outside what it accepts.
@@ -129,9 +191,39 @@ pub enum ConfigError {
 impl Config {
     /// Parses and validates a configuration text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| ConfigError::Parse(describe_toml_error(text, None, &e)))?;
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::Parse(describe_toml_error(text, Some(&path), e.inner()))
+        })?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Whether a key to check tokens with is configured: `auth.app_secret`,
+    /// `auth.public_keys_dir` or `auth.jwks_file`.
+    pub fn has_key(&self) -> bool {
+        self.auth.app_secret.is_some()
+            || self.auth.public_keys_dir.is_some()
+            || self.auth.jwks_file.is_some()
+    }
+
+    /// What `run --config FILE` adds to [`Config::validate`]: a key to check
+    /// tokens with ([`Config::has_key`]). Without one, only dev mode (`run`
+    /// without `--config`, or `run --dev`) starts, with a throwaway secret.
+    pub fn require_key(&self) -> Result<(), ConfigError> {
+        if self.has_key() {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid {
+            key: "auth.app_secret",
+            expected: "not set, nor auth.public_keys_dir or auth.jwks_file: a configured \
+                       bridge needs a key to check tokens with. Set a secret of at least 16 \
+                       characters (`ringbridge config init-secret FILE` writes a random one), \
+                       or start with `run --dev` for a throwaway secret and a join link"
+                .into(),
+        })
     }
 
     /// Reads, parses and validates a configuration file.
@@ -184,6 +276,42 @@ impl Config {
         if self.auth.accepted_audiences.is_empty() {
             return invalid("auth.accepted_audiences", "at least one audience");
         }
+        if let Some((a, b)) = listeners_collide(self.public.listen, self.private.listen) {
+            return Err(ConfigError::Invalid {
+                key: "private.listen",
+                expected: format!(
+                    "{b} collides with public.listen {a}: both need TCP port {} on the same \
+                     address{}; give the listeners different ports",
+                    a.port(),
+                    if a.ip() == b.ip() {
+                        String::new()
+                    } else {
+                        " (an unspecified address such as 0.0.0.0 covers every address)".into()
+                    }
+                ),
+            });
+        }
+        if let Some(url) = &self.public.url
+            && !valid_public_url(url)
+        {
+            return Err(ConfigError::Invalid {
+                key: "public.url",
+                expected: format!(
+                    "expected an http:// or https:// URL with a host and no query or fragment, \
+                     e.g. \"https://meet.example.com\", got {url:?}"
+                ),
+            });
+        }
+        if !valid_log_level(&self.log.level) {
+            return Err(ConfigError::Invalid {
+                key: "log.level",
+                expected: format!(
+                    "expected error, warn, info, debug, trace or off, or directives such as \
+                     \"info,ringbridge_control=debug\", got {:?}",
+                    self.log.level
+                ),
+            });
+        }
         if self.load.max_packet_rate == 0 {
             return invalid("load.max_packet_rate", "a packet rate of at least 1");
         }
@@ -198,6 +326,83 @@ impl Config {
             });
         }
         Ok(())
+    }
+}
+
+/// `Some((public, private))` when the two listeners cannot both be bound: the
+/// same TCP port on the same address, or on an unspecified address of the same
+/// family (`0.0.0.0` covers every IPv4 address; `::` every address).
+fn listeners_collide(public: SocketAddr, private: SocketAddr) -> Option<(SocketAddr, SocketAddr)> {
+    if public.port() == 0 || public.port() != private.port() {
+        return None;
+    }
+    let (a, b) = (public.ip(), private.ip());
+    let covers = |wide: IpAddr, other: IpAddr| {
+        wide.is_unspecified() && (wide.is_ipv6() || wide.is_ipv4() == other.is_ipv4())
+    };
+    (a == b || covers(a, b) || covers(b, a)).then_some((public, private))
+}
+
+/// `public.url`: `http://` or `https://`, a host, no whitespace, query or fragment.
+fn valid_public_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        let host = r.split('/').next().unwrap_or("");
+        !host.is_empty()
+            && !r.contains(|c: char| c.is_whitespace() || c == '?' || c == '#' || c == '"')
+    })
+}
+
+/// One line naming the dotted key and the reason, e.g. `public.listen:
+/// invalid socket address "x": expected IP:PORT (line 3)`. `path` is
+/// `serde_path_to_error`'s (`.` for the top level), or `None` for a TOML
+/// syntax error.
+fn describe_toml_error(text: &str, path: Option<&str>, e: &toml::de::Error) -> String {
+    let span = e.span();
+    let raw = span
+        .clone()
+        .and_then(|s| text.get(s))
+        .map_or(String::new(), |r| r.trim().to_owned());
+    let at = span
+        .map(|s| {
+            let upto = text.get(..s.start).unwrap_or(text);
+            format!(" (line {})", upto.matches('\n').count() + 1)
+        })
+        .unwrap_or_default();
+    let message = e.message().trim();
+    let Some(path) = path else {
+        return format!("TOML syntax error{at}: {message}");
+    };
+    let path = if path == "." { "" } else { path };
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((name, expected)) = rest.split_once('`')
+    {
+        // serde_path_to_error's path already ends with the unknown key.
+        let key = if path == name || path.ends_with(&format!(".{name}")) {
+            path.to_owned()
+        } else if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        };
+        let expected = expected.trim_start_matches(',').trim();
+        return format!("{key}: unknown key; {expected}{at}");
+    }
+    let reason = match message {
+        "invalid socket address syntax" => {
+            format!("invalid socket address {raw}: expected IP:PORT, e.g. \"0.0.0.0:9090\"")
+        }
+        "invalid IP address syntax" => {
+            format!("invalid IP address {raw}: expected e.g. \"203.0.113.7\" or \"2001:db8::7\"")
+        }
+        m => m.to_owned(),
+    };
+    if path.is_empty() {
+        format!("{reason}{at}")
+    } else {
+        format!("{path}: {reason}{at}")
     }
 }
 
@@ -240,23 +445,44 @@ mod tests {
         assert_eq!(c.auth.max_lifetime_s, None);
         assert_eq!(c.load.max_packet_rate, 50_000);
         assert_eq!(c.shutdown_timeout_s, 600);
+        assert_eq!(c.public.url, None);
+        assert_eq!(c.log.level, "info");
+        assert_eq!(c.log.format, LogFormat::Text);
+        assert!(!c.has_key(), "the defaults are dev mode's");
     }
 
     #[test]
     fn bad_config_names_the_key() {
         let cases = [
-            ("[media]\nport_rnage = [1, 2]\n", "port_rnage"),
+            (
+                "[media]\nport_rnage = [1, 2]\n",
+                "media.port_rnage: unknown key",
+            ),
             ("[media]\nport_range = [20000, 10000]\n", "media.port_range"),
             ("[media]\nport_range = [0, 10]\n", "media.port_range"),
-            ("[media]\nio = \"epoll\"\n", "epoll"),
+            (
+                "[media]\nio = \"epoll\"\n",
+                "media.io: unknown variant `epoll`",
+            ),
             ("[media]\nadvertise = [\"0.0.0.0\"]\n", "media.advertise"),
-            ("[media]\nadvertise = [\"not-an-ip\"]\n", "advertise"),
+            (
+                "[media]\nadvertise = [\"not-an-ip\"]\n",
+                "media.advertise[0]: invalid IP address \"not-an-ip\"",
+            ),
             ("[media]\nsrtp_profiles = []\n", "media.srtp_profiles"),
             (
                 "[media]\nsrtp_profiles = [\"AES_CM_128_HMAC_SHA1_80\"]\n",
                 "SRTP_AES128_CM_HMAC_SHA1_80",
             ),
-            ("[public]\nlisten = \"nowhere\"\n", "listen"),
+            (
+                "[public]\nlisten = \"nowhere\"\n",
+                "public.listen: invalid socket address \"nowhere\": expected IP:PORT",
+            ),
+            (
+                "[private]\nlisten = \"127.0.0.1\"\n",
+                "private.listen: invalid socket address \"127.0.0.1\"",
+            ),
+            ("[media]\nport_range = [1, 70000]\n", "media.port_range[1]"),
             ("[auth]\napp_secret = \"short\"\n", "auth.app_secret"),
             ("[auth]\nleeway_s = -1\n", "leeway_s"),
             (
@@ -270,7 +496,25 @@ mod tests {
             ("[auth]\nfeatures_default = \"maybe\"\n", "features_default"),
             ("[auth]\nowner_grace_s = -1\n", "owner_grace_s"),
             ("server_id = \"has space\"\n", "server_id"),
-            ("bogus = 1\n", "bogus"),
+            ("bogus = 1\n", "bogus: unknown key"),
+            ("[log]\nlevel = \"verbose\"\n", "log.level"),
+            ("[log]\nlevel = \"info,ringbridge=loud\"\n", "log.level"),
+            ("[log]\nformat = \"xml\"\n", "log.format: unknown variant"),
+            ("[public]\nurl = \"meet.example.com\"\n", "public.url"),
+            ("[public]\nurl = \"https://x/?a=b\"\n", "public.url"),
+            (
+                "[public]\nlisten = \"127.0.0.1:8080\"\n",
+                "private.listen: 127.0.0.1:8080 collides with public.listen 127.0.0.1:8080",
+            ),
+            (
+                "[public]\nlisten = \"0.0.0.0:7000\"\n[private]\nlisten = \"127.0.0.1:7000\"\n",
+                "private.listen: 127.0.0.1:7000 collides with public.listen 0.0.0.0:7000",
+            ),
+            (
+                "[public]\nlisten = \"[::]:7000\"\n[private]\nlisten = \"127.0.0.1:7000\"\n",
+                "collides",
+            ),
+            ("not toml at all [\n", "TOML syntax error (line 1)"),
             ("[media]\ncores = [4096]\n", "media.cores"),
             ("[load]\nmax_packet_rate = 0\n", "load.max_packet_rate"),
             ("[load]\nmax_packet_rate = -5\n", "max_packet_rate"),
@@ -284,6 +528,51 @@ mod tests {
                 err.contains(key),
                 "error for {text:?} should name {key}: {err}"
             );
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn listeners_on_different_ports_or_addresses_do_not_collide() {
+        for text in [
+            "[public]\nlisten = \"127.0.0.1:7000\"\n[private]\nlisten = \"127.0.0.2:7000\"\n",
+            "[public]\nlisten = \"0.0.0.0:7000\"\n[private]\nlisten = \"[::1]:7000\"\n",
+            "[public]\nlisten = \"127.0.0.1:0\"\n[private]\nlisten = \"127.0.0.1:0\"\n",
+            "[public]\nurl = \"https://meet.example.com/bridge/\"\n",
+            "[log]\nlevel = \"warn,ringbridge_control=debug\"\nformat = \"json\"\n",
+        ] {
+            Config::parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_configured_bridge_needs_a_key() {
+        let none = Config::parse("").expect("parses");
+        let err = none.require_key().expect_err("no key").to_string();
+        assert!(err.starts_with("auth.app_secret: not set"), "{err}");
+        for text in [
+            "[auth]\napp_secret = \"0123456789abcdef\"\n",
+            "[auth]\npublic_keys_dir = \"/etc/ringbridge/keys\"\n",
+            "[auth]\njwks_file = \"/etc/ringbridge/jwks.json\"\n",
+        ] {
+            let cfg = Config::parse(text).expect("parses");
+            assert!(cfg.require_key().is_ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn log_levels() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "off",
+            "info,ringbridge_bridge::io=trace",
+            "warn, hyper=error",
+        ] {
+            assert!(valid_log_level(ok), "{ok}");
+        }
+        for bad in ["", "verbose", "info,", "=debug", "a b=info", "ringbridge=5"] {
+            assert!(!valid_log_level(bad), "{bad}");
         }
     }
 }

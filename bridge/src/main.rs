@@ -28,11 +28,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the bridge.
+    /// Run the bridge. Without --config (or with --dev) in dev mode: a random
+    /// secret unless one is configured, and a join link for room "demo"
+    /// (printed on a terminal, else written to a file only you can read).
     Run {
-        /// Configuration file (TOML). Default: the embedded default configuration.
+        /// Configuration file (TOML); it must set a key (`auth.app_secret`,
+        /// `auth.public_keys_dir` or `auth.jwks_file`) unless --dev is given.
+        /// Default: the embedded default configuration, in dev mode.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Dev mode with a configuration file: start without a key (a random
+        /// secret is made) and announce a join link.
+        #[arg(long)]
+        dev: bool,
     },
     /// Print a token (JWT) signed with the configured `auth.app_secret`.
     Token {
@@ -51,6 +59,11 @@ enum Command {
         /// Configuration file (TOML) holding `auth.app_secret`.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Print a link that opens the room page with the token
+        /// (`<public.url>/<room>#jwt=<token>`; without `public.url`, built from
+        /// `public.listen`) instead of the bare token.
+        #[arg(long)]
+        link: bool,
     },
     /// Check the host against the tuning profile, or apply it.
     Tune {
@@ -88,23 +101,20 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // `run` sets up logging from its configuration (log.level, log.format).
+    if !matches!(cli.command, Command::Run { .. }) {
+        cli::logging::init(&config::LogConfig::default());
+    }
     let result = match cli.command {
-        Command::Run { config } => run(config),
+        Command::Run { config, dev } => run(config, dev),
         Command::Token {
             room,
             owner,
             name,
             ttl,
             config,
-        } => token(config, room, owner, name, ttl),
+            link,
+        } => token(config, room, owner, name, ttl, link),
         Command::Tune { command } => cli::tune::run(command),
         Command::Config { command } => cli::config_cmd::run(command),
     };
@@ -137,12 +147,17 @@ fn token(
     owner: bool,
     name: Option<String>,
     ttl: Duration,
+    link: bool,
 ) -> Result<(), String> {
+    if link && room == "*" {
+        return Err("--link needs a room name: a token for any room (*) opens no page".into());
+    }
     let cfg = load_config(path)?;
     let Some(secret) = cfg.auth.app_secret.as_deref() else {
         return Err(
-            "auth.app_secret is not set in the configuration: a bridge without it runs in dev \
-             mode with a random secret and prints its own token at start"
+            "auth.app_secret is not set in the configuration, and tokens are signed with it \
+             (`ringbridge config init-secret FILE` writes one; a bridge in dev mode makes a \
+             throwaway secret and hands out its own join link)"
                 .into(),
         );
     };
@@ -153,8 +168,14 @@ fn token(
         ttl,
         now_unix: unix_now(),
     };
+    let room = req.room.clone();
     let jwt = mint_token(&cfg.auth, secret, &req).map_err(|e| e.to_string())?;
-    println!("{jwt}");
+    if link {
+        let base = cli::link::base_url(&cfg.public, cfg.public.listen);
+        println!("{}", cli::link::room_link(&base, &room, &jwt));
+    } else {
+        println!("{jwt}");
+    }
     Ok(())
 }
 
@@ -171,14 +192,35 @@ fn shard_cores(cfg: &Config) -> Vec<Option<usize>> {
     }
 }
 
-fn run(path: Option<PathBuf>) -> Result<(), String> {
+fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
+    // Dev mode only for the README's `run` (no --config) or when asked for.
+    let dev_mode = dev || path.is_none();
+    let shown = path.as_ref().map(|p| p.display().to_string());
     let cfg = load_config(path)?;
+    if !dev_mode {
+        cfg.require_key()
+            .map_err(|e| format!("config {}: {e}", shown.as_deref().unwrap_or_default()))?;
+    }
+    cli::logging::init(&cfg.log);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = shown.as_deref().unwrap_or("(embedded default)"),
+        dev_mode,
+        "ringbridge {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
     let choice = choose_backend(cfg.media.io)?;
     if let Some(reason) = &choice.fallback_reason {
         tracing::warn!(%reason, "io_uring unavailable; shards use recvmmsg/sendmmsg");
     }
     cli::tune::warn_below_profile(&cfg);
-    let dev_mode = cfg.auth.app_secret.is_none();
+    // Without auth.app_secret (dev mode, or only public keys configured), HMAC
+    // tokens are checked against a random secret nobody else knows.
+    let secret_source = if cfg.auth.app_secret.is_some() {
+        cli::dev::SecretSource::Configured
+    } else {
+        cli::dev::SecretSource::Random
+    };
     let secret = cfg.auth.app_secret.clone().unwrap_or_else(random_secret);
     let advertise: Vec<IpAddr> = if cfg.media.advertise.is_empty() {
         vec![host_address()]
@@ -265,15 +307,18 @@ fn run(path: Option<PathBuf>) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let public = control.public_addr();
-        if dev_mode {
-            print_dev_banner(&cfg, &secret, public);
-        }
+        let link_file = if dev_mode {
+            dev_banner(&cfg, &secret, secret_source, public)?
+        } else {
+            None
+        };
         let stop = shutdown_signals(control.shutdown_handle());
         cli::systemd::notify(ringbridge_tuning::systemd::READY);
         let watched = plane.clone();
         cli::systemd::spawn_watchdog(move || watched.health());
         let result = control.run(stop).await.map_err(|e| e.to_string());
         cli::systemd::notify(ringbridge_tuning::systemd::STOPPING);
+        drop(link_file);
         result
     });
     plane.shutdown();
@@ -281,7 +326,13 @@ fn run(path: Option<PathBuf>) -> Result<(), String> {
     result
 }
 
-fn print_dev_banner(cfg: &Config, secret: &str, public: std::net::SocketAddr) {
+/// Dev mode's owner token for room `demo` and its link (see [`cli::dev`]).
+fn dev_banner(
+    cfg: &Config,
+    secret: &str,
+    source: cli::dev::SecretSource,
+    public: std::net::SocketAddr,
+) -> Result<Option<cli::dev::LinkFile>, String> {
     let req = TokenRequest {
         room: "demo".into(),
         owner: true,
@@ -289,24 +340,11 @@ fn print_dev_banner(cfg: &Config, secret: &str, public: std::net::SocketAddr) {
         ttl: Duration::from_secs(24 * 3600),
         now_unix: unix_now(),
     };
-    let Ok(jwt) = mint_token(&cfg.auth, secret, &req) else {
-        return;
-    };
-    let host = if public.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
-    } else {
-        public.ip().to_string()
-    };
-    println!(
-        "\nringbridge is running in dev mode: auth.app_secret is not set, so a random secret \
-         was made for this run.\n\
-         A token for room \"demo\", valid 24 h:\n\n  {jwt}\n\n\
-         Join by POSTing a WebRTC SDP offer with it:\n\n  \
-         curl -i -H 'Content-Type: application/sdp' -H 'Authorization: Bearer {jwt}' \\\n    \
-         --data-binary @offer.sdp http://{host}:{port}/conferences/demo/endpoints\n\n\
-         or append ?jwt=<token> to that URL. The answer's Link header names the colibri websocket.\n",
-        port = public.port()
-    );
+    let jwt = mint_token(&cfg.auth, secret, &req).map_err(|e| format!("dev token: {e}"))?;
+    let base = cli::link::base_url(&cfg.public, public);
+    let link = cli::link::room_link(&base, &req.room, &jwt);
+    let join_url = format!("{base}/conferences/{}/endpoints", req.room);
+    cli::dev::announce(source, &req.room, &link, &jwt, &join_url)
 }
 
 /// The first SIGTERM or SIGINT starts a graceful shutdown (new joins refused,

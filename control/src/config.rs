@@ -14,12 +14,19 @@ use serde::Deserialize;
 pub struct PublicConfig {
     /// `public.listen`: address of the signalling listener. Default `0.0.0.0:9090`.
     pub listen: SocketAddr,
+    /// `public.url`: the address people reach the public listener at, e.g.
+    /// `https://meet.example.com` behind a reverse proxy (a path prefix such as
+    /// `https://example.com/bridge` is kept). Used for the links that dev mode
+    /// and `ringbridge token --link` print. Default: none, the links are built
+    /// from `public.listen` (`http://127.0.0.1:9090` for `0.0.0.0:9090`).
+    pub url: Option<String>,
 }
 
 impl Default for PublicConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            url: None,
         }
     }
 }
@@ -217,6 +224,7 @@ mod tests {
     #[test]
     fn defaults_are_the_documented_ones() {
         assert_eq!(PublicConfig::default().listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(PublicConfig::default().url, None);
         assert_eq!(
             PrivateConfig::default().listen.to_string(),
             "127.0.0.1:8080"

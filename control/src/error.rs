@@ -59,10 +59,13 @@ impl ApiError {
         serde_json::json!({ "error": self.code, "message": self.message }).to_string()
     }
 
-    /// This error as an HTTP response.
+    /// This error as an HTTP response. The code also rides along as an
+    /// [`ErrorCode`] response extension, so that a layer in front of a handler
+    /// (the operator gate) can count refusals by code without parsing bodies.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let mut resp = Response::new(Full::new(Bytes::from(self.body())));
         *resp.status_mut() = self.status;
+        resp.extensions_mut().insert(ErrorCode(self.code));
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/json"),
@@ -70,6 +73,11 @@ impl ApiError {
         resp
     }
 }
+
+/// The machine-readable code of an error response, as a response extension
+/// (never sent on the wire; the body carries the same code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
 
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
@@ -105,6 +113,10 @@ mod tests {
     async fn renders_json_with_code_and_message() {
         let resp = ApiError::new(StatusCode::FORBIDDEN, "room-mismatch", "nope").into_response();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            resp.extensions().get::<ErrorCode>(),
+            Some(&ErrorCode("room-mismatch"))
+        );
         assert_eq!(
             resp.headers()
                 .get(header::CONTENT_TYPE)

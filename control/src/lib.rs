@@ -37,6 +37,7 @@ mod http;
 pub mod media;
 mod metrics;
 mod operator;
+mod process;
 mod registry;
 pub mod signalling;
 pub mod stats;
@@ -276,6 +277,7 @@ impl<M: MediaPlane> Control<M> {
             sampler,
             state: state.clone(),
             load,
+            registry: registry.clone(),
         });
         info!(public = %public_addr, private = %private_addr, "control plane listening");
         let stop_registry = registry.clone();

@@ -8,10 +8,16 @@
 //! failure), `replay`, `unknown_source`, `unknown_ssrc`, `malformed`.
 //! Send failures (`send_failures`) carry one too: `backlog_full`,
 //! `message_too_big`, `unreachable`, `permission`, `other`.
+//!
+//! Joins refused by signalling are counted by error code
+//! (`ringbridge_joins_refused_total{code="token-expired"}`), and the process's
+//! own CPU time, memory, threads and file descriptors follow the standard
+//! Prometheus names (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+//! `process_open_fds`, ...), without the `ringbridge_` prefix.
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -19,6 +25,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::media::{MediaStats, ShardSnapshot};
+use crate::process::ProcessStats;
 use crate::stats::{ControlView, Rates, stress_level};
 
 /// The `Content-Type` of the scrape (OpenMetrics 1.0, which Prometheus reads).
@@ -271,10 +278,112 @@ pub(crate) fn render(stats: &MediaStats, rates: &Rates, view: &ControlView) -> S
         ]),
     );
 
+    register_control(&mut registry, view);
+
+    let mut process = Registry::default();
+    if let Some(p) = &view.process {
+        register_process(&mut process, p);
+    }
+
     let mut out = String::new();
     // Writing into a String cannot fail.
-    let _ = encode(&mut out, &registry);
+    let _ = encode_registry(&mut out, &registry);
+    let _ = encode_registry(&mut out, &process);
+    let _ = encode_eof(&mut out);
     out
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(value);
+    registry.register(name, help, c);
+}
+
+/// What the control plane counts itself: joins refused by code, conferences
+/// completed and their lifetimes, endpoints created.
+fn register_control(registry: &mut Registry, view: &ControlView) {
+    let refused = Family::<Labels, Counter>::default();
+    for &(code, n) in &view.joins_refused {
+        refused
+            .get_or_create(&vec![("code", code.to_owned())])
+            .inc_by(n);
+    }
+    registry.register(
+        "joins_refused",
+        "Joins (POST /conferences/{room}/endpoints) answered with an error, by the \
+         error code of the answer (token-expired, owner-required, draining, overloaded, ...).",
+        refused,
+    );
+    counter(
+        registry,
+        "conferences_completed",
+        "Conferences whose last endpoint left, since start.",
+        view.totals.conferences_completed,
+    );
+    counter(
+        registry,
+        "conference_seconds",
+        "Sum of the lifetimes of the completed conferences, in seconds.",
+        view.totals.conference_seconds,
+    );
+    counter(
+        registry,
+        "endpoints_created",
+        "Endpoints admitted by signalling, since start.",
+        view.totals.participants,
+    );
+}
+
+/// The standard `process_*` metrics of Prometheus client libraries.
+fn register_process(registry: &mut Registry, p: &ProcessStats) {
+    let cpu = Counter::<f64, AtomicU64>::default();
+    cpu.inc_by(p.cpu_seconds);
+    registry.register(
+        "process_cpu_seconds",
+        "User and system CPU time of the bridge process, in seconds.",
+        cpu,
+    );
+    gauge(
+        registry,
+        "process_resident_memory_bytes",
+        "Resident memory of the bridge process, in bytes.",
+        p.resident_bytes,
+    );
+    gauge(
+        registry,
+        "process_virtual_memory_bytes",
+        "Virtual memory of the bridge process, in bytes.",
+        p.virtual_bytes,
+    );
+    gauge(
+        registry,
+        "process_open_fds",
+        "Open file descriptors (sockets included).",
+        p.open_fds,
+    );
+    if let Some(max) = p.max_fds {
+        gauge(
+            registry,
+            "process_max_fds",
+            "The soft limit on open file descriptors.",
+            max,
+        );
+    }
+    gauge(
+        registry,
+        "process_threads",
+        "Threads of the bridge process.",
+        p.threads,
+    );
+    if let Some(start) = p.start_time_seconds {
+        let g = Gauge::<f64, AtomicU64>::default();
+        g.set(start);
+        registry.register(
+            "process_start_time_seconds",
+            "When the bridge process started, in seconds since the Unix epoch.",
+            g,
+        );
+    }
 }
 
 #[cfg(test)]
@@ -327,5 +436,47 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line}:\n{text}");
         }
+    }
+
+    #[test]
+    fn refused_joins_completions_and_process_metrics_are_encoded() {
+        let view = ControlView {
+            joins_refused: vec![("draining", 2), ("token-expired", 5)],
+            totals: crate::registry::Totals {
+                conferences_completed: 3,
+                conference_seconds: 90,
+                participants: 11,
+            },
+            process: Some(ProcessStats {
+                cpu_seconds: 1.5,
+                resident_bytes: 4096,
+                virtual_bytes: 8192,
+                threads: 6,
+                open_fds: 17,
+                max_fds: Some(1024),
+                start_time_seconds: Some(1_700_000_000.0),
+            }),
+            ..ControlView::default()
+        };
+        let text = render(&MediaStats::default(), &Rates::default(), &view);
+        for line in [
+            "ringbridge_joins_refused_total{code=\"draining\"} 2",
+            "ringbridge_joins_refused_total{code=\"token-expired\"} 5",
+            "ringbridge_conferences_completed_total 3",
+            "ringbridge_conference_seconds_total 90",
+            "ringbridge_endpoints_created_total 11",
+            "\nprocess_cpu_seconds_total 1.5",
+            "\nprocess_resident_memory_bytes 4096",
+            "\nprocess_virtual_memory_bytes 8192",
+            "\nprocess_open_fds 17",
+            "\nprocess_max_fds 1024",
+            "\nprocess_threads 6",
+            "\nprocess_start_time_seconds 1700000000",
+        ] {
+            assert!(text.contains(line), "missing {line}:\n{text}");
+        }
+        // One EOF, at the very end.
+        assert_eq!(text.matches("# EOF").count(), 1);
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

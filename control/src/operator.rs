@@ -2,8 +2,9 @@
 //! drain and shutdown paths, and Prometheus `/metrics`; plus the gate in front
 //! of signalling that drain and graceful shutdown close.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use http_body_util::{BodyExt, Limited};
@@ -13,10 +14,11 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::LoadConfig;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::http::{Body, Handler, response, segments};
 use crate::media::{ConferenceId, MediaPlane};
 use crate::metrics;
+use crate::process::ProcessStats;
 use crate::registry::Registry;
 use crate::stats::{ControlView, Sampler, stats_json};
 
@@ -42,6 +44,8 @@ pub(crate) struct OperatorState {
     drain: AtomicBool,
     graceful: AtomicBool,
     conferences_created: AtomicU64,
+    /// Joins answered with an error, by error code.
+    joins_refused: Mutex<BTreeMap<&'static str, u64>>,
     stop: watch::Sender<StopRequest>,
 }
 
@@ -51,12 +55,23 @@ impl Default for OperatorState {
             drain: AtomicBool::new(false),
             graceful: AtomicBool::new(false),
             conferences_created: AtomicU64::new(0),
+            joins_refused: Mutex::new(BTreeMap::new()),
             stop: watch::Sender::new(StopRequest::None),
         }
     }
 }
 
 impl OperatorState {
+    fn count_refusal(&self, code: &'static str) {
+        let mut refused = self.joins_refused.lock().unwrap_or_else(|p| p.into_inner());
+        *refused.entry(code).or_insert(0) += 1;
+    }
+
+    fn joins_refused(&self) -> Vec<(&'static str, u64)> {
+        let refused = self.joins_refused.lock().unwrap_or_else(|p| p.into_inner());
+        refused.iter().map(|(&code, &n)| (code, n)).collect()
+    }
+
     fn draining(&self) -> bool {
         self.drain.load(Ordering::Relaxed)
     }
@@ -163,6 +178,8 @@ pub(crate) struct Operator<M> {
     pub(crate) sampler: Arc<Sampler>,
     pub(crate) state: Arc<OperatorState>,
     pub(crate) load: LoadConfig,
+    /// Live rooms: conference sizes, completions and their lifetimes.
+    pub(crate) registry: Arc<Registry>,
 }
 
 impl<M: MediaPlane> Operator<M> {
@@ -173,6 +190,10 @@ impl<M: MediaPlane> Operator<M> {
             conferences_created: self.state.conferences_created.load(Ordering::Relaxed),
             max_packet_rate: self.load.max_packet_rate,
             healthy: self.media.health().is_ok(),
+            totals: self.registry.totals(),
+            conference_sizes: self.registry.conference_sizes(),
+            joins_refused: self.state.joins_refused(),
+            process: ProcessStats::read(),
         }
     }
 
@@ -187,9 +208,9 @@ impl<M: MediaPlane> Operator<M> {
         let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
             ApiError::bad_request(r#"expected a JSON body such as {"graceful-shutdown": true}"#)
         })?;
-        let Some(graceful) = doc.get("graceful-shutdown").and_then(|v| v.as_bool()) else {
+        let Some(graceful) = doc.get("graceful-shutdown").and_then(graceful_flag) else {
             return Err(ApiError::bad_request(
-                r#""graceful-shutdown" must be true or false"#,
+                r#""graceful-shutdown" must be true or false (or "true" or "false")"#,
             ));
         };
         if graceful {
@@ -200,6 +221,18 @@ impl<M: MediaPlane> Operator<M> {
             self.state.request(StopRequest::Now);
         }
         Ok(json(serde_json::json!({ "graceful-shutdown": graceful })))
+    }
+}
+
+/// `"graceful-shutdown"`'s value: a JSON boolean, or the strings `"true"` and
+/// `"false"` (any case), which jvb's `graceful_shutdown.sh` sends and jvb's
+/// JSON binding accepts.
+fn graceful_flag(v: &serde_json::Value) -> Option<bool> {
+    match v {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        serde_json::Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
     }
 }
 
@@ -262,7 +295,8 @@ impl<M: MediaPlane> Handler for Operator<M> {
 }
 
 /// In front of signalling: refuses joins while draining (new conferences
-/// only) or shutting down (every join), and counts conferences created.
+/// only) or shutting down (every join), counts conferences created, and
+/// counts every refused join by its error code.
 pub(crate) struct Gate<H> {
     pub(crate) inner: Arc<H>,
     pub(crate) state: Arc<OperatorState>,
@@ -284,6 +318,7 @@ impl<H: Handler> Handler for Gate<H> {
         };
         let existed = self.registry.has_conference(&room);
         if self.state.shutting_down() {
+            self.state.count_refusal("shutting-down");
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting-down",
@@ -292,6 +327,7 @@ impl<H: Handler> Handler for Gate<H> {
             .into_response();
         }
         if !existed && self.state.draining() {
+            self.state.count_refusal("draining");
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "draining",
@@ -300,6 +336,9 @@ impl<H: Handler> Handler for Gate<H> {
             .into_response();
         }
         let resp = self.inner.clone().handle(req).await;
+        if let Some(ErrorCode(code)) = resp.extensions().get::<ErrorCode>() {
+            self.state.count_refusal(code);
+        }
         // Two first joins racing into the same new room may both count; the
         // registry, not this gate, is the authority on what exists.
         if !existed && resp.status() == StatusCode::CREATED {
@@ -308,5 +347,42 @@ impl<H: Handler> Handler for Gate<H> {
                 .fetch_add(1, Ordering::Relaxed);
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn graceful_shutdown_takes_booleans_and_their_strings() {
+        assert_eq!(graceful_flag(&json!(true)), Some(true));
+        assert_eq!(graceful_flag(&json!(false)), Some(false));
+        // jvb's graceful_shutdown.sh sends a string.
+        assert_eq!(graceful_flag(&json!("true")), Some(true));
+        assert_eq!(graceful_flag(&json!("True")), Some(true));
+        assert_eq!(graceful_flag(&json!("false")), Some(false));
+        for bad in [
+            json!("yes"),
+            json!(1),
+            json!(null),
+            json!([true]),
+            json!(""),
+        ] {
+            assert_eq!(graceful_flag(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_counted_by_code_in_code_order() {
+        let state = OperatorState::default();
+        state.count_refusal("token-expired");
+        state.count_refusal("draining");
+        state.count_refusal("token-expired");
+        assert_eq!(
+            state.joins_refused(),
+            vec![("draining", 1), ("token-expired", 2)]
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,6 +23,30 @@ const PENDING_NOTICES: usize = 32;
 
 /// Frames queued for one websocket before the client is considered stuck.
 const SOCKET_QUEUE: usize = 256;
+
+/// Buckets of jitsi-videobridge's `conference_sizes`: index `i` counts the
+/// conferences with `i` endpoints, the last one those with 21 or more.
+pub(crate) const CONFERENCE_SIZE_BUCKETS: usize = 22;
+
+/// Conferences that ended and endpoints that joined, since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// Conferences whose last endpoint left (jvb's `total_conferences_completed`).
+    pub(crate) conferences_completed: u64,
+    /// Sum of the lifetimes of those conferences, from first join to last
+    /// leave, in whole seconds (jvb's `total_conference_seconds`).
+    pub(crate) conference_seconds: u64,
+    /// Endpoints admitted (jvb's `total_participants`).
+    pub(crate) participants: u64,
+}
+
+/// When each live conference opened, and [`Totals`].
+#[derive(Default)]
+struct History {
+    opened: HashMap<ConferenceId, Instant>,
+    lifetimes: Duration,
+    totals: Totals,
+}
 
 /// Why a colibri websocket request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +158,9 @@ pub(crate) struct Registry {
     /// only while `rooms` is held (lock order: rooms, then grace).
     grace: Mutex<HashMap<ConferenceId, u64>>,
     next_gen: std::sync::atomic::AtomicU64,
+    /// Conference lifetimes. Locked only while `rooms` is held (lock order:
+    /// rooms, grace, history).
+    history: Mutex<History>,
 }
 
 impl Registry {
@@ -143,6 +171,37 @@ impl Registry {
 
     fn lock_grace(&self) -> MutexGuard<'_, HashMap<ConferenceId, u64>> {
         self.grace.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_history(&self) -> MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that `conference`'s room was just removed (its last endpoint
+    /// left). Call with `rooms` held.
+    fn conference_ended(&self, conference: &ConferenceId) {
+        let mut history = self.lock_history();
+        if let Some(opened) = history.opened.remove(conference) {
+            history.lifetimes += opened.elapsed();
+            history.totals.conferences_completed += 1;
+            history.totals.conference_seconds = history.lifetimes.as_secs();
+        }
+    }
+
+    /// Conferences completed, their total lifetime, and endpoints admitted.
+    pub(crate) fn totals(&self) -> Totals {
+        let _rooms = self.lock();
+        self.lock_history().totals
+    }
+
+    /// jitsi-videobridge's `conference_sizes`: how many live conferences have
+    /// 0, 1, ... 20 endpoints, and 21 or more in the last bucket.
+    pub(crate) fn conference_sizes(&self) -> [u64; CONFERENCE_SIZE_BUCKETS] {
+        let mut buckets = [0; CONFERENCE_SIZE_BUCKETS];
+        for room in self.lock().values() {
+            buckets[room.len().min(CONFERENCE_SIZE_BUCKETS - 1)] += 1;
+        }
+        buckets
     }
 
     fn next_gen(&self) -> u64 {
@@ -200,6 +259,13 @@ impl Registry {
         }
         if member.owner {
             self.lock_grace().remove(conference);
+        }
+        {
+            let mut history = self.lock_history();
+            if !rooms.contains_key(conference) {
+                history.opened.insert(conference.clone(), Instant::now());
+            }
+            history.totals.participants += 1;
         }
         let room = rooms.entry(conference.clone()).or_default();
         let id = loop {
@@ -301,6 +367,7 @@ impl Registry {
         let outcome = if room.is_empty() {
             rooms.remove(conference);
             self.lock_grace().remove(conference);
+            self.conference_ended(conference);
             Removed::Done
         } else if gone.member.owner && !room.values().any(|e| e.member.owner) {
             let generation = self.next_gen();
@@ -338,6 +405,7 @@ impl Registry {
         let Some(mut room) = rooms.remove(conference) else {
             return Vec::new();
         };
+        self.conference_ended(conference);
         let mut ids = Vec::with_capacity(room.len());
         for (id, entry) in room.iter_mut() {
             entry.send(id, last.to_owned());
@@ -403,6 +471,7 @@ impl Registry {
         }
         if room.is_empty() {
             rooms.remove(conference);
+            self.conference_ended(conference);
         }
         existed
     }
@@ -675,6 +744,57 @@ mod tests {
             rx_b.try_recv(),
             Err(mpsc::error::TryRecvError::Disconnected)
         );
+    }
+
+    #[test]
+    fn completed_conferences_are_counted_with_their_lifetime() {
+        let reg = Registry::default();
+        let other = ConferenceId("other".into());
+        let (a, _) = reg.reserve(&conf(), None, None);
+        let (b, _) = reg.reserve(&conf(), None, None);
+        let (c, _) = reg.reserve(&other, None, None);
+        let mut sizes = [0; CONFERENCE_SIZE_BUCKETS];
+        sizes[1] = 1;
+        sizes[2] = 1;
+        assert_eq!(reg.conference_sizes(), sizes);
+        assert_eq!(
+            reg.totals(),
+            Totals {
+                participants: 3,
+                ..Totals::default()
+            }
+        );
+        // Pretend the first room opened 90 s ago.
+        let ninety = Instant::now()
+            .checked_sub(Duration::from_secs(90))
+            .expect("the clock is past 90 s");
+        reg.lock_history().opened.insert(conf(), ninety);
+
+        // One endpoint leaving does not end the conference.
+        assert!(reg.remove(&conf(), &a, true));
+        assert_eq!(reg.totals().conferences_completed, 0);
+        // The last one does.
+        assert_eq!(
+            reg.remove_with_notice(&conf(), &b, None),
+            Some(Removed::Done)
+        );
+        let totals = reg.totals();
+        assert_eq!(totals.conferences_completed, 1);
+        assert!((90..92).contains(&totals.conference_seconds), "{totals:?}");
+        assert!(reg.remove(&other, &c, false));
+        assert_eq!(reg.totals().conferences_completed, 2);
+        assert_eq!(reg.conference_sizes(), [0; CONFERENCE_SIZE_BUCKETS]);
+    }
+
+    #[test]
+    fn huge_conferences_share_the_last_size_bucket() {
+        let reg = Registry::default();
+        for _ in 0..30 {
+            reg.reserve(&conf(), None, None);
+        }
+        let sizes = reg.conference_sizes();
+        assert_eq!(sizes[CONFERENCE_SIZE_BUCKETS - 1], 1);
+        assert_eq!(sizes.iter().sum::<u64>(), 1);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::media::MediaStats;
+use crate::process::ProcessStats;
+use crate::registry::{CONFERENCE_SIZE_BUCKETS, Totals};
 
 /// Rates computed from two samples of [`MediaStats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,7 +75,7 @@ impl Sampler {
 }
 
 /// What the control plane itself knows, beside the media plane's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ControlView {
     /// Drain is on: new conferences are refused.
     pub(crate) drain: bool,
@@ -85,6 +87,14 @@ pub(crate) struct ControlView {
     pub(crate) max_packet_rate: u64,
     /// The media plane's [`MediaPlane::health`](crate::media::MediaPlane::health) is `Ok`.
     pub(crate) healthy: bool,
+    /// Conferences completed, their lifetimes, endpoints admitted (the registry's).
+    pub(crate) totals: Totals,
+    /// Live conferences by endpoint count (jvb's `conference_sizes`).
+    pub(crate) conference_sizes: [u64; CONFERENCE_SIZE_BUCKETS],
+    /// Joins refused since start, by error code, in code order.
+    pub(crate) joins_refused: Vec<(&'static str, u64)>,
+    /// The process's own resource use (`None` without procfs).
+    pub(crate) process: Option<ProcessStats>,
 }
 
 /// jitsi-videobridge's `stress_level`: the packet rate (received plus sent)
@@ -106,13 +116,21 @@ pub(crate) fn stress_level(rates: &Rates, max_packet_rate: u64) -> f64 {
 /// audio (video) reached the bridge within the last 3 seconds; `inactive_conferences`
 /// counts conferences where nobody's did, and `inactive_endpoints` their endpoints
 /// (jitsi-videobridge's meaning of both).
+///
+/// jvb keys for what ringbridge does not have or measure yet carry jvb's own
+/// "nothing measured" value, so that scripts doing arithmetic on them keep
+/// working: `rtt_aggregate`, `jitter_aggregate`, `loss_rate_download` and
+/// `loss_rate_upload` are `0` (the media plane does not aggregate RTT, jitter
+/// or loss yet), `octo_endpoints` and `octo_conferences` are `0` (no Octo
+/// relays: every endpoint is local), `region` and `relay_id` are `null` (jvb
+/// leaves them out when no relay region is configured).
 pub(crate) fn stats_json(
     stats: &MediaStats,
     rates: &Rates,
     now: SystemTime,
     view: &ControlView,
 ) -> Value {
-    json!({
+    let mut doc = json!({
         "conferences": stats.conferences,
         "endpoints": stats.endpoints,
         "participants": stats.endpoints,
@@ -140,6 +158,31 @@ pub(crate) fn stats_json(
         "gso": stats.gso,
         "shards": stats.shards.len(),
         "shard_cores": stats.shards.iter().map(|s| s.core).collect::<Vec<_>>(),
+    });
+    if let (Value::Object(doc), Value::Object(more)) = (&mut doc, jvb_lifetime_keys(stats, view)) {
+        doc.extend(more);
+    }
+    doc
+}
+
+/// jvb's conference lifetime, ICE, quality, thread and Octo keys.
+fn jvb_lifetime_keys(stats: &MediaStats, view: &ControlView) -> Value {
+    json!({
+        "total_conferences_completed": view.totals.conferences_completed,
+        "total_conference_seconds": view.totals.conference_seconds,
+        "total_participants": view.totals.participants,
+        "conference_sizes": view.conference_sizes,
+        "total_ice_succeeded": stats.shard_sum(|s| s.ice_successes),
+        "total_ice_failed": stats.shard_sum(|s| s.ice_failures),
+        "rtt_aggregate": 0.0,
+        "jitter_aggregate": 0.0,
+        "loss_rate_download": 0.0,
+        "loss_rate_upload": 0.0,
+        "threads": view.process.map(|p| p.threads),
+        "octo_endpoints": 0,
+        "octo_conferences": 0,
+        "region": Value::Null,
+        "relay_id": Value::Null,
     })
 }
 
@@ -241,12 +284,25 @@ mod tests {
 
     #[test]
     fn stats_document_has_the_jvb_keys() {
+        let mut conference_sizes = [0; CONFERENCE_SIZE_BUCKETS];
+        conference_sizes[3] = 2;
         let view = ControlView {
             drain: true,
             graceful_shutdown: false,
             conferences_created: 4,
             max_packet_rate: 1000,
             healthy: true,
+            totals: Totals {
+                conferences_completed: 2,
+                conference_seconds: 125,
+                participants: 9,
+            },
+            conference_sizes,
+            joins_refused: Vec::new(),
+            process: Some(ProcessStats {
+                threads: 5,
+                ..ProcessStats::default()
+            }),
         };
         let rates = Rates {
             packet_rate_download: 500,
@@ -257,12 +313,15 @@ mod tests {
                 ShardSnapshot {
                     inactive_conferences: 1,
                     inactive_endpoints: 1,
+                    ice_successes: 3,
+                    ice_failures: 1,
                     ..ShardSnapshot::default()
                 },
                 ShardSnapshot {
                     index: 1,
                     inactive_conferences: 1,
                     inactive_endpoints: 3,
+                    ice_successes: 4,
                     ..ShardSnapshot::default()
                 },
             ],
@@ -291,9 +350,37 @@ mod tests {
             "bit_rate_download",
             "bit_rate_upload",
             "version",
+            "total_conferences_completed",
+            "total_conference_seconds",
+            "total_participants",
+            "conference_sizes",
+            "total_ice_succeeded",
+            "total_ice_failed",
+            "rtt_aggregate",
+            "jitter_aggregate",
+            "loss_rate_download",
+            "loss_rate_upload",
+            "threads",
+            "region",
+            "relay_id",
+            "octo_endpoints",
+            "octo_conferences",
         ] {
             assert!(doc.get(key).is_some(), "missing {key}: {doc}");
         }
+        assert_eq!(doc["total_conferences_completed"], 2);
+        assert_eq!(doc["total_conference_seconds"], 125);
+        assert_eq!(doc["total_participants"], 9);
+        let sizes = doc["conference_sizes"].as_array().expect("an array");
+        assert_eq!(sizes.len(), 22);
+        assert_eq!(sizes[3], 2);
+        assert_eq!(doc["total_ice_succeeded"], 7);
+        assert_eq!(doc["total_ice_failed"], 1);
+        assert_eq!(doc["threads"], 5);
+        // jq '.participants - .octo_endpoints' must work, as on jvb.
+        assert!(doc["octo_endpoints"].is_u64());
+        assert!(doc["relay_id"].is_null() && doc["region"].is_null());
+        assert!(doc["loss_rate_download"].is_f64() && doc["rtt_aggregate"].is_f64());
         assert_eq!(doc["stress_level"], 0.5);
         assert_eq!(doc["drain"], true);
         assert_eq!(doc["total_conferences_created"], 4);

@@ -70,7 +70,18 @@ fn config_default_prints_the_commented_default_and_check_validates() {
     }
 
     let dir = TempDir::new("config");
+    // The default has no key: `run --config` would refuse it, and so does check.
     let good = dir.write("default.toml", &printed);
+    let out = ringbridge(&["config", "check", good.to_str().expect("utf-8")]);
+    assert!(!out.status.success(), "no key: {}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("auth.app_secret: not set"));
+    let good = dir.write(
+        "default.toml",
+        &printed.replace(
+            "# app_secret = \"...\"",
+            "app_secret = \"0123456789abcdef0123\"",
+        ),
+    );
     let out = ringbridge(&["config", "check", good.to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("ok"));
@@ -83,8 +94,22 @@ fn config_default_prints_the_commented_default_and_check_validates() {
         ("[media]\nport_range = [20000, 10000]\n", "media.port_range"),
         ("[media]\nio = \"epoll\"\n", "epoll"),
         ("[privte]\nlisten = \"127.0.0.1:1\"\n", "privte"),
-        ("[private]\nlisten = \"localhost\"\n", "listen"),
+        (
+            "[private]\nlisten = \"localhost\"\n",
+            "private.listen: invalid socket address \"localhost\": expected IP:PORT",
+        ),
+        (
+            "[public]\nlisten = \"0.0.0.0:8080\"\n",
+            "private.listen: 127.0.0.1:8080 collides with public.listen 0.0.0.0:8080",
+        ),
+        ("[log]\nlevel = \"loud\"\n", "log.level"),
+        ("[log]\nformat = \"xml\"\n", "log.format"),
+        ("[public]\nurl = \"meet.example.com\"\n", "public.url"),
         ("server_id = \"a b\"\n", "server_id"),
+        (
+            "[media]\nadvertise = [\"a.b\"]\n",
+            "media.advertise[0]: invalid IP address",
+        ),
         ("not toml at all [\n", "TOML"),
     ];
     for (i, (body, key)) in cases.iter().enumerate() {
@@ -124,9 +149,14 @@ fn fake_host(dir: &TempDir) {
         );
     }
     dir.write("root/sys/devices/system/cpu/isolated", "1\n");
+    // The shell's own memlock limit is low; the unit's is what counts.
     dir.write(
         "root/proc/self/limits",
-        "Max locked memory         unlimited            unlimited            bytes\n",
+        "Max locked memory         65536                65536                bytes\n",
+    );
+    dir.write(
+        "root/lib/systemd/system/ringbridge.service",
+        "[Service]\nLimitMEMLOCK=infinity\n",
     );
     dir.write(
         "root/proc/interrupts",
@@ -184,7 +214,24 @@ fn tune_check_and_apply_against_a_fake_root() {
 
     let out = ringbridge(&["tune", "check", "--root", root_s, "--config", cfg_s]);
     assert!(out.status.success(), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("all checks passed"));
+    let report = text(&out.stdout);
+    assert!(report.contains("all checks passed"));
+    // The memlock row is the unit's grant, not this test's own 64 KiB limit.
+    assert!(
+        report.contains("memlock limit (ringbridge.service)")
+            && report.contains("infinity (LimitMEMLOCK=infinity)"),
+        "{report}"
+    );
+
+    // A NIC interrupt on the shard core: the advice names the free core (0).
+    dir.write("root/proc/irq/30/smp_affinity_list", "1\n");
+    let out = ringbridge(&["tune", "check", "--root", root_s, "--config", cfg_s]);
+    assert!(!out.status.success());
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("echo 0 > /proc/irq/30/smp_affinity_list (virtio0-input.0, now on 1)"),
+        "{report}"
+    );
 }
 
 /// An SDP offer the bridge accepts (one audio sender, one video receive slot).
@@ -376,6 +423,52 @@ fn metrics_and_stats_move_under_traffic() {
         total(&after, "ringbridge_conferences_created_total", &[]),
         1.0
     );
+    // The process's own figures, from /proc/self.
+    assert!(
+        total(&after, "process_cpu_seconds_total", &[]) > 0.0,
+        "{after:?}"
+    );
+    assert!(total(&after, "process_resident_memory_bytes", &[]) > 1e6);
+    // Sockets of the listeners and of the shards' ports, at least.
+    assert!(total(&after, "process_open_fds", &[]) >= 10.0);
+    assert!(total(&after, "process_threads", &[]) >= 2.0);
+
+    // A join with a member token (members cannot open rooms) and one without a
+    // token are refused, and counted by code.
+    let member = b.member_token("fresh");
+    let body = offer();
+    for auth in [format!("Bearer {member}"), String::new()] {
+        let mut headers = vec![("Content-Type", "application/sdp")];
+        if !auth.is_empty() {
+            headers.push(("Authorization", auth.as_str()));
+        }
+        let resp = http_request(
+            b.public_addr(),
+            "POST",
+            "/conferences/fresh/endpoints",
+            &headers,
+            body.as_bytes(),
+        )
+        .expect("join");
+        assert!(resp.status == 401 || resp.status == 403, "{}", resp.text());
+    }
+    let refused = scrape(&b);
+    assert_eq!(
+        total(
+            &refused,
+            "ringbridge_joins_refused_total",
+            &[("code", "owner-required")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        total(
+            &refused,
+            "ringbridge_joins_refused_total",
+            &[("code", "token-missing")]
+        ),
+        1.0
+    );
 
     // Nobody in the conference sends media (ICE never even started): jvb counts the
     // conference and its endpoint as inactive. The shard counts at housekeeping
@@ -396,6 +489,13 @@ fn metrics_and_stats_move_under_traffic() {
     assert_eq!(total(&now, "ringbridge_inactive_conferences", &[]), 1.0);
     assert!(s["total_packets_received"].as_u64().expect("number") >= 50);
     assert_eq!(s["healthy"], true);
+    // jvb's keys: one conference of one endpoint, nothing completed yet; scripts
+    // doing `.participants - .octo_endpoints` get a number.
+    assert_eq!(s["conference_sizes"][1], 1, "{s}");
+    assert_eq!(s["total_conferences_completed"], 0);
+    assert_eq!(s["octo_endpoints"], 0);
+    assert!(s["threads"].as_u64().expect("threads") >= 2, "{s}");
+    assert!(s["total_ice_succeeded"].is_u64() && s["total_ice_failed"].is_u64());
     assert!(s["stress_level"].as_f64().is_some(), "{s}");
 }
 
@@ -476,14 +576,202 @@ fn sigterm_waits_for_the_last_conference_then_exits_0() {
 fn http_graceful_shutdown_gives_up_after_the_timeout() {
     let mut b = Bridge::start("shutdown_timeout_s = 1\n");
     join(&b, "stays");
+    // As jvb's graceful_shutdown.sh sends it: the flag as a string.
     let resp = post(
         b.private_addr(),
         "/colibri/shutdown",
-        br#"{"graceful-shutdown": true}"#,
+        br#"{"graceful-shutdown": "true"}"#,
     );
     assert_eq!(resp.status, 200, "{}", resp.text());
     let exit = b
         .wait_exit(Duration::from_secs(10))
         .expect("exits after shutdown_timeout_s");
     assert!(exit.success(), "exit status {exit}");
+}
+
+/// The bridge's combined stdout and stderr, once `needle` is in it (5 s at most).
+fn log_with(b: &Bridge, needle: &str) -> String {
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = std::fs::read_to_string(b.log_path()).expect("log");
+        if log.contains(needle) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    log
+}
+
+#[test]
+fn the_first_log_line_has_the_version_and_log_format_json_is_json() {
+    let version = env!("CARGO_PKG_VERSION");
+    let b = Bridge::start("");
+    let log = log_with(&b, "control plane listening");
+    let first = log.lines().next().expect("a first line");
+    assert!(
+        first.contains(&format!("ringbridge {version} starting"))
+            && first.contains(&format!("version=\"{version}\"")),
+        "{first}"
+    );
+    drop(b);
+
+    let b = Bridge::start("[log]\nformat = \"json\"\n");
+    let log = log_with(&b, "control plane listening");
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    let first: serde_json::Value =
+        serde_json::from_str(log.lines().next().expect("a first line")).expect("json");
+    assert_eq!(first["fields"]["version"], version, "{first}");
+}
+
+#[test]
+fn log_level_is_the_config_key_unless_rust_log_says_otherwise() {
+    // Bridge::start sets RUST_LOG=info; an empty one leaves log.level in charge.
+    let b = Bridge::start_with_env("[log]\nlevel = \"warn\"\n", &[("RUST_LOG", "")]);
+    // The private listener answered; give the log a moment, then look.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = std::fs::read_to_string(b.log_path()).expect("log");
+    assert!(!log.contains(" INFO "), "warn hides info lines: {log}");
+    drop(b);
+
+    let b = Bridge::start_with_env("[log]\nlevel = \"warn\"\n", &[("RUST_LOG", "info")]);
+    let log = log_with(&b, "control plane listening");
+    assert!(
+        log.contains(" INFO "),
+        "RUST_LOG overrides log.level: {log}"
+    );
+}
+
+/// nginx, run from `systemd/README.md`'s snippet; stopped (SIGTERM to its
+/// master, this test's child) on drop.
+struct Nginx(std::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while matches!(self.0.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_documented_nginx_snippet_proxies_joins_and_colibri_websockets() {
+    use std::io::{Read as _, Write as _};
+
+    if Command::new("nginx").arg("-v").output().is_err() {
+        eprintln!("skipped: no nginx on this machine");
+        return;
+    }
+    let b = Bridge::start("");
+    let readme = std::fs::read_to_string(workspace_root().join("systemd/README.md"))
+        .expect("systemd/README.md");
+    let snippet = readme
+        .split("```nginx\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("an nginx snippet");
+    // The same server, on plain HTTP and a loopback port instead of TLS on 443,
+    // in front of this test's bridge.
+    let port = ringbridge_tests::free_tcp_port();
+    let server: String = snippet
+        .lines()
+        .filter(|l| !l.contains("ssl_certificate") && !l.contains("listen [::]:443"))
+        .map(|l| {
+            l.replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port};"))
+                .replace("127.0.0.1:9090", &b.public_addr().to_string())
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(server.contains("location /colibri-ws/"), "{server}");
+    let dir = TempDir::new("nginx");
+    let d = dir.0.display();
+    let conf = dir.write(
+        "nginx.conf",
+        &format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{}}\nhttp {{\naccess_log off;\nclient_body_temp_path {d}/body;\n\
+             proxy_temp_path {d}/proxy;\nfastcgi_temp_path {d}/fastcgi;\n\
+             uwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n{server}\n}}\n"
+        ),
+    );
+    let _nginx = Nginx(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(&dir.0)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-g", "daemon off;"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nginx"),
+    );
+    let front = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(front).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.0.join("error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A join through nginx.
+    let auth = format!("Bearer {}", owner_token(&b, "proxied"));
+    let body = offer();
+    let resp = http_request(
+        front,
+        "POST",
+        "/conferences/proxied/endpoints",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/sdp"),
+        ],
+        body.as_bytes(),
+    )
+    .expect("join through nginx");
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let link = resp.header("link").expect("Link").to_owned();
+    let ws_path = link
+        .strip_prefix('<')
+        .and_then(|l| l.split_once('>'))
+        .map(|(p, _)| p.to_owned())
+        .expect("Link target");
+
+    // The colibri websocket upgrades through nginx, and the bridge's first
+    // frame (ServerHello) comes back through it.
+    let mut ws = std::net::TcpStream::connect(front).expect("connect");
+    ws.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        ws,
+        "GET {ws_path} HTTP/1.1\r\nHost: meet.example.com\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .expect("upgrade request");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("ServerHello") {
+        match ws.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(text.contains("ServerHello"), "{text}");
 }

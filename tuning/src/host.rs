@@ -6,6 +6,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use crate::profile::{PROFILE, RESERVED_PORTS};
+use crate::unit::{self, MemlockGrant};
 use crate::{Host, MIN_MEMLOCK, Profile, SYSCTL_FILE, TuneError, Wanted, cpulist};
 
 /// The outcome of one check.
@@ -321,44 +322,99 @@ fn isolation(host: &Host, cores: &BTreeSet<u32>) -> Finding {
     finding
 }
 
+/// The memlock limit `ringbridge.service` grants (its `LimitMEMLOCK=`, with
+/// drop-ins), not the checking shell's.
 fn memlock(host: &Host) -> Finding {
+    let wanted = format!("infinity or >= {} MiB", MIN_MEMLOCK / (1024 * 1024));
     let mut finding = Finding {
-        name: "memlock limit".into(),
-        current: "(unknown)".into(),
-        wanted: format!("unlimited or >= {} MiB", MIN_MEMLOCK / (1024 * 1024)),
+        name: format!("memlock limit ({})", unit::UNIT),
+        current: String::new(),
+        wanted,
         verdict: Verdict::Unknown,
-        note: Some(
-            "this is the limit of the checking process; the ringbridge.service unit sets \
-             LimitMEMLOCK=infinity for the bridge"
-                .into(),
-        ),
+        note: None,
     };
-    let Ok(text) = fs::read_to_string(host.path("proc/self/limits")) else {
-        return finding;
+    let judge = |bytes: Option<u64>| match bytes {
+        None => Verdict::Ok,
+        Some(n) if n >= MIN_MEMLOCK => Verdict::Ok,
+        Some(_) => Verdict::Off,
     };
-    let Some(line) = text.lines().find(|l| l.starts_with("Max locked memory")) else {
-        return finding;
+    let show = |bytes: Option<u64>| match bytes {
+        None => "infinity".to_owned(),
+        Some(n) => format!("{} KiB", n / 1024),
     };
-    let Some(soft) = line
+    let raise = format!(
+        "io_uring rings are locked memory on kernels before 5.12; set LimitMEMLOCK=infinity \
+         (`systemctl edit {}`)",
+        unit::UNIT
+    );
+    match unit::memlock_grant(host) {
+        MemlockGrant::NoUnit => {
+            finding.current = "(no unit)".into();
+            finding.note = Some(format!(
+                "cannot tell: no {} under /{}; a bridge started another way gets the \
+                 limit of what starts it (this process has {})",
+                unit::UNIT,
+                unit::UNIT_DIRS.join(", /"),
+                own_memlock(host).unwrap_or_else(|| "an unreadable limit".into())
+            ));
+        }
+        MemlockGrant::Set { value, bytes, file } => {
+            finding.current = format!("{} (LimitMEMLOCK={value})", show(bytes));
+            finding.verdict = judge(bytes);
+            finding.note = Some(if finding.verdict == Verdict::Ok {
+                format!("from {}", file.display())
+            } else {
+                format!("from {}; {raise}", file.display())
+            });
+        }
+        MemlockGrant::Invalid { value, file } => {
+            finding.current = format!("LimitMEMLOCK={value}");
+            finding.verdict = Verdict::Off;
+            finding.note = Some(format!(
+                "{} sets a value systemd refuses; {raise}",
+                file.display()
+            ));
+        }
+        MemlockGrant::Unset { unit: file } => match unit::default_memlock(host) {
+            Some((value, bytes)) => {
+                finding.current = format!("{} (DefaultLimitMEMLOCK={value})", show(bytes));
+                finding.verdict = judge(bytes);
+                finding.note = Some(format!(
+                    "{} sets no LimitMEMLOCK=, so systemd's DefaultLimitMEMLOCK applies{}",
+                    file.display(),
+                    if finding.verdict == Verdict::Ok {
+                        String::new()
+                    } else {
+                        format!("; {raise}")
+                    }
+                ));
+            }
+            None => {
+                finding.current = "systemd's default (8 MiB)".into();
+                finding.verdict = Verdict::Off;
+                finding.note = Some(format!(
+                    "{} sets no LimitMEMLOCK=, so systemd's default applies (8 MiB since \
+                     systemd 253, 64 KiB before); {raise}",
+                    file.display()
+                ));
+            }
+        },
+    }
+    finding
+}
+
+/// This process's soft memlock limit, from `<root>/proc/self/limits`.
+fn own_memlock(host: &Host) -> Option<String> {
+    let text = fs::read_to_string(host.path("proc/self/limits")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max locked memory"))?;
+    let soft = line
         .trim_start_matches("Max locked memory")
         .split_whitespace()
-        .next()
-    else {
-        return finding;
-    };
-    finding.current = soft.to_owned();
-    finding.verdict = match soft {
-        "unlimited" => Verdict::Ok,
-        n => match n.parse::<u64>() {
-            Ok(n) if n >= MIN_MEMLOCK => Verdict::Ok,
-            Ok(n) => {
-                finding.current = format!("{n} ({} KiB)", n / 1024);
-                Verdict::Off
-            }
-            Err(_) => Verdict::Unknown,
-        },
-    };
-    finding
+        .next()?;
+    Some(match soft.parse::<u64>() {
+        Ok(n) => format!("{} KiB", n / 1024),
+        Err(_) => soft.to_owned(),
+    })
 }
 
 /// Interface names under `/sys/class/net` (but `lo`) and the usual names that
@@ -402,6 +458,7 @@ fn irq_affinity(host: &Host, cores: &BTreeSet<u32>) -> Finding {
     let Ok(text) = fs::read_to_string(host.path("proc/interrupts")) else {
         return finding;
     };
+    let online = online_cpus(host, &text);
     let interfaces: Vec<String> = fs::read_dir(host.path("sys/class/net"))
         .map(|d| {
             d.filter_map(|e| e.ok())
@@ -439,23 +496,70 @@ fn irq_affinity(host: &Host, cores: &BTreeSet<u32>) -> Finding {
         if let Some(a) = affinity {
             all.extend(a.iter().copied());
             if !a.is_disjoint(cores) {
-                on_shards.push(format!("{id} ({name}) -> {}", cpulist::format(a)));
+                on_shards.push((*id, name.as_str(), cpulist::format(a)));
             }
         }
     }
     finding.current = format!("{} IRQs on cores {}", nic_irqs.len(), cpulist::format(&all));
     if on_shards.is_empty() {
         finding.verdict = Verdict::Ok;
-    } else {
-        finding.verdict = Verdict::Off;
-        finding.note = Some(format!(
-            "interrupts that land on a shard core stall its packet loop; move them to the \
-             other cores (echo LIST > /proc/irq/N/smp_affinity_list, and stop irqbalance \
-             from moving them back): {}",
-            on_shards.join("; ")
-        ));
+        return finding;
     }
+    finding.verdict = Verdict::Off;
+    // Where they should go: every online core that runs no shard.
+    let target: BTreeSet<u32> = online.difference(cores).copied().collect();
+    let moves = on_shards
+        .iter()
+        .map(|(id, name, now)| {
+            if target.is_empty() {
+                format!("{id} ({name}, now on {now})")
+            } else {
+                format!(
+                    "echo {} > /proc/irq/{id}/smp_affinity_list ({name}, now on {now})",
+                    cpulist::format(&target)
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    finding.note = Some(if target.is_empty() {
+        format!(
+            "interrupts that land on a shard core stall its packet loop, and every core \
+             runs a shard: leave one core out of media.cores for interrupts and the control \
+             plane. On shard cores: {moves}"
+        )
+    } else {
+        format!(
+            "interrupts that land on a shard core stall its packet loop; move them to cores \
+             {target} (and keep irqbalance off the shard cores: \
+             IRQBALANCE_BANNED_CPULIST={shards}): {moves}",
+            target = cpulist::format(&target),
+            shards = cpulist::format(cores)
+        )
+    });
     finding
+}
+
+/// The online cores: `sys/devices/system/cpu/online`, else the `CPUn` columns
+/// of `/proc/interrupts` (`interrupts`).
+fn online_cpus(host: &Host, interrupts: &str) -> BTreeSet<u32> {
+    if let Some(set) = fs::read_to_string(host.path("sys/devices/system/cpu/online"))
+        .ok()
+        .and_then(|t| cpulist::parse(&t))
+        .filter(|s| !s.is_empty())
+    {
+        return set;
+    }
+    interrupts
+        .lines()
+        .next()
+        .map(|header| {
+            header
+                .split_whitespace()
+                .filter_map(|c| c.strip_prefix("CPU")?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Writes `<root>/etc/sysctl.d/90-ringbridge.conf` and raises every running

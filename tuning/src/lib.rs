@@ -19,6 +19,7 @@ pub mod cpulist;
 mod host;
 mod profile;
 pub mod systemd;
+pub mod unit;
 
 pub use host::{ApplyReport, Finding, Report, SysctlWrite, Verdict, apply, below_profile, check};
 pub use profile::{PROFILE, Profile, Setting, Wanted};
@@ -28,7 +29,8 @@ use std::path::{Path, PathBuf};
 /// Where `apply` writes the profile, relative to the host root.
 pub const SYSCTL_FILE: &str = "etc/sysctl.d/90-ringbridge.conf";
 
-/// The memlock limit (bytes) below which `check` reports the limit as off.
+/// The memlock limit (bytes) below which `check` reports the limit that
+/// `ringbridge.service` grants as off.
 ///
 /// io_uring's rings and registered buffers are charged to `RLIMIT_MEMLOCK` on
 /// kernels before 5.12; 64 MiB covers a shard's rings and buffer ring with room.

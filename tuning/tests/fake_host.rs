@@ -21,7 +21,9 @@ fn write(root: &Path, rel: &str, text: &str) {
 }
 
 /// A 4-core host with stock kernel values, a NIC whose queue interrupts land
-/// on cores 0 and 2, ondemand governors and no isolated cores.
+/// on cores 0 and 2, ondemand governors, no isolated cores, and a
+/// ringbridge.service that grants 8 MiB of locked memory (while the shell
+/// checking has it unlimited).
 fn stock_host(name: &str) -> FakeRoot {
     let root = std::env::temp_dir().join(format!(
         "ringbridge-tuning-{name}-{}-{:?}",
@@ -56,7 +58,12 @@ fn stock_host(name: &str) -> FakeRoot {
         "proc/self/limits",
         "Limit                     Soft Limit           Hard Limit           Units     \n\
          Max open files            1024                 524288               files     \n\
-         Max locked memory         8388608              8388608              bytes     \n",
+         Max locked memory         unlimited            unlimited            bytes     \n",
+    );
+    write(
+        &root,
+        "lib/systemd/system/ringbridge.service",
+        "[Unit]\nDescription=x\n[Service]\nLimitMEMLOCK=8M\nExecStart=/usr/bin/ringbridge run\n",
     );
     write(
         &root,
@@ -76,6 +83,8 @@ fn stock_host(name: &str) -> FakeRoot {
     fs::create_dir_all(root.join("sys/class/net/lo")).expect("mkdir");
     FakeRoot(root)
 }
+
+const MEMLOCK: &str = "memlock limit (ringbridge.service)";
 
 fn finding<'a>(r: &'a ringbridge_tuning::Report, name: &str) -> &'a ringbridge_tuning::Finding {
     r.findings
@@ -108,12 +117,19 @@ fn stock_host_is_reported_off_everywhere() {
         finding(&report, "shard cores isolated").verdict,
         Verdict::Off
     );
-    let memlock = finding(&report, "memlock limit");
+    // The unit's 8 MiB, not the checking shell's unlimited.
+    let memlock = finding(&report, MEMLOCK);
     assert_eq!(memlock.verdict, Verdict::Off, "{memlock:?}");
+    assert!(memlock.current.contains("LimitMEMLOCK=8M"), "{memlock:?}");
     let irq = finding(&report, "NIC IRQ affinity");
     assert_eq!(irq.verdict, Verdict::Off);
     let note = irq.note.as_deref().expect("note names the IRQ");
-    assert!(note.contains("25 (enp1s0-TxRx-1) -> 2"), "{note}");
+    // The advice moves IRQ 25 to the core without a shard (0), not to where it is (2).
+    assert!(
+        note.contains("echo 0 > /proc/irq/25/smp_affinity_list (enp1s0-TxRx-1, now on 2)"),
+        "{note}"
+    );
+    assert!(note.contains("move them to cores 0"), "{note}");
     assert!(
         !note.contains("24"),
         "IRQ 24 is on core 0, not a shard core: {note}"
@@ -143,10 +159,11 @@ fn tuned_host_passes() {
     write(r, "sys/devices/system/cpu/isolated", "2-3\n");
     write(r, "sys/devices/system/cpu/nohz_full", "1\n");
     write(r, "proc/irq/25/smp_affinity_list", "0\n");
+    // A drop-in raises the unit's limit, as `systemctl edit` writes it.
     write(
         r,
-        "proc/self/limits",
-        "Max locked memory         unlimited            unlimited            bytes     \n",
+        "etc/systemd/system/ringbridge.service.d/override.conf",
+        "[Service]\nLimitMEMLOCK=infinity\n",
     );
     let host = Host::new(r);
     let profile = Profile::embedded([10000, 20000]).expect("profile");
@@ -154,6 +171,87 @@ fn tuned_host_passes() {
     let report = check(&host, &profile, &[1, 2, 3]);
     assert!(report.is_ok(), "{}", report.render());
     assert!(report.render().contains("all checks passed"));
+}
+
+#[test]
+fn memlock_is_what_the_unit_grants_not_the_shell() {
+    let root = stock_host("memlock");
+    let r = &root.0;
+    let host = Host::new(r);
+    let profile = Profile::embedded([10000, 20000]).expect("profile");
+    let memlock = |host: &Host| finding(&check(host, &profile, &[1]), MEMLOCK).clone();
+
+    // An empty assignment in a drop-in resets the unit's 8M: systemd's
+    // DefaultLimitMEMLOCK applies, from system.conf when it sets one.
+    write(
+        r,
+        "etc/systemd/system/ringbridge.service.d/10-reset.conf",
+        "[Service]\nLimitMEMLOCK=\n",
+    );
+    let m = memlock(&host);
+    assert_eq!(m.verdict, Verdict::Off, "{m:?}");
+    assert!(m.current.contains("systemd's default"), "{m:?}");
+    write(
+        r,
+        "etc/systemd/system.conf",
+        "[Manager]\nDefaultLimitMEMLOCK=128M\n",
+    );
+    let m = memlock(&host);
+    assert_eq!(m.verdict, Verdict::Ok, "{m:?}");
+    assert!(m.current.contains("DefaultLimitMEMLOCK=128M"), "{m:?}");
+
+    // A later drop-in wins; /etc's copy of a drop-in replaces /lib's.
+    write(
+        r,
+        "lib/systemd/system/ringbridge.service.d/20-low.conf",
+        "[Service]\nLimitMEMLOCK=64K\n",
+    );
+    assert_eq!(memlock(&host).verdict, Verdict::Off);
+    write(
+        r,
+        "etc/systemd/system/ringbridge.service.d/20-low.conf",
+        "[Service]\nLimitMEMLOCK=64M:infinity\n",
+    );
+    let m = memlock(&host);
+    assert_eq!(m.verdict, Verdict::Ok, "{m:?}");
+    assert!(
+        m.note.as_deref().is_some_and(|n| n.contains("etc/systemd")),
+        "{m:?}"
+    );
+
+    // No unit at all: it cannot tell, and says so.
+    fs::remove_dir_all(r.join("lib/systemd")).expect("rm");
+    fs::remove_dir_all(r.join("etc/systemd")).expect("rm");
+    let m = memlock(&host);
+    assert_eq!(m.verdict, Verdict::Unknown, "{m:?}");
+    let note = m.note.expect("a note");
+    assert!(note.starts_with("cannot tell"), "{note}");
+}
+
+#[test]
+fn the_shipped_unit_grants_enough_memlock() {
+    let root = stock_host("shipped");
+    let unit = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/ringbridge.service"),
+    )
+    .expect("systemd/ringbridge.service");
+    write(&root.0, "lib/systemd/system/ringbridge.service", &unit);
+    let profile = Profile::embedded([10000, 20000]).expect("profile");
+    let report = check(&Host::new(&root.0), &profile, &[1]);
+    assert_eq!(finding(&report, MEMLOCK).verdict, Verdict::Ok);
+}
+
+#[test]
+fn irq_advice_says_when_no_core_is_left() {
+    let root = stock_host("allcores");
+    let profile = Profile::embedded([10000, 20000]).expect("profile");
+    let report = check(&Host::new(&root.0), &profile, &[0, 1, 2, 3]);
+    let note = finding(&report, "NIC IRQ affinity")
+        .note
+        .clone()
+        .expect("a note");
+    assert!(note.contains("leave one core out of media.cores"), "{note}");
+    assert!(!note.contains("echo"), "{note}");
 }
 
 #[test]
@@ -208,6 +306,7 @@ fn a_bare_tree_is_unknown_not_off_and_apply_fails_cleanly() {
     let root = stock_host("bare");
     fs::remove_dir_all(root.0.join("proc")).expect("rm proc");
     fs::remove_dir_all(root.0.join("sys")).expect("rm sys");
+    fs::remove_dir_all(root.0.join("lib")).expect("rm lib");
     let host = Host::new(&root.0);
     let profile = Profile::embedded([10000, 20000]).expect("profile");
     let report = check(&host, &profile, &[1]);

@@ -138,7 +138,10 @@ async fn start_with_timeout(shutdown_timeout: Duration) -> Running {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut settings = ControlSettings::new(
         SERVER_ID,
-        PublicConfig { listen: loopback },
+        PublicConfig {
+            listen: loopback,
+            ..PublicConfig::default()
+        },
         PrivateConfig { listen: loopback },
         auth(),
         SECRET.into(),
@@ -498,5 +501,192 @@ async fn metrics_scrape_parses_and_counters_move() {
     request(h.private, "POST", "/metrics", &[], b"")
         .await
         .assert_error(405, "method-not-allowed");
+    h.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn jvb_graceful_shutdown_script_sends_a_string() {
+    // jvb's graceful_shutdown.sh posts {"graceful-shutdown": "true"}.
+    let r = start_with_timeout(Duration::from_secs(30)).await;
+    let location = join(r.public, "room").await;
+    let resp = request(
+        r.private,
+        "POST",
+        "/colibri/shutdown",
+        &[("Content-Type", "application/json")],
+        br#"{"graceful-shutdown": "true"}"#,
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json(), json!({"graceful-shutdown": true}));
+    assert_eq!(stats(r.private).await["graceful_shutdown"], true);
+    post_offer(r.public, "other", &token_for("other"), OFFER)
+        .await
+        .assert_error(503, "shutting-down");
+    // Still waiting for "room" to end.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!r.task.is_finished());
+    leave(r.public, &location, "room").await;
+    tokio::time::timeout(Duration::from_secs(5), r.task)
+        .await
+        .expect("run returns once the last conference ended")
+        .expect("no panic")
+        .expect("clean stop");
+}
+
+#[tokio::test]
+async fn jvb_graceful_shutdown_string_false_stops_at_once() {
+    let r = start_with_timeout(Duration::from_secs(60)).await;
+    join(r.public, "stays").await;
+    let resp = request(
+        r.private,
+        "POST",
+        "/colibri/shutdown",
+        &[],
+        br#"{"graceful-shutdown": "false"}"#,
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    tokio::time::timeout(Duration::from_secs(5), r.task)
+        .await
+        .expect("run returns at once")
+        .expect("no panic")
+        .expect("clean stop");
+}
+
+#[tokio::test]
+async fn refused_joins_are_counted_by_error_code() {
+    let h = Harness::start().await;
+    let before = scrape(h.private).await;
+    assert!(samples(&before, "ringbridge_joins_refused_total").is_empty());
+
+    // 401 token-missing, twice.
+    for _ in 0..2 {
+        request(
+            h.public,
+            "POST",
+            "/conferences/r1/endpoints",
+            &[("Content-Type", "application/sdp")],
+            OFFER.as_bytes(),
+        )
+        .await
+        .assert_error(401, "token-missing");
+    }
+    // 403 room-mismatch.
+    post_offer(h.public, "r1", &token_for("elsewhere"), OFFER)
+        .await
+        .assert_error(403, "room-mismatch");
+    // 503 overloaded, from the media plane.
+    *h.media.next_error.lock().expect("lock") = Some(ringbridge_control::MediaError::Overloaded(
+        "no free media port".into(),
+    ));
+    post_offer(h.public, "r1", &token_for("r1"), OFFER)
+        .await
+        .assert_error(503, "overloaded");
+    // 503 draining, from the gate in front of signalling.
+    request(h.private, "POST", "/colibri/drain/enable", &[], b"").await;
+    post_offer(h.public, "r2", &token_for("r2"), OFFER)
+        .await
+        .assert_error(503, "draining");
+    // A successful join, and a refused leave, count nothing.
+    request(h.private, "POST", "/colibri/drain/disable", &[], b"").await;
+    h.join("r3").await;
+    request(
+        h.public,
+        "DELETE",
+        "/conferences/r3/endpoints/nope",
+        &[],
+        b"",
+    )
+    .await;
+
+    let after = scrape(h.private).await;
+    for (code, n) in [
+        ("token-missing", 2.0),
+        ("room-mismatch", 1.0),
+        ("overloaded", 1.0),
+        ("draining", 1.0),
+    ] {
+        assert_eq!(
+            value(&after, "ringbridge_joins_refused_total", &[("code", code)]),
+            n,
+            "{code}"
+        );
+    }
+    assert_eq!(samples(&after, "ringbridge_joins_refused_total").len(), 4);
+    h.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn stats_have_jvb_conference_lifetimes_sizes_and_ice_outcomes() {
+    let h = Harness::start().await;
+    *h.media.base.lock().expect("lock") = MediaStats {
+        shards: vec![
+            ShardSnapshot {
+                ice_successes: 5,
+                ice_failures: 1,
+                ..ShardSnapshot::default()
+            },
+            ShardSnapshot {
+                index: 1,
+                ice_successes: 2,
+                ice_failures: 2,
+                ..ShardSnapshot::default()
+            },
+        ],
+        endpoints: 3,
+        ..MediaStats::default()
+    };
+    let s = stats(h.private).await;
+    assert_eq!(s["total_conferences_completed"], 0);
+    assert_eq!(s["total_conference_seconds"], 0);
+    assert_eq!(s["conference_sizes"], json!(vec![0u64; 22]));
+
+    let auth = format!("Bearer {}", token_for("pair"));
+    let a = join(h.public, "pair").await;
+    join(h.public, "pair").await;
+    let solo = join(h.public, "solo").await;
+    let s = stats(h.private).await;
+    let mut sizes = [0u64; 22];
+    sizes[1] = 1;
+    sizes[2] = 1;
+    assert_eq!(s["conference_sizes"], json!(sizes));
+    assert_eq!(s["total_participants"], 3);
+    assert_eq!(s["total_ice_succeeded"], 7);
+    assert_eq!(s["total_ice_failed"], 3);
+    // jq '.participants - .octo_endpoints' works, as on jvb.
+    assert_eq!(
+        s["participants"].as_u64().expect("number") - s["octo_endpoints"].as_u64().expect("number"),
+        3
+    );
+    assert!(s["relay_id"].is_null(), "{s}");
+    assert!(s["region"].is_null(), "{s}");
+    assert!(s["threads"].as_u64().expect("threads") >= 1, "{s}");
+    for key in ["rtt_aggregate", "loss_rate_download", "loss_rate_upload"] {
+        assert_eq!(s[key].as_f64(), Some(0.0), "{key}: {s}");
+    }
+
+    // One endpoint of "pair" leaving ends nothing; "solo" leaving ends it.
+    let resp = request(h.public, "DELETE", &a, &[("Authorization", &auth)], b"").await;
+    assert_eq!(resp.status, 204);
+    assert_eq!(stats(h.private).await["total_conferences_completed"], 0);
+    leave(h.public, &solo, "solo").await;
+    let s = stats(h.private).await;
+    assert_eq!(s["total_conferences_completed"], 1);
+    assert!(s["total_conference_seconds"].as_u64().is_some(), "{s}");
+    let mut sizes = [0u64; 22];
+    sizes[1] = 1;
+    assert_eq!(s["conference_sizes"], json!(sizes));
+
+    let m = scrape(h.private).await;
+    assert_eq!(
+        value(&m, "ringbridge_conferences_completed_total", &[]),
+        1.0
+    );
+    assert_eq!(value(&m, "ringbridge_endpoints_created_total", &[]), 3.0);
+    assert!(value(&m, "process_cpu_seconds_total", &[]) > 0.0);
+    assert!(value(&m, "process_resident_memory_bytes", &[]) > 0.0);
+    assert!(value(&m, "process_open_fds", &[]) >= 3.0);
+    assert!(value(&m, "process_threads", &[]) >= 1.0);
     h.shutdown().await.expect("clean shutdown");
 }
