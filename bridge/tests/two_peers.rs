@@ -267,7 +267,7 @@ fn dtls_1_2_and_1_3_both_connect_even_with_a_client_hello_split_across_datagrams
         let negotiated = net
             .core
             .endpoint_by_port(10_000)
-            .and_then(|e| e.negotiated)
+            .and_then(|t| t.negotiated())
             .expect("bridge side connected");
         assert_eq!(negotiated.1, want, "{dtls:?} mtu {dtls_mtu}");
         if dtls_mtu < 1000 {

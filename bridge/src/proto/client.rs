@@ -587,6 +587,18 @@ impl ClientPeer {
         Ok(ctx.protect_rtp(out, len)?)
     }
 
+    /// Protects an RTP packet the caller built whole (any SSRC, payload type or
+    /// header extension: RTX, padding, MID), for tests that need what
+    /// [`ClientPeer::send_rtp`] does not write.
+    pub fn protect_rtp(&mut self, packet: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let out = self.outbound.as_mut().ok_or(ClientError::NotConnected)?;
+        let mut buf = vec![0u8; packet.len() + 32];
+        buf[..packet.len()].copy_from_slice(packet);
+        let n = out.protect_rtp(&mut buf, packet.len())?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
     /// Protects one RTCP packet (e.g. a PLI the test builds) for the bridge.
     pub fn send_rtcp(&mut self, packet: &[u8]) -> Result<Vec<u8>, ClientError> {
         let out = self.outbound.as_mut().ok_or(ClientError::NotConnected)?;

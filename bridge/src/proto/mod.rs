@@ -4,14 +4,18 @@
 //! caller owns, so every behaviour is testable on a virtual clock.
 
 pub mod client;
+pub mod codec;
 pub mod dtls;
-pub mod endpoint;
+pub mod error;
 pub mod ice;
 pub mod router;
 pub mod rtcp;
 pub mod rtp;
+pub mod rtp_ext;
 pub mod sdp;
 pub mod shard;
 pub mod srtp;
 pub mod stun;
+pub mod timer;
 pub mod transmit;
+pub mod transport;
