@@ -82,11 +82,24 @@ impl Net {
         policy: EndpointPolicy,
         edit: impl FnOnce(String) -> String,
     ) -> usize {
+        let client = ClientPeer::new(cfg, self.now).expect("client");
+        self.join_client("room", name, client, policy, edit)
+    }
+
+    /// Joins an already built client (its SSRCs may have been set) to
+    /// `conference`.
+    pub fn join_client(
+        &mut self,
+        conference: &str,
+        name: &'static str,
+        mut client: ClientPeer,
+        policy: EndpointPolicy,
+        edit: impl FnOnce(String) -> String,
+    ) -> usize {
         let i = self.peers.len();
         let port = 10_000 + i as u16;
-        let mut client = ClientPeer::new(cfg, self.now).expect("client");
         let req = JoinRequest {
-            conference: ConferenceId("room".into()),
+            conference: ConferenceId(conference.into()),
             endpoint: EndpointId(name.into()),
             offer_sdp: edit(client.offer()),
         };
