@@ -1,6 +1,7 @@
 //! RTP (RFC 3550): header parsing and in-place rewriting, header extensions (RFC 8285)
 //! for audio level (RFC 6464) and MID (RFC 8843), extended sequence numbers and
-//! timestamps, and the VP8 payload descriptor (RFC 7741).
+//! timestamps. Codec payloads (VP8's descriptor) are in `codec`, writing extension
+//! blocks in `rtp_ext`.
 //!
 //! [`RtpHeader::parse`] returns plain values and offsets rather than borrowing, so a
 //! consumer can parse, then rewrite the same buffer in place with [`set_ssrc`],

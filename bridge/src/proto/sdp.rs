@@ -1,7 +1,9 @@
 //! SDP offer parsing and answer writing (RFC 8866, RFC 8829 shapes).
 //!
-//! Only what a bridge needs: per m-line kind, mid, direction, codecs (Opus and VP8),
-//! header extension ids we read (mid, audio level), announced SSRCs, and the
+//! Only what a bridge needs: per m-line kind, mid, direction, codecs (Opus and VP8)
+//! and their RTX payload types, header extension ids (mid, rid, repaired rid, audio
+//! level, abs-send-time, transport-wide-cc), announced SSRCs with their FID (RTX)
+//! pairs, the send RIDs of simulcast, and the
 //! transport attributes (ICE credentials, DTLS fingerprint and setup role), which
 //! may sit at session or media level. Parsing never panics; any input we cannot use
 //! yields an [`SdpError`] whose text is safe to show to the client.
@@ -1083,6 +1085,57 @@ a=mid:4\r\n";
         );
         // Every slot line (sendrecv ones too) announces its SSRC.
         assert_eq!(answer.matches("a=ssrc:42 cname:ringbridge").count(), 4);
+    }
+
+    #[test]
+    fn rtx_payload_type_fid_pairs_and_simulcast_rids_are_parsed() {
+        let offer = Offer::parse(AIORTC_LIKE_OFFER).expect("offer parses");
+        let v = &offer.media[1];
+        assert_eq!(v.rtx_pt, Some(98), "a=fmtp:98 apt=97 names VP8's RTX");
+        assert_eq!(v.rtx_ssrcs, vec![(2222, 3333)]);
+        assert_eq!(offer.media[0].rtx_pt, None);
+
+        let simulcast = AIORTC_LIKE_OFFER.replace(
+            "a=ssrc-group:FID 2222 3333\r\na=ssrc:2222 cname:x\r\na=ssrc:3333 cname:x\r\n",
+            "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n\
+             a=extmap:5 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id\r\n\
+             a=extmap:16 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+             a=rid:f send\r\na=rid:h send\r\na=rid:q send\r\na=rid:z recv\r\n\
+             a=rid:bad!rid send\r\na=simulcast:send q;h,x;~f\r\n",
+        );
+        let offer = Offer::parse(&simulcast).expect("offer parses");
+        let v = &offer.media[1];
+        assert_eq!(v.rids, vec!["q", "h", "f"], "simulcast order, send only");
+        assert!(v.ssrcs.is_empty());
+        assert_eq!(v.extensions.id(Extension::Rid), Some(4));
+        assert_eq!(v.extensions.id(Extension::RepairedRid), Some(5));
+        assert_eq!(
+            v.extensions.id(Extension::Mid),
+            Some(16),
+            "two-byte id kept"
+        );
+        assert_eq!(v.mid_ext_id, None, "the one-byte field stays one-byte");
+    }
+
+    #[test]
+    fn answered_extensions_keep_one_id_per_uri_across_the_bundle() {
+        // The audio publisher line says mid is 1; a slot line that calls mid 7
+        // breaks BUNDLE's one-id-one-URI rule there, so mid is not answered on it.
+        let offer_sdp = AIORTC_LIKE_OFFER.replace(
+            "a=recvonly\r\na=mid:2\r\n",
+            "a=recvonly\r\na=mid:2\r\na=extmap:7 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+             a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n",
+        );
+        let offer = Offer::parse(&offer_sdp).expect("offer parses");
+        let map = offer.extension_map();
+        assert_eq!(map.id(Extension::Mid), Some(1));
+        assert_eq!(map.id(Extension::AbsSendTime), Some(3));
+        let slot = answer_extensions(&map, &offer.media[2], true);
+        assert!(!slot.contains(Extension::Mid));
+        assert!(slot.contains(Extension::AbsSendTime));
+        let publisher = answer_extensions(&map, &offer.media[0], false);
+        assert!(publisher.contains(Extension::Mid) && publisher.contains(Extension::AudioLevel));
+        assert!(!publisher.contains(Extension::AbsSendTime));
     }
 
     #[test]
