@@ -175,7 +175,10 @@ pub fn write_extension_block(out: &mut [u8], elements: &[(u8, &[u8])]) -> Option
 /// The 24-bit abs-send-time value (6.18 fixed-point seconds, wrapping every 64 s)
 /// for a send time `since` an arbitrary origin.
 pub fn abs_send_time(since: std::time::Duration) -> [u8; 3] {
-    let v = ((since.as_nanos() << 18) / 1_000_000_000) as u32 & 0x00FF_FFFF;
+    // 64-bit arithmetic only (this runs per forwarded packet): whole seconds in
+    // the top 6 bits, the fraction in the low 18.
+    let frac = (u64::from(since.subsec_nanos()) << 18) / 1_000_000_000;
+    let v = ((since.as_secs() << 18) | frac) as u32 & 0x00FF_FFFF;
     let b = v.to_be_bytes();
     [b[1], b[2], b[3]]
 }
@@ -262,5 +265,12 @@ mod tests {
             [0x02, 0x00, 0x00]
         );
         assert_eq!(abs_send_time(Duration::from_secs(64)), [0, 0, 0], "wraps");
+        // 65.25 s: 1.25 s after the wrap = 0x050000.
+        assert_eq!(
+            abs_send_time(Duration::from_millis(65_250)),
+            [0x05, 0x00, 0x00]
+        );
+        // One 2^-18 s step.
+        assert_eq!(abs_send_time(Duration::from_nanos(3815)), [0, 0, 1]);
     }
 }
