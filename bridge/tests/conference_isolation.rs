@@ -64,11 +64,11 @@ fn assert_consistent(core: &ShardCore, members: &[Member], net: &Net) {
         endpoints += router.len();
         for &ek in router.members() {
             let ep = router.endpoint(ek).expect("member resolves");
-            for &pk in &ep.producers {
+            for &pk in ep.producers() {
                 let p = router.producer(pk).expect("endpoint's producer resolves");
                 assert_eq!(p.owner, ek, "producer's owner is its endpoint");
             }
-            for &ck in &ep.consumers {
+            for &ck in ep.consumers() {
                 let c = router.consumer(ck).expect("endpoint's consumer resolves");
                 assert_eq!(c.receiver, ek, "consumer's receiver is its endpoint");
             }
@@ -101,7 +101,7 @@ fn assert_consistent(core: &ShardCore, members: &[Member], net: &Net) {
         // Every member of this router is one of the test's members of this
         // conference.
         for &ek in router.members() {
-            let id = &router.endpoint(ek).expect("member").id;
+            let id = router.endpoint(ek).expect("member").id();
             let m = members
                 .iter()
                 .find(|m| m.name == id.0 && net.peers[m.peer].joined)

@@ -203,7 +203,7 @@ impl ShardCore {
     /// diagnostics).
     pub fn endpoint_by_port(&self, port: u16) -> Option<&Transport> {
         let &(rk, ek) = self.by_port.get(&port)?;
-        Some(&self.routers.get(rk)?.endpoint(ek)?.transport)
+        Some(self.routers.get(rk)?.endpoint(ek)?.transport())
     }
 
     /// The router of `conference`, if it lives here (for tests and diagnostics).
@@ -577,7 +577,7 @@ impl ShardCore {
                     .is_some_and(|r| r.scheduled.0 == Some(at)),
                 TimerOwner::Transport(rk, ek) => self.routers.get(rk).is_some_and(|r| {
                     r.endpoint(ek)
-                        .is_some_and(|e| e.transport.scheduled.0 == Some(at))
+                        .is_some_and(|e| e.transport().scheduled.0 == Some(at))
                 }),
             };
             if live {

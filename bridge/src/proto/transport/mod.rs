@@ -1,6 +1,7 @@
-//! One endpoint's transport, sans-IO: the ICE-lite gate, DTLS, SRTP, the receive
-//! demux ([`demux`]) and RTCP termination ([`rtcp_term`]); later TWCC feedback,
-//! bandwidth estimation and the pacer.
+//! One endpoint's transport, sans-IO: the ICE-lite gate (`ice_gate.rs`), DTLS and
+//! SRTP (`dtls_srtp.rs`), the receive demux ([`demux`]) and RTCP termination
+//! ([`rtcp_term`]); this file holds the state and its timers. Later TWCC
+//! feedback, bandwidth estimation and the pacer.
 //!
 //! A [`Transport`] never sees another endpoint: the [`Router`](super::router::Router)
 //! that owns it hands it datagrams (`handle_stun`, `handle_dtls`, `unprotect_*`),
@@ -8,6 +9,8 @@
 //! and calls [`Transport::handle_timeout`] when [`Transport::poll_timeout`] is due.
 
 pub mod demux;
+mod dtls_srtp;
+mod ice_gate;
 pub mod rtcp_term;
 
 use std::net::SocketAddr;
@@ -18,15 +21,15 @@ use dimpl::DtlsCertificate;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
-use super::dtls::{DtlsOutput, DtlsTransport};
-use super::ice::{IceLite, StunOutcome};
+use super::dtls::DtlsTransport;
+use super::ice::IceLite;
 use super::rtp_ext::ExtensionMap;
 use super::sdp::Fingerprint;
 use super::shard::ShardCounters;
-use super::srtp::{self, SrtpContext, SrtpError};
 use super::timer::{Scheduled, TimerName, TimerTable};
 use super::transmit::TxQueue;
 use demux::Demux;
+use dtls_srtp::SrtpPair;
 
 /// How often the bridge sends receiver reports to each publisher.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
@@ -82,13 +85,6 @@ impl TimerName for TransportTimer {
             _ => TransportTimer::Report,
         }
     }
-}
-
-/// The SRTP contexts of a connected transport.
-#[derive(Debug)]
-struct SrtpPair {
-    outbound: SrtpContext,
-    inbound: SrtpContext,
 }
 
 /// What a transport needs from the shard to be built.
@@ -235,100 +231,6 @@ impl Transport {
         self.timers.next_timeout()
     }
 
-    /// A STUN datagram from `from`: answered into `tx`, or refused and counted.
-    pub fn handle_stun(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        datagram: &[u8],
-        tx: &mut TxQueue,
-        counters: &mut ShardCounters,
-    ) {
-        let mut outcome = None;
-        let was_checked = self.ice.selected().is_some();
-        let ice = &mut self.ice;
-        tx.push_with(self.port, from, |out| {
-            match ice.handle_stun(now, from, datagram, out) {
-                StunOutcome::Respond(n) => Some(n),
-                StunOutcome::Dropped(reason) => {
-                    outcome = Some(reason);
-                    None
-                }
-            }
-        });
-        if let Some(reason) = outcome {
-            counters.stun_refused += 1;
-            tracing::debug!(port = self.port, ?reason, %from, "stun dropped");
-        } else if !was_checked && self.ice.selected().is_some() {
-            counters.ice_successes += 1;
-        }
-    }
-
-    /// A DTLS datagram from `from`. `Ok(true)` when the handshake completed now.
-    pub fn handle_dtls(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        datagram: &[u8],
-        tx: &mut TxQueue,
-        scratch: &mut [u8],
-        counters: &mut ShardCounters,
-    ) -> Result<bool, TransportFailure> {
-        if !self.ice.is_validated(from) {
-            counters.dropped_unknown_source += 1;
-            return Ok(false);
-        }
-        if let Err(e) = self.dtls.handle_packet(now, datagram) {
-            tracing::info!(port = self.port, error = %e, "dtls failed");
-            counters.dtls_failures += 1;
-            return Err(TransportFailure::DtlsFailed);
-        }
-        self.drain_dtls(tx, scratch, counters)
-    }
-
-    /// Sends what DTLS has to send and picks up a completed handshake.
-    fn drain_dtls(
-        &mut self,
-        tx: &mut TxQueue,
-        scratch: &mut [u8],
-        counters: &mut ShardCounters,
-    ) -> Result<bool, TransportFailure> {
-        let mut connected = false;
-        let failed = loop {
-            match self.dtls.poll_output(scratch) {
-                Ok(DtlsOutput::Packet(p)) => {
-                    if let Some(to) = self.ice.selected() {
-                        tx.push(self.port, to, p);
-                    }
-                }
-                Ok(DtlsOutput::Continue) => {}
-                Ok(DtlsOutput::Timeout(t)) => {
-                    self.timers.set(TransportTimer::Dtls, t);
-                    break None;
-                }
-                Ok(DtlsOutput::Connected(keys)) => {
-                    match srtp::contexts_from_keying_material(keys.profile, &keys.material, false) {
-                        Ok((outbound, inbound)) => {
-                            self.srtp = Some(SrtpPair { outbound, inbound });
-                            self.state = TransportState::Connected;
-                            self.negotiated = Some((keys.profile.name(), keys.version));
-                            counters.dtls_successes += 1;
-                            connected = true;
-                        }
-                        Err(e) => break Some(e.to_string()),
-                    }
-                }
-                Err(e) => break Some(e.to_string()),
-            }
-        };
-        if let Some(error) = failed {
-            tracing::info!(port = self.port, %error, "dtls failed");
-            counters.dtls_failures += 1;
-            return Err(TransportFailure::DtlsFailed);
-        }
-        Ok(connected)
-    }
-
     /// Timers: DTLS retransmissions, consent expiry, receiver reports.
     /// `Ok(true)` when DTLS completed during the call.
     pub fn handle_timeout(
@@ -370,92 +272,5 @@ impl Transport {
             }
         }
         Ok(connected)
-    }
-
-    /// Checks the source and unprotects an SRTP packet in place; its length, or
-    /// `None` (dropped and counted).
-    pub fn unprotect_rtp(
-        &mut self,
-        from: SocketAddr,
-        datagram: &mut [u8],
-        counters: &mut ShardCounters,
-    ) -> Option<usize> {
-        let srtp = self.gate(from, counters)?;
-        srtp.inbound
-            .unprotect_rtp(datagram)
-            .map_err(|e| count_srtp_error(&e, counters))
-            .ok()
-    }
-
-    /// As [`Transport::unprotect_rtp`], for SRTCP.
-    pub fn unprotect_rtcp(
-        &mut self,
-        from: SocketAddr,
-        datagram: &mut [u8],
-        counters: &mut ShardCounters,
-    ) -> Option<usize> {
-        let srtp = self.gate(from, counters)?;
-        srtp.inbound
-            .unprotect_rtcp(datagram)
-            .map_err(|e| count_srtp_error(&e, counters))
-            .ok()
-    }
-
-    /// The ICE gate: only a validated address of a keyed transport gets through.
-    fn gate(&mut self, from: SocketAddr, counters: &mut ShardCounters) -> Option<&mut SrtpPair> {
-        if !self.ice.is_validated(from) {
-            counters.dropped_unknown_source += 1;
-            return None;
-        }
-        let Some(srtp) = self.srtp.as_mut() else {
-            counters.dropped_unknown_source += 1;
-            return None;
-        };
-        Some(srtp)
-    }
-
-    /// Writes one RTP packet for this endpoint with `write` straight into `tx`,
-    /// protects it and queues it. `write` gets the transport's extension ids and
-    /// the transport-wide sequence number, and returns the packet's length.
-    pub fn send_rtp<F>(&mut self, tx: &mut TxQueue, write: F) -> Option<usize>
-    where
-        F: FnOnce(&mut [u8], SendContext<'_>) -> Option<usize>,
-    {
-        let to = self.media_target()?;
-        let srtp = self.srtp.as_mut()?;
-        let ctx = SendContext {
-            extensions: &self.extensions,
-            twcc_seq: self.twcc_seq,
-        };
-        let sent = tx.push_with(self.port, to, |out| {
-            let n = write(out, ctx)?;
-            srtp.outbound.protect_rtp(out, n).ok()
-        });
-        if sent.is_some() {
-            self.twcc_seq = self.twcc_seq.wrapping_add(1);
-        }
-        sent
-    }
-
-    /// Writes one RTCP packet for this endpoint with `write`, protects and queues it.
-    pub fn send_rtcp<F>(&mut self, tx: &mut TxQueue, write: F) -> Option<usize>
-    where
-        F: FnOnce(&mut [u8], u32) -> Option<usize>,
-    {
-        let to = self.media_target()?;
-        let srtp = self.srtp.as_mut()?;
-        let sender = self.rtcp_ssrc;
-        tx.push_with(self.port, to, |out| {
-            let n = write(out, sender)?;
-            srtp.outbound.protect_rtcp(out, n).ok()
-        })
-    }
-}
-
-fn count_srtp_error(e: &SrtpError, counters: &mut ShardCounters) {
-    match e {
-        SrtpError::Replay => counters.dropped_replay += 1,
-        SrtpError::AuthFailed => counters.dropped_auth += 1,
-        _ => counters.dropped_malformed += 1,
     }
 }
