@@ -369,11 +369,20 @@ impl ShardCore {
         endpoint: &EndpointId,
         mute: MuteRequest,
     ) -> Result<(), MediaError> {
+        self.mute(conference, endpoint, mute).map_err(Into::into)
+    }
+
+    /// [`ShardCore::handle_mute`] with the core's own error type.
+    pub fn mute(
+        &mut self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+        mute: MuteRequest,
+    ) -> Result<(), CoreError> {
         self.with_endpoint(conference, endpoint, |router, ek, io| {
             router.mute(ek, mute, io);
             Ok(())
         })
-        .map_err(Into::into)
     }
 
     /// Stops forwarding the producer named `source` of an endpoint, for `reason`:
@@ -386,10 +395,21 @@ impl ShardCore {
         source: &str,
         reason: RefusalReason,
     ) -> Result<(), MediaError> {
+        self.refuse_source(conference, endpoint, source, reason)
+            .map_err(Into::into)
+    }
+
+    /// [`ShardCore::handle_refuse_source`] with the core's own error type.
+    pub fn refuse_source(
+        &mut self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+        source: &str,
+        reason: RefusalReason,
+    ) -> Result<(), CoreError> {
         self.with_endpoint(conference, endpoint, |router, ek, io| {
             router.refuse_source(ek, source, reason, io)
         })
-        .map_err(Into::into)
     }
 
     /// Removes an endpoint at the control plane's request; its port is released.
