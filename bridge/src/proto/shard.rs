@@ -1,6 +1,6 @@
 //! The sans-IO core of one shard: it dispatches between the driver and the
 //! objects placed on the shard, one [`Router`] per conference (each owning its
-//! endpoints' [`Transport`](super::transport::Transport)s).
+//! endpoints' [`Transport`]s).
 //!
 //! A driver (the socket loop in `crate::io`) owns the sockets and the clock and
 //! calls, in any order:
