@@ -1,7 +1,8 @@
 //! The packet path allocates nothing: after warm-up, thousands of audio and video
 //! packets from one sender, fanned out to two receivers, pass through a shard core
-//! (SRTP unprotect, routing, rewriting, SRTP protect per receiver, RTCP from the
-//! receivers) with zero heap allocations, counted by a global allocator.
+//! (SRTP unprotect, SSRC demux, routing, rewriting, writing the receivers' header
+//! extensions, SRTP protect per receiver, recognising and dropping RTX) with zero
+//! heap allocations, counted by a global allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -66,6 +67,55 @@ struct Peer {
     port: u16,
 }
 
+/// Extension ids every peer offers on every m-line (BUNDLE).
+const EXTMAPS: &str = "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+a=extmap:2 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n\
+a=extmap:4 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n";
+
+/// The sender's RTX SSRC for its video (FID group in its offer).
+const RTX_SSRC: u32 = 0x0BAD_F00D;
+
+/// The client's offer with the extmaps on every m-line and, on the video
+/// publisher line, RTX and a FID group.
+fn edit(offer: String, video_ssrc: u32) -> String {
+    let mut out = String::new();
+    for line in offer.split_inclusive("\r\n") {
+        out.push_str(line);
+        if line.starts_with("a=rtcp-mux") {
+            out.push_str(EXTMAPS);
+        }
+        if line.starts_with(&format!("a=ssrc:{video_ssrc} ")) {
+            out.push_str(&format!(
+                "a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n\
+                 a=ssrc-group:FID {video_ssrc} {RTX_SSRC}\r\na=ssrc:{RTX_SSRC} cname:client\r\n"
+            ));
+        }
+    }
+    out
+}
+
+/// An RTP packet with a one-byte extension block of `exts` (each 1..=4 bytes).
+fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, exts: &[(u8, &[u8])], payload: &[u8]) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (id, v) in exts {
+        block.push((id << 4) | (v.len() as u8 - 1));
+        block.extend_from_slice(v);
+    }
+    while block.len() % 4 != 0 {
+        block.push(0);
+    }
+    let mut p = vec![0x90, pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[0xBE, 0xDE]);
+    p.extend_from_slice(&((block.len() / 4) as u16).to_be_bytes());
+    p.extend_from_slice(&block);
+    p.extend_from_slice(payload);
+    p
+}
+
 fn vp8(keyframe: bool, fill: u8, len: usize) -> Vec<u8> {
     let mut p = if keyframe {
         vec![0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a]
@@ -104,7 +154,7 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
             let req = JoinRequest {
                 conference: ConferenceId("room".into()),
                 endpoint: EndpointId(format!("p{i}")),
-                offer_sdp: client.offer(),
+                offer_sdp: edit(client.offer(), client.video_ssrc),
             };
             let answer = core.handle_join(now, &req, 10_000 + i).expect("join");
             client.handle_answer(&answer, now).expect("answer");
@@ -149,9 +199,18 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
     // that only the bridge's work is counted.
     let make = |client: &mut ClientPeer, k: u32| -> Vec<Vec<u8>> {
         let seq = (k as u16).wrapping_add(65_000); // crosses the 16-bit wrap
-        let a = client
-            .send_rtp(MediaKind::Audio, seq, 960 * k, false, &[0xA0; 160])
-            .expect("audio");
+        // Audio with its level and mid (the level is copied to the receivers
+        // under their ids, with mid, abs-send-time and transport-wide seq).
+        let level = [0x80 | (k % 127) as u8];
+        let audio = rtp(
+            111,
+            seq,
+            960 * k,
+            client.audio_ssrc,
+            &[(1, &level), (2, b"0")],
+            &[0xA0; 160],
+        );
+        let a = client.protect_rtp(&audio).expect("audio");
         let v = client
             .send_rtp(
                 MediaKind::Video,
@@ -161,7 +220,15 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
                 &vp8(k == 0, k as u8, 1200),
             )
             .expect("video");
-        vec![a, v]
+        let mut out = vec![a, v];
+        if k % 10 == 5 {
+            // A repair packet on the announced RTX SSRC: recognised, dropped.
+            let mut osn = seq.to_be_bytes().to_vec();
+            osn.extend_from_slice(&vp8(false, 1, 100));
+            let rtx = rtp(97, seq, 3000 * (k / 4), RTX_SSRC, &[(2, b"1")], &osn);
+            out.push(client.protect_rtp(&rtx).expect("rtx"));
+        }
+        out
     };
     let warmup: Vec<Vec<u8>> = (0..50)
         .flat_map(|k| make(&mut peers[0].client, k))
@@ -199,6 +266,11 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
         core.counters().dropped_auth + core.counters().dropped_replay,
         0,
         "nothing dropped"
+    );
+    assert_eq!(
+        core.counters().dropped_rtx,
+        255,
+        "the RTX packets went down their own path (5 warm-up, 250 measured)"
     );
     assert_eq!(allocations, 0, "heap allocations on the packet path");
 

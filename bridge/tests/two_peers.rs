@@ -267,7 +267,7 @@ fn dtls_1_2_and_1_3_both_connect_even_with_a_client_hello_split_across_datagrams
         let negotiated = net
             .core
             .endpoint_by_port(10_000)
-            .and_then(|e| e.negotiated)
+            .and_then(|t| t.negotiated())
             .expect("bridge side connected");
         assert_eq!(negotiated.1, want, "{dtls:?} mtu {dtls_mtu}");
         if dtls_mtu < 1000 {
@@ -324,4 +324,37 @@ fn endpoints_and_conferences_count_as_active_while_media_is_recent() {
     // Silence: after the 3 s window nothing counts, and the conference is inactive.
     net.progress(3_200 / 5);
     assert_eq!(net.core.activity(), silent);
+}
+
+/// The router's keyframe timer: a video slot mapped onto a source that has sent
+/// no keyframe yet keeps asking the publisher, every 500 ms, with no packet to
+/// trigger it; once the keyframe came, it stops.
+#[test]
+fn a_waiting_video_slot_asks_its_publisher_for_a_keyframe_on_a_timer() {
+    let mut net = Net::new();
+    let a = net.join("alice", EVERYTHING);
+    let b = net.join("bob", EVERYTHING);
+    net.connect_all();
+    let video = net.peers[a].client.video_ssrc;
+    let plis = |net: &Net| {
+        net.peers[a]
+            .client
+            .received_pli
+            .iter()
+            .filter(|&&s| s == video)
+            .count()
+    };
+    let before = plis(&net);
+    net.progress(2_000 / 5);
+    let asked = plis(&net) - before;
+    assert!((3..=5).contains(&asked), "{asked} PLIs in 2 s");
+    net.send(a, MediaKind::Video, 1, 3000, &vp8(true, 1));
+    assert_eq!(net.received(b, net.slot_ssrc(b, MediaKind::Video)).len(), 1);
+    let after_keyframe = plis(&net);
+    net.progress(2_000 / 5);
+    assert_eq!(
+        plis(&net),
+        after_keyframe,
+        "no more PLIs once the slot runs"
+    );
 }

@@ -175,6 +175,11 @@ pub struct ClientPeer {
     pub slots: Vec<AnsweredSlot>,
     /// Datagrams dropped because they failed SRTP.
     pub srtp_failures: usize,
+    /// Keep every decrypted RTP packet whole in [`ClientPeer::received_raw_rtp`]
+    /// (off by default; tests that read header extensions turn it on).
+    pub keep_raw_rtp: bool,
+    /// Decrypted RTP packets, header and all, when `keep_raw_rtp` is on.
+    pub received_raw_rtp: Vec<Vec<u8>>,
     failed: Option<String>,
 }
 
@@ -225,6 +230,8 @@ impl ClientPeer {
             received_rr: 0,
             slots: Vec::new(),
             srtp_failures: 0,
+            keep_raw_rtp: false,
+            received_raw_rtp: Vec::new(),
             failed: None,
         })
     }
@@ -538,6 +545,9 @@ impl ClientPeer {
                     marker: h.marker,
                     payload: h.payload(&buf[..n]).unwrap_or_default().to_vec(),
                 });
+                if self.keep_raw_rtp {
+                    self.received_raw_rtp.push(buf[..n].to_vec());
+                }
             }
         }
     }
@@ -585,6 +595,18 @@ impl ClientPeer {
         packet[8..12].copy_from_slice(&ssrc.to_be_bytes());
         packet[12..].copy_from_slice(payload);
         Ok(ctx.protect_rtp(out, len)?)
+    }
+
+    /// Protects an RTP packet the caller built whole (any SSRC, payload type or
+    /// header extension: RTX, padding, MID), for tests that need what
+    /// [`ClientPeer::send_rtp`] does not write.
+    pub fn protect_rtp(&mut self, packet: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let out = self.outbound.as_mut().ok_or(ClientError::NotConnected)?;
+        let mut buf = vec![0u8; packet.len() + 32];
+        buf[..packet.len()].copy_from_slice(packet);
+        let n = out.protect_rtp(&mut buf, packet.len())?;
+        buf.truncate(n);
+        Ok(buf)
     }
 
     /// Protects one RTCP packet (e.g. a PLI the test builds) for the bridge.

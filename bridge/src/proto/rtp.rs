@@ -1,6 +1,7 @@
 //! RTP (RFC 3550): header parsing and in-place rewriting, header extensions (RFC 8285)
 //! for audio level (RFC 6464) and MID (RFC 8843), extended sequence numbers and
-//! timestamps, and the VP8 payload descriptor (RFC 7741).
+//! timestamps. Codec payloads (VP8's descriptor) are in `codec`, writing extension
+//! blocks in `rtp_ext`.
 //!
 //! [`RtpHeader::parse`] returns plain values and offsets rather than borrowing, so a
 //! consumer can parse, then rewrite the same buffer in place with [`set_ssrc`],
@@ -387,107 +388,8 @@ impl TimestampUnwrapper {
     }
 }
 
-/// The VP8 payload descriptor at the start of a VP8 RTP payload (RFC 7741 section 4.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Vp8Descriptor {
-    /// N: the frame is not used as a reference by other frames.
-    pub non_reference: bool,
-    /// S: this packet starts a VP8 partition.
-    pub start_of_partition: bool,
-    /// PID: the partition index (0..=7).
-    pub partition_index: u8,
-    /// The picture id, 7 or 15 bits, if the I bit is set.
-    pub picture_id: Option<u16>,
-    /// Whether the picture id is the 15-bit form (M bit).
-    pub long_picture_id: bool,
-    /// TL0PICIDX, if the L bit is set.
-    pub tl0_pic_idx: Option<u8>,
-    /// The temporal layer index, if the T bit is set.
-    pub temporal_id: Option<u8>,
-    /// Y: layer sync (only meaningful with `temporal_id`).
-    pub layer_sync: bool,
-    /// KEYIDX, if the K bit is set.
-    pub key_idx: Option<u8>,
-    /// Length of the descriptor; the VP8 payload starts here.
-    pub len: usize,
-    /// This packet starts a key frame (see [`Vp8Descriptor::is_keyframe`]).
-    keyframe: bool,
-}
-
-impl Vp8Descriptor {
-    /// Parses the descriptor at the start of `payload` (the RTP payload) and, if the packet
-    /// starts a frame, looks at the VP8 frame tag after it to tell whether it is a key frame.
-    pub fn parse(payload: &[u8]) -> Result<Self, RtpError> {
-        let mut rest = payload;
-        let mut take = || -> Result<u8, RtpError> {
-            let (&b, tail) = rest.split_first().ok_or(RtpError::Vp8Truncated)?;
-            rest = tail;
-            Ok(b)
-        };
-        let first = take()?;
-        let mut d = Vp8Descriptor {
-            non_reference: first & 0x20 != 0,
-            start_of_partition: first & 0x10 != 0,
-            partition_index: first & 0x07,
-            picture_id: None,
-            long_picture_id: false,
-            tl0_pic_idx: None,
-            temporal_id: None,
-            layer_sync: false,
-            key_idx: None,
-            len: 0,
-            keyframe: false,
-        };
-        if first & 0x80 != 0 {
-            let x = take()?;
-            if x & 0x80 != 0 {
-                let p = take()?;
-                if p & 0x80 != 0 {
-                    d.long_picture_id = true;
-                    d.picture_id = Some((u16::from(p & 0x7F) << 8) | u16::from(take()?));
-                } else {
-                    d.picture_id = Some(u16::from(p));
-                }
-            }
-            if x & 0x40 != 0 {
-                d.tl0_pic_idx = Some(take()?);
-            }
-            if x & 0x30 != 0 {
-                let tk = take()?;
-                if x & 0x20 != 0 {
-                    d.temporal_id = Some(tk >> 6);
-                    d.layer_sync = tk & 0x20 != 0;
-                }
-                if x & 0x10 != 0 {
-                    d.key_idx = Some(tk & 0x1F);
-                }
-            }
-        }
-        d.len = payload.len() - rest.len();
-        if d.is_frame_start() {
-            // RFC 6386 section 9.1: frame tag bit 0 (P) is 0 for key frames, and a key
-            // frame's 3-byte tag is followed by the start code 9d 01 2a.
-            match rest {
-                [tag, _, _, 0x9d, 0x01, 0x2a, ..] => d.keyframe = tag & 0x01 == 0,
-                [tag, ..] if tag & 0x01 == 0 => return Err(RtpError::Vp8Truncated),
-                [_, ..] => {}
-                [] => return Err(RtpError::Vp8Truncated),
-            }
-        }
-        Ok(d)
-    }
-
-    /// S = 1 and PID = 0: the first packet of a frame.
-    pub fn is_frame_start(&self) -> bool {
-        self.start_of_partition && self.partition_index == 0
-    }
-
-    /// The first packet of a key frame: a frame start whose VP8 frame tag has P = 0 (and
-    /// the key frame start code). A router waiting for a key frame switches on this.
-    pub fn is_keyframe(&self) -> bool {
-        self.keyframe
-    }
-}
+/// The VP8 payload descriptor now lives with the codec code.
+pub use super::codec::vp8::Vp8Descriptor;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -791,74 +693,6 @@ mod tests {
         assert_eq!(u.extend(500), base + 1501);
         assert_eq!(u.extend(u32::MAX - 2000), base - 1000);
         assert_eq!(u.highest(), Some(base + 1501));
-    }
-
-    /// A VP8 key frame's first bytes: frame tag with P = 0, then the start code.
-    const KEY_TAG: [u8; 10] = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01];
-    /// An inter frame's frame tag (P = 1).
-    const DELTA_TAG: [u8; 3] = [0x31, 0x02, 0x00];
-
-    #[test]
-    fn vp8_keyframe_with_all_fields() {
-        // X, S, PID 0; I L T K; 15-bit picture id 0x1234; TL0PICIDX 7; TID 2, Y, KEYIDX 3.
-        let mut p = vec![0x90, 0xF0, 0x80 | 0x12, 0x34, 7, 0b1010_0011];
-        p.extend_from_slice(&KEY_TAG);
-        let d = Vp8Descriptor::parse(&p).unwrap();
-        assert!(d.is_frame_start());
-        assert!(d.is_keyframe());
-        assert_eq!(d.picture_id, Some(0x1234));
-        assert!(d.long_picture_id);
-        assert_eq!(d.tl0_pic_idx, Some(7));
-        assert_eq!(d.temporal_id, Some(2));
-        assert!(d.layer_sync);
-        assert_eq!(d.key_idx, Some(3));
-        assert_eq!(d.len, 6);
-    }
-
-    #[test]
-    fn vp8_delta_frames_and_continuations() {
-        // Short picture id, delta frame.
-        let mut p = vec![0x90, 0x80, 0x05];
-        p.extend_from_slice(&DELTA_TAG);
-        let d = Vp8Descriptor::parse(&p).unwrap();
-        assert!(d.is_frame_start());
-        assert!(!d.is_keyframe());
-        assert_eq!(d.picture_id, Some(5));
-        assert!(!d.long_picture_id);
-        assert_eq!(d.tl0_pic_idx, None);
-        assert_eq!(d.len, 3);
-        // Continuation packet of a key frame (S = 0): not a key frame start, and the bytes
-        // after the descriptor are not a frame tag.
-        let d = Vp8Descriptor::parse(&[0x00, 0x10, 0x02]).unwrap();
-        assert!(!d.is_frame_start());
-        assert!(!d.is_keyframe());
-        // Start of partition 1: not a frame start.
-        let d = Vp8Descriptor::parse(&[0x11, 0x10]).unwrap();
-        assert!(!d.is_frame_start());
-        // Minimal descriptor, key frame.
-        let mut p = vec![0x10];
-        p.extend_from_slice(&KEY_TAG);
-        assert!(Vp8Descriptor::parse(&p).unwrap().is_keyframe());
-    }
-
-    #[test]
-    fn vp8_truncated_descriptors_are_errors() {
-        for bad in [
-            &[][..],
-            &[0x80],             // X without the extension byte
-            &[0x80, 0x80],       // I without the picture id
-            &[0x80, 0x80, 0x80], // M without the second picture id byte
-            &[0x80, 0x40],       // L without TL0PICIDX
-            &[0x80, 0x20],       // T without TID byte
-            &[0x10],             // frame start without a frame tag
-            &[0x10, 0x10, 0x02], // key frame tag without the start code
-        ] {
-            assert_eq!(
-                Vp8Descriptor::parse(bad),
-                Err(RtpError::Vp8Truncated),
-                "{bad:02x?}"
-            );
-        }
     }
 
     struct Rng(u64);

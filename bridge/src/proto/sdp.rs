@@ -1,13 +1,17 @@
 //! SDP offer parsing and answer writing (RFC 8866, RFC 8829 shapes).
 //!
-//! Only what a bridge needs: per m-line kind, mid, direction, codecs (Opus and VP8),
-//! header extension ids we read (mid, audio level), announced SSRCs, and the
+//! Only what a bridge needs: per m-line kind, mid, direction, codecs (Opus and VP8)
+//! and their RTX payload types, header extension ids (mid, rid, repaired rid, audio
+//! level, abs-send-time, transport-wide-cc), announced SSRCs with their FID (RTX)
+//! pairs, the send RIDs of simulcast, and the
 //! transport attributes (ICE credentials, DTLS fingerprint and setup role), which
 //! may sit at session or media level. Parsing never panics; any input we cannot use
 //! yields an [`SdpError`] whose text is safe to show to the client.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+
+use super::rtp_ext::{Extension, ExtensionMap, ExtensionSet};
 
 /// Why an offer was refused. The message is meant for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -163,6 +167,16 @@ pub struct MediaSection {
     pub mid_ext_id: Option<u8>,
     /// `a=extmap` id of `urn:ietf:params:rtp-hdrext:ssrc-audio-level`.
     pub audio_level_ext_id: Option<u8>,
+    /// `a=extmap` ids of every extension the bridge knows (one-byte and two-byte
+    /// ids alike).
+    pub extensions: ExtensionMap,
+    /// The RTX payload type (`a=rtpmap:N rtx/...` with `a=fmtp:N apt=` the codec's).
+    pub rtx_pt: Option<u8>,
+    /// `a=ssrc-group:FID media repair` pairs: the RTX SSRC of each media SSRC.
+    pub rtx_ssrcs: Vec<(u32, u32)>,
+    /// The RIDs the offerer sends (`a=rid:X send`), in `a=simulcast:send` order
+    /// when that is given.
+    pub rids: Vec<String>,
     /// Whether `a=rtcp-mux` is present.
     pub rtcp_mux: bool,
     /// `a=content:` value (`main`, `slides`), if any.
@@ -215,7 +229,7 @@ impl Offer {
     /// (the client side uses it to read the bridge's answer).
     pub fn parse_description(sdp: &str) -> Result<Offer, SdpError> {
         let mut session = TransportAttrs::default();
-        let mut media: Vec<(MediaSection, TransportAttrs, Vec<RawCodec>, Vec<u32>)> = Vec::new();
+        let mut media: Vec<(MediaSection, TransportAttrs, Vec<RawCodec>, Extra)> = Vec::new();
         let mut saw_version = false;
 
         for raw in sdp.lines() {
@@ -238,7 +252,7 @@ impl Offer {
                         parse_m_line(value)?,
                         TransportAttrs::default(),
                         vec![],
-                        vec![],
+                        Extra::default(),
                     ));
                 }
                 "a" => {
@@ -248,9 +262,9 @@ impl Offer {
                     };
                     match media.last_mut() {
                         None => session.apply(name, arg)?,
-                        Some((section, transport, codecs, fid)) => {
+                        Some((section, transport, codecs, extra)) => {
                             transport.apply(name, arg)?;
-                            apply_media_attr(section, codecs, fid, name, arg)?;
+                            apply_media_attr(section, codecs, extra, name, arg)?;
                         }
                     }
                 }
@@ -266,10 +280,13 @@ impl Offer {
 
         let mut out = Vec::with_capacity(media.len());
         let mut transport = session.clone();
-        for (mut section, attrs, codecs, repair) in media {
+        for (mut section, attrs, codecs, extra) in media {
             transport.merge_from(&attrs);
             section.codec = pick_codec(section.kind, &codecs);
-            section.ssrcs.retain(|s| !repair.contains(s));
+            section.rtx_pt = section.codec.as_ref().and_then(|c| pick_rtx(&codecs, c.pt));
+            section.ssrcs.retain(|s| !extra.repair.contains(s));
+            section.rids = extra.order_rids();
+            section.rtx_ssrcs = extra.fid;
             if section.mid.is_empty() {
                 return Err(SdpError::Missing("a=mid on every m-line"));
             }
@@ -311,6 +328,57 @@ impl Offer {
             candidates: transport.candidates,
         })
     }
+}
+
+impl Offer {
+    /// The transport's extension ids: with BUNDLE one id names one URI on every
+    /// m-line, so the first m-line naming an extension (or using an id) wins.
+    pub fn extension_map(&self) -> ExtensionMap {
+        let mut map = ExtensionMap::default();
+        for m in &self.media {
+            map.merge(&m.extensions);
+        }
+        map
+    }
+}
+
+/// The extensions the answer negotiates on m-line `m` (`slot`: the bridge sends
+/// on it), given the transport's map from [`Offer::extension_map`]; only those
+/// the offer has on this m-line with the transport-wide id.
+///
+/// - Where the offerer sends (publisher m-lines, `sendrecv` included): the ones
+///   the bridge reads, mid and audio level, and for video rid and repaired-rid
+///   (they tell simulcast layers and RTX streams apart). Nothing that would change
+///   how a publisher paces or estimates its own sending (abs-send-time and
+///   transport-cc want feedback the bridge does not send yet).
+/// - On `recvonly` slot m-lines: what the bridge writes on forwarded packets: mid,
+///   audio level (audio), abs-send-time and the transport-wide sequence number.
+pub fn answer_extensions(transport: &ExtensionMap, m: &MediaSection, slot: bool) -> ExtensionSet {
+    let mut set = ExtensionSet::EMPTY;
+    let mut want = |e: Extension| {
+        if m.extensions.id(e).is_some() && m.extensions.id(e) == transport.id(e) {
+            set.insert(e);
+        }
+    };
+    if m.direction.offerer_sends() {
+        want(Extension::Mid);
+        match m.kind {
+            MediaKind::Audio => want(Extension::AudioLevel),
+            MediaKind::Video => {
+                want(Extension::Rid);
+                want(Extension::RepairedRid);
+            }
+            MediaKind::Other => {}
+        }
+    } else if slot {
+        want(Extension::Mid);
+        if m.kind == MediaKind::Audio {
+            want(Extension::AudioLevel);
+        }
+        want(Extension::AbsSendTime);
+        want(Extension::TransportCc);
+    }
+    set
 }
 
 /// The bridge's side of the transport, written into an answer.
@@ -379,6 +447,7 @@ pub fn write_answer(
     }
     s.push_str("a=msid-semantic: WMS *\r\n");
     let fp = format_fingerprint(local.fingerprint_sha256);
+    let transport_extensions = offer.extension_map();
     let mut candidates_written = false;
     for (m, a) in offer.media.iter().zip(sections) {
         let kind = match m.kind {
@@ -429,16 +498,12 @@ pub fn write_answer(
                 pt = codec.pt
             );
         }
-        if m.direction.offerer_sends() {
-            // Only the publisher's m-lines carry extensions we read.
-            if let Some(id) = m.mid_ext_id {
-                let _ = write!(s, "a=extmap:{id} urn:ietf:params:rtp-hdrext:sdes:mid\r\n");
-            }
-            if let Some(id) = m.audio_level_ext_id {
-                let _ = write!(
-                    s,
-                    "a=extmap:{id} urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"
-                );
+        let extensions = answer_extensions(&transport_extensions, m, a.slot.is_some());
+        for e in Extension::ALL {
+            if extensions.contains(e)
+                && let Some(id) = m.extensions.id(e)
+            {
+                let _ = write!(s, "a=extmap:{id} {}\r\n", e.uri());
             }
         }
         if let Some(slot) = &a.slot {
@@ -582,6 +647,10 @@ fn parse_m_line(value: &str) -> Result<MediaSection, SdpError> {
         ssrcs: Vec::new(),
         mid_ext_id: None,
         audio_level_ext_id: None,
+        extensions: ExtensionMap::default(),
+        rtx_pt: None,
+        rtx_ssrcs: Vec::new(),
+        rids: Vec::new(),
         rtcp_mux: false,
         content: None,
     })
@@ -590,7 +659,7 @@ fn parse_m_line(value: &str) -> Result<MediaSection, SdpError> {
 fn apply_media_attr(
     section: &mut MediaSection,
     codecs: &mut Vec<RawCodec>,
-    repair: &mut Vec<u32>,
+    extra: &mut Extra,
     name: &str,
     arg: &str,
 ) -> Result<(), SdpError> {
@@ -644,9 +713,16 @@ fn apply_media_attr(
             let id = it.next().unwrap_or_default();
             let id = id.split('/').next().unwrap_or_default();
             let uri = it.next().unwrap_or_default();
-            if let Ok(id) = id.parse::<u8>() {
+            if let Ok(id) = id.parse::<u8>()
+                && id != 0
+                && id != 15
+            {
+                if let Some(e) = Extension::from_uri(uri) {
+                    section.extensions.set(e, id);
+                }
                 if !(1..=14).contains(&id) {
-                    // Two-byte ids are valid SDP but the bridge only reads one-byte ones.
+                    // These two fields keep their one-byte meaning; the map above
+                    // has the two-byte ids too.
                     return Ok(());
                 }
                 match uri {
@@ -655,6 +731,35 @@ fn apply_media_attr(
                         section.audio_level_ext_id = Some(id)
                     }
                     _ => {}
+                }
+            }
+        }
+        "rid" => {
+            // a=rid:<id> send|recv [params] (RFC 8851)
+            let mut it = arg.split_whitespace();
+            if let (Some(rid), Some("send")) = (it.next(), it.next())
+                && valid_rid(rid)
+                && extra.rids.len() < MAX_RIDS
+                && !extra.rids.iter().any(|r| r == rid)
+            {
+                extra.rids.push(rid.to_owned());
+            }
+        }
+        "simulcast" => {
+            // a=simulcast:send r0;r1;~r2 [recv ...] (RFC 8853); alternatives after
+            // a comma are left out, paused ones (~) kept in order.
+            let mut it = arg.split_whitespace();
+            while let Some(dir) = it.next() {
+                let list = it.next().unwrap_or_default();
+                if dir == "send" {
+                    extra.simulcast = list
+                        .split(';')
+                        .filter_map(|alt| alt.split(',').next())
+                        .map(|r| r.trim_start_matches('~'))
+                        .filter(|r| valid_rid(r))
+                        .take(MAX_RIDS)
+                        .map(str::to_owned)
+                        .collect();
                 }
             }
         }
@@ -679,10 +784,17 @@ fn apply_media_attr(
                 && (sem == "FID" || sem == "FEC-FR")
             {
                 // The first SSRC is the media stream; the others repair it.
-                let _primary = it.next();
+                let primary = it.next().and_then(|s| s.parse::<u32>().ok());
                 for s in it {
-                    if let Ok(s) = s.parse::<u32>() {
-                        repair.push(s);
+                    if let Ok(s) = s.parse::<u32>()
+                        && extra.repair.len() < 16
+                    {
+                        extra.repair.push(s);
+                        if sem == "FID"
+                            && let Some(primary) = primary
+                        {
+                            extra.fid.push((primary, s));
+                        }
                     }
                 }
             }
@@ -722,6 +834,62 @@ fn parse_fingerprint(arg: &str) -> Result<Fingerprint, SdpError> {
         return Err(malformed("a=fingerprint", "digest length does not match"));
     }
     Ok(Fingerprint { algorithm, value })
+}
+
+/// Most RIDs kept per m-line (simulcast uses 3).
+const MAX_RIDS: usize = 8;
+
+/// RFC 8851 `rid-id`, capped at 16 characters.
+fn valid_rid(rid: &str) -> bool {
+    (1..=16).contains(&rid.len())
+        && rid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Per-m-line parse state that is not a [`MediaSection`] field as such.
+#[derive(Debug, Default)]
+struct Extra {
+    /// SSRCs named as repair streams (FID and FEC-FR).
+    repair: Vec<u32>,
+    /// FID (media, RTX) pairs.
+    fid: Vec<(u32, u32)>,
+    /// `a=rid:X send`, in order.
+    rids: Vec<String>,
+    /// `a=simulcast:send` order.
+    simulcast: Vec<String>,
+}
+
+impl Extra {
+    /// The send RIDs, in simulcast order where `a=simulcast` names them.
+    fn order_rids(&self) -> Vec<String> {
+        if self.simulcast.is_empty() {
+            return self.rids.clone();
+        }
+        self.simulcast
+            .iter()
+            .filter(|r| self.rids.contains(r))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The RTX payload type whose `apt` is `pt` (RFC 4588 `a=fmtp:N apt=pt`).
+fn pick_rtx(codecs: &[RawCodec], pt: u8) -> Option<u8> {
+    codecs
+        .iter()
+        .filter(|c| c.name.eq_ignore_ascii_case("rtx"))
+        .find(|c| {
+            c.fmtp.as_deref().is_some_and(|f| {
+                f.split(';').any(|p| {
+                    p.trim()
+                        .strip_prefix("apt=")
+                        .and_then(|v| v.trim().parse::<u8>().ok())
+                        == Some(pt)
+                })
+            })
+        })
+        .map(|c| c.pt)
 }
 
 fn pick_codec(kind: MediaKind, codecs: &[RawCodec]) -> Option<Codec> {
@@ -917,6 +1085,57 @@ a=mid:4\r\n";
         );
         // Every slot line (sendrecv ones too) announces its SSRC.
         assert_eq!(answer.matches("a=ssrc:42 cname:ringbridge").count(), 4);
+    }
+
+    #[test]
+    fn rtx_payload_type_fid_pairs_and_simulcast_rids_are_parsed() {
+        let offer = Offer::parse(AIORTC_LIKE_OFFER).expect("offer parses");
+        let v = &offer.media[1];
+        assert_eq!(v.rtx_pt, Some(98), "a=fmtp:98 apt=97 names VP8's RTX");
+        assert_eq!(v.rtx_ssrcs, vec![(2222, 3333)]);
+        assert_eq!(offer.media[0].rtx_pt, None);
+
+        let simulcast = AIORTC_LIKE_OFFER.replace(
+            "a=ssrc-group:FID 2222 3333\r\na=ssrc:2222 cname:x\r\na=ssrc:3333 cname:x\r\n",
+            "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n\
+             a=extmap:5 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id\r\n\
+             a=extmap:16 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+             a=rid:f send\r\na=rid:h send\r\na=rid:q send\r\na=rid:z recv\r\n\
+             a=rid:bad!rid send\r\na=simulcast:send q;h,x;~f\r\n",
+        );
+        let offer = Offer::parse(&simulcast).expect("offer parses");
+        let v = &offer.media[1];
+        assert_eq!(v.rids, vec!["q", "h", "f"], "simulcast order, send only");
+        assert!(v.ssrcs.is_empty());
+        assert_eq!(v.extensions.id(Extension::Rid), Some(4));
+        assert_eq!(v.extensions.id(Extension::RepairedRid), Some(5));
+        assert_eq!(
+            v.extensions.id(Extension::Mid),
+            Some(16),
+            "two-byte id kept"
+        );
+        assert_eq!(v.mid_ext_id, None, "the one-byte field stays one-byte");
+    }
+
+    #[test]
+    fn answered_extensions_keep_one_id_per_uri_across_the_bundle() {
+        // The audio publisher line says mid is 1; a slot line that calls mid 7
+        // breaks BUNDLE's one-id-one-URI rule there, so mid is not answered on it.
+        let offer_sdp = AIORTC_LIKE_OFFER.replace(
+            "a=recvonly\r\na=mid:2\r\n",
+            "a=recvonly\r\na=mid:2\r\na=extmap:7 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+             a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n",
+        );
+        let offer = Offer::parse(&offer_sdp).expect("offer parses");
+        let map = offer.extension_map();
+        assert_eq!(map.id(Extension::Mid), Some(1));
+        assert_eq!(map.id(Extension::AbsSendTime), Some(3));
+        let slot = answer_extensions(&map, &offer.media[2], true);
+        assert!(!slot.contains(Extension::Mid));
+        assert!(slot.contains(Extension::AbsSendTime));
+        let publisher = answer_extensions(&map, &offer.media[0], false);
+        assert!(publisher.contains(Extension::Mid) && publisher.contains(Extension::AudioLevel));
+        assert!(!publisher.contains(Extension::AbsSendTime));
     }
 
     #[test]

@@ -82,11 +82,24 @@ impl Net {
         policy: EndpointPolicy,
         edit: impl FnOnce(String) -> String,
     ) -> usize {
+        let client = ClientPeer::new(cfg, self.now).expect("client");
+        self.join_client("room", name, client, policy, edit)
+    }
+
+    /// Joins an already built client (its SSRCs may have been set) to
+    /// `conference`.
+    pub fn join_client(
+        &mut self,
+        conference: &str,
+        name: &'static str,
+        mut client: ClientPeer,
+        policy: EndpointPolicy,
+        edit: impl FnOnce(String) -> String,
+    ) -> usize {
         let i = self.peers.len();
         let port = 10_000 + i as u16;
-        let mut client = ClientPeer::new(cfg, self.now).expect("client");
         let req = JoinRequest {
-            conference: ConferenceId("room".into()),
+            conference: ConferenceId(conference.into()),
             endpoint: EndpointId(name.into()),
             offer_sdp: edit(client.offer()),
         };
@@ -168,6 +181,16 @@ impl Net {
         self.deliver();
     }
 
+    /// Protects an RTP packet built whole by the test (see [`rtp`]) as peer `i`
+    /// and sends it into the core.
+    pub fn send_raw(&mut self, i: usize, packet: &[u8]) {
+        let p = &mut self.peers[i];
+        let mut d = p.client.protect_rtp(packet).expect("connected");
+        self.core
+            .handle_receive(self.now, p.port, p.addr, &mut d, &mut self.tx);
+        self.deliver();
+    }
+
     pub fn connect_all(&mut self) {
         for _ in 0..1000 {
             // The client finishes first (it has the server's Finished); the bridge
@@ -221,4 +244,58 @@ pub fn vp8(keyframe: bool, n: u8) -> Vec<u8> {
     } else {
         vec![0x10, 0x01, 0x00, 0x00, n, n, n]
     }
+}
+
+/// An RTP packet: header, an RFC 8285 extension block of `exts` (one-byte form),
+/// `payload`, and `padding` bytes of padding (the last one the count).
+pub fn rtp(
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    exts: &[(u8, &[u8])],
+    payload: &[u8],
+    padding: u8,
+) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (id, v) in exts {
+        block.push((id << 4) | (v.len() as u8 - 1));
+        block.extend_from_slice(v);
+    }
+    while block.len() % 4 != 0 {
+        block.push(0);
+    }
+    let mut p = vec![
+        0x80 | if padding > 0 { 0x20 } else { 0 } | if exts.is_empty() { 0 } else { 0x10 },
+        pt,
+    ];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    if !exts.is_empty() {
+        p.extend_from_slice(&[0xBE, 0xDE]);
+        p.extend_from_slice(&((block.len() / 4) as u16).to_be_bytes());
+        p.extend_from_slice(&block);
+    }
+    p.extend_from_slice(payload);
+    if padding > 0 {
+        p.extend(std::iter::repeat_n(0, usize::from(padding) - 1));
+        p.push(padding);
+    }
+    p
+}
+
+/// Edits an offer line by line: `f` gets the kind of the current m-section
+/// ("" before the first m-line, else "audio"/"video") and the line, and returns
+/// what replaces it (the line itself to keep it, "" to drop it).
+pub fn edit_offer(offer: &str, mut f: impl FnMut(&str, &str) -> String) -> String {
+    let mut kind = String::new();
+    let mut out = String::new();
+    for line in offer.split_inclusive("\r\n") {
+        if let Some(m) = line.strip_prefix("m=") {
+            kind = m.split(' ').next().unwrap_or_default().to_owned();
+        }
+        out.push_str(&f(&kind, line));
+    }
+    out
 }

@@ -8,17 +8,9 @@
 
 use std::time::Instant;
 
+use super::super::rtp_ext::ExtensionSet;
 use super::super::sdp::MediaKind;
-
-/// Which producer feeds a slot: the sender's endpoint index on the shard and the
-/// producer's index on that endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SourceRef {
-    /// Index of the sending endpoint in the shard's endpoint table.
-    pub endpoint: usize,
-    /// Index of the producer on that endpoint.
-    pub producer: usize,
-}
+use super::keys::{EndpointKey, ProducerKey};
 
 #[derive(Debug, Clone, Copy)]
 struct LastSent {
@@ -30,6 +22,8 @@ struct LastSent {
 /// One receive slot of a receiver and its rewriting state.
 #[derive(Debug, Clone)]
 pub struct Consumer {
+    /// The receiving endpoint.
+    pub receiver: EndpointKey,
     /// The receiver's m-line.
     pub mid: String,
     /// Audio or video.
@@ -40,8 +34,12 @@ pub struct Consumer {
     pub clock_rate: u32,
     /// The fixed SSRC of this slot, announced in the answer.
     pub ssrc: u32,
-    /// The producer currently mapped onto this slot.
-    pub source: Option<SourceRef>,
+    /// Header extensions the answer negotiated on this m-line (written on
+    /// every forwarded packet when the transport has their ids).
+    pub extensions: ExtensionSet,
+    /// The producer currently mapped onto this slot: the source of truth of the
+    /// producer-consumer relation (set only through `Router::assign`).
+    source: Option<ProducerKey>,
     seq_offset: u16,
     ts_offset: u32,
     last: Option<LastSent>,
@@ -66,9 +64,18 @@ pub enum Rewrite {
 }
 
 impl Consumer {
-    /// A new, unmapped slot.
-    pub fn new(mid: String, kind: MediaKind, pt: u8, clock_rate: u32, ssrc: u32) -> Self {
+    /// A new, unmapped slot of `receiver`.
+    pub fn new(
+        receiver: EndpointKey,
+        mid: String,
+        kind: MediaKind,
+        pt: u8,
+        clock_rate: u32,
+        ssrc: u32,
+    ) -> Self {
         Self {
+            receiver,
+            extensions: ExtensionSet::EMPTY,
             mid,
             kind,
             pt,
@@ -84,14 +91,26 @@ impl Consumer {
         }
     }
 
-    /// Maps a (new) source onto the slot, or unmaps it with `None`.
+    /// The producer feeding this slot.
+    pub fn source(&self) -> Option<ProducerKey> {
+        self.source
+    }
+
+    /// Maps a (new) source onto the slot, or unmaps it with `None`. Only
+    /// `Router::assign` calls this, which keeps the producers' index in step.
     ///
     /// The next forwarded packet re-bases sequence numbers and timestamps; a video
     /// slot drops packets until the new source's next keyframe.
-    pub fn assign(&mut self, source: Option<SourceRef>) {
+    pub(super) fn set_source(&mut self, source: Option<ProducerKey>) {
         self.source = source;
+        self.restart();
+    }
+
+    /// Restarts the stream from the same source (after an unmute): re-based
+    /// numbering, and video waits for a keyframe.
+    pub fn restart(&mut self) {
         self.need_sync = true;
-        self.waiting_keyframe = self.kind == MediaKind::Video && source.is_some();
+        self.waiting_keyframe = self.kind == MediaKind::Video && self.source.is_some();
     }
 
     /// Whether the slot is waiting for a keyframe (and so wants one requested).
@@ -149,7 +168,15 @@ impl Consumer {
 mod tests {
     use std::time::Duration;
 
+    use slotmap::SlotMap;
+
     use super::*;
+
+    fn keys() -> (EndpointKey, ProducerKey, ProducerKey) {
+        let mut e: SlotMap<EndpointKey, ()> = SlotMap::with_key();
+        let mut p: SlotMap<ProducerKey, ()> = SlotMap::with_key();
+        (e.insert(()), p.insert(()), p.insert(()))
+    }
 
     fn forward(c: &mut Consumer, now: Instant, seq: u16, ts: u32, kf: bool) -> (u16, u32) {
         match c.rewrite(now, seq, ts, kf) {
@@ -161,16 +188,9 @@ mod tests {
     #[test]
     fn slot_stream_stays_continuous_across_a_source_switch() {
         let t0 = Instant::now();
-        let a = SourceRef {
-            endpoint: 1,
-            producer: 0,
-        };
-        let b = SourceRef {
-            endpoint: 2,
-            producer: 0,
-        };
-        let mut c = Consumer::new("3".into(), MediaKind::Audio, 111, 48_000, 7);
-        c.assign(Some(a));
+        let (r, a, b) = keys();
+        let mut c = Consumer::new(r, "3".into(), MediaKind::Audio, 111, 48_000, 7);
+        c.set_source(Some(a));
         assert_eq!(forward(&mut c, t0, 65_534, 1000, false), (65_534, 1000));
         assert_eq!(
             forward(&mut c, t0 + Duration::from_millis(20), 65_535, 1960, false),
@@ -183,7 +203,7 @@ mod tests {
 
         // Source B has unrelated numbering; the receiver sees seq 1 next and a
         // timestamp advanced by the 100 ms that passed.
-        c.assign(Some(b));
+        c.set_source(Some(b));
         let t1 = t0 + Duration::from_millis(140);
         assert_eq!(
             forward(&mut c, t1, 30_000, 777_777, false),
@@ -204,11 +224,9 @@ mod tests {
     #[test]
     fn video_slot_waits_for_a_keyframe_of_its_new_source() {
         let t0 = Instant::now();
-        let mut c = Consumer::new("4".into(), MediaKind::Video, 96, 90_000, 9);
-        c.assign(Some(SourceRef {
-            endpoint: 0,
-            producer: 1,
-        }));
+        let (r, a, _) = keys();
+        let mut c = Consumer::new(r, "4".into(), MediaKind::Video, 96, 90_000, 9);
+        c.set_source(Some(a));
         assert!(c.is_waiting_keyframe());
         assert_eq!(c.rewrite(t0, 10, 100, false), Rewrite::WaitingKeyframe);
         assert_eq!(forward(&mut c, t0, 11, 3100, true), (11, 3100));

@@ -1,0 +1,287 @@
+//! VP8 (RFC 7741): the payload descriptor, key frame detection (RFC 6386 section
+//! 9.1), temporal layers, and in-place picture id / TL0PICIDX rewriting.
+
+use super::super::rtp::RtpError;
+use super::{CodecError, PayloadCodec, PayloadInfo};
+
+/// The VP8 payload format.
+#[derive(Debug, Clone, Copy)]
+pub struct Vp8;
+
+impl PayloadCodec for Vp8 {
+    fn parse(payload: &[u8]) -> Result<PayloadInfo, CodecError> {
+        let d = Vp8Descriptor::parse(payload).map_err(|_| CodecError::Truncated)?;
+        Ok(PayloadInfo {
+            keyframe: d.is_keyframe(),
+            frame_start: d.is_frame_start(),
+            temporal_id: d.temporal_id,
+            spatial_id: None,
+            layer_sync: d.layer_sync,
+            non_reference: d.non_reference,
+            picture_id: d.picture_id,
+            tl0_pic_idx: d.tl0_pic_idx,
+        })
+    }
+
+    fn rewrite(
+        payload: &mut [u8],
+        picture_id: Option<u16>,
+        tl0_pic_idx: Option<u8>,
+    ) -> Result<(), CodecError> {
+        let d = Vp8Descriptor::parse(payload).map_err(|_| CodecError::Truncated)?;
+        if let Some(id) = picture_id {
+            let at = d.picture_id_at.ok_or(CodecError::NoSuchField)?;
+            if d.long_picture_id {
+                let field = payload.get_mut(at..at + 2).ok_or(CodecError::Truncated)?;
+                field[0] = 0x80 | ((id >> 8) as u8 & 0x7F);
+                field[1] = id as u8;
+            } else {
+                *payload.get_mut(at).ok_or(CodecError::Truncated)? = id as u8 & 0x7F;
+            }
+        }
+        if let Some(tl0) = tl0_pic_idx {
+            let at = d.tl0_at.ok_or(CodecError::NoSuchField)?;
+            *payload.get_mut(at).ok_or(CodecError::Truncated)? = tl0;
+        }
+        Ok(())
+    }
+}
+
+/// The VP8 payload descriptor at the start of a VP8 RTP payload (RFC 7741 section 4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vp8Descriptor {
+    /// N: the frame is not used as a reference by other frames.
+    pub non_reference: bool,
+    /// S: this packet starts a VP8 partition.
+    pub start_of_partition: bool,
+    /// PID: the partition index (0..=7).
+    pub partition_index: u8,
+    /// The picture id, 7 or 15 bits, if the I bit is set.
+    pub picture_id: Option<u16>,
+    /// Whether the picture id is the 15-bit form (M bit).
+    pub long_picture_id: bool,
+    /// TL0PICIDX, if the L bit is set.
+    pub tl0_pic_idx: Option<u8>,
+    /// The temporal layer index, if the T bit is set.
+    pub temporal_id: Option<u8>,
+    /// Y: layer sync (only meaningful with `temporal_id`).
+    pub layer_sync: bool,
+    /// KEYIDX, if the K bit is set.
+    pub key_idx: Option<u8>,
+    /// Length of the descriptor; the VP8 payload starts here.
+    pub len: usize,
+    /// This packet starts a key frame (see [`Vp8Descriptor::is_keyframe`]).
+    keyframe: bool,
+    /// Where the picture id lies in the payload (for rewriting).
+    picture_id_at: Option<usize>,
+    /// Where TL0PICIDX lies in the payload (for rewriting).
+    tl0_at: Option<usize>,
+}
+
+impl Vp8Descriptor {
+    /// Parses the descriptor at the start of `payload` (the RTP payload) and, if the packet
+    /// starts a frame, looks at the VP8 frame tag after it to tell whether it is a key frame.
+    pub fn parse(payload: &[u8]) -> Result<Self, RtpError> {
+        let mut rest = payload;
+        let mut take = || -> Result<u8, RtpError> {
+            let (&b, tail) = rest.split_first().ok_or(RtpError::Vp8Truncated)?;
+            rest = tail;
+            Ok(b)
+        };
+        let first = take()?;
+        let mut d = Vp8Descriptor {
+            non_reference: first & 0x20 != 0,
+            start_of_partition: first & 0x10 != 0,
+            partition_index: first & 0x07,
+            picture_id: None,
+            long_picture_id: false,
+            tl0_pic_idx: None,
+            temporal_id: None,
+            layer_sync: false,
+            key_idx: None,
+            len: 0,
+            keyframe: false,
+            picture_id_at: None,
+            tl0_at: None,
+        };
+        if first & 0x80 != 0 {
+            let x = take()?;
+            if x & 0x80 != 0 {
+                d.picture_id_at = Some(2);
+                let p = take()?;
+                if p & 0x80 != 0 {
+                    d.long_picture_id = true;
+                    d.picture_id = Some((u16::from(p & 0x7F) << 8) | u16::from(take()?));
+                } else {
+                    d.picture_id = Some(u16::from(p));
+                }
+            }
+            if x & 0x40 != 0 {
+                d.tl0_at = Some(
+                    2 + d
+                        .picture_id_at
+                        .map_or(0, |_| 1 + usize::from(d.long_picture_id)),
+                );
+                d.tl0_pic_idx = Some(take()?);
+            }
+            if x & 0x30 != 0 {
+                let tk = take()?;
+                if x & 0x20 != 0 {
+                    d.temporal_id = Some(tk >> 6);
+                    d.layer_sync = tk & 0x20 != 0;
+                }
+                if x & 0x10 != 0 {
+                    d.key_idx = Some(tk & 0x1F);
+                }
+            }
+        }
+        d.len = payload.len() - rest.len();
+        if d.is_frame_start() {
+            // RFC 6386 section 9.1: frame tag bit 0 (P) is 0 for key frames, and a key
+            // frame's 3-byte tag is followed by the start code 9d 01 2a.
+            match rest {
+                [tag, _, _, 0x9d, 0x01, 0x2a, ..] => d.keyframe = tag & 0x01 == 0,
+                [tag, ..] if tag & 0x01 == 0 => return Err(RtpError::Vp8Truncated),
+                [_, ..] => {}
+                [] => return Err(RtpError::Vp8Truncated),
+            }
+        }
+        Ok(d)
+    }
+
+    /// S = 1 and PID = 0: the first packet of a frame.
+    pub fn is_frame_start(&self) -> bool {
+        self.start_of_partition && self.partition_index == 0
+    }
+
+    /// The first packet of a key frame: a frame start whose VP8 frame tag has P = 0 (and
+    /// the key frame start code). A router waiting for a key frame switches on this.
+    pub fn is_keyframe(&self) -> bool {
+        self.keyframe
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A VP8 key frame's first bytes: frame tag with P = 0, then the start code.
+    const KEY_TAG: [u8; 10] = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01];
+    /// An inter frame's frame tag (P = 1).
+    const DELTA_TAG: [u8; 3] = [0x31, 0x02, 0x00];
+
+    #[test]
+    fn vp8_keyframe_with_all_fields() {
+        // X, S, PID 0; I L T K; 15-bit picture id 0x1234; TL0PICIDX 7; TID 2, Y, KEYIDX 3.
+        let mut p = vec![0x90, 0xF0, 0x80 | 0x12, 0x34, 7, 0b1010_0011];
+        p.extend_from_slice(&KEY_TAG);
+        let d = Vp8Descriptor::parse(&p).unwrap();
+        assert!(d.is_frame_start());
+        assert!(d.is_keyframe());
+        assert_eq!(d.picture_id, Some(0x1234));
+        assert!(d.long_picture_id);
+        assert_eq!(d.tl0_pic_idx, Some(7));
+        assert_eq!(d.temporal_id, Some(2));
+        assert!(d.layer_sync);
+        assert_eq!(d.key_idx, Some(3));
+        assert_eq!(d.len, 6);
+    }
+
+    #[test]
+    fn vp8_delta_frames_and_continuations() {
+        // Short picture id, delta frame.
+        let mut p = vec![0x90, 0x80, 0x05];
+        p.extend_from_slice(&DELTA_TAG);
+        let d = Vp8Descriptor::parse(&p).unwrap();
+        assert!(d.is_frame_start());
+        assert!(!d.is_keyframe());
+        assert_eq!(d.picture_id, Some(5));
+        assert!(!d.long_picture_id);
+        assert_eq!(d.tl0_pic_idx, None);
+        assert_eq!(d.len, 3);
+        // Continuation packet of a key frame (S = 0): not a key frame start, and the bytes
+        // after the descriptor are not a frame tag.
+        let d = Vp8Descriptor::parse(&[0x00, 0x10, 0x02]).unwrap();
+        assert!(!d.is_frame_start());
+        assert!(!d.is_keyframe());
+        // Start of partition 1: not a frame start.
+        let d = Vp8Descriptor::parse(&[0x11, 0x10]).unwrap();
+        assert!(!d.is_frame_start());
+        // Minimal descriptor, key frame.
+        let mut p = vec![0x10];
+        p.extend_from_slice(&KEY_TAG);
+        assert!(Vp8Descriptor::parse(&p).unwrap().is_keyframe());
+    }
+
+    #[test]
+    fn vp8_truncated_descriptors_are_errors() {
+        for bad in [
+            &[][..],
+            &[0x80],             // X without the extension byte
+            &[0x80, 0x80],       // I without the picture id
+            &[0x80, 0x80, 0x80], // M without the second picture id byte
+            &[0x80, 0x40],       // L without TL0PICIDX
+            &[0x80, 0x20],       // T without TID byte
+            &[0x10],             // frame start without a frame tag
+            &[0x10, 0x10, 0x02], // key frame tag without the start code
+        ] {
+            assert_eq!(
+                Vp8Descriptor::parse(bad),
+                Err(RtpError::Vp8Truncated),
+                "{bad:02x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn vp8_picture_id_and_tl0_are_rewritten_in_place_keeping_their_width() {
+        // 15-bit picture id 0x1234, TL0PICIDX 7, TID 2: rewritten to 0x7FFF / 200.
+        let mut p = vec![0x90, 0xE0, 0x80 | 0x12, 0x34, 7, 0b1010_0000];
+        p.extend_from_slice(&KEY_TAG);
+        let before = p.clone();
+        Vp8::rewrite(&mut p, Some(0xFFFF), Some(200)).unwrap();
+        let info = Vp8::parse(&p).unwrap();
+        assert_eq!(info.picture_id, Some(0x7FFF), "masked to 15 bits");
+        assert_eq!(info.tl0_pic_idx, Some(200));
+        assert_eq!(info.temporal_id, Some(2));
+        assert!(info.keyframe);
+        assert_eq!(p.len(), before.len());
+        assert_eq!(p[6..], before[6..], "VP8 payload untouched");
+        // 7-bit picture id without TL0PICIDX.
+        let mut p = vec![0x90, 0x80, 0x05];
+        p.extend_from_slice(&DELTA_TAG);
+        Vp8::rewrite(&mut p, Some(0x1FF), None).unwrap();
+        assert_eq!(Vp8::parse(&p).unwrap().picture_id, Some(0x7F));
+        assert_eq!(
+            Vp8::rewrite(&mut p, None, Some(1)),
+            Err(CodecError::NoSuchField)
+        );
+        // No extension byte at all: nothing to rewrite.
+        let mut p = vec![0x10];
+        p.extend_from_slice(&KEY_TAG);
+        assert_eq!(
+            Vp8::rewrite(&mut p, Some(1), None),
+            Err(CodecError::NoSuchField)
+        );
+        assert_eq!(
+            Vp8::rewrite(&mut [0x80], Some(1), None),
+            Err(CodecError::Truncated)
+        );
+    }
+
+    /// RFC 7741 section 4.6 example layouts: TID/Y/KEYIDX and the layer fields.
+    #[test]
+    fn vp8_layer_information_reaches_payload_info() {
+        // X; T only: TID 1, Y = 0.
+        let mut p = vec![0x90, 0x20, 0b0100_0000];
+        p.extend_from_slice(&DELTA_TAG);
+        let info = Vp8::parse(&p).unwrap();
+        assert_eq!(info.temporal_id, Some(1));
+        assert!(!info.layer_sync && !info.keyframe && info.frame_start);
+        // N bit: non-reference frame.
+        let mut p = vec![0x30];
+        p.extend_from_slice(&DELTA_TAG);
+        assert!(Vp8::parse(&p).unwrap().non_reference);
+    }
+}

@@ -1,0 +1,47 @@
+//! An endpoint as its router holds it: the transport (one participant's
+//! connection) and the keys of what it publishes and receives. Only the router
+//! changes it; everyone else reads.
+
+use std::time::Instant;
+
+use ringbridge_control::media::EndpointId;
+
+use super::super::transport::Transport;
+use super::keys::{ConsumerKey, ProducerKey};
+
+/// One participant of a conference.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub(super) id: EndpointId,
+    pub(super) transport: Transport,
+    /// What it publishes, in m-line order (fixed at join).
+    pub(super) producers: Vec<ProducerKey>,
+    /// Its receive slots, in m-line order (fixed at join).
+    pub(super) consumers: Vec<ConsumerKey>,
+    /// Counted as sending audio until then (last audio packet + the window).
+    pub(super) audio_until: Option<Instant>,
+    /// Counted as sending video until then.
+    pub(super) video_until: Option<Instant>,
+}
+
+impl Endpoint {
+    /// Endpoint id (the control plane's).
+    pub fn id(&self) -> &EndpointId {
+        &self.id
+    }
+
+    /// Its connection.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// What it publishes, in m-line order.
+    pub fn producers(&self) -> &[ProducerKey] {
+        &self.producers
+    }
+
+    /// Its receive slots, in m-line order.
+    pub fn consumers(&self) -> &[ConsumerKey] {
+        &self.consumers
+    }
+}

@@ -1,0 +1,188 @@
+//! Joining: one endpoint built from its offer (a transport, a producer per
+//! publishing m-line, a consumer per receiving one) and the SDP answer.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use dimpl::DtlsCertificate;
+use rand::Rng;
+use ringbridge_control::media::{EndpointId, EndpointPolicy};
+
+use super::super::codec::CodecKind;
+use super::super::error::CoreError;
+use super::super::sdp::{self, AnswerSection, MediaKind, Offer, SlotAnnouncement};
+use super::super::transport::demux::ReceiveRoute;
+use super::super::transport::{Transport, TransportConfig};
+use super::{Consumer, Endpoint, EndpointKey, Producer, Router, RouterIo};
+
+/// What the shard lends a router to build an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct JoinContext<'a> {
+    /// The shard's DTLS configuration.
+    pub dtls_config: &'a Arc<dimpl::Config>,
+    /// The shard's certificate.
+    pub certificate: &'a DtlsCertificate,
+    /// SHA-256 fingerprint of the certificate.
+    pub fingerprint: &'a [u8],
+    /// Addresses put into host candidates.
+    pub advertise: &'a [IpAddr],
+}
+
+impl Router {
+    /// Adds endpoint `id` on local `port` from its parsed `offer`, publishing
+    /// within `policy`; returns its key and the SDP answer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn join(
+        &mut self,
+        id: &EndpointId,
+        offer: &Offer,
+        port: u16,
+        policy: EndpointPolicy,
+        ctx: JoinContext<'_>,
+        io: &mut RouterIo<'_>,
+    ) -> Result<(EndpointKey, String), CoreError> {
+        if self.find(id).is_some() {
+            return Err(CoreError::DuplicateEndpoint(id.0.clone()));
+        }
+        let extensions = offer.extension_map();
+        let transport = Transport::new(
+            TransportConfig {
+                port,
+                dtls_config: ctx.dtls_config.clone(),
+                certificate: ctx.certificate.clone(),
+                remote_fingerprint: offer.fingerprint.clone(),
+                remote_ufrag: offer.ice_ufrag.clone(),
+                extensions,
+            },
+            io.now,
+        );
+        let key = self.endpoints.insert(Endpoint {
+            id: id.clone(),
+            transport,
+            producers: Vec::new(),
+            consumers: Vec::new(),
+            audio_until: None,
+            video_until: None,
+        });
+
+        let mut rng = rand::rng();
+        let mut sections = Vec::with_capacity(offer.media.len());
+        let (mut audio_n, mut video_n) = (0, 0);
+        let mut producers = Vec::new();
+        let mut consumers = Vec::new();
+        let mut routes = Vec::new();
+        for m in &offer.media {
+            let usable = m.kind != MediaKind::Other
+                && m.codec.is_some()
+                && m.direction != sdp::Direction::Inactive;
+            let Some((codec, kind)) = m
+                .codec
+                .as_ref()
+                .filter(|_| usable)
+                .and_then(|c| Some((c, CodecKind::from_name(&c.name)?)))
+            else {
+                sections.push(AnswerSection {
+                    accepted: false,
+                    slot: None,
+                });
+                continue;
+            };
+            if m.direction.offerer_sends() {
+                let name = match m.kind {
+                    MediaKind::Audio => {
+                        audio_n += 1;
+                        format!("{id}-a{}", audio_n - 1)
+                    }
+                    _ => {
+                        video_n += 1;
+                        format!("{id}-v{}", video_n - 1)
+                    }
+                };
+                let mut producer = Producer::new(
+                    key,
+                    m.mid.clone(),
+                    m.kind,
+                    kind,
+                    codec.pt,
+                    codec.clock_rate,
+                    name,
+                );
+                producer.rtx_pt = m.rtx_pt;
+                producer.screen = m
+                    .content
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case("slides"));
+                let pk = self.producers.insert(producer);
+                producers.push(pk);
+                routes.push((
+                    ReceiveRoute {
+                        mid: m.mid.clone(),
+                        producer: pk,
+                        pt: codec.pt,
+                        rtx_pt: m.rtx_pt,
+                        clock_rate: codec.clock_rate,
+                        rids: m.rids.clone(),
+                        announced: false,
+                    },
+                    m,
+                ));
+            }
+            let slot = if m.direction.offerer_receives() {
+                let ssrc = loop {
+                    let s: u32 = rng.random();
+                    if s != 0
+                        && !offer
+                            .media
+                            .iter()
+                            .any(|m| m.ssrcs.contains(&s) || m.rtx_ssrcs.iter().any(|r| r.1 == s))
+                    {
+                        break s;
+                    }
+                };
+                let mut consumer =
+                    Consumer::new(key, m.mid.clone(), m.kind, codec.pt, codec.clock_rate, ssrc);
+                consumer.extensions = sdp::answer_extensions(&extensions, m, true);
+                consumers.push(self.consumers.insert(consumer));
+                Some(SlotAnnouncement {
+                    ssrc,
+                    stream_id: format!("ringbridge-{id}"),
+                    track_id: format!("slot-{}", m.mid),
+                })
+            } else {
+                None
+            };
+            sections.push(AnswerSection {
+                accepted: true,
+                slot,
+            });
+        }
+
+        let Some(ep) = self.endpoints.get_mut(key) else {
+            return Err(CoreError::EndpointNotFound);
+        };
+        for (route, m) in routes {
+            ep.transport.demux.add_route(route, &m.ssrcs, &m.rtx_ssrcs);
+        }
+        ep.producers = producers;
+        ep.consumers = consumers;
+        let answer = sdp::write_answer(
+            offer,
+            &sections,
+            &sdp::LocalTransport {
+                ice_ufrag: ep.transport.local_ufrag(),
+                ice_pwd: ep.transport.local_pwd(),
+                fingerprint_sha256: ctx.fingerprint,
+                addresses: ctx.advertise,
+                port,
+            },
+            rng.random::<u64>() >> 2,
+        );
+        self.members.push(key);
+        self.apply_policy(key, policy);
+        self.report_refusals(key, |_| true, io);
+        self.rebalance(io);
+        self.recount_activity(io);
+        io.activity_changed = true;
+        Ok((key, answer))
+    }
+}

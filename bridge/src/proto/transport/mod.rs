@@ -1,0 +1,276 @@
+//! One endpoint's transport, sans-IO: the ICE-lite gate (`ice_gate.rs`), DTLS and
+//! SRTP (`dtls_srtp.rs`), the receive demux ([`demux`]) and RTCP termination
+//! ([`rtcp_term`]); this file holds the state and its timers. Later TWCC
+//! feedback, bandwidth estimation and the pacer.
+//!
+//! A [`Transport`] never sees another endpoint: the [`Router`](super::router::Router)
+//! that owns it hands it datagrams (`handle_stun`, `handle_dtls`, `unprotect_*`),
+//! asks it to protect and queue what goes to its peer (`send_rtp`, `send_rtcp`),
+//! and calls [`Transport::handle_timeout`] when [`Transport::poll_timeout`] is due.
+
+pub mod demux;
+mod dtls_srtp;
+mod ice_gate;
+pub mod rtcp_term;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dimpl::DtlsCertificate;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+use super::dtls::DtlsTransport;
+use super::ice::IceLite;
+use super::rtp_ext::ExtensionMap;
+use super::sdp::Fingerprint;
+use super::shard::ShardCounters;
+use super::timer::{Scheduled, TimerName, TimerTable};
+use super::transmit::TxQueue;
+use demux::Demux;
+use dtls_srtp::SrtpPair;
+
+/// How often the bridge sends receiver reports to each publisher.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Lifecycle of a transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportState {
+    /// Waiting for ICE checks and the DTLS handshake.
+    Connecting,
+    /// DTLS done and verified; SRTP flows.
+    Connected,
+}
+
+/// Why a transport is finished (the endpoint is removed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportFailure {
+    /// The DTLS association failed or timed out.
+    DtlsFailed,
+    /// No consent check for 30 s (RFC 7675).
+    ConsentExpired,
+}
+
+impl TransportFailure {
+    /// The reason reported in `MediaEvent::EndpointExpired`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            TransportFailure::DtlsFailed => "dtls-failed",
+            TransportFailure::ConsentExpired => "consent-expired",
+        }
+    }
+}
+
+/// The named timers of a transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportTimer {
+    /// DTLS retransmission or handshake timeout.
+    Dtls,
+    /// ICE consent expiry.
+    Consent,
+    /// Next receiver report.
+    Report,
+}
+
+impl TimerName for TransportTimer {
+    const COUNT: usize = 3;
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn from_index(index: usize) -> Self {
+        match index {
+            0 => TransportTimer::Dtls,
+            1 => TransportTimer::Consent,
+            _ => TransportTimer::Report,
+        }
+    }
+}
+
+/// What a transport needs from the shard to be built.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// Local UDP port the endpoint owns.
+    pub port: u16,
+    /// The shard's DTLS configuration.
+    pub dtls_config: Arc<dimpl::Config>,
+    /// The shard's certificate.
+    pub certificate: DtlsCertificate,
+    /// The peer's certificate fingerprint, from the offer.
+    pub remote_fingerprint: Fingerprint,
+    /// The peer's ICE ufrag, from the offer.
+    pub remote_ufrag: String,
+    /// Header extension ids of the whole (BUNDLE) transport.
+    pub extensions: ExtensionMap,
+}
+
+/// Output of [`Transport::send_rtp`]'s writer: the transport-wide values a
+/// forwarded packet may carry.
+#[derive(Debug, Clone, Copy)]
+pub struct SendContext<'a> {
+    /// The receiver's extension ids.
+    pub extensions: &'a ExtensionMap,
+    /// The transport-wide sequence number for this packet.
+    pub twcc_seq: u16,
+}
+
+/// One endpoint's connection.
+pub struct Transport {
+    port: u16,
+    state: TransportState,
+    ice: IceLite,
+    dtls: DtlsTransport,
+    srtp: Option<SrtpPair>,
+    /// The receive demux (SSRC table).
+    pub demux: Demux,
+    extensions: ExtensionMap,
+    rtcp_ssrc: u32,
+    twcc_seq: u16,
+    timers: TimerTable<TransportTimer, { TransportTimer::COUNT }>,
+    /// What the shard's timer heap holds for this transport.
+    pub scheduled: Scheduled,
+    negotiated: Option<(&'static str, &'static str)>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("port", &self.port)
+            .field("state", &self.state)
+            .field("ice", &self.ice)
+            .field("negotiated", &self.negotiated)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// A new transport with fresh ICE credentials, created at `now`.
+    pub fn new(cfg: TransportConfig, now: Instant) -> Self {
+        let mut rng = rand::rng();
+        let ufrag: String = (&mut rng)
+            .sample_iter(Alphanumeric)
+            .take(8)
+            .map(char::from)
+            .collect();
+        let pwd: String = (&mut rng)
+            .sample_iter(Alphanumeric)
+            .take(24)
+            .map(char::from)
+            .collect();
+        let ice = IceLite::new(ufrag, pwd, cfg.remote_ufrag, now);
+        let mut timers = TimerTable::default();
+        timers.set(TransportTimer::Consent, ice.consent_deadline());
+        timers.set(TransportTimer::Report, now + REPORT_INTERVAL);
+        Self {
+            port: cfg.port,
+            state: TransportState::Connecting,
+            ice,
+            dtls: DtlsTransport::new(
+                cfg.dtls_config,
+                cfg.certificate,
+                cfg.remote_fingerprint,
+                now,
+            ),
+            srtp: None,
+            demux: Demux::new(&cfg.extensions),
+            extensions: cfg.extensions,
+            rtcp_ssrc: rng.random::<u32>() | 1,
+            twcc_seq: rng.random(),
+            timers,
+            scheduled: Scheduled::default(),
+            negotiated: None,
+        }
+    }
+
+    /// The local UDP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Lifecycle state.
+    pub fn state(&self) -> TransportState {
+        self.state
+    }
+
+    /// Our ICE username fragment (for the answer).
+    pub fn local_ufrag(&self) -> &str {
+        self.ice.local_ufrag()
+    }
+
+    /// Our ICE password (for the answer; never logged).
+    pub fn local_pwd(&self) -> &str {
+        self.ice.local_pwd()
+    }
+
+    /// Negotiated SRTP profile and DTLS version, once connected.
+    pub fn negotiated(&self) -> Option<(&'static str, &'static str)> {
+        self.negotiated
+    }
+
+    /// The transport's header extension ids.
+    pub fn extensions(&self) -> &ExtensionMap {
+        &self.extensions
+    }
+
+    /// Whether an ICE check selected an address.
+    pub fn ice_selected(&self) -> bool {
+        self.ice.selected().is_some()
+    }
+
+    /// Where to send media to this endpoint, if it is reachable and keyed.
+    pub fn media_target(&self) -> Option<SocketAddr> {
+        if self.state == TransportState::Connected {
+            self.ice.selected()
+        } else {
+            None
+        }
+    }
+
+    /// When [`Transport::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_timeout()
+    }
+
+    /// Timers: DTLS retransmissions, consent expiry, receiver reports.
+    /// `Ok(true)` when DTLS completed during the call.
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        since_epoch: Duration,
+        tx: &mut TxQueue,
+        scratch: &mut [u8],
+        counters: &mut ShardCounters,
+    ) -> Result<bool, TransportFailure> {
+        let mut connected = false;
+        while let Some(timer) = self.timers.take_expired(now) {
+            match timer {
+                TransportTimer::Dtls => {
+                    if let Err(e) = self.dtls.handle_timeout(now) {
+                        tracing::info!(port = self.port, error = %e, "dtls timed out");
+                        counters.dtls_failures += 1;
+                        return Err(TransportFailure::DtlsFailed);
+                    }
+                    connected |= self.drain_dtls(tx, scratch, counters)?;
+                }
+                TransportTimer::Consent => {
+                    let deadline = self.ice.consent_deadline();
+                    if now >= deadline {
+                        if self.ice.selected().is_none() {
+                            counters.ice_failures += 1;
+                        }
+                        return Err(TransportFailure::ConsentExpired);
+                    }
+                    self.timers.set(TransportTimer::Consent, deadline);
+                }
+                TransportTimer::Report => {
+                    self.timers
+                        .set(TransportTimer::Report, now + REPORT_INTERVAL);
+                    if self.state == TransportState::Connected {
+                        self.send_receiver_report(since_epoch, tx);
+                    }
+                }
+            }
+        }
+        Ok(connected)
+    }
+}

@@ -1,0 +1,75 @@
+//! RTCP termination (the bridge is an RTCP endpoint toward each peer, as mediasoup
+//! and jitsi-videobridge are): receiver reports from the transport's own receive
+//! statistics, sender reports absorbed into them, keyframe requests written
+//! toward publishers and read from receivers. Receiver reports, NACKs, REMB and
+//! transport-cc feedback from a peer end here (NACK and TWCC handling come next).
+
+use std::time::Duration;
+
+use super::super::rtcp::{self, ReportBlock};
+use super::super::shard::ShardCounters;
+use super::super::transmit::TxQueue;
+use super::{Transport, TransportState};
+
+/// Most report blocks in one receiver report the bridge sends.
+const MAX_BLOCKS: usize = 8;
+
+/// `d` in 1/65536 s, the unit of DLSR.
+pub fn q16(d: Duration) -> u64 {
+    (d.as_nanos() * 65_536 / 1_000_000_000) as u64
+}
+
+impl Transport {
+    /// Sends a receiver report for every media SSRC with news (none before the
+    /// first packet).
+    pub(super) fn send_receiver_report(&mut self, since_epoch: Duration, tx: &mut TxQueue) {
+        let mut blocks = [ReportBlock::default(); MAX_BLOCKS];
+        let n = self.demux.poll_report_blocks(q16(since_epoch), &mut blocks);
+        if n == 0 {
+            return;
+        }
+        self.send_rtcp(tx, |out, sender| {
+            rtcp::write_receiver_report(out, sender, &blocks[..n]).ok()
+        });
+    }
+
+    /// Sends a PLI for `media_ssrc` to this endpoint (a publisher).
+    pub fn send_pli(&mut self, media_ssrc: u32, tx: &mut TxQueue) -> bool {
+        self.state == TransportState::Connected
+            && self
+                .send_rtcp(tx, |out, sender| {
+                    rtcp::write_pli(out, sender, media_ssrc).ok()
+                })
+                .is_some()
+    }
+
+    /// Reads an unprotected compound RTCP packet from the peer: sender reports go
+    /// into the receive statistics; every keyframe request (PLI, FIR) is handed to
+    /// `keyframe_request` with the media SSRC it names (one of the bridge's slot
+    /// SSRCs). Anything else is terminated here.
+    pub fn handle_rtcp(
+        &mut self,
+        since_epoch: Duration,
+        compound: &[u8],
+        counters: &mut ShardCounters,
+        mut keyframe_request: impl FnMut(u32),
+    ) {
+        for packet in rtcp::RtcpIter::new(compound) {
+            let Ok(packet) = packet else {
+                counters.dropped_malformed += 1;
+                break;
+            };
+            match packet {
+                rtcp::RtcpPacket::SenderReport(sr) => self.demux.handle_sender_report(
+                    sr.sender_ssrc(),
+                    sr.info.ntp_timestamp,
+                    q16(since_epoch),
+                ),
+                rtcp::RtcpPacket::Pli(pli) => keyframe_request(pli.media_ssrc),
+                rtcp::RtcpPacket::Fir(fir) => fir.media_ssrcs().for_each(&mut keyframe_request),
+                // Receiver reports, NACKs, REMB and transport-cc end here.
+                _ => {}
+            }
+        }
+    }
+}
