@@ -14,12 +14,18 @@ use serde::Deserialize;
 pub struct PublicConfig {
     /// `public.listen`: address of the signalling listener. Default `0.0.0.0:9090`.
     pub listen: SocketAddr,
+    /// `public.allowed_origins`: web origins (`https://app.example.com`) whose
+    /// pages may call the signalling paths (`/conferences/...`) from a browser:
+    /// CORS with `Location` and `Link` exposed. `"*"` allows any origin. The
+    /// bridge's own page needs none of this. Default `[]` (CORS off).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for PublicConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -217,6 +223,7 @@ mod tests {
     #[test]
     fn defaults_are_the_documented_ones() {
         assert_eq!(PublicConfig::default().listen.to_string(), "0.0.0.0:9090");
+        assert!(PublicConfig::default().allowed_origins.is_empty());
         assert_eq!(
             PrivateConfig::default().listen.to_string(),
             "127.0.0.1:8080"

@@ -503,6 +503,7 @@ async fn es256_keys_and_jwks() {
         SERVER_ID,
         ringbridge_control::PublicConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
+            ..Default::default()
         },
         ringbridge_control::PrivateConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),

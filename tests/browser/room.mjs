@@ -1,0 +1,195 @@
+// Drives headless Chromium (Debian's /usr/bin/chromium, through playwright-core)
+// against ringbridge's room page, and prints one JSON line with what it saw.
+// tests/tests/browser_page.rs runs it and asserts on the result.
+//
+// Usage: node room.mjs CONFIG.json
+// CONFIG: {scenario: "room" | "member", base: "http://127.0.0.1:PORT/",
+//          room, tokens: [owner tokens], memberToken?, outDir, chromium?}
+//
+// "room": every token opens `${base}${room}#jwt=TOKEN` and joins; each page must
+// show one remote tile per other page, whose video decodes (framesDecoded
+// rising) and whose screenshot is not blank; then page 0 stops its camera and
+// the others must show it muted.
+// "member": an owner page and a member page (a token without screen sharing)
+// join; the member tries to share its screen and must see the refusal; the
+// owner removes the member, whose page must say so.
+
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { decodePng, lumaStats } from './png.mjs';
+
+const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const result = { scenario: cfg.scenario, ok: false, pages: [], errors: [] };
+const log = (m) => process.stderr.write(`[browser] ${m}\n`);
+
+// DESIGN.md "Headless Chromium" (playwright adds --headless and its own
+// --user-data-dir).
+const FLAGS = [
+  '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns', '--autoplay-policy=no-user-gesture-required',
+];
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, fn, timeoutMs, stepMs = 100) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(stepMs);
+  }
+}
+
+/** Per remote tile: endpoint, name, mid, framesDecoded of its receiver, muted flag. */
+function tilesInPage() {
+  const ui = window.ringbridge;
+  return Promise.all([...document.querySelectorAll('#tiles .tile.remote:not(.screen)')].map(async (el) => {
+    const mid = el.dataset.mid;
+    let framesDecoded = 0;
+    let width = 0;
+    if (ui.call && mid) {
+      const r = ui.call.receiverFor(mid);
+      if (r) {
+        for (const s of (await r.getStats()).values()) {
+          if (s.type === 'inbound-rtp') {
+            framesDecoded = s.framesDecoded || 0;
+            width = s.frameWidth || 0;
+          }
+        }
+      }
+    }
+    return {
+      endpoint: el.dataset.endpoint,
+      name: el.querySelector('.name').textContent,
+      mid,
+      framesDecoded,
+      width,
+      videoMuted: el.dataset.videoMuted === 'true',
+      conn: el.querySelector('.conn-text').textContent,
+    };
+  }));
+}
+
+async function openPage(browser, token, label) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const consoleLines = [];
+  page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => consoleLines.push(`pageerror: ${e.message}`));
+  const url = `${cfg.base}${encodeURIComponent(cfg.room)}#jwt=${token}`;
+  const opened = Date.now();
+  await page.goto(url);
+  await page.click('#join-button');
+  await page.waitForSelector('#call:not([hidden])', { timeout: 20000 });
+  const self = await page.getAttribute('#self-tile', 'data-endpoint');
+  log(`${label} joined as ${self}`);
+  return { label, context, page, opened, self, consoleLines };
+}
+
+async function firstFrame(p) {
+  await until(`${p.label}: a decoded remote frame`, async () =>
+    (await p.page.evaluate(tilesInPage)).some((t) => t.framesDecoded > 0), 30000, 50);
+  return Date.now() - p.opened;
+}
+
+async function roomScenario(browser) {
+  const pages = [];
+  for (const [i, token] of cfg.tokens.entries()) pages.push(await openPage(browser, token, `page${i}`));
+  const others = pages.length - 1;
+  // Time from opening the link to the first decoded remote frame, per page.
+  const firstMs = await Promise.all(pages.map(firstFrame));
+  for (const [i, p] of pages.entries()) {
+    await until(`${p.label}: ${others} remote tiles decoding`, async () => {
+      const tiles = await p.page.evaluate(tilesInPage);
+      return tiles.length === others && tiles.every((t) => t.framesDecoded > 0);
+    }, 30000);
+    const before = await p.page.evaluate(tilesInPage);
+    await sleep(1500);
+    const after = await p.page.evaluate(tilesInPage);
+    // Let the connection indicators fill in (they refresh every second).
+    const shots = [];
+    for (const t of after) {
+      const png = await p.page.locator(`#tiles .tile.remote[data-endpoint="${t.endpoint}"]:not(.screen) video`).screenshot();
+      shots.push({ endpoint: t.endpoint, ...lumaStats(decodePng(png)) });
+    }
+    const file = join(cfg.outDir, `room-${p.label}.png`);
+    await p.page.screenshot({ path: file });
+    result.pages.push({
+      label: p.label,
+      self: p.self,
+      firstFrameMs: firstMs[i],
+      tilesBefore: before,
+      tiles: after,
+      tileShots: shots,
+      screenshot: file,
+    });
+  }
+  // Page 0 stops its camera; the others must show it within 2 s (measured).
+  const muter = pages[0];
+  await muter.page.click('#cam-button');
+  const clicked = Date.now();
+  const seen = await Promise.all(pages.slice(1).map(async (p) => {
+    try {
+      await p.page.waitForSelector(`#tiles .tile.remote[data-endpoint="${muter.self}"][data-video-muted="true"]`, { timeout: 10000 });
+      return Date.now() - clicked;
+    } catch {
+      return null;
+    }
+  }));
+  result.mute = { endpoint: muter.self, shownAfterMs: seen };
+  const file = join(cfg.outDir, 'room-muted-page1.png');
+  await pages[1].page.screenshot({ path: file });
+  result.mute.screenshot = file;
+  for (const p of pages) result.pages.find((x) => x.label === p.label).console = p.consoleLines.slice(-20);
+}
+
+async function memberScenario(browser) {
+  const owner = await openPage(browser, cfg.tokens[0], 'owner');
+  const member = await openPage(browser, cfg.memberToken, 'member');
+  await firstFrame(member);
+  await member.page.click('#share-button');
+  const refusal = await member.page.waitForSelector('.notice[data-code="refused"]', { timeout: 10000 })
+    .then((h) => h.textContent()).catch(() => null);
+  result.refusal = refusal;
+  await member.page.screenshot({ path: join(cfg.outDir, 'member-refused.png') });
+  const tile = `#tiles .tile.remote[data-endpoint="${member.self}"]:not(.screen)`;
+  await owner.page.waitForSelector(tile, { timeout: 10000 });
+  result.ownerSeesModeration = await owner.page.isVisible(`${tile} .mod-remove`);
+  result.memberSeesModeration = await member.page.isVisible('#tiles .tile.remote .mod-remove');
+  await owner.page.click(`${tile} .mod-remove`);
+  result.removedText = await member.page.waitForSelector('body[data-ended="true"] #ended-text', { timeout: 10000 })
+    .then((h) => h.textContent()).catch(() => null);
+  await member.page.screenshot({ path: join(cfg.outDir, 'member-removed.png') });
+  result.ownerTilesAfter = await until('the member tile to go', async () => {
+    const n = (await owner.page.evaluate(tilesInPage)).length;
+    return n === 0 ? { remoteTiles: n } : null;
+  }, 10000).catch(() => null);
+  result.pages.push({ label: 'owner', self: owner.self, console: owner.consoleLines.slice(-20) });
+  result.pages.push({ label: 'member', self: member.self, console: member.consoleLines.slice(-20) });
+}
+
+let browser;
+try {
+  mkdirSync(cfg.outDir, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: cfg.chromium || '/usr/bin/chromium',
+    headless: true,
+    args: FLAGS,
+  });
+  if (cfg.scenario === 'room') await roomScenario(browser);
+  else if (cfg.scenario === 'member') await memberScenario(browser);
+  else throw new Error(`unknown scenario ${cfg.scenario}`);
+  result.ok = true;
+} catch (e) {
+  result.errors.push(String(e && e.stack ? e.stack : e));
+} finally {
+  if (browser) await browser.close().catch(() => {});
+}
+const line = JSON.stringify(result);
+if (cfg.outDir) writeFileSync(join(cfg.outDir, `${cfg.scenario}-result.json`), line);
+process.stdout.write(`${line}\n`);
