@@ -92,9 +92,13 @@ export class Call {
   }
 
   async join() {
+    performance.mark('ringbridge-join');
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc = pc;
-    pc.addEventListener('connectionstatechange', () => this.events.connection(pc.connectionState));
+    pc.addEventListener('connectionstatechange', () => {
+      if (pc.connectionState === 'connected') performance.mark('ringbridge-connected');
+      this.events.connection(pc.connectionState);
+    });
     const audio = this.media.getAudioTracks()[0] || null;
     const video = this.media.getVideoTracks()[0] || null;
     // addTrack's shape: sendrecv, one stream for both.
@@ -117,6 +121,7 @@ export class Call {
       cache: 'no-store',
     });
     const body = await resp.text();
+    performance.mark('ringbridge-answer');
     if (resp.status !== 201) {
       let why = body;
       try {

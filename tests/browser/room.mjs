@@ -97,6 +97,12 @@ async function firstFrame(p) {
   return Date.now() - p.opened;
 }
 
+/** The page's own marks (ms since navigation): join clicked, answer, connected. */
+function marks(p) {
+  return p.page.evaluate(() => Object.fromEntries(performance.getEntriesByType('mark')
+    .map((m) => [m.name.replace('ringbridge-', ''), Math.round(m.startTime)])));
+}
+
 async function roomScenario(browser) {
   const pages = [];
   for (const [i, token] of cfg.tokens.entries()) pages.push(await openPage(browser, token, `page${i}`));
@@ -123,23 +129,34 @@ async function roomScenario(browser) {
       label: p.label,
       self: p.self,
       firstFrameMs: firstMs[i],
+      marks: await marks(p),
       tilesBefore: before,
       tiles: after,
       tileShots: shots,
       screenshot: file,
     });
   }
-  // Page 0 stops its camera; the others must show it within 2 s (measured).
+  // Page 0 stops its camera; the others must show it within 2 s. Both ends are
+  // timed inside the pages (Date.now() on one machine), so the driver's own
+  // polling does not count.
   const muter = pages[0];
-  await muter.page.click('#cam-button');
-  const clicked = Date.now();
-  const seen = await Promise.all(pages.slice(1).map(async (p) => {
-    try {
-      await p.page.waitForSelector(`#tiles .tile.remote[data-endpoint="${muter.self}"][data-video-muted="true"]`, { timeout: 10000 });
-      return Date.now() - clicked;
-    } catch {
-      return null;
-    }
+  const watchers = pages.slice(1);
+  await Promise.all(watchers.map((p) => p.page.evaluate((id) => {
+    window.__mutedAt = null;
+    const tile = document.querySelector(`#tiles .tile.remote[data-endpoint="${id}"]:not(.screen)`);
+    new MutationObserver(() => {
+      if (tile.dataset.videoMuted === 'true' && window.__mutedAt === null) window.__mutedAt = Date.now();
+    }).observe(tile, { attributes: true, attributeFilter: ['data-video-muted'] });
+  }, muter.self)));
+  const clicked = await muter.page.evaluate(() => {
+    const t = Date.now();
+    document.getElementById('cam-button').click();
+    return t;
+  });
+  const seen = await Promise.all(watchers.map(async (p) => {
+    const at = await until(`${p.label}: the camera shown stopped`,
+      () => p.page.evaluate(() => window.__mutedAt), 10000).catch(() => null);
+    return at === null ? null : at - clicked;
   }));
   result.mute = { endpoint: muter.self, shownAfterMs: seen };
   const file = join(cfg.outDir, 'room-muted-page1.png');
