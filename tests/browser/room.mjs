@@ -4,7 +4,8 @@
 //
 // Usage: node room.mjs CONFIG.json
 // CONFIG: {scenario: "room" | "member", base: "http://127.0.0.1:PORT/",
-//          room, tokens: [owner tokens], memberToken?, outDir, chromium?}
+//          room, tokens: [owner tokens], memberToken?, outDir, chromium?,
+//          insecure? (accept a self-signed certificate)}
 //
 // "room": every token opens `${base}${room}#jwt=TOKEN` and joins; each page must
 // show one remote tile per other page, whose video decodes (framesDecoded
@@ -76,7 +77,8 @@ function tilesInPage() {
 }
 
 async function openPage(browser, token, label) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  // `insecure`: the nginx test's self-signed certificate.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ignoreHTTPSErrors: !!cfg.insecure });
   const page = await context.newPage();
   const consoleLines = [];
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));

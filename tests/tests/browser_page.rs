@@ -255,6 +255,158 @@ fn a_member_without_screen_sharing_sees_the_refusal_and_then_its_removal() {
     );
 }
 
+/// The nginx snippet of `systemd/README.md`: the ```nginx block after its marker.
+fn documented_nginx_snippet() -> String {
+    let doc_path = workspace_root().join("systemd").join("README.md");
+    let doc = fs::read_to_string(&doc_path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", doc_path.display()));
+    let after = doc
+        .split_once("<!-- nginx snippet:")
+        .map(|(_, rest)| rest)
+        .expect("systemd/README.md has the nginx snippet marker");
+    let block = after
+        .split_once("```nginx\n")
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .map(|(block, _)| block)
+        .expect("a ```nginx block follows the marker");
+    block.to_owned()
+}
+
+/// Replaces `from` (which must occur) with `to`.
+fn must_replace(text: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "the documented nginx snippet no longer contains {from:?}"
+    );
+    text.replace(from, to)
+}
+
+/// nginx, killed (by its pid) on drop.
+struct Nginx(std::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_documented_nginx_snippet_serves_the_page_over_tls_with_media() {
+    let nginx_bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("nginx is missing: install Debian's nginx (scripts/test.sh does)");
+    let bridge = Bridge::start("");
+    let dir = out_dir("nginx");
+    let (crt, key) = (dir.join("test.crt"), dir.join("test.key"));
+    let openssl = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+    assert!(
+        openssl.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&openssl.stderr)
+    );
+    let port = ringbridge_tests::free_tcp_port();
+    let snippet = documented_nginx_snippet();
+    let snippet = must_replace(&snippet, "listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"));
+    let snippet = must_replace(
+        &snippet,
+        "/etc/ssl/certs/meet.example.com.crt",
+        &crt.display().to_string(),
+    );
+    let snippet = must_replace(
+        &snippet,
+        "/etc/ssl/private/meet.example.com.key",
+        &key.display().to_string(),
+    );
+    let snippet = must_replace(
+        &snippet,
+        "127.0.0.1:9090",
+        &bridge.public_addr().to_string(),
+    );
+    fs::write(dir.join("ringbridge.conf"), &snippet).expect("write snippet");
+    let d = dir.display();
+    // A minimal nginx.conf around the snippet (as Debian's includes conf.d/*.conf).
+    let conf = format!(
+        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
+         proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
+         scgi_temp_path {d}/scgi;\n  include {d}/ringbridge.conf;\n}}\n"
+    );
+    let conf = if nix_is_root() {
+        format!("user root;\n{conf}")
+    } else {
+        conf
+    };
+    let conf_path = dir.join("nginx.conf");
+    fs::write(&conf_path, conf).expect("write nginx.conf");
+    let child = Command::new(nginx_bin)
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            fs::File::create(dir.join("nginx.stderr")).expect("stderr file"),
+        ))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start nginx: {e}"));
+    let _nginx = Nginx(child);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not listen on {addr}: {}",
+            fs::read_to_string(dir.join("nginx.stderr")).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let room = "tls";
+    let tokens = vec![
+        named_owner(&bridge, room, "Dana"),
+        named_owner(&bridge, room, "Eve"),
+    ];
+    let r = run_scenario(
+        &json!({"scenario": "room", "base": format!("https://127.0.0.1:{port}/"), "room": room,
+                "tokens": tokens, "outDir": dir, "insecure": true}),
+        &dir,
+    );
+    for p in r["pages"].as_array().expect("pages") {
+        let tiles = p["tiles"].as_array().expect("tiles");
+        assert_eq!(tiles.len(), 1, "{p}");
+        assert!(tiles[0]["framesDecoded"].as_u64().unwrap_or(0) > 10, "{p}");
+        eprintln!(
+            "through nginx: {} first decoded remote frame after {} ms",
+            p["label"], p["firstFrameMs"]
+        );
+    }
+    let log = fs::read_to_string(dir.join("access.log")).unwrap_or_default();
+    assert!(
+        log.contains("GET /colibri-ws/") && log.contains(" 101 "),
+        "the colibri websocket went through nginx:\n{log}"
+    );
+    assert!(log.contains("POST /conferences/tls/endpoints"), "{log}");
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
 fn header<'a>(r: &'a ringbridge_tests::HttpResponse, name: &str) -> &'a str {
     r.header(name).unwrap_or("")
 }
