@@ -126,7 +126,9 @@ type Rooms = HashMap<ConferenceId, HashMap<EndpointId, Endpoint>>;
 
 /// The display name of endpoint `owner` of `room`, for the source maps.
 fn owner_name(room: &HashMap<EndpointId, Endpoint>, owner: &str) -> Option<String> {
-    room.get(&EndpointId(owner.to_owned()))?.display_name.clone()
+    room.get(&EndpointId(owner.to_owned()))?
+        .display_name
+        .clone()
 }
 
 /// Live endpoints by room.

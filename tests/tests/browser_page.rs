@@ -51,7 +51,10 @@ fn ensure_browser() {
         .unwrap_or_else(|e| panic!("cannot open the npm lock: {e}"));
     lock.lock()
         .unwrap_or_else(|e| panic!("cannot lock the npm lock: {e}"));
-    if !dir.join("node_modules/playwright-core/package.json").exists() {
+    if !dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
         let out = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir)
@@ -301,8 +304,15 @@ fn the_documented_nginx_snippet_serves_the_page_over_tls_with_media() {
     let dir = out_dir("nginx");
     let (crt, key) = (dir.join("test.crt"), dir.join("test.key"));
     let openssl = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -316,7 +326,11 @@ fn the_documented_nginx_snippet_serves_the_page_over_tls_with_media() {
     );
     let port = ringbridge_tests::free_tcp_port();
     let snippet = documented_nginx_snippet();
-    let snippet = must_replace(&snippet, "listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"));
+    let snippet = must_replace(
+        &snippet,
+        "listen 443 ssl;",
+        &format!("listen 127.0.0.1:{port} ssl;"),
+    );
     let snippet = must_replace(
         &snippet,
         "/etc/ssl/certs/meet.example.com.crt",
@@ -471,7 +485,10 @@ fn the_page_is_served_small_with_a_csp_and_cors_follows_allowed_origins() {
         &[
             ("Origin", "https://app.example"),
             ("Access-Control-Request-Method", "POST"),
-            ("Access-Control-Request-Headers", "authorization, content-type"),
+            (
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            ),
         ],
         b"",
     )

@@ -113,7 +113,7 @@ mod tests {
         h
     }
 
-    fn get<'a>(r: &'a Response<Body>, name: header::HeaderName) -> Option<&'a str> {
+    fn get(r: &Response<Body>, name: header::HeaderName) -> Option<&str> {
         r.headers().get(name).and_then(|v| v.to_str().ok())
     }
 
@@ -156,7 +156,8 @@ mod tests {
         assert_eq!(get(&other, header::ACCESS_CONTROL_ALLOW_ORIGIN), None);
         assert_eq!(get(&other, header::VARY), Some("Origin"));
         assert_eq!(
-            cors.preflight(&with_origin("https://evil.example")).status(),
+            cors.preflight(&with_origin("https://evil.example"))
+                .status(),
             StatusCode::FORBIDDEN
         );
     }

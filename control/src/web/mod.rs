@@ -86,7 +86,11 @@ fn redirect_to_room(room: &str) -> Response<Body> {
     resp
 }
 
-fn serve(method: &Method, asset: &'static Asset, if_none_match: Option<&HeaderValue>) -> Response<Body> {
+fn serve(
+    method: &Method,
+    asset: &'static Asset,
+    if_none_match: Option<&HeaderValue>,
+) -> Response<Body> {
     let etag = asset.etag();
     let fresh = if_none_match
         .and_then(|v| v.to_str().ok())
@@ -130,11 +134,16 @@ mod tests {
 
     fn get(path: &str) -> Option<Response<Body>> {
         let segs = crate::http::segments(path);
-        handle(&Method::GET, &segs, path.len() > 1 && path.ends_with('/'), None)
-            .map(|r| r.unwrap_or_else(ApiError::into_response))
+        handle(
+            &Method::GET,
+            &segs,
+            path.len() > 1 && path.ends_with('/'),
+            None,
+        )
+        .map(|r| r.unwrap_or_else(ApiError::into_response))
     }
 
-    fn header<'a>(r: &'a Response<Body>, name: header::HeaderName) -> &'a str {
+    fn header(r: &Response<Body>, name: header::HeaderName) -> &str {
         r.headers()
             .get(name)
             .and_then(|v| v.to_str().ok())
@@ -180,7 +189,10 @@ mod tests {
         );
         assert_eq!(header(&js, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
         let css = get("/_app/style.css").expect("served");
-        assert_eq!(header(&css, header::CONTENT_TYPE), "text/css; charset=utf-8");
+        assert_eq!(
+            header(&css, header::CONTENT_TYPE),
+            "text/css; charset=utf-8"
+        );
         let missing = get("/_app/nope.js").expect("answered");
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
         let sneaky = get("/_app/..").expect("answered");
@@ -213,7 +225,10 @@ mod tests {
     #[test]
     fn other_methods_are_refused() {
         let r = handle(&Method::POST, &["demo"], false, None).expect("answered");
-        assert_eq!(r.err().map(|e| e.status), Some(StatusCode::METHOD_NOT_ALLOWED));
+        assert_eq!(
+            r.err().map(|e| e.status),
+            Some(StatusCode::METHOD_NOT_ALLOWED)
+        );
     }
 
     #[test]

@@ -150,7 +150,10 @@ impl Harness {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut settings = ControlSettings::new(
             SERVER_ID,
-            PublicConfig { listen: loopback, ..Default::default() },
+            PublicConfig {
+                listen: loopback,
+                ..Default::default()
+            },
             PrivateConfig { listen: loopback },
             auth,
             SECRET.into(),

@@ -138,7 +138,10 @@ async fn start_with_timeout(shutdown_timeout: Duration) -> Running {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut settings = ControlSettings::new(
         SERVER_ID,
-        PublicConfig { listen: loopback, ..Default::default() },
+        PublicConfig {
+            listen: loopback,
+            ..Default::default()
+        },
         PrivateConfig { listen: loopback },
         auth(),
         SECRET.into(),

@@ -319,7 +319,10 @@ async fn bind_error_names_the_address() {
     let h = Harness::start().await;
     let mut settings = ringbridge_control::ControlSettings::new(
         SERVER_ID,
-        ringbridge_control::PublicConfig { listen: h.public, ..Default::default() },
+        ringbridge_control::PublicConfig {
+            listen: h.public,
+            ..Default::default()
+        },
         ringbridge_control::PrivateConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
         },
