@@ -11,9 +11,11 @@
 // show one remote tile per other page, whose video decodes (framesDecoded
 // rising) and whose screenshot is not blank; then page 0 stops its camera and
 // the others must show it muted.
-// "member": an owner page and a member page (a token without screen sharing)
-// join; the member tries to share its screen and must see the refusal; the
-// owner removes the member, whose page must say so.
+// "member": an owner page, a member page (a token without screen sharing) and,
+// with otherMemberToken, another member join; the member tries to share its
+// screen and must see the refusal; the owner mutes the other member (whose
+// page must say so), removes the member (whose page must say so), then leaves
+// (the other member must be told the conference is ending).
 
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -170,26 +172,52 @@ async function roomScenario(browser) {
 async function memberScenario(browser) {
   const owner = await openPage(browser, cfg.tokens[0], 'owner');
   const member = await openPage(browser, cfg.memberToken, 'member');
+  const other = cfg.otherMemberToken ? await openPage(browser, cfg.otherMemberToken, 'other') : null;
   await firstFrame(member);
+  // A member without screen sharing tries to share.
   await member.page.click('#share-button');
   const refusal = await member.page.waitForSelector('.notice[data-code="refused"]', { timeout: 10000 })
     .then((h) => h.textContent()).catch(() => null);
   result.refusal = refusal;
   await member.page.screenshot({ path: join(cfg.outDir, 'member-refused.png') });
-  const tile = `#tiles .tile.remote[data-endpoint="${member.self}"]:not(.screen)`;
-  await owner.page.waitForSelector(tile, { timeout: 10000 });
-  result.ownerSeesModeration = await owner.page.isVisible(`${tile} .mod-remove`);
+  const tileOf = (p) => `#tiles .tile.remote[data-endpoint="${p.self}"]:not(.screen)`;
+  await owner.page.waitForSelector(tileOf(member), { timeout: 10000 });
+  result.ownerSeesModeration = await owner.page.isVisible(`${tileOf(member)} .mod-remove`);
   result.memberSeesModeration = await member.page.isVisible('#tiles .tile.remote .mod-remove');
-  await owner.page.click(`${tile} .mod-remove`);
+  if (other) {
+    // The owner mutes the other member: its page says so, and tells everyone.
+    await owner.page.waitForSelector(tileOf(other), { timeout: 10000 });
+    await owner.page.click(`${tileOf(other)} .mod-mute`);
+    result.mutedNotice = await other.page.waitForSelector('.notice.info >> text=moderator muted', { timeout: 10000 })
+      .then((h) => h.textContent()).catch(() => null);
+    result.ownerSeesOtherMuted = await owner.page.waitForSelector(`${tileOf(other)}[data-video-muted="true"][data-audio-muted="true"]`, { timeout: 5000 })
+      .then(() => true).catch(() => false);
+  }
+  // The owner removes the member.
+  await owner.page.click(`${tileOf(member)} .mod-remove`);
   result.removedText = await member.page.waitForSelector('body[data-ended="true"] #ended-text', { timeout: 10000 })
     .then((h) => h.textContent()).catch(() => null);
   await member.page.screenshot({ path: join(cfg.outDir, 'member-removed.png') });
-  result.ownerTilesAfter = await until('the member tile to go', async () => {
-    const n = (await owner.page.evaluate(tilesInPage)).length;
-    return n === 0 ? { remoteTiles: n } : null;
+  result.ownerTilesAfterRemoval = await until('the member tile to go', async () => {
+    const tiles = await owner.page.evaluate(tilesInPage);
+    return tiles.some((t) => t.endpoint === member.self) ? null : { remoteTiles: tiles.length };
   }, 10000).catch(() => null);
-  result.pages.push({ label: 'owner', self: owner.self, console: owner.consoleLines.slice(-20) });
-  result.pages.push({ label: 'member', self: member.self, console: member.consoleLines.slice(-20) });
+  if (other) {
+    // The owner leaves: the last owner gone, the other member is told the end is near.
+    await owner.page.click('#leave-button');
+    result.ownerLeftText = await owner.page.waitForSelector('body[data-ended="true"] #ended-text', { timeout: 10000 })
+      .then((h) => h.textContent()).catch(() => null);
+    result.endingNotice = await other.page.waitForSelector('.notice.warn >> text=last moderator left', { timeout: 10000 })
+      .then((h) => h.textContent()).catch(() => null);
+    result.otherTilesAfterLeave = await until('the owner tile to go', async () => {
+      const n = (await other.page.evaluate(tilesInPage)).length;
+      return n === 0 ? { remoteTiles: n } : null;
+    }, 10000).catch(() => null);
+    await other.page.screenshot({ path: join(cfg.outDir, 'other-ending.png') });
+  }
+  for (const p of [owner, member, other].filter(Boolean)) {
+    result.pages.push({ label: p.label, self: p.self, console: p.consoleLines.slice(-20) });
+  }
 }
 
 let browser;

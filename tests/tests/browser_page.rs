@@ -215,7 +215,7 @@ fn three_pages_show_each_other_decoding_and_a_stopped_camera_within_2s() {
 }
 
 #[test]
-fn a_member_without_screen_sharing_sees_the_refusal_and_then_its_removal() {
+fn members_see_a_refused_share_a_moderator_mute_a_removal_and_the_conference_ending() {
     let bridge = Bridge::start("");
     let room = "moderated";
     let owner = named_owner(&bridge, room, "Olivia");
@@ -226,15 +226,17 @@ fn a_member_without_screen_sharing_sees_the_refusal_and_then_its_removal() {
         Some(json!({"screen-sharing": false})),
         None,
     );
+    let other = test_token(room, "mike", false, None, None);
     let out = out_dir("member");
     let r = run_scenario(
         &json!({"scenario": "member", "base": base(&bridge), "room": room,
-                "tokens": [owner], "memberToken": member, "outDir": out}),
+                "tokens": [owner], "memberToken": member, "otherMemberToken": other,
+                "outDir": out}),
         &out,
     );
-    let refusal = r["refusal"].as_str().unwrap_or("");
+    let text = |k: &str| r[k].as_str().unwrap_or("").to_owned();
     assert!(
-        refusal.contains("screen-sharing"),
+        text("refusal").contains("screen-sharing"),
         "the member's page shows the bridge's refusal: {r}"
     );
     assert_eq!(
@@ -245,16 +247,29 @@ fn a_member_without_screen_sharing_sees_the_refusal_and_then_its_removal() {
         r["memberSeesModeration"], false,
         "members get no moderator controls"
     );
-    let removed = r["removedText"].as_str().unwrap_or("");
     assert!(
-        removed.contains("moderator removed you"),
-        "the member's page says it was removed: {r}"
+        text("mutedNotice").contains("moderator muted your microphone"),
+        "the muted member's page says so: {r}"
     );
-    assert_eq!(r["ownerTilesAfter"]["remoteTiles"], 0, "{r}");
+    assert_eq!(
+        r["ownerSeesOtherMuted"], true,
+        "the muted member's tile shows it: {r}"
+    );
+    assert!(
+        text("removedText").contains("moderator removed you"),
+        "the removed member's page says so: {r}"
+    );
+    assert_eq!(r["ownerTilesAfterRemoval"]["remoteTiles"], 1, "{r}");
+    assert!(text("ownerLeftText").contains("You left"), "{r}");
+    assert!(
+        text("endingNotice").contains("ends in 60 seconds"),
+        "the remaining member is told the conference ends: {r}"
+    );
+    assert_eq!(r["otherTilesAfterLeave"]["remoteTiles"], 0, "{r}");
     let log = bridge.log_tail();
     assert!(
-        !log.contains(&member),
-        "the member token must not reach the bridge's log"
+        !log.contains(&member) && !log.contains(&other),
+        "tokens must not reach the bridge's log"
     );
 }
 
