@@ -40,8 +40,9 @@ function notice(kind, text, code) {
   el.textContent = text;
   const close = document.createElement('button');
   close.type = 'button';
-  close.textContent = '×';
+  close.className = 'dismiss';
   close.title = 'Dismiss';
+  close.setAttribute('aria-label', 'Dismiss');
   close.addEventListener('click', () => el.remove());
   el.append(close);
   $('notices').append(el);

@@ -163,6 +163,30 @@ async function roomScenario(browser) {
     return at === null ? null : at - clicked;
   }));
   result.mute = { endpoint: muter.self, shownAfterMs: seen };
+  // Page 1 shares its screen (owners may): the others show a screen tile
+  // that decodes.
+  const sharer = pages[1];
+  await sharer.page.click('#share-button');
+  result.share = { endpoint: sharer.self, pressed: await sharer.page.getAttribute('#share-button', 'aria-pressed') };
+  result.share.seen = await Promise.all(pages.filter((p) => p !== sharer).map(async (p) => {
+    const sel = `#tiles .tile.screen[data-endpoint="${sharer.self}"]`;
+    try {
+      await p.page.waitForSelector(`${sel}:not([hidden])`, { timeout: 10000 });
+      const frames = await until(`${p.label}: screen frames`, () => p.page.evaluate((id) => {
+        const t = window.ringbridge.tiles.get(id);
+        const r = t && t.screenMid && window.ringbridge.call.receiverFor(t.screenMid);
+        if (!r) return null;
+        return r.getStats().then((st) => {
+          for (const x of st.values()) if (x.type === 'inbound-rtp' && x.framesDecoded > 0) return x.framesDecoded;
+          return null;
+        });
+      }, sharer.self), 15000).catch(() => 0);
+      return { label: p.label, framesDecoded: frames };
+    } catch (e) {
+      return { label: p.label, framesDecoded: 0, error: String(e) };
+    }
+  }));
+  await pages[0].page.screenshot({ path: join(cfg.outDir, 'room-sharing-page0.png') });
   const file = join(cfg.outDir, 'room-muted-page1.png');
   await pages[1].page.screenshot({ path: file });
   result.mute.screenshot = file;

@@ -140,7 +140,7 @@ fn named_owner(bridge: &Bridge, room: &str, name: &str) -> String {
 }
 
 #[test]
-fn three_pages_show_each_other_decoding_and_a_stopped_camera_within_2s() {
+fn three_pages_show_each_other_decoding_a_stopped_camera_within_2s_and_a_shared_screen() {
     let bridge = Bridge::start("");
     let room = "demo";
     let names = ["Alice", "Bob", "Carol"];
@@ -211,6 +211,15 @@ fn three_pages_show_each_other_decoding_and_a_stopped_camera_within_2s() {
             .unwrap_or_else(|| panic!("page {} never showed the camera stopped", i + 1));
         assert!(ms <= 2000, "page {}: muted shown after {ms} ms", i + 1);
         eprintln!("page {}: camera stop shown after {ms} ms", i + 1);
+    }
+    // An owner's screen share reaches the others as a screen tile that decodes.
+    let seen = r["share"]["seen"].as_array().expect("share");
+    assert_eq!(seen.len(), 2);
+    for s in seen {
+        assert!(
+            s["framesDecoded"].as_u64().unwrap_or(0) > 0,
+            "the screen of page 1 decodes on {s}"
+        );
     }
 }
 
