@@ -282,6 +282,27 @@ fn members_see_a_refused_share_a_moderator_mute_a_removal_and_the_conference_end
     );
 }
 
+#[test]
+fn the_pages_url_token_and_offer_helpers_pass_their_node_checks() {
+    let out = Command::new("node")
+        .arg(browser_dir().join("unit.mjs"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run node: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "unit.mjs printed no JSON ({e}):\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let checks = json["checks"].as_array().expect("checks");
+    assert!(checks.len() >= 7, "{json}");
+    for c in checks {
+        assert_eq!(c["ok"], true, "{c}");
+    }
+    assert!(out.status.success());
+}
+
 /// The nginx snippet of `systemd/README.md`: the ```nginx block after its marker.
 fn documented_nginx_snippet() -> String {
     let doc_path = workspace_root().join("systemd").join("README.md");
