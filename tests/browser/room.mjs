@@ -5,7 +5,7 @@
 // Usage: node room.mjs CONFIG.json
 // CONFIG: {scenario: "room" | "member", base: "http://127.0.0.1:PORT/",
 //          room, tokens: [owner tokens], memberToken?, outDir, chromium?,
-//          insecure? (accept a self-signed certificate)}
+//          bases? (one base per page), insecure? (accept a self-signed certificate)}
 //
 // "room": every token opens `${base}${room}#jwt=TOKEN` and joins; each page must
 // show one remote tile per other page, whose video decodes (framesDecoded
@@ -78,14 +78,14 @@ function tilesInPage() {
   }));
 }
 
-async function openPage(browser, token, label) {
+async function openPage(browser, token, label, base = cfg.base) {
   // `insecure`: the nginx test's self-signed certificate.
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ignoreHTTPSErrors: !!cfg.insecure });
   const page = await context.newPage();
   const consoleLines = [];
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => consoleLines.push(`pageerror: ${e.message}`));
-  const url = `${cfg.base}${encodeURIComponent(cfg.room)}#jwt=${token}`;
+  const url = `${base}${encodeURIComponent(cfg.room)}#jwt=${token}`;
   const opened = Date.now();
   await page.goto(url);
   await page.click('#join-button');
@@ -109,7 +109,11 @@ function marks(p) {
 
 async function roomScenario(browser) {
   const pages = [];
-  for (const [i, token] of cfg.tokens.entries()) pages.push(await openPage(browser, token, `page${i}`));
+  // `bases`: one base URL per page (e.g. through a proxy at the root and under
+  // a path prefix); else `base` for all.
+  for (const [i, token] of cfg.tokens.entries()) {
+    pages.push(await openPage(browser, token, `page${i}`, (cfg.bases && cfg.bases[i]) || cfg.base));
+  }
   const others = pages.length - 1;
   // Time from opening the link to the first decoded remote frame, per page.
   const firstMs = await Promise.all(pages.map(firstFrame));

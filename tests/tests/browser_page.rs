@@ -340,7 +340,7 @@ impl Drop for Nginx {
 }
 
 #[test]
-fn the_documented_nginx_snippet_serves_the_page_over_tls_with_media() {
+fn the_documented_nginx_snippet_serves_the_page_over_tls_at_the_root_and_under_a_prefix() {
     let nginx_bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -438,8 +438,9 @@ fn the_documented_nginx_snippet_serves_the_page_over_tls_with_media() {
         named_owner(&bridge, room, "Eve"),
     ];
     let r = run_scenario(
-        &json!({"scenario": "room", "base": format!("https://127.0.0.1:{port}/"), "room": room,
-                "tokens": tokens, "outDir": dir, "insecure": true}),
+        &json!({"scenario": "room", "base": format!("https://127.0.0.1:{port}/"),
+                "bases": [format!("https://127.0.0.1:{port}/"), format!("https://127.0.0.1:{port}/video/")],
+                "room": room, "tokens": tokens, "outDir": dir, "insecure": true}),
         &dir,
     );
     for p in r["pages"].as_array().expect("pages") {
@@ -457,6 +458,15 @@ fn the_documented_nginx_snippet_serves_the_page_over_tls_with_media() {
         "the colibri websocket went through nginx:\n{log}"
     );
     assert!(log.contains("POST /conferences/tls/endpoints"), "{log}");
+    // One page came in under the /video/ prefix, all its URLs relative to it.
+    for path in [
+        "GET /video/tls ",
+        "GET /video/_app/app.js ",
+        "POST /video/conferences/tls/endpoints ",
+        "GET /video/colibri-ws/",
+    ] {
+        assert!(log.contains(path), "{path} went through nginx:\n{log}");
+    }
 }
 
 fn nix_is_root() -> bool {
