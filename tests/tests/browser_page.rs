@@ -391,13 +391,18 @@ fn the_documented_nginx_snippet_serves_the_page_over_tls_at_the_root_and_under_a
         "127.0.0.1:9090",
         &bridge.public_addr().to_string(),
     );
+    let snippet = must_replace(
+        &snippet,
+        "/var/log/nginx/ringbridge.access.log",
+        &dir.join("access.log").display().to_string(),
+    );
     fs::write(dir.join("ringbridge.conf"), &snippet).expect("write snippet");
     let d = dir.display();
     // A minimal nginx.conf around the snippet (as Debian's includes conf.d/*.conf).
     let conf = format!(
         "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
          events {{ worker_connections 256; }}\n\
-         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
+         http {{\n  access_log {d}/other.log;\n  client_body_temp_path {d}/body;\n\
          proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
          scgi_temp_path {d}/scgi;\n  include {d}/ringbridge.conf;\n}}\n"
     );
@@ -458,6 +463,10 @@ fn the_documented_nginx_snippet_serves_the_page_over_tls_at_the_root_and_under_a
         "the colibri websocket went through nginx:\n{log}"
     );
     assert!(log.contains("POST /conferences/tls/endpoints"), "{log}");
+    assert!(
+        !log.contains("pwd="),
+        "nginx must not log the colibri pwd:\n{log}"
+    );
     // One page came in under the /video/ prefix, all its URLs relative to it.
     for path in [
         "GET /video/tls ",
