@@ -144,14 +144,12 @@ function tileFor(owner, name) {
   }
   if (name !== undefined && name !== t.name) {
     t.name = name;
-    el(t).querySelector('.name').textContent = name || owner;
+    t.el.querySelector('.name').textContent = name || owner;
     t.screen.querySelector('.name').textContent = `${name || owner} (screen)`;
-    el(t).querySelector('.avatar').textContent = (name || owner).slice(0, 1).toUpperCase();
+    t.el.querySelector('.avatar').textContent = (name || owner).slice(0, 1).toUpperCase();
   }
   return t;
 }
-
-const el = (t) => t.el;
 
 function attach(video, mid) {
   const r = ui.call.receiverFor(mid);
@@ -293,6 +291,7 @@ function showWho() {
     ? `You join as ${d.name || 'a guest'}${d.owner ? ' (moderator)' : ''}.`
     : (currentToken() ? 'This does not look like a token.' : '');
   if (d && d.name) $('self-name').textContent = `${d.name} (you)`;
+  $('self-avatar').textContent = ((d && d.name) || 'You').slice(0, 1).toUpperCase();
 }
 
 async function join(ev) {
