@@ -89,7 +89,7 @@ async function openPage(browser, token, label, base = cfg.base) {
   const opened = Date.now();
   await page.goto(url);
   await page.click('#join-button');
-  await page.waitForSelector('#call:not([hidden])', { timeout: 20000 });
+  await page.waitForSelector('#call:not([hidden])', { timeout: 30000 });
   const self = await page.getAttribute('#self-tile', 'data-endpoint');
   log(`${label} joined as ${self}`);
   return { label, context, page, opened, self, consoleLines };
@@ -97,7 +97,7 @@ async function openPage(browser, token, label, base = cfg.base) {
 
 async function firstFrame(p) {
   await until(`${p.label}: a decoded remote frame`, async () =>
-    (await p.page.evaluate(tilesInPage)).some((t) => t.framesDecoded > 0), 30000, 50);
+    (await p.page.evaluate(tilesInPage)).some((t) => t.framesDecoded > 0), 60000, 50);
   return Date.now() - p.opened;
 }
 
@@ -121,7 +121,7 @@ async function roomScenario(browser) {
     await until(`${p.label}: ${others} remote tiles decoding`, async () => {
       const tiles = await p.page.evaluate(tilesInPage);
       return tiles.length === others && tiles.every((t) => t.framesDecoded > 0);
-    }, 30000);
+    }, 60000);
     const before = await p.page.evaluate(tilesInPage);
     await sleep(1500);
     const after = await p.page.evaluate(tilesInPage);
@@ -175,7 +175,7 @@ async function roomScenario(browser) {
   result.share.seen = await Promise.all(pages.filter((p) => p !== sharer).map(async (p) => {
     const sel = `#tiles .tile.screen[data-endpoint="${sharer.self}"]`;
     try {
-      await p.page.waitForSelector(`${sel}:not([hidden])`, { timeout: 10000 });
+      await p.page.waitForSelector(`${sel}:not([hidden])`, { timeout: 20000 });
       const frames = await until(`${p.label}: screen frames`, () => p.page.evaluate((id) => {
         const t = window.ringbridge.tiles.get(id);
         const r = t && t.screenMid && window.ringbridge.call.receiverFor(t.screenMid);
@@ -204,26 +204,26 @@ async function memberScenario(browser) {
   await firstFrame(member);
   // A member without screen sharing tries to share.
   await member.page.click('#share-button');
-  const refusal = await member.page.waitForSelector('.notice[data-code="refused"]', { timeout: 10000 })
+  const refusal = await member.page.waitForSelector('.notice[data-code="refused"]', { timeout: 20000 })
     .then((h) => h.textContent()).catch(() => null);
   result.refusal = refusal;
   await member.page.screenshot({ path: join(cfg.outDir, 'member-refused.png') });
   const tileOf = (p) => `#tiles .tile.remote[data-endpoint="${p.self}"]:not(.screen)`;
-  await owner.page.waitForSelector(tileOf(member), { timeout: 10000 });
+  await owner.page.waitForSelector(tileOf(member), { timeout: 20000 });
   result.ownerSeesModeration = await owner.page.isVisible(`${tileOf(member)} .mod-remove`);
   result.memberSeesModeration = await member.page.isVisible('#tiles .tile.remote .mod-remove');
   if (other) {
     // The owner mutes the other member: its page says so, and tells everyone.
-    await owner.page.waitForSelector(tileOf(other), { timeout: 10000 });
+    await owner.page.waitForSelector(tileOf(other), { timeout: 20000 });
     await owner.page.click(`${tileOf(other)} .mod-mute`);
-    result.mutedNotice = await other.page.waitForSelector('.notice.info >> text=moderator muted', { timeout: 10000 })
+    result.mutedNotice = await other.page.waitForSelector('.notice.info >> text=moderator muted', { timeout: 20000 })
       .then((h) => h.textContent()).catch(() => null);
     result.ownerSeesOtherMuted = await owner.page.waitForSelector(`${tileOf(other)}[data-video-muted="true"][data-audio-muted="true"]`, { timeout: 5000 })
       .then(() => true).catch(() => false);
   }
   // The owner removes the member.
   await owner.page.click(`${tileOf(member)} .mod-remove`);
-  result.removedText = await member.page.waitForSelector('body[data-ended="true"] #ended-text', { timeout: 10000 })
+  result.removedText = await member.page.waitForSelector('body[data-ended="true"] #ended-text', { timeout: 20000 })
     .then((h) => h.textContent()).catch(() => null);
   await member.page.screenshot({ path: join(cfg.outDir, 'member-removed.png') });
   result.ownerTilesAfterRemoval = await until('the member tile to go', async () => {
@@ -233,9 +233,9 @@ async function memberScenario(browser) {
   if (other) {
     // The owner leaves: the last owner gone, the other member is told the end is near.
     await owner.page.click('#leave-button');
-    result.ownerLeftText = await owner.page.waitForSelector('body[data-ended="true"] #ended-text', { timeout: 10000 })
+    result.ownerLeftText = await owner.page.waitForSelector('body[data-ended="true"] #ended-text', { timeout: 20000 })
       .then((h) => h.textContent()).catch(() => null);
-    result.endingNotice = await other.page.waitForSelector('.notice.warn >> text=last moderator left', { timeout: 10000 })
+    result.endingNotice = await other.page.waitForSelector('.notice.warn >> text=last moderator left', { timeout: 20000 })
       .then((h) => h.textContent()).catch(() => null);
     result.otherTilesAfterLeave = await until('the owner tile to go', async () => {
       const n = (await other.page.evaluate(tilesInPage)).length;
