@@ -158,6 +158,29 @@ if ! command -v janus >/dev/null || ! command -v ip >/dev/null; then
 fi
 echo "janus: $(command -v janus)"
 
+# --- browser (the room page in headless Chromium, nginx in front) --------
+# tests/tests/browser_page.rs drives Debian's chromium with playwright-core
+# (tests/browser/package-lock.json) and puts nginx in front of the bridge.
+browser_pkgs=()
+command -v chromium >/dev/null || browser_pkgs+=(chromium)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || browser_pkgs+=(nginx)
+command -v openssl >/dev/null || browser_pkgs+=(openssl)
+command -v npm >/dev/null || browser_pkgs+=(nodejs npm)
+if [ "${#browser_pkgs[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        step "installing ${browser_pkgs[*]} (apt-get)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${browser_pkgs[@]}"
+    else
+        echo "error: missing ${browser_pkgs[*]}; install them (Debian packages)" >&2
+        exit 1
+    fi
+fi
+step "npm ci in tests/browser (playwright-core)"
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+echo "chromium: $(chromium --version 2>/dev/null || echo '?'), node $(node --version)"
+# --- end of browser ---------------------------------------------------------
+
 # --- tests ----------------------------------------------------------------
 step "cargo test --workspace --all-targets"
 # shellcheck disable=SC2086

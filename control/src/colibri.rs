@@ -1,6 +1,10 @@
 //! The colibri websocket (jitsi-videobridge's "bridge channel"): the messages the
 //! bridge sends, and the task that serves one endpoint's socket.
 //!
+//! Each entry of `VideoSourcesMap` / `AudioSourcesMap` carries, besides jitsi's
+//! `source`, `owner`, `ssrc` (and `videoType`, `mid`), the owner's display name
+//! as `ownerName` when its token had a `context.user.name`.
+//!
 //! Frames are JSON objects with a `colibriClass`. The bridge sends `ServerHello` on
 //! open, `VideoSourcesMap` / `AudioSourcesMap` when a receiver's slots change, and
 //! `EndpointConnectivityStatusChangeEvent` when another endpoint comes or goes. It
@@ -55,7 +59,16 @@ pub(crate) fn server_hello() -> String {
 }
 
 /// `VideoSourcesMap` (when `video`) or `AudioSourcesMap` for the given sources.
-pub(crate) fn sources_map(video: bool, sources: &[MappedSource]) -> String {
+///
+/// `owner_name` gives the display name (`context.user.name` of the token) of a
+/// source's owner, sent as `ownerName` when there is one (a ringbridge
+/// addition: jitsi clients learn names from XMPP presence, which a bridge-only
+/// deployment does not have).
+pub(crate) fn sources_map(
+    video: bool,
+    sources: &[MappedSource],
+    owner_name: impl Fn(&str) -> Option<String>,
+) -> String {
     let mapped: Vec<Value> = sources
         .iter()
         .map(|s| {
@@ -67,6 +80,9 @@ pub(crate) fn sources_map(video: bool, sources: &[MappedSource]) -> String {
             });
             if video {
                 m["videoType"] = Value::String("CAMERA".into());
+            }
+            if let Some(name) = owner_name(&s.owner) {
+                m["ownerName"] = Value::String(name);
             }
             m
         })
@@ -280,16 +296,21 @@ mod tests {
             mid: "1".into(),
         };
         let v: Value =
-            serde_json::from_str(&sources_map(true, std::slice::from_ref(&src))).expect("json");
+            serde_json::from_str(&sources_map(true, std::slice::from_ref(&src), |_| None))
+                .expect("json");
         assert_eq!(
             v,
             json!({"colibriClass": "VideoSourcesMap", "mappedSources": [
                 {"source": "abcd0123-v0", "owner": "abcd0123", "ssrc": 1234, "mid": "1", "videoType": "CAMERA"}
             ]})
         );
-        let a: Value = serde_json::from_str(&sources_map(false, &[src])).expect("json");
+        let a: Value = serde_json::from_str(&sources_map(false, &[src], |owner| {
+            (owner == "abcd0123").then(|| "Alice".to_owned())
+        }))
+        .expect("json");
         assert_eq!(a["colibriClass"], "AudioSourcesMap");
         assert!(a["mappedSources"][0].get("videoType").is_none());
+        assert_eq!(a["mappedSources"][0]["ownerName"], "Alice");
 
         let c: Value =
             serde_json::from_str(&connectivity(&EndpointId("e1".into()), false)).expect("json");

@@ -20,6 +20,11 @@ pub struct PublicConfig {
     /// and `ringbridge token --link` print. Default: none, the links are built
     /// from `public.listen` (`http://127.0.0.1:9090` for `0.0.0.0:9090`).
     pub url: Option<String>,
+    /// `public.allowed_origins`: web origins (`https://app.example.com`) whose
+    /// pages may call the signalling paths (`/conferences/...`) from a browser:
+    /// CORS with `Location` and `Link` exposed. `"*"` allows any origin. The
+    /// bridge's own page needs none of this. Default `[]` (CORS off).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for PublicConfig {
@@ -27,6 +32,7 @@ impl Default for PublicConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
             url: None,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -225,6 +231,7 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         assert_eq!(PublicConfig::default().listen.to_string(), "0.0.0.0:9090");
         assert_eq!(PublicConfig::default().url, None);
+        assert!(PublicConfig::default().allowed_origins.is_empty());
         assert_eq!(
             PrivateConfig::default().listen.to_string(),
             "127.0.0.1:8080"

@@ -5,7 +5,8 @@
 //! - the public one (default `0.0.0.0:9090`): `POST /conferences/{room}/endpoints`
 //!   (an SDP offer in, an SDP answer out, WHIP-shaped), `DELETE
 //!   /conferences/{room}/endpoints/{id}`, and the colibri websocket
-//!   `GET /colibri-ws/{server_id}/{room}/{id}?pwd=...`;
+//!   `GET /colibri-ws/{server_id}/{room}/{id}?pwd=...`, and the room page
+//!   (`GET /`, `GET /{room}`, files under `/_app/`, see [`web`]);
 //! - the private one (default `127.0.0.1:8080`): `/about/health`,
 //!   `/about/version`, `/colibri/stats`, `POST /colibri/drain/enable|disable`,
 //!   `POST /colibri/shutdown`, as jitsi-videobridge, and Prometheus `/metrics`.
@@ -42,6 +43,7 @@ mod registry;
 pub mod signalling;
 pub mod stats;
 pub mod token;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,6 +129,7 @@ pub struct Control<M: MediaPlane> {
     registry: Arc<Registry>,
     verifier: TokenVerifier,
     server_id: String,
+    cors: web::cors::Cors,
     stats_interval: Duration,
     load: LoadConfig,
     shutdown_timeout: Duration,
@@ -178,6 +181,7 @@ pub async fn bind<M: MediaPlane>(
         verifier: TokenVerifier::new(&settings.auth, &settings.app_secret)
             .map_err(|e| ControlError::Settings(e.to_string()))?,
         server_id: settings.server_id,
+        cors: web::cors::Cors::new(&settings.public.allowed_origins),
         stats_interval: settings.stats_interval,
         load: settings.load,
         shutdown_timeout: settings.shutdown_timeout,
@@ -233,6 +237,7 @@ impl<M: MediaPlane> Control<M> {
             registry,
             verifier,
             server_id,
+            cors,
             stats_interval,
             load,
             shutdown_timeout,
@@ -246,6 +251,7 @@ impl<M: MediaPlane> Control<M> {
             registry: registry.clone(),
             verifier,
             server_id,
+            cors,
         });
         // Events go through signalling: an expiry may start an owner grace period.
         let event_signalling = signalling_core.clone();

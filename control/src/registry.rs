@@ -149,6 +149,13 @@ impl Endpoint {
 
 type Rooms = HashMap<ConferenceId, HashMap<EndpointId, Endpoint>>;
 
+/// The display name of endpoint `owner` of `room`, for the source maps.
+fn owner_name(room: &HashMap<EndpointId, Endpoint>, owner: &str) -> Option<String> {
+    room.get(&EndpointId(owner.to_owned()))?
+        .display_name
+        .clone()
+}
+
 /// Live endpoints by room.
 #[derive(Default)]
 pub(crate) struct Registry {
@@ -511,19 +518,20 @@ impl Registry {
             .filter(|(id, e)| *id != endpoint && e.media_connected)
             .map(|(id, _)| id.clone())
             .collect();
+        let mut first = vec![colibri::server_hello()];
+        let entry = room.get(endpoint)?;
+        if let Some(map) = &entry.video_map {
+            first.push(colibri::sources_map(true, map, |o| owner_name(room, o)));
+        }
+        if let Some(map) = &entry.audio_map {
+            first.push(colibri::sources_map(false, map, |o| owner_name(room, o)));
+        }
         let entry = room.get_mut(endpoint)?;
         let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
         let id = self
             .next_socket
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         entry.socket = Some(Socket { id, tx });
-        let mut first = vec![colibri::server_hello()];
-        if let Some(map) = &entry.video_map {
-            first.push(colibri::sources_map(true, map));
-        }
-        if let Some(map) = &entry.audio_map {
-            first.push(colibri::sources_map(false, map));
-        }
         first.extend(
             connected_others
                 .iter()
@@ -656,18 +664,27 @@ impl Registry {
         sources: Vec<MappedSource>,
     ) {
         let mut rooms = self.lock();
-        let Some(entry) = rooms.get_mut(conference).and_then(|r| r.get_mut(receiver)) else {
+        let Some(room) = rooms.get_mut(conference) else {
+            debug!(%conference, endpoint = %receiver, "sources map for an unknown endpoint");
+            return;
+        };
+        let Some(entry) = room.get(receiver) else {
             debug!(%conference, endpoint = %receiver, "sources map for an unknown endpoint");
             return;
         };
         let (video, audio): (Vec<_>, Vec<_>) = sources.into_iter().partition(|s| s.video);
-        if entry.video_map.as_ref() != Some(&video) {
-            let text = colibri::sources_map(true, &video);
+        let video_text = (entry.video_map.as_ref() != Some(&video))
+            .then(|| colibri::sources_map(true, &video, |o| owner_name(room, o)));
+        let audio_text = (entry.audio_map.as_ref() != Some(&audio))
+            .then(|| colibri::sources_map(false, &audio, |o| owner_name(room, o)));
+        let Some(entry) = room.get_mut(receiver) else {
+            return;
+        };
+        if let Some(text) = video_text {
             entry.video_map = Some(video);
             entry.send(receiver, text);
         }
-        if entry.audio_map.as_ref() != Some(&audio) {
-            let text = colibri::sources_map(false, &audio);
+        if let Some(text) = audio_text {
             entry.audio_map = Some(audio);
             entry.send(receiver, text);
         }

@@ -32,6 +32,7 @@ use crate::media::{
 };
 use crate::registry::{AdmitRefusal, Membership, Registry, Removed, SocketRefusal};
 use crate::token::{Identity, TokenError, TokenVerifier, canonical_room};
+use crate::web::{self, cors::Cors};
 
 /// Largest SDP offer accepted.
 pub const MAX_OFFER_SIZE: usize = 64 * 1024;
@@ -95,13 +96,35 @@ pub(crate) struct Signalling<M> {
     pub(crate) registry: Arc<Registry>,
     pub(crate) verifier: TokenVerifier,
     pub(crate) server_id: String,
+    /// `public.allowed_origins` for the signalling paths.
+    pub(crate) cors: Cors,
 }
 
 impl<M: MediaPlane> Handler for Signalling<M> {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_owned();
         let segs = segments(&path);
-        let result = match segs.as_slice() {
+        if !Cors::applies(&segs) {
+            return self.route(req, &path, &segs).await;
+        }
+        if req.method() == Method::OPTIONS {
+            return self.cors.preflight(req.headers());
+        }
+        let headers = req.headers().clone();
+        let mut resp = self.route(req, &path, &segs).await;
+        self.cors.decorate(&headers, &mut resp);
+        resp
+    }
+}
+
+impl<M: MediaPlane> Signalling<M> {
+    async fn route(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        path: &str,
+        segs: &[&str],
+    ) -> Response<Body> {
+        let result = match segs {
             ["conferences", room, "endpoints"] => match *req.method() {
                 Method::POST => self.join(room, req).await,
                 _ => Err(ApiError::method_not_allowed()),
@@ -122,13 +145,20 @@ impl<M: MediaPlane> Handler for Signalling<M> {
                 Method::GET => self.upgrade(server_id, room, endpoint, req),
                 _ => Err(ApiError::method_not_allowed()),
             },
-            _ => Err(ApiError::not_found("no such path")),
+            _ => {
+                let trailing_slash = path.len() > 1 && path.ends_with('/');
+                web::handle(
+                    req.method(),
+                    segs,
+                    trailing_slash,
+                    req.headers().get(header::IF_NONE_MATCH),
+                )
+                .unwrap_or_else(|| Err(ApiError::not_found("no such path")))
+            }
         };
         result.unwrap_or_else(ApiError::into_response)
     }
-}
 
-impl<M: MediaPlane> Signalling<M> {
     /// The conference id of a room as written in the URL: its canonical form
     /// (see [`canonical_room`]), which must be a valid room name.
     fn check_room(room: &str) -> Result<ConferenceId, ApiError> {
@@ -753,6 +783,7 @@ mod tests {
             registry: Arc::new(Registry::default()),
             verifier: TokenVerifier::new(&auth, "unit-test-secret").expect("keys"),
             server_id: "test".into(),
+            cors: Cors::default(),
         })
     }
 

@@ -242,14 +242,15 @@ async fn sources_maps_after_event_and_queued_before_connect() {
     assert_eq!(
         video,
         json!({"colibriClass": "VideoSourcesMap", "mappedSources": [
-            {"source": format!("{a}-v0"), "owner": a, "ssrc": 1002, "mid": "1", "videoType": "CAMERA"}
+            {"source": format!("{a}-v0"), "owner": a, "ssrc": 1002, "mid": "1", "videoType": "CAMERA",
+             "ownerName": "Test User"}
         ]})
     );
     let audio = next_json(&mut wb).await;
     assert_eq!(
         audio,
         json!({"colibriClass": "AudioSourcesMap", "mappedSources": [
-            {"source": format!("{a}-a0"), "owner": a, "ssrc": 2002, "mid": "0"}
+            {"source": format!("{a}-a0"), "owner": a, "ssrc": 2002, "mid": "0", "ownerName": "Test User"}
         ]})
     );
     assert_silent(&mut wb, QUIET).await;
