@@ -211,10 +211,13 @@ impl Netns {
             if let Some(name) = line.strip_prefix("chain ") {
                 flush(&chain, &mut counts);
                 chain = name.trim_end_matches(" {").to_owned();
-            } else if let Some(rest) = line.split("counter packets ").nth(1) {
-                if let Some(n) = rest.split_whitespace().next().and_then(|n| n.parse().ok()) {
-                    counts.push(n);
-                }
+            } else if let Some(n) = line
+                .split("counter packets ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+            {
+                counts.push(n);
             }
         }
         flush(&chain, &mut counts);
@@ -601,7 +604,7 @@ fn summarize(name: &str, loss: u32, s: &Scenario) -> Summary {
             .iter()
             .filter(|x| {
                 let t = num(x, &["t"]).round() as u64;
-                t <= 6 || t % 5 == 0
+                t <= 6 || t.is_multiple_of(5)
             })
             .map(|x| {
                 json!({"t": (num(x, &["t"]) * 10.0).round() / 10.0,
