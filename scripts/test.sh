@@ -181,6 +181,24 @@ step "npm ci in tests/browser (playwright-core)"
 echo "chromium: $(chromium --version 2>/dev/null || echo '?'), node $(node --version)"
 # --- end of browser ---------------------------------------------------------
 
+# --- network impairment (tests/tests/browser_network.rs) -------------------
+# The bridge runs in a network namespace behind a veth pair and loses media
+# datagrams to nftables rules; that test skips (with a message) without root,
+# `ip` or `nft`, so only root installs them here.
+net_pkgs=()
+command -v ip >/dev/null || net_pkgs+=(iproute2)
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || net_pkgs+=(nftables)
+if [ "${#net_pkgs[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        step "installing ${net_pkgs[*]} (apt-get)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${net_pkgs[@]}"
+    else
+        echo "note: missing ${net_pkgs[*]} (not root): browser_network will skip"
+    fi
+fi
+# --- end of network impairment ----------------------------------------------
+
 # --- tests ----------------------------------------------------------------
 step "cargo test --workspace --all-targets"
 # shellcheck disable=SC2086

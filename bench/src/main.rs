@@ -109,6 +109,11 @@ struct Common {
     /// `compare`.
     #[arg(long)]
     netns: bool,
+    /// Drop PERCENT of the media datagrams at random each way (to and from the
+    /// target) with nftables inside the target's namespace, once every leg is
+    /// connected. Needs `--netns` (and `nft`, package nftables).
+    #[arg(long, value_name = "PERCENT", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=99))]
+    loss: u8,
 }
 
 fn settings(c: &Common) -> Result<Settings, BenchError> {
@@ -123,6 +128,13 @@ fn settings(c: &Common) -> Result<Settings, BenchError> {
             "--duration must be > 0 and --warmup >= 0".into(),
         ));
     }
+    if c.loss > 0 && !c.netns {
+        return Err(BenchError::Config(
+            "--loss drops datagrams with nftables inside the target's network namespace: \
+             it needs --netns (and, for compare, no --loopback)"
+                .into(),
+        ));
+    }
     let plan =
         Plan::new(c.shape, c.conferences, c.endpoints, c.speakers).map_err(BenchError::Config)?;
     let info = RunInfo {
@@ -134,6 +146,7 @@ fn settings(c: &Common) -> Result<Settings, BenchError> {
         duration_s: c.duration,
         warmup_s: c.warmup,
         io: c.io.clone(),
+        loss_injected_percent: c.loss,
     };
     Ok(Settings {
         plan,
@@ -148,6 +161,7 @@ fn settings(c: &Common) -> Result<Settings, BenchError> {
             connect_timeout: Duration::from_secs(30),
             run_tag: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
             netns: c.netns,
+            loss_percent: c.loss,
         },
         engine: EngineConfig {
             warmup: Duration::from_secs_f64(c.warmup),

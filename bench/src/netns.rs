@@ -186,6 +186,51 @@ impl Drop for Netns {
     }
 }
 
+/// The nftables table [`inject_loss`] puts its rules in (inside the namespace,
+/// so it goes away with it).
+pub(crate) const LOSS_TABLE: &str = "rbbench_loss";
+
+/// Drops `percent`% of the UDP datagrams to and from ports `ports.0..=ports.1`
+/// inside the namespace `ns`, at random and independently each way: one
+/// nftables rule on the input hook (`udp dport`) and one on the output hook
+/// (`udp sport`), as DESIGN.md's "Impairment" (this kernel has no netem).
+/// `--loss` uses it on the target's media ports.
+pub fn inject_loss(ns: &str, ports: (u16, u16), percent: u8) -> Result<(), NetnsError> {
+    let (lo, hi) = ports;
+    let t = LOSS_TABLE;
+    let script = format!(
+        "add table inet {t}\n\
+         add chain inet {t} in {{ type filter hook input priority 0; }}\n\
+         add chain inet {t} out {{ type filter hook output priority 0; }}\n\
+         add rule inet {t} in udp dport {lo}-{hi} numgen random mod 100 < {percent} drop\n\
+         add rule inet {t} out udp sport {lo}-{hi} numgen random mod 100 < {percent} drop\n"
+    );
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| NetnsError::Setup(format!("cannot run `ip netns exec {ns} nft`: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| NetnsError::Setup(format!("nft: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| NetnsError::Setup(format!("nft: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NetnsError::Setup(format!(
+            "nftables loss rules in {ns} (is the nftables package installed?): {}",
+            stderr(&out)
+        )))
+    }
+}
+
 /// Whether a network namespace called `name` exists.
 pub fn netns_exists(name: &str) -> bool {
     std::path::Path::new("/var/run/netns").join(name).exists()

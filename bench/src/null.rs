@@ -192,6 +192,9 @@ impl Target for NullTarget {
             "loopback"
         }
     }
+    fn netns_name(&self) -> Option<&str> {
+        self.netns.as_ref().map(crate::netns::Netns::name)
+    }
     fn connect(&mut self, plan: &Plan, _opts: &RunOptions) -> Result<Vec<Leg>, BenchError> {
         let mut legs = Vec::with_capacity(plan.all.len());
         for (global, ep) in plan.all.iter().enumerate() {

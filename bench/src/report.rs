@@ -253,6 +253,8 @@ pub struct RunInfo {
     pub warmup_s: f64,
     /// The target's I/O backend asked for (`--io`).
     pub io: String,
+    /// Percent of the media datagrams dropped each way (`--loss`; 0: none).
+    pub loss_injected_percent: u8,
 }
 
 /// The whole report: the primary target's figures at the top level (stable
@@ -338,6 +340,7 @@ impl Report {
             "egress_bps": p.egress_bps(),
             "ingress_bps": p.ingress_bps(),
             "loss_ratio": p.loss_ratio(),
+            "loss_injected_percent": self.info.loss_injected_percent,
             "latency_us": p.latency_json(),
             "bridge_cpu_ns_per_egress_packet": p.cpu_ns_per_egress_packet(),
             "null_cpu_ns_per_egress_packet": self.null.as_ref().and_then(Aggregate::cpu_ns_per_egress_packet),
@@ -366,6 +369,14 @@ impl Report {
             "shape {} · {} conference(s) × {} endpoints · profile {} · {} s measured per round",
             i.shape, i.conferences, i.endpoints, i.profile, i.duration_s
         );
+        if i.loss_injected_percent > 0 {
+            let _ = writeln!(
+                s,
+                "loss injected: {}% of the media datagrams each way (nftables in the target's namespace); \
+                 the loss % below includes it",
+                i.loss_injected_percent
+            );
+        }
         let _ = writeln!(
             s,
             "{:<11} {:>6} {:>8} {:>11} {:>11} {:>9} {:>9} {:>8} {:>9} {:>9} {:>11} {:>9}",
@@ -507,6 +518,7 @@ mod tests {
                 duration_s: 1.0,
                 warmup_s: 1.0,
                 io: "uring".into(),
+                loss_injected_percent: 0,
             },
             primary: bridge,
             null: Some(null),

@@ -263,6 +263,9 @@ impl Target for RingbridgeTarget {
             "loopback"
         }
     }
+    fn netns_name(&self) -> Option<&str> {
+        self.netns.as_ref().map(Netns::name)
+    }
     fn connect(&mut self, plan: &Plan, opts: &RunOptions) -> Result<Vec<Leg>, BenchError> {
         let mut tokens = Vec::with_capacity(plan.conferences);
         for c in 0..plan.conferences {

@@ -29,6 +29,19 @@ pub fn round(
     let mut target = target::start(kind, &settings.opts)?;
     let mut legs = target.connect(&settings.plan, &settings.opts)?;
     engine::handshake(&mut legs, settings.opts.connect_timeout)?;
+    // `--loss`: from here on, so that ICE and DTLS are not what is measured.
+    if settings.opts.loss_percent > 0 {
+        let ns = target.netns_name().ok_or_else(|| {
+            BenchError::Config(format!(
+                "--loss needs {} in a network namespace (--netns)",
+                target.name()
+            ))
+        })?;
+        let ports = legs.iter().map(|l| l.remote.port());
+        let lo = ports.clone().min().unwrap_or(0);
+        let hi = ports.max().unwrap_or(0);
+        crate::netns::inject_loss(ns, (lo, hi), settings.opts.loss_percent)?;
+    }
     let mut cfg = settings.engine.clone();
     cfg.label = label.to_owned();
     let m = engine::run(&mut legs, &settings.plan, target.pid(), &cfg)?;

@@ -136,6 +136,9 @@ pub struct RunOptions {
     /// Run ringbridge and the null forwarder in a network namespace of their
     /// own behind a veth pair, as Janus always is (`--netns`).
     pub netns: bool,
+    /// Percent of the media datagrams dropped each way inside the target's
+    /// namespace once every leg is connected (`--loss`; 0: none).
+    pub loss_percent: u8,
 }
 
 /// One UDP flow of the generator: a socket, the server's address, and the
@@ -234,6 +237,10 @@ pub trait Target {
     /// namespace of its own, [`crate::netns`]).
     fn network(&self) -> &'static str {
         "loopback"
+    }
+    /// The network namespace it runs in, if any (`--loss` drops datagrams there).
+    fn netns_name(&self) -> Option<&str> {
+        None
     }
     /// Signals every endpoint of `plan` and returns its legs.
     fn connect(&mut self, plan: &Plan, opts: &RunOptions) -> Result<Vec<Leg>, BenchError>;

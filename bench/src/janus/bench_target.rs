@@ -98,6 +98,10 @@ impl Target for JanusBenchTarget {
         "veth"
     }
 
+    fn netns_name(&self) -> Option<&str> {
+        Some(self.janus.netns_name())
+    }
+
     fn connect(&mut self, plan: &Plan, opts: &RunOptions) -> Result<Vec<Leg>, BenchError> {
         let mut rooms = Vec::with_capacity(plan.conferences);
         for c in 0..plan.conferences {

@@ -305,6 +305,7 @@ fn janus_through_bench_engine() -> Result<(), crate::BenchError> {
         connect_timeout: Duration::from_secs(15),
         run_tag: "janus-test".into(),
         netns: false,
+        loss_percent: 0,
     };
     let cfg = EngineConfig {
         warmup: Duration::from_secs(3),

@@ -1,0 +1,835 @@
+//! Issue 10 in real browsers on a real (impaired) network: two headless Chromium
+//! pages that publish with `pc.addTrack()` meet through the bridge, which runs in
+//! a network namespace behind a veth pair, once on a clean link and once with 5%
+//! of the media datagrams dropped at random each way (nftables).
+//!
+//! Layout: namespace `rbnetloss` with `rbnl1` = 10.99.0.2/30 (the bridge's
+//! listeners, media bind and advertise); host end `rbnl0` = 10.99.0.1/30, which
+//! is Chromium's host candidate. The loss is `udp dport LO-HI numgen random mod
+//! 100 < 5 counter drop` on the namespace's input and the same on `udp sport` on
+//! its output, so each hop (page -> bridge, bridge -> page) loses 5%.
+//!
+//! `tests/browser/network.mjs` drives `/usr/bin/chromium` (playwright-core,
+//! `npm ci` in `tests/browser/`) and samples `getStats()` once a second for
+//! [`WINDOW_S`] seconds from the moment both peer connections are connected.
+//! Each scenario runs once per test process (shared by the tests below, one
+//! per target of the issue's table), and prints what it measured as JSON.
+//!
+//! Skips (passes with a message on stderr) when not root or when `ip` or `nft`
+//! is missing; CI runs as root and `scripts/test.sh` installs `iproute2` and
+//! `nftables`. Chromium and node missing is a failure (the test command installs
+//! them). Run: `cargo test -p ringbridge-tests --test browser_network --
+//! --include-ignored --nocapture` (about 2 minutes: two 30 s runs and setup).
+//!
+//! Targets that need issue 10's NACK/RTX/TWCC wiring are `#[ignore]`d with the
+//! value measured on main; un-ignore them when that wiring merges.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ringbridge_tests::{TEST_APP_SECRET, http_request, ringbridge_bin, workspace_root};
+use serde_json::{Value, json};
+
+/// Debian's Chromium, as DESIGN.md's "Headless Chromium" runs it.
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// The namespace the bridge runs in (a fixed name: leftovers of a crashed run
+/// are removed by it).
+const NS: &str = "rbnetloss";
+/// Host end of the veth pair.
+const HOST_IF: &str = "rbnl0";
+/// Namespace end of the veth pair.
+const INNER_IF: &str = "rbnl1";
+/// Host address (Chromium's candidate). 10.99.0.0/30 is this test's own subnet
+/// (the bench uses 10.77.0.0/16, the driver tests 192.168.250.0/24).
+const HOST_ADDR: &str = "10.99.0.1";
+/// The bridge's address inside the namespace.
+const BRIDGE_ADDR: &str = "10.99.0.2";
+/// The bridge's public (signalling) port.
+const PUBLIC_PORT: u16 = 9090;
+/// The bridge's private (operator) port.
+const PRIVATE_PORT: u16 = 8080;
+/// `media.port_range`; the loss rules match exactly these ports.
+const MEDIA_PORTS: [u16; 2] = [20000, 20099];
+/// The nftables table the loss rules live in (inside the namespace).
+const NFT_TABLE: &str = "rbnetloss";
+/// Seconds measured per scenario, as in the issue's table ("30 s").
+const WINDOW_S: u64 = 30;
+/// The loss injected each way, in percent.
+const LOSS_PERCENT: u32 = 5;
+/// How long one scenario may take, Chromium start included.
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why the test cannot run here (a skip, not a failure), if it cannot.
+fn unsupported() -> Option<String> {
+    let uid = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .unwrap_or_default();
+    if uid != "0" {
+        return Some(format!(
+            "not root (effective uid {uid:?}): network namespaces and nftables need root"
+        ));
+    }
+    for (tool, package) in [("ip", "iproute2"), ("nft", "nftables")] {
+        let found = Command::new(tool)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            return Some(format!("`{tool}` is missing (Debian package {package})"));
+        }
+    }
+    None
+}
+
+fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {cmd}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{cmd} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// `nft` inside the namespace, reading `script` on stdin.
+fn nft_in_ns(script: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", NS, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| format!("nft stdin: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft -f failed: {}\n{script}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The namespace and its veth pair; removes both (and the nft table, which
+/// lives in the namespace) on drop.
+struct Netns;
+
+impl Netns {
+    /// Removes what a crashed run may have left (by name), then creates the
+    /// namespace and the veth pair.
+    fn create() -> Netns {
+        remove_leftovers();
+        let ns = Netns;
+        let host = format!("{HOST_ADDR}/30");
+        let inner = format!("{BRIDGE_ADDR}/30");
+        let steps: [&[&str]; 7] = [
+            &["netns", "add", NS],
+            &[
+                "link", "add", HOST_IF, "type", "veth", "peer", "name", INNER_IF, "netns", NS,
+            ],
+            &["addr", "add", &host, "dev", HOST_IF],
+            &["link", "set", HOST_IF, "up"],
+            &["-n", NS, "addr", "add", &inner, "dev", INNER_IF],
+            &["-n", NS, "link", "set", INNER_IF, "up"],
+            &["-n", NS, "link", "set", "lo", "up"],
+        ];
+        for args in steps {
+            run("ip", args).unwrap_or_else(|e| panic!("network namespace setup: {e}"));
+        }
+        ns
+    }
+
+    /// Drops `percent`% of the datagrams on the media ports in each direction
+    /// (DESIGN.md "Impairment"; this kernel has no netem), with counters.
+    fn drop_media(&self, percent: u32) {
+        let [lo, hi] = MEDIA_PORTS;
+        nft_in_ns(&format!(
+            "add table inet {NFT_TABLE}\n\
+             add chain inet {NFT_TABLE} in {{ type filter hook input priority 0; }}\n\
+             add chain inet {NFT_TABLE} out {{ type filter hook output priority 0; }}\n\
+             add rule inet {NFT_TABLE} in udp dport {lo}-{hi} counter\n\
+             add rule inet {NFT_TABLE} in udp dport {lo}-{hi} numgen random mod 100 < {percent} counter drop\n\
+             add rule inet {NFT_TABLE} out udp sport {lo}-{hi} counter\n\
+             add rule inet {NFT_TABLE} out udp sport {lo}-{hi} numgen random mod 100 < {percent} counter drop\n"
+        ))
+        .unwrap_or_else(|e| panic!("loss rules: {e}"));
+    }
+
+    /// `(seen, dropped)` packets per direction (`in`, `out`) from the counters
+    /// of [`Netns::drop_media`]; `None` without those rules.
+    fn counters(&self) -> Option<Value> {
+        let text = run(
+            "ip",
+            &[
+                "netns", "exec", NS, "nft", "list", "table", "inet", NFT_TABLE,
+            ],
+        )
+        .ok()?;
+        // Per chain: the first counter is every datagram, the second the dropped ones.
+        let mut chains = serde_json::Map::new();
+        let mut chain = String::new();
+        let mut counts: Vec<u64> = Vec::new();
+        let mut flush = |chain: &str, counts: &mut Vec<u64>| {
+            if let [seen, dropped, ..] = counts[..] {
+                chains.insert(
+                    chain.to_owned(),
+                    json!({"seen": seen, "dropped": dropped,
+                           "percent": pct(dropped as f64, seen as f64)}),
+                );
+            }
+            counts.clear();
+        };
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(name) = line.strip_prefix("chain ") {
+                flush(&chain, &mut counts);
+                chain = name.trim_end_matches(" {").to_owned();
+            } else if let Some(n) = line
+                .split("counter packets ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+            {
+                counts.push(n);
+            }
+        }
+        flush(&chain, &mut counts);
+        Some(Value::Object(chains))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run(
+            "ip",
+            &[
+                "netns", "exec", NS, "nft", "delete", "table", "inet", NFT_TABLE,
+            ],
+        );
+        remove_leftovers();
+    }
+}
+
+/// Kills what still runs in the namespace, deletes its nft table, the
+/// namespace and the host veth end, whichever exist.
+fn remove_leftovers() {
+    if let Ok(pids) = run("ip", &["netns", "pids", NS]) {
+        for pid in pids.split_whitespace() {
+            let _ = run("kill", &["-KILL", pid]);
+        }
+        let _ = run(
+            "ip",
+            &[
+                "netns", "exec", NS, "nft", "delete", "table", "inet", NFT_TABLE,
+            ],
+        );
+        let _ = run("ip", &["netns", "del", NS]);
+    }
+    if Path::new("/sys/class/net").join(HOST_IF).exists() {
+        let _ = run("ip", &["link", "del", HOST_IF]);
+    }
+}
+
+/// The bridge inside the namespace (`ip netns exec NS ringbridge run`); killed
+/// on drop, its folder removed unless the test panics (then its log is printed).
+struct NsBridge {
+    child: Child,
+    dir: PathBuf,
+    config_path: PathBuf,
+}
+
+impl NsBridge {
+    fn start() -> NsBridge {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("browser-network")
+            .join(format!("bridge-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let config_path = dir.join("ringbridge.toml");
+        let [lo, hi] = MEDIA_PORTS;
+        fs::write(
+            &config_path,
+            format!(
+                "server_id = \"netloss\"\n\
+                 [public]\nlisten = \"{BRIDGE_ADDR}:{PUBLIC_PORT}\"\n\
+                 [private]\nlisten = \"{BRIDGE_ADDR}:{PRIVATE_PORT}\"\n\
+                 [media]\nport_range = [{lo}, {hi}]\nbind = \"{BRIDGE_ADDR}\"\n\
+                 advertise = [\"{BRIDGE_ADDR}\"]\n\
+                 [auth]\napp_secret = \"{TEST_APP_SECRET}\"\n"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("write config: {e}"));
+        let log = File::create(dir.join("bridge.log")).unwrap_or_else(|e| panic!("log: {e}"));
+        let log2 = log.try_clone().unwrap_or_else(|e| panic!("log: {e}"));
+        // `ip netns exec` execs the binary: the child's pid is the bridge's.
+        let child = Command::new("ip")
+            .args(["netns", "exec", NS])
+            .arg(ringbridge_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("info".to_owned()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the bridge: {e}"));
+        let mut b = NsBridge {
+            child,
+            dir,
+            config_path,
+        };
+        let private = SocketAddr::from(([10, 99, 0, 2], PRIVATE_PORT));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = b.child.try_wait() {
+                panic!("the bridge exited during start ({status}):\n{}", b.log());
+            }
+            if http_request(private, "GET", "/about/health", &[], b"")
+                .is_ok_and(|r| r.status == 200)
+            {
+                return b;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the bridge is not healthy on {private} after 30 s:\n{}",
+                b.log()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("bridge.log")).unwrap_or_default()
+    }
+
+    /// An owner token for `room` (`ringbridge token --room R --owner --config FILE`).
+    fn token(&self, room: &str) -> String {
+        let out = Command::new(ringbridge_bin())
+            .args(["token", "--room", room, "--owner", "--config"])
+            .arg(&self.config_path)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("ringbridge token: {e}"));
+        assert!(out.status.success(), "ringbridge token failed: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .rfind(|l| l.split('.').count() == 3)
+            .unwrap_or_else(|| panic!("ringbridge token printed no JWT: {out:?}"))
+            .to_owned()
+    }
+}
+
+impl Drop for NsBridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("---- bridge log ----\n{}\n---- end ----", self.log());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Checks Chromium is there and runs `npm ci` when playwright-core is missing.
+fn ensure_browser(dir: &Path) {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)"
+    );
+    if !dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        let out = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run npm ci in {}: {e}", dir.display()));
+        assert!(out.status.success(), "npm ci failed: {out:?}");
+    }
+}
+
+/// One scenario's samples: per page, one `getStats()` digest a second.
+struct Scenario {
+    /// Per page, the samples (`t` seconds since both were connected).
+    pages: Vec<Vec<Value>>,
+    /// The script's whole JSON result.
+    raw: Value,
+    /// nftables counters (loss runs only).
+    counters: Option<Value>,
+}
+
+/// Runs `network.mjs` against a fresh namespace and bridge, with `loss`
+/// percent dropped each way (0: a clean link).
+fn measure(loss: u32) -> Scenario {
+    // One scenario at a time in this process, and across processes (the
+    // namespace, veth and subnet have fixed names).
+    static ONE: Mutex<()> = Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    let browser = workspace_root().join("tests").join("browser");
+    ensure_browser(&browser);
+    let lock = File::create(std::env::temp_dir().join("ringbridge-browser-network.lock"))
+        .unwrap_or_else(|e| panic!("lock file: {e}"));
+    lock.lock().unwrap_or_else(|e| panic!("lock: {e}"));
+
+    let ns = Netns::create();
+    if loss > 0 {
+        ns.drop_media(loss);
+    }
+    let bridge = NsBridge::start();
+    let room = "netloss";
+    let out = bridge.dir.join("network.json");
+    fs::write(
+        &out,
+        json!({"signal": format!("http://{BRIDGE_ADDR}:{PUBLIC_PORT}"), "room": room,
+               "tokens": [bridge.token(room), bridge.token(room)],
+               "seconds": WINDOW_S, "chromium": CHROMIUM})
+        .to_string(),
+    )
+    .unwrap_or_else(|e| panic!("write config: {e}"));
+    let mut child = Command::new("node")
+        .arg(browser.join("network.mjs"))
+        .arg(&out)
+        .current_dir(&browser)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start node: {e}"));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_t = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_t = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + SCENARIO_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(100)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+        }
+    }
+    let stdout = out_t.join().unwrap_or_default();
+    let stderr = err_t.join().unwrap_or_default();
+    eprint!("{stderr}");
+    let counters = ns.counters();
+    let raw = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .unwrap_or_else(|| panic!("network.mjs printed no JSON:\n{stdout}\n{stderr}"));
+    assert!(
+        raw["ok"] == true,
+        "the browser scenario failed: {}\nbridge log:\n{}",
+        serde_json::to_string_pretty(&raw).unwrap_or_default(),
+        bridge.log()
+    );
+    drop(bridge);
+    drop(ns);
+    let pages = raw["pages"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| p["samples"].as_array().cloned().unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    Scenario {
+        pages,
+        raw,
+        counters,
+    }
+}
+
+/// The clean-link scenario, measured once per process; `None` when skipped.
+fn clean() -> Option<&'static Summary> {
+    static CLEAN: OnceLock<Option<Summary>> = OnceLock::new();
+    CLEAN.get_or_init(|| scenario("clean link", 0)).as_ref()
+}
+
+/// The 5%-loss scenario, measured once per process; `None` when skipped.
+fn lossy() -> Option<&'static Summary> {
+    static LOSSY: OnceLock<Option<Summary>> = OnceLock::new();
+    LOSSY
+        .get_or_init(|| scenario("5% loss each way", LOSS_PERCENT))
+        .as_ref()
+}
+
+fn scenario(name: &str, loss: u32) -> Option<Summary> {
+    if let Some(why) = unsupported() {
+        eprintln!("SKIPPED browser_network ({name}): {why}");
+        return None;
+    }
+    let s = summarize(name, loss, &measure(loss));
+    println!(
+        "browser_network {name}: {}",
+        serde_json::to_string_pretty(&s.json).unwrap_or_default()
+    );
+    Some(s)
+}
+
+fn pct(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        (part / whole * 1000.0).round() / 10.0
+    } else {
+        0.0
+    }
+}
+
+fn num(v: &Value, path: &[&str]) -> f64 {
+    path.iter().fold(v, |v, k| &v[*k]).as_f64().unwrap_or(0.0)
+}
+
+/// Per page, what the targets are about (deltas over the measured window).
+#[derive(Debug, Clone, Default)]
+struct PageSummary {
+    /// Video frames this page decoded (the other page's camera).
+    frames_decoded: f64,
+    /// Video packets received.
+    video_packets: f64,
+    /// Seconds frozen (`totalFreezesDuration`): freezes that ended in the window.
+    freeze_s: f64,
+    /// Seconds (one-second samples) in which not one frame was decoded: also
+    /// counts a freeze still going on when the window ends, which
+    /// `totalFreezesDuration` leaves out.
+    stalled_s: f64,
+    /// NACKs this page sent as a receiver.
+    nacks_sent: f64,
+    /// NACKs this page's video sender received.
+    nacks_received_as_sender: f64,
+    /// Retransmissions this page's video sender made.
+    retransmitted_sent: f64,
+    /// Audio packets received.
+    audio_packets: f64,
+    /// Audio samples received.
+    audio_samples: f64,
+    /// Concealed share of the audio samples, percent.
+    concealed_percent: f64,
+    /// Seconds from connected until `availableOutgoingBitrate` >= 2 Mbps.
+    bwe_2mbps_at_s: Option<f64>,
+    /// Seconds from connected until 1280x720 is sent.
+    sent_720p_at_s: Option<f64>,
+    /// sendrecv m-lines in the offer and in the answer.
+    sendrecv: (f64, f64),
+}
+
+struct Summary {
+    pages: Vec<PageSummary>,
+    /// Measured window, seconds.
+    window_s: f64,
+    json: Value,
+}
+
+fn summarize(name: &str, loss: u32, s: &Scenario) -> Summary {
+    let mut pages = Vec::new();
+    let mut out = Vec::new();
+    let mut window_s = 0.0;
+    for (i, samples) in s.pages.iter().enumerate() {
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+            panic!("page {i} has no samples: {}", s.raw);
+        };
+        window_s = num(last, &["t"]) - num(first, &["t"]);
+        let d = |path: &[&str]| num(last, path) - num(first, path);
+        let first_at = |ok: &dyn Fn(&Value) -> bool| {
+            samples
+                .iter()
+                .find(|x| ok(x))
+                .map(|x| (num(x, &["t"]) * 10.0).round() / 10.0)
+        };
+        let samples_d = d(&["audio", "totalSamplesReceived"]);
+        let raw_page = &s.raw["pages"][i];
+        let p = PageSummary {
+            frames_decoded: d(&["video", "framesDecoded"]),
+            video_packets: d(&["video", "packetsReceived"]),
+            freeze_s: d(&["video", "totalFreezesDuration"]),
+            stalled_s: samples
+                .windows(2)
+                .filter(|w| {
+                    num(&w[1], &["video", "framesDecoded"])
+                        <= num(&w[0], &["video", "framesDecoded"])
+                })
+                .count() as f64,
+            nacks_sent: d(&["video", "nackCount"]),
+            nacks_received_as_sender: d(&["out", "nackCount"]),
+            retransmitted_sent: d(&["out", "retransmittedPacketsSent"]),
+            audio_packets: d(&["audio", "packetsReceived"]),
+            audio_samples: samples_d,
+            concealed_percent: pct(d(&["audio", "concealedSamples"]), samples_d),
+            bwe_2mbps_at_s: first_at(&|x| {
+                num(x, &["pair", "availableOutgoingBitrate"]) >= 2_000_000.0
+            }),
+            sent_720p_at_s: first_at(&|x| {
+                num(x, &["out", "frameWidth"]) >= 1280.0 && num(x, &["out", "frameHeight"]) >= 720.0
+            }),
+            sendrecv: (
+                num(raw_page, &["sendrecvInOffer"]),
+                num(raw_page, &["sendrecvInAnswer"]),
+            ),
+        };
+        // A coarse timeline for the record: estimate (kbps) and sent size.
+        let timeline: Vec<Value> = samples
+            .iter()
+            .filter(|x| {
+                let t = num(x, &["t"]).round() as u64;
+                t <= 6 || t.is_multiple_of(5)
+            })
+            .map(|x| {
+                json!({"t": (num(x, &["t"]) * 10.0).round() / 10.0,
+                       "bwe_kbps": (num(x, &["pair", "availableOutgoingBitrate"]) / 1000.0).round(),
+                       "sent": format!("{}x{}", num(x, &["out", "frameWidth"]), num(x, &["out", "frameHeight"])),
+                       "limited_by": x["out"]["qualityLimitationReason"],
+                       "decoded": num(x, &["video", "framesDecoded"])})
+            })
+            .collect();
+        out.push(json!({
+            "page": i,
+            "video_frames_decoded": p.frames_decoded,
+            "video_packets_received": p.video_packets,
+            "video_packets_lost": d(&["video", "packetsLost"]),
+            "freeze_s": (p.freeze_s * 100.0).round() / 100.0,
+            "stalled_s": p.stalled_s,
+            "freeze_count": d(&["video", "freezeCount"]),
+            "nacks_sent_as_receiver": p.nacks_sent,
+            "plis_sent_as_receiver": d(&["video", "pliCount"]),
+            "retransmissions_received": d(&["video", "retransmittedPacketsReceived"]),
+            "nacks_received_as_sender": p.nacks_received_as_sender,
+            "retransmitted_packets_sent": p.retransmitted_sent,
+            "audio_packets_received": p.audio_packets,
+            "audio_samples_received": p.audio_samples,
+            "audio_concealed_percent": p.concealed_percent,
+            "audio_fec_packets_received": d(&["audio", "fecPacketsReceived"]),
+            "bwe_2mbps_at_s": p.bwe_2mbps_at_s,
+            "sent_1280x720_at_s": p.sent_720p_at_s,
+            "sendrecv_offer_answer": [p.sendrecv.0, p.sendrecv.1],
+            "selected_pair": [last["pair"]["local"], last["pair"]["remote"]],
+            "timeline": timeline,
+        }));
+        pages.push(p);
+    }
+    assert_eq!(pages.len(), 2, "two pages: {}", s.raw);
+    Summary {
+        pages,
+        window_s,
+        json: json!({"scenario": name, "loss_each_way_percent": loss,
+                     "window_s": window_s, "nft_counters": s.counters, "pages": out}),
+    }
+}
+
+// ---- a) addTrack publishing -------------------------------------------------
+
+/// Passes on main since commit 76ea42b (the answer mirrors `sendrecv`).
+/// Thresholds: 30 s at the fake camera's 30 fps is ~900 frames, audio 50
+/// packets and 48,000 samples a second; the bounds below are far under that
+/// (2 frames/s, half the audio) because the 2-core machine is shared, and
+/// still fail outright when nothing flows.
+#[test]
+fn add_track_pages_receive_each_others_video_and_audio_through_the_bridge() {
+    let Some(clean) = clean() else { return };
+    for (i, p) in clean.pages.iter().enumerate() {
+        assert!(
+            p.sendrecv.0 >= 2.0 && p.sendrecv.1 >= 2.0,
+            "page {i}: addTrack offers sendrecv audio and video, answered sendrecv: {:?}",
+            p.sendrecv
+        );
+        assert!(
+            p.frames_decoded >= 2.0 * clean.window_s,
+            "page {i} decoded {} frames of the other's camera in {} s",
+            p.frames_decoded,
+            clean.window_s
+        );
+        assert!(p.video_packets > 0.0, "page {i}: no video packets received");
+        assert!(
+            p.audio_packets >= 25.0 * clean.window_s,
+            "page {i} received {} audio packets in {} s",
+            p.audio_packets,
+            clean.window_s
+        );
+        assert!(
+            p.audio_samples >= 24_000.0 * clean.window_s,
+            "page {i} received {} audio samples in {} s",
+            p.audio_samples,
+            clean.window_s
+        );
+    }
+}
+
+// ---- b) 5% random loss each way ----------------------------------------------
+
+/// Not a target of the table: checks the impairment itself (so that the loss
+/// targets below measure what they claim) and prints the loss run's values.
+/// With 5% drawn per datagram over thousands of datagrams, the dropped share
+/// of each direction lies within 3..7% (binomial: several standard deviations).
+#[test]
+fn five_percent_loss_each_way_is_injected_on_the_media_ports() {
+    let Some(lossy) = lossy() else { return };
+    let counters = &lossy.json["nft_counters"];
+    for chain in ["in", "out"] {
+        let seen = num(counters, &[chain, "seen"]);
+        let percent = num(counters, &[chain, "percent"]);
+        assert!(
+            seen > 1000.0 && (3.0..=7.0).contains(&percent),
+            "chain {chain}: dropped {percent}% of {seen} media datagrams: {counters}"
+        );
+    }
+    for (i, p) in lossy.pages.iter().enumerate() {
+        assert!(
+            p.video_packets > 0.0 && p.audio_packets > 0.0,
+            "page {i} received nothing under loss"
+        );
+    }
+}
+
+/// Target: each receiver decodes at least 90% of the frames it decodes on a
+/// clean link. Kept at 90%, no margin: both runs are on the same loaded
+/// machine, one after the other, so CPU noise hits both alike.
+#[test]
+#[ignore = "needs issue 10's NACK/RTX/TWCC wiring: measured on main (3 runs) 17 to 64 frames decoded per receiver under loss vs 591 to 600 on a clean link (3% to 11%)"]
+fn five_percent_loss_each_way_decodes_at_least_90_percent_of_the_clean_link_frames() {
+    let (Some(clean), Some(lossy)) = (clean(), lossy()) else {
+        return;
+    };
+    for (i, (c, l)) in clean.pages.iter().zip(&lossy.pages).enumerate() {
+        let ratio = l.frames_decoded / c.frames_decoded.max(1.0);
+        assert!(
+            ratio >= 0.9,
+            "page {i} decoded {} frames under 5% loss vs {} on a clean link ({:.1}%)",
+            l.frames_decoded,
+            c.frames_decoded,
+            ratio * 100.0
+        );
+    }
+}
+
+/// Target: at most 1 s frozen per 30 s, per receiver (scaled to the measured
+/// window, which is 30 s give or take a sampling tick). No margin. Frozen is
+/// the larger of `totalFreezesDuration` and the one-second samples with no
+/// frame decoded (a freeze that has not ended is not in the former).
+#[test]
+#[ignore = "needs issue 10's NACK/RTX/TWCC wiring: measured on main (3 runs) 12 to 27 s frozen of 30 per receiver"]
+fn five_percent_loss_each_way_freezes_video_at_most_1s_per_30s() {
+    let Some(lossy) = lossy() else { return };
+    for (i, p) in lossy.pages.iter().enumerate() {
+        let frozen = p.freeze_s.max(p.stalled_s);
+        let per_30 = frozen * 30.0 / lossy.window_s.max(1.0);
+        assert!(
+            per_30 <= 1.0,
+            "page {i} was frozen {frozen:.2} s in {:.1} s ({per_30:.2} s per 30 s; \
+             totalFreezesDuration {:.2} s, {} one-second samples without a decoded frame)",
+            lossy.window_s,
+            p.freeze_s,
+            p.stalled_s
+        );
+    }
+}
+
+/// Target: the lost packets are repaired: each receiver NACKs, and the NACKs
+/// reach each sender (the bridge NACKs toward publishers) which retransmits.
+#[test]
+#[ignore = "needs issue 10's NACK/RTX/TWCC wiring: measured on main (3 runs) 1290 to 1571 NACKs sent per receiver, 0 reached the senders, 0 retransmissions"]
+fn five_percent_loss_each_way_is_repaired_by_nack_and_retransmission() {
+    let Some(lossy) = lossy() else { return };
+    for (i, p) in lossy.pages.iter().enumerate() {
+        assert!(p.nacks_sent > 0.0, "page {i} sent no NACK as a receiver");
+        assert!(
+            p.nacks_received_as_sender > 0.0 && p.retransmitted_sent > 0.0,
+            "page {i}'s sender was asked {} times and retransmitted {} packets",
+            p.nacks_received_as_sender,
+            p.retransmitted_sent
+        );
+    }
+}
+
+/// Target: at most 3% of the audio samples concealed under 5% loss each way
+/// (Opus in-band FEC). No margin.
+#[test]
+#[ignore = "needs issue 10's NACK/RTX/TWCC wiring (Opus FEC): measured on main (3 runs) 7.6% to 9.1% of audio samples concealed"]
+fn five_percent_loss_each_way_conceals_at_most_3_percent_of_audio() {
+    let Some(lossy) = lossy() else { return };
+    for (i, p) in lossy.pages.iter().enumerate() {
+        assert!(
+            p.concealed_percent <= 3.0,
+            "page {i} concealed {}% of {} audio samples",
+            p.concealed_percent,
+            p.audio_samples
+        );
+    }
+}
+
+// ---- c) clean link: senders ramp up ------------------------------------------
+
+/// Margin: getStats() is sampled once a second from the moment both
+/// connections are connected, so "within 5 s" accepts the sample taken at
+/// 5 s, up to half a tick late (5.5 s). The 2 Mbps bound is the target's.
+const WITHIN_S: f64 = 5.5;
+
+/// Target: each sender's bandwidth estimate reaches 2 Mbps within 5 s.
+#[test]
+#[ignore = "needs issue 10's NACK/RTX/TWCC wiring: measured on main (3 runs) 300 to 325 kbps at connection, 2 Mbps reached at 24 to 26 s"]
+fn clean_link_sender_estimate_reaches_2_mbps_within_5s() {
+    let Some(clean) = clean() else { return };
+    for (i, p) in clean.pages.iter().enumerate() {
+        assert!(
+            p.bwe_2mbps_at_s.is_some_and(|t| t <= WITHIN_S),
+            "page {i}: availableOutgoingBitrate reached 2 Mbps at {:?} s",
+            p.bwe_2mbps_at_s
+        );
+    }
+}
+
+/// Target: each sender sends 1280x720 within 5 s.
+#[test]
+#[ignore = "needs issue 10's NACK/RTX/TWCC wiring: measured on main (3 runs) 640x360 for the first 10 s, 1280x720 first sent at 29 s, 30 s or not within 30 s"]
+fn clean_link_sends_1280x720_within_5s() {
+    let Some(clean) = clean() else { return };
+    for (i, p) in clean.pages.iter().enumerate() {
+        assert!(
+            p.sent_720p_at_s.is_some_and(|t| t <= WITHIN_S),
+            "page {i}: 1280x720 first sent at {:?} s",
+            p.sent_720p_at_s
+        );
+    }
+}
