@@ -410,6 +410,8 @@ pub struct AnswerSection {
 pub struct SlotAnnouncement {
     /// The fixed SSRC of the slot.
     pub ssrc: u32,
+    /// The slot's RTX SSRC (video with RTX negotiated): `a=ssrc-group:FID`.
+    pub rtx_ssrc: Option<u32>,
     /// `a=msid` stream id.
     pub stream_id: String,
     /// `a=msid` track id.
@@ -465,13 +467,18 @@ pub fn write_answer(
             );
             continue;
         };
+        // RTX (RFC 4588) is kept for video with the offer's payload type.
+        let rtx_pt = m.rtx_pt.filter(|_| m.kind == MediaKind::Video);
         let _ = write!(
             s,
-            "m={kind} {port} UDP/TLS/RTP/SAVPF {pt}\r\nc=IN {} {first_ip}\r\n",
-            ip_kind(&first_ip),
+            "m={kind} {port} UDP/TLS/RTP/SAVPF {pt}",
             port = local.port,
             pt = codec.pt
         );
+        if let Some(rtx) = rtx_pt {
+            let _ = write!(s, " {rtx}");
+        }
+        let _ = write!(s, "\r\nc=IN {} {first_ip}\r\n", ip_kind(&first_ip));
         let _ = write!(
             s,
             "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {fp}\r\na=setup:passive\r\na=mid:{}\r\n",
@@ -494,9 +501,17 @@ pub fn write_answer(
         if m.kind == MediaKind::Video {
             let _ = write!(
                 s,
-                "a=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\n",
+                "a=rtcp-fb:{pt} nack\r\na=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\n",
                 pt = codec.pt
             );
+            if let Some(rtx) = rtx_pt {
+                let _ = write!(
+                    s,
+                    "a=rtpmap:{rtx} rtx/{rate}\r\na=fmtp:{rtx} apt={pt}\r\n",
+                    rate = codec.clock_rate,
+                    pt = codec.pt
+                );
+            }
         }
         let extensions = answer_extensions(&transport_extensions, m, a.slot.is_some());
         for e in Extension::ALL {
@@ -514,6 +529,15 @@ pub fn write_answer(
                 tid = slot.track_id,
                 ssrc = slot.ssrc
             );
+            if let Some(rtx) = slot.rtx_ssrc {
+                let _ = write!(
+                    s,
+                    "a=ssrc:{rtx} cname:ringbridge\r\na=ssrc:{rtx} msid:{sid} {tid}\r\na=ssrc-group:FID {ssrc} {rtx}\r\n",
+                    sid = slot.stream_id,
+                    tid = slot.track_id,
+                    ssrc = slot.ssrc
+                );
+            }
         }
         // With BUNDLE every m-line shares one transport; candidates go on each
         // accepted m-line so non-bundling parsers still find them.
@@ -995,6 +1019,7 @@ a=mid:4\r\n";
             .map(|m| AnswerSection {
                 accepted: m.kind != MediaKind::Other,
                 slot: (m.direction == Direction::RecvOnly).then(|| SlotAnnouncement {
+                    rtx_ssrc: None,
                     ssrc: 42,
                     stream_id: "s".into(),
                     track_id: format!("t{}", m.mid),
@@ -1052,6 +1077,7 @@ a=mid:4\r\n";
                 accepted: m.kind != MediaKind::Other,
                 slot: (m.kind != MediaKind::Other && m.direction.offerer_receives()).then(|| {
                     SlotAnnouncement {
+                        rtx_ssrc: None,
                         ssrc: 42,
                         stream_id: "s".into(),
                         track_id: format!("t{}", m.mid),

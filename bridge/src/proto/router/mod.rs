@@ -25,6 +25,7 @@ mod keyframe;
 pub mod keys;
 mod packet;
 mod producer;
+mod repair;
 pub mod slots;
 
 use std::collections::VecDeque;
@@ -38,7 +39,7 @@ pub use consumer::{Consumer, Rewrite};
 pub use endpoint::Endpoint;
 pub use forward::{ExtensionValues, SlotFields, write_forwarded};
 pub use keys::{ConsumerKey, EndpointKey, ProducerKey, RouterKey};
-pub use producer::Producer;
+pub use producer::{Producer, SourceRepair};
 
 use super::shard::ShardCounters;
 use super::timer::{Scheduled, TimerName, TimerTable};
@@ -79,18 +80,20 @@ pub enum RouterTimer {
     KeyframeRetry,
     /// An endpoint's sending window ends.
     Activity,
+    /// A video source's NACK generator is due (first NACK, retry or give-up).
+    Nack,
 }
 
 impl TimerName for RouterTimer {
-    const COUNT: usize = 2;
+    const COUNT: usize = 3;
     fn index(self) -> usize {
         self as usize
     }
     fn from_index(index: usize) -> Self {
-        if index == 0 {
-            RouterTimer::KeyframeRetry
-        } else {
-            RouterTimer::Activity
+        match index {
+            0 => RouterTimer::KeyframeRetry,
+            1 => RouterTimer::Activity,
+            _ => RouterTimer::Nack,
         }
     }
 }
@@ -287,6 +290,7 @@ impl Router {
             match timer {
                 RouterTimer::KeyframeRetry => self.retry_keyframes(io),
                 RouterTimer::Activity => self.recount_activity(io),
+                RouterTimer::Nack => self.send_nacks(io),
             }
         }
     }

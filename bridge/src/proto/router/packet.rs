@@ -5,13 +5,18 @@
 
 use std::net::SocketAddr;
 
+use super::super::quality::rtx;
 use super::super::rtp::RtpHeader;
 use super::super::rtp_ext::{Extension, abs_send_time};
 use super::super::sdp::MediaKind;
+use super::super::quality::keyframe::KeyframeDecision;
+use super::super::rtcp::Nack;
 use super::super::transport::demux::Demuxed;
+use super::super::transport::rtcp_term::PeerFeedback;
+use super::keyframe::KeyframeCause;
 use super::{
-    Consumer, EndpointKey, ExtensionValues, Rewrite, Router, RouterIo, SlotFields, activity,
-    write_forwarded,
+    EndpointKey, ExtensionValues, Rewrite, Router, RouterIo, RouterTimer, SlotFields,
+    activity, write_forwarded,
 };
 
 impl Router {
@@ -28,31 +33,55 @@ impl Router {
             endpoints,
             producers,
             consumers,
+            timers,
             ..
         } = self;
         let Some(sender) = endpoints.get_mut(key) else {
             return;
         };
-        let Some(len) = sender.transport.unprotect_rtp(from, datagram, io.counters) else {
+        let Some(mut len) = sender.transport.unprotect_rtp(from, datagram, io.counters) else {
             return;
         };
-        let packet = &datagram[..len];
-        let Ok(header) = RtpHeader::parse(packet) else {
+        let Ok(mut header) = RtpHeader::parse(&datagram[..len]) else {
             io.counters.dropped_malformed += 1;
             return;
         };
-        let (pk, entry) = match sender.transport.demux.classify(&header, packet) {
+        let mut repaired = false;
+        let (pk, entry) = match sender.transport.demux.classify(&header, &datagram[..len]) {
             Demuxed::Media { producer, entry } => (producer, entry),
-            Demuxed::Rtx { .. } => {
-                // Recognised repair packets; unwrapping them is the next step.
-                io.counters.dropped_rtx += 1;
-                return;
+            Demuxed::Rtx { producer } => {
+                // RFC 4588: restore the original in place and handle it as such.
+                let media = sender.transport.demux.rtx_media(header.ssrc);
+                let (Some((entry, media_ssrc)), Some(p)) = (media, producers.get(producer)) else {
+                    io.counters.dropped_rtx += 1;
+                    return;
+                };
+                match rtx::unwrap_in_place(&mut datagram[..len], p.pt, media_ssrc) {
+                    Ok(rtx::Unwrapped::Original { len: n, .. }) => len = n,
+                    Ok(rtx::Unwrapped::Padding) => {
+                        io.counters.dropped_rtx_padding += 1;
+                        return;
+                    }
+                    Err(_) => {
+                        io.counters.dropped_rtx += 1;
+                        return;
+                    }
+                }
+                let Ok(h) = RtpHeader::parse(&datagram[..len]) else {
+                    io.counters.dropped_malformed += 1;
+                    return;
+                };
+                header = h;
+                repaired = true;
+                io.counters.rtx_received += 1;
+                (producer, entry)
             }
             Demuxed::Unknown => {
                 io.counters.dropped_unknown_ssrc += 1;
                 return;
             }
         };
+        let packet = &datagram[..len];
         let Some(producer) = producers.get_mut(pk) else {
             io.counters.dropped_unknown_ssrc += 1;
             return;
@@ -67,12 +96,30 @@ impl Router {
             io.counters.dropped_policy += 1;
             return;
         }
-        sender
-            .transport
-            .demux
-            .record(entry, &header, io.since_epoch);
-        producer.packets += 1;
         let now = io.now;
+        if let Some(repair) = producer.repair.as_deref_mut() {
+            let ext = repair.seq.extend(header.sequence_number);
+            if repaired && repair.cache.get(ext).is_some() {
+                // A second answer to the same NACK: the receivers have it.
+                io.counters.dropped_rtx += 1;
+                return;
+            }
+            repair.media_ssrc = Some(header.ssrc);
+            repair.nack.handle_packet(now, header.sequence_number);
+            // Too large or older than the ring: not cached, still forwarded.
+            let _ = repair.cache.insert(now, ext, packet);
+            if let Some(at) = repair.nack.poll_timeout() {
+                timers.set_earliest(RouterTimer::Nack, at);
+            }
+        }
+        if !repaired {
+            // Retransmissions stay out of the receive statistics (jitter).
+            sender
+                .transport
+                .demux
+                .record(entry, &header, io.since_epoch);
+        }
+        producer.packets += 1;
         let became_active = activity::note_packet(sender, producer.kind, now);
         let audio_level = if producer.kind == MediaKind::Audio {
             sender
@@ -105,7 +152,13 @@ impl Router {
                 match consumer.rewrite(now, header.sequence_number, header.timestamp, keyframe) {
                     Rewrite::Forward { seq, ts } => (seq, ts),
                     Rewrite::WaitingKeyframe => {
-                        want_keyframe = true;
+                        // The slot changed source: it asks once (throttled per source).
+                        want_keyframe |= matches!(
+                            producer
+                                .keyframes
+                                .handle_slot_switch(now, &mut consumer.keyframes),
+                            KeyframeDecision::Send(_)
+                        );
                         continue;
                     }
                 };
@@ -139,15 +192,16 @@ impl Router {
             }
         }
         if want_keyframe {
-            self.request_keyframe(pk, io);
+            self.send_keyframe_request(pk, io);
         }
         if became_active {
             self.recount_activity(io);
         }
     }
 
-    /// An SRTCP packet from endpoint `key`: terminated, keyframe requests passed
-    /// on to the publishers of the slots they name.
+    /// An SRTCP packet from endpoint `key`: terminated; keyframe requests are
+    /// passed on (throttled) to the publishers of the slots they name, NACKs
+    /// answered from the sources' caches.
     pub fn handle_rtcp(
         &mut self,
         key: EndpointKey,
@@ -161,25 +215,38 @@ impl Router {
         let Some(len) = ep.transport.unprotect_rtcp(from, datagram, io.counters) else {
             return;
         };
+        let compound = &datagram[..len];
         let mut wanted = [0u32; 16];
         let mut n = 0;
+        let mut nacks: [Option<Nack<'_>>; 8] = [None; 8];
+        let mut n_nacks = 0;
         ep.transport
-            .handle_rtcp(io.since_epoch, &datagram[..len], io.counters, |ssrc| {
-                if n < wanted.len() {
-                    wanted[n] = ssrc;
-                    n += 1;
+            .handle_rtcp(io.since_epoch, compound, io.counters, |fb| match fb {
+                PeerFeedback::Keyframe(ssrc) => {
+                    if n < wanted.len() {
+                        wanted[n] = ssrc;
+                        n += 1;
+                    }
+                }
+                PeerFeedback::Nack(nack) => {
+                    if n_nacks < nacks.len() {
+                        nacks[n_nacks] = Some(nack);
+                        n_nacks += 1;
+                    }
                 }
             });
+        for nack in nacks[..n_nacks].iter().flatten() {
+            self.answer_nack(key, nack, io);
+        }
         for &ssrc in &wanted[..n] {
-            let source = self.endpoints.get(key).and_then(|ep| {
-                ep.consumers
-                    .iter()
-                    .filter_map(|&ck| self.consumers.get(ck))
-                    .find(|c| c.ssrc == ssrc)
-                    .and_then(Consumer::source)
+            let slot = self.endpoints.get(key).and_then(|ep| {
+                ep.consumers.iter().copied().find_map(|ck| {
+                    let c = self.consumers.get(ck)?;
+                    (c.ssrc == ssrc).then_some((ck, c.source()?))
+                })
             });
-            if let Some(pk) = source {
-                self.request_keyframe(pk, io);
+            if let Some((ck, pk)) = slot {
+                self.request_keyframe(pk, KeyframeCause::Receiver(ck), io);
             }
         }
     }

@@ -6,10 +6,20 @@
 
 use std::time::Duration;
 
+use super::super::quality::nack::NackGenerator;
 use super::super::rtcp::{self, ReportBlock};
 use super::super::shard::ShardCounters;
 use super::super::transmit::TxQueue;
 use super::{Transport, TransportState};
+
+/// Feedback from a peer about one of the bridge's slots.
+#[derive(Debug, Clone, Copy)]
+pub enum PeerFeedback<'a> {
+    /// A PLI or FIR naming this slot SSRC.
+    Keyframe(u32),
+    /// A generic NACK.
+    Nack(rtcp::Nack<'a>),
+}
 
 /// Most report blocks in one receiver report the bridge sends.
 const MAX_BLOCKS: usize = 8;
@@ -43,16 +53,35 @@ impl Transport {
                 .is_some()
     }
 
+    /// Sends an RTCP generic NACK for what `nack` has due at `now` about the
+    /// publisher's `media_ssrc`. Returns whether one was sent.
+    pub fn send_nack(
+        &mut self,
+        now: std::time::Instant,
+        nack: &mut NackGenerator,
+        media_ssrc: u32,
+        tx: &mut TxQueue,
+    ) -> bool {
+        self.state == TransportState::Connected
+            && self
+                .send_rtcp(tx, |out, sender| {
+                    nack.write_nack(now, out, sender, media_ssrc)
+                        .ok()
+                        .filter(|&n| n > 0)
+                })
+                .is_some()
+    }
+
     /// Reads an unprotected compound RTCP packet from the peer: sender reports go
-    /// into the receive statistics; every keyframe request (PLI, FIR) is handed to
-    /// `keyframe_request` with the media SSRC it names (one of the bridge's slot
-    /// SSRCs). Anything else is terminated here.
-    pub fn handle_rtcp(
+    /// into the receive statistics; every keyframe request (PLI, FIR) and NACK is
+    /// handed to `feedback` (they name one of the bridge's slot SSRCs). Anything
+    /// else is terminated here.
+    pub fn handle_rtcp<'a>(
         &mut self,
         since_epoch: Duration,
-        compound: &[u8],
+        compound: &'a [u8],
         counters: &mut ShardCounters,
-        mut keyframe_request: impl FnMut(u32),
+        mut feedback: impl FnMut(PeerFeedback<'a>),
     ) {
         for packet in rtcp::RtcpIter::new(compound) {
             let Ok(packet) = packet else {
@@ -65,9 +94,12 @@ impl Transport {
                     sr.info.ntp_timestamp,
                     q16(since_epoch),
                 ),
-                rtcp::RtcpPacket::Pli(pli) => keyframe_request(pli.media_ssrc),
-                rtcp::RtcpPacket::Fir(fir) => fir.media_ssrcs().for_each(&mut keyframe_request),
-                // Receiver reports, NACKs, REMB and transport-cc end here.
+                rtcp::RtcpPacket::Pli(pli) => feedback(PeerFeedback::Keyframe(pli.media_ssrc)),
+                rtcp::RtcpPacket::Fir(fir) => fir
+                    .media_ssrcs()
+                    .for_each(|ssrc| feedback(PeerFeedback::Keyframe(ssrc))),
+                rtcp::RtcpPacket::Nack(nack) => feedback(PeerFeedback::Nack(nack)),
+                // Receiver reports, REMB and transport-cc end here.
                 _ => {}
             }
         }
