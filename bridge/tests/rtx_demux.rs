@@ -98,7 +98,13 @@ fn rtx_packet_first_does_not_bind_the_producer_to_the_rtx_ssrc() {
     assert_eq!(got.len(), 21);
     assert_eq!(got[20].0, got[0].0.wrapping_sub(1), "seq 99 restored");
     assert_eq!(got[20].2, vp8(false, 9), "the OSN is gone from the payload");
-    assert!(net.peers[b].client.received_rtp.iter().all(|r| r.ssrc == slot));
+    assert!(
+        net.peers[b]
+            .client
+            .received_rtp
+            .iter()
+            .all(|r| r.ssrc == slot)
+    );
 }
 
 #[test]

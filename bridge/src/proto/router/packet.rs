@@ -5,18 +5,18 @@
 
 use std::net::SocketAddr;
 
+use super::super::quality::keyframe::KeyframeDecision;
 use super::super::quality::rtx;
+use super::super::rtcp::Nack;
 use super::super::rtp::RtpHeader;
 use super::super::rtp_ext::{Extension, abs_send_time};
 use super::super::sdp::MediaKind;
-use super::super::quality::keyframe::KeyframeDecision;
-use super::super::rtcp::Nack;
 use super::super::transport::demux::Demuxed;
 use super::super::transport::rtcp_term::PeerFeedback;
 use super::keyframe::KeyframeCause;
 use super::{
-    EndpointKey, ExtensionValues, Rewrite, Router, RouterIo, RouterTimer, SlotFields,
-    activity, write_forwarded,
+    EndpointKey, ExtensionValues, Rewrite, Router, RouterIo, RouterTimer, SlotFields, activity,
+    write_forwarded,
 };
 
 impl Router {
