@@ -55,6 +55,7 @@ impl Router {
                 remote_fingerprint: offer.fingerprint.clone(),
                 remote_ufrag: offer.ice_ufrag.clone(),
                 extensions,
+                feedback: sdp::send_side_feedback(offer),
             },
             io.now,
         );

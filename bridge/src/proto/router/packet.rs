@@ -46,6 +46,9 @@ impl Router {
             io.counters.dropped_malformed += 1;
             return;
         };
+        sender
+            .transport
+            .record_arrival(io.now, &header, &datagram[..len]);
         let mut repaired = false;
         let (pk, entry) = match sender.transport.demux.classify(&header, &datagram[..len]) {
             Demuxed::Media { producer, entry } => (producer, entry),
