@@ -310,6 +310,8 @@ pub struct ShardSnapshot {
     pub twcc_feedback_sent: u64,
     /// REMB packets sent to publishers.
     pub remb_sent: u64,
+    /// Sender reports sent to receivers for their slots.
+    pub sender_reports_sent: u64,
 }
 
 /// Where the media plane sends its [`MediaEvent`]s (usable from any thread, never blocks).

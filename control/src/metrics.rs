@@ -152,6 +152,11 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
     ("remb_sent", "REMB packets sent to publishers.", |s| {
         s.remb_sent
     }),
+    (
+        "sender_reports_sent",
+        "Sender reports sent to receivers for their slots.",
+        |s| s.sender_reports_sent,
+    ),
 ];
 
 const SEND_FAILURES: &[DropReason] = &[

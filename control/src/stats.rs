@@ -187,6 +187,7 @@ fn jvb_lifetime_keys(stats: &MediaStats, view: &ControlView) -> Value {
         "total_keyframe_requests_throttled": stats.shard_sum(|s| s.keyframe_requests_throttled),
         "total_twcc_feedback_sent": stats.shard_sum(|s| s.twcc_feedback_sent),
         "total_remb_sent": stats.shard_sum(|s| s.remb_sent),
+        "total_sender_reports_sent": stats.shard_sum(|s| s.sender_reports_sent),
         "rtx_cache_memory_bytes": stats.shard_sum(|s| s.cache_memory_bytes),
         "rtt_aggregate": 0.0,
         "jitter_aggregate": 0.0,

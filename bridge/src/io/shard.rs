@@ -231,6 +231,7 @@ enum Counter {
     KeyframeRequestsThrottled,
     TwccFeedbackSent,
     RembSent,
+    SenderReportsSent,
     EventsWaiting,
 }
 
@@ -305,6 +306,7 @@ impl ShardStats {
         );
         set(Counter::TwccFeedbackSent, c.twcc_feedback_sent);
         set(Counter::RembSent, c.remb_sent);
+        set(Counter::SenderReportsSent, c.sender_reports_sent);
         set(Counter::SendingAudio, activity.audio);
         set(Counter::SendingVideo, activity.video);
         set(Counter::InactiveConferences, activity.inactive_conferences);
@@ -402,6 +404,7 @@ impl ShardStats {
             keyframe_requests_throttled: self.get(Counter::KeyframeRequestsThrottled),
             twcc_feedback_sent: self.get(Counter::TwccFeedbackSent),
             remb_sent: self.get(Counter::RembSent),
+            sender_reports_sent: self.get(Counter::SenderReportsSent),
         }
     }
 }

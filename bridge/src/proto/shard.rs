@@ -141,6 +141,8 @@ pub struct ShardCounters {
     pub twcc_feedback_sent: u64,
     /// REMB packets sent.
     pub remb_sent: u64,
+    /// Sender reports sent for slots.
+    pub sender_reports_sent: u64,
 }
 
 /// Whose timer a heap entry is.

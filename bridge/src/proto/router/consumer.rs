@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use super::super::quality::keyframe::ReceiverKeyframeState;
 use super::super::quality::nack_responder::{NackResponder, SlotRewrite};
+use super::super::quality::sender_report::SlotSenderReport;
 use super::super::rtp_ext::ExtensionSet;
 use super::super::sdp::MediaKind;
 use super::keys::{EndpointKey, ProducerKey};
@@ -57,6 +58,10 @@ pub struct Consumer {
     pub responder: Option<NackResponder>,
     /// The receiver's keyframe-request budget for the current source.
     pub keyframes: ReceiverKeyframeState,
+    /// The slot's sender reports and the RTT they measure.
+    pub reports: SlotSenderReport,
+    /// The RTT toward the receiver, from its report blocks about this slot.
+    pub rtt: Option<std::time::Duration>,
 }
 
 /// What [`Consumer::rewrite`] decided for one packet.
@@ -102,12 +107,15 @@ impl Consumer {
             rtx_ssrc: None,
             responder: None,
             keyframes: ReceiverKeyframeState::new(),
+            reports: SlotSenderReport::new(ssrc, clock_rate),
+            rtt: None,
         }
     }
 
     /// How the slot rewrites its current source (for answering NACKs from the
     /// source's cache); `None` before the first packet of the current source.
     pub fn slot_rewrite(&self) -> Option<SlotRewrite> {
+        // (the timestamp offset also maps the source's SR clock onto the slot)
         (!self.need_sync && self.source.is_some()).then_some(SlotRewrite {
             seq_offset: self.seq_offset,
             ts_offset: self.ts_offset,

@@ -207,6 +207,12 @@ impl Router {
             rng.random::<u64>() >> 2,
         );
         self.members.push(key);
+        if self.timers.get(super::RouterTimer::SenderReports).is_none() {
+            self.timers.set(
+                super::RouterTimer::SenderReports,
+                io.now + super::reports::SENDER_REPORT_INTERVAL,
+            );
+        }
         self.apply_policy(key, policy);
         self.report_refusals(key, |_| true, io);
         self.rebalance(io);

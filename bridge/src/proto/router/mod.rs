@@ -26,6 +26,7 @@ pub mod keys;
 mod packet;
 mod producer;
 mod repair;
+mod reports;
 pub mod slots;
 
 use std::collections::VecDeque;
@@ -82,10 +83,12 @@ pub enum RouterTimer {
     Activity,
     /// A video source's NACK generator is due (first NACK, retry or give-up).
     Nack,
+    /// Sender reports for every slot that sent media.
+    SenderReports,
 }
 
 impl TimerName for RouterTimer {
-    const COUNT: usize = 3;
+    const COUNT: usize = 4;
     fn index(self) -> usize {
         self as usize
     }
@@ -93,7 +96,8 @@ impl TimerName for RouterTimer {
         match index {
             0 => RouterTimer::KeyframeRetry,
             1 => RouterTimer::Activity,
-            _ => RouterTimer::Nack,
+            2 => RouterTimer::Nack,
+            _ => RouterTimer::SenderReports,
         }
     }
 }
@@ -291,6 +295,7 @@ impl Router {
                 RouterTimer::KeyframeRetry => self.retry_keyframes(io),
                 RouterTimer::Activity => self.recount_activity(io),
                 RouterTimer::Nack => self.send_nacks(io),
+                RouterTimer::SenderReports => self.send_sender_reports(io),
             }
         }
     }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use super::super::quality::keyframe::KeyframeDecision;
 use super::super::quality::rtx;
-use super::super::rtcp::Nack;
+use super::super::rtcp::{Nack, ReportBlock, SenderInfo};
 use super::super::rtp::RtpHeader;
 use super::super::rtp_ext::{Extension, abs_send_time};
 use super::super::sdp::MediaKind;
@@ -192,6 +192,8 @@ impl Router {
             });
             if sent.is_some() {
                 io.counters.rtp_forwarded += 1;
+                let payload_len = header.payload_range().len();
+                consumer.reports.handle_sent(now, ts, payload_len);
             }
         }
         if want_keyframe {
@@ -223,6 +225,10 @@ impl Router {
         let mut n = 0;
         let mut nacks: [Option<Nack<'_>>; 8] = [None; 8];
         let mut n_nacks = 0;
+        let mut srs = [SenderInfo::default(); 4];
+        let mut n_srs = 0;
+        let mut blocks = [ReportBlock::default(); 16];
+        let mut n_blocks = 0;
         ep.transport
             .handle_rtcp(io.since_epoch, compound, io.counters, |fb| match fb {
                 PeerFeedback::Keyframe(ssrc) => {
@@ -237,7 +243,25 @@ impl Router {
                         n_nacks += 1;
                     }
                 }
+                PeerFeedback::SenderReport(info) => {
+                    if n_srs < srs.len() {
+                        srs[n_srs] = info;
+                        n_srs += 1;
+                    }
+                }
+                PeerFeedback::ReportBlock(block) => {
+                    if n_blocks < blocks.len() {
+                        blocks[n_blocks] = block;
+                        n_blocks += 1;
+                    }
+                }
             });
+        for info in &srs[..n_srs] {
+            self.handle_source_clock(key, info, io.now);
+        }
+        for block in &blocks[..n_blocks] {
+            self.handle_report_block(key, block, io.now);
+        }
         for nack in nacks[..n_nacks].iter().flatten() {
             self.answer_nack(key, nack, io);
         }

@@ -8,6 +8,7 @@ use super::super::codec::CodecKind;
 use super::super::quality::keyframe::{KeyframeConfig, KeyframeRequester};
 use super::super::quality::nack::{NackConfig, NackGenerator};
 use super::super::quality::rtx_cache::{RtxCache, RtxCacheConfig};
+use super::super::quality::sender_report::SourceClock;
 use super::super::rtp::SeqUnwrapper;
 use super::super::sdp::MediaKind;
 use super::keys::{ConsumerKey, EndpointKey};
@@ -70,6 +71,8 @@ pub struct Producer {
     pub keyframes: KeyframeRequester,
     /// Cache and NACK generation (non-simulcast video sources).
     pub repair: Option<Box<SourceRepair>>,
+    /// The source's clock, from the publisher's last sender report.
+    pub clock: Option<SourceClock>,
     /// Packets received and accepted for forwarding.
     pub packets: u64,
     /// The m-line is marked as a screen (`a=content:slides`).
@@ -107,6 +110,7 @@ impl Producer {
             last_keyframe_request: None,
             keyframes: KeyframeRequester::new(KeyframeConfig::default()),
             repair: None,
+            clock: None,
             packets: 0,
             screen: false,
             muted: false,

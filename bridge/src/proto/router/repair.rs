@@ -99,6 +99,7 @@ impl Router {
         };
         io.counters.nacks_received += 1;
         let rewrite = consumer.slot_rewrite();
+        let rtt = consumer.rtt.unwrap_or(DEFAULT_RTT);
         let cache = consumer
             .source()
             .and_then(|pk| producers.get(pk))
@@ -117,7 +118,7 @@ impl Router {
             };
             let mut outcome = None;
             receiver.transport.send_rtp(io.tx, |out, _| {
-                let r = responder.retransmit(now, seq, &rewrite, cache, DEFAULT_RTT, out);
+                let r = responder.retransmit(now, seq, &rewrite, cache, rtt, out);
                 outcome = Some(r);
                 match r {
                     Ok(Retransmit::Sent(n)) => Some(n),

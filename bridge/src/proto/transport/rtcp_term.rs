@@ -19,6 +19,10 @@ pub enum PeerFeedback<'a> {
     Keyframe(u32),
     /// A generic NACK.
     Nack(rtcp::Nack<'a>),
+    /// A sender report's sender information (a publisher's source clock).
+    SenderReport(rtcp::SenderInfo),
+    /// A report block of a receiver or sender report (a slot's RTT).
+    ReportBlock(ReportBlock),
 }
 
 /// Most report blocks in one receiver report the bridge sends.
@@ -89,17 +93,25 @@ impl Transport {
                 break;
             };
             match packet {
-                rtcp::RtcpPacket::SenderReport(sr) => self.demux.handle_sender_report(
-                    sr.sender_ssrc(),
-                    sr.info.ntp_timestamp,
-                    q16(since_epoch),
-                ),
+                rtcp::RtcpPacket::SenderReport(sr) => {
+                    self.demux.handle_sender_report(
+                        sr.sender_ssrc(),
+                        sr.info.ntp_timestamp,
+                        q16(since_epoch),
+                    );
+                    feedback(PeerFeedback::SenderReport(sr.info));
+                    sr.report_blocks()
+                        .for_each(|b| feedback(PeerFeedback::ReportBlock(b)));
+                }
+                rtcp::RtcpPacket::ReceiverReport(rr) => rr
+                    .report_blocks()
+                    .for_each(|b| feedback(PeerFeedback::ReportBlock(b))),
                 rtcp::RtcpPacket::Pli(pli) => feedback(PeerFeedback::Keyframe(pli.media_ssrc)),
                 rtcp::RtcpPacket::Fir(fir) => fir
                     .media_ssrcs()
                     .for_each(|ssrc| feedback(PeerFeedback::Keyframe(ssrc))),
                 rtcp::RtcpPacket::Nack(nack) => feedback(PeerFeedback::Nack(nack)),
-                // Receiver reports, REMB and transport-cc end here.
+                // REMB and transport-cc end here.
                 _ => {}
             }
         }
