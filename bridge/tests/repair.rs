@@ -389,3 +389,192 @@ fn one_receiver_gets_at_most_3_keyframe_requests_through_per_10s() {
         .count();
     assert_eq!(forwarded, 3);
 }
+
+/// xorshift64*: a reproducible loss pattern.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+/// Drops 5% at random, and everything during a 60 ms burst every 2 s.
+struct Lossy {
+    rng: Rng,
+    dropped: usize,
+}
+
+impl Lossy {
+    fn drops(&mut self, step: usize) -> bool {
+        let burst = step % 400 >= 200 && step % 400 < 212;
+        let drop = burst || self.rng.below(100) < 5;
+        self.dropped += usize::from(drop);
+        drop
+    }
+}
+
+#[test]
+fn every_packet_reaches_the_receiver_through_random_and_burst_loss_on_both_hops() {
+    use ringbridge_bridge::proto::quality::nack::{NackConfig, NackGenerator};
+
+    let (mut net, a, b) = alice_to_bob();
+    let media = net.peers[a].client.video_ssrc;
+    let slot = net.slot_ssrc(b, MediaKind::Video);
+    let slot_rtx = fid_of(&net.peers[b].answer, slot).expect("slot rtx ssrc");
+    let bob_ssrc = net.peers[b].client.video_ssrc;
+    let mut up = Lossy {
+        rng: Rng(0x5EED_1234_5678_9ABD),
+        dropped: 0,
+    };
+    let mut down = Lossy {
+        rng: Rng(0x0DDB_A11C_AFE0_0001),
+        dropped: 0,
+    };
+    // Bob's browser: a NACK generator over the slot's sequence numbers.
+    let mut bob_nack = NackGenerator::new(NackConfig::default());
+    let mut bob_got: BTreeSet<u16> = BTreeSet::new();
+    let (mut bob_seen_rtp, mut alice_seen_rtcp) = (0, net.peers[a].client.received_rtcp.len());
+    let mut rtx_seq = 0u16;
+    let sent_packets = 1000u16; // 10 s at 100 packets/s
+    let mut steps = 0usize;
+    while steps < 2 * usize::from(sent_packets) + 600 {
+        let now = net.now;
+        // Alice sends a packet every other 5 ms step; the first few get through.
+        if steps % 2 == 0 && steps / 2 < usize::from(sent_packets) {
+            let seq = 1 + (steps / 2) as u16;
+            let p = rtp(
+                VP8_PT,
+                seq,
+                3000 * u32::from(seq),
+                media,
+                &[],
+                &vp8(seq == 1, seq as u8),
+                0,
+            );
+            let peer = &mut net.peers[a];
+            let mut d = peer.client.protect_rtp(&p).expect("connected");
+            if seq <= 3 || !up.drops(steps) {
+                net.core
+                    .handle_receive(now, peer.port, peer.addr, &mut d, &mut net.tx);
+            }
+        }
+        // Alice answers the bridge's NACKs on her RTX stream (over the lossy hop).
+        let fresh: Vec<Vec<u8>> = net.peers[a].client.received_rtcp[alice_seen_rtcp..].to_vec();
+        alice_seen_rtcp = net.peers[a].client.received_rtcp.len();
+        for c in fresh {
+            for p in RtcpIter::new(&c).flatten() {
+                let RtcpPacket::Nack(n) = p else { continue };
+                for seq in n.lost_sequence_numbers() {
+                    let mut payload = seq.to_be_bytes().to_vec();
+                    payload.extend_from_slice(&vp8(seq == 1, seq as u8));
+                    rtx_seq = rtx_seq.wrapping_add(1);
+                    let p = rtp(
+                        RTX_PT,
+                        rtx_seq,
+                        3000 * u32::from(seq),
+                        PUB_RTX_SSRC,
+                        &[],
+                        &payload,
+                        0,
+                    );
+                    let peer = &mut net.peers[a];
+                    let mut d = peer.client.protect_rtp(&p).expect("connected");
+                    if !up.drops(steps) {
+                        net.core
+                            .handle_receive(now, peer.port, peer.addr, &mut d, &mut net.tx);
+                    }
+                }
+            }
+        }
+        // Bob NACKs what he misses (over the lossy hop).
+        let mut buf = [0u8; 600];
+        let n = bob_nack
+            .write_nack(now, &mut buf, bob_ssrc, slot)
+            .expect("fits");
+        if n > 0 {
+            let peer = &mut net.peers[b];
+            let mut d = peer.client.send_rtcp(&buf[..n]).expect("connected");
+            if !up.drops(steps) {
+                net.core
+                    .handle_receive(now, peer.port, peer.addr, &mut d, &mut net.tx);
+            }
+        }
+        if net.core.poll_timeout().is_some_and(|t| now >= t) {
+            net.core.handle_timeout(now, &mut net.tx);
+        }
+        // The bridge's output, through the lossy downlinks.
+        let out: Vec<(std::net::SocketAddr, u16, Vec<u8>)> = net
+            .tx
+            .iter()
+            .map(|(t, d)| (t.to, t.from_port, d.to_vec()))
+            .collect();
+        net.tx.clear();
+        for (to, port, d) in out {
+            if down.drops(steps) {
+                continue;
+            }
+            if let Some(p) = net
+                .peers
+                .iter_mut()
+                .find(|p| p.addr == to && p.port == port)
+            {
+                p.client.handle_receive(now, &d);
+            }
+        }
+        for r in &net.peers[b].client.received_rtp[bob_seen_rtp..] {
+            let seq = if r.ssrc == slot {
+                Some(r.seq)
+            } else if r.ssrc == slot_rtx && r.payload.len() >= 2 {
+                Some(u16::from_be_bytes([r.payload[0], r.payload[1]]))
+            } else {
+                None
+            };
+            if let Some(seq) = seq {
+                bob_nack.handle_packet(now, seq);
+                bob_got.insert(seq);
+            }
+        }
+        bob_seen_rtp = net.peers[b].client.received_rtp.len();
+        for p in &mut net.peers {
+            p.client.handle_timeout(now);
+        }
+        net.now += STEP;
+        steps += 1;
+    }
+    let c = *net.core.counters();
+    println!(
+        "dropped up {} down {}; bridge: nacks sent {}, rtx received {}, nacks received {}, \
+         retransmissions {}, suppressed {}, misses {}, keyframe requests {}",
+        up.dropped,
+        down.dropped,
+        c.nacks_sent,
+        c.rtx_received,
+        c.nacks_received,
+        c.retransmissions_sent,
+        c.retransmissions_suppressed,
+        c.cache_misses,
+        c.keyframe_requests_sent
+    );
+    assert!(up.dropped > 50 && down.dropped > 50, "both hops were lossy");
+    assert!(c.rtx_received > 40 && c.retransmissions_sent > 40);
+    let first = *bob_got.first().expect("bob got video");
+    let expected: BTreeSet<u16> = (0..sent_packets).map(|k| first.wrapping_add(k)).collect();
+    let missing: Vec<u16> = expected.difference(&bob_got).copied().collect();
+    assert!(
+        missing.is_empty(),
+        "slot packets never received: {missing:?}"
+    );
+    // Every gap was repaired: no keyframe request went to Alice beyond the first
+    // (Bob's own video source, never sent, is asked for its keyframe throughout).
+    let to_alice = net.peers[a]
+        .client
+        .received_pli
+        .iter()
+        .filter(|&&s| s == media)
+        .count();
+    assert!(to_alice <= 2, "{to_alice} keyframe requests to Alice");
+}
