@@ -93,17 +93,22 @@ impl Router {
     }
 
     pub(super) fn retry_keyframes(&mut self, io: &mut RouterIo<'_>) {
-        let mut waiting: Vec<ProducerKey> = Vec::new();
+        // A fixed array, no allocation: a timer turn may run beside media; a
+        // conference with more waiting sources asks for the rest next turn.
+        let mut waiting = [None::<ProducerKey>; 32];
+        let mut n = 0;
         for (_, c) in &self.consumers {
             if c.is_waiting_keyframe()
                 && let Some(pk) = c.source()
-                && !waiting.contains(&pk)
+                && n < waiting.len()
+                && !waiting[..n].contains(&Some(pk))
             {
-                waiting.push(pk);
+                waiting[n] = Some(pk);
+                n += 1;
             }
         }
         let mut next: Option<Instant> = None;
-        for pk in waiting {
+        for pk in waiting[..n].iter().flatten().copied() {
             self.request_keyframe(pk, KeyframeCause::Bridge, io);
             let at = self
                 .producers
