@@ -180,7 +180,7 @@ fn remb_only_publisher_gets_remb() {
     let ssrc = net.peers[a].client.video_ssrc;
     // 2 s at 100 packets/s of 1000 bytes, abs-send-time as sent (6.18 fixed point, 24 bits).
     for k in 0..200u32 {
-        let abs = ((u64::from(k) * 10 << 18) / 1000) as u32 & 0x00FF_FFFF;
+        let abs = (((u64::from(k) * 10) << 18) / 1000) as u32 & 0x00FF_FFFF;
         let p = rtp(
             VP8_PT,
             1 + k as u16,

@@ -444,7 +444,7 @@ fn every_packet_reaches_the_receiver_through_random_and_burst_loss_on_both_hops(
     while steps < 2 * usize::from(sent_packets) + 600 {
         let now = net.now;
         // Alice sends a packet every other 5 ms step; the first few get through.
-        if steps % 2 == 0 && steps / 2 < usize::from(sent_packets) {
+        if steps.is_multiple_of(2) && steps / 2 < usize::from(sent_packets) {
             let seq = 1 + (steps / 2) as u16;
             let p = rtp(
                 VP8_PT,
