@@ -11,7 +11,9 @@
 //! Files: `join.rs` builds an endpoint from its offer; `packet.rs` is the RTP and
 //! RTCP path; `forward.rs` writes a receiver's copy of a packet; `slots.rs` maps
 //! producers onto consumers (the one place the producer-consumer index changes);
-//! `keyframe.rs` asks publishers for keyframes; `activity.rs` counts who sends;
+//! `keyframe.rs` asks publishers for keyframes; `repair.rs` NACKs publishers and
+//! answers receivers' NACKs from the packet cache; `reports.rs` sends each slot's
+//! sender reports; `activity.rs` counts who sends;
 //! `control.rs` has leave, mute, refusals and policy; this file the objects,
 //! their lookups, the transports' dispatch and the router's timers.
 
@@ -48,7 +50,9 @@ use super::transmit::TxQueue;
 use super::transport::TransportFailure;
 use activity::RouterActivity;
 
-/// Minimum time between two keyframe requests to the same producer.
+/// How long a consumer waits for its keyframe before the router asks again
+/// (the requests themselves are throttled by each producer's
+/// [`KeyframeRequester`](super::quality::keyframe::KeyframeRequester)).
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a router call may produce, and the shard-wide state it reads: the

@@ -1,7 +1,9 @@
 //! One endpoint's transport, sans-IO: the ICE-lite gate (`ice_gate.rs`), DTLS and
 //! SRTP (`dtls_srtp.rs`), the receive demux ([`demux`]) and RTCP termination
-//! ([`rtcp_term`]); this file holds the state and its timers. Later TWCC
-//! feedback, bandwidth estimation and the pacer.
+//! ([`rtcp_term`]); this file holds the state and its timers, and the publisher's
+//! bandwidth feedback: transport-cc feedback from a
+//! [`TwccReceiver`], or REMB from a [`RembEstimator`], as the answer
+//! negotiated. Later the pacer.
 //!
 //! A [`Transport`] never sees another endpoint: the [`Router`](super::router::Router)
 //! that owns it hands it datagrams (`handle_stun`, `handle_dtls`, `unprotect_*`),

@@ -1,8 +1,9 @@
 //! RTCP termination (the bridge is an RTCP endpoint toward each peer, as mediasoup
 //! and jitsi-videobridge are): receiver reports from the transport's own receive
 //! statistics, sender reports absorbed into them, keyframe requests written
-//! toward publishers and read from receivers. Receiver reports, NACKs, REMB and
-//! transport-cc feedback from a peer end here (NACK and TWCC handling come next).
+//! and NACKs written toward publishers; keyframe requests, NACKs, sender
+//! reports and report blocks read from peers and handed to the router. REMB and
+//! transport-cc feedback from a peer end here.
 
 use std::time::Duration;
 
