@@ -45,7 +45,7 @@ pub use keys::{ConsumerKey, EndpointKey, ProducerKey, RouterKey};
 pub use producer::{Producer, SourceRepair};
 
 use super::shard::ShardCounters;
-use super::timer::{Scheduled, TimerName, TimerTable};
+use super::timer::{Scheduled, TimerHeap, TimerName, TimerTable};
 use super::transmit::TxQueue;
 use super::transport::TransportFailure;
 use activity::RouterActivity;
@@ -116,6 +116,9 @@ pub struct Router {
     producers: SlotMap<ProducerKey, Producer>,
     consumers: SlotMap<ConsumerKey, Consumer>,
     timers: TimerTable<RouterTimer, { RouterTimer::COUNT }>,
+    /// Deadlines of the video sources' NACK generators (the `Nack` timer is
+    /// the earliest): a turn handles only the sources that are due.
+    nack_heap: TimerHeap<ProducerKey>,
     /// What the shard's timer heap holds for this router.
     pub scheduled: Scheduled,
     activity: RouterActivity,
@@ -131,6 +134,7 @@ impl Router {
             producers: SlotMap::with_key(),
             consumers: SlotMap::with_key(),
             timers: TimerTable::default(),
+            nack_heap: TimerHeap::default(),
             scheduled: Scheduled::default(),
             activity: RouterActivity::default(),
         }

@@ -34,6 +34,7 @@ impl Router {
             producers,
             consumers,
             timers,
+            nack_heap,
             ..
         } = self;
         let Some(sender) = endpoints.get_mut(key) else {
@@ -111,7 +112,8 @@ impl Router {
             repair.nack.handle_packet(now, header.sequence_number);
             // Too large or older than the ring: not cached, still forwarded.
             let _ = repair.cache.insert(now, ext, packet);
-            if let Some(at) = repair.nack.poll_timeout() {
+            if let Some(at) = repair.scheduled.update(repair.nack.poll_timeout()) {
+                nack_heap.push(at, pk);
                 timers.set_earliest(RouterTimer::Nack, at);
             }
         }

@@ -11,6 +11,7 @@ use super::super::quality::rtx_cache::{RtxCache, RtxCacheConfig};
 use super::super::quality::sender_report::SourceClock;
 use super::super::rtp::SeqUnwrapper;
 use super::super::sdp::MediaKind;
+use super::super::timer::Scheduled;
 use super::keys::{ConsumerKey, EndpointKey};
 
 /// The repair state of one (non-simulcast) video source: its packet cache for
@@ -26,6 +27,8 @@ pub struct SourceRepair {
     pub seq: SeqUnwrapper,
     /// The media SSRC the source sends on (what a NACK names), once seen.
     pub media_ssrc: Option<u32>,
+    /// What the router's NACK heap holds for this source.
+    pub scheduled: Scheduled,
 }
 
 impl SourceRepair {
@@ -36,6 +39,7 @@ impl SourceRepair {
             nack: NackGenerator::new(NackConfig::default()),
             seq: SeqUnwrapper::new(),
             media_ssrc: None,
+            scheduled: Scheduled::default(),
         }
     }
 }

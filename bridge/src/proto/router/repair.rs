@@ -5,7 +5,7 @@
 //! [`NackResponder`](super::super::quality::nack_responder::NackResponder), on
 //! the slot's RTX SSRC where the receiver negotiated RTX.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::super::quality::keyframe::KeyframeDecision;
 use super::super::quality::nack_responder::Retransmit;
@@ -23,7 +23,8 @@ const MAX_NACKS_PER_TURN: usize = 4;
 const MIN_TIMER_STEP: Duration = Duration::from_millis(1);
 
 impl Router {
-    /// The `Nack` timer: every video source's due NACKs go to its publisher, and
+    /// The `Nack` timer: the video sources whose NACK generator is due (from
+    /// the router's NACK heap, no scan) send their NACKs to their publishers, and
     /// gaps given up become one keyframe request each.
     pub(super) fn send_nacks(&mut self, io: &mut RouterIo<'_>) {
         let now = io.now;
@@ -31,15 +32,27 @@ impl Router {
             producers,
             endpoints,
             timers,
+            nack_heap,
             ..
         } = self;
-        let mut next: Option<Instant> = None;
         let mut keyframes: [Option<ProducerKey>; 16] = [None; 16];
         let mut n_keyframes = 0;
-        for (pk, p) in producers.iter_mut() {
+        // Bounded: what is pushed back below is not due before `now + 1 ms`.
+        let mut budget = nack_heap.len();
+        while budget > 0 {
+            budget -= 1;
+            let Some((at, pk)) = nack_heap.pop_due(now) else {
+                break;
+            };
+            let Some(p) = producers.get_mut(pk) else {
+                continue; // stale: the source is gone
+            };
             let Some(repair) = p.repair.as_deref_mut() else {
                 continue;
             };
+            if !repair.scheduled.fire(at) {
+                continue; // stale: rescheduled since
+            }
             if let (Some(ssrc), Some(owner)) = (repair.media_ssrc, endpoints.get_mut(p.owner)) {
                 for _ in 0..MAX_NACKS_PER_TURN {
                     if !owner
@@ -60,13 +73,16 @@ impl Router {
                     _ => io.counters.keyframe_requests_throttled += 1,
                 }
             }
-            if let Some(at) = repair.nack.poll_timeout() {
-                let at = at.max(now + MIN_TIMER_STEP);
-                next = Some(next.map_or(at, |n| n.min(at)));
+            let next = repair
+                .nack
+                .poll_timeout()
+                .map(|t| t.max(now + MIN_TIMER_STEP));
+            if let Some(at) = repair.scheduled.update(next) {
+                nack_heap.push(at, pk);
             }
         }
-        if let Some(at) = next {
-            timers.set_earliest(RouterTimer::Nack, at);
+        if let Some(at) = nack_heap.peek() {
+            timers.set_earliest(RouterTimer::Nack, at.max(now + MIN_TIMER_STEP));
         }
         for pk in keyframes[..n_keyframes].iter().flatten() {
             self.send_keyframe_request(*pk, io);
