@@ -127,3 +127,49 @@ fn receiver_rtt_from_its_reports_sets_how_long_a_resend_is_suppressed() {
         (1, 1)
     );
 }
+
+#[test]
+fn a_publishers_rtt_from_its_reports_paces_the_nack_retries_toward_it() {
+    let mut net = Net::new();
+    let a = net.join("alice", EVERYTHING);
+    let b = net.join("bob", EVERYTHING);
+    net.connect_all();
+    // Bob's video reaches Alice's slot, so that slot sends sender reports.
+    send_video(&mut net, b, 1, 0);
+    let slot = net.slot_ssrc(a, MediaKind::Video);
+    net.progress(220);
+    let &(ntp, _, _) = slot_srs(&net, a, slot).last().expect("a slot SR");
+    // Alice's report comes back 400 ms after the SR, with DLSR 0.
+    net.progress(80);
+    let block = ReportBlock {
+        ssrc: slot,
+        last_sr: (ntp >> 16) as u32,
+        delay_since_last_sr: 0,
+        ..ReportBlock::default()
+    };
+    let mut buf = [0u8; 64];
+    let n = rtcp::write_receiver_report(&mut buf, net.peers[a].client.video_ssrc, &[block])
+        .expect("fits");
+    net.send_rtcp(a, &buf[..n]);
+
+    // Alice's own video loses seq 3 for good: NACKed about once per 400 ms.
+    let media = net.peers[a].client.video_ssrc;
+    let before = net.peers[a].client.received_rtcp.len();
+    for (k, seq) in [1u16, 2, 4].into_iter().enumerate() {
+        send_video(&mut net, a, seq, 3000 * k as u32);
+    }
+    for k in 0..50u16 {
+        net.progress(4);
+        send_video(&mut net, a, 5 + k, 3000 * u32::from(5 + k));
+    }
+    let nacks = net.peers[a].client.received_rtcp[before..]
+        .iter()
+        .flat_map(|c| RtcpIter::new(c).flatten().collect::<Vec<_>>())
+        .filter(|p| matches!(p, RtcpPacket::Nack(n) if n.media_ssrc == media))
+        .count();
+    // 1 s: the first NACK and two or three retries (10 with the default 100 ms).
+    assert!(
+        (2..=4).contains(&nacks),
+        "{nacks} NACKs in 1 s at a 400 ms RTT"
+    );
+}

@@ -37,7 +37,8 @@ impl Router {
         }
     }
 
-    /// A report block from endpoint `key`: the RTT of the slot it names.
+    /// A report block from endpoint `key`: the RTT of the slot it names, which
+    /// is also the RTT of the sources the endpoint publishes.
     pub(super) fn handle_report_block(
         &mut self,
         key: EndpointKey,
@@ -47,15 +48,28 @@ impl Router {
         let Some(ep) = self.endpoints.get(key) else {
             return;
         };
-        let Router { consumers, .. } = self;
-        for &ck in &ep.consumers {
-            if let Some(c) = consumers.get_mut(ck)
-                && c.ssrc == block.ssrc
-            {
-                if let Some(rtt) = c.reports.handle_report_block(now, block) {
-                    c.rtt = Some(rtt);
+        let Router {
+            consumers,
+            producers,
+            ..
+        } = self;
+        let slot = ep
+            .consumers
+            .iter()
+            .copied()
+            .find(|&ck| consumers.get(ck).is_some_and(|c| c.ssrc == block.ssrc));
+        let rtt = slot.and_then(|ck| consumers.get_mut(ck)).and_then(|c| {
+            let rtt = c.reports.handle_report_block(now, block)?;
+            c.rtt = Some(rtt);
+            Some(rtt)
+        });
+        // The path is the endpoint's one transport: its sources' NACKs are
+        // retried about once per this RTT too.
+        if let Some(rtt) = rtt {
+            for &pk in &ep.producers {
+                if let Some(repair) = producers.get_mut(pk).and_then(|p| p.repair.as_deref_mut()) {
+                    repair.nack.set_rtt(rtt);
                 }
-                return;
             }
         }
     }
