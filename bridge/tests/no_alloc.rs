@@ -1,8 +1,11 @@
 //! The packet path allocates nothing: after warm-up, thousands of audio and video
 //! packets from one sender, fanned out to two receivers, pass through a shard core
 //! (SRTP unprotect, SSRC demux, routing, rewriting, writing the receivers' header
-//! extensions, SRTP protect per receiver, recognising and dropping RTX) with zero
-//! heap allocations, counted by a global allocator.
+//! extensions, SRTP protect per receiver, unwrapping RTX, caching video) with zero
+//! heap allocations, counted by a global allocator. The run includes a lossy leg:
+//! the bridge NACKs the sender's gaps (its timers run as the clock moves), the
+//! sender's RTX repairs them, the receivers' NACKs are answered from the cache on
+//! their slot RTX SSRCs, and transport-cc feedback goes to the sender.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -76,8 +79,9 @@ a=extmap:4 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extension
 /// The sender's RTX SSRC for its video (FID group in its offer).
 const RTX_SSRC: u32 = 0x0BAD_F00D;
 
-/// The client's offer with the extmaps on every m-line and, on the video
-/// publisher line, RTX and a FID group.
+/// The client's offer with the extmaps and transport-cc feedback on every
+/// m-line, RTX on every video m-line and, on the video publisher line, a FID
+/// group.
 fn edit(offer: String, video_ssrc: u32) -> String {
     let mut out = String::new();
     for line in offer.split_inclusive("\r\n") {
@@ -85,14 +89,41 @@ fn edit(offer: String, video_ssrc: u32) -> String {
         if line.starts_with("a=rtcp-mux") {
             out.push_str(EXTMAPS);
         }
+        if line.starts_with("a=rtpmap:96 ") {
+            out.push_str("a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n");
+        }
+        if line.starts_with("a=rtpmap:") {
+            let pt = &line["a=rtpmap:".len()..line.find(' ').unwrap_or(line.len())];
+            out.push_str(&format!("a=rtcp-fb:{pt} transport-cc\r\n"));
+        }
         if line.starts_with(&format!("a=ssrc:{video_ssrc} ")) {
             out.push_str(&format!(
-                "a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n\
-                 a=ssrc-group:FID {video_ssrc} {RTX_SSRC}\r\na=ssrc:{RTX_SSRC} cname:client\r\n"
+                "a=ssrc-group:FID {video_ssrc} {RTX_SSRC}\r\na=ssrc:{RTX_SSRC} cname:client\r\n"
             ));
         }
     }
     out
+}
+
+/// One datagram of the run: when it is sent (index of the 5 ms tick), from
+/// which peer, and its protected bytes.
+struct Sent {
+    tick: u32,
+    from: usize,
+    bytes: Vec<u8>,
+}
+
+/// An RTCP generic NACK of `seq` alone.
+fn nack(sender: u32, media: u32, seq: u16) -> Vec<u8> {
+    let mut buf = [0u8; 16];
+    let n = ringbridge_bridge::proto::rtcp::write_nack(
+        &mut buf,
+        sender,
+        media,
+        &[ringbridge_bridge::proto::rtcp::NackEntry { pid: seq, blp: 0 }],
+    )
+    .expect("fits");
+    buf[..n].to_vec()
 }
 
 /// An RTP packet with a one-byte extension block of `exts` (each 1..=4 bytes).
@@ -196,21 +227,42 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
     assert_eq!(core.counters().dtls_successes, 3, "all three connected");
 
     // Sender p0 publishes; p1 and p2 receive. Packets are protected up front so
-    // that only the bridge's work is counted.
-    let make = |client: &mut ClientPeer, k: u32| -> Vec<Vec<u8>> {
+    // that only the bridge's work is counted; one k is one 5 ms tick.
+    let slot = |p: &Peer| {
+        p.client
+            .slots
+            .iter()
+            .find(|s| s.kind == MediaKind::Video)
+            .expect("video slot")
+            .ssrc
+    };
+    let slots = [slot(&peers[1]), slot(&peers[2])];
+    let receiver_ssrcs = [peers[1].client.video_ssrc, peers[2].client.video_ssrc];
+    // The slots' sequence numbers follow the source's by a fixed offset, learnt
+    // from the first forwarded packet (the warm-up delivers to the clients).
+    let mut offsets: [Option<u16>; 2] = [None, None];
+    let lost = |k: u32| k % 20 == 7;
+    let make = |peers: &mut [Peer], offsets: &[Option<u16>; 2], k: u32| -> Vec<Sent> {
         let seq = (k as u16).wrapping_add(65_000); // crosses the 16-bit wrap
-        // Audio with its level and mid (the level is copied to the receivers
-        // under their ids, with mid, abs-send-time and transport-wide seq).
+        let client = &mut peers[0].client;
+        // Audio with its level, mid and transport-wide seq (the level is copied
+        // to the receivers under their ids, with mid, abs-send-time and their own
+        // transport-wide seq).
         let level = [0x80 | (k % 127) as u8];
+        let tseq = (2 * k as u16).to_be_bytes();
         let audio = rtp(
             111,
             seq,
             960 * k,
             client.audio_ssrc,
-            &[(1, &level), (2, b"0")],
+            &[(1, &level), (2, b"0"), (4, &tseq)],
             &[0xA0; 160],
         );
-        let a = client.protect_rtp(&audio).expect("audio");
+        let mut out = vec![Sent {
+            tick: k,
+            from: 0,
+            bytes: client.protect_rtp(&audio).expect("audio"),
+        }];
         let v = client
             .send_rtp(
                 MediaKind::Video,
@@ -220,57 +272,145 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
                 &vp8(k == 0, k as u8, 1200),
             )
             .expect("video");
-        let mut out = vec![a, v];
-        if k % 10 == 5 {
-            // A repair packet on the announced RTX SSRC: recognised, dropped.
+        if !lost(k) {
+            out.push(Sent {
+                tick: k,
+                from: 0,
+                bytes: v,
+            });
+        }
+        let rtx_of = |client: &mut ClientPeer, of: u32, rtx_seq: u16| {
+            let seq = (of as u16).wrapping_add(65_000);
             let mut osn = seq.to_be_bytes().to_vec();
-            osn.extend_from_slice(&vp8(false, 1, 100));
-            let rtx = rtp(97, seq, 3000 * (k / 4), RTX_SSRC, &[(2, b"1")], &osn);
-            out.push(client.protect_rtp(&rtx).expect("rtx"));
+            osn.extend_from_slice(&vp8(false, of as u8, 1200));
+            let tseq = (2 * k as u16 + 1).to_be_bytes();
+            let rtx = rtp(
+                97,
+                rtx_seq,
+                3000 * (of / 4),
+                RTX_SSRC,
+                &[(2, b"1"), (4, &tseq)],
+                &osn,
+            );
+            client.protect_rtp(&rtx).expect("rtx")
+        };
+        if k % 10 == 5 {
+            // A repair of a packet the bridge has: recognised, dropped.
+            let bytes = rtx_of(client, k, seq);
+            out.push(Sent {
+                tick: k,
+                from: 0,
+                bytes,
+            });
+        }
+        if k >= 3 && lost(k - 3) {
+            // The sender answers the bridge's NACK 15 ms after the loss.
+            let bytes = rtx_of(client, k - 3, seq.wrapping_add(1));
+            out.push(Sent {
+                tick: k,
+                from: 0,
+                bytes,
+            });
+        }
+        if k % 20 == 12 {
+            // Each receiver lost the video packet of 2 ticks ago and NACKs it.
+            for r in 0..2 {
+                if let Some(off) = offsets[r] {
+                    let slot_seq = seq.wrapping_sub(2).wrapping_add(off);
+                    let n = nack(receiver_ssrcs[r], slots[r], slot_seq);
+                    let bytes = peers[1 + r].client.send_rtcp(&n).expect("nack");
+                    out.push(Sent {
+                        tick: k,
+                        from: 1 + r,
+                        bytes,
+                    });
+                }
+            }
         }
         out
     };
-    let warmup: Vec<Vec<u8>> = (0..50)
-        .flat_map(|k| make(&mut peers[0].client, k))
-        .collect();
-    let measured: Vec<Vec<u8>> = (50..2550)
-        .flat_map(|k| make(&mut peers[0].client, k))
-        .collect();
-    let (sender_port, sender_addr) = (peers[0].port, peers[0].addr);
+    let t0 = now;
+    let at = |tick: u32| t0 + Duration::from_millis(5 * u64::from(tick));
+    let run = |core: &mut ShardCore, peers: &[Peer], tx: &mut TxQueue, d: &mut Sent| {
+        let now = at(d.tick);
+        if core.poll_timeout().is_some_and(|t| now >= t) {
+            core.handle_timeout(now, tx);
+        }
+        let p = &peers[d.from];
+        core.handle_receive(now, p.port, p.addr, &mut d.bytes, tx);
+    };
 
     // Warm-up: first packets create SRTP per-SSRC state, the keyframe opens the
-    // video slots, and the queue reaches its working size.
-    for mut d in warmup {
-        core.handle_receive(now, sender_port, sender_addr, &mut d, &mut tx);
-        tx.clear();
+    // video slots, the first NACK, RTX and feedback are sent, and the queue
+    // reaches its working size; 1.5 s, so that every periodic timer (reports,
+    // sender reports) ran once. Its output reaches the clients.
+    for k in 0..300 {
+        for mut d in make(&mut peers, &offsets, k) {
+            run(&mut core, &peers, &mut tx, &mut d);
+            for (t, data) in tx.iter() {
+                if let Some(p) = peers.iter_mut().find(|p| p.addr == t.to) {
+                    p.client.handle_receive(at(k), data);
+                }
+            }
+            tx.clear();
+        }
+        for r in 0..2 {
+            if offsets[r].is_none()
+                && let Some(first) = peers[1 + r]
+                    .client
+                    .received_rtp
+                    .iter()
+                    .find(|p| p.ssrc == slots[r])
+            {
+                offsets[r] = Some(first.seq.wrapping_sub(65_000));
+            }
+        }
     }
-    let forwarded_before = core.counters().rtp_forwarded;
-    assert_eq!(
-        forwarded_before, 200,
+    assert!(
+        offsets.iter().all(Option::is_some),
+        "both receivers got video"
+    );
+    let before = *core.counters();
+    assert!(
+        before.rtp_forwarded >= 190,
         "warm-up packets reached both receivers"
     );
+    assert!(before.retransmissions_sent > 0 && before.nacks_sent > 0);
 
-    let mut datagrams = measured;
+    let mut datagrams: Vec<Sent> = (300..2800)
+        .flat_map(|k| make(&mut peers, &offsets, k))
+        .collect();
     let ((), allocations) = counted(|| {
         for d in datagrams.iter_mut() {
-            core.handle_receive(now, sender_port, sender_addr, d, &mut tx);
+            run(&mut core, &peers, &mut tx, d);
             if tx.len() >= 128 {
                 tx.clear();
             }
         }
         tx.clear();
     });
-    let forwarded = core.counters().rtp_forwarded - forwarded_before;
+    let c = *core.counters();
+    let forwarded = c.rtp_forwarded - before.rtp_forwarded;
     assert_eq!(forwarded, 2 * 5000, "5000 packets to each of two receivers");
+    assert_eq!(c.dropped_auth + c.dropped_replay, 0, "nothing dropped");
     assert_eq!(
-        core.counters().dropped_auth + core.counters().dropped_replay,
-        0,
-        "nothing dropped"
+        c.dropped_rtx - before.dropped_rtx,
+        250,
+        "repairs of packets the bridge had are dropped"
     );
     assert_eq!(
-        core.counters().dropped_rtx,
-        255,
-        "the RTX packets went down their own path (5 warm-up, 250 measured)"
+        c.rtx_received - before.rtx_received,
+        125 + 250,
+        "every RTX unwrapped"
+    );
+    assert!(c.nacks_sent - before.nacks_sent >= 125, "every gap NACKed");
+    assert_eq!(
+        c.retransmissions_sent - before.retransmissions_sent,
+        2 * 125
+    );
+    assert!(
+        c.twcc_feedback_sent - before.twcc_feedback_sent >= 200,
+        "feedback every 50 ms"
     );
     assert_eq!(allocations, 0, "heap allocations on the packet path");
 

@@ -86,10 +86,25 @@ fn rtx_packet_first_does_not_bind_the_producer_to_the_rtx_ssrc() {
         &rtp(RTX_PT, 7, 0, RTX_SSRC, &[(MID_ID, VIDEO_MID)], &repair, 0),
     );
     assert_eq!(twenty_media_packets(&mut net, a, b, media_ssrc), 20);
-    // The repair stream is recognised as such (and dropped until RTX is
-    // unwrapped), now without the MID too.
+    // The first repair packet, before any media SSRC was bound, had nothing to
+    // restore and was dropped. Now the repair stream is recognised even without
+    // the MID, unwrapped (OSN 99) and forwarded as the original: never on an
+    // SSRC of its own.
     net.send_raw(a, &rtp(RTX_PT, 8, 0, RTX_SSRC, &[], &repair, 0));
-    assert_eq!(net.core.counters().dropped_rtx, 2);
+    assert_eq!(net.core.counters().dropped_rtx, 1);
+    assert_eq!(net.core.counters().rtx_received, 1);
+    let slot = net.slot_ssrc(b, MediaKind::Video);
+    let got = net.received(b, slot);
+    assert_eq!(got.len(), 21);
+    assert_eq!(got[20].0, got[0].0.wrapping_sub(1), "seq 99 restored");
+    assert_eq!(got[20].2, vp8(false, 9), "the OSN is gone from the payload");
+    assert!(
+        net.peers[b]
+            .client
+            .received_rtp
+            .iter()
+            .all(|r| r.ssrc == slot)
+    );
 }
 
 #[test]
@@ -135,8 +150,11 @@ fn rtx_ssrc_from_a_fid_group_is_known_before_any_packet() {
     let mut repair = vec![0, 1];
     repair.extend_from_slice(&vp8(true, 1));
     net.send_raw(a, &rtp(RTX_PT, 1, 0, RTX_SSRC, &[], &repair, 0));
-    assert_eq!(net.core.counters().dropped_rtx, 1);
+    assert_eq!(net.core.counters().rtx_received, 1);
     assert_eq!(net.core.counters().dropped_unknown_ssrc, 0);
-    net.send(a, MediaKind::Video, 1, 3000, &vp8(true, 2));
-    assert_eq!(net.received(b, net.slot_ssrc(b, MediaKind::Video)).len(), 1);
+    net.send(a, MediaKind::Video, 2, 3000, &vp8(false, 2));
+    let got = net.received(b, net.slot_ssrc(b, MediaKind::Video));
+    assert_eq!(got.len(), 2, "the unwrapped keyframe (seq 1) and seq 2");
+    assert_eq!(got[1].0, got[0].0.wrapping_add(1));
+    assert_eq!(got[0].2, vp8(true, 1));
 }

@@ -278,6 +278,40 @@ pub struct ShardSnapshot {
     pub inactive_conferences: u64,
     /// Gauge: endpoints of those conferences (jitsi-videobridge's `inactive_endpoints`).
     pub inactive_endpoints: u64,
+    /// Dropped: an RTX packet that could not be unwrapped, or repaired a packet the source already had.
+    pub dropped_rtx: u64,
+    /// Dropped: a padding-only RTX packet (a bandwidth probe).
+    pub dropped_rtx_padding: u64,
+    /// Publishers' RTX packets unwrapped and handled as the original.
+    pub rtx_received: u64,
+    /// NACK packets received from receivers (jvb `numNacksReceived`).
+    pub nacks_received: u64,
+    /// Packets receivers asked for in NACKs (jvb `numRetransmissionsRequested`).
+    pub retransmissions_requested: u64,
+    /// Retransmissions sent to receivers, RTX or plain (jvb `numRetransmittedPackets`).
+    pub retransmissions_sent: u64,
+    /// Asked-for packets not resent: already resent to that receiver within one RTT.
+    pub retransmissions_suppressed: u64,
+    /// Asked-for packets found in a source's packet cache.
+    pub cache_hits: u64,
+    /// Asked-for packets not in the cache (jvb `numCacheMisses`).
+    pub cache_misses: u64,
+    /// Gauge: memory held by the packet caches of live video sources, in bytes.
+    pub cache_memory_bytes: u64,
+    /// NACK packets sent to publishers.
+    pub nacks_sent: u64,
+    /// PLIs and FIRs from receivers (jvb `numPlisReceived` + `numFirsReceived`).
+    pub keyframe_requests_received: u64,
+    /// Keyframe requests sent to publishers (jvb `numPlisForwarded` + `numFirsForwarded` + `numPlisGenerated`).
+    pub keyframe_requests_sent: u64,
+    /// Keyframe requests dropped by throttling (jvb `numPlisDropped` + `numFirsDropped`).
+    pub keyframe_requests_throttled: u64,
+    /// Transport-cc feedback packets sent to publishers (jvb `num_tcc_packets_sent`).
+    pub twcc_feedback_sent: u64,
+    /// REMB packets sent to publishers.
+    pub remb_sent: u64,
+    /// Sender reports sent to receivers for their slots.
+    pub sender_reports_sent: u64,
 }
 
 /// Where the media plane sends its [`MediaEvent`]s (usable from any thread, never blocks).

@@ -91,6 +91,72 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
         "Media events dropped because the channel to the control plane was full.",
         |s| s.events_dropped,
     ),
+    (
+        "rtx_received",
+        "Publishers' RTX packets unwrapped and handled as the original.",
+        |s| s.rtx_received,
+    ),
+    (
+        "nacks_received",
+        "NACK packets received from receivers (jvb `numNacksReceived`).",
+        |s| s.nacks_received,
+    ),
+    (
+        "retransmissions_requested",
+        "Packets receivers asked for in NACKs (jvb `numRetransmissionsRequested`).",
+        |s| s.retransmissions_requested,
+    ),
+    (
+        "retransmissions_sent",
+        "Retransmissions sent to receivers, RTX or plain (jvb `numRetransmittedPackets`).",
+        |s| s.retransmissions_sent,
+    ),
+    (
+        "retransmissions_suppressed",
+        "Asked-for packets not resent: already resent to that receiver within one RTT.",
+        |s| s.retransmissions_suppressed,
+    ),
+    (
+        "cache_hits",
+        "Asked-for packets found in a source's packet cache.",
+        |s| s.cache_hits,
+    ),
+    (
+        "cache_misses",
+        "Asked-for packets not in the cache (jvb `numCacheMisses`).",
+        |s| s.cache_misses,
+    ),
+    ("nacks_sent", "NACK packets sent to publishers.", |s| {
+        s.nacks_sent
+    }),
+    (
+        "keyframe_requests_received",
+        "PLIs and FIRs from receivers (jvb `numPlisReceived` + `numFirsReceived`).",
+        |s| s.keyframe_requests_received,
+    ),
+    (
+        "keyframe_requests_sent",
+        "Keyframe requests sent to publishers (jvb `numPlisForwarded` + `numFirsForwarded` + `numPlisGenerated`).",
+        |s| s.keyframe_requests_sent,
+    ),
+    (
+        "keyframe_requests_throttled",
+        "Keyframe requests dropped by throttling (jvb `numPlisDropped` + `numFirsDropped`).",
+        |s| s.keyframe_requests_throttled,
+    ),
+    (
+        "twcc_feedback_sent",
+        "Transport-cc feedback packets sent to publishers (jvb `num_tcc_packets_sent`).",
+        |s| s.twcc_feedback_sent,
+    ),
+    ("remb_sent", "REMB packets sent to publishers.", |s| {
+        s.remb_sent
+    }),
+    (
+        "sender_reports_sent",
+        "Sender reports sent to receivers for their slots.",
+        |s| s.sender_reports_sent,
+    ),
 ];
 
 const SEND_FAILURES: &[DropReason] = &[
@@ -109,6 +175,8 @@ const DROP_REASONS: &[DropReason] = &[
     ("unknown_source", |s| s.dropped_unknown_source),
     ("unknown_ssrc", |s| s.dropped_unknown_ssrc),
     ("malformed", |s| s.dropped_malformed),
+    ("rtx", |s| s.dropped_rtx),
+    ("rtx_padding", |s| s.dropped_rtx_padding),
 ];
 
 fn shard_label(s: &ShardSnapshot) -> Labels {
@@ -146,7 +214,8 @@ pub(crate) fn render(stats: &MediaStats, rates: &Rates, view: &ControlView) -> S
     registry.register(
         "packets_dropped",
         "Datagrams dropped, by reason: auth (SRTP authentication failure), replay, \
-         unknown_source, unknown_ssrc, malformed.",
+         unknown_source, unknown_ssrc, malformed, rtx (an RTX packet that could not be \
+         unwrapped or repaired a packet already received), rtx_padding (padding-only RTX probes).",
         dropped,
     );
 
@@ -212,6 +281,12 @@ pub(crate) fn render(stats: &MediaStats, rates: &Rates, view: &ControlView) -> S
         events_waiting,
     );
 
+    gauge(
+        &mut registry,
+        "rtx_cache_memory_bytes",
+        "Memory held by the packet caches of live video sources (answering NACKs), in bytes.",
+        stats.shard_sum(|s| s.cache_memory_bytes),
+    );
     gauge(
         &mut registry,
         "endpoints",
@@ -399,6 +474,10 @@ mod tests {
                     index: 0,
                     packets_received: 11,
                     dropped_replay: 3,
+                    dropped_rtx: 6,
+                    nacks_received: 7,
+                    retransmissions_sent: 8,
+                    cache_memory_bytes: 1000,
                     ..ShardSnapshot::default()
                 },
                 ShardSnapshot {
@@ -425,6 +504,11 @@ mod tests {
             "ringbridge_packets_received_total{shard=\"0\"} 11",
             "ringbridge_packets_dropped_total{shard=\"0\",reason=\"replay\"} 3",
             "ringbridge_dtls_failures_total{shard=\"1\"} 2",
+            "ringbridge_packets_dropped_total{shard=\"0\",reason=\"rtx\"} 6",
+            "ringbridge_nacks_received_total{shard=\"0\"} 7",
+            "ringbridge_retransmissions_sent_total{shard=\"0\"} 8",
+            "ringbridge_twcc_feedback_sent_total{shard=\"1\"} 0",
+            "ringbridge_rtx_cache_memory_bytes 1000",
             "ringbridge_send_failures_total{shard=\"1\",reason=\"unreachable\"} 4",
             "ringbridge_send_failures_total{shard=\"0\",reason=\"backlog_full\"} 0",
             "ringbridge_events_dropped_total{shard=\"1\"} 5",

@@ -174,6 +174,21 @@ fn jvb_lifetime_keys(stats: &MediaStats, view: &ControlView) -> Value {
         "conference_sizes": view.conference_sizes,
         "total_ice_succeeded": stats.shard_sum(|s| s.ice_successes),
         "total_ice_failed": stats.shard_sum(|s| s.ice_failures),
+        "total_rtx_received": stats.shard_sum(|s| s.rtx_received),
+        "total_nacks_received": stats.shard_sum(|s| s.nacks_received),
+        "total_retransmissions_requested": stats.shard_sum(|s| s.retransmissions_requested),
+        "total_retransmissions_sent": stats.shard_sum(|s| s.retransmissions_sent),
+        "total_retransmissions_suppressed": stats.shard_sum(|s| s.retransmissions_suppressed),
+        "total_cache_hits": stats.shard_sum(|s| s.cache_hits),
+        "total_cache_misses": stats.shard_sum(|s| s.cache_misses),
+        "total_nacks_sent": stats.shard_sum(|s| s.nacks_sent),
+        "total_keyframe_requests_received": stats.shard_sum(|s| s.keyframe_requests_received),
+        "total_keyframe_requests_sent": stats.shard_sum(|s| s.keyframe_requests_sent),
+        "total_keyframe_requests_throttled": stats.shard_sum(|s| s.keyframe_requests_throttled),
+        "total_twcc_feedback_sent": stats.shard_sum(|s| s.twcc_feedback_sent),
+        "total_remb_sent": stats.shard_sum(|s| s.remb_sent),
+        "total_sender_reports_sent": stats.shard_sum(|s| s.sender_reports_sent),
+        "rtx_cache_memory_bytes": stats.shard_sum(|s| s.cache_memory_bytes),
         "rtt_aggregate": 0.0,
         "jitter_aggregate": 0.0,
         "loss_rate_download": 0.0,
@@ -315,6 +330,7 @@ mod tests {
                     inactive_endpoints: 1,
                     ice_successes: 3,
                     ice_failures: 1,
+                    nacks_sent: 4,
                     ..ShardSnapshot::default()
                 },
                 ShardSnapshot {
@@ -322,6 +338,7 @@ mod tests {
                     inactive_conferences: 1,
                     inactive_endpoints: 3,
                     ice_successes: 4,
+                    nacks_sent: 5,
                     ..ShardSnapshot::default()
                 },
             ],
@@ -376,6 +393,20 @@ mod tests {
         assert_eq!(sizes[3], 2);
         assert_eq!(doc["total_ice_succeeded"], 7);
         assert_eq!(doc["total_ice_failed"], 1);
+        assert_eq!(doc["total_nacks_sent"], 9, "summed over shards");
+        for key in [
+            "total_nacks_received",
+            "total_retransmissions_sent",
+            "total_cache_hits",
+            "total_cache_misses",
+            "total_keyframe_requests_received",
+            "total_keyframe_requests_sent",
+            "total_twcc_feedback_sent",
+            "total_remb_sent",
+            "rtx_cache_memory_bytes",
+        ] {
+            assert!(doc.get(key).is_some(), "missing {key}");
+        }
         assert_eq!(doc["threads"], 5);
         // jq '.participants - .octo_endpoints' must work, as on jvb.
         assert!(doc["octo_endpoints"].is_u64());

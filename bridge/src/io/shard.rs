@@ -164,11 +164,22 @@ fn media<T, E: Into<MediaError>>(result: Result<T, E>) -> Result<T, MediaError> 
 /// only, with relaxed stores once per loop turn; read by the control plane.
 /// Nothing on the packet path touches them: the loop copies its own counters
 /// here at the end of each turn.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ShardStats {
     counters: [AtomicU64; Counter::COUNT],
     gso: AtomicBool,
     heartbeat: AtomicU64,
+}
+
+// `Default` is derived for arrays of at most 32 elements only.
+impl Default for ShardStats {
+    fn default() -> Self {
+        Self {
+            counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            gso: AtomicBool::new(false),
+            heartbeat: AtomicU64::new(0),
+        }
+    }
 }
 
 /// The published counters, by index into [`ShardStats`].
@@ -204,6 +215,23 @@ enum Counter {
     FailedOther,
     SendBacklog,
     EventsDropped,
+    DroppedRtx,
+    DroppedRtxPadding,
+    RtxReceived,
+    NacksReceived,
+    RetransmissionsRequested,
+    RetransmissionsSent,
+    RetransmissionsSuppressed,
+    CacheHits,
+    CacheMisses,
+    CacheMemoryBytes,
+    NacksSent,
+    KeyframeRequestsReceived,
+    KeyframeRequestsSent,
+    KeyframeRequestsThrottled,
+    TwccFeedbackSent,
+    RembSent,
+    SenderReportsSent,
     EventsWaiting,
 }
 
@@ -250,6 +278,35 @@ impl ShardStats {
         set(Counter::DtlsSuccesses, c.dtls_successes);
         set(Counter::DtlsFailures, c.dtls_failures);
         set(Counter::RtpForwarded, c.rtp_forwarded);
+        set(Counter::DroppedRtx, c.dropped_rtx);
+        set(Counter::DroppedRtxPadding, c.dropped_rtx_padding);
+        set(Counter::RtxReceived, c.rtx_received);
+        set(Counter::NacksReceived, c.nacks_received);
+        set(
+            Counter::RetransmissionsRequested,
+            c.retransmissions_requested,
+        );
+        set(Counter::RetransmissionsSent, c.retransmissions_sent);
+        set(
+            Counter::RetransmissionsSuppressed,
+            c.retransmissions_suppressed,
+        );
+        set(Counter::CacheHits, c.cache_hits);
+        set(Counter::CacheMisses, c.cache_misses);
+        set(Counter::CacheMemoryBytes, c.cache_memory_bytes);
+        set(Counter::NacksSent, c.nacks_sent);
+        set(
+            Counter::KeyframeRequestsReceived,
+            c.keyframe_requests_received,
+        );
+        set(Counter::KeyframeRequestsSent, c.keyframe_requests_sent);
+        set(
+            Counter::KeyframeRequestsThrottled,
+            c.keyframe_requests_throttled,
+        );
+        set(Counter::TwccFeedbackSent, c.twcc_feedback_sent);
+        set(Counter::RembSent, c.remb_sent);
+        set(Counter::SenderReportsSent, c.sender_reports_sent);
         set(Counter::SendingAudio, activity.audio);
         set(Counter::SendingVideo, activity.video);
         set(Counter::InactiveConferences, activity.inactive_conferences);
@@ -331,6 +388,23 @@ impl ShardStats {
             send_backlog: self.get(Counter::SendBacklog),
             events_dropped: self.get(Counter::EventsDropped),
             events_waiting: self.get(Counter::EventsWaiting),
+            dropped_rtx: self.get(Counter::DroppedRtx),
+            dropped_rtx_padding: self.get(Counter::DroppedRtxPadding),
+            rtx_received: self.get(Counter::RtxReceived),
+            nacks_received: self.get(Counter::NacksReceived),
+            retransmissions_requested: self.get(Counter::RetransmissionsRequested),
+            retransmissions_sent: self.get(Counter::RetransmissionsSent),
+            retransmissions_suppressed: self.get(Counter::RetransmissionsSuppressed),
+            cache_hits: self.get(Counter::CacheHits),
+            cache_misses: self.get(Counter::CacheMisses),
+            cache_memory_bytes: self.get(Counter::CacheMemoryBytes),
+            nacks_sent: self.get(Counter::NacksSent),
+            keyframe_requests_received: self.get(Counter::KeyframeRequestsReceived),
+            keyframe_requests_sent: self.get(Counter::KeyframeRequestsSent),
+            keyframe_requests_throttled: self.get(Counter::KeyframeRequestsThrottled),
+            twcc_feedback_sent: self.get(Counter::TwccFeedbackSent),
+            remb_sent: self.get(Counter::RembSent),
+            sender_reports_sent: self.get(Counter::SenderReportsSent),
         }
     }
 }

@@ -171,6 +171,8 @@ pub struct ClientPeer {
     pub received_pli: Vec<u32>,
     /// Number of RTCP receiver reports received.
     pub received_rr: usize,
+    /// Every decrypted RTCP compound packet received, whole.
+    pub received_rtcp: Vec<Vec<u8>>,
     /// Slots announced in the answer.
     pub slots: Vec<AnsweredSlot>,
     /// Datagrams dropped because they failed SRTP.
@@ -228,6 +230,7 @@ impl ClientPeer {
             received_rtp: Vec::new(),
             received_pli: Vec::new(),
             received_rr: 0,
+            received_rtcp: Vec::new(),
             slots: Vec::new(),
             srtp_failures: 0,
             keep_raw_rtp: false,
@@ -514,6 +517,7 @@ impl ClientPeer {
                 self.srtp_failures += 1;
                 return;
             };
+            self.received_rtcp.push(buf[..n].to_vec());
             let mut rest = &buf[..n];
             // Walk the compound packet: PT 201 = RR, PT 206 FMT 1 = PLI.
             while rest.len() >= 8 {

@@ -10,18 +10,21 @@
 //! | `shard.rs` | [`shard::ShardCore`]: port and conference lookup, dispatch to routers, the timer heap, counters, activity sums |
 //! | `router/mod.rs` | [`router::Router`], one per conference: its endpoints, producers and consumers (generational keys, `router/keys.rs`), the router's timers |
 //! | `router/join.rs` | an endpoint built from its offer, and the SDP answer |
-//! | `router/packet.rs` | the RTP path (demux, rewrite, fan-out) and RTCP keyframe requests |
+//! | `router/packet.rs` | the RTP path (demux, RTX unwrapping, caching, rewrite, fan-out) and the RTCP path (keyframe requests, NACKs, reports) |
+//! | `router/repair.rs` | NACKs toward publishers (`Nack` timer), receivers' NACKs answered from the packet cache |
+//! | `router/reports.rs` | sender reports per slot on the source's clock, RTT from receivers' report blocks |
 //! | `router/forward.rs` | writing a receiver's copy of a packet, with its extension ids |
 //! | `router/slots.rs` | which producer feeds which consumer (`Router::assign`, the one place) |
-//! | `router/keyframe.rs` | PLIs toward publishers, rate limit and retry timer |
+//! | `router/keyframe.rs` | PLIs toward publishers through each producer's `KeyframeRequester`, retry timer |
 //! | `router/activity.rs` | who sends, event-driven sending windows |
 //! | `router/control.rs` | leave/expiry, mute, refused sources, policy |
 //! | `router/{producer,consumer,endpoint}.rs` | the objects; `consumer.rs` has the per-receiver seq/ts rewriting |
-//! | `transport/mod.rs` | [`transport::Transport`], one per endpoint: state and named timers (DTLS, consent, reports) |
+//! | `transport/mod.rs` | [`transport::Transport`], one per endpoint: state and named timers (DTLS, consent, reports, TWCC/REMB feedback) |
+//! | `quality/` | the quality mechanisms the router and transports own (cache, NACK, keyframe throttle, TWCC, REMB, SR) |
 //! | `transport/ice_gate.rs` | STUN answers and the validated-source gate |
 //! | `transport/dtls_srtp.rs` | DTLS handshake to keys, SRTP/SRTCP unprotect and protect |
 //! | `transport/demux.rs` | the SSRC table: SSRC -> (producer, rid, RTX), from SDP and MID/RID extensions |
-//! | `transport/rtcp_term.rs` | RTCP termination: receiver reports, sender reports, PLI/FIR |
+//! | `transport/rtcp_term.rs` | RTCP termination: receiver reports, sender reports, PLI/FIR, NACKs |
 //! | `timer.rs` | `TimerTable` per object, `TimerHeap` per shard |
 //! | `rtp_ext.rs` | extension URIs, the per-transport id map, the extension block writer |
 //! | `codec/` | payload formats: keyframes, layers, picture-id rewriting (`vp8.rs`) |

@@ -181,6 +181,10 @@ pub struct MediaSection {
     pub rtcp_mux: bool,
     /// `a=content:` value (`main`, `slides`), if any.
     pub content: Option<String>,
+    /// `a=rtcp-fb:<codec> transport-cc` is offered.
+    pub transport_cc: bool,
+    /// `a=rtcp-fb:<codec> goog-remb` is offered.
+    pub goog_remb: bool,
 }
 
 /// DTLS fingerprint of the offerer's certificate.
@@ -287,6 +291,11 @@ impl Offer {
             section.ssrcs.retain(|s| !extra.repair.contains(s));
             section.rids = extra.order_rids();
             section.rtx_ssrcs = extra.fid;
+            if let Some(pt) = section.codec.as_ref().map(|c| c.pt) {
+                let names = |l: &[Option<u8>]| l.iter().any(|p| p.is_none_or(|p| p == pt));
+                section.transport_cc = names(&extra.transport_cc);
+                section.goog_remb = names(&extra.goog_remb);
+            }
             if section.mid.is_empty() {
                 return Err(SdpError::Missing("a=mid on every m-line"));
             }
@@ -348,9 +357,10 @@ impl Offer {
 ///
 /// - Where the offerer sends (publisher m-lines, `sendrecv` included): the ones
 ///   the bridge reads, mid and audio level, and for video rid and repaired-rid
-///   (they tell simulcast layers and RTX streams apart). Nothing that would change
-///   how a publisher paces or estimates its own sending (abs-send-time and
-///   transport-cc want feedback the bridge does not send yet).
+///   (they tell simulcast layers and RTX streams apart); the transport-wide
+///   sequence number where `a=rtcp-fb:<codec> transport-cc` is offered (the bridge
+///   sends transport-cc feedback), else abs-send-time where `goog-remb` is offered
+///   (the bridge sends REMB from a receive-side estimate).
 /// - On `recvonly` slot m-lines: what the bridge writes on forwarded packets: mid,
 ///   audio level (audio), abs-send-time and the transport-wide sequence number.
 pub fn answer_extensions(transport: &ExtensionMap, m: &MediaSection, slot: bool) -> ExtensionSet {
@@ -370,6 +380,11 @@ pub fn answer_extensions(transport: &ExtensionMap, m: &MediaSection, slot: bool)
             }
             MediaKind::Other => {}
         }
+        if m.transport_cc && m.extensions.id(Extension::TransportCc).is_some() {
+            want(Extension::TransportCc);
+        } else if m.goog_remb {
+            want(Extension::AbsSendTime);
+        }
     } else if slot {
         want(Extension::Mid);
         if m.kind == MediaKind::Audio {
@@ -379,6 +394,39 @@ pub fn answer_extensions(transport: &ExtensionMap, m: &MediaSection, slot: bool)
         want(Extension::TransportCc);
     }
     set
+}
+
+/// Which bandwidth feedback the bridge sends a publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SendSideFeedback {
+    /// None negotiated.
+    #[default]
+    None,
+    /// Transport-wide congestion control feedback (transport-cc).
+    Twcc,
+    /// REMB from a receive-side estimate over abs-send-time.
+    Remb,
+}
+
+/// What the answer to `offer` negotiates for the publisher's bandwidth estimation:
+/// transport-cc where any publishing m-line gets it, else REMB where one gets
+/// abs-send-time with `goog-remb`.
+pub fn send_side_feedback(offer: &Offer) -> SendSideFeedback {
+    let transport = offer.extension_map();
+    let sets = || {
+        offer
+            .media
+            .iter()
+            .filter(|m| m.direction.offerer_sends() && m.codec.is_some())
+            .map(|m| answer_extensions(&transport, m, false))
+    };
+    if sets().any(|e| e.contains(Extension::TransportCc)) {
+        SendSideFeedback::Twcc
+    } else if sets().any(|e| e.contains(Extension::AbsSendTime)) {
+        SendSideFeedback::Remb
+    } else {
+        SendSideFeedback::None
+    }
 }
 
 /// The bridge's side of the transport, written into an answer.
@@ -410,6 +458,8 @@ pub struct AnswerSection {
 pub struct SlotAnnouncement {
     /// The fixed SSRC of the slot.
     pub ssrc: u32,
+    /// The slot's RTX SSRC (video with RTX negotiated): `a=ssrc-group:FID`.
+    pub rtx_ssrc: Option<u32>,
     /// `a=msid` stream id.
     pub stream_id: String,
     /// `a=msid` track id.
@@ -465,13 +515,18 @@ pub fn write_answer(
             );
             continue;
         };
+        // RTX (RFC 4588) is kept for video with the offer's payload type.
+        let rtx_pt = m.rtx_pt.filter(|_| m.kind == MediaKind::Video);
         let _ = write!(
             s,
-            "m={kind} {port} UDP/TLS/RTP/SAVPF {pt}\r\nc=IN {} {first_ip}\r\n",
-            ip_kind(&first_ip),
+            "m={kind} {port} UDP/TLS/RTP/SAVPF {pt}",
             port = local.port,
             pt = codec.pt
         );
+        if let Some(rtx) = rtx_pt {
+            let _ = write!(s, " {rtx}");
+        }
+        let _ = write!(s, "\r\nc=IN {} {first_ip}\r\n", ip_kind(&first_ip));
         let _ = write!(
             s,
             "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {fp}\r\na=setup:passive\r\na=mid:{}\r\n",
@@ -494,11 +549,27 @@ pub fn write_answer(
         if m.kind == MediaKind::Video {
             let _ = write!(
                 s,
-                "a=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\n",
+                "a=rtcp-fb:{pt} nack\r\na=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\n",
                 pt = codec.pt
             );
+            if let Some(rtx) = rtx_pt {
+                let _ = write!(
+                    s,
+                    "a=rtpmap:{rtx} rtx/{rate}\r\na=fmtp:{rtx} apt={pt}\r\n",
+                    rate = codec.clock_rate,
+                    pt = codec.pt
+                );
+            }
         }
         let extensions = answer_extensions(&transport_extensions, m, a.slot.is_some());
+        if m.direction.offerer_sends() {
+            // Feedback for the publisher's bandwidth estimation (see answer_extensions).
+            if extensions.contains(Extension::TransportCc) {
+                let _ = write!(s, "a=rtcp-fb:{} transport-cc\r\n", codec.pt);
+            } else if extensions.contains(Extension::AbsSendTime) {
+                let _ = write!(s, "a=rtcp-fb:{} goog-remb\r\n", codec.pt);
+            }
+        }
         for e in Extension::ALL {
             if extensions.contains(e)
                 && let Some(id) = m.extensions.id(e)
@@ -514,6 +585,15 @@ pub fn write_answer(
                 tid = slot.track_id,
                 ssrc = slot.ssrc
             );
+            if let Some(rtx) = slot.rtx_ssrc {
+                let _ = write!(
+                    s,
+                    "a=ssrc:{rtx} cname:ringbridge\r\na=ssrc:{rtx} msid:{sid} {tid}\r\na=ssrc-group:FID {ssrc} {rtx}\r\n",
+                    sid = slot.stream_id,
+                    tid = slot.track_id,
+                    ssrc = slot.ssrc
+                );
+            }
         }
         // With BUNDLE every m-line shares one transport; candidates go on each
         // accepted m-line so non-bundling parsers still find them.
@@ -653,6 +733,8 @@ fn parse_m_line(value: &str) -> Result<MediaSection, SdpError> {
         rids: Vec::new(),
         rtcp_mux: false,
         content: None,
+        transport_cc: false,
+        goog_remb: false,
     })
 }
 
@@ -706,6 +788,26 @@ fn apply_media_attr(
                 && let Some(c) = codecs.iter_mut().find(|c| c.pt == pt)
             {
                 c.fmtp = Some(params.trim().to_owned());
+            }
+        }
+        "rtcp-fb" => {
+            let mut it = arg.split_whitespace();
+            let pt = match it.next() {
+                Some("*") => Some(None),
+                Some(pt) => pt.parse::<u8>().ok().map(Some),
+                None => None,
+            };
+            if let Some(pt) = pt {
+                let list = match it.next() {
+                    Some("transport-cc") => Some(&mut extra.transport_cc),
+                    Some("goog-remb") => Some(&mut extra.goog_remb),
+                    _ => None,
+                };
+                if let Some(list) = list
+                    && list.len() < 16
+                {
+                    list.push(pt);
+                }
             }
         }
         "extmap" => {
@@ -858,6 +960,10 @@ struct Extra {
     rids: Vec<String>,
     /// `a=simulcast:send` order.
     simulcast: Vec<String>,
+    /// `a=rtcp-fb:<pt> transport-cc` payload types (`None` for `*`).
+    transport_cc: Vec<Option<u8>>,
+    /// `a=rtcp-fb:<pt> goog-remb` payload types (`None` for `*`).
+    goog_remb: Vec<Option<u8>>,
 }
 
 impl Extra {
@@ -995,6 +1101,7 @@ a=mid:4\r\n";
             .map(|m| AnswerSection {
                 accepted: m.kind != MediaKind::Other,
                 slot: (m.direction == Direction::RecvOnly).then(|| SlotAnnouncement {
+                    rtx_ssrc: None,
                     ssrc: 42,
                     stream_id: "s".into(),
                     track_id: format!("t{}", m.mid),
@@ -1052,6 +1159,7 @@ a=mid:4\r\n";
                 accepted: m.kind != MediaKind::Other,
                 slot: (m.kind != MediaKind::Other && m.direction.offerer_receives()).then(|| {
                     SlotAnnouncement {
+                        rtx_ssrc: None,
                         ssrc: 42,
                         stream_id: "s".into(),
                         track_id: format!("t{}", m.mid),

@@ -94,9 +94,14 @@ pub struct ShardCounters {
     /// RTP with an SSRC no producer owns (or could be learned), or a payload
     /// type other than the producer's codec.
     pub dropped_unknown_ssrc: u64,
-    /// RTP of a known repair (RTX) stream: recognised and dropped until RTX is
-    /// unwrapped and forwarded.
+    /// RTP of a known repair (RTX) stream that could not be unwrapped (no media
+    /// SSRC to restore, a missing original sequence number, or a packet the
+    /// source already had).
     pub dropped_rtx: u64,
+    /// Padding-only RTX packets (bandwidth probes), dropped.
+    pub dropped_rtx_padding: u64,
+    /// Publishers' RTX packets unwrapped and handled as the original.
+    pub rtx_received: u64,
     /// RTP of a muted producer, or of one the endpoint's policy refuses.
     pub dropped_policy: u64,
     /// STUN requests refused (wrong username or integrity).
@@ -109,6 +114,35 @@ pub struct ShardCounters {
     pub dtls_failures: u64,
     /// DTLS associations that completed and were verified.
     pub dtls_successes: u64,
+    /// NACK packets received from receivers (jvb `NackHandler.numNacksReceived`).
+    pub nacks_received: u64,
+    /// Packets receivers asked for (jvb `RetransmissionSender.numRetransmissionsRequested`).
+    pub retransmissions_requested: u64,
+    /// Retransmissions sent to receivers, RTX or plain (jvb `numRetransmittedPackets`).
+    pub retransmissions_sent: u64,
+    /// Asked-for packets not resent because they were sent within one RTT.
+    pub retransmissions_suppressed: u64,
+    /// Asked-for packets found in a packet cache.
+    pub cache_hits: u64,
+    /// Asked-for packets not in the cache (jvb `NackHandler.numCacheMisses`).
+    pub cache_misses: u64,
+    /// Memory held by the packet caches of live sources, in bytes (a gauge).
+    pub cache_memory_bytes: u64,
+    /// NACK packets sent to publishers.
+    pub nacks_sent: u64,
+    /// PLIs and FIRs from receivers (jvb `numPlisReceived` + `numFirsReceived`).
+    pub keyframe_requests_received: u64,
+    /// Keyframe requests sent to publishers (jvb `numPlisForwarded` +
+    /// `numFirsForwarded` + `numPlisGenerated`).
+    pub keyframe_requests_sent: u64,
+    /// Keyframe requests dropped by throttling (jvb `numPlisDropped` + `numFirsDropped`).
+    pub keyframe_requests_throttled: u64,
+    /// Transport-cc feedback packets sent (jvb `num_tcc_packets_sent`).
+    pub twcc_feedback_sent: u64,
+    /// REMB packets sent.
+    pub remb_sent: u64,
+    /// Sender reports sent for slots.
+    pub sender_reports_sent: u64,
 }
 
 /// Whose timer a heap entry is.

@@ -25,6 +25,8 @@ pub struct Peer {
     /// DTLS datagrams the client sent before the bridge's first DTLS reply.
     pub first_flight: usize,
     pub got_dtls: bool,
+    /// The bridge's SDP answer.
+    pub answer: String,
 }
 
 pub struct Net {
@@ -108,6 +110,7 @@ impl Net {
             .handle_join_with_policy(self.now, &req, port, policy)
             .expect("join");
         client.handle_answer(&answer, self.now).expect("answer");
+        let answer = answer.to_string();
         self.peers.push(Peer {
             name,
             client,
@@ -116,6 +119,7 @@ impl Net {
             joined: true,
             first_flight: 0,
             got_dtls: false,
+            answer,
         });
         i
     }
@@ -186,6 +190,15 @@ impl Net {
     pub fn send_raw(&mut self, i: usize, packet: &[u8]) {
         let p = &mut self.peers[i];
         let mut d = p.client.protect_rtp(packet).expect("connected");
+        self.core
+            .handle_receive(self.now, p.port, p.addr, &mut d, &mut self.tx);
+        self.deliver();
+    }
+
+    /// Protects an RTCP compound packet as peer `i` and sends it into the core.
+    pub fn send_rtcp(&mut self, i: usize, packet: &[u8]) {
+        let p = &mut self.peers[i];
+        let mut d = p.client.send_rtcp(packet).expect("connected");
         self.core
             .handle_receive(self.now, p.port, p.addr, &mut d, &mut self.tx);
         self.deliver();

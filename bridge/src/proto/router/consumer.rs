@@ -8,6 +8,9 @@
 
 use std::time::Instant;
 
+use super::super::quality::keyframe::ReceiverKeyframeState;
+use super::super::quality::nack_responder::{NackResponder, SlotRewrite};
+use super::super::quality::sender_report::SlotSenderReport;
 use super::super::rtp_ext::ExtensionSet;
 use super::super::sdp::MediaKind;
 use super::keys::{EndpointKey, ProducerKey};
@@ -42,11 +45,23 @@ pub struct Consumer {
     source: Option<ProducerKey>,
     seq_offset: u16,
     ts_offset: u32,
+    first_slot_seq: u16,
     last: Option<LastSent>,
     need_sync: bool,
     waiting_keyframe: bool,
     /// Packets sent on this slot.
     pub packets_sent: u64,
+    /// The slot's RTX SSRC (video slots whose receiver negotiated RTX),
+    /// announced with `a=ssrc-group:FID`.
+    pub rtx_ssrc: Option<u32>,
+    /// Answers the receiver's NACKs from the source's cache (video slots).
+    pub responder: Option<NackResponder>,
+    /// The receiver's keyframe-request budget for the current source.
+    pub keyframes: ReceiverKeyframeState,
+    /// The slot's sender reports and the RTT they measure.
+    pub reports: SlotSenderReport,
+    /// The RTT toward the receiver, from its report blocks about this slot.
+    pub rtt: Option<std::time::Duration>,
 }
 
 /// What [`Consumer::rewrite`] decided for one packet.
@@ -84,11 +99,28 @@ impl Consumer {
             source: None,
             seq_offset: 0,
             ts_offset: 0,
+            first_slot_seq: 0,
             last: None,
             need_sync: true,
             waiting_keyframe: false,
             packets_sent: 0,
+            rtx_ssrc: None,
+            responder: None,
+            keyframes: ReceiverKeyframeState::new(),
+            reports: SlotSenderReport::new(ssrc, clock_rate),
+            rtt: None,
         }
+    }
+
+    /// How the slot rewrites its current source (for answering NACKs from the
+    /// source's cache); `None` before the first packet of the current source.
+    pub fn slot_rewrite(&self) -> Option<SlotRewrite> {
+        // (the timestamp offset also maps the source's SR clock onto the slot)
+        (!self.need_sync && self.source.is_some()).then_some(SlotRewrite {
+            seq_offset: self.seq_offset,
+            ts_offset: self.ts_offset,
+            first_slot_seq: self.first_slot_seq,
+        })
     }
 
     /// The producer feeding this slot.
@@ -103,6 +135,7 @@ impl Consumer {
     /// slot drops packets until the new source's next keyframe.
     pub(super) fn set_source(&mut self, source: Option<ProducerKey>) {
         self.source = source;
+        self.keyframes.handle_source_change();
         self.restart();
     }
 
@@ -138,6 +171,7 @@ impl Consumer {
             };
             self.seq_offset = base_seq.wrapping_sub(seq);
             self.ts_offset = base_ts.wrapping_sub(ts);
+            self.first_slot_seq = base_seq;
             self.need_sync = false;
         }
         let out_seq = seq.wrapping_add(self.seq_offset);

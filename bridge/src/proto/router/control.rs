@@ -41,7 +41,12 @@ impl Router {
                 }
                 self.assign(ck, None, io.now);
             }
-            self.producers.remove(pk);
+            if let Some(repair) = self.producers.remove(pk).and_then(|p| p.repair) {
+                io.counters.cache_memory_bytes = io
+                    .counters
+                    .cache_memory_bytes
+                    .saturating_sub(repair.cache.memory_bytes() as u64);
+            }
         }
         for &ck in &ep.consumers {
             self.assign(ck, None, io.now);

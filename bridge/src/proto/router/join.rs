@@ -10,9 +10,11 @@ use ringbridge_control::media::{EndpointId, EndpointPolicy};
 
 use super::super::codec::CodecKind;
 use super::super::error::CoreError;
+use super::super::quality::nack_responder::{NackResponder, SlotOutput, SlotRtx};
 use super::super::sdp::{self, AnswerSection, MediaKind, Offer, SlotAnnouncement};
 use super::super::transport::demux::ReceiveRoute;
 use super::super::transport::{Transport, TransportConfig};
+use super::producer::SourceRepair;
 use super::{Consumer, Endpoint, EndpointKey, Producer, Router, RouterIo};
 
 /// What the shard lends a router to build an endpoint.
@@ -53,6 +55,7 @@ impl Router {
                 remote_fingerprint: offer.fingerprint.clone(),
                 remote_ufrag: offer.ice_ufrag.clone(),
                 extensions,
+                feedback: sdp::send_side_feedback(offer),
             },
             io.now,
         );
@@ -108,6 +111,13 @@ impl Router {
                     name,
                 );
                 producer.rtx_pt = m.rtx_pt;
+                if m.kind == MediaKind::Video && m.rids.is_empty() {
+                    // Simulcast layers interleave sequence spaces: their repair
+                    // needs one generator per layer and is not wired yet.
+                    let repair = Box::new(SourceRepair::new());
+                    io.counters.cache_memory_bytes += repair.cache.memory_bytes() as u64;
+                    producer.repair = Some(repair);
+                }
                 producer.screen = m
                     .content
                     .as_deref()
@@ -128,9 +138,10 @@ impl Router {
                 ));
             }
             let slot = if m.direction.offerer_receives() {
-                let ssrc = loop {
+                let mut fresh_ssrc = |taken: u32| loop {
                     let s: u32 = rng.random();
                     if s != 0
+                        && s != taken
                         && !offer
                             .media
                             .iter()
@@ -139,12 +150,30 @@ impl Router {
                         break s;
                     }
                 };
+                let ssrc = fresh_ssrc(0);
                 let mut consumer =
                     Consumer::new(key, m.mid.clone(), m.kind, codec.pt, codec.clock_rate, ssrc);
                 consumer.extensions = sdp::answer_extensions(&extensions, m, true);
+                if m.kind == MediaKind::Video {
+                    let rtx = m.rtx_pt.map(|pt| SlotRtx {
+                        pt,
+                        ssrc: fresh_ssrc(ssrc),
+                    });
+                    consumer.rtx_ssrc = rtx.map(|r| r.ssrc);
+                    consumer.responder = Some(NackResponder::new(
+                        SlotOutput {
+                            pt: codec.pt,
+                            ssrc,
+                            rtx,
+                        },
+                        rng.random(),
+                    ));
+                }
+                let rtx_ssrc = consumer.rtx_ssrc;
                 consumers.push(self.consumers.insert(consumer));
                 Some(SlotAnnouncement {
                     ssrc,
+                    rtx_ssrc,
                     stream_id: format!("ringbridge-{id}"),
                     track_id: format!("slot-{}", m.mid),
                 })
@@ -178,6 +207,12 @@ impl Router {
             rng.random::<u64>() >> 2,
         );
         self.members.push(key);
+        if self.timers.get(super::RouterTimer::SenderReports).is_none() {
+            self.timers.set(
+                super::RouterTimer::SenderReports,
+                io.now + super::reports::SENDER_REPORT_INTERVAL,
+            );
+        }
         self.apply_policy(key, policy);
         self.report_refusals(key, |_| true, io);
         self.rebalance(io);

@@ -1,17 +1,69 @@
-//! Keyframe requests toward publishers: on behalf of a consumer that waits for
-//! one (after a source switch or an unmute), from a receiver's PLI or FIR, and
-//! from the router's `KeyframeRetry` timer while any consumer still waits; at
-//! most one per producer every [`KEYFRAME_REQUEST_INTERVAL`].
+//! Keyframe requests toward publishers, throttled by each producer's
+//! [`KeyframeRequester`](super::super::quality::keyframe::KeyframeRequester): a
+//! receiver's PLI or FIR (at most one per source every 200 ms, and per receiver
+//! and source at most 3 per 10 s), a slot that changed source (asks once), a
+//! gap the NACK generator gave up on, and the router's `KeyframeRetry` timer
+//! while any consumer still waits for its keyframe.
 
 use std::time::{Duration, Instant};
 
+use super::super::quality::keyframe::KeyframeDecision;
 use super::super::transport::TransportState;
-use super::{KEYFRAME_REQUEST_INTERVAL, ProducerKey, Router, RouterIo, RouterTimer};
+use super::{ConsumerKey, KEYFRAME_REQUEST_INTERVAL, ProducerKey, Router, RouterIo, RouterTimer};
+
+/// Who asks for a keyframe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KeyframeCause {
+    /// A receiver's PLI or FIR about this slot.
+    Receiver(ConsumerKey),
+    /// The bridge itself (a consumer still waiting, a gap given up).
+    Bridge,
+}
 
 impl Router {
-    /// Sends a PLI to the publisher of `pk`, at most every
-    /// [`KEYFRAME_REQUEST_INTERVAL`].
-    pub(super) fn request_keyframe(&mut self, pk: ProducerKey, io: &mut RouterIo<'_>) {
+    /// Asks the publisher of `pk` for a keyframe if its throttle lets `cause`
+    /// through.
+    pub(super) fn request_keyframe(
+        &mut self,
+        pk: ProducerKey,
+        cause: KeyframeCause,
+        io: &mut RouterIo<'_>,
+    ) {
+        let Some(producer) = self.producers.get_mut(pk) else {
+            return;
+        };
+        let reachable = self.endpoints.get(producer.owner).is_some_and(|e| {
+            e.transport.state() == TransportState::Connected
+                && e.transport.demux.media_ssrcs(pk).next().is_some()
+        });
+        if !reachable {
+            // Nothing to ask yet: leave the throttle untouched.
+            return;
+        }
+        let decision = match cause {
+            KeyframeCause::Receiver(ck) => {
+                io.counters.keyframe_requests_received += 1;
+                let Some(c) = self.consumers.get_mut(ck) else {
+                    return;
+                };
+                producer
+                    .keyframes
+                    .handle_receiver_request(io.now, &mut c.keyframes)
+            }
+            KeyframeCause::Bridge => producer.keyframes.handle_bridge_request(io.now),
+        };
+        match decision {
+            KeyframeDecision::Send(_) => self.send_keyframe_request(pk, io),
+            KeyframeDecision::SourceThrottled | KeyframeDecision::ReceiverThrottled => {
+                io.counters.keyframe_requests_throttled += 1;
+            }
+            KeyframeDecision::AlreadyAsked => {}
+        }
+    }
+
+    /// Sends a PLI for every media SSRC of `pk` to its publisher (the throttle
+    /// already let it through).
+    pub(super) fn send_keyframe_request(&mut self, pk: ProducerKey, io: &mut RouterIo<'_>) {
         let Some(producer) = self.producers.get_mut(pk) else {
             return;
         };
@@ -19,12 +71,6 @@ impl Router {
             return;
         };
         if owner.transport.state() != TransportState::Connected {
-            return;
-        }
-        if producer
-            .last_keyframe_request
-            .is_some_and(|t| io.now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL)
-        {
             return;
         }
         let transport = &mut owner.transport;
@@ -40,24 +86,30 @@ impl Router {
             return;
         }
         producer.last_keyframe_request = Some(io.now);
+        io.counters.keyframe_requests_sent += 1;
         for &ssrc in &ssrcs[..n] {
             transport.send_pli(ssrc, io.tx);
         }
     }
 
     pub(super) fn retry_keyframes(&mut self, io: &mut RouterIo<'_>) {
-        let mut waiting: Vec<ProducerKey> = Vec::new();
+        // A fixed array, no allocation: a timer turn may run beside media; a
+        // conference with more waiting sources asks for the rest next turn.
+        let mut waiting = [None::<ProducerKey>; 32];
+        let mut n = 0;
         for (_, c) in &self.consumers {
             if c.is_waiting_keyframe()
                 && let Some(pk) = c.source()
-                && !waiting.contains(&pk)
+                && n < waiting.len()
+                && !waiting[..n].contains(&Some(pk))
             {
-                waiting.push(pk);
+                waiting[n] = Some(pk);
+                n += 1;
             }
         }
         let mut next: Option<Instant> = None;
-        for pk in waiting {
-            self.request_keyframe(pk, io);
+        for pk in waiting[..n].iter().flatten().copied() {
+            self.request_keyframe(pk, KeyframeCause::Bridge, io);
             let at = self
                 .producers
                 .get(pk)

@@ -11,7 +11,9 @@
 //! Files: `join.rs` builds an endpoint from its offer; `packet.rs` is the RTP and
 //! RTCP path; `forward.rs` writes a receiver's copy of a packet; `slots.rs` maps
 //! producers onto consumers (the one place the producer-consumer index changes);
-//! `keyframe.rs` asks publishers for keyframes; `activity.rs` counts who sends;
+//! `keyframe.rs` asks publishers for keyframes; `repair.rs` NACKs publishers and
+//! answers receivers' NACKs from the packet cache; `reports.rs` sends each slot's
+//! sender reports; `activity.rs` counts who sends;
 //! `control.rs` has leave, mute, refusals and policy; this file the objects,
 //! their lookups, the transports' dispatch and the router's timers.
 
@@ -25,6 +27,8 @@ mod keyframe;
 pub mod keys;
 mod packet;
 mod producer;
+mod repair;
+mod reports;
 pub mod slots;
 
 use std::collections::VecDeque;
@@ -38,15 +42,17 @@ pub use consumer::{Consumer, Rewrite};
 pub use endpoint::Endpoint;
 pub use forward::{ExtensionValues, SlotFields, write_forwarded};
 pub use keys::{ConsumerKey, EndpointKey, ProducerKey, RouterKey};
-pub use producer::Producer;
+pub use producer::{Producer, SourceRepair};
 
 use super::shard::ShardCounters;
-use super::timer::{Scheduled, TimerName, TimerTable};
+use super::timer::{Scheduled, TimerHeap, TimerName, TimerTable};
 use super::transmit::TxQueue;
 use super::transport::TransportFailure;
 use activity::RouterActivity;
 
-/// Minimum time between two keyframe requests to the same producer.
+/// How long a consumer waits for its keyframe before the router asks again
+/// (the requests themselves are throttled by each producer's
+/// [`KeyframeRequester`](super::quality::keyframe::KeyframeRequester)).
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a router call may produce, and the shard-wide state it reads: the
@@ -79,18 +85,23 @@ pub enum RouterTimer {
     KeyframeRetry,
     /// An endpoint's sending window ends.
     Activity,
+    /// A video source's NACK generator is due (first NACK, retry or give-up).
+    Nack,
+    /// Sender reports for every slot that sent media.
+    SenderReports,
 }
 
 impl TimerName for RouterTimer {
-    const COUNT: usize = 2;
+    const COUNT: usize = 4;
     fn index(self) -> usize {
         self as usize
     }
     fn from_index(index: usize) -> Self {
-        if index == 0 {
-            RouterTimer::KeyframeRetry
-        } else {
-            RouterTimer::Activity
+        match index {
+            0 => RouterTimer::KeyframeRetry,
+            1 => RouterTimer::Activity,
+            2 => RouterTimer::Nack,
+            _ => RouterTimer::SenderReports,
         }
     }
 }
@@ -105,6 +116,9 @@ pub struct Router {
     producers: SlotMap<ProducerKey, Producer>,
     consumers: SlotMap<ConsumerKey, Consumer>,
     timers: TimerTable<RouterTimer, { RouterTimer::COUNT }>,
+    /// Deadlines of the video sources' NACK generators (the `Nack` timer is
+    /// the earliest): a turn handles only the sources that are due.
+    nack_heap: TimerHeap<ProducerKey>,
     /// What the shard's timer heap holds for this router.
     pub scheduled: Scheduled,
     activity: RouterActivity,
@@ -120,6 +134,7 @@ impl Router {
             producers: SlotMap::with_key(),
             consumers: SlotMap::with_key(),
             timers: TimerTable::default(),
+            nack_heap: TimerHeap::default(),
             scheduled: Scheduled::default(),
             activity: RouterActivity::default(),
         }
@@ -287,6 +302,8 @@ impl Router {
             match timer {
                 RouterTimer::KeyframeRetry => self.retry_keyframes(io),
                 RouterTimer::Activity => self.recount_activity(io),
+                RouterTimer::Nack => self.send_nacks(io),
+                RouterTimer::SenderReports => self.send_sender_reports(io),
             }
         }
     }

@@ -5,12 +5,17 @@
 
 use std::net::SocketAddr;
 
+use super::super::quality::keyframe::KeyframeDecision;
+use super::super::quality::rtx;
+use super::super::rtcp::{Nack, ReportBlock, SenderInfo};
 use super::super::rtp::RtpHeader;
 use super::super::rtp_ext::{Extension, abs_send_time};
 use super::super::sdp::MediaKind;
 use super::super::transport::demux::Demuxed;
+use super::super::transport::rtcp_term::PeerFeedback;
+use super::keyframe::KeyframeCause;
 use super::{
-    Consumer, EndpointKey, ExtensionValues, Rewrite, Router, RouterIo, SlotFields, activity,
+    EndpointKey, ExtensionValues, Rewrite, Router, RouterIo, RouterTimer, SlotFields, activity,
     write_forwarded,
 };
 
@@ -28,31 +33,59 @@ impl Router {
             endpoints,
             producers,
             consumers,
+            timers,
+            nack_heap,
             ..
         } = self;
         let Some(sender) = endpoints.get_mut(key) else {
             return;
         };
-        let Some(len) = sender.transport.unprotect_rtp(from, datagram, io.counters) else {
+        let Some(mut len) = sender.transport.unprotect_rtp(from, datagram, io.counters) else {
             return;
         };
-        let packet = &datagram[..len];
-        let Ok(header) = RtpHeader::parse(packet) else {
+        let Ok(mut header) = RtpHeader::parse(&datagram[..len]) else {
             io.counters.dropped_malformed += 1;
             return;
         };
-        let (pk, entry) = match sender.transport.demux.classify(&header, packet) {
+        sender
+            .transport
+            .record_arrival(io.now, &header, &datagram[..len]);
+        let mut repaired = false;
+        let (pk, entry) = match sender.transport.demux.classify(&header, &datagram[..len]) {
             Demuxed::Media { producer, entry } => (producer, entry),
-            Demuxed::Rtx { .. } => {
-                // Recognised repair packets; unwrapping them is the next step.
-                io.counters.dropped_rtx += 1;
-                return;
+            Demuxed::Rtx { producer } => {
+                // RFC 4588: restore the original in place and handle it as such.
+                let media = sender.transport.demux.rtx_media(header.ssrc);
+                let (Some((entry, media_ssrc)), Some(p)) = (media, producers.get(producer)) else {
+                    io.counters.dropped_rtx += 1;
+                    return;
+                };
+                match rtx::unwrap_in_place(&mut datagram[..len], p.pt, media_ssrc) {
+                    Ok(rtx::Unwrapped::Original { len: n, .. }) => len = n,
+                    Ok(rtx::Unwrapped::Padding) => {
+                        io.counters.dropped_rtx_padding += 1;
+                        return;
+                    }
+                    Err(_) => {
+                        io.counters.dropped_rtx += 1;
+                        return;
+                    }
+                }
+                let Ok(h) = RtpHeader::parse(&datagram[..len]) else {
+                    io.counters.dropped_malformed += 1;
+                    return;
+                };
+                header = h;
+                repaired = true;
+                io.counters.rtx_received += 1;
+                (producer, entry)
             }
             Demuxed::Unknown => {
                 io.counters.dropped_unknown_ssrc += 1;
                 return;
             }
         };
+        let packet = &datagram[..len];
         let Some(producer) = producers.get_mut(pk) else {
             io.counters.dropped_unknown_ssrc += 1;
             return;
@@ -67,12 +100,31 @@ impl Router {
             io.counters.dropped_policy += 1;
             return;
         }
-        sender
-            .transport
-            .demux
-            .record(entry, &header, io.since_epoch);
-        producer.packets += 1;
         let now = io.now;
+        if let Some(repair) = producer.repair.as_deref_mut() {
+            let ext = repair.seq.extend(header.sequence_number);
+            if repaired && repair.cache.get(ext).is_some() {
+                // A second answer to the same NACK: the receivers have it.
+                io.counters.dropped_rtx += 1;
+                return;
+            }
+            repair.media_ssrc = Some(header.ssrc);
+            repair.nack.handle_packet(now, header.sequence_number);
+            // Too large or older than the ring: not cached, still forwarded.
+            let _ = repair.cache.insert(now, ext, packet);
+            if let Some(at) = repair.scheduled.update(repair.nack.poll_timeout()) {
+                nack_heap.push(at, pk);
+                timers.set_earliest(RouterTimer::Nack, at);
+            }
+        }
+        if !repaired {
+            // Retransmissions stay out of the receive statistics (jitter).
+            sender
+                .transport
+                .demux
+                .record(entry, &header, io.since_epoch);
+        }
+        producer.packets += 1;
         let became_active = activity::note_packet(sender, producer.kind, now);
         let audio_level = if producer.kind == MediaKind::Audio {
             sender
@@ -105,7 +157,13 @@ impl Router {
                 match consumer.rewrite(now, header.sequence_number, header.timestamp, keyframe) {
                     Rewrite::Forward { seq, ts } => (seq, ts),
                     Rewrite::WaitingKeyframe => {
-                        want_keyframe = true;
+                        // The slot changed source: it asks once (throttled per source).
+                        want_keyframe |= matches!(
+                            producer
+                                .keyframes
+                                .handle_slot_switch(now, &mut consumer.keyframes),
+                            KeyframeDecision::Send(_)
+                        );
                         continue;
                     }
                 };
@@ -136,18 +194,21 @@ impl Router {
             });
             if sent.is_some() {
                 io.counters.rtp_forwarded += 1;
+                let payload_len = header.payload_range().len();
+                consumer.reports.handle_sent(now, ts, payload_len);
             }
         }
         if want_keyframe {
-            self.request_keyframe(pk, io);
+            self.send_keyframe_request(pk, io);
         }
         if became_active {
             self.recount_activity(io);
         }
     }
 
-    /// An SRTCP packet from endpoint `key`: terminated, keyframe requests passed
-    /// on to the publishers of the slots they name.
+    /// An SRTCP packet from endpoint `key`: terminated; keyframe requests are
+    /// passed on (throttled) to the publishers of the slots they name, NACKs
+    /// answered from the sources' caches.
     pub fn handle_rtcp(
         &mut self,
         key: EndpointKey,
@@ -161,25 +222,60 @@ impl Router {
         let Some(len) = ep.transport.unprotect_rtcp(from, datagram, io.counters) else {
             return;
         };
+        let compound = &datagram[..len];
         let mut wanted = [0u32; 16];
         let mut n = 0;
+        let mut nacks: [Option<Nack<'_>>; 8] = [None; 8];
+        let mut n_nacks = 0;
+        let mut srs = [SenderInfo::default(); 4];
+        let mut n_srs = 0;
+        let mut blocks = [ReportBlock::default(); 16];
+        let mut n_blocks = 0;
         ep.transport
-            .handle_rtcp(io.since_epoch, &datagram[..len], io.counters, |ssrc| {
-                if n < wanted.len() {
-                    wanted[n] = ssrc;
-                    n += 1;
+            .handle_rtcp(io.since_epoch, compound, io.counters, |fb| match fb {
+                PeerFeedback::Keyframe(ssrc) => {
+                    if n < wanted.len() {
+                        wanted[n] = ssrc;
+                        n += 1;
+                    }
+                }
+                PeerFeedback::Nack(nack) => {
+                    if n_nacks < nacks.len() {
+                        nacks[n_nacks] = Some(nack);
+                        n_nacks += 1;
+                    }
+                }
+                PeerFeedback::SenderReport(info) => {
+                    if n_srs < srs.len() {
+                        srs[n_srs] = info;
+                        n_srs += 1;
+                    }
+                }
+                PeerFeedback::ReportBlock(block) => {
+                    if n_blocks < blocks.len() {
+                        blocks[n_blocks] = block;
+                        n_blocks += 1;
+                    }
                 }
             });
+        for info in &srs[..n_srs] {
+            self.handle_source_clock(key, info, io.now);
+        }
+        for block in &blocks[..n_blocks] {
+            self.handle_report_block(key, block, io.now);
+        }
+        for nack in nacks[..n_nacks].iter().flatten() {
+            self.answer_nack(key, nack, io);
+        }
         for &ssrc in &wanted[..n] {
-            let source = self.endpoints.get(key).and_then(|ep| {
-                ep.consumers
-                    .iter()
-                    .filter_map(|&ck| self.consumers.get(ck))
-                    .find(|c| c.ssrc == ssrc)
-                    .and_then(Consumer::source)
+            let slot = self.endpoints.get(key).and_then(|ep| {
+                ep.consumers.iter().copied().find_map(|ck| {
+                    let c = self.consumers.get(ck)?;
+                    (c.ssrc == ssrc).then_some((ck, c.source()?))
+                })
             });
-            if let Some(pk) = source {
-                self.request_keyframe(pk, io);
+            if let Some((ck, pk)) = slot {
+                self.request_keyframe(pk, KeyframeCause::Receiver(ck), io);
             }
         }
     }

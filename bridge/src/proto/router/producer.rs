@@ -5,8 +5,50 @@ use std::time::Instant;
 use ringbridge_control::media::RefusalReason;
 
 use super::super::codec::CodecKind;
+use super::super::quality::keyframe::{KeyframeConfig, KeyframeRequester};
+use super::super::quality::nack::{NackConfig, NackGenerator};
+use super::super::quality::rtx_cache::{RtxCache, RtxCacheConfig};
+use super::super::quality::sender_report::SourceClock;
+use super::super::rtp::SeqUnwrapper;
 use super::super::sdp::MediaKind;
+use super::super::timer::Scheduled;
 use super::keys::{ConsumerKey, EndpointKey};
+
+/// The repair state of one (non-simulcast) video source: its packet cache for
+/// answering receivers' NACKs and the NACK generator toward its sender. All of it
+/// is allocated when the producer is created, never per packet.
+#[derive(Debug)]
+pub struct SourceRepair {
+    /// The last second (at least 512 packets) of the source, plain RTP.
+    pub cache: RtxCache,
+    /// Gaps in the source's sequence numbers, NACKed toward the sender.
+    pub nack: NackGenerator,
+    /// Extends the source's sequence numbers for the cache.
+    pub seq: SeqUnwrapper,
+    /// The media SSRC the source sends on (what a NACK names), once seen.
+    pub media_ssrc: Option<u32>,
+    /// What the router's NACK heap holds for this source.
+    pub scheduled: Scheduled,
+}
+
+impl SourceRepair {
+    /// The repair state with default sizing.
+    pub fn new() -> Self {
+        Self {
+            cache: RtxCache::new(RtxCacheConfig::default()),
+            nack: NackGenerator::new(NackConfig::default()),
+            seq: SeqUnwrapper::new(),
+            media_ssrc: None,
+            scheduled: Scheduled::default(),
+        }
+    }
+}
+
+impl Default for SourceRepair {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// One source an endpoint publishes.
 #[derive(Debug)]
@@ -29,6 +71,12 @@ pub struct Producer {
     pub source_name: String,
     /// When a keyframe was last requested from the publisher.
     pub last_keyframe_request: Option<Instant>,
+    /// Throttles keyframe requests toward the publisher.
+    pub keyframes: KeyframeRequester,
+    /// Cache and NACK generation (non-simulcast video sources).
+    pub repair: Option<Box<SourceRepair>>,
+    /// The source's clock, from the publisher's last sender report.
+    pub clock: Option<SourceClock>,
     /// Packets received and accepted for forwarding.
     pub packets: u64,
     /// The m-line is marked as a screen (`a=content:slides`).
@@ -64,6 +112,9 @@ impl Producer {
             clock_rate,
             source_name,
             last_keyframe_request: None,
+            keyframes: KeyframeRequester::new(KeyframeConfig::default()),
+            repair: None,
+            clock: None,
             packets: 0,
             screen: false,
             muted: false,

@@ -176,6 +176,16 @@ impl Demux {
         }
     }
 
+    /// The media entry a known RTX SSRC repairs: the media SSRC of the same
+    /// m-line and RID (the FID group's primary). Returns its entry index and SSRC.
+    pub fn rtx_media(&self, rtx_ssrc: u32) -> Option<(usize, u32)> {
+        let r = self.ssrcs.iter().find(|e| e.ssrc == rtx_ssrc && e.rtx)?;
+        self.ssrcs
+            .iter()
+            .position(|e| !e.rtx && e.route == r.route && e.rid == r.rid)
+            .map(|i| (i, self.ssrcs[i].ssrc))
+    }
+
     /// The payload type entry `entry`'s m-line negotiated for its codec.
     pub fn media_pt(&self, entry: usize) -> Option<u8> {
         let e = self.ssrcs.get(entry)?;

@@ -1,7 +1,9 @@
 //! One endpoint's transport, sans-IO: the ICE-lite gate (`ice_gate.rs`), DTLS and
 //! SRTP (`dtls_srtp.rs`), the receive demux ([`demux`]) and RTCP termination
-//! ([`rtcp_term`]); this file holds the state and its timers. Later TWCC
-//! feedback, bandwidth estimation and the pacer.
+//! ([`rtcp_term`]); this file holds the state and its timers, and the publisher's
+//! bandwidth feedback: transport-cc feedback from a
+//! [`TwccReceiver`], or REMB from a [`RembEstimator`], as the answer
+//! negotiated. Later the pacer.
 //!
 //! A [`Transport`] never sees another endpoint: the [`Router`](super::router::Router)
 //! that owns it hands it datagrams (`handle_stun`, `handle_dtls`, `unprotect_*`),
@@ -23,8 +25,11 @@ use rand::distr::Alphanumeric;
 
 use super::dtls::DtlsTransport;
 use super::ice::IceLite;
-use super::rtp_ext::ExtensionMap;
-use super::sdp::Fingerprint;
+use super::quality::remb::{self, RembConfig, RembEstimator};
+use super::quality::twcc::{TwccConfig, TwccReceiver, transport_sequence_number};
+use super::rtp::RtpHeader;
+use super::rtp_ext::{Extension, ExtensionMap};
+use super::sdp::{Fingerprint, SendSideFeedback};
 use super::shard::ShardCounters;
 use super::timer::{Scheduled, TimerName, TimerTable};
 use super::transmit::TxQueue;
@@ -71,10 +76,12 @@ pub enum TransportTimer {
     Consent,
     /// Next receiver report.
     Report,
+    /// Next transport-cc feedback or REMB check.
+    Feedback,
 }
 
 impl TimerName for TransportTimer {
-    const COUNT: usize = 3;
+    const COUNT: usize = 4;
     fn index(self) -> usize {
         self as usize
     }
@@ -82,9 +89,22 @@ impl TimerName for TransportTimer {
         match index {
             0 => TransportTimer::Dtls,
             1 => TransportTimer::Consent,
-            _ => TransportTimer::Report,
+            2 => TransportTimer::Report,
+            _ => TransportTimer::Feedback,
         }
     }
+}
+
+/// How often a REMB estimator is asked whether an estimate is due (it sends
+/// every second, or at once on a drop).
+pub const REMB_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The publisher's bandwidth feedback state (one per transport).
+#[derive(Debug)]
+enum Feedback {
+    None,
+    Twcc(Box<TwccReceiver>),
+    Remb(Box<RembEstimator>),
 }
 
 /// What a transport needs from the shard to be built.
@@ -102,6 +122,8 @@ pub struct TransportConfig {
     pub remote_ufrag: String,
     /// Header extension ids of the whole (BUNDLE) transport.
     pub extensions: ExtensionMap,
+    /// The bandwidth feedback the answer negotiated for the peer's sending.
+    pub feedback: SendSideFeedback,
 }
 
 /// Output of [`Transport::send_rtp`]'s writer: the transport-wide values a
@@ -130,6 +152,7 @@ pub struct Transport {
     /// What the shard's timer heap holds for this transport.
     pub scheduled: Scheduled,
     negotiated: Option<(&'static str, &'static str)>,
+    feedback: Feedback,
 }
 
 impl std::fmt::Debug for Transport {
@@ -179,7 +202,107 @@ impl Transport {
             timers,
             scheduled: Scheduled::default(),
             negotiated: None,
+            feedback: match cfg.feedback {
+                SendSideFeedback::None => Feedback::None,
+                SendSideFeedback::Twcc => {
+                    Feedback::Twcc(Box::new(TwccReceiver::new(TwccConfig::default())))
+                }
+                SendSideFeedback::Remb => {
+                    Feedback::Remb(Box::new(RembEstimator::new(RembConfig::default())))
+                }
+            },
         }
+    }
+
+    /// Records an incoming RTP packet for the peer's bandwidth estimation (its
+    /// transport-wide sequence number, or its abs-send-time), before anything
+    /// else looks at it: RTX and padding probes count too.
+    pub fn record_arrival(&mut self, now: Instant, header: &RtpHeader, packet: &[u8]) {
+        match &mut self.feedback {
+            Feedback::None => {}
+            Feedback::Twcc(twcc) => {
+                if let Some(seq) = self
+                    .extensions
+                    .id(Extension::TransportCc)
+                    .and_then(|id| transport_sequence_number(header, packet, id))
+                {
+                    twcc.handle_packet(now, seq);
+                    if let Some(at) = twcc.poll_timeout() {
+                        self.timers.set_earliest(TransportTimer::Feedback, at);
+                    }
+                }
+            }
+            Feedback::Remb(remb) => {
+                if let Some(abs) = self
+                    .extensions
+                    .id(Extension::AbsSendTime)
+                    .and_then(|id| remb::abs_send_time(header, packet, id))
+                {
+                    remb.handle_packet(now, abs, packet.len());
+                    self.timers
+                        .set_earliest(TransportTimer::Feedback, now + REMB_POLL_INTERVAL);
+                }
+            }
+        }
+    }
+
+    /// Sends the transport-cc feedback or REMB that is due.
+    fn send_feedback(&mut self, now: Instant, tx: &mut TxQueue, counters: &mut ShardCounters) {
+        if self.state != TransportState::Connected {
+            return;
+        }
+        let media_ssrc = self
+            .demux
+            .entries()
+            .iter()
+            .find(|e| !e.rtx)
+            .map_or(0, |e| e.ssrc);
+        let mut feedback = std::mem::replace(&mut self.feedback, Feedback::None);
+        match &mut feedback {
+            Feedback::None => {}
+            Feedback::Twcc(twcc) => {
+                // What did not fit one packet follows in the next (a bounded loop).
+                for _ in 0..4 {
+                    let sent = self.send_rtcp(tx, |out, sender| {
+                        twcc.poll_feedback(now, out, sender, media_ssrc)
+                            .ok()
+                            .flatten()
+                    });
+                    if sent.is_none() {
+                        break;
+                    }
+                    counters.twcc_feedback_sent += 1;
+                }
+                if let Some(at) = twcc.poll_timeout() {
+                    self.timers.set(
+                        TransportTimer::Feedback,
+                        at.max(now + Duration::from_millis(1)),
+                    );
+                }
+            }
+            Feedback::Remb(remb) => {
+                let mut ssrcs = [0u32; 8];
+                let mut n = 0;
+                for e in self.demux.entries().iter().filter(|e| !e.rtx) {
+                    if n < ssrcs.len() {
+                        ssrcs[n] = e.ssrc;
+                        n += 1;
+                    }
+                }
+                if n > 0
+                    && self
+                        .send_rtcp(tx, |out, sender| {
+                            remb.write_remb(now, out, sender, &ssrcs[..n])
+                                .ok()
+                                .filter(|&len| len > 0)
+                        })
+                        .is_some()
+                {
+                    counters.remb_sent += 1;
+                }
+            }
+        }
+        self.feedback = feedback;
     }
 
     /// The local UDP port.
@@ -262,6 +385,7 @@ impl Transport {
                     }
                     self.timers.set(TransportTimer::Consent, deadline);
                 }
+                TransportTimer::Feedback => self.send_feedback(now, tx, counters),
                 TransportTimer::Report => {
                     self.timers
                         .set(TransportTimer::Report, now + REPORT_INTERVAL);

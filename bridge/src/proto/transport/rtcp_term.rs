@@ -1,15 +1,30 @@
 //! RTCP termination (the bridge is an RTCP endpoint toward each peer, as mediasoup
 //! and jitsi-videobridge are): receiver reports from the transport's own receive
 //! statistics, sender reports absorbed into them, keyframe requests written
-//! toward publishers and read from receivers. Receiver reports, NACKs, REMB and
-//! transport-cc feedback from a peer end here (NACK and TWCC handling come next).
+//! and NACKs written toward publishers; keyframe requests, NACKs, sender
+//! reports and report blocks read from peers and handed to the router. REMB and
+//! transport-cc feedback from a peer end here.
 
 use std::time::Duration;
 
+use super::super::quality::nack::NackGenerator;
 use super::super::rtcp::{self, ReportBlock};
 use super::super::shard::ShardCounters;
 use super::super::transmit::TxQueue;
 use super::{Transport, TransportState};
+
+/// Feedback from a peer about one of the bridge's slots.
+#[derive(Debug, Clone, Copy)]
+pub enum PeerFeedback<'a> {
+    /// A PLI or FIR naming this slot SSRC.
+    Keyframe(u32),
+    /// A generic NACK.
+    Nack(rtcp::Nack<'a>),
+    /// A sender report's sender information (a publisher's source clock).
+    SenderReport(rtcp::SenderInfo),
+    /// A report block of a receiver or sender report (a slot's RTT).
+    ReportBlock(ReportBlock),
+}
 
 /// Most report blocks in one receiver report the bridge sends.
 const MAX_BLOCKS: usize = 8;
@@ -43,16 +58,35 @@ impl Transport {
                 .is_some()
     }
 
+    /// Sends an RTCP generic NACK for what `nack` has due at `now` about the
+    /// publisher's `media_ssrc`. Returns whether one was sent.
+    pub fn send_nack(
+        &mut self,
+        now: std::time::Instant,
+        nack: &mut NackGenerator,
+        media_ssrc: u32,
+        tx: &mut TxQueue,
+    ) -> bool {
+        self.state == TransportState::Connected
+            && self
+                .send_rtcp(tx, |out, sender| {
+                    nack.write_nack(now, out, sender, media_ssrc)
+                        .ok()
+                        .filter(|&n| n > 0)
+                })
+                .is_some()
+    }
+
     /// Reads an unprotected compound RTCP packet from the peer: sender reports go
-    /// into the receive statistics; every keyframe request (PLI, FIR) is handed to
-    /// `keyframe_request` with the media SSRC it names (one of the bridge's slot
-    /// SSRCs). Anything else is terminated here.
-    pub fn handle_rtcp(
+    /// into the receive statistics; every keyframe request (PLI, FIR) and NACK is
+    /// handed to `feedback` (they name one of the bridge's slot SSRCs). Anything
+    /// else is terminated here.
+    pub fn handle_rtcp<'a>(
         &mut self,
         since_epoch: Duration,
-        compound: &[u8],
+        compound: &'a [u8],
         counters: &mut ShardCounters,
-        mut keyframe_request: impl FnMut(u32),
+        mut feedback: impl FnMut(PeerFeedback<'a>),
     ) {
         for packet in rtcp::RtcpIter::new(compound) {
             let Ok(packet) = packet else {
@@ -60,14 +94,25 @@ impl Transport {
                 break;
             };
             match packet {
-                rtcp::RtcpPacket::SenderReport(sr) => self.demux.handle_sender_report(
-                    sr.sender_ssrc(),
-                    sr.info.ntp_timestamp,
-                    q16(since_epoch),
-                ),
-                rtcp::RtcpPacket::Pli(pli) => keyframe_request(pli.media_ssrc),
-                rtcp::RtcpPacket::Fir(fir) => fir.media_ssrcs().for_each(&mut keyframe_request),
-                // Receiver reports, NACKs, REMB and transport-cc end here.
+                rtcp::RtcpPacket::SenderReport(sr) => {
+                    self.demux.handle_sender_report(
+                        sr.sender_ssrc(),
+                        sr.info.ntp_timestamp,
+                        q16(since_epoch),
+                    );
+                    feedback(PeerFeedback::SenderReport(sr.info));
+                    sr.report_blocks()
+                        .for_each(|b| feedback(PeerFeedback::ReportBlock(b)));
+                }
+                rtcp::RtcpPacket::ReceiverReport(rr) => rr
+                    .report_blocks()
+                    .for_each(|b| feedback(PeerFeedback::ReportBlock(b))),
+                rtcp::RtcpPacket::Pli(pli) => feedback(PeerFeedback::Keyframe(pli.media_ssrc)),
+                rtcp::RtcpPacket::Fir(fir) => fir
+                    .media_ssrcs()
+                    .for_each(|ssrc| feedback(PeerFeedback::Keyframe(ssrc))),
+                rtcp::RtcpPacket::Nack(nack) => feedback(PeerFeedback::Nack(nack)),
+                // REMB and transport-cc end here.
                 _ => {}
             }
         }
