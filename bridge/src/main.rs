@@ -253,6 +253,7 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
                 advertise: advertise.clone(),
                 certificate: certificate.clone(),
                 srtp_profiles: cfg.media.srtp_profiles.clone(),
+                video_start_bitrate_kbps: cfg.media.video_start_bitrate_kbps,
             },
         };
         let handle = spawn_shard(spec, choice.backend, internal_tx.clone())

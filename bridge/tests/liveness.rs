@@ -26,6 +26,7 @@ fn a_stopped_shard_makes_the_media_plane_unhealthy() {
                 advertise: vec![localhost],
                 certificate,
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
+                video_start_bitrate_kbps: 1500,
             },
         },
         Backend::Mmsg,

@@ -166,6 +166,7 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
             advertise: vec!["127.0.0.1".parse().expect("ip")],
             certificate,
             srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
+            video_start_bitrate_kbps: 1500,
         },
         now,
     );

@@ -54,6 +54,7 @@ fn a_new_conference_lands_on_the_less_loaded_shard() {
                         advertise: vec![localhost],
                         certificate: certificate.clone(),
                         srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
+                        video_start_bitrate_kbps: 1500,
                     },
                 },
                 Backend::Mmsg,

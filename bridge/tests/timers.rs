@@ -24,6 +24,7 @@ fn core(now: Instant) -> ShardCore {
             advertise: vec!["127.0.0.1".parse().expect("ip")],
             certificate,
             srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
+            video_start_bitrate_kbps: 1500,
         },
         now,
     )

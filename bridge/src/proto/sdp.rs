@@ -442,6 +442,9 @@ pub struct LocalTransport<'a> {
     pub addresses: &'a [IpAddr],
     /// The endpoint's UDP port.
     pub port: u16,
+    /// `x-google-start-bitrate` (kbit/s) on the VP8 `a=fmtp` of m-lines the
+    /// offerer publishes on; 0 writes none.
+    pub video_start_bitrate_kbps: u32,
 }
 
 /// What the bridge puts on one answered m-line.
@@ -543,6 +546,20 @@ pub fn write_answer(
         let _ = write!(s, "a={}\r\na=rtcp-mux\r\n", direction.as_attr());
         if m.kind == MediaKind::Audio {
             codec.write_rtpmap_with_fmtp(&mut s, &opus_answer_fmtp(codec.fmtp.as_deref()));
+        } else if m.direction.offerer_sends() && local.video_start_bitrate_kbps > 0 {
+            // Chrome starts its bandwidth estimate at 300 kbit/s and picks the first
+            // resolution from it (480x270 for a 720p camera), then steps up one
+            // resolution every few seconds. A start value from the answer (as
+            // mediasoup's `videoGoogleStartBitrate` and Jitsi's `startBitrate` do)
+            // lets it open at the resolution the link is expected to carry; its
+            // probes and the TWCC feedback correct the estimate within a second
+            // where the link is weaker.
+            let start = format!("x-google-start-bitrate={}", local.video_start_bitrate_kbps);
+            let fmtp = match codec.fmtp.as_deref().map(str::trim) {
+                Some(f) if !f.is_empty() => format!("{f};{start}"),
+                _ => start,
+            };
+            codec.write_rtpmap_with_fmtp(&mut s, &fmtp);
         } else {
             codec.write_rtpmap(&mut s);
         }
@@ -1116,6 +1133,7 @@ a=mid:4\r\n";
             fingerprint_sha256: &fp,
             addresses: &addrs,
             port: 10_000,
+            video_start_bitrate_kbps: 0,
         };
         let answer = write_answer(&offer, &sections, &local, 7);
         assert!(answer.contains("a=ice-lite\r\n"));
@@ -1175,6 +1193,7 @@ a=mid:4\r\n";
             fingerprint_sha256: &fp,
             addresses: &addrs,
             port: 10_000,
+            video_start_bitrate_kbps: 0,
         };
         let answer = write_answer(&offer, &sections, &local, 7);
         let back = Offer::parse_description(&answer).expect("answer parses");
@@ -1244,6 +1263,42 @@ a=mid:4\r\n";
         let publisher = answer_extensions(&map, &offer.media[0], false);
         assert!(publisher.contains(Extension::Mid) && publisher.contains(Extension::AudioLevel));
         assert!(!publisher.contains(Extension::AbsSendTime));
+    }
+
+    #[test]
+    fn publishing_video_lines_get_the_configured_start_bitrate_and_slots_do_not() {
+        let offer = Offer::parse(AIORTC_LIKE_OFFER).expect("offer parses");
+        let sections: Vec<AnswerSection> = offer
+            .media
+            .iter()
+            .map(|m| AnswerSection {
+                accepted: m.kind != MediaKind::Other,
+                slot: None,
+            })
+            .collect();
+        let fp = [0xABu8; 32];
+        let addrs = [IpAddr::from([127, 0, 0, 1])];
+        let mut local = LocalTransport {
+            ice_ufrag: "bridgeufrag",
+            ice_pwd: "bridgepassword0123456789",
+            fingerprint_sha256: &fp,
+            addresses: &addrs,
+            port: 10_000,
+            video_start_bitrate_kbps: 1500,
+        };
+        let answer = Offer::parse_description(&write_answer(&offer, &sections, &local, 7))
+            .expect("answer parses");
+        let fmtp = |i: usize| answer.media[i].codec.as_ref().and_then(|c| c.fmtp.clone());
+        // m-line 1 publishes VP8, m-line 3 is a recvonly slot.
+        assert_eq!(fmtp(1).as_deref(), Some("x-google-start-bitrate=1500"));
+        assert_eq!(fmtp(3), None);
+        local.video_start_bitrate_kbps = 0;
+        let answer = Offer::parse_description(&write_answer(&offer, &sections, &local, 7))
+            .expect("answer parses");
+        assert_eq!(
+            answer.media[1].codec.as_ref().and_then(|c| c.fmtp.clone()),
+            None
+        );
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub struct ShardConfig {
     /// SRTP profiles accepted, in order of preference (`media.srtp_profiles`); empty
     /// means [`SrtpProfile::PREFERRED`](crate::proto::srtp::SrtpProfile::PREFERRED).
     pub srtp_profiles: Vec<crate::proto::srtp::SrtpProfile>,
+    /// The bandwidth estimate a publisher's browser starts from, in kbit/s
+    /// (`media.video_start_bitrate_kbps`), written into the answer's VP8 `a=fmtp`
+    /// as `x-google-start-bitrate`; 0 leaves the browser's own (300 kbit/s).
+    pub video_start_bitrate_kbps: u32,
 }
 
 /// Counters of one shard (cumulative since start).
@@ -312,6 +316,7 @@ impl ShardCore {
             certificate: &cfg.certificate,
             fingerprint,
             advertise: &cfg.advertise,
+            video_start_bitrate_kbps: cfg.video_start_bitrate_kbps,
         };
         let mut shared = Shared {
             events,

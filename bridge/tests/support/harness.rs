@@ -106,6 +106,7 @@ impl Harness {
                 advertise: vec![bridge_ip],
                 certificate,
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
+                video_start_bitrate_kbps: 1500,
             },
         };
         let shard = spawn_shard(spec, backend, events_tx).expect("shard starts");

@@ -63,6 +63,7 @@ impl Net {
                     advertise: vec!["127.0.0.1".parse().expect("ip")],
                     certificate,
                     srtp_profiles: profiles.to_vec(),
+                    video_start_bitrate_kbps: 1500,
                 },
                 now,
             ),

@@ -28,6 +28,8 @@ pub struct JoinContext<'a> {
     pub fingerprint: &'a [u8],
     /// Addresses put into host candidates.
     pub advertise: &'a [IpAddr],
+    /// `x-google-start-bitrate` for publishers' video, kbit/s; 0 for none.
+    pub video_start_bitrate_kbps: u32,
 }
 
 impl Router {
@@ -203,6 +205,7 @@ impl Router {
                 fingerprint_sha256: ctx.fingerprint,
                 addresses: ctx.advertise,
                 port,
+                video_start_bitrate_kbps: ctx.video_start_bitrate_kbps,
             },
             rng.random::<u64>() >> 2,
         );
