@@ -63,9 +63,9 @@ for t in "${targets[@]}"; do
         status=FAILED
         failed+=("$t")
     fi
-    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
-    cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -n 1)
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1 || true)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1 || true)
+    cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -n 1 || true)
     printf 'fuzz: %-8s %-6s %10s execs %7s exec/s  %s\n' "$t" "$status" "${execs:-?}" "${rate:-?}" "${cov:-}"
     if [ "$status" = FAILED ]; then
         tail -n 60 "$log" >&2
