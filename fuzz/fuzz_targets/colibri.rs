@@ -10,5 +10,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (_, queued) = handle_frame_for_fuzzing(text);
-    assert!(queued <= 1, "one frame is relayed to the other endpoint at most once");
+    assert!(
+        queued <= 1,
+        "one frame is relayed to the other endpoint at most once"
+    );
 });

@@ -44,7 +44,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let now = Instant::now();
     let mut ice = IceLite::new("bridge".into(), LOCAL_PWD.into(), "peer".into(), now);
-    let datagram = if mode & 1 == 1 { signed(rest) } else { rest.to_vec() };
+    let datagram = if mode & 1 == 1 {
+        signed(rest)
+    } else {
+        rest.to_vec()
+    };
     let from = SocketAddr::from(([127, 0, 0, 1], 40_000 + u16::from(mode >> 1)));
     let mut out = [0u8; 1500];
     for i in 0..2u32 {

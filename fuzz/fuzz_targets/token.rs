@@ -43,7 +43,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let auth = AuthConfig {
         app_secret: Some(SECRET.into()),
-        domain: if mode & 2 == 0 { "*".into() } else { "meet.example.com".into() },
+        domain: if mode & 2 == 0 {
+            "*".into()
+        } else {
+            "meet.example.com".into()
+        },
         ..AuthConfig::default()
     };
     let Ok(verifier) = TokenVerifier::new(&auth, SECRET) else {

@@ -1015,7 +1015,11 @@ a=mid:4\r\n";
         };
         let answer = write_answer(&offer, &sections, &local, 1);
         assert!(!answer.contains("a=group:BUNDLE"), "{answer}");
-        assert_eq!(answer.matches(" 0 UDP/TLS/RTP/SAVPF").count(), 4, "{answer}");
+        assert_eq!(
+            answer.matches(" 0 UDP/TLS/RTP/SAVPF").count(),
+            4,
+            "{answer}"
+        );
     }
 
     #[test]
