@@ -320,6 +320,30 @@ pub(crate) async fn run_socket<S, F>(
 mod tests {
     use super::*;
 
+    /// The fuzz target's entry point reaches what a live socket does: a broadcast
+    /// reaches the other endpoint once, a desktop source of the sender's own is
+    /// refused (it may not share screens), garbage is ignored.
+    #[test]
+    fn fuzzing_entry_point_relays_refuses_and_ignores() {
+        assert_eq!(
+            handle_frame_for_fuzzing(r#"{"colibriClass":"EndpointMessage","msgPayload":{}}"#),
+            (false, 1)
+        );
+        assert_eq!(
+            handle_frame_for_fuzzing(
+                r#"{"colibriClass":"SourceVideoTypeMessage","sourceName":"$FROM-v0","videoType":"desktop"}"#
+            ),
+            (true, 0)
+        );
+        assert_eq!(
+            handle_frame_for_fuzzing(
+                r#"{"colibriClass":"SourceVideoTypeMessage","sourceName":"other-v0","videoType":"desktop"}"#
+            ),
+            (false, 0)
+        );
+        assert_eq!(handle_frame_for_fuzzing("{not json"), (false, 0));
+    }
+
     #[test]
     fn message_shapes() {
         let hello: Value = serde_json::from_str(&server_hello()).expect("json");
