@@ -199,6 +199,13 @@ if [ "${#net_pkgs[@]}" -gt 0 ]; then
 fi
 # --- end of network impairment ----------------------------------------------
 
+# --- fuzz -------------------------------------------------------------------
+# Every fuzz target (fuzz/, cargo-fuzz) for 10 s on its seeds plus what it finds;
+# fails on any crash. Skips with a message when the nightly toolchain is absent.
+step "scripts/fuzz.sh 10"
+bash scripts/fuzz.sh 10
+# --- end of fuzz --------------------------------------------------------------
+
 # --- tests ----------------------------------------------------------------
 step "cargo test --workspace --all-targets"
 # shellcheck disable=SC2086

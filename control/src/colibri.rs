@@ -41,7 +41,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, info};
 
 use crate::media::{ConferenceId, EndpointId, MappedSource, RefusalReason};
-use crate::registry::Registry;
+use crate::registry::{Membership, Registry};
 
 /// Largest websocket message (and frame) accepted from a client.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
@@ -219,6 +219,44 @@ pub(crate) fn handle_text(
     None
 }
 
+/// Runs one colibri text frame through [`handle_text`], exactly as a live socket
+/// would, from the first of two endpoints of a fresh conference whose sockets are
+/// both attached. Every `$FROM` in `text` is first replaced by the sender's
+/// endpoint id (a fresh random one), so that a fuzzer can name the sender's own
+/// sources. Returns whether the frame asked to refuse a screen share, and how
+/// many frames it queued for the other endpoint.
+///
+/// The narrowest public way into colibri message parsing for the fuzz target
+/// (`fuzz/fuzz_targets/colibri.rs`): the registry stays private to this crate.
+pub fn handle_frame_for_fuzzing(text: &str) -> (bool, usize) {
+    let registry = Registry::default();
+    let conference = ConferenceId("fuzz".into());
+    // The sender may not share screens, so a desktop `SourceVideoTypeMessage`
+    // reaches the refusal path too.
+    let member = Membership {
+        display_name: Some("a".into()),
+        owner: true,
+        ..Membership::default()
+    };
+    let Ok((from, _)) = registry.admit(&conference, member, false) else {
+        return (false, 0);
+    };
+    let (other, _) = registry.reserve(&conference, None, None);
+    let _own = registry.attach_socket(&conference, &from);
+    let Some((_, mut rx)) = registry.attach_socket(&conference, &other) else {
+        return (false, 0);
+    };
+    // What attaching queued (connectivity of the other endpoint) is not the frame's.
+    while rx.try_recv().is_ok() {}
+    let text = text.replace("$FROM", &from.0);
+    let refused = handle_text(&registry, &conference, &from, &text).is_some();
+    let mut queued = 0;
+    while rx.try_recv().is_ok() {
+        queued += 1;
+    }
+    (refused, queued)
+}
+
 /// Serves one endpoint's colibri socket until either side closes it, or the
 /// endpoint leaves (the registry drops the socket's sender).
 ///
@@ -281,6 +319,30 @@ pub(crate) async fn run_socket<S, F>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fuzz target's entry point reaches what a live socket does: a broadcast
+    /// reaches the other endpoint once, a desktop source of the sender's own is
+    /// refused (it may not share screens), garbage is ignored.
+    #[test]
+    fn fuzzing_entry_point_relays_refuses_and_ignores() {
+        assert_eq!(
+            handle_frame_for_fuzzing(r#"{"colibriClass":"EndpointMessage","msgPayload":{}}"#),
+            (false, 1)
+        );
+        assert_eq!(
+            handle_frame_for_fuzzing(
+                r#"{"colibriClass":"SourceVideoTypeMessage","sourceName":"$FROM-v0","videoType":"desktop"}"#
+            ),
+            (true, 0)
+        );
+        assert_eq!(
+            handle_frame_for_fuzzing(
+                r#"{"colibriClass":"SourceVideoTypeMessage","sourceName":"other-v0","videoType":"desktop"}"#
+            ),
+            (false, 0)
+        );
+        assert_eq!(handle_frame_for_fuzzing("{not json"), (false, 0));
+    }
 
     #[test]
     fn message_shapes() {

@@ -492,7 +492,9 @@ pub fn write_answer(
         .media
         .iter()
         .zip(sections)
-        .filter(|(_, a)| a.accepted)
+        // Only m-lines answered below: an accepted one without a codec is written
+        // as rejected (port 0), and a rejected m-line cannot be in the bundle.
+        .filter(|(m, a)| a.accepted && m.codec.is_some())
         .map(|(m, _)| m.mid.as_str())
         .collect();
     if !bundled.is_empty() {
@@ -1107,6 +1109,40 @@ a=mid:4\r\n";
         assert_eq!(offer.media[3].direction, Direction::RecvOnly);
         assert_eq!(offer.media[3].codec.as_ref().map(|c| c.pt), Some(100));
         assert_eq!(offer.media[4].kind, MediaKind::Other);
+    }
+
+    /// Found by the `sdp` fuzz target: an accepted m-line without a usable codec
+    /// is written as rejected, and used to stay in `a=group:BUNDLE` (tripping the
+    /// debug assertion that every bundled m-line has candidates).
+    #[test]
+    fn answer_bundles_only_the_m_lines_it_answers() {
+        let offer = Offer::parse(AIORTC_LIKE_OFFER).expect("offer parses");
+        let mut offer = offer;
+        for m in &mut offer.media {
+            m.codec = None;
+        }
+        let sections: Vec<AnswerSection> = offer
+            .media
+            .iter()
+            .map(|_| AnswerSection {
+                accepted: true,
+                slot: None,
+            })
+            .collect();
+        let local = LocalTransport {
+            ice_ufrag: "u",
+            ice_pwd: "p",
+            fingerprint_sha256: &[0; 32],
+            addresses: &[IpAddr::from([127, 0, 0, 1])],
+            port: 10_000,
+        };
+        let answer = write_answer(&offer, &sections, &local, 1);
+        assert!(!answer.contains("a=group:BUNDLE"), "{answer}");
+        assert_eq!(
+            answer.matches(" 0 UDP/TLS/RTP/SAVPF").count(),
+            4,
+            "{answer}"
+        );
     }
 
     #[test]
