@@ -41,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
         fingerprint_sha256: &[0xab; 32],
         addresses: &addresses,
         port: 10_000,
+        video_start_bitrate_kbps: 0,
     };
     let answer = sdp::write_answer(&offer, &sections, &local, 42);
     let _ = Offer::parse_description(&answer);

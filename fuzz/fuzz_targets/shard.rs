@@ -73,6 +73,7 @@ impl Net {
                 advertise: vec!["127.0.0.1".parse().ok()?],
                 certificate: certificate(),
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
+                video_start_bitrate_kbps: 1500,
             },
             now,
         );

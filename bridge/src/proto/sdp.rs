@@ -1135,6 +1135,7 @@ a=mid:4\r\n";
             fingerprint_sha256: &[0; 32],
             addresses: &[IpAddr::from([127, 0, 0, 1])],
             port: 10_000,
+            video_start_bitrate_kbps: 0,
         };
         let answer = write_answer(&offer, &sections, &local, 1);
         assert!(!answer.contains("a=group:BUNDLE"), "{answer}");
