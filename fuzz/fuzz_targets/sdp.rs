@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
                 accepted: i % 3 != 2,
                 slot: slot.then(|| SlotAnnouncement {
                     ssrc: 1000 + i as u32,
+                    rtx_ssrc: (m.kind == sdp::MediaKind::Video).then_some(2000 + i as u32),
                     stream_id: format!("s{i}"),
                     track_id: format!("t{i}"),
                 }),
@@ -41,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         fingerprint_sha256: &[0xab; 32],
         addresses: &addresses,
         port: 10_000,
-        video_start_bitrate_kbps: 0,
+        video_start_bitrate_kbps: if offer.media.len() % 2 == 0 { 1500 } else { 0 },
     };
     let answer = sdp::write_answer(&offer, &sections, &local, 42);
     let _ = Offer::parse_description(&answer);
