@@ -4,8 +4,6 @@
 //! parsed), the REMB estimator and slot sender reports with zero heap allocations,
 //! counted by a global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use ringbridge_bridge::proto::quality::keyframe::{
@@ -23,50 +21,13 @@ use ringbridge_bridge::proto::quality::twcc::{TwccConfig, TwccFeedback, TwccRece
 use ringbridge_bridge::proto::rtcp::{self, RtcpPacket, SenderInfo};
 use ringbridge_bridge::proto::rtp::SeqUnwrapper;
 
-struct Counting;
+#[path = "support/alloc_count.rs"]
+mod alloc_count;
 
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    // `try_with`: the allocator also runs while thread-locals are torn down.
-    let _ = COUNTING.try_with(|on| {
-        if on.get() {
-            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-        }
-    });
-}
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use alloc_count::{Counting, counted};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-fn counted<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    COUNT.with(|c| c.set(0));
-    COUNTING.with(|on| on.set(true));
-    let out = f();
-    COUNTING.with(|on| on.set(false));
-    (out, COUNT.with(Cell::get))
-}
 
 /// Writes a VP8-ish RTP packet with a one-byte extension block (transport-wide seq on
 /// id 3, abs-send-time on id 2) into `buf`; returns its length.
