@@ -3,6 +3,7 @@
 //! to rewrite codec-level numbering (VP8 picture id, TL0PICIDX) per receiver.
 //! One file per codec; VP8 now, H264, VP9 and AV1 next.
 
+pub mod red;
 pub mod vp8;
 
 /// Why a payload could not be read or rewritten.

@@ -33,6 +33,9 @@ pub struct Consumer {
     pub kind: MediaKind,
     /// Payload type the receiver negotiated for the codec.
     pub pt: u8,
+    /// Payload type the receiver negotiated for RED carrying the codec (audio):
+    /// RED is forwarded as it came; without it, only the primary encoding.
+    pub red_pt: Option<u8>,
     /// RTP clock rate of the codec.
     pub clock_rate: u32,
     /// The fixed SSRC of this slot, announced in the answer.
@@ -94,6 +97,7 @@ impl Consumer {
             mid,
             kind,
             pt,
+            red_pt: None,
             clock_rate,
             ssrc,
             source: None,

@@ -113,6 +113,7 @@ impl Router {
                     name,
                 );
                 producer.rtx_pt = m.rtx_pt;
+                producer.red_pt = m.red_pt;
                 if m.kind == MediaKind::Video && m.rids.is_empty() {
                     // Simulcast layers interleave sequence spaces: their repair
                     // needs one generator per layer and is not wired yet.
@@ -132,6 +133,7 @@ impl Router {
                         producer: pk,
                         pt: codec.pt,
                         rtx_pt: m.rtx_pt,
+                        red_pt: m.red_pt,
                         clock_rate: codec.clock_rate,
                         rids: m.rids.clone(),
                         announced: false,
@@ -156,6 +158,7 @@ impl Router {
                 let mut consumer =
                     Consumer::new(key, m.mid.clone(), m.kind, codec.pt, codec.clock_rate, ssrc);
                 consumer.extensions = sdp::answer_extensions(&extensions, m, true);
+                consumer.red_pt = m.red_pt;
                 if m.kind == MediaKind::Video {
                     let rtx = m.rtx_pt.map(|pt| SlotRtx {
                         pt,

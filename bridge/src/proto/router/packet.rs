@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use super::super::codec::red;
 use super::super::quality::keyframe::KeyframeDecision;
 use super::super::quality::rtx;
 use super::super::rtcp::{Nack, ReportBlock, SenderInfo};
@@ -16,7 +17,7 @@ use super::super::transport::rtcp_term::PeerFeedback;
 use super::keyframe::KeyframeCause;
 use super::{
     EndpointKey, ExtensionValues, Rewrite, Router, RouterIo, RouterTimer, SlotFields, activity,
-    write_forwarded,
+    write_forwarded_body,
 };
 
 impl Router {
@@ -90,11 +91,24 @@ impl Router {
             io.counters.dropped_unknown_ssrc += 1;
             return;
         };
-        if header.payload_type != producer.pt {
-            // Only the negotiated codec is forwarded (no FEC or others).
+        let red = producer.red_pt.is_some_and(|pt| pt == header.payload_type);
+        if header.payload_type != producer.pt && !red {
+            // Only the negotiated codec (plain or in RED) is forwarded.
             io.counters.dropped_unknown_ssrc += 1;
             return;
         }
+        // A RED packet's primary encoding, for receivers that did not negotiate
+        // RED (RFC 2198): read once, copied per such receiver.
+        let red_primary = if red {
+            let payload = header.payload_range();
+            packet
+                .get(payload.clone())
+                .and_then(|p| red::primary(p).ok())
+                .filter(|(pt, _)| *pt == producer.pt)
+                .map(|(_, r)| payload.start + r.start..payload.start + r.end)
+        } else {
+            None
+        };
         if !producer.forwarding() {
             // Muted by a moderator, or refused by the endpoint's policy.
             io.counters.dropped_policy += 1;
@@ -153,6 +167,30 @@ impl Router {
             if receiver.transport.media_target().is_none() {
                 continue;
             }
+            // What this receiver gets: RED as it came, the primary alone, or
+            // the plain codec (and nothing of an unreadable RED packet).
+            let (pt, body, padded) = match (red, consumer.red_pt) {
+                (true, Some(red_pt)) => (
+                    red_pt,
+                    header.header_len..header.packet_len,
+                    header.padding_len > 0,
+                ),
+                (true, None) => match &red_primary {
+                    Some(r) => (consumer.pt, r.clone(), false),
+                    None => {
+                        io.counters.dropped_malformed += 1;
+                        continue;
+                    }
+                },
+                (false, _) => (
+                    consumer.pt,
+                    header.header_len..header.packet_len,
+                    header.padding_len > 0,
+                ),
+            };
+            let Some(body) = packet.get(body) else {
+                continue;
+            };
             let (seq, ts) =
                 match consumer.rewrite(now, header.sequence_number, header.timestamp, keyframe) {
                     Rewrite::Forward { seq, ts } => (seq, ts),
@@ -168,7 +206,7 @@ impl Router {
                     }
                 };
             let slot = SlotFields {
-                pt: consumer.pt,
+                pt,
                 seq,
                 ts,
                 ssrc: consumer.ssrc,
@@ -182,10 +220,11 @@ impl Router {
                     abs_send_time: Some(abs_send_time),
                     twcc_seq: Some(ctx.twcc_seq),
                 };
-                write_forwarded(
+                write_forwarded_body(
                     out,
-                    packet,
-                    &header,
+                    header.marker,
+                    body,
+                    padded,
                     slot,
                     negotiated,
                     ctx.extensions,
@@ -194,7 +233,7 @@ impl Router {
             });
             if sent.is_some() {
                 io.counters.rtp_forwarded += 1;
-                let payload_len = header.payload_range().len();
+                let payload_len = body.len();
                 consumer.reports.handle_sent(now, ts, payload_len);
             }
         }

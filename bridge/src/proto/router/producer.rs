@@ -65,6 +65,8 @@ pub struct Producer {
     pub pt: u8,
     /// Payload type of its RTX stream, if offered.
     pub rtx_pt: Option<u8>,
+    /// Payload type of RED (RFC 2198) carrying the codec, if negotiated (audio).
+    pub red_pt: Option<u8>,
     /// RTP clock rate.
     pub clock_rate: u32,
     /// Jitsi source name: `{endpoint}-a0`, `{endpoint}-v0`, ...
@@ -109,6 +111,7 @@ impl Producer {
             codec,
             pt,
             rtx_pt: None,
+            red_pt: None,
             clock_rate,
             source_name,
             last_keyframe_request: None,
