@@ -613,6 +613,19 @@ pub fn write_answer(
                 let _ = write!(s, "a=extmap:{id} {}\r\n", e.uri());
             }
         }
+        // Simulcast in (RFC 8853): receive every layer the offerer sends, so a
+        // browser publishes all its encodings and the bridge picks one per
+        // receiver (quality::simulcast). Needs the rid extension to tell them apart.
+        if m.kind == MediaKind::Video
+            && m.direction.offerer_sends()
+            && !m.rids.is_empty()
+            && extensions.contains(Extension::Rid)
+        {
+            for rid in &m.rids {
+                let _ = write!(s, "a=rid:{rid} recv\r\n");
+            }
+            let _ = write!(s, "a=simulcast:recv {}\r\n", m.rids.join(";"));
+        }
         if let Some(slot) = &a.slot {
             let _ = write!(
                 s,

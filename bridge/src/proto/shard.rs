@@ -411,6 +411,20 @@ impl ShardCore {
         self.mute(conference, endpoint, mute).map_err(Into::into)
     }
 
+    /// Sets the tallest video an endpoint wants to receive (`u16::MAX`: no
+    /// limit), from its `ReceiverVideoConstraints`; see `Router::set_max_height`.
+    pub fn set_max_height(
+        &mut self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+        max_height: u16,
+    ) -> Result<(), CoreError> {
+        self.with_endpoint(conference, endpoint, |router, ek, _| {
+            router.set_max_height(ek, max_height);
+            Ok(())
+        })
+    }
+
     /// [`ShardCore::handle_mute`] with the core's own error type.
     pub fn mute(
         &mut self,

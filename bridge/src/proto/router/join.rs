@@ -1,6 +1,7 @@
 //! Joining: one endpoint built from its offer (a transport, a producer per
 //! publishing m-line, a consumer per receiving one) and the SDP answer.
 
+use super::super::quality::simulcast::SimulcastLayers;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -114,6 +115,9 @@ impl Router {
                 );
                 producer.rtx_pt = m.rtx_pt;
                 producer.red_pt = m.red_pt;
+                if m.kind == MediaKind::Video && !m.rids.is_empty() {
+                    producer.simulcast = Some(SimulcastLayers::new(m.rids.len()));
+                }
                 if m.kind == MediaKind::Video && m.rids.is_empty() {
                     // Simulcast layers interleave sequence spaces: their repair
                     // needs one generator per layer and is not wired yet.

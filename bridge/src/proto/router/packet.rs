@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use super::super::codec::red;
 use super::super::quality::keyframe::KeyframeDecision;
 use super::super::quality::rtx;
+use super::super::quality::simulcast::LayerDecision;
 use super::super::rtcp::{Nack, ReportBlock, SenderInfo};
 use super::super::rtp::RtpHeader;
 use super::super::rtp_ext::{Extension, abs_send_time};
@@ -149,11 +150,27 @@ impl Router {
         } else {
             None
         };
-        let keyframe = producer.kind == MediaKind::Video
-            && header
+        let info = if producer.kind == MediaKind::Video {
+            header
                 .payload(packet)
                 .and_then(|p| producer.codec.parse(p).ok())
-                .is_some_and(|info| info.keyframe);
+        } else {
+            None
+        };
+        let keyframe = info.is_some_and(|i| i.keyframe);
+        // A simulcast source: which layer this is (its RID's place in the offer;
+        // an SSRC bound without a RID counts as the first).
+        let layer = producer.simulcast.as_mut().map(|layers| {
+            let l = sender
+                .transport
+                .demux
+                .entries()
+                .get(entry)
+                .and_then(|e| e.rid)
+                .unwrap_or(0);
+            layers.note_packet(l, now, info.and_then(|i| i.resolution));
+            l
+        });
         let abs_send_time = abs_send_time(io.since_epoch);
 
         let mut want_keyframe = false;
@@ -191,6 +208,20 @@ impl Router {
             let Some(body) = packet.get(body) else {
                 continue;
             };
+            if let (Some(l), Some(layers)) = (layer, &producer.simulcast) {
+                if consumer
+                    .layers
+                    .set_target(layers.best(now, consumer.max_height))
+                {
+                    // Asked (throttled per source) until the switch happens.
+                    timers.set_earliest(RouterTimer::KeyframeRetry, now);
+                }
+                match consumer.layers.decide(l, keyframe) {
+                    LayerDecision::Drop => continue,
+                    LayerDecision::Switch => consumer.begin_layer(),
+                    LayerDecision::Forward => {}
+                }
+            }
             let (seq, ts) =
                 match consumer.rewrite(now, header.sequence_number, header.timestamp, keyframe) {
                     Rewrite::Forward { seq, ts } => (seq, ts),
@@ -213,6 +244,24 @@ impl Router {
             };
             let negotiated = consumer.extensions;
             let mid = consumer.mid.as_bytes();
+            // VP8 numbering continued across layer switches. Simulcast sources
+            // only: they have no retransmission cache, whose answers would
+            // otherwise carry the source's own numbering.
+            let numbering = info
+                .filter(|_| layer.is_some())
+                .filter(|i| i.picture_id.is_some() || i.tl0_pic_idx.is_some())
+                .map(|i| {
+                    let (pid, tl0) =
+                        consumer
+                            .vp8
+                            .map(i.picture_id, i.long_picture_id, i.tl0_pic_idx);
+                    (
+                        (pid != i.picture_id).then_some(pid).flatten(),
+                        (tl0 != i.tl0_pic_idx).then_some(tl0).flatten(),
+                    )
+                })
+                .filter(|(p, t)| p.is_some() || t.is_some());
+            let codec = producer.codec;
             let sent = receiver.transport.send_rtp(io.tx, |out, ctx| {
                 let values = ExtensionValues {
                     mid: Some(mid),
@@ -220,7 +269,7 @@ impl Router {
                     abs_send_time: Some(abs_send_time),
                     twcc_seq: Some(ctx.twcc_seq),
                 };
-                write_forwarded_body(
+                let len = write_forwarded_body(
                     out,
                     header.marker,
                     body,
@@ -229,7 +278,13 @@ impl Router {
                     negotiated,
                     ctx.extensions,
                     &values,
-                )
+                )?;
+                if let Some((pid, tl0)) = numbering {
+                    // Same widths: the packet's length does not change.
+                    let payload = out.get_mut(len - body.len()..len)?;
+                    codec.rewrite(payload, pid, tl0).ok()?;
+                }
+                Some(len)
             });
             if sent.is_some() {
                 io.counters.rtp_forwarded += 1;

@@ -1,5 +1,6 @@
 //! A Producer: one incoming source (one publishing m-line of one endpoint).
 
+use super::super::quality::simulcast::SimulcastLayers;
 use std::time::Instant;
 
 use ringbridge_control::media::RefusalReason;
@@ -75,6 +76,8 @@ pub struct Producer {
     pub last_keyframe_request: Option<Instant>,
     /// Throttles keyframe requests toward the publisher.
     pub keyframes: KeyframeRequester,
+    /// The layers of a simulcast source (video m-lines with send RIDs).
+    pub simulcast: Option<SimulcastLayers>,
     /// Cache and NACK generation (non-simulcast video sources).
     pub repair: Option<Box<SourceRepair>>,
     /// The source's clock, from the publisher's last sender report.
@@ -116,6 +119,7 @@ impl Producer {
             source_name,
             last_keyframe_request: None,
             keyframes: KeyframeRequester::new(KeyframeConfig::default()),
+            simulcast: None,
             repair: None,
             clock: None,
             packets: 0,
