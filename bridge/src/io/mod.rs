@@ -18,6 +18,8 @@ mod netif;
 mod select;
 pub mod send;
 mod shard;
+pub mod single_port;
+pub mod steer_bpf;
 pub mod udp;
 mod uring;
 
@@ -26,6 +28,7 @@ pub use events::{EVENT_QUEUE, ShardEventReceiver, ShardEventSender, event_channe
 pub use netif::host_address;
 pub use select::{BackendChoice, choose_backend};
 pub use send::{SendFailure, SendTotals};
+pub use single_port::SinglePort;
 pub use shard::{
     AfterCommand, Backend, PortBinder, PreparedDriver, ShardCommand, ShardContext, ShardHandle,
     ShardSpec, ShardStats, ShardWaker, handle_command, spawn_shard,

@@ -459,6 +459,10 @@ pub struct ShardSpec {
     pub bind: IpAddr,
     /// Core configuration.
     pub core_config: ShardConfig,
+    /// Single-port mode: the shared port's sockets, steering and hand-off
+    /// queues (`core_config.single_port` names the same port); `None` for a
+    /// port per endpoint from `ports`.
+    pub single_port: Option<Arc<super::single_port::SinglePort>>,
 }
 
 /// Wakes a shard thread that sleeps in its driver (epoll, io_uring) so it reads
@@ -526,6 +530,9 @@ pub fn spawn_shard(
         Backend::Uring => super::uring::prepare(&spec)?,
         Backend::Mmsg => super::mmsg::prepare(&spec)?,
     };
+    if let Some(sp) = &spec.single_port {
+        sp.set_waker(spec.index, prepared.waker.clone());
+    }
     let stats = Arc::new(ShardStats::default());
     let handle = ShardHandle {
         index: spec.index,

@@ -42,6 +42,36 @@ pub enum DropReason {
     NoRoom,
 }
 
+/// Characters of a local ufrag that follow the shard prefix (random).
+pub const UFRAG_RANDOM_LEN: usize = 8;
+
+/// A fresh local ufrag for an endpoint of shard `shard`: the shard index as two
+/// lowercase hex digits, then [`UFRAG_RANDOM_LEN`] random alphanumerics (all
+/// ice-chars, RFC 8839). A socket or connection no shard owns yet finds the
+/// owner from it ([`shard_of_username`]). Shards past 255 wrap (a bridge has
+/// far fewer).
+pub fn local_ufrag(shard: usize, rng: &mut impl rand::Rng) -> String {
+    use std::fmt::Write;
+    let mut ufrag = String::with_capacity(2 + UFRAG_RANDOM_LEN);
+    let _ = write!(ufrag, "{:02x}", shard % 256);
+    for _ in 0..UFRAG_RANDOM_LEN {
+        ufrag.push(char::from(rng.sample(rand::distr::Alphanumeric)));
+    }
+    ufrag
+}
+
+/// The shard index encoded in a STUN USERNAME addressed to this bridge
+/// ("<local ufrag>:<remote ufrag>", the local ufrag starting with two hex digits),
+/// or None when it has no such prefix.
+pub fn shard_of_username(username: &[u8]) -> Option<usize> {
+    let local = username.split(|&b| b == b':').next()?;
+    let hex = |b: u8| char::from(b).to_digit(16).filter(|_| !b.is_ascii_uppercase());
+    match local {
+        [hi, lo, ..] => Some((hex(*hi)? * 16 + hex(*lo)?) as usize),
+        _ => None,
+    }
+}
+
 /// ICE-lite state of one endpoint.
 pub struct IceLite {
     local_ufrag: String,
@@ -297,6 +327,37 @@ mod tests {
             &mut out,
         );
         assert_eq!(ice.consent_deadline(), t1 + CONSENT_TIMEOUT);
+    }
+
+    #[test]
+    fn the_shard_index_is_read_back_from_a_username() {
+        let mut rng = rand::rng();
+        for shard in [0usize, 1, 9, 10, 15, 16, 200, 255] {
+            let ufrag = local_ufrag(shard, &mut rng);
+            assert_eq!(ufrag.len(), 2 + UFRAG_RANDOM_LEN);
+            assert!(ufrag.bytes().all(|b| b.is_ascii_alphanumeric()));
+            let username = format!("{ufrag}:clnt");
+            assert_eq!(shard_of_username(username.as_bytes()), Some(shard));
+        }
+        assert_eq!(&local_ufrag(0x2a, &mut rng)[..2], "2a");
+    }
+
+    #[test]
+    fn usernames_without_a_shard_prefix_name_no_shard() {
+        for u in [
+            &b""[..],
+            b":",
+            b"a",
+            b"a:clnt",
+            b"zz123456:clnt",
+            b"0:clnt",
+            b"2A123456:clnt",
+            b"\xff\xff",
+        ] {
+            assert_eq!(shard_of_username(u), None, "{u:?}");
+        }
+        assert_eq!(shard_of_username(b"0f"), Some(15));
+        assert_eq!(shard_of_username(b"ff:x"), Some(255));
     }
 
     #[test]
