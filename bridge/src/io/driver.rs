@@ -254,13 +254,8 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
         while let Some(port) = core.poll_released_port() {
             ports.release(port, &mut io);
         }
-        while let Some(change) = core.poll_remote_change() {
-            if let Some(sp) = &shared {
-                match change {
-                    RemoteChange::Validated(addr) => sp.steer(addr, me),
-                    RemoteChange::Gone(addr) => sp.unsteer(addr, me),
-                }
-            }
+        if let Some(sp) = &shared {
+            apply_remote_changes(&mut core, sp, me);
         }
         outbox.retry();
         while let Some(ev) = core.poll_event() {
@@ -289,7 +284,12 @@ fn shared_receive(
     tx: &mut TxQueue,
 ) {
     let owner = match core.handle_shared_receive(now, from, datagram, tx, false) {
-        SharedReceive::Handled => return,
+        SharedReceive::Handled => {
+            // At once: the reply to this check may be sent (and the client's
+            // next datagram arrive) before the turn ends.
+            apply_remote_changes(core, sp, me);
+            return;
+        }
         SharedReceive::OtherShard(owner) => Some(owner),
         SharedReceive::UnknownSource => sp.owner_of(from).filter(|&o| o != me),
     };
@@ -323,9 +323,21 @@ fn receive_handed<I: Io>(
         {
             core.drop_unknown_source(len);
         }
+        apply_remote_changes(core, sp, me);
         if k % HANDED_FLUSH_EVERY == HANDED_FLUSH_EVERY - 1 {
             io.flush(now)?;
         }
     }
     Ok(())
+}
+
+/// Steers the addresses the core validated to this shard, and stops steering
+/// those whose endpoint left.
+fn apply_remote_changes(core: &mut ShardCore, sp: &SinglePort, me: usize) {
+    while let Some(change) = core.poll_remote_change() {
+        match change {
+            RemoteChange::Validated(addr) => sp.steer(addr, me),
+            RemoteChange::Gone(addr) => sp.unsteer(addr, me),
+        }
+    }
 }
