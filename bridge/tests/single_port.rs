@@ -234,6 +234,15 @@ fn two_conferences_on_one_port(backend: Backend, steer: bool) -> (Bridge, [u64; 
     assert!(all, "second round: {:?}", b.audio_received());
     let second = b.port.handoffs();
     assert_eq!(b.port.handoffs_dropped(), 0, "no hand-off was lost");
+    // The shards publish what they handed off (`single_port_handoffs`).
+    let published = |b: &Bridge| -> u64 {
+        b.shards
+            .iter()
+            .map(|s| s.stats.snapshot(s.index, None).single_port_handoffs)
+            .sum()
+    };
+    let seen = b.pump_until(Duration::from_secs(2), |b| published(b) == second);
+    assert!(seen, "published {} of {second} hand-offs", published(&b));
     (b, [connected, first, second])
 }
 

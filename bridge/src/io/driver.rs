@@ -179,6 +179,7 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
     core_config.single_port = shared.as_ref().map(|sp| sp.port());
     let mut core = ShardCore::new(core_config, Instant::now());
     let mut outbox = EventOutbox::new(events);
+    let mut handoffs = HandOffCounts::default();
     let mut ports = match &shared {
         None => Ports::new(spec.ports, spec.bind),
         Some(sp) => {
@@ -213,7 +214,7 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
                 core.handle_receive(now, port, from, datagram, tx);
             }),
             Some(sp) => io.receive(now, |_, from, datagram, tx| {
-                shared_receive(&mut core, sp, me, now, from, datagram, tx);
+                shared_receive(&mut core, sp, me, &mut handoffs, now, from, datagram, tx);
             }),
         };
         if let Err(e) = received {
@@ -262,6 +263,9 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
             outbox.send(now, ev);
         }
         stats.publish(&core, &io, &outbox);
+        if shared.is_some() {
+            stats.publish_handoffs(handoffs.sent, handoffs.dropped);
+        }
     }
 }
 
@@ -272,12 +276,20 @@ const HANDED_PER_TURN: usize = super::single_port::HANDOFF_QUEUE;
 /// Sends what the core queued every this many handed-over datagrams.
 const HANDED_FLUSH_EVERY: usize = 32;
 
+/// Datagrams this shard passed to others (single-port mode).
+#[derive(Debug, Default)]
+struct HandOffCounts {
+    sent: u64,
+    dropped: u64,
+}
+
 /// One datagram from the shared port (single-port mode): handled here, or
 /// passed to the shard that owns its endpoint, or dropped and counted.
 fn shared_receive(
     core: &mut ShardCore,
     sp: &SinglePort,
     me: usize,
+    counts: &mut HandOffCounts,
     now: Instant,
     from: SocketAddr,
     datagram: &mut [u8],
@@ -295,7 +307,10 @@ fn shared_receive(
     };
     match owner {
         Some(owner) => {
-            if sp.hand_off(owner, from, datagram).is_err() {
+            if sp.hand_off(owner, from, datagram).is_ok() {
+                counts.sent += 1;
+            } else {
+                counts.dropped += 1;
                 core.drop_unknown_source(datagram.len());
             }
         }

@@ -232,6 +232,8 @@ enum Counter {
     TwccFeedbackSent,
     RembSent,
     SenderReportsSent,
+    SinglePortHandoffs,
+    SinglePortHandoffsDropped,
     EventsWaiting,
 }
 
@@ -322,6 +324,12 @@ impl ShardStats {
         self.heartbeat.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Publishes the single-port hand-offs this shard made (and could not make).
+    pub fn publish_handoffs(&self, handoffs: u64, dropped: u64) {
+        self.counters[Counter::SinglePortHandoffs as usize].store(handoffs, Ordering::Relaxed);
+        self.counters[Counter::SinglePortHandoffsDropped as usize].store(dropped, Ordering::Relaxed);
+    }
+
     /// Loop iterations published so far: a driver publishes at least every
     /// 200 ms, so a value that stops moving means a stuck shard thread.
     pub fn heartbeat(&self) -> u64 {
@@ -387,6 +395,8 @@ impl ShardStats {
             send_failed_other: self.failed(SendFailure::Other),
             send_backlog: self.get(Counter::SendBacklog),
             events_dropped: self.get(Counter::EventsDropped),
+            single_port_handoffs: self.get(Counter::SinglePortHandoffs),
+            single_port_handoffs_dropped: self.get(Counter::SinglePortHandoffsDropped),
             events_waiting: self.get(Counter::EventsWaiting),
             dropped_rtx: self.get(Counter::DroppedRtx),
             dropped_rtx_padding: self.get(Counter::DroppedRtxPadding),
