@@ -10,9 +10,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use ringbridge_bridge::io::SinglePort;
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
 use ringbridge_bridge::proto::sdp::MediaKind;
-use ringbridge_bridge::io::SinglePort;
 use ringbridge_bridge::proto::shard::{ShardConfig, ShardCore, SharedReceive};
 use ringbridge_bridge::proto::srtp::SrtpProfile;
 use ringbridge_bridge::proto::transmit::TxQueue;
@@ -131,7 +131,11 @@ fn receive(
 ) {
     if single_port {
         let r = core.handle_shared_receive(now, p.addr, d, tx, false);
-        assert_eq!(r, SharedReceive::Handled, "one shard: everything is its own");
+        assert_eq!(
+            r,
+            SharedReceive::Handled,
+            "one shard: everything is its own"
+        );
     } else {
         core.handle_receive(now, p.port, p.addr, d, tx);
     }

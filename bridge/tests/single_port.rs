@@ -19,8 +19,10 @@ use ringbridge_bridge::io::{
 };
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
 use ringbridge_bridge::proto::sdp::MediaKind;
-use ringbridge_bridge::proto::shard::ShardConfig;
+use ringbridge_bridge::proto::shard::{RemoteChange, ShardConfig, ShardCore, SharedReceive};
 use ringbridge_bridge::proto::srtp::SrtpProfile;
+use ringbridge_bridge::proto::stun::{self, BindingRequest, IceRole, IntegrityKey, TransactionId};
+use ringbridge_bridge::proto::transmit::TxQueue;
 use ringbridge_control::media::{ConferenceId, EndpointId, JoinRequest, MediaEvent};
 
 /// One test at a time: each starts two shard threads on a two-core machine.
@@ -168,7 +170,13 @@ impl Bridge {
                 let seq = (round * AUDIO_PACKETS + k) as u16;
                 let d = c
                     .peer
-                    .send_rtp(MediaKind::Audio, seq, 960 * u32::from(seq), false, &[0xA0; 160])
+                    .send_rtp(
+                        MediaKind::Audio,
+                        seq,
+                        960 * u32::from(seq),
+                        false,
+                        &[0xA0; 160],
+                    )
                     .expect("audio");
                 c.sock.send_to(&d, c.bridge).expect("send");
             }
@@ -212,7 +220,10 @@ fn two_conferences_on_one_port(backend: Backend, steer: bool) -> (Bridge, [u64; 
         .iter()
         .map(|c| (c.peer.is_connected(), c.peer.failure().map(str::to_owned)))
         .collect();
-    assert!(ok, "every client connects through the shared port: {states:?}");
+    assert!(
+        ok,
+        "every client connects through the shared port: {states:?}"
+    );
     let connected = b.port.handoffs();
 
     b.send_audio(0);
@@ -297,4 +308,111 @@ fn without_steering_media_still_arrives_by_hand_off_uring() {
 #[test]
 fn without_steering_media_still_arrives_by_hand_off_mmsg() {
     unsteered(Backend::Mmsg);
+}
+
+/// The shard core alone (no sockets, one `now`): on the shared port a check is
+/// matched by the ufrag in its USERNAME, a check for another shard's ufrag is
+/// named for hand-off (and refused once handed off, never passed on again),
+/// anything else from an unknown address is left to the driver, and the
+/// validated address is reported when it passes and when its endpoint leaves.
+#[test]
+fn the_core_demultiplexes_the_shared_port_by_ufrag_then_address() {
+    let now = Instant::now();
+    let certificate = dimpl::certificate::generate_self_signed_certificate().expect("cert");
+    let mut core = ShardCore::new(
+        ShardConfig {
+            advertise: vec![LOCALHOST],
+            certificate,
+            srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
+            video_start_bitrate_kbps: 0,
+            shard: 1,
+            single_port: Some(10_000),
+        },
+        now,
+    );
+    let mut tx = TxQueue::with_capacity(16);
+    let mut client = ClientPeer::new(AUDIO, now).expect("client");
+    let req = JoinRequest {
+        conference: ConferenceId("room".into()),
+        endpoint: EndpointId("alice".into()),
+        offer_sdp: client.offer(),
+    };
+    let answer = core.handle_join(now, &req, 7).expect("join");
+    assert!(answer.contains("a=ice-ufrag:01"), "shard 1's ufrag");
+    client.handle_answer(&answer, now).expect("answer");
+    assert_eq!(
+        client.remote_addr(),
+        Some(SocketAddr::new(LOCALHOST, 10_000)),
+        "the candidate names the shared port, not the endpoint's key"
+    );
+    let alice = SocketAddr::from(([127, 0, 0, 1], 40_001));
+    let stranger = SocketAddr::from(([127, 0, 0, 1], 40_002));
+
+    // Before any check, alice's DTLS is from an unknown address.
+    let mut dtls = [22u8, 0xfe, 0xfd, 0, 0];
+    assert_eq!(
+        core.handle_shared_receive(now, alice, &mut dtls, &mut tx, false),
+        SharedReceive::UnknownSource
+    );
+
+    let mut check = client.poll_transmit(now).expect("a check");
+    assert_eq!(check.first(), Some(&0), "STUN first");
+    assert_eq!(
+        core.handle_shared_receive(now, alice, &mut check, &mut tx, false),
+        SharedReceive::Handled
+    );
+    assert_eq!(
+        core.poll_remote_change(),
+        Some(RemoteChange::Validated(alice))
+    );
+    assert_eq!(core.poll_remote_change(), None);
+    let (t, _) = tx.iter().next().expect("the check is answered");
+    assert_eq!((t.from_port, t.to), (10_000, alice));
+    tx.clear();
+    // Now alice's address alone finds her endpoint: a repeated check is no
+    // new validation.
+    let mut again = client.poll_transmit(now + Duration::from_millis(600));
+    if let Some(d) = again.as_mut().filter(|d| d.first() == Some(&0)) {
+        core.handle_shared_receive(now, alice, d, &mut tx, false);
+        assert_eq!(core.poll_remote_change(), None);
+    }
+
+    // A check for shard 0's endpoint, from a stranger: named for hand-off.
+    let mut other = vec![0u8; 256];
+    let n = stun::write_binding_request(
+        &mut other,
+        &BindingRequest {
+            transaction_id: TransactionId([3; 12]),
+            username: b"00abcdefgh:clnt",
+            priority: 1,
+            role: IceRole::Controlling { tie_breaker: 1 },
+            use_candidate: true,
+        },
+        &IntegrityKey::new(b"whatever-password-123456"),
+    )
+    .expect("fits");
+    other.truncate(n);
+    assert_eq!(
+        core.handle_shared_receive(now, stranger, &mut other.clone(), &mut tx, false),
+        SharedReceive::OtherShard(0)
+    );
+    // Handed off to us anyway (a stale steering entry): refused, never bounced.
+    let refused = core.counters().stun_refused;
+    assert_eq!(
+        core.handle_shared_receive(now, stranger, &mut other, &mut tx, true),
+        SharedReceive::Handled
+    );
+    assert_eq!(core.counters().stun_refused, refused + 1);
+    assert_eq!(core.poll_remote_change(), None);
+
+    // Alice leaves: her address is reported gone.
+    core.handle_leave(&ConferenceId("room".into()), &EndpointId("alice".into()))
+        .expect("leave");
+    assert_eq!(core.poll_remote_change(), Some(RemoteChange::Gone(alice)));
+    assert_eq!(core.poll_released_port(), Some(7));
+    let mut check = [0u8; 0];
+    assert_eq!(
+        core.handle_shared_receive(now, alice, &mut check, &mut tx, false),
+        SharedReceive::UnknownSource
+    );
 }

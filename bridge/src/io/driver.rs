@@ -179,7 +179,10 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
     core_config.single_port = shared.as_ref().map(|sp| sp.port());
     let mut core = ShardCore::new(core_config, Instant::now());
     let mut outbox = EventOutbox::new(events);
-    let mut handoffs = HandOffCounts::default();
+    let mut handoffs = HandOffCounts {
+        me,
+        ..HandOffCounts::default()
+    };
     let mut ports = match &shared {
         None => Ports::new(spec.ports, spec.bind),
         Some(sp) => {
@@ -214,7 +217,7 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
                 core.handle_receive(now, port, from, datagram, tx);
             }),
             Some(sp) => io.receive(now, |_, from, datagram, tx| {
-                shared_receive(&mut core, sp, me, &mut handoffs, now, from, datagram, tx);
+                shared_receive(&mut core, sp, &mut handoffs, now, from, datagram, tx);
             }),
         };
         if let Err(e) = received {
@@ -276,9 +279,11 @@ const HANDED_PER_TURN: usize = super::single_port::HANDOFF_QUEUE;
 /// Sends what the core queued every this many handed-over datagrams.
 const HANDED_FLUSH_EVERY: usize = 32;
 
-/// Datagrams this shard passed to others (single-port mode).
+/// This shard in single-port mode: its index, and the datagrams it passed to
+/// others.
 #[derive(Debug, Default)]
 struct HandOffCounts {
+    me: usize,
     sent: u64,
     dropped: u64,
 }
@@ -288,7 +293,6 @@ struct HandOffCounts {
 fn shared_receive(
     core: &mut ShardCore,
     sp: &SinglePort,
-    me: usize,
     counts: &mut HandOffCounts,
     now: Instant,
     from: SocketAddr,
@@ -299,11 +303,11 @@ fn shared_receive(
         SharedReceive::Handled => {
             // At once: the reply to this check may be sent (and the client's
             // next datagram arrive) before the turn ends.
-            apply_remote_changes(core, sp, me);
+            apply_remote_changes(core, sp, counts.me);
             return;
         }
         SharedReceive::OtherShard(owner) => Some(owner),
-        SharedReceive::UnknownSource => sp.owner_of(from).filter(|&o| o != me),
+        SharedReceive::UnknownSource => sp.owner_of(from).filter(|&o| o != counts.me),
     };
     match owner {
         Some(owner) => {
@@ -333,8 +337,7 @@ fn receive_handed<I: Io>(
         let from = h.from;
         let datagram = h.datagram();
         let len = datagram.len();
-        if core.handle_shared_receive(now, from, datagram, io.tx(), true)
-            != SharedReceive::Handled
+        if core.handle_shared_receive(now, from, datagram, io.tx(), true) != SharedReceive::Handled
         {
             core.drop_unknown_source(len);
         }

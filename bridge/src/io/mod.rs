@@ -28,9 +28,9 @@ pub use events::{EVENT_QUEUE, ShardEventReceiver, ShardEventSender, event_channe
 pub use netif::host_address;
 pub use select::{BackendChoice, choose_backend};
 pub use send::{SendFailure, SendTotals};
-pub use single_port::SinglePort;
 pub use shard::{
     AfterCommand, Backend, PortBinder, PreparedDriver, ShardCommand, ShardContext, ShardHandle,
     ShardSpec, ShardStats, ShardWaker, handle_command, spawn_shard,
 };
+pub use single_port::SinglePort;
 pub use uring::probe as probe_uring;

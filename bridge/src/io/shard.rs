@@ -327,7 +327,8 @@ impl ShardStats {
     /// Publishes the single-port hand-offs this shard made (and could not make).
     pub fn publish_handoffs(&self, handoffs: u64, dropped: u64) {
         self.counters[Counter::SinglePortHandoffs as usize].store(handoffs, Ordering::Relaxed);
-        self.counters[Counter::SinglePortHandoffsDropped as usize].store(dropped, Ordering::Relaxed);
+        self.counters[Counter::SinglePortHandoffsDropped as usize]
+            .store(dropped, Ordering::Relaxed);
     }
 
     /// Loop iterations published so far: a driver publishes at least every

@@ -152,7 +152,9 @@ impl SinglePort {
             sockets: Mutex::new(sockets.into_iter().map(Some).collect()),
             steering,
             table: RwLock::new(HashMap::new()),
-            queues: (0..shards).map(|_| ArrayQueue::new(HANDOFF_QUEUE)).collect(),
+            queues: (0..shards)
+                .map(|_| ArrayQueue::new(HANDOFF_QUEUE))
+                .collect(),
             wakers: (0..shards).map(|_| OnceLock::new()).collect(),
             handoffs: AtomicU64::new(0),
             handoffs_dropped: AtomicU64::new(0),
@@ -278,7 +280,9 @@ mod tests {
             sockets: Mutex::new(Vec::new()),
             steering: None,
             table: RwLock::new(HashMap::new()),
-            queues: (0..shards).map(|_| ArrayQueue::new(HANDOFF_QUEUE)).collect(),
+            queues: (0..shards)
+                .map(|_| ArrayQueue::new(HANDOFF_QUEUE))
+                .collect(),
             wakers: (0..shards).map(|_| OnceLock::new()).collect(),
             handoffs: AtomicU64::new(0),
             handoffs_dropped: AtomicU64::new(0),
@@ -314,7 +318,8 @@ mod tests {
     fn a_full_queue_drops_and_counts_instead_of_blocking() {
         let sp = unbound(2);
         for k in 0..HANDOFF_QUEUE {
-            sp.hand_off(1, addr(k as u16 + 1), &[k as u8]).expect("room");
+            sp.hand_off(1, addr(k as u16 + 1), &[k as u8])
+                .expect("room");
         }
         assert_eq!(sp.hand_off(1, addr(9), &[1]), Err(HandOffError::Full));
         assert_eq!(
@@ -322,7 +327,10 @@ mod tests {
             Err(HandOffError::TooBig)
         );
         assert_eq!(sp.hand_off(5, addr(9), &[1]), Err(HandOffError::NoShard));
-        assert_eq!((sp.handoffs(), sp.handoffs_dropped()), (HANDOFF_QUEUE as u64, 3));
+        assert_eq!(
+            (sp.handoffs(), sp.handoffs_dropped()),
+            (HANDOFF_QUEUE as u64, 3)
+        );
         // In order, first in first out.
         let first = sp.take_handed(1).expect("queued");
         assert_eq!(first.from, addr(1));

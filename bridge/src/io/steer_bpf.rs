@@ -335,8 +335,12 @@ impl Steering {
         let hash = map_create(BPF_MAP_TYPE_HASH, KEY_LEN as u32, 4, MAX_STEERED)
             .map_err(|e| context(e, "creating the steering hash map"))?;
         for (i, &fd) in sockets.iter().enumerate() {
-            map_update(&socks, &(i as u32).to_ne_bytes(), &(fd as u64).to_ne_bytes())
-                .map_err(|e| context(e, "adding a shard socket to the REUSEPORT_SOCKARRAY"))?;
+            map_update(
+                &socks,
+                &(i as u32).to_ne_bytes(),
+                &(fd as u64).to_ne_bytes(),
+            )
+            .map_err(|e| context(e, "adding a shard socket to the REUSEPORT_SOCKARRAY"))?;
         }
         let insns = program(hash.as_raw_fd(), socks.as_raw_fd());
         let license = c"Apache-2.0";

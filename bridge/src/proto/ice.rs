@@ -65,7 +65,11 @@ pub fn local_ufrag(shard: usize, rng: &mut impl rand::Rng) -> String {
 /// or None when it has no such prefix.
 pub fn shard_of_username(username: &[u8]) -> Option<usize> {
     let local = username.split(|&b| b == b':').next()?;
-    let hex = |b: u8| char::from(b).to_digit(16).filter(|_| !b.is_ascii_uppercase());
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .filter(|_| !b.is_ascii_uppercase())
+    };
     match local {
         [hi, lo, ..] => Some((hex(*hi)? * 16 + hex(*lo)?) as usize),
         _ => None,
