@@ -266,7 +266,7 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
                 certificate: certificate.clone(),
                 srtp_profiles: cfg.media.srtp_profiles.clone(),
                 video_start_bitrate_kbps: cfg.media.video_start_bitrate_kbps,
-                shard: i,
+                index: i,
                 single_port: single_port.as_ref().map(|sp| sp.port()),
             },
             single_port: single_port.clone(),

@@ -27,7 +27,7 @@ fn a_stopped_shard_makes_the_media_plane_unhealthy() {
                 certificate,
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                 video_start_bitrate_kbps: 1500,
-                shard: 0,
+                index: 0,
                 single_port: None,
             },
             single_port: None,

@@ -185,7 +185,7 @@ fn forwarding_allocates_nothing(single_port: bool) {
             certificate,
             srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
             video_start_bitrate_kbps: 1500,
-            shard: 0,
+            index: 0,
             single_port: single_port.then_some(10_000),
         },
         now,

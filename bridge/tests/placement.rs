@@ -55,7 +55,7 @@ fn a_new_conference_lands_on_the_less_loaded_shard() {
                         certificate: certificate.clone(),
                         srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                         video_start_bitrate_kbps: 1500,
-                        shard: 0,
+                        index: 0,
                         single_port: None,
                     },
                     single_port: None,

@@ -25,7 +25,7 @@ fn core(now: Instant) -> ShardCore {
             certificate,
             srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
             video_start_bitrate_kbps: 1500,
-            shard: 0,
+            index: 0,
             single_port: None,
         },
         now,

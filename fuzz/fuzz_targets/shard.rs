@@ -74,7 +74,7 @@ impl Net {
                 certificate: certificate(),
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                 video_start_bitrate_kbps: 1500,
-                shard: 0,
+                index: 0,
                 single_port: None,
             },
             now,

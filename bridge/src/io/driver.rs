@@ -175,7 +175,7 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
     let shared = spec.single_port.clone();
     // The core's view follows the spec: its index, and the shared port if any.
     let mut core_config = spec.core_config.clone();
-    core_config.shard = me;
+    core_config.index = me;
     core_config.single_port = shared.as_ref().map(|sp| sp.port());
     let mut core = ShardCore::new(core_config, Instant::now());
     let mut outbox = EventOutbox::new(events);

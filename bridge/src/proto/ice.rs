@@ -18,6 +18,38 @@ pub const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most candidate addresses remembered as validated for one endpoint.
 const MAX_VALIDATED: usize = 8;
 
+/// Most shards a local ufrag can name (two hex digits).
+pub const MAX_SHARDS: usize = 256;
+
+/// A local ufrag for an endpoint of shard `shard`: the shard index as two
+/// lowercase hex digits, then `random` (the random part, kept at its length).
+///
+/// A STUN check that reaches a socket or connection no shard owns yet (ICE-TCP,
+/// single-port UDP) names its shard this way ([`shard_of_username`]), so no
+/// table shared between shards is needed. Shard indices wrap at [`MAX_SHARDS`].
+pub fn local_ufrag(shard: usize, random: &str) -> String {
+    format!("{:02x}{random}", shard % MAX_SHARDS)
+}
+
+/// The shard index encoded in a STUN USERNAME addressed to this bridge
+/// ("<local ufrag>:<remote ufrag>", the local ufrag starting with two hex digits),
+/// or None when it has no such prefix.
+pub fn shard_of_username(username: &[u8]) -> Option<usize> {
+    let colon = username.iter().position(|&b| b == b':')?;
+    // RFC 8839: a ufrag has at least 4 ice-chars.
+    if colon < 4 {
+        return None;
+    }
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(usize::from(b - b'0')),
+        b'a'..=b'f' => Some(usize::from(b - b'a' + 10)),
+        _ => None,
+    };
+    let hi = digit(*username.first()?)?;
+    let lo = digit(*username.get(1)?)?;
+    Some(hi * 16 + lo)
+}
+
 /// Outcome of one STUN datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StunOutcome {
@@ -40,40 +72,6 @@ pub enum DropReason {
     BadIntegrity,
     /// The response did not fit the output buffer.
     NoRoom,
-}
-
-/// Characters of a local ufrag that follow the shard prefix (random).
-pub const UFRAG_RANDOM_LEN: usize = 8;
-
-/// A fresh local ufrag for an endpoint of shard `shard`: the shard index as two
-/// lowercase hex digits, then [`UFRAG_RANDOM_LEN`] random alphanumerics (all
-/// ice-chars, RFC 8839). A socket or connection no shard owns yet finds the
-/// owner from it ([`shard_of_username`]). Shards past 255 wrap (a bridge has
-/// far fewer).
-pub fn local_ufrag(shard: usize, rng: &mut impl rand::Rng) -> String {
-    use std::fmt::Write;
-    let mut ufrag = String::with_capacity(2 + UFRAG_RANDOM_LEN);
-    let _ = write!(ufrag, "{:02x}", shard % 256);
-    for _ in 0..UFRAG_RANDOM_LEN {
-        ufrag.push(char::from(rng.sample(rand::distr::Alphanumeric)));
-    }
-    ufrag
-}
-
-/// The shard index encoded in a STUN USERNAME addressed to this bridge
-/// ("<local ufrag>:<remote ufrag>", the local ufrag starting with two hex digits),
-/// or None when it has no such prefix.
-pub fn shard_of_username(username: &[u8]) -> Option<usize> {
-    let local = username.split(|&b| b == b':').next()?;
-    let hex = |b: u8| {
-        char::from(b)
-            .to_digit(16)
-            .filter(|_| !b.is_ascii_uppercase())
-    };
-    match local {
-        [hi, lo, ..] => Some((hex(*hi)? * 16 + hex(*lo)?) as usize),
-        _ => None,
-    }
 }
 
 /// ICE-lite state of one endpoint.
@@ -334,34 +332,36 @@ mod tests {
     }
 
     #[test]
-    fn the_shard_index_is_read_back_from_a_username() {
-        let mut rng = rand::rng();
-        for shard in [0usize, 1, 9, 10, 15, 16, 200, 255] {
-            let ufrag = local_ufrag(shard, &mut rng);
-            assert_eq!(ufrag.len(), 2 + UFRAG_RANDOM_LEN);
-            assert!(ufrag.bytes().all(|b| b.is_ascii_alphanumeric()));
+    fn the_shard_index_is_read_back_from_the_username_of_a_check() {
+        for shard in [0, 1, 9, 10, 15, 16, 200, 255] {
+            let ufrag = local_ufrag(shard, "AbCd1234");
+            assert_eq!(ufrag.len(), 10, "{ufrag}");
             let username = format!("{ufrag}:clnt");
             assert_eq!(shard_of_username(username.as_bytes()), Some(shard));
         }
-        assert_eq!(&local_ufrag(0x2a, &mut rng)[..2], "2a");
+        assert_eq!(local_ufrag(256 + 3, "AbCd1234"), local_ufrag(3, "AbCd1234"));
     }
 
     #[test]
     fn usernames_without_a_shard_prefix_name_no_shard() {
         for u in [
             &b""[..],
-            b":",
-            b"a",
-            b"a:clnt",
-            b"zz123456:clnt",
-            b"0:clnt",
-            b"2A123456:clnt",
-            b"\xff\xff",
+            b"0a",
+            b"0abc",         // no ':' (not "<ours>:<theirs>")
+            b"0ab:clnt",     // local part shorter than 4 chars
+            b"0Abcdef:clnt", // uppercase is not ours
+            b"g0bcdef:clnt",
+            b":0abcdef",
+            b"\xff\xfe12345:x",
         ] {
-            assert_eq!(shard_of_username(u), None, "{u:?}");
+            assert_eq!(
+                shard_of_username(u),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(u)
+            );
         }
-        assert_eq!(shard_of_username(b"0f"), Some(15));
-        assert_eq!(shard_of_username(b"ff:x"), Some(255));
+        assert_eq!(shard_of_username(b"ff12:"), Some(255));
     }
 
     #[test]

@@ -74,10 +74,9 @@ pub struct ShardConfig {
     /// (`media.video_start_bitrate_kbps`), written into the answer's VP8 `a=fmtp`
     /// as `x-google-start-bitrate`; 0 leaves the browser's own (300 kbit/s).
     pub video_start_bitrate_kbps: u32,
-    /// Index of the shard, encoded in every local ICE ufrag so that a datagram
-    /// arriving on another shard finds its owner
-    /// ([`shard_of_username`](super::ice::shard_of_username)).
-    pub shard: usize,
+    /// The shard's index, encoded in the local ICE ufrag of every endpoint
+    /// (see [`ice::shard_of_username`](crate::proto::ice::shard_of_username)).
+    pub index: usize,
     /// Single-port mode (`media.port`, 0 = off): the one UDP port every
     /// endpoint shares. The `port` of a join is then only the endpoint's key on
     /// the shard, and datagrams arrive through [`ShardCore::handle_shared_receive`].
@@ -383,9 +382,9 @@ impl ShardCore {
             certificate: &cfg.certificate,
             fingerprint,
             advertise: &cfg.advertise,
+            shard: cfg.index,
             video_start_bitrate_kbps: cfg.video_start_bitrate_kbps,
             single_port: cfg.single_port,
-            shard: cfg.shard,
         };
         let mut shared = Shared {
             events,
@@ -643,7 +642,7 @@ impl ShardCore {
             (super::ice::shard_of_username(username), key)
         };
         if let Some(owner) = owner
-            && owner != self.cfg.shard
+            && owner != self.cfg.index
             && !handed_off
         {
             return SharedReceive::OtherShard(owner);

@@ -107,7 +107,7 @@ impl Harness {
                 certificate,
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                 video_start_bitrate_kbps: 1500,
-                shard: index,
+                index,
                 single_port: None,
             },
             single_port: None,

@@ -64,7 +64,7 @@ impl Net {
                     certificate,
                     srtp_profiles: profiles.to_vec(),
                     video_start_bitrate_kbps: 1500,
-                    shard: 0,
+                    index: 0,
                     single_port: None,
                 },
                 now,

@@ -28,13 +28,13 @@ pub struct JoinContext<'a> {
     pub fingerprint: &'a [u8],
     /// Addresses put into host candidates.
     pub advertise: &'a [IpAddr],
+    /// The shard's index (encoded in local ufrags).
+    pub shard: usize,
     /// `x-google-start-bitrate` for publishers' video, kbit/s; 0 for none.
     pub video_start_bitrate_kbps: u32,
     /// The shared UDP port in single-port mode (`media.port`), sent from and
     /// put into the candidates instead of the endpoint's own port.
     pub single_port: Option<u16>,
-    /// Index of the shard (encoded in the local ufrag).
-    pub shard: usize,
 }
 
 impl Router {
@@ -57,8 +57,8 @@ impl Router {
         let transport = Transport::new(
             TransportConfig {
                 port,
-                send_port: ctx.single_port.unwrap_or(port),
                 shard: ctx.shard,
+                send_port: ctx.single_port.unwrap_or(port),
                 dtls_config: ctx.dtls_config.clone(),
                 certificate: ctx.certificate.clone(),
                 remote_fingerprint: offer.fingerprint.clone(),

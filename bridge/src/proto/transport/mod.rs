@@ -110,15 +110,15 @@ enum Feedback {
 /// What a transport needs from the shard to be built.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
-    /// The endpoint's key on its shard: its own local UDP port, or in
-    /// single-port mode (`media.port`) a number the shard hands out.
+    /// Local UDP port the endpoint owns.
     pub port: u16,
-    /// The local UDP port its datagrams leave from and that the answer's
-    /// candidates name: `port` itself, or the shared `media.port`.
-    pub send_port: u16,
-    /// Index of the shard, encoded in the local ufrag (see
-    /// [`ice::local_ufrag`](super::ice::local_ufrag)).
+    /// Index of the shard the endpoint lives on, encoded in its local ufrag
+    /// (see [`ice::local_ufrag`](super::ice::local_ufrag)).
     pub shard: usize,
+    /// The local UDP port its datagrams leave from and that the answer's
+    /// candidates name: `port` itself, or in single-port mode (`media.port`)
+    /// the shared port, `port` then being only the endpoint's key on its shard.
+    pub send_port: u16,
     /// The shard's DTLS configuration.
     pub dtls_config: Arc<dimpl::Config>,
     /// The shard's certificate.
@@ -178,7 +178,12 @@ impl Transport {
     /// A new transport with fresh ICE credentials, created at `now`.
     pub fn new(cfg: TransportConfig, now: Instant) -> Self {
         let mut rng = rand::rng();
-        let ufrag = super::ice::local_ufrag(cfg.shard, &mut rng);
+        let random: String = (&mut rng)
+            .sample_iter(Alphanumeric)
+            .take(8)
+            .map(char::from)
+            .collect();
+        let ufrag = super::ice::local_ufrag(cfg.shard, &random);
         let pwd: String = (&mut rng)
             .sample_iter(Alphanumeric)
             .take(24)
