@@ -234,6 +234,13 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
     let [lo, hi] = cfg.media.port_range;
     let total = u32::from(hi - lo) + 1;
     let n = cores.len() as u32;
+    let max_shards = ringbridge_bridge::proto::ice::MAX_SHARDS;
+    if cfg.media.port != 0 && cores.len() > max_shards {
+        return Err(format!(
+            "media.port: single-port mode finds a datagram's shard from its ICE ufrag, which \
+             names at most {max_shards} shards; media.cores gives {n}"
+        ));
+    }
     let single_port = match cfg.media.port {
         0 => None,
         port => Some(
@@ -281,7 +288,7 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
         cores = ?cores.iter().flatten().collect::<Vec<_>>(),
         io_backend = choice.backend.name(),
         advertise = ?advertise,
-        ports = ?cfg.media.port_range,
+        ports = ?single_port.is_none().then_some(cfg.media.port_range),
         single_port = ?single_port.as_ref().map(|sp| sp.port()),
         steered = single_port.as_ref().is_some_and(|sp| sp.steered()),
         "media plane started"
