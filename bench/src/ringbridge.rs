@@ -113,10 +113,11 @@ impl RingbridgeTarget {
              [public]\nlisten = \"{ip}:{public_port}\"\n\
              [private]\nlisten = \"{ip}:{private_port}\"\n\
              [load]\nmax_packet_rate = 100000000\n\
-             [media]\nport_range = [{lo}, {hi}]\nadvertise = [\"{ip}\"]\nbind = \"{ip}\"\n\
+             [media]\nport_range = [{lo}, {hi}]\nport = {port}\nadvertise = [\"{ip}\"]\nbind = \"{ip}\"\n\
              io = \"{io}\"\ncores = [{core}]\n\
              [auth]\napp_secret = \"{secret}\"\n",
             hi = lo + 999,
+            port = opts.media_port,
             io = opts.io,
             core = opts.target_core,
         );

@@ -129,9 +129,14 @@ pub enum IoBackend {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
-    /// `media.port_range`: inclusive UDP port range; each endpoint gets one port.
-    /// Default `[10000, 20000]`.
+    /// `media.port_range`: inclusive UDP port range; each endpoint gets one port
+    /// (unless `media.port` is set). Default `[10000, 20000]`.
     pub port_range: [u16; 2],
+    /// `media.port`: single-port mode. When not 0, every endpoint of every
+    /// shard shares this one UDP port (one `SO_REUSEPORT` socket per shard,
+    /// datagrams steered to the owning shard by source address) and
+    /// `media.port_range` is unused. Default `0` (off: a port per endpoint).
+    pub port: u16,
     /// `media.advertise`: addresses put into ICE host candidates.
     /// Default `[]`: the host's first non-loopback IPv4 address (127.0.0.1 if none).
     pub advertise: Vec<IpAddr>,
@@ -160,6 +165,7 @@ impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             port_range: [10_000, 20_000],
+            port: 0,
             advertise: Vec::new(),
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             io: IoBackend::Auto,
@@ -265,6 +271,12 @@ impl Config {
             return invalid(
                 "media.port_range",
                 "[first, last] with 1 <= first <= last <= 65535",
+            );
+        }
+        if self.media.port != 0 && self.media.port < 1024 {
+            return invalid(
+                "media.port",
+                "0 (a port per endpoint from media.port_range) or a UDP port from 1024 to 65535",
             );
         }
         if self.media.advertise.iter().any(|a| a.is_unspecified()) {
@@ -437,6 +449,7 @@ mod tests {
         assert_eq!(c.public.listen.to_string(), "0.0.0.0:9090");
         assert_eq!(c.private.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.media.port_range, [10_000, 20_000]);
+        assert_eq!(c.media.port, 0, "single-port mode is off by default");
         assert!(c.media.advertise.is_empty());
         assert_eq!(c.media.bind.to_string(), "0.0.0.0");
         assert_eq!(c.media.io, IoBackend::Auto);
@@ -492,6 +505,9 @@ mod tests {
                 "private.listen: invalid socket address \"127.0.0.1\"",
             ),
             ("[media]\nport_range = [1, 70000]\n", "media.port_range[1]"),
+            ("[media]\nport = 80\n", "media.port: 0 (a port per endpoint"),
+            ("[media]\nport = 70000\n", "media.port"),
+            ("[media]\nport = \"10000\"\n", "media.port"),
             ("[auth]\napp_secret = \"short\"\n", "auth.app_secret"),
             ("[auth]\nleeway_s = -1\n", "leeway_s"),
             (

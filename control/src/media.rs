@@ -267,6 +267,14 @@ pub struct ShardSnapshot {
     pub send_backlog: u64,
     /// Media events dropped because the channel to the control plane was full.
     pub events_dropped: u64,
+    /// Single-port mode (`media.port`): datagrams that arrived at this shard's
+    /// socket for an endpoint of another shard and were passed to it (a new
+    /// endpoint's first checks; all its datagrams where the eBPF steering
+    /// program could not be loaded).
+    pub single_port_handoffs: u64,
+    /// Single-port mode: datagrams that could not be passed to their shard
+    /// (its queue was full).
+    pub single_port_handoffs_dropped: u64,
     /// Gauge: media events waiting for room in that channel.
     pub events_waiting: u64,
     /// Gauge: endpoints that sent audio in the last few seconds.

@@ -92,6 +92,16 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
         |s| s.events_dropped,
     ),
     (
+        "single_port_handoffs",
+        "Single-port mode: datagrams that reached this shard for another shard's endpoint and were passed to it.",
+        |s| s.single_port_handoffs,
+    ),
+    (
+        "single_port_handoffs_dropped",
+        "Single-port mode: datagrams that could not be passed to their shard (queue full).",
+        |s| s.single_port_handoffs_dropped,
+    ),
+    (
         "rtx_received",
         "Publishers' RTX packets unwrapped and handled as the original.",
         |s| s.rtx_received,
@@ -485,6 +495,7 @@ mod tests {
                     dtls_failures: 2,
                     send_failed_unreachable: 4,
                     events_dropped: 5,
+                    single_port_handoffs: 9,
                     ..ShardSnapshot::default()
                 },
             ],
@@ -512,6 +523,7 @@ mod tests {
             "ringbridge_send_failures_total{shard=\"1\",reason=\"unreachable\"} 4",
             "ringbridge_send_failures_total{shard=\"0\",reason=\"backlog_full\"} 0",
             "ringbridge_events_dropped_total{shard=\"1\"} 5",
+            "ringbridge_single_port_handoffs_total{shard=\"1\"} 9",
             "ringbridge_shard_send_backlog{shard=\"0\"} 0",
             "ringbridge_stress_level 0.5",
             "ringbridge_build_info{version=\"",

@@ -64,6 +64,7 @@ fn config_default_prints_the_commented_default_and_check_validates() {
         "shutdown_timeout_s",
         "max_packet_rate",
         "port_range",
+        "\nport = 0\n",
         "[auth]",
     ] {
         assert!(printed.contains(key), "default config shows {key}");
@@ -92,6 +93,7 @@ fn config_default_prints_the_commented_default_and_check_validates() {
         ("shutdown_timeout_s = -1\n", "shutdown_timeout_s"),
         ("shutdown_timeout_s = 1000000\n", "shutdown_timeout_s"),
         ("[media]\nport_range = [20000, 10000]\n", "media.port_range"),
+        ("[media]\nport = 80\n", "media.port: 0 (a port per endpoint"),
         ("[media]\nio = \"epoll\"\n", "epoll"),
         ("[privte]\nlisten = \"127.0.0.1:1\"\n", "privte"),
         (

@@ -18,6 +18,8 @@ mod netif;
 mod select;
 pub mod send;
 mod shard;
+pub mod single_port;
+pub mod steer_bpf;
 pub mod udp;
 mod uring;
 
@@ -30,4 +32,5 @@ pub use shard::{
     AfterCommand, Backend, PortBinder, PreparedDriver, ShardCommand, ShardContext, ShardHandle,
     ShardSpec, ShardStats, ShardWaker, handle_command, spawn_shard,
 };
+pub use single_port::SinglePort;
 pub use uring::probe as probe_uring;

@@ -232,6 +232,8 @@ enum Counter {
     TwccFeedbackSent,
     RembSent,
     SenderReportsSent,
+    SinglePortHandoffs,
+    SinglePortHandoffsDropped,
     EventsWaiting,
 }
 
@@ -322,6 +324,13 @@ impl ShardStats {
         self.heartbeat.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Publishes the single-port hand-offs this shard made (and could not make).
+    pub fn publish_handoffs(&self, handoffs: u64, dropped: u64) {
+        self.counters[Counter::SinglePortHandoffs as usize].store(handoffs, Ordering::Relaxed);
+        self.counters[Counter::SinglePortHandoffsDropped as usize]
+            .store(dropped, Ordering::Relaxed);
+    }
+
     /// Loop iterations published so far: a driver publishes at least every
     /// 200 ms, so a value that stops moving means a stuck shard thread.
     pub fn heartbeat(&self) -> u64 {
@@ -387,6 +396,8 @@ impl ShardStats {
             send_failed_other: self.failed(SendFailure::Other),
             send_backlog: self.get(Counter::SendBacklog),
             events_dropped: self.get(Counter::EventsDropped),
+            single_port_handoffs: self.get(Counter::SinglePortHandoffs),
+            single_port_handoffs_dropped: self.get(Counter::SinglePortHandoffsDropped),
             events_waiting: self.get(Counter::EventsWaiting),
             dropped_rtx: self.get(Counter::DroppedRtx),
             dropped_rtx_padding: self.get(Counter::DroppedRtxPadding),
@@ -459,6 +470,10 @@ pub struct ShardSpec {
     pub bind: IpAddr,
     /// Core configuration.
     pub core_config: ShardConfig,
+    /// Single-port mode: the shared port's sockets, steering and hand-off
+    /// queues (`core_config.single_port` names the same port); `None` for a
+    /// port per endpoint from `ports`.
+    pub single_port: Option<Arc<super::single_port::SinglePort>>,
 }
 
 /// Wakes a shard thread that sleeps in its driver (epoll, io_uring) so it reads
@@ -526,6 +541,9 @@ pub fn spawn_shard(
         Backend::Uring => super::uring::prepare(&spec)?,
         Backend::Mmsg => super::mmsg::prepare(&spec)?,
     };
+    if let Some(sp) = &spec.single_port {
+        sp.set_waker(spec.index, prepared.waker.clone());
+    }
     let stats = Arc::new(ShardStats::default());
     let handle = ShardHandle {
         index: spec.index,

@@ -74,6 +74,70 @@ pub struct ShardConfig {
     /// (`media.video_start_bitrate_kbps`), written into the answer's VP8 `a=fmtp`
     /// as `x-google-start-bitrate`; 0 leaves the browser's own (300 kbit/s).
     pub video_start_bitrate_kbps: u32,
+    /// The shard's index, encoded in the local ICE ufrag of every endpoint
+    /// (see [`ice::shard_of_username`](crate::proto::ice::shard_of_username)).
+    pub index: usize,
+    /// Single-port mode (`media.port`, 0 = off): the one UDP port every
+    /// endpoint shares. The `port` of a join is then only the endpoint's key on
+    /// the shard, and datagrams arrive through [`ShardCore::handle_shared_receive`].
+    pub single_port: Option<u16>,
+}
+
+/// What [`ShardCore::handle_shared_receive`] did with a datagram that arrived
+/// on the shared port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedReceive {
+    /// Handled here (answered, forwarded, or dropped and counted).
+    Handled,
+    /// A STUN request whose USERNAME names another shard's endpoint: the
+    /// driver passes the datagram on to that shard.
+    OtherShard(usize),
+    /// Not STUN, from an address no endpoint here validated: the driver asks
+    /// its steering table which shard owns it, else calls
+    /// [`ShardCore::drop_unknown_source`].
+    UnknownSource,
+}
+
+/// A change to the remote addresses that ICE validated on this shard in
+/// single-port mode: the driver steers that address's datagrams to this shard
+/// (or stops).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteChange {
+    /// An endpoint's check from this address passed.
+    Validated(SocketAddr),
+    /// The endpoint that owned this address left.
+    Gone(SocketAddr),
+}
+
+/// Single-port demultiplexing state: validated remote addresses and local
+/// ufrags to endpoint keys.
+#[derive(Debug, Default)]
+struct SharedPort {
+    by_remote: HashMap<SocketAddr, u16>,
+    by_ufrag: HashMap<Box<str>, u16>,
+    changes: VecDeque<RemoteChange>,
+}
+
+impl SharedPort {
+    /// Forgets the endpoint `key` (its addresses are reported gone).
+    fn forget(&mut self, key: u16) {
+        self.by_ufrag.retain(|_, k| *k != key);
+        let changes = &mut self.changes;
+        self.by_remote.retain(|addr, k| {
+            if *k == key {
+                changes.push_back(RemoteChange::Gone(*addr));
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// The local ufrag of a STUN USERNAME sent to us ("ours:theirs").
+fn local_ufrag_of(username: &[u8]) -> Option<&str> {
+    let local = username.split(|&b| b == b':').next()?;
+    std::str::from_utf8(local).ok()
 }
 
 /// Counters of one shard (cumulative since start).
@@ -164,6 +228,7 @@ pub struct ShardCore {
     routers: SlotMap<RouterKey, Router>,
     by_conference: HashMap<ConferenceId, RouterKey>,
     by_port: HashMap<u16, (RouterKey, EndpointKey)>,
+    shared_port: SharedPort,
     timers: TimerHeap<TimerOwner>,
     events: VecDeque<MediaEvent>,
     released_ports: Vec<u16>,
@@ -206,6 +271,7 @@ impl ShardCore {
             routers: SlotMap::with_key(),
             by_conference: HashMap::new(),
             by_port: HashMap::new(),
+            shared_port: SharedPort::default(),
             timers: TimerHeap::default(),
             events: VecDeque::new(),
             released_ports: Vec::new(),
@@ -316,7 +382,9 @@ impl ShardCore {
             certificate: &cfg.certificate,
             fingerprint,
             advertise: &cfg.advertise,
+            shard: cfg.index,
             video_start_bitrate_kbps: cfg.video_start_bitrate_kbps,
+            single_port: cfg.single_port,
         };
         let mut shared = Shared {
             events,
@@ -335,6 +403,12 @@ impl ShardCore {
         match result {
             Ok((ek, answer)) => {
                 self.by_port.insert(port, (rk, ek));
+                if self.cfg.single_port.is_some()
+                    && let Some(ep) = self.routers.get(rk).and_then(|r| r.endpoint(ek))
+                {
+                    let ufrag: Box<str> = ep.transport().local_ufrag().into();
+                    self.shared_port.by_ufrag.insert(ufrag, port);
+                }
                 self.after_router_call(rk, Some(ek), activity_changed);
                 Ok(answer)
             }
@@ -547,6 +621,79 @@ impl ShardCore {
         self.after_router_call(rk, Some(ek), activity_changed);
     }
 
+    /// Handles one datagram that arrived on the shared port (single-port
+    /// mode) from `from`: an address an ICE check validated goes to its
+    /// endpoint; a STUN request goes to the endpoint whose local ufrag its
+    /// USERNAME names, when that endpoint lives here. What passes a check is
+    /// remembered and reported ([`ShardCore::poll_remote_change`]).
+    ///
+    /// `handed_off` is set for a datagram another shard passed on: it is never
+    /// passed on again.
+    pub fn handle_shared_receive(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+        tx: &mut TxQueue,
+        handed_off: bool,
+    ) -> SharedReceive {
+        if let Some(&key) = self.shared_port.by_remote.get(&from) {
+            self.handle_receive(now, key, from, datagram, tx);
+            return SharedReceive::Handled;
+        }
+        if !matches!(datagram.first(), Some(0..=3)) {
+            return SharedReceive::UnknownSource;
+        }
+        let (owner, key) = {
+            let Ok(msg) = super::stun::Message::parse(datagram) else {
+                self.count_dropped(datagram.len(), |c| &mut c.dropped_malformed);
+                return SharedReceive::Handled;
+            };
+            let username = msg.username().unwrap_or_default();
+            let key = local_ufrag_of(username)
+                .and_then(|u| self.shared_port.by_ufrag.get(u))
+                .copied();
+            (super::ice::shard_of_username(username), key)
+        };
+        if let Some(owner) = owner
+            && owner != self.cfg.index
+            && !handed_off
+        {
+            return SharedReceive::OtherShard(owner);
+        }
+        let Some(key) = key else {
+            self.count_dropped(datagram.len(), |c| &mut c.stun_refused);
+            return SharedReceive::Handled;
+        };
+        self.handle_receive(now, key, from, datagram, tx);
+        let validated = self
+            .endpoint_by_port(key)
+            .is_some_and(|t| t.is_validated(from));
+        if validated && self.shared_port.by_remote.insert(from, key) != Some(key) {
+            self.shared_port
+                .changes
+                .push_back(RemoteChange::Validated(from));
+        }
+        SharedReceive::Handled
+    }
+
+    /// Counts a datagram from the shared port that no endpoint anywhere owns.
+    pub fn drop_unknown_source(&mut self, len: usize) {
+        self.count_dropped(len, |c| &mut c.dropped_unknown_source);
+    }
+
+    fn count_dropped(&mut self, len: usize, which: impl FnOnce(&mut ShardCounters) -> &mut u64) {
+        self.counters.packets_received += 1;
+        self.counters.bytes_received += len as u64;
+        *which(&mut self.counters) += 1;
+    }
+
+    /// Next change to the validated remote addresses (single-port mode): the
+    /// driver steers them to this shard.
+    pub fn poll_remote_change(&mut self) -> Option<RemoteChange> {
+        self.shared_port.changes.pop_front()
+    }
+
     /// Runs every router and transport timer that is due.
     pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxQueue) {
         if now > self.last_now {
@@ -610,6 +757,7 @@ impl ShardCore {
             });
             if gone {
                 self.by_port.remove(port);
+                self.shared_port.forget(*port);
             }
         }
         let Some(router) = self.routers.get_mut(rk) else {

@@ -107,7 +107,10 @@ impl Harness {
                 certificate,
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                 video_start_bitrate_kbps: 1500,
+                index,
+                single_port: None,
             },
+            single_port: None,
         };
         let shard = spawn_shard(spec, backend, events_tx).expect("shard starts");
         Self {

@@ -29,8 +29,13 @@ pub struct JoinContext<'a> {
     pub fingerprint: &'a [u8],
     /// Addresses put into host candidates.
     pub advertise: &'a [IpAddr],
+    /// The shard's index (encoded in local ufrags).
+    pub shard: usize,
     /// `x-google-start-bitrate` for publishers' video, kbit/s; 0 for none.
     pub video_start_bitrate_kbps: u32,
+    /// The shared UDP port in single-port mode (`media.port`), sent from and
+    /// put into the candidates instead of the endpoint's own port.
+    pub single_port: Option<u16>,
 }
 
 impl Router {
@@ -53,6 +58,8 @@ impl Router {
         let transport = Transport::new(
             TransportConfig {
                 port,
+                shard: ctx.shard,
+                send_port: ctx.single_port.unwrap_or(port),
                 dtls_config: ctx.dtls_config.clone(),
                 certificate: ctx.certificate.clone(),
                 remote_fingerprint: offer.fingerprint.clone(),
@@ -211,7 +218,7 @@ impl Router {
                 ice_pwd: ep.transport.local_pwd(),
                 fingerprint_sha256: ctx.fingerprint,
                 addresses: ctx.advertise,
-                port,
+                port: ep.transport.send_port(),
                 video_start_bitrate_kbps: ctx.video_start_bitrate_kbps,
             },
             rng.random::<u64>() >> 2,

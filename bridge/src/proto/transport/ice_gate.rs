@@ -23,7 +23,7 @@ impl Transport {
         let mut outcome = None;
         let was_checked = self.ice.selected().is_some();
         let ice = &mut self.ice;
-        tx.push_with(self.port, from, |out| {
+        tx.push_with(self.send_port, from, |out| {
             match ice.handle_stun(now, from, datagram, out) {
                 StunOutcome::Respond(n) => Some(n),
                 StunOutcome::Dropped(reason) => {

@@ -112,6 +112,13 @@ enum Feedback {
 pub struct TransportConfig {
     /// Local UDP port the endpoint owns.
     pub port: u16,
+    /// Index of the shard the endpoint lives on, encoded in its local ufrag
+    /// (see [`ice::local_ufrag`](super::ice::local_ufrag)).
+    pub shard: usize,
+    /// The local UDP port its datagrams leave from and that the answer's
+    /// candidates name: `port` itself, or in single-port mode (`media.port`)
+    /// the shared port, `port` then being only the endpoint's key on its shard.
+    pub send_port: u16,
     /// The shard's DTLS configuration.
     pub dtls_config: Arc<dimpl::Config>,
     /// The shard's certificate.
@@ -139,6 +146,7 @@ pub struct SendContext<'a> {
 /// One endpoint's connection.
 pub struct Transport {
     port: u16,
+    send_port: u16,
     state: TransportState,
     ice: IceLite,
     dtls: DtlsTransport,
@@ -170,11 +178,12 @@ impl Transport {
     /// A new transport with fresh ICE credentials, created at `now`.
     pub fn new(cfg: TransportConfig, now: Instant) -> Self {
         let mut rng = rand::rng();
-        let ufrag: String = (&mut rng)
+        let random: String = (&mut rng)
             .sample_iter(Alphanumeric)
             .take(8)
             .map(char::from)
             .collect();
+        let ufrag = super::ice::local_ufrag(cfg.shard, &random);
         let pwd: String = (&mut rng)
             .sample_iter(Alphanumeric)
             .take(24)
@@ -186,6 +195,7 @@ impl Transport {
         timers.set(TransportTimer::Report, now + REPORT_INTERVAL);
         Self {
             port: cfg.port,
+            send_port: cfg.send_port,
             state: TransportState::Connecting,
             ice,
             dtls: DtlsTransport::new(
@@ -305,9 +315,20 @@ impl Transport {
         self.feedback = feedback;
     }
 
-    /// The local UDP port.
+    /// The endpoint's key on its shard (its own local UDP port unless in
+    /// single-port mode).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The local UDP port its datagrams leave from.
+    pub fn send_port(&self) -> u16 {
+        self.send_port
+    }
+
+    /// Whether `from` passed an ICE check of this endpoint.
+    pub fn is_validated(&self, from: SocketAddr) -> bool {
+        self.ice.is_validated(from)
     }
 
     /// Lifecycle state.
