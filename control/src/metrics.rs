@@ -10,7 +10,9 @@
 //! `message_too_big`, `unreachable`, `permission`, `other`.
 //!
 //! Joins refused by signalling are counted by error code
-//! (`ringbridge_joins_refused_total{code="token-expired"}`), and the process's
+//! (`ringbridge_joins_refused_total{code="token-expired"}`), requests over a
+//! per-address rate limit by kind (`ringbridge_rate_limited_total{kind="join"}`,
+//! `{kind="websocket"}`), and the process's
 //! own CPU time, memory, threads and file descriptors follow the standard
 //! Prometheus names (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
 //! `process_open_fds`, ...), without the `ringbridge_` prefix.
@@ -389,6 +391,26 @@ fn register_control(registry: &mut Registry, view: &ControlView) {
          error code of the answer (token-expired, owner-required, draining, overloaded, ...).",
         refused,
     );
+    let limited = Family::<Labels, Counter>::default();
+    for &(kind, n) in &view.rate_limits.limited {
+        limited
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .inc_by(n);
+    }
+    registry.register(
+        "rate_limited",
+        "Requests on the public listener answered 429 rate-limited, by kind: join (POST \
+         /conferences/{room}/endpoints, also counted in joins_refused) or websocket \
+         (colibri websocket upgrades).",
+        limited,
+    );
+    gauge(
+        registry,
+        "rate_limit_addresses",
+        "Client addresses the rate limits keep track of now (both limits together; each \
+         holds at most public.rate_limit_addresses).",
+        view.rate_limits.addresses,
+    );
     counter(
         registry,
         "conferences_completed",
@@ -526,6 +548,10 @@ mod tests {
     fn refused_joins_completions_and_process_metrics_are_encoded() {
         let view = ControlView {
             joins_refused: vec![("draining", 2), ("token-expired", 5)],
+            rate_limits: crate::ratelimit::RateLimitView {
+                limited: vec![("join", 4), ("websocket", 9)],
+                addresses: 12,
+            },
             totals: crate::registry::Totals {
                 conferences_completed: 3,
                 conference_seconds: 90,
@@ -546,6 +572,9 @@ mod tests {
         for line in [
             "ringbridge_joins_refused_total{code=\"draining\"} 2",
             "ringbridge_joins_refused_total{code=\"token-expired\"} 5",
+            "ringbridge_rate_limited_total{kind=\"join\"} 4",
+            "ringbridge_rate_limited_total{kind=\"websocket\"} 9",
+            "ringbridge_rate_limit_addresses 12",
             "ringbridge_conferences_completed_total 3",
             "ringbridge_conference_seconds_total 90",
             "ringbridge_endpoints_created_total 11",

@@ -63,6 +63,11 @@ fn config_default_prints_the_commented_default_and_check_validates() {
     for key in [
         "shutdown_timeout_s",
         "max_packet_rate",
+        "max_conferences = 0",
+        "max_endpoints_per_conference = 500",
+        "join_rate_limit = 10",
+        "ws_rate_limit = 10",
+        "rate_limit_addresses = 10000",
         "port_range",
         "[auth]",
     ] {
@@ -89,6 +94,20 @@ fn config_default_prints_the_commented_default_and_check_validates() {
     let cases = [
         ("[load]\nmax_packet_rate = 0\n", "load.max_packet_rate"),
         ("[load]\nmax_packet_rate = \"fast\"\n", "max_packet_rate"),
+        ("[load]\nmax_conferences = -2\n", "load.max_conferences"),
+        (
+            "[load]\nmax_endpoints_per_conference = 1.5\n",
+            "load.max_endpoints_per_conference",
+        ),
+        ("[public]\njoin_rate_burst = 0\n", "public.join_rate_burst"),
+        (
+            "[public]\nws_rate_limit = \"fast\"\n",
+            "public.ws_rate_limit",
+        ),
+        (
+            "[public]\nrate_limit_addresses = 0\n",
+            "public.rate_limit_addresses",
+        ),
         ("shutdown_timeout_s = -1\n", "shutdown_timeout_s"),
         ("shutdown_timeout_s = 1000000\n", "shutdown_timeout_s"),
         ("[media]\nport_range = [20000, 10000]\n", "media.port_range"),
