@@ -335,6 +335,21 @@ impl Config {
         if self.load.max_packet_rate == 0 {
             return invalid("load.max_packet_rate", "a packet rate of at least 1");
         }
+        if self.public.join_rate_limit > 0 && self.public.join_rate_burst == 0 {
+            return invalid(
+                "public.join_rate_burst",
+                "at least 1 while public.join_rate_limit is set (0 turns the limit off)",
+            );
+        }
+        if self.public.ws_rate_limit > 0 && self.public.ws_rate_burst == 0 {
+            return invalid(
+                "public.ws_rate_burst",
+                "at least 1 while public.ws_rate_limit is set (0 turns the limit off)",
+            );
+        }
+        if !(1..=10_000_000).contains(&self.public.rate_limit_addresses) {
+            return invalid("public.rate_limit_addresses", "1 to 10000000 addresses");
+        }
         if self.shutdown_timeout_s > 86_400 {
             return invalid("shutdown_timeout_s", "at most 86400 seconds (one day)");
         }
@@ -466,6 +481,14 @@ mod tests {
         assert!(!c.auth.enforce_expiry && !c.auth.single_use_jti);
         assert_eq!(c.auth.max_lifetime_s, None);
         assert_eq!(c.load.max_packet_rate, 50_000);
+        assert_eq!(c.load.max_conferences, 0);
+        assert_eq!(c.load.max_endpoints_per_conference, 500);
+        assert_eq!(
+            (c.public.join_rate_limit, c.public.join_rate_burst),
+            (10, 50)
+        );
+        assert_eq!((c.public.ws_rate_limit, c.public.ws_rate_burst), (10, 50));
+        assert_eq!(c.public.rate_limit_addresses, 10_000);
         assert_eq!(c.shutdown_timeout_s, 600);
         assert_eq!(c.public.url, None);
         assert_eq!(c.log.level, "info");
@@ -544,6 +567,22 @@ mod tests {
             ("[load]\nmax_packet_rate = 0\n", "load.max_packet_rate"),
             ("[load]\nmax_packet_rate = -5\n", "max_packet_rate"),
             ("[load]\nmax_pkt_rate = 5\n", "max_pkt_rate"),
+            ("[load]\nmax_conferences = -1\n", "load.max_conferences"),
+            (
+                "[load]\nmax_endpoints_per_conference = \"many\"\n",
+                "load.max_endpoints_per_conference",
+            ),
+            ("[public]\njoin_rate_burst = 0\n", "public.join_rate_burst"),
+            ("[public]\nws_rate_burst = 0\n", "public.ws_rate_burst"),
+            (
+                "[public]\njoin_rate_limit = 1.5\n",
+                "public.join_rate_limit",
+            ),
+            ("[public]\nws_rate_limit = -1\n", "public.ws_rate_limit"),
+            (
+                "[public]\nrate_limit_addresses = 0\n",
+                "public.rate_limit_addresses",
+            ),
             ("shutdown_timeout_s = 100000\n", "shutdown_timeout_s"),
             ("shutdown_timeout_s = \"10m\"\n", "shutdown_timeout_s"),
         ];
@@ -565,6 +604,9 @@ mod tests {
             "[public]\nlisten = \"127.0.0.1:0\"\n[private]\nlisten = \"127.0.0.1:0\"\n",
             "[public]\nurl = \"https://meet.example.com/bridge/\"\n",
             "[log]\nlevel = \"warn,ringbridge_control=debug\"\nformat = \"json\"\n",
+            // Limits off: a burst of 0 is then fine.
+            "[public]\njoin_rate_limit = 0\njoin_rate_burst = 0\nws_rate_limit = 0\n",
+            "[load]\nmax_conferences = 100\nmax_endpoints_per_conference = 0\n",
         ] {
             Config::parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
         }

@@ -236,8 +236,23 @@ pub struct ShardSnapshot {
     pub dropped_unknown_source: u64,
     /// Dropped: RTP with an SSRC (or payload type) no producer owns.
     pub dropped_unknown_ssrc: u64,
-    /// Dropped: malformed datagram.
+    /// Dropped: claims STUN, RTP or RTCP by its first byte but does not parse.
     pub dropped_malformed: u64,
+    /// Dropped: a first byte of no protocol the bridge speaks (not STUN, DTLS,
+    /// RTP or RTCP), or empty.
+    pub dropped_garbage: u64,
+    /// Dropped: larger than the largest datagram the bridge handles.
+    pub dropped_oversized: u64,
+    /// Dropped: for a media port whose endpoint is gone.
+    pub dropped_unknown_port: u64,
+    /// Dropped: a STUN check with a wrong or missing MESSAGE-INTEGRITY (or FINGERPRINT).
+    pub dropped_stun_integrity: u64,
+    /// Dropped: a STUN check whose USERNAME names another endpoint.
+    pub dropped_stun_username: u64,
+    /// Dropped: a STUN message that is not a Binding request.
+    pub dropped_stun_other: u64,
+    /// Dropped: RTP of a muted producer, or one its endpoint's policy refuses.
+    pub dropped_policy: u64,
     /// STUN checks refused (bad username or integrity).
     pub stun_refused: u64,
     /// Endpoints whose first ICE check succeeded.

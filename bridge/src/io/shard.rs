@@ -197,6 +197,13 @@ enum Counter {
     DroppedUnknownSource,
     DroppedUnknownSsrc,
     DroppedMalformed,
+    DroppedGarbage,
+    DroppedOversized,
+    DroppedUnknownPort,
+    DroppedStunIntegrity,
+    DroppedStunUsername,
+    DroppedStunOther,
+    DroppedPolicy,
     StunRefused,
     IceSuccesses,
     IceFailures,
@@ -270,10 +277,14 @@ impl ShardStats {
         set(Counter::DroppedReplay, c.dropped_replay);
         set(Counter::DroppedUnknownSource, c.dropped_unknown_source);
         set(Counter::DroppedUnknownSsrc, c.dropped_unknown_ssrc);
-        set(
-            Counter::DroppedMalformed,
-            c.dropped_malformed + c.dropped_unknown_port,
-        );
+        set(Counter::DroppedMalformed, c.dropped_malformed);
+        set(Counter::DroppedGarbage, c.dropped_garbage);
+        set(Counter::DroppedOversized, c.dropped_oversized);
+        set(Counter::DroppedUnknownPort, c.dropped_unknown_port);
+        set(Counter::DroppedStunIntegrity, c.dropped_stun_integrity);
+        set(Counter::DroppedStunUsername, c.dropped_stun_username);
+        set(Counter::DroppedStunOther, c.dropped_stun_other);
+        set(Counter::DroppedPolicy, c.dropped_policy);
         set(Counter::StunRefused, c.stun_refused);
         set(Counter::IceSuccesses, c.ice_successes);
         set(Counter::IceFailures, c.ice_failures);
@@ -378,6 +389,13 @@ impl ShardStats {
             dropped_unknown_source: self.get(Counter::DroppedUnknownSource),
             dropped_unknown_ssrc: self.get(Counter::DroppedUnknownSsrc),
             dropped_malformed: self.get(Counter::DroppedMalformed),
+            dropped_garbage: self.get(Counter::DroppedGarbage),
+            dropped_oversized: self.get(Counter::DroppedOversized),
+            dropped_unknown_port: self.get(Counter::DroppedUnknownPort),
+            dropped_stun_integrity: self.get(Counter::DroppedStunIntegrity),
+            dropped_stun_username: self.get(Counter::DroppedStunUsername),
+            dropped_stun_other: self.get(Counter::DroppedStunOther),
+            dropped_policy: self.get(Counter::DroppedPolicy),
             stun_refused: self.get(Counter::StunRefused),
             ice_successes: self.get(Counter::IceSuccesses),
             ice_failures: self.get(Counter::IceFailures),

@@ -43,6 +43,14 @@ use super::transmit::TxQueue;
 use super::transport::Transport;
 
 pub use super::router::KEYFRAME_REQUEST_INTERVAL;
+
+/// The largest datagram the shard handles, in bytes; a larger one is dropped
+/// and counted (`dropped_oversized`). WebRTC peers keep every datagram within
+/// the path MTU (RTP is packetized to about 1200 bytes, DTLS flights are
+/// fragmented to it), so this leaves room for jumbo-free paths of any kind; the
+/// I/O backends' receive buffers are larger, so a datagram they truncated
+/// arrives here longer than this and is counted too.
+pub const MAX_DATAGRAM: usize = 1800;
 pub use super::router::activity::SENDING_WINDOW;
 pub use super::transport::REPORT_INTERVAL;
 
@@ -151,9 +159,23 @@ pub struct ShardCounters {
     pub rtp_forwarded: u64,
     /// Datagrams for a port no endpoint owns any more.
     pub dropped_unknown_port: u64,
+    /// Datagrams whose first byte is none of STUN (0-3), DTLS (20-63) or
+    /// RTP/RTCP (128-191), empty ones included (RFC 7983 demultiplexing).
+    pub dropped_garbage: u64,
+    /// Datagrams larger than [`MAX_DATAGRAM`] (or truncated by the receive
+    /// buffer), dropped before anything looks at them.
+    pub dropped_oversized: u64,
+    /// STUN checks with a wrong or missing MESSAGE-INTEGRITY or FINGERPRINT.
+    pub dropped_stun_integrity: u64,
+    /// STUN checks whose USERNAME is not this endpoint's `ufrag:peer-ufrag`.
+    pub dropped_stun_username: u64,
+    /// STUN messages that are not Binding requests (responses, indications), or
+    /// whose answer did not fit.
+    pub dropped_stun_other: u64,
     /// Datagrams from an address that passed no ICE check.
     pub dropped_unknown_source: u64,
-    /// Datagrams that do not parse (STUN, RTP or RTCP), or an unknown first byte.
+    /// Datagrams that claim STUN, RTP or RTCP by their first byte but do not
+    /// parse as it.
     pub dropped_malformed: u64,
     /// SRTP/SRTCP authentication failures.
     pub dropped_auth: u64,
@@ -593,6 +615,17 @@ impl ShardCore {
         if now > self.last_now {
             self.last_now = now;
         }
+        // What no endpoint could want is dropped before its port is looked up;
+        // nothing from an address that passed no ICE check gets further than
+        // STUN's integrity check (see `Transport::gate`).
+        if datagram.len() > MAX_DATAGRAM {
+            self.counters.dropped_oversized += 1;
+            return;
+        }
+        if !matches!(datagram.first(), Some(0..=3 | 20..=63 | 128..=191)) {
+            self.counters.dropped_garbage += 1;
+            return;
+        }
         let Some(&(rk, ek)) = self.by_port.get(&port) else {
             self.counters.dropped_unknown_port += 1;
             return;
@@ -615,7 +648,7 @@ impl ShardCore {
                     router.handle_rtp(ek, from, datagram, &mut io);
                 }
             }
-            _ => io.counters.dropped_malformed += 1,
+            _ => io.counters.dropped_garbage += 1,
         }
         let activity_changed = io.activity_changed;
         self.after_router_call(rk, Some(ek), activity_changed);

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::super::ice::StunOutcome;
+use super::super::ice::{DropReason, StunOutcome};
 use super::super::shard::ShardCounters;
 use super::super::transmit::TxQueue;
 use super::Transport;
@@ -34,6 +34,12 @@ impl Transport {
         });
         if let Some(reason) = outcome {
             counters.stun_refused += 1;
+            match reason {
+                DropReason::Malformed => counters.dropped_malformed += 1,
+                DropReason::WrongUsername => counters.dropped_stun_username += 1,
+                DropReason::BadIntegrity => counters.dropped_stun_integrity += 1,
+                DropReason::NotARequest | DropReason::NoRoom => counters.dropped_stun_other += 1,
+            }
             tracing::debug!(port = self.port, ?reason, %from, "stun dropped");
         } else if !was_checked && self.ice.selected().is_some() {
             counters.ice_successes += 1;
