@@ -381,6 +381,20 @@ pub trait MediaPlane: Send + Sync + 'static {
         reason: RefusalReason,
     ) -> impl Future<Output = Result<(), MediaError>> + Send;
 
+    /// The tallest video `endpoint` wants to receive, from its colibri
+    /// `ReceiverVideoConstraints` (`defaultConstraints.maxHeight`; `u16::MAX`
+    /// for no limit): its slots of simulcast sources move to the layer that fits.
+    /// Media planes without simulcast accept and ignore it.
+    fn set_max_height(
+        &self,
+        conference: ConferenceId,
+        endpoint: EndpointId,
+        max_height: u16,
+    ) -> impl Future<Output = Result<(), MediaError>> + Send {
+        let _ = (conference, endpoint, max_height);
+        async { Ok(()) }
+    }
+
     /// Removes an endpoint; removing the last endpoint ends the conference.
     fn leave(
         &self,

@@ -668,6 +668,18 @@ impl<M: MediaPlane> Signalling<M> {
                     }
                 });
             }
+            SocketAction::MaxHeight(max_height) => {
+                let (this, c, e) = (this.clone(), c.clone(), e.clone());
+                tokio::spawn(async move {
+                    let r = this
+                        .media
+                        .set_max_height(c.clone(), e.clone(), max_height)
+                        .await;
+                    if let Err(err) = r {
+                        debug!(conference = %c, endpoint = %e, error = %err, "cannot set receiver constraints");
+                    }
+                });
+            }
         };
         tokio::spawn(async move {
             match on_upgrade.await {

@@ -73,6 +73,17 @@ pub enum ShardCommand {
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<(), MediaError>>,
     },
+    /// A receiver's video constraint (see `ShardCore::set_max_height`).
+    SetMaxHeight {
+        /// Its conference.
+        conference: ConferenceId,
+        /// The receiving endpoint.
+        endpoint: EndpointId,
+        /// The tallest video it wants; `u16::MAX` for no limit.
+        max_height: u16,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
     /// Stop the thread.
     Shutdown,
 }
@@ -148,6 +159,19 @@ pub fn handle_command(
         } => {
             let result = core.handle_refuse_source(&conference, &endpoint, &source, reason);
             let _ = reply.send(media(result));
+            AfterCommand::Continue
+        }
+        ShardCommand::SetMaxHeight {
+            conference,
+            endpoint,
+            max_height,
+            reply,
+        } => {
+            let _ = reply.send(media(core.set_max_height(
+                &conference,
+                &endpoint,
+                max_height,
+            )));
             AfterCommand::Continue
         }
         ShardCommand::Shutdown => AfterCommand::Stop,
