@@ -5,7 +5,9 @@
 //! scrape copies one snapshot into a fresh registry and encodes it. Counters
 //! are per shard (label `shard`), so a hot shard shows up; sum them for the
 //! bridge. Drops carry a `reason` label: `auth` (SRTP/SRTCP authentication
-//! failure), `replay`, `unknown_source`, `unknown_ssrc`, `malformed`.
+//! failure), `replay`, `unknown_source`, `unknown_ssrc`, `malformed`, `rtx`,
+//! `rtx_padding`, `silence` (audio of level 127 after the first few packets of
+//! a silent run).
 //! Send failures (`send_failures`) carry one too: `backlog_full`,
 //! `message_too_big`, `unreachable`, `permission`, `other`.
 //!
@@ -157,6 +159,11 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
         "Sender reports sent to receivers for their slots.",
         |s| s.sender_reports_sent,
     ),
+    (
+        "dominant_speaker_changes",
+        "Times a conference's dominant speaker changed (jvb `dominant_speaker_changes`).",
+        |s| s.dominant_speaker_changes,
+    ),
 ];
 
 const SEND_FAILURES: &[DropReason] = &[
@@ -177,6 +184,7 @@ const DROP_REASONS: &[DropReason] = &[
     ("malformed", |s| s.dropped_malformed),
     ("rtx", |s| s.dropped_rtx),
     ("rtx_padding", |s| s.dropped_rtx_padding),
+    ("silence", |s| s.dropped_silence),
 ];
 
 fn shard_label(s: &ShardSnapshot) -> Labels {

@@ -232,6 +232,8 @@ enum Counter {
     TwccFeedbackSent,
     RembSent,
     SenderReportsSent,
+    DominantSpeakerChanges,
+    DroppedSilence,
     EventsWaiting,
 }
 
@@ -307,6 +309,8 @@ impl ShardStats {
         set(Counter::TwccFeedbackSent, c.twcc_feedback_sent);
         set(Counter::RembSent, c.remb_sent);
         set(Counter::SenderReportsSent, c.sender_reports_sent);
+        set(Counter::DominantSpeakerChanges, c.dominant_speaker_changes);
+        set(Counter::DroppedSilence, c.dropped_silence);
         set(Counter::SendingAudio, activity.audio);
         set(Counter::SendingVideo, activity.video);
         set(Counter::InactiveConferences, activity.inactive_conferences);
@@ -405,6 +409,8 @@ impl ShardStats {
             twcc_feedback_sent: self.get(Counter::TwccFeedbackSent),
             remb_sent: self.get(Counter::RembSent),
             sender_reports_sent: self.get(Counter::SenderReportsSent),
+            dominant_speaker_changes: self.get(Counter::DominantSpeakerChanges),
+            dropped_silence: self.get(Counter::DroppedSilence),
         }
     }
 }

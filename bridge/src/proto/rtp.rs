@@ -619,7 +619,10 @@ mod tests {
                 level: 127
             })
         );
-        assert_eq!(AudioLevel::parse(&[0x00]).map(|l| l.is_silence()), Some(false));
+        assert_eq!(
+            AudioLevel::parse(&[0x00]).map(|l| l.is_silence()),
+            Some(false)
+        );
         assert_eq!(AudioLevel::parse(&[]), None);
     }
 

@@ -147,6 +147,11 @@ pub struct ShardCounters {
     pub remb_sent: u64,
     /// Sender reports sent for slots.
     pub sender_reports_sent: u64,
+    /// Times a conference's dominant speaker changed.
+    pub dominant_speaker_changes: u64,
+    /// Audio packets of silence (RFC 6464 level 127) not forwarded: those after
+    /// the first few of a run of silence.
+    pub dropped_silence: u64,
 }
 
 /// Whose timer a heap entry is.

@@ -116,11 +116,10 @@ fn binomial(n: u32, k: u32) -> u64 {
 /// exponential noise model (rate `lambda`), floored at [`MIN_SCORE`].
 fn activity_score(v: u32, n: u32, p: f64, lambda: f64) -> f64 {
     let v = v.min(n);
-    let score = (binomial(n, v) as f64).ln()
-        + f64::from(v) * p.ln()
-        + f64::from(n - v) * (1.0 - p).ln()
-        - lambda.ln()
-        + lambda * f64::from(v);
+    let score =
+        (binomial(n, v) as f64).ln() + f64::from(v) * p.ln() + f64::from(n - v) * (1.0 - p).ln()
+            - lambda.ln()
+            + lambda * f64::from(v);
     score.max(MIN_SCORE)
 }
 
@@ -516,9 +515,7 @@ mod tests {
         assert!(activity_score(12, 13, 0.5, 0.78) < activity_score(11, 13, 0.5, 0.78));
         for (n, lambda) in [(5u32, 24.0), (10, 47.0)] {
             for v in 1..n {
-                assert!(
-                    activity_score(v + 1, n, 0.5, lambda) >= activity_score(v, n, 0.5, lambda)
-                );
+                assert!(activity_score(v + 1, n, 0.5, lambda) >= activity_score(v, n, 0.5, lambda));
             }
         }
     }
@@ -531,7 +528,10 @@ mod tests {
         s.handle_level(now, NOISE);
         assert!(!s.scores(now).any_activity(), "the floor itself");
         s.handle_level(now + PACKET, 20);
-        assert!(s.scores(now + PACKET).immediate > MIN_SCORE, "speech above it");
+        assert!(
+            s.scores(now + PACKET).immediate > MIN_SCORE,
+            "speech above it"
+        );
         // 40 ms without a packet counts as one silent level.
         assert_eq!(s.scores(now + 3 * PACKET).immediate, MIN_SCORE);
     }
@@ -540,7 +540,10 @@ mod tests {
     fn one_talker_is_named_at_the_first_decision_and_decisions_run_every_300ms() {
         let mut room = Room::new();
         room.run(100, Room::talker(0));
-        let first = room.ds.poll_timeout().expect("scheduled by the first level");
+        let first = room
+            .ds
+            .poll_timeout()
+            .expect("scheduled by the first level");
         assert_eq!(first, room.start + DECISION_INTERVAL);
         room.run(300, Room::talker(0));
         assert_eq!(room.changes, [(300, 0)]);
@@ -574,7 +577,10 @@ mod tests {
         assert_eq!(who, 1);
         let after = at - b_starts;
         assert!(after <= 1200, "switched to B {after} ms after B started");
-        assert!(after >= 300, "not before B's talk outweighs A's last second");
+        assert!(
+            after >= 300,
+            "not before B's talk outweighs A's last second"
+        );
         assert_eq!(room.ds.previous(), [0]);
         assert_eq!(room.ds.changes(), 2);
     }

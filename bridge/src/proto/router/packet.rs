@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use super::super::quality::keyframe::KeyframeDecision;
 use super::super::quality::rtx;
 use super::super::rtcp::{Nack, ReportBlock, SenderInfo};
-use super::super::rtp::RtpHeader;
+use super::super::rtp::{AudioLevel, RtpHeader};
 use super::super::rtp_ext::{Extension, abs_send_time};
 use super::super::sdp::MediaKind;
 use super::super::transport::demux::Demuxed;
@@ -16,7 +16,7 @@ use super::super::transport::rtcp_term::PeerFeedback;
 use super::keyframe::KeyframeCause;
 use super::{
     EndpointKey, ExtensionValues, Rewrite, Router, RouterIo, RouterTimer, SlotFields, activity,
-    write_forwarded,
+    speaker, write_forwarded,
 };
 
 impl Router {
@@ -35,6 +35,7 @@ impl Router {
             consumers,
             timers,
             nack_heap,
+            speakers,
             ..
         } = self;
         let Some(sender) = endpoints.get_mut(key) else {
@@ -124,7 +125,6 @@ impl Router {
                 .demux
                 .record(entry, &header, io.since_epoch);
         }
-        producer.packets += 1;
         let became_active = activity::note_packet(sender, producer.kind, now);
         let audio_level = if producer.kind == MediaKind::Audio {
             sender
@@ -135,6 +135,17 @@ impl Router {
         } else {
             None
         };
+        if !repaired && let Some(level) = audio_level.and_then(AudioLevel::parse) {
+            let forward =
+                speaker::handle_level(sender, producer, speakers, timers, io.counters, now, level);
+            if !forward {
+                if became_active {
+                    self.recount_activity(io);
+                }
+                return;
+            }
+        }
+        producer.packets += 1;
         let keyframe = producer.kind == MediaKind::Video
             && header
                 .payload(packet)
