@@ -64,7 +64,7 @@ pub const HISTORY: usize = N2 * N3;
 /// Sub-bands of the immediate interval.
 const N1: u32 = 13;
 /// Loudness steps per sub-band: the 0..=127 range cut into 13.
-const SUBBAND: u8 = (127 + N1 as u8 - 1) / N1 as u8;
+const SUBBAND: u8 = 127u8.div_ceil(N1 as u8);
 /// A level with more active sub-bands than this makes a medium block count.
 const MEDIUM_THRESHOLD: u8 = 7;
 /// A medium block with more active levels than this makes the long count.
