@@ -254,6 +254,7 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
                 certificate: certificate.clone(),
                 srtp_profiles: cfg.media.srtp_profiles.clone(),
                 video_start_bitrate_kbps: cfg.media.video_start_bitrate_kbps,
+                audio_last_n: cfg.media.audio_last_n,
             },
         };
         let handle = spawn_shard(spec, choice.backend, internal_tx.clone())

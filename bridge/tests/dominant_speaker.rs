@@ -48,7 +48,10 @@ fn with_levels(offer: String) -> String {
 
 /// A conference of alice, bob and carol, connected, all offering audio levels.
 fn three() -> Net {
-    let mut net = Net::new();
+    three_on(Net::new())
+}
+
+fn three_on(mut net: Net) -> Net {
     for name in ["alice", "bob", "carol"] {
         net.join_with(name, THREE, Default::default(), with_levels);
     }
@@ -254,4 +257,47 @@ fn silence_is_forwarded_for_a_few_packets_then_dropped_and_audio_without_levels_
         audio.send(&mut net, 0, None);
     }
     assert_eq!(net.received(1, slot).len(), before + 10);
+}
+
+/// The audio packets peer `to` received from its slots, per slot SSRC.
+fn audio_received(net: &Net, to: usize) -> Vec<(u32, usize)> {
+    net.peers[to]
+        .client
+        .slots
+        .iter()
+        .filter(|s| s.kind == MediaKind::Audio)
+        .map(|s| (s.ssrc, net.received(to, s.ssrc).len()))
+        .collect()
+}
+
+#[test]
+fn with_audio_last_n_only_the_loudest_speakers_audio_is_forwarded() {
+    let mut net = three_on(Net::with_audio_last_n(1));
+    let mut audio = Audio { seq: [0; 3] };
+    // Alice talks; bob talks too but quieter, carol listens.
+    audio.run(&mut net, 2000, |t, i| match i {
+        0 => Some(talk(t)),
+        1 => Some(if t % 400 < 20 { NOISE } else { 45 }),
+        _ => None,
+    });
+    // Carol gets alice's audio and almost none of bob's (at most his first
+    // packets, before alice's energy rose above his).
+    let got = audio_received(&net, 2);
+    let alice = got.iter().map(|&(_, n)| n).max().unwrap_or(0);
+    let bob = got.iter().map(|&(_, n)| n).min().unwrap_or(0);
+    assert!(alice >= 95, "alice's audio reaches carol: {got:?}");
+    assert!(bob <= 5, "bob's quieter audio does not: {got:?}");
+    assert!(net.core.counters().dropped_audio_last_n >= 90);
+    // Bob gets alice's; alice gets none of bob's while she is louder.
+    let to_alice = audio_received(&net, 0);
+    assert!(to_alice.iter().all(|&(_, n)| n <= 5), "{to_alice:?}");
+    // Alice stops: 150 ms later she no longer outranks bob, whose 50 packets
+    // of the next second are forwarded but for those first few.
+    let before: usize = audio_received(&net, 2).iter().map(|&(_, n)| n).sum();
+    audio.run(&mut net, 1000, |_, i| (i == 1).then_some(45));
+    let after: usize = audio_received(&net, 2).iter().map(|&(_, n)| n).sum();
+    assert!(
+        (40..=50).contains(&(after - before)),
+        "bob forwarded once alone: {before} -> {after}"
+    );
 }

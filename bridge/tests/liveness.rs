@@ -27,6 +27,7 @@ fn a_stopped_shard_makes_the_media_plane_unhealthy() {
                 certificate,
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                 video_start_bitrate_kbps: 1500,
+                audio_last_n: 0,
             },
         },
         Backend::Mmsg,

@@ -128,6 +128,7 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
             certificate,
             srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
             video_start_bitrate_kbps: 1500,
+            audio_last_n: 0,
         },
         now,
     );

@@ -55,6 +55,7 @@ fn a_new_conference_lands_on_the_less_loaded_shard() {
                         certificate: certificate.clone(),
                         srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                         video_start_bitrate_kbps: 1500,
+                        audio_last_n: 0,
                     },
                 },
                 Backend::Mmsg,

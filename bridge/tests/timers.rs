@@ -25,6 +25,7 @@ fn core(now: Instant) -> ShardCore {
             certificate,
             srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
             video_start_bitrate_kbps: 1500,
+            audio_last_n: 0,
         },
         now,
     )

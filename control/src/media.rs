@@ -327,6 +327,8 @@ pub struct ShardSnapshot {
     pub dominant_speaker_changes: u64,
     /// Dropped: audio packets of silence (RFC 6464 level 127) after the first few of a run.
     pub dropped_silence: u64,
+    /// Dropped: audio of speakers not among their conference's loudest (`media.audio_last_n`).
+    pub dropped_audio_last_n: u64,
 }
 
 /// Where the media plane sends its [`MediaEvent`]s (usable from any thread, never blocks).

@@ -7,7 +7,7 @@
 //! bridge. Drops carry a `reason` label: `auth` (SRTP/SRTCP authentication
 //! failure), `replay`, `unknown_source`, `unknown_ssrc`, `malformed`, `rtx`,
 //! `rtx_padding`, `silence` (audio of level 127 after the first few packets of
-//! a silent run).
+//! a silent run), `audio_last_n` (audio of a speaker not among the loudest).
 //! Send failures (`send_failures`) carry one too: `backlog_full`,
 //! `message_too_big`, `unreachable`, `permission`, `other`.
 //!
@@ -185,6 +185,7 @@ const DROP_REASONS: &[DropReason] = &[
     ("rtx", |s| s.dropped_rtx),
     ("rtx_padding", |s| s.dropped_rtx_padding),
     ("silence", |s| s.dropped_silence),
+    ("audio_last_n", |s| s.dropped_audio_last_n),
 ];
 
 fn shard_label(s: &ShardSnapshot) -> Labels {

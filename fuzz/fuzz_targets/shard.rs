@@ -74,6 +74,7 @@ impl Net {
                 certificate: certificate(),
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                 video_start_bitrate_kbps: 1500,
+                audio_last_n: 0,
             },
             now,
         );

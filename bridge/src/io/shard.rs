@@ -234,6 +234,7 @@ enum Counter {
     SenderReportsSent,
     DominantSpeakerChanges,
     DroppedSilence,
+    DroppedAudioLastN,
     EventsWaiting,
 }
 
@@ -311,6 +312,7 @@ impl ShardStats {
         set(Counter::SenderReportsSent, c.sender_reports_sent);
         set(Counter::DominantSpeakerChanges, c.dominant_speaker_changes);
         set(Counter::DroppedSilence, c.dropped_silence);
+        set(Counter::DroppedAudioLastN, c.dropped_audio_last_n);
         set(Counter::SendingAudio, activity.audio);
         set(Counter::SendingVideo, activity.video);
         set(Counter::InactiveConferences, activity.inactive_conferences);
@@ -411,6 +413,7 @@ impl ShardStats {
             sender_reports_sent: self.get(Counter::SenderReportsSent),
             dominant_speaker_changes: self.get(Counter::DominantSpeakerChanges),
             dropped_silence: self.get(Counter::DroppedSilence),
+            dropped_audio_last_n: self.get(Counter::DroppedAudioLastN),
         }
     }
 }

@@ -74,6 +74,9 @@ pub struct ShardConfig {
     /// (`media.video_start_bitrate_kbps`), written into the answer's VP8 `a=fmtp`
     /// as `x-google-start-bitrate`; 0 leaves the browser's own (300 kbit/s).
     pub video_start_bitrate_kbps: u32,
+    /// Forward each conference's audio only from its N loudest speakers
+    /// (`media.audio_last_n`); 0 forwards all.
+    pub audio_last_n: u32,
 }
 
 /// Counters of one shard (cumulative since start).
@@ -147,6 +150,9 @@ pub struct ShardCounters {
     pub remb_sent: u64,
     /// Sender reports sent for slots.
     pub sender_reports_sent: u64,
+    /// Audio packets not forwarded because their speaker was not among the
+    /// conference's loudest (`media.audio_last_n`).
+    pub dropped_audio_last_n: u64,
     /// Times a conference's dominant speaker changed.
     pub dominant_speaker_changes: u64,
     /// Audio packets of silence (RFC 6464 level 127) not forwarded: those after
@@ -299,7 +305,9 @@ impl ShardCore {
         let rk = match self.by_conference.get(&req.conference) {
             Some(&rk) => rk,
             None => {
-                let rk = self.routers.insert(Router::new(req.conference.clone()));
+                let router = Router::new(req.conference.clone())
+                    .with_audio_last_n(self.cfg.audio_last_n as usize);
+                let rk = self.routers.insert(router);
                 self.by_conference.insert(req.conference.clone(), rk);
                 rk
             }

@@ -107,6 +107,7 @@ impl Harness {
                 certificate,
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                 video_start_bitrate_kbps: 1500,
+                audio_last_n: 0,
             },
         };
         let shard = spawn_shard(spec, backend, events_tx).expect("shard starts");

@@ -34,6 +34,10 @@
 //! level pushed for every [`LEVEL_IDLE_TIMEOUT`] without one, as in jitsi, but
 //! computed when needed instead of by a 40 ms timer.
 //!
+//! [`loudest_rank`] ranks speakers by their smoothed energy above their noise
+//! floor, for forwarding only the loudest N (jitsi's "loudest" list: a speaker
+//! silent for [`LOUDEST_EXPIRY`] drops out).
+//!
 //! Sans-IO and allocation-free after construction: a [`SpeakerActivity`] is a
 //! fixed ring of levels (the router keeps one per endpoint), and
 //! [`DominantSpeaker`] holds the decision state of one conference.
@@ -53,6 +57,10 @@ pub const DECISIONS_IDLE_AFTER: Duration = Duration::from_secs(15);
 
 /// Most earlier dominant speakers remembered for `previousSpeakers`.
 pub const MAX_PREVIOUS_SPEAKERS: usize = 10;
+
+/// A speaker whose latest level is older than this is not among the loudest
+/// (see [`loudest_rank`]).
+pub const LOUDEST_EXPIRY: Duration = Duration::from_millis(150);
 
 /// Levels per medium block (100 ms of 20 ms packets).
 const N2: usize = 5;
@@ -140,6 +148,9 @@ pub struct SpeakerActivity {
     /// The lowest loudness of the current window, to raise a stale floor.
     next_min_level: u8,
     next_min_window: u16,
+    /// Smoothed loudness above the noise floor (half the latest, half the
+    /// previous energy), for ranking the loudest speakers.
+    energy: u8,
 }
 
 impl Default for SpeakerActivity {
@@ -159,7 +170,14 @@ impl SpeakerActivity {
             min_level: 0,
             next_min_level: 0,
             next_min_window: 0,
+            energy: 0,
         }
+    }
+
+    /// The speaker's energy: its loudness above its noise floor (0 at or below
+    /// it), smoothed exponentially over its levels (half each).
+    pub fn energy(&self) -> u8 {
+        self.energy
     }
 
     /// When the latest level arrived (`None`: never; such a speaker does not
@@ -181,6 +199,10 @@ impl SpeakerActivity {
         let loudness = 127 - dbov.min(127);
         self.push(loudness);
         self.update_min_level(loudness);
+        let above = u16::from(loudness) >= u16::from(self.min_level) + u16::from(SUBBAND);
+        let cooked = if above { u16::from(loudness) } else { 0 };
+        // Rounded to the nearest; the mean of two u8 values fits.
+        self.energy = ((cooked + u16::from(self.energy) + 1) / 2) as u8;
         self.last_level = Some(now);
         self.idle_filled = Some(now);
     }
@@ -265,6 +287,31 @@ impl SpeakerActivity {
             long: activity_score(long, N3 as u32, 0.5, 47.0),
         }
     }
+}
+
+/// Where speaker `who` ranks among `speakers` by [`SpeakerActivity::energy`]
+/// at `now`: how many others sent a level within [`LOUDEST_EXPIRY`] with at
+/// least its energy (0: the loudest). Loudest-N audio forwards the speakers
+/// ranked below N (jitsi's "loudest" list, ties ranked ahead of `who`).
+pub fn loudest_rank<'a, K: Eq, I>(who: K, now: Instant, speakers: I) -> usize
+where
+    I: Iterator<Item = (K, &'a SpeakerActivity)> + Clone,
+{
+    let Some(own) = speakers
+        .clone()
+        .find(|(k, _)| *k == who)
+        .map(|(_, a)| a.energy())
+    else {
+        return 0;
+    };
+    speakers
+        .filter(|(k, a)| {
+            *k != who
+                && a.last_level()
+                    .is_some_and(|t| now.saturating_duration_since(t) <= LOUDEST_EXPIRY)
+                && a.energy() >= own
+        })
+        .count()
 }
 
 /// The dominant speaker of one conference, decided every
@@ -699,6 +746,29 @@ mod tests {
         });
         assert_eq!(room.ds.dominant(), Some(2));
         assert_eq!(room.changes.len(), before + 1, "{:?}", room.changes);
+    }
+
+    #[test]
+    fn the_loudest_rank_follows_smoothed_energy_above_each_noise_floor() {
+        let mut room = Room::new();
+        // Everyone's floor at -70 dBov; then A talks at -20, B at -40, C quiet.
+        room.run(200, |_, _| Some(NOISE));
+        room.run(200, |_, i| Some([20, 40, NOISE][i]));
+        let now = room.now;
+        let rank =
+            |room: &Room, who: usize| loudest_rank(who, now, room.speakers.iter().enumerate());
+        assert!(room.speakers[0].energy() > room.speakers[1].energy());
+        assert_eq!(room.speakers[2].energy(), 0, "at its floor: no energy");
+        assert_eq!([rank(&room, 0), rank(&room, 1), rank(&room, 2)], [0, 1, 2]);
+        // A stops sending: after 150 ms it no longer outranks anyone.
+        room.run(200, |_, i| (i > 0).then_some([20, 40, NOISE][i]));
+        let now = room.now;
+        assert_eq!(loudest_rank(1, now, room.speakers.iter().enumerate()), 0);
+        assert_eq!(
+            loudest_rank(7, now, room.speakers.iter().enumerate()),
+            0,
+            "unknown"
+        );
     }
 
     #[test]

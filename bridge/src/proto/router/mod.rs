@@ -130,6 +130,8 @@ pub struct Router {
     activity: RouterActivity,
     /// Dominant speaker identification over the endpoints' audio levels.
     speakers: DominantSpeaker<EndpointKey>,
+    /// Audio is forwarded from this many loudest speakers only (0: all).
+    audio_last_n: usize,
 }
 
 impl Router {
@@ -146,7 +148,14 @@ impl Router {
             scheduled: Scheduled::default(),
             activity: RouterActivity::default(),
             speakers: DominantSpeaker::new(),
+            audio_last_n: 0,
         }
+    }
+
+    /// Forwards audio from the `n` loudest speakers only (0: from everyone).
+    pub fn with_audio_last_n(mut self, n: usize) -> Self {
+        self.audio_last_n = n;
+        self
     }
 
     /// The conference id.

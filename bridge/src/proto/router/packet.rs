@@ -36,6 +36,8 @@ impl Router {
             timers,
             nack_heap,
             speakers,
+            members,
+            audio_last_n,
             ..
         } = self;
         let Some(sender) = endpoints.get_mut(key) else {
@@ -138,7 +140,12 @@ impl Router {
         if !repaired && let Some(level) = audio_level.and_then(AudioLevel::parse) {
             let forward =
                 speaker::handle_level(sender, producer, speakers, timers, io.counters, now, level);
-            if !forward {
+            let loud_enough = forward
+                && speaker::among_loudest(key, endpoints, members, speakers, *audio_last_n, now);
+            if forward && !loud_enough {
+                io.counters.dropped_audio_last_n += 1;
+            }
+            if !loud_enough {
                 if became_active {
                     self.recount_activity(io);
                 }

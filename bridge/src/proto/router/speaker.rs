@@ -10,12 +10,19 @@
 //! see the change to silence, then dropped and counted (`dropped_silence`) until
 //! a packet with sound comes, as jitsi-videobridge does. Audio without the level
 //! extension is forwarded as it comes.
+//!
+//! With `media.audio_last_n` = N > 0, audio is forwarded only from the N
+//! loudest speakers of the conference and from its dominant speaker
+//! ([`loudest_rank`]; counted as `dropped_audio_last_n`). Ranking costs a pass
+//! over the conference's endpoints per audio packet, so it is off by default.
 
 use std::time::Instant;
 
 use ringbridge_control::media::MediaEvent;
 
-use super::super::quality::dominant_speaker::DominantSpeaker;
+use slotmap::SlotMap;
+
+use super::super::quality::dominant_speaker::{DominantSpeaker, loudest_rank};
 use super::super::rtp::AudioLevel;
 use super::super::shard::ShardCounters;
 use super::super::timer::{TimerName, TimerTable};
@@ -50,6 +57,25 @@ pub(super) fn handle_level(
         return false;
     }
     true
+}
+
+/// Whether `key`'s audio is forwarded under loudest-N (`last_n` > 0): it is the
+/// dominant speaker or ranks below `last_n` by energy. Always with `last_n` 0.
+pub(super) fn among_loudest(
+    key: EndpointKey,
+    endpoints: &SlotMap<EndpointKey, Endpoint>,
+    members: &[EndpointKey],
+    speakers: &DominantSpeaker<EndpointKey>,
+    last_n: usize,
+    now: Instant,
+) -> bool {
+    if last_n == 0 || speakers.dominant() == Some(key) {
+        return true;
+    }
+    let all = members
+        .iter()
+        .filter_map(|&k| endpoints.get(k).map(|ep| (k, &ep.speaker)));
+    loudest_rank(key, now, all) < last_n
 }
 
 impl Router {
