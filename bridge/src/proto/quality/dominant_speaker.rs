@@ -202,7 +202,7 @@ impl SpeakerActivity {
         let above = u16::from(loudness) >= u16::from(self.min_level) + u16::from(SUBBAND);
         let cooked = if above { u16::from(loudness) } else { 0 };
         // Rounded to the nearest; the mean of two u8 values fits.
-        self.energy = ((cooked + u16::from(self.energy) + 1) / 2) as u8;
+        self.energy = (cooked + u16::from(self.energy)).div_ceil(2) as u8;
         self.last_level = Some(now);
         self.idle_filled = Some(now);
     }
