@@ -296,7 +296,7 @@ fn colibri_stats(bridge: &Bridge) -> Value {
 }
 
 #[test]
-fn the_talking_page_is_highlighted_as_dominant_speaker_on_the_others_within_3s() {
+fn the_talking_page_is_highlighted_as_dominant_speaker_on_the_others_within_5s() {
     let bridge = Bridge::start("");
     let room = "speakers";
     let tokens: Vec<String> = ["Alice", "Bob", "Carol"]
@@ -334,8 +334,11 @@ fn the_talking_page_is_highlighted_as_dominant_speaker_on_the_others_within_3s()
             let ms = ms.as_u64().unwrap_or_else(|| {
                 panic!("{turn} turn: another page ({i}) never highlighted {speaker}: {r}")
             });
+            // Typically 0.2-0.7 s (a decision every 300 ms once the voice makes
+            // a fully active 100 ms block); the bound leaves room for a loaded
+            // machine running three Chromium pages.
             assert!(
-                ms <= 3000,
+                ms <= 5000,
                 "{turn} turn: highlighted after {ms} ms on another page ({i})"
             );
             eprintln!("{turn} turn: {speaker} highlighted on another page after {ms} ms");
