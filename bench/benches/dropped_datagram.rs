@@ -37,6 +37,7 @@ fn shard(now: Instant) -> (ShardCore, String) {
             video_start_bitrate_kbps: 1500,
             index: 0,
             single_port: None,
+            audio_last_n: 0,
         },
         now,
     );

@@ -159,6 +159,11 @@ pub struct MediaConfig {
     /// bridge's TWCC feedback correct a start that is too high within a second.
     /// 0 sends none. Default `1500`.
     pub video_start_bitrate_kbps: u32,
+    /// `media.audio_last_n`: forward each conference's audio only from its N
+    /// loudest speakers (by smoothed RFC 6464 level above each one's noise
+    /// floor; the dominant speaker always), dropping the others' packets. 0
+    /// forwards everyone's audio. Default `0`.
+    pub audio_last_n: u32,
 }
 
 impl Default for MediaConfig {
@@ -172,6 +177,7 @@ impl Default for MediaConfig {
             cores: Vec::new(),
             srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
             video_start_bitrate_kbps: 1500,
+            audio_last_n: 0,
         }
     }
 }
@@ -471,6 +477,7 @@ mod tests {
         assert!(c.media.cores.is_empty());
         assert_eq!(c.media.srtp_profiles, SrtpProfile::PREFERRED);
         assert_eq!(c.media.video_start_bitrate_kbps, 1500);
+        assert_eq!(c.media.audio_last_n, 0);
         assert_eq!(c.auth.app_id, "ringbridge");
         assert_eq!(c.auth.app_secret, None);
         assert_eq!(c.auth.accepted_issuers, vec!["ringbridge".to_owned()]);

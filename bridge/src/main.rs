@@ -275,6 +275,7 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
                 video_start_bitrate_kbps: cfg.media.video_start_bitrate_kbps,
                 index: i,
                 single_port: single_port.as_ref().map(|sp| sp.port()),
+                audio_last_n: cfg.media.audio_last_n,
             },
             single_port: single_port.clone(),
         };

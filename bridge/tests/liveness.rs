@@ -29,6 +29,7 @@ fn a_stopped_shard_makes_the_media_plane_unhealthy() {
                 video_start_bitrate_kbps: 1500,
                 index: 0,
                 single_port: None,
+                audio_last_n: 0,
             },
             single_port: None,
         },

@@ -187,6 +187,7 @@ fn forwarding_allocates_nothing(single_port: bool) {
             video_start_bitrate_kbps: 1500,
             index: 0,
             single_port: single_port.then_some(10_000),
+            audio_last_n: 0,
         },
         now,
     );

@@ -57,6 +57,7 @@ fn a_new_conference_lands_on_the_less_loaded_shard() {
                         video_start_bitrate_kbps: 1500,
                         index: 0,
                         single_port: None,
+                        audio_last_n: 0,
                     },
                     single_port: None,
                 },

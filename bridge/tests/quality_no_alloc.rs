@@ -202,3 +202,39 @@ fn quality_mechanisms_allocate_nothing_per_packet() {
     let (_, control) = counted(|| format!("{t0:?}").len());
     assert!(control > 0, "the counting allocator counts");
 }
+
+#[test]
+fn dominant_speaker_identification_allocates_nothing_per_level_nor_per_decision() {
+    use ringbridge_bridge::proto::quality::dominant_speaker::{DominantSpeaker, SpeakerActivity};
+    const SPEAKERS: usize = 12;
+    let mut speakers: Vec<SpeakerActivity> =
+        (0..SPEAKERS).map(|_| SpeakerActivity::new()).collect();
+    let mut ds = DominantSpeaker::<usize>::new();
+    let start = Instant::now();
+    let mut now = start;
+    // 40 s: each speaker in turn talks for 3 s (the others quiet, one of them
+    // silent), so the dominant speaker changes and the list of previous
+    // speakers fills up and rolls over.
+    let ((), allocations) = counted(|| {
+        for step in 0..2000u64 {
+            let t = step * 20;
+            let turn = (t / 3000) as usize % SPEAKERS;
+            for (i, s) in speakers.iter_mut().enumerate() {
+                let level = match i {
+                    _ if i == turn && t % 400 >= 20 => 20 + (step % 4) as u8 * 2,
+                    _ if i == (turn + 1) % SPEAKERS => 127,
+                    _ => 70,
+                };
+                s.handle_level(now, level);
+                ds.handle_level(now);
+            }
+            if ds.poll_timeout().is_some_and(|at| now >= at) {
+                ds.handle_timeout(now, speakers.iter().enumerate());
+            }
+            now += Duration::from_millis(20);
+        }
+    });
+    assert!(ds.changes() >= 12, "{} changes", ds.changes());
+    assert_eq!(ds.previous().len(), 10, "the list rolled over");
+    assert_eq!(allocations, 0, "allocations per level or decision");
+}

@@ -79,6 +79,7 @@ impl Bridge {
                         video_start_bitrate_kbps: 0,
                         index,
                         single_port: Some(port.port()),
+                        audio_last_n: 0,
                     },
                     single_port: Some(port.clone()),
                 };
@@ -327,6 +328,7 @@ fn the_core_demultiplexes_the_shared_port_by_ufrag_then_address() {
             video_start_bitrate_kbps: 0,
             index: 1,
             single_port: Some(10_000),
+            audio_last_n: 0,
         },
         now,
     );

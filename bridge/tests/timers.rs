@@ -27,6 +27,7 @@ fn core(now: Instant) -> ShardCore {
             video_start_bitrate_kbps: 1500,
             index: 0,
             single_port: None,
+            audio_last_n: 0,
         },
         now,
     )

@@ -6,8 +6,11 @@
 //! as `ownerName` when its token had a `context.user.name`.
 //!
 //! Frames are JSON objects with a `colibriClass`. The bridge sends `ServerHello` on
-//! open, `VideoSourcesMap` / `AudioSourcesMap` when a receiver's slots change, and
-//! `EndpointConnectivityStatusChangeEvent` when another endpoint comes or goes. It
+//! open, `VideoSourcesMap` / `AudioSourcesMap` when a receiver's slots change,
+//! `EndpointConnectivityStatusChangeEvent` when another endpoint comes or goes, and
+//! `DominantSpeakerEndpointChangeEvent` `{"dominantSpeakerEndpoint": id,
+//! "previousSpeakers": [ids, most recent first]}` to everyone in the conference when
+//! its dominant speaker changes (and the latest one to a socket that opens later). It
 //! relays `EndpointMessage` between the endpoints of a room, with `from` set by the
 //! bridge. Everything else a client sends is accepted and ignored, except
 //! `SourceVideoTypeMessage` (`{"sourceName": "{id}-v0", "videoType": "desktop"}`):
@@ -138,6 +141,18 @@ pub(crate) fn conference_ending(in_seconds: u64) -> String {
 pub(crate) fn token_expiring(expires_at: u64, in_seconds: u64) -> String {
     json!({ "colibriClass": "TokenExpiring", "expiresAt": expires_at, "inSeconds": in_seconds })
         .to_string()
+}
+
+/// jitsi-videobridge's `DominantSpeakerEndpointChangeEvent`: `dominant` is the
+/// conference's dominant speaker now, `previous` the earlier ones still in the
+/// conference, most recent first.
+pub(crate) fn dominant_speaker(dominant: &EndpointId, previous: &[EndpointId]) -> String {
+    json!({
+        "colibriClass": "DominantSpeakerEndpointChangeEvent",
+        "dominantSpeakerEndpoint": dominant.0,
+        "previousSpeakers": previous.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+    })
+    .to_string()
 }
 
 /// `EndpointRemoved`: the last message before the socket closes.
@@ -428,6 +443,17 @@ mod tests {
         assert_eq!(a["colibriClass"], "AudioSourcesMap");
         assert!(a["mappedSources"][0].get("videoType").is_none());
         assert_eq!(a["mappedSources"][0]["ownerName"], "Alice");
+
+        let d: Value = serde_json::from_str(&dominant_speaker(
+            &EndpointId("e2".into()),
+            &[EndpointId("e1".into()), EndpointId("e3".into())],
+        ))
+        .expect("json");
+        assert_eq!(
+            d,
+            json!({"colibriClass": "DominantSpeakerEndpointChangeEvent",
+                   "dominantSpeakerEndpoint": "e2", "previousSpeakers": ["e1", "e3"]})
+        );
 
         let c: Value =
             serde_json::from_str(&connectivity(&EndpointId("e1".into()), false)).expect("json");

@@ -173,6 +173,17 @@ pub enum MediaEvent {
         /// Every currently mapped source of this receiver.
         sources: Vec<MappedSource>,
     },
+    /// The conference's dominant speaker changed (decided from the RFC 6464
+    /// audio levels of its endpoints' audio); sent to every endpoint of the
+    /// conference as `DominantSpeakerEndpointChangeEvent`.
+    DominantSpeakerChanged {
+        /// The conference.
+        conference: ConferenceId,
+        /// The new dominant speaker.
+        dominant: EndpointId,
+        /// Earlier dominant speakers still in the conference, most recent first.
+        previous: Vec<EndpointId>,
+    },
 }
 
 /// Cumulative counters of the media plane, read by `/colibri/stats` and `/metrics`.
@@ -335,6 +346,12 @@ pub struct ShardSnapshot {
     pub remb_sent: u64,
     /// Sender reports sent to receivers for their slots.
     pub sender_reports_sent: u64,
+    /// Times a conference's dominant speaker changed (jvb `total_dominant_speaker_changes`).
+    pub dominant_speaker_changes: u64,
+    /// Dropped: audio packets of silence (RFC 6464 level 127) after the first few of a run.
+    pub dropped_silence: u64,
+    /// Dropped: audio of speakers not among their conference's loudest (`media.audio_last_n`).
+    pub dropped_audio_last_n: u64,
 }
 
 /// Where the media plane sends its [`MediaEvent`]s (usable from any thread, never blocks).

@@ -7,7 +7,9 @@
 //! bridge. Drops carry a `reason` label: `garbage`, `oversized`,
 //! `unknown_port`, `unknown_source`, `stun_integrity`, `stun_username`,
 //! `stun_other`, `malformed`, `auth` (SRTP/SRTCP authentication failure),
-//! `replay`, `unknown_ssrc`, `policy`, `rtx`, `rtx_padding`.
+//! `replay`, `unknown_ssrc`, `policy`, `rtx`, `rtx_padding`, `silence` (audio of
+//! level 127 after the first few packets of a silent run), `audio_last_n` (audio
+//! of a speaker not among the loudest).
 //! Send failures (`send_failures`) carry one too: `backlog_full`,
 //! `message_too_big`, `unreachable`, `permission`, `other`.
 //!
@@ -171,6 +173,11 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
         "Sender reports sent to receivers for their slots.",
         |s| s.sender_reports_sent,
     ),
+    (
+        "dominant_speaker_changes",
+        "Times a conference's dominant speaker changed (jvb `dominant_speaker_changes`).",
+        |s| s.dominant_speaker_changes,
+    ),
 ];
 
 const SEND_FAILURES: &[DropReason] = &[
@@ -198,6 +205,8 @@ const DROP_REASONS: &[DropReason] = &[
     ("policy", |s| s.dropped_policy),
     ("rtx", |s| s.dropped_rtx),
     ("rtx_padding", |s| s.dropped_rtx_padding),
+    ("silence", |s| s.dropped_silence),
+    ("audio_last_n", |s| s.dropped_audio_last_n),
 ];
 
 fn shard_label(s: &ShardSnapshot) -> Labels {

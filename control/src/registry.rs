@@ -182,6 +182,10 @@ pub(crate) struct Registry {
     /// rooms, grace, history).
     history: Mutex<History>,
     caps: Caps,
+    /// Each conference's latest `DominantSpeakerEndpointChangeEvent`, for
+    /// sockets that open later. Locked only while `rooms` is held (lock order:
+    /// rooms, then this; never with grace or history).
+    speakers: Mutex<HashMap<ConferenceId, String>>,
 }
 
 impl Registry {
@@ -206,15 +210,22 @@ impl Registry {
         self.history.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn lock_speakers(&self) -> MutexGuard<'_, HashMap<ConferenceId, String>> {
+        self.speakers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Records that `conference`'s room was just removed (its last endpoint
     /// left). Call with `rooms` held.
     fn conference_ended(&self, conference: &ConferenceId) {
-        let mut history = self.lock_history();
-        if let Some(opened) = history.opened.remove(conference) {
-            history.lifetimes += opened.elapsed();
-            history.totals.conferences_completed += 1;
-            history.totals.conference_seconds = history.lifetimes.as_secs();
+        {
+            let mut history = self.lock_history();
+            if let Some(opened) = history.opened.remove(conference) {
+                history.lifetimes += opened.elapsed();
+                history.totals.conferences_completed += 1;
+                history.totals.conference_seconds = history.lifetimes.as_secs();
+            }
         }
+        self.lock_speakers().remove(conference);
     }
 
     /// Conferences completed, their total lifetime, and endpoints admitted.
@@ -543,8 +554,8 @@ impl Registry {
     }
 
     /// Attaches a freshly opened websocket (replacing any older one) and queues
-    /// what it must see first: `ServerHello`, the latest source maps, and which
-    /// other endpoints already have media.
+    /// what it must see first: `ServerHello`, the latest source maps, the
+    /// conference's dominant speaker, and which other endpoints already have media.
     pub(crate) fn attach_socket(
         &self,
         conference: &ConferenceId,
@@ -564,6 +575,9 @@ impl Registry {
         }
         if let Some(map) = &entry.audio_map {
             first.push(colibri::sources_map(false, map, |o| owner_name(room, o)));
+        }
+        if let Some(text) = self.lock_speakers().get(conference) {
+            first.push(text.clone());
         }
         let entry = room.get_mut(endpoint)?;
         let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
@@ -692,7 +706,36 @@ impl Registry {
                 self.set_maps(&conference, &receiver, sources);
                 None
             }
+            MediaEvent::DominantSpeakerChanged {
+                conference,
+                dominant,
+                previous,
+            } => {
+                self.set_dominant_speaker(&conference, &dominant, &previous);
+                None
+            }
         }
+    }
+
+    /// Sends a conference's new dominant speaker to every endpoint of it, and
+    /// keeps it for sockets that open later.
+    fn set_dominant_speaker(
+        &self,
+        conference: &ConferenceId,
+        dominant: &EndpointId,
+        previous: &[EndpointId],
+    ) {
+        let mut rooms = self.lock();
+        let Some(room) = rooms.get_mut(conference) else {
+            debug!(%conference, endpoint = %dominant, "dominant speaker of an unknown conference");
+            return;
+        };
+        debug!(%conference, endpoint = %dominant, "dominant speaker");
+        let text = colibri::dominant_speaker(dominant, previous);
+        for (id, entry) in room.iter_mut() {
+            entry.send(id, text.clone());
+        }
+        self.lock_speakers().insert(conference.clone(), text);
     }
 
     /// Stores a receiver's maps and sends those that changed.
@@ -840,6 +883,41 @@ mod tests {
         assert!(reg.remove(&other, &c, false));
         assert_eq!(reg.totals().conferences_completed, 2);
         assert_eq!(reg.conference_sizes(), [0; CONFERENCE_SIZE_BUCKETS]);
+    }
+
+    #[test]
+    fn the_dominant_speaker_reaches_everyone_and_later_sockets_and_ends_with_the_room() {
+        let reg = Registry::default();
+        let (a, _) = reg.reserve(&conf(), None, None);
+        let (b, _) = reg.reserve(&conf(), None, None);
+        let (_, mut rx_a) = reg.attach_socket(&conf(), &a).expect("attached");
+        assert_eq!(rx_a.try_recv().ok(), Some(colibri::server_hello()));
+        reg.handle_event(MediaEvent::DominantSpeakerChanged {
+            conference: conf(),
+            dominant: b.clone(),
+            previous: vec![a.clone()],
+        });
+        let text = colibri::dominant_speaker(&b, std::slice::from_ref(&a));
+        // Sent to everyone, the speaker included.
+        assert_eq!(rx_a.try_recv().ok(), Some(text.clone()));
+        // A socket that opens later gets the latest one after the hello.
+        let (_, mut rx_b) = reg.attach_socket(&conf(), &b).expect("attached");
+        assert_eq!(rx_b.try_recv().ok(), Some(colibri::server_hello()));
+        assert_eq!(rx_b.try_recv().ok(), Some(text));
+        // An unknown conference is ignored; the room's end forgets its speaker.
+        reg.handle_event(MediaEvent::DominantSpeakerChanged {
+            conference: ConferenceId("nope".into()),
+            dominant: a.clone(),
+            previous: Vec::new(),
+        });
+        assert!(
+            reg.lock_speakers()
+                .get(&ConferenceId("nope".into()))
+                .is_none()
+        );
+        assert!(reg.remove(&conf(), &a, false));
+        assert!(reg.remove(&conf(), &b, false));
+        assert!(reg.lock_speakers().is_empty());
     }
 
     #[test]

@@ -28,6 +28,7 @@ const ui = {
   stats: new SlotStats(),
   statsTimer: null,
   owner: false,
+  speaker: null, // the bridge's dominant speaker (endpoint id), once announced
 };
 
 // For tests and debugging from the console: the call in progress.
@@ -139,6 +140,7 @@ function tileFor(owner, name) {
     el.querySelector('.mod-mute').addEventListener('click', () => moderate('mute', owner));
     el.querySelector('.mod-remove').addEventListener('click', () => moderate('remove', owner));
     el.querySelector('.moderation').hidden = !ui.owner;
+    el.classList.toggle('speaking', owner === ui.speaker);
     $('tiles').append(el, screen);
     ui.tiles.set(owner, t);
   }
@@ -228,6 +230,7 @@ function onState(owner, state) {
 }
 
 function onSpeaker(endpoint) {
+  ui.speaker = endpoint;
   for (const [owner, t] of ui.tiles) t.el.classList.toggle('speaking', owner === endpoint);
   $('self-tile').classList.toggle('speaking', !!ui.call && endpoint === ui.call.endpoint);
 }
@@ -350,6 +353,8 @@ function ended(text) {
     t.screen.remove();
   }
   ui.tiles.clear();
+  ui.speaker = null;
+  $('self-tile').classList.remove('speaking');
   for (const [, a] of ui.audioEls) a.remove();
   ui.audioEls.clear();
   $('ended-text').textContent = text;

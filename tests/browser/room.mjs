@@ -3,7 +3,7 @@
 // tests/tests/browser_page.rs runs it and asserts on the result.
 //
 // Usage: node room.mjs CONFIG.json
-// CONFIG: {scenario: "room" | "member", base: "http://127.0.0.1:PORT/",
+// CONFIG: {scenario: "room" | "member" | "speaker", base: "http://127.0.0.1:PORT/",
 //          room, tokens: [owner tokens], memberToken?, outDir, chromium?,
 //          bases? (one base per page), insecure? (accept a self-signed certificate)}
 //
@@ -16,6 +16,11 @@
 // screen and must see the refusal; the owner mutes the other member (whose
 // page must say so), removes the member (whose page must say so), then leaves
 // (the other member must be told the conference is ending).
+// "speaker": three pages join and mute with the page's button; one page that
+// is not the dominant speaker yet unmutes and talks (a WebAudio voice on its
+// microphone sender): the others must highlight its tile as the bridge's
+// dominant speaker; then it mutes and another page talks, and the highlight
+// must move there.
 
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -248,6 +253,144 @@ async function memberScenario(browser) {
   }
 }
 
+/**
+ * Gives page `p` a voice: its microphone sender gets a WebAudio track (through
+ * the page's own device switch) of a 440 Hz tone whose loudness swings at 1.5 Hz
+ * between about -45 and -8 dBov, as speech does over a room's noise floor. (The
+ * fake microphone beeps 20 ms every 500 ms over digital silence: no speech to a
+ * dominant speaker detector.) The page must be muted; it is unmuted with the
+ * voice. Returns when it started, by the page's clock.
+ */
+function speak(p) {
+  return p.page.evaluate(async () => {
+    const ctx = new AudioContext();
+    await ctx.resume();
+    const tone = ctx.createOscillator();
+    tone.frequency.value = 440;
+    const gain = ctx.createGain();
+    gain.gain.value = 0.26;
+    const lfo = ctx.createOscillator();
+    lfo.frequency.value = 1.5;
+    // Negative: the loudness falls first, so the quiet trough (the speaker's
+    // noise floor, as a detector learns it) comes 170 ms in, not 500.
+    const depth = ctx.createGain();
+    depth.gain.value = -0.25;
+    lfo.connect(depth).connect(gain.gain);
+    const out = ctx.createMediaStreamDestination();
+    tone.connect(gain).connect(out);
+    tone.start();
+    lfo.start();
+    window.__voice = ctx;
+    // The page is muted: the voice replaces its microphone disabled, and the
+    // page's button unmutes it.
+    await window.ringbridge.call.replaceTrack('audio', out.stream.getAudioTracks()[0]);
+    document.getElementById('mic-button').click();
+    return Date.now();
+  });
+}
+
+/** Records, in the page, when each tile (remote by endpoint, or "self") first
+ * gets the dominant speaker's highlight after this call. */
+function watchHighlights(p) {
+  return p.page.evaluate(() => {
+    window.__speakingAt = {};
+    const note = () => {
+      for (const el of document.querySelectorAll('.tile.speaking')) {
+        const key = el.id === 'self-tile' ? 'self' : el.dataset.endpoint;
+        if (key && !(key in window.__speakingAt)) window.__speakingAt[key] = Date.now();
+      }
+    };
+    note();
+    new MutationObserver(note).observe(document.getElementById('call'), {
+      subtree: true, attributes: true, attributeFilter: ['class'],
+    });
+  });
+}
+
+/** The highlighted tiles of page `p` now: endpoints ("self" for its own). */
+function highlighted(p) {
+  return p.page.evaluate(() => [...document.querySelectorAll('.tile.speaking')]
+    .map((el) => (el.id === 'self-tile' ? 'self' : el.dataset.endpoint)));
+}
+
+/** The endpoint page `p` shows as dominant speaker now (its own id for its
+ * own tile), or null. */
+async function dominantOn(p) {
+  const h = await highlighted(p);
+  return h.length ? (h[0] === 'self' ? p.self : h[0]) : null;
+}
+
+/** Sets page `p`'s microphone button to `muted`. */
+async function setMuted(p, muted) {
+  if ((await p.page.getAttribute('#mic-button', 'aria-pressed')) !== String(muted)) {
+    await p.page.click('#mic-button');
+  }
+}
+
+/** Everyone mutes (the page's button: the track is disabled, so Chrome sends
+ * silence, level 127), which keeps the current dominant speaker; then a page
+ * that is neither that speaker nor in `exclude` talks. Reports how long until
+ * each other page highlights its tile (ms, by the pages' clock; null if never). */
+async function speakerTurn(pages, exclude) {
+  for (const p of pages) await setMuted(p, true);
+  // Let a change already under way (the fake microphones' beeps can make
+  // someone dominant) reach the pages.
+  await sleep(1500);
+  const current = await dominantOn(pages[0]);
+  const speaker = pages.find((p) => p.self !== current && !exclude.includes(p));
+  const others = pages.filter((p) => p !== speaker);
+  const before = await Promise.all(others.map(dominantOn));
+  await Promise.all(pages.map(watchHighlights));
+  const started = await speak(speaker);
+  const shownAfterMs = await Promise.all(others.map(async (p) => {
+    const at = await until(`${p.label}: ${speaker.label}'s tile highlighted`,
+      () => p.page.evaluate((id) => window.__speakingAt[id] || null, speaker.self), 15000)
+      .catch(() => null);
+    return at === null ? null : Math.max(0, at - started);
+  }));
+  const selfAt = await until(`${speaker.label}: its own tile highlighted`,
+    () => speaker.page.evaluate(() => window.__speakingAt.self || null), 5000).catch(() => null);
+  const outline = await others[0].page.evaluate((id) => {
+    const el = document.querySelector(`#tiles .tile.remote[data-endpoint="${id}"]:not(.screen)`);
+    return el ? getComputedStyle(el).outlineColor : null;
+  }, speaker.self);
+  return {
+    speaker,
+    report: {
+      endpoint: speaker.self,
+      before,
+      muted: await Promise.all(pages.map((p) => p.page.getAttribute('#mic-button', 'aria-pressed'))),
+      shownAfterMs,
+      selfShown: selfAt !== null,
+      outline,
+      highlighted: await Promise.all(others.map(highlighted)),
+    },
+  };
+}
+
+async function speakerScenario(browser) {
+  const pages = [];
+  for (const [i, token] of cfg.tokens.entries()) {
+    pages.push(await openPage(browser, token, `page${i}`));
+  }
+  const others = pages.length - 1;
+  for (const p of pages) {
+    await until(`${p.label}: ${others} remote tiles`, async () =>
+      (await p.page.evaluate(tilesInPage)).length === others, 60000);
+  }
+  const first = await speakerTurn(pages, []);
+  result.first = first.report;
+  await pages[2].page.screenshot({ path: join(cfg.outDir, 'speaker-first.png') });
+  const second = await speakerTurn(pages, [first.speaker]);
+  result.second = second.report;
+  result.screenshot = join(cfg.outDir, 'speaker-second.png');
+  const watcher = pages.find((p) => p !== first.speaker && p !== second.speaker);
+  await watcher.page.screenshot({ path: result.screenshot });
+  for (const p of pages) {
+    result.pages.push({ label: p.label, self: p.self, console: p.consoleLines.slice(-20) });
+  }
+}
+
 let browser;
 try {
   mkdirSync(cfg.outDir, { recursive: true });
@@ -258,6 +401,7 @@ try {
   });
   if (cfg.scenario === 'room') await roomScenario(browser);
   else if (cfg.scenario === 'member') await memberScenario(browser);
+  else if (cfg.scenario === 'speaker') await speakerScenario(browser);
   else throw new Error(`unknown scenario ${cfg.scenario}`);
   result.ok = true;
 } catch (e) {

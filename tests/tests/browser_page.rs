@@ -287,6 +287,85 @@ fn members_see_a_refused_share_a_moderator_mute_a_removal_and_the_conference_end
     );
 }
 
+/// The bridge's `/colibri/stats` as JSON.
+fn colibri_stats(bridge: &Bridge) -> Value {
+    let r = http_request(bridge.private_addr(), "GET", "/colibri/stats", &[], b"")
+        .expect("GET /colibri/stats");
+    assert_eq!(r.status, 200);
+    serde_json::from_slice(&r.body).expect("stats JSON")
+}
+
+#[test]
+fn the_talking_page_is_highlighted_as_dominant_speaker_on_the_others_within_5s() {
+    let bridge = Bridge::start("");
+    let room = "speakers";
+    let tokens: Vec<String> = ["Alice", "Bob", "Carol"]
+        .iter()
+        .map(|n| named_owner(&bridge, room, n))
+        .collect();
+    let out = out_dir("speaker");
+    let r = run_scenario(
+        &json!({"scenario": "speaker", "base": base(&bridge), "room": room,
+                "tokens": tokens, "outDir": out}),
+        &out,
+    );
+    for turn in ["first", "second"] {
+        let t = &r[turn];
+        let speaker = t["endpoint"].as_str().expect("speaker endpoint");
+        let mut muted: Vec<&str> = t["muted"]
+            .as_array()
+            .expect("muted")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        muted.sort_unstable();
+        assert_eq!(
+            muted,
+            ["false", "true", "true"],
+            "{turn} turn: the speaker unmuted, the two others muted, with the page's button: {t}"
+        );
+        // The speaker was not highlighted before it talked: the change is real.
+        for b in t["before"].as_array().expect("before") {
+            assert_ne!(b.as_str(), Some(speaker), "{turn} turn: {t}");
+        }
+        let shown = t["shownAfterMs"].as_array().expect("shownAfterMs");
+        assert_eq!(shown.len(), 2, "{t}");
+        for (i, ms) in shown.iter().enumerate() {
+            let ms = ms.as_u64().unwrap_or_else(|| {
+                panic!("{turn} turn: another page ({i}) never highlighted {speaker}: {r}")
+            });
+            // Typically 0.2-0.7 s (a decision every 300 ms once the voice makes
+            // a fully active 100 ms block); the bound leaves room for a loaded
+            // machine running three Chromium pages.
+            assert!(
+                ms <= 5000,
+                "{turn} turn: highlighted after {ms} ms on another page ({i})"
+            );
+            eprintln!("{turn} turn: {speaker} highlighted on another page after {ms} ms");
+        }
+        // Only the speaker's tile, on each of the other pages.
+        for h in t["highlighted"].as_array().expect("highlighted") {
+            assert_eq!(h, &json!([speaker]), "{turn} turn: {t}");
+        }
+        assert_eq!(t["selfShown"], true, "the speaker's own tile too: {t}");
+        assert_ne!(
+            t["outline"].as_str().unwrap_or("rgba(0, 0, 0, 0)"),
+            "rgba(0, 0, 0, 0)",
+            "the highlight is visible: {t}"
+        );
+    }
+    assert_ne!(r["first"]["endpoint"], r["second"]["endpoint"]);
+    let stats = colibri_stats(&bridge);
+    assert!(
+        stats["total_dominant_speaker_changes"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2,
+        "{stats}"
+    );
+    eprintln!("screenshot {}", r["screenshot"]);
+}
+
 #[test]
 fn the_pages_url_token_and_offer_helpers_pass_their_node_checks() {
     let out = Command::new("node")

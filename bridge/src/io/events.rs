@@ -12,7 +12,7 @@
 //!   table depend on them; a lost expiry would leave a ghost endpoint and its
 //!   conference behind) come at most once per endpoint each, and
 //!   `SourcesMapChanged` carries a receiver's whole map, so only its latest is
-//!   kept per receiver. The outbox therefore holds at most about three events
+//!   kept per receiver; likewise `DominantSpeakerChanged`, one per conference. The outbox therefore holds at most about three events
 //!   per endpoint the shard had while the channel stayed full; [`OUTBOX_MAX`]
 //!   caps it against a control plane that stopped reading altogether.
 //! - `ForwardingRefused` is a notice to the client (the refusal itself is
@@ -62,7 +62,8 @@ fn must_deliver(ev: &MediaEvent) -> bool {
     match ev {
         MediaEvent::EndpointConnected { .. }
         | MediaEvent::EndpointExpired { .. }
-        | MediaEvent::SourcesMapChanged { .. } => true,
+        | MediaEvent::SourcesMapChanged { .. }
+        | MediaEvent::DominantSpeakerChanged { .. } => true,
         MediaEvent::ForwardingRefused { .. } => false,
         // A new kind is kept until someone decides it may be lost.
         _ => true,
@@ -136,6 +137,15 @@ impl EventOutbox {
             let older = self.waiting.iter().position(|w| {
                 matches!(w, MediaEvent::SourcesMapChanged { conference: c, receiver: r, .. }
                     if c == conference && r == receiver)
+            });
+            if let Some(i) = older {
+                self.waiting.remove(i);
+            }
+        }
+        if let MediaEvent::DominantSpeakerChanged { conference, .. } = &ev {
+            // Only a conference's latest dominant speaker matters.
+            let older = self.waiting.iter().position(|w| {
+                matches!(w, MediaEvent::DominantSpeakerChanged { conference: c, .. } if c == conference)
             });
             if let Some(i) = older {
                 self.waiting.remove(i);
@@ -289,6 +299,43 @@ mod tests {
             out.retry();
         }
         assert_eq!(got, ["e0", "e1", "s@1", "r@2"]);
+    }
+
+    #[test]
+    fn only_the_latest_waiting_dominant_speaker_of_a_conference_is_kept() {
+        let speaker = |conference: &str, who: &str| MediaEvent::DominantSpeakerChanged {
+            conference: ConferenceId(conference.into()),
+            dominant: EndpointId(who.into()),
+            previous: Vec::new(),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let mut out = EventOutbox::new(tx);
+        let now = Instant::now();
+        out.send(now, expired(0)); // fills the channel
+        out.send(now, speaker("c", "a"));
+        out.send(now, speaker("d", "x"));
+        out.send(now, speaker("c", "b"));
+        assert_eq!(
+            out.waiting(),
+            2,
+            "c's first change is replaced, never dropped"
+        );
+        assert_eq!(out.dropped(), 0);
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            while let Ok(ev) = rx.try_recv() {
+                got.push(match ev {
+                    MediaEvent::DominantSpeakerChanged {
+                        conference,
+                        dominant,
+                        ..
+                    } => format!("{}:{}", conference.0, dominant.0),
+                    other => endpoint(&other),
+                });
+            }
+            out.retry();
+        }
+        assert_eq!(got, ["e0", "d:x", "c:b"]);
     }
 
     #[test]

@@ -265,6 +265,9 @@ enum Counter {
     SenderReportsSent,
     SinglePortHandoffs,
     SinglePortHandoffsDropped,
+    DominantSpeakerChanges,
+    DroppedSilence,
+    DroppedAudioLastN,
     EventsWaiting,
 }
 
@@ -344,6 +347,9 @@ impl ShardStats {
         set(Counter::TwccFeedbackSent, c.twcc_feedback_sent);
         set(Counter::RembSent, c.remb_sent);
         set(Counter::SenderReportsSent, c.sender_reports_sent);
+        set(Counter::DominantSpeakerChanges, c.dominant_speaker_changes);
+        set(Counter::DroppedSilence, c.dropped_silence);
+        set(Counter::DroppedAudioLastN, c.dropped_audio_last_n);
         set(Counter::SendingAudio, activity.audio);
         set(Counter::SendingVideo, activity.video);
         set(Counter::InactiveConferences, activity.inactive_conferences);
@@ -458,6 +464,9 @@ impl ShardStats {
             twcc_feedback_sent: self.get(Counter::TwccFeedbackSent),
             remb_sent: self.get(Counter::RembSent),
             sender_reports_sent: self.get(Counter::SenderReportsSent),
+            dominant_speaker_changes: self.get(Counter::DominantSpeakerChanges),
+            dropped_silence: self.get(Counter::DroppedSilence),
+            dropped_audio_last_n: self.get(Counter::DroppedAudioLastN),
         }
     }
 }

@@ -187,13 +187,7 @@ impl RtpHeader {
 
     /// The ssrc-audio-level value (RFC 6464) carried with extension `id`.
     pub fn audio_level(&self, buf: &[u8], id: u8) -> Option<AudioLevel> {
-        match self.extension_value(buf, id)? {
-            [b, ..] => Some(AudioLevel {
-                voice_activity: b & 0x80 != 0,
-                level: b & 0x7F,
-            }),
-            [] => None,
-        }
+        AudioLevel::parse(self.extension_value(buf, id)?)
     }
 
     /// The MID (RFC 8843 `urn:ietf:params:rtp-hdrext:sdes:mid`) carried with extension `id`.
@@ -209,6 +203,27 @@ pub struct AudioLevel {
     pub voice_activity: bool,
     /// The level in -dBov, 0 (loudest) to 127 (silence).
     pub level: u8,
+}
+
+impl AudioLevel {
+    /// The level of silence, and of a muted source: -127 dBov (RFC 6464 section 3).
+    pub const SILENCE: u8 = 127;
+
+    /// The level in an extension element's value (its first byte: the V bit and
+    /// 7 bits of -dBov); `None` for an empty value. Either form of RFC 8285 works:
+    /// the two-byte form may pad the value, the byte after it is ignored.
+    pub fn parse(value: &[u8]) -> Option<AudioLevel> {
+        let &b = value.first()?;
+        Some(AudioLevel {
+            voice_activity: b & 0x80 != 0,
+            level: b & 0x7F,
+        })
+    }
+
+    /// Whether this is the level of silence (RFC 6464: 127, -127 dBov).
+    pub fn is_silence(self) -> bool {
+        self.level == Self::SILENCE
+    }
 }
 
 /// One RFC 8285 header extension element.
@@ -553,6 +568,62 @@ mod tests {
         );
         let h = RtpHeader::parse(&p).unwrap();
         assert_eq!(h.extensions(&p).count(), 0);
+    }
+
+    /// RFC 6464 section 3: the level element in the one-byte form (`ID | len=0`,
+    /// then `V | level`) and the two-byte form (`ID`, `len=1`, `V | level`, and
+    /// a padding byte), as whole packets; the silence value 127.
+    #[test]
+    fn rfc6464_audio_level_vectors() {
+        // One-byte form: ID 1, len 0; V=1, level 33 (-33 dBov); one element
+        // padded to a 32-bit word. Opus payload byte 0xFC.
+        let one_byte: [u8; 21] = [
+            0x90, 0x6F, 0x12, 0x34, // V=2, X=1; PT 111; seq 0x1234
+            0x00, 0x00, 0x03, 0xC0, // timestamp 960
+            0xDE, 0xAD, 0xBE, 0xEF, // SSRC
+            0xBE, 0xDE, 0x00, 0x01, // one-byte profile, 1 word
+            0x10, 0xA1, 0x00, 0x00, // ID=1 len=0 | V=1 level=33 | padding
+            0xFC,
+        ];
+        let h = RtpHeader::parse(&one_byte).expect("parses");
+        assert_eq!(
+            h.audio_level(&one_byte, 1),
+            Some(AudioLevel {
+                voice_activity: true,
+                level: 33
+            })
+        );
+        assert_eq!(h.payload(&one_byte), Some(&[0xFC][..]));
+        // Two-byte form: ID 1, len 1; V=0, level 127 (silence); padding.
+        let two_byte: [u8; 21] = [
+            0x90, 0x6F, 0x12, 0x35, 0x00, 0x00, 0x07, 0x80, 0xDE, 0xAD, 0xBE, 0xEF, //
+            0x10, 0x00, 0x00, 0x01, // two-byte profile, 1 word
+            0x01, 0x01, 0x7F, 0x00, // ID=1 | len=1 | V=0 level=127 | padding
+            0xFC,
+        ];
+        let h = RtpHeader::parse(&two_byte).expect("parses");
+        let level = h.audio_level(&two_byte, 1).expect("level");
+        assert_eq!(
+            level,
+            AudioLevel {
+                voice_activity: false,
+                level: 127
+            }
+        );
+        assert!(level.is_silence());
+        // The value alone: the V bit is the top bit, the level the low 7.
+        assert_eq!(
+            AudioLevel::parse(&[0xFF]),
+            Some(AudioLevel {
+                voice_activity: true,
+                level: 127
+            })
+        );
+        assert_eq!(
+            AudioLevel::parse(&[0x00]).map(|l| l.is_silence()),
+            Some(false)
+        );
+        assert_eq!(AudioLevel::parse(&[]), None);
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub struct ShardConfig {
     /// endpoint shares. The `port` of a join is then only the endpoint's key on
     /// the shard, and datagrams arrive through [`ShardCore::handle_shared_receive`].
     pub single_port: Option<u16>,
+    /// Forward each conference's audio only from its N loudest speakers
+    /// (`media.audio_last_n`); 0 forwards all.
+    pub audio_last_n: u32,
 }
 
 /// What [`ShardCore::handle_shared_receive`] did with a datagram that arrived
@@ -233,6 +236,14 @@ pub struct ShardCounters {
     pub remb_sent: u64,
     /// Sender reports sent for slots.
     pub sender_reports_sent: u64,
+    /// Audio packets not forwarded because their speaker was not among the
+    /// conference's loudest (`media.audio_last_n`).
+    pub dropped_audio_last_n: u64,
+    /// Times a conference's dominant speaker changed.
+    pub dominant_speaker_changes: u64,
+    /// Audio packets of silence (RFC 6464 level 127) not forwarded: those after
+    /// the first few of a run of silence.
+    pub dropped_silence: u64,
 }
 
 /// Whose timer a heap entry is.
@@ -382,7 +393,9 @@ impl ShardCore {
         let rk = match self.by_conference.get(&req.conference) {
             Some(&rk) => rk,
             None => {
-                let rk = self.routers.insert(Router::new(req.conference.clone()));
+                let router = Router::new(req.conference.clone())
+                    .with_audio_last_n(self.cfg.audio_last_n as usize);
+                let rk = self.routers.insert(router);
                 self.by_conference.insert(req.conference.clone(), rk);
                 rk
             }

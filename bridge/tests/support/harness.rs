@@ -109,6 +109,7 @@ impl Harness {
                 video_start_bitrate_kbps: 1500,
                 index,
                 single_port: None,
+                audio_last_n: 0,
             },
             single_port: None,
         };

@@ -54,6 +54,15 @@ impl Net {
 
     /// A shard that accepts these SRTP profiles, in this order (`media.srtp_profiles`).
     pub fn with_srtp_profiles(profiles: &[SrtpProfile]) -> Self {
+        Self::with_config(profiles, 0)
+    }
+
+    /// A shard that forwards audio from the `n` loudest speakers only (`media.audio_last_n`).
+    pub fn with_audio_last_n(n: u32) -> Self {
+        Self::with_config(SrtpProfile::PREFERRED, n)
+    }
+
+    fn with_config(profiles: &[SrtpProfile], audio_last_n: u32) -> Self {
         let certificate =
             dimpl::certificate::generate_self_signed_certificate().expect("certificate");
         let now = Instant::now();
@@ -66,6 +75,7 @@ impl Net {
                     video_start_bitrate_kbps: 1500,
                     index: 0,
                     single_port: None,
+                    audio_last_n,
                 },
                 now,
             ),

@@ -283,6 +283,33 @@ async fn sources_maps_after_event_and_queued_before_connect() {
 }
 
 #[tokio::test]
+async fn dominant_speaker_reaches_every_socket_of_the_room_and_later_ones() {
+    let h = Harness::start().await;
+    let (a, pa) = h.join("room1").await;
+    let (b, pb) = h.join("room1").await;
+    let (_c, pc) = h.join("room1").await;
+    let (_, po) = h.join("other").await;
+    let mut wa = open(&h, &pa).await;
+    let mut wb = open(&h, &pb).await;
+    let mut wo = open(&h, &po).await;
+    h.event(MediaEvent::DominantSpeakerChanged {
+        conference: ConferenceId("room1".into()),
+        dominant: EndpointId(b.clone()),
+        previous: vec![EndpointId(a.clone())],
+    });
+    let expected = json!({"colibriClass": "DominantSpeakerEndpointChangeEvent",
+                          "dominantSpeakerEndpoint": b, "previousSpeakers": [a]});
+    // Everyone in the room, the speaker too (jitsi clients expect it).
+    assert_eq!(next_json(&mut wa).await, expected);
+    assert_eq!(next_json(&mut wb).await, expected);
+    // A socket opened later gets the conference's current speaker.
+    let mut wc = open(&h, &pc).await;
+    assert_eq!(next_json(&mut wc).await, expected);
+    // Another room hears nothing.
+    assert_silent(&mut wo, QUIET).await;
+}
+
+#[tokio::test]
 async fn connectivity_status_on_connect_leave_and_expiry() {
     let h = Harness::start().await;
     let (a, pa) = h.join("room1").await;

@@ -384,6 +384,8 @@ fn shard(index: usize, scale: u64) -> ShardSnapshot {
         endpoints_sending_video: 1,
         inactive_conferences: 0,
         inactive_endpoints: 0,
+        dropped_silence: 8 * scale,
+        dominant_speaker_changes: 9 * scale,
         ..ShardSnapshot::default()
     }
 }
@@ -426,6 +428,7 @@ async fn metrics_scrape_parses_and_counters_move() {
         ("unknown_source", 3.0),
         ("unknown_ssrc", 4.0),
         ("malformed", 5.0),
+        ("silence", 8.0),
     ] {
         assert_eq!(
             value(
@@ -493,6 +496,14 @@ async fn metrics_scrape_parses_and_counters_move() {
             &[("shard", "1")]
         ),
         210.0
+    );
+    assert_eq!(
+        value(
+            &second,
+            "ringbridge_dominant_speaker_changes_total",
+            &[("shard", "1")]
+        ),
+        270.0
     );
 
     // Drain shows up too.
@@ -628,12 +639,14 @@ async fn stats_have_jvb_conference_lifetimes_sizes_and_ice_outcomes() {
             ShardSnapshot {
                 ice_successes: 5,
                 ice_failures: 1,
+                dominant_speaker_changes: 4,
                 ..ShardSnapshot::default()
             },
             ShardSnapshot {
                 index: 1,
                 ice_successes: 2,
                 ice_failures: 2,
+                dominant_speaker_changes: 1,
                 ..ShardSnapshot::default()
             },
         ],
@@ -657,6 +670,7 @@ async fn stats_have_jvb_conference_lifetimes_sizes_and_ice_outcomes() {
     assert_eq!(s["total_participants"], 3);
     assert_eq!(s["total_ice_succeeded"], 7);
     assert_eq!(s["total_ice_failed"], 3);
+    assert_eq!(s["total_dominant_speaker_changes"], 5);
     // jq '.participants - .octo_endpoints' works, as on jvb.
     assert_eq!(
         s["participants"].as_u64().expect("number") - s["octo_endpoints"].as_u64().expect("number"),

@@ -19,8 +19,11 @@
 //! - per publishing Transport: [`twcc::TwccReceiver`] (when transport-cc was
 //!   negotiated) or [`remb::RembEstimator`] (REMB with abs-send-time only);
 //! - [`rtx`] is stateless: unwrap a publisher's RTX before anything else sees it;
+//! - per endpoint: a [`dominant_speaker::SpeakerActivity`] of its audio levels, and
+//!   per conference (Router) a [`dominant_speaker::DominantSpeaker`];
 //! - [`stats::QualityStats`] sums every object's counters for the metrics.
 
+pub mod dominant_speaker;
 pub mod keyframe;
 pub mod nack;
 pub mod nack_responder;

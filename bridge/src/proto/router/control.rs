@@ -26,6 +26,7 @@ impl Router {
         };
         io.released.push(ep.transport.port());
         self.members.retain(|&k| k != key);
+        self.speakers.remove(key);
         let mut changed: Vec<EndpointKey> = Vec::new();
         for &pk in &ep.producers {
             let fanout = self

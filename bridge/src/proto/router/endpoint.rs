@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use ringbridge_control::media::EndpointId;
 
+use super::super::quality::dominant_speaker::SpeakerActivity;
 use super::super::transport::Transport;
 use super::keys::{ConsumerKey, ProducerKey};
 
@@ -22,6 +23,8 @@ pub struct Endpoint {
     pub(super) audio_until: Option<Instant>,
     /// Counted as sending video until then.
     pub(super) video_until: Option<Instant>,
+    /// The audio levels it sent lately (dominant speaker identification).
+    pub(super) speaker: SpeakerActivity,
 }
 
 impl Endpoint {

@@ -11,6 +11,7 @@ use ringbridge_control::media::{EndpointId, EndpointPolicy};
 
 use super::super::codec::CodecKind;
 use super::super::error::CoreError;
+use super::super::quality::dominant_speaker::SpeakerActivity;
 use super::super::quality::nack_responder::{NackResponder, SlotOutput, SlotRtx};
 use super::super::sdp::{self, AnswerSection, MediaKind, Offer, SlotAnnouncement};
 use super::super::transport::demux::ReceiveRoute;
@@ -76,6 +77,7 @@ impl Router {
             consumers: Vec::new(),
             audio_until: None,
             video_until: None,
+            speaker: SpeakerActivity::new(),
         });
 
         let mut rng = rand::rng();

@@ -2,7 +2,7 @@
 //! its endpoints (each with its [`Transport`](super::transport::Transport)), its
 //! [`Producer`]s (one incoming source each) and its [`Consumer`]s (one source as
 //! one receiver gets it: a receive slot, with all per-receiver rewriting state);
-//! later the allocator and dominant-speaker detection.
+//! its dominant speaker; later the allocator.
 //!
 //! Every relation between these objects is a generational key of this router's
 //! own maps ([`keys`]): nothing a router holds can name another conference's
@@ -13,7 +13,8 @@
 //! producers onto consumers (the one place the producer-consumer index changes);
 //! `keyframe.rs` asks publishers for keyframes; `repair.rs` NACKs publishers and
 //! answers receivers' NACKs from the packet cache; `reports.rs` sends each slot's
-//! sender reports; `activity.rs` counts who sends;
+//! sender reports; `activity.rs` counts who sends; `speaker.rs` feeds audio
+//! levels to dominant speaker identification and drops long silences;
 //! `control.rs` has leave, mute, refusals and policy; this file the objects,
 //! their lookups, the transports' dispatch and the router's timers.
 
@@ -30,6 +31,7 @@ mod producer;
 mod repair;
 mod reports;
 pub mod slots;
+pub mod speaker;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -44,6 +46,7 @@ pub use forward::{ExtensionValues, SlotFields, write_forwarded, write_forwarded_
 pub use keys::{ConsumerKey, EndpointKey, ProducerKey, RouterKey};
 pub use producer::{Producer, SourceRepair};
 
+use super::quality::dominant_speaker::DominantSpeaker;
 use super::shard::ShardCounters;
 use super::timer::{Scheduled, TimerHeap, TimerName, TimerTable};
 use super::transmit::TxQueue;
@@ -89,10 +92,12 @@ pub enum RouterTimer {
     Nack,
     /// Sender reports for every slot that sent media.
     SenderReports,
+    /// The dominant speaker decision (every 300 ms while audio levels arrive).
+    DominantSpeaker,
 }
 
 impl TimerName for RouterTimer {
-    const COUNT: usize = 4;
+    const COUNT: usize = 5;
     fn index(self) -> usize {
         self as usize
     }
@@ -101,7 +106,8 @@ impl TimerName for RouterTimer {
             0 => RouterTimer::KeyframeRetry,
             1 => RouterTimer::Activity,
             2 => RouterTimer::Nack,
-            _ => RouterTimer::SenderReports,
+            3 => RouterTimer::SenderReports,
+            _ => RouterTimer::DominantSpeaker,
         }
     }
 }
@@ -122,6 +128,10 @@ pub struct Router {
     /// What the shard's timer heap holds for this router.
     pub scheduled: Scheduled,
     activity: RouterActivity,
+    /// Dominant speaker identification over the endpoints' audio levels.
+    speakers: DominantSpeaker<EndpointKey>,
+    /// Audio is forwarded from this many loudest speakers only (0: all).
+    audio_last_n: usize,
 }
 
 impl Router {
@@ -137,7 +147,15 @@ impl Router {
             nack_heap: TimerHeap::default(),
             scheduled: Scheduled::default(),
             activity: RouterActivity::default(),
+            speakers: DominantSpeaker::new(),
+            audio_last_n: 0,
         }
+    }
+
+    /// Forwards audio from the `n` loudest speakers only (0: from everyone).
+    pub fn with_audio_last_n(mut self, n: usize) -> Self {
+        self.audio_last_n = n;
+        self
     }
 
     /// The conference id.
@@ -295,8 +313,9 @@ impl Router {
         }
     }
 
-    /// The router's own timers: keyframe retries for waiting consumers, and the
-    /// end of sending windows.
+    /// The router's own timers: keyframe retries for waiting consumers, the
+    /// end of sending windows, NACKs, sender reports and dominant speaker
+    /// decisions.
     pub fn handle_timeout(&mut self, io: &mut RouterIo<'_>) {
         while let Some(timer) = self.timers.take_expired(io.now) {
             match timer {
@@ -304,6 +323,7 @@ impl Router {
                 RouterTimer::Activity => self.recount_activity(io),
                 RouterTimer::Nack => self.send_nacks(io),
                 RouterTimer::SenderReports => self.send_sender_reports(io),
+                RouterTimer::DominantSpeaker => self.decide_speaker(io),
             }
         }
     }

@@ -10,7 +10,7 @@ use super::super::quality::keyframe::KeyframeDecision;
 use super::super::quality::rtx;
 use super::super::quality::simulcast::LayerDecision;
 use super::super::rtcp::{Nack, ReportBlock, SenderInfo};
-use super::super::rtp::RtpHeader;
+use super::super::rtp::{AudioLevel, RtpHeader};
 use super::super::rtp_ext::{Extension, abs_send_time};
 use super::super::sdp::MediaKind;
 use super::super::transport::demux::Demuxed;
@@ -18,7 +18,7 @@ use super::super::transport::rtcp_term::PeerFeedback;
 use super::keyframe::KeyframeCause;
 use super::{
     EndpointKey, ExtensionValues, Rewrite, Router, RouterIo, RouterTimer, SlotFields, activity,
-    write_forwarded_body,
+    speaker, write_forwarded_body,
 };
 
 impl Router {
@@ -37,6 +37,9 @@ impl Router {
             consumers,
             timers,
             nack_heap,
+            speakers,
+            members,
+            audio_last_n,
             ..
         } = self;
         let Some(sender) = endpoints.get_mut(key) else {
@@ -139,8 +142,13 @@ impl Router {
                 .demux
                 .record(entry, &header, io.since_epoch);
         }
-        producer.packets += 1;
         let became_active = activity::note_packet(sender, producer.kind, now);
+        let rid = sender
+            .transport
+            .demux
+            .entries()
+            .get(entry)
+            .and_then(|e| e.rid);
         let audio_level = if producer.kind == MediaKind::Audio {
             sender
                 .transport
@@ -150,6 +158,22 @@ impl Router {
         } else {
             None
         };
+        if !repaired && let Some(level) = audio_level.and_then(AudioLevel::parse) {
+            let forward =
+                speaker::handle_level(sender, producer, speakers, timers, io.counters, now, level);
+            let loud_enough = forward
+                && speaker::among_loudest(key, endpoints, members, speakers, *audio_last_n, now);
+            if forward && !loud_enough {
+                io.counters.dropped_audio_last_n += 1;
+            }
+            if !loud_enough {
+                if became_active {
+                    self.recount_activity(io);
+                }
+                return;
+            }
+        }
+        producer.packets += 1;
         let info = if producer.kind == MediaKind::Video {
             header
                 .payload(packet)
@@ -161,13 +185,7 @@ impl Router {
         // A simulcast source: which layer this is (its RID's place in the offer;
         // an SSRC bound without a RID counts as the first).
         let layer = producer.simulcast.as_mut().map(|layers| {
-            let l = sender
-                .transport
-                .demux
-                .entries()
-                .get(entry)
-                .and_then(|e| e.rid)
-                .unwrap_or(0);
+            let l = rid.unwrap_or(0);
             layers.note_packet(l, now, info.and_then(|i| i.resolution));
             l
         });

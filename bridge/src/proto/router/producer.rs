@@ -90,6 +90,8 @@ pub struct Producer {
     pub muted: bool,
     /// Refused by the endpoint's policy: never mapped onto a slot, never forwarded.
     pub refused: Option<RefusalReason>,
+    /// Audio packets of silence (RFC 6464 level 127) in a row, up to the latest.
+    pub silent_run: u32,
     /// The consumers this producer feeds: an index derived from
     /// [`Consumer::source`](super::Consumer::source), the source of truth, and
     /// maintained in exactly one place (`Router::assign`).
@@ -126,6 +128,7 @@ impl Producer {
             screen: false,
             muted: false,
             refused: None,
+            silent_run: 0,
             fanout: Vec::with_capacity(16),
         }
     }
