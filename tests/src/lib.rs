@@ -852,3 +852,84 @@ mod tests {
         assert!(TcpListener::bind(("127.0.0.1", port)).is_ok());
     }
 }
+
+/// Debian's Chromium, as DESIGN.md's "Headless Chromium" runs it.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The browser scripts' folder (`tests/browser`), after checking Chromium is
+/// installed and running `npm ci` there when playwright-core is missing.
+pub fn browser_dir() -> PathBuf {
+    let dir = workspace_root().join("tests").join("browser");
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)"
+    );
+    if !dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        let out = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run npm ci in {}: {e}", dir.display()));
+        assert!(out.status.success(), "npm ci failed: {out:?}");
+    }
+    dir
+}
+
+/// Runs `node tests/browser/SCRIPT CONFIG` (the config written as JSON next to
+/// the bridge's files in `scratch`), killed after `timeout`; returns the last
+/// JSON line it printed. Its stderr is echoed. Panics when it printed no JSON.
+pub fn run_browser_script(
+    script: &str,
+    config: &Value,
+    scratch: &Path,
+    timeout: Duration,
+) -> Value {
+    let dir = browser_dir();
+    let path = scratch.join(format!("{script}.json"));
+    fs::write(&path, config.to_string())
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    let mut child = Command::new("node")
+        .arg(dir.join(script))
+        .arg(&path)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start node: {e}"));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_t = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_t = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(100)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+        }
+    }
+    let stdout = out_t.join().unwrap_or_default();
+    let stderr = err_t.join().unwrap_or_default();
+    eprint!("{stderr}");
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .unwrap_or_else(|| panic!("{script} printed no JSON:\n{stdout}\n{stderr}"))
+}

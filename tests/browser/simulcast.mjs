@@ -1,0 +1,172 @@
+// Three headless Chromium pages that publish simulcast (rids q, h, f at a
+// quarter, half and full size of a fake 1280x720 camera) and receive each
+// other through the bridge; the third page asks for at most 180 lines with
+// colibri `ReceiverVideoConstraints`. Samples `getStats()` of each page once a
+// second and prints one JSON line (tests/tests/browser_simulcast.rs reads it).
+//
+// Usage: node simulcast.mjs CONFIG.json
+// CONFIG: {signal: "http://127.0.0.1:PORT", room, tokens: [three tokens],
+//          seconds, maxHeight (the third page's constraint), chromium?}
+
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { chromium } from 'playwright-core';
+
+const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const result = { ok: false, pages: [], errors: [] };
+const log = (m) => process.stderr.write(`[simulcast] ${m}\n`);
+
+// DESIGN.md "Headless Chromium"; the bridge is on loopback here.
+const FLAGS = [
+  '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns', '--autoplay-policy=no-user-gesture-required',
+];
+
+const PAGE = `<!doctype html><meta charset="utf-8"><title>simulcast</title>
+<script>
+window.rb = {
+  async offer() {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: true, video: { width: 1280, height: 720, frameRate: 30 } });
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    window.pc = pc;
+    pc.addTrack(stream.getAudioTracks()[0], stream);
+    // Simulcast as Jitsi Meet and most SFU apps send it; the m-line is
+    // sendrecv, so it is also one video slot; one more slot for the second
+    // remote camera.
+    pc.addTransceiver(stream.getVideoTracks()[0], {
+      direction: 'sendrecv', streams: [stream],
+      sendEncodings: [
+        { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 200000 },
+        { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 700000 },
+        { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 2500000 },
+      ] });
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((r) => {
+      if (pc.iceGatheringState === 'complete') return r();
+      pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
+      setTimeout(r, 2000);
+    });
+    return pc.localDescription.sdp;
+  },
+  async answer(sdp, ws, maxHeight) {
+    await pc.setRemoteDescription({ type: 'answer', sdp });
+    const sock = new WebSocket(ws);
+    window.sock = sock;
+    sock.onopen = () => {
+      if (maxHeight !== null) sock.send(JSON.stringify({
+        colibriClass: 'ReceiverVideoConstraints', lastN: -1,
+        defaultConstraints: { maxHeight } }));
+    };
+  },
+  state() { return pc.connectionState; },
+  async sample() {
+    const s = { inbound: [], outbound: [] };
+    for (const r of (await pc.getStats()).values()) {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') s.inbound.push({
+        mid: r.mid, framesDecoded: r.framesDecoded || 0,
+        frameWidth: r.frameWidth || 0, frameHeight: r.frameHeight || 0 });
+      if (r.type === 'outbound-rtp' && r.kind === 'video') s.outbound.push({
+        rid: r.rid || '', frameHeight: r.frameHeight || 0, framesSent: r.framesSent || 0,
+        active: r.active !== false, qualityLimitationReason: r.qualityLimitationReason || '' });
+    }
+    s.inbound.sort((a, b) => String(a.mid).localeCompare(String(b.mid)));
+    s.outbound.sort((a, b) => a.rid.localeCompare(b.rid));
+    return s;
+  },
+};
+</script><body></body>`;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, fn, timeoutMs, stepMs = 100) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(stepMs);
+  }
+}
+
+function colibriUrl(link) {
+  const m = /<([^>]+)>\s*;\s*rel="?colibri-ws"?/i.exec(link || '');
+  if (!m) throw new Error(`no colibri-ws Link in ${link}`);
+  return new URL(m[1], cfg.signal.replace(/^http/, 'ws')).href;
+}
+
+async function join(browser, base, token, label, maxHeight) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const consoleLines = [];
+  page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => consoleLines.push(`pageerror: ${e.message}`));
+  await page.goto(base);
+  const offer = await page.evaluate(() => window.rb.offer());
+  const resp = await fetch(`${cfg.signal}/conferences/${encodeURIComponent(cfg.room)}/endpoints`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` },
+    body: offer,
+  });
+  const answer = await resp.text();
+  if (resp.status !== 201) throw new Error(`${label}: join answered ${resp.status}: ${answer}`);
+  const ws = colibriUrl(resp.headers.get('Link'));
+  await page.evaluate(([sdp, w, h]) => window.rb.answer(sdp, w, h), [answer, ws, maxHeight]);
+  log(`${label} joined`);
+  return { label, context, page, answer, consoleLines, samples: [] };
+}
+
+async function main() {
+  const server = createServer((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(PAGE);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${server.address().port}/`;
+  const browser = await chromium.launch({ executablePath: cfg.chromium || '/usr/bin/chromium', args: FLAGS });
+  const pages = [];
+  try {
+    for (const [i, token] of cfg.tokens.entries()) {
+      const maxHeight = i === cfg.tokens.length - 1 ? cfg.maxHeight : null;
+      pages.push(await join(browser, base, token, `page${i}`, maxHeight));
+    }
+    await until('every peer connection connected', async () => {
+      const states = await Promise.all(pages.map((p) => p.page.evaluate(() => window.rb.state())));
+      return states.every((s) => s === 'connected');
+    }, 30000, 50);
+    const t0 = Date.now();
+    log(`connected; sampling for ${cfg.seconds} s`);
+    for (let k = 0; k <= cfg.seconds; k++) {
+      await sleep(Math.max(0, t0 + k * 1000 - Date.now()));
+      const t = (Date.now() - t0) / 1000;
+      const ss = await Promise.all(pages.map((p) => p.page.evaluate(() => window.rb.sample())));
+      ss.forEach((s, i) => pages[i].samples.push({ t, ...s }));
+    }
+    for (const p of pages) {
+      result.pages.push({
+        label: p.label,
+        answerSimulcast: /a=simulcast:recv/.test(p.answer),
+        samples: p.samples,
+        console: p.consoleLines.slice(-20),
+      });
+    }
+    result.ok = true;
+  } catch (e) {
+    result.errors.push(String(e && e.stack || e));
+    for (const p of pages) result.errors.push(`${p.label} console: ${p.consoleLines.slice(-20).join(' | ')}`);
+  } finally {
+    await browser.close().catch(() => {});
+    server.close();
+  }
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+main().catch((e) => {
+  result.errors.push(String(e && e.stack || e));
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exit(1);
+});
