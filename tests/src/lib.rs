@@ -799,60 +799,6 @@ impl ClientOutcome {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forged_token_keeps_header_and_signature() {
-        let claims = serde_json::json!({"iss": "ringbridge", "room": "interop", "exp": 1});
-        let token = format!(
-            "eyJhbGciOiJIUzI1NiJ9.{}.c2ln",
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let forged = forge_token_room(&token, "other");
-        let (a, b) = (
-            token.split('.').collect::<Vec<_>>(),
-            forged.split('.').collect::<Vec<_>>(),
-        );
-        assert_eq!(a[0], b[0]);
-        assert_eq!(a[2], b[2]);
-        assert_ne!(a[1], b[1]);
-        assert_eq!(token_claims(&forged)["room"], "other");
-        assert_eq!(token_claims(&forged)["iss"], "ringbridge");
-    }
-
-    #[test]
-    fn media_range_is_inside_20000_29999() {
-        for _ in 0..1000 {
-            let [lo, hi] = random_media_range();
-            assert!((20000..=29900).contains(&lo) && hi == lo + 99, "{lo}-{hi}");
-        }
-    }
-
-    #[test]
-    fn toml_overrides_merge_tables() {
-        let mut base: toml::Table =
-            "[auth]\napp_secret = \"a\"\napp_id = \"x\"\n[media]\nio = \"auto\""
-                .parse()
-                .expect("base");
-        let overlay: toml::Table = "[auth]\napp_secret = \"b\"\n[drain]\nx = 1"
-            .parse()
-            .expect("overlay");
-        merge_toml(&mut base, overlay);
-        assert_eq!(base["auth"]["app_secret"].as_str(), Some("b"));
-        assert_eq!(base["auth"]["app_id"].as_str(), Some("x"));
-        assert_eq!(base["media"]["io"].as_str(), Some("auto"));
-        assert_eq!(base["drain"]["x"].as_integer(), Some(1));
-    }
-
-    #[test]
-    fn free_port_is_bindable() {
-        let port = free_tcp_port();
-        assert!(TcpListener::bind(("127.0.0.1", port)).is_ok());
-    }
-}
-
 /// Debian's Chromium, as DESIGN.md's "Headless Chromium" runs it.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -932,4 +878,58 @@ pub fn run_browser_script(
         .rev()
         .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
         .unwrap_or_else(|| panic!("{script} printed no JSON:\n{stdout}\n{stderr}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forged_token_keeps_header_and_signature() {
+        let claims = serde_json::json!({"iss": "ringbridge", "room": "interop", "exp": 1});
+        let token = format!(
+            "eyJhbGciOiJIUzI1NiJ9.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let forged = forge_token_room(&token, "other");
+        let (a, b) = (
+            token.split('.').collect::<Vec<_>>(),
+            forged.split('.').collect::<Vec<_>>(),
+        );
+        assert_eq!(a[0], b[0]);
+        assert_eq!(a[2], b[2]);
+        assert_ne!(a[1], b[1]);
+        assert_eq!(token_claims(&forged)["room"], "other");
+        assert_eq!(token_claims(&forged)["iss"], "ringbridge");
+    }
+
+    #[test]
+    fn media_range_is_inside_20000_29999() {
+        for _ in 0..1000 {
+            let [lo, hi] = random_media_range();
+            assert!((20000..=29900).contains(&lo) && hi == lo + 99, "{lo}-{hi}");
+        }
+    }
+
+    #[test]
+    fn toml_overrides_merge_tables() {
+        let mut base: toml::Table =
+            "[auth]\napp_secret = \"a\"\napp_id = \"x\"\n[media]\nio = \"auto\""
+                .parse()
+                .expect("base");
+        let overlay: toml::Table = "[auth]\napp_secret = \"b\"\n[drain]\nx = 1"
+            .parse()
+            .expect("overlay");
+        merge_toml(&mut base, overlay);
+        assert_eq!(base["auth"]["app_secret"].as_str(), Some("b"));
+        assert_eq!(base["auth"]["app_id"].as_str(), Some("x"));
+        assert_eq!(base["media"]["io"].as_str(), Some("auto"));
+        assert_eq!(base["drain"]["x"].as_integer(), Some(1));
+    }
+
+    #[test]
+    fn free_port_is_bindable() {
+        let port = free_tcp_port();
+        assert!(TcpListener::bind(("127.0.0.1", port)).is_ok());
+    }
 }

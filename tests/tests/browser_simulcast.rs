@@ -37,9 +37,12 @@ fn num(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
-/// Per inbound video stream (by mid) of one page: (t, frameHeight, framesDecoded).
-fn inbound(samples: &[Value]) -> Vec<Vec<(f64, f64, f64)>> {
-    let mut streams: Vec<(String, Vec<(f64, f64, f64)>)> = Vec::new();
+/// One sample of one inbound stream: (t, frameHeight, framesDecoded).
+type Row = (f64, f64, f64);
+
+/// Per inbound video stream (by mid) of one page, its rows.
+fn inbound(samples: &[Value]) -> Vec<Vec<Row>> {
+    let mut streams: Vec<(String, Vec<Row>)> = Vec::new();
     for s in samples {
         let t = num(&s["t"]);
         for r in s["inbound"].as_array().into_iter().flatten() {
