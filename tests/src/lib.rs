@@ -803,13 +803,22 @@ impl ClientOutcome {
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// The browser scripts' folder (`tests/browser`), after checking Chromium is
-/// installed and running `npm ci` there when playwright-core is missing.
+/// installed and running `npm ci` there when playwright-core is missing (under
+/// a file lock, so parallel tests and test binaries do it once).
 pub fn browser_dir() -> PathBuf {
     let dir = workspace_root().join("tests").join("browser");
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)"
     );
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".npm-ci.lock"))
+        .unwrap_or_else(|e| panic!("cannot open the npm lock: {e}"));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("cannot lock the npm lock: {e}"));
     if !dir
         .join("node_modules/playwright-core/package.json")
         .exists()
@@ -819,7 +828,12 @@ pub fn browser_dir() -> PathBuf {
             .current_dir(&dir)
             .output()
             .unwrap_or_else(|e| panic!("cannot run npm ci in {}: {e}", dir.display()));
-        assert!(out.status.success(), "npm ci failed: {out:?}");
+        assert!(
+            out.status.success(),
+            "npm ci failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     dir
 }

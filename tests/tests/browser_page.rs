@@ -8,27 +8,21 @@
 //! pages showed. Screenshots land in `target/tmp/browser-page/`.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringbridge_tests::{Bridge, TokenRequest, http_request, test_token, workspace_root};
+use ringbridge_tests::{
+    Bridge, TokenRequest, browser_dir, http_request, run_browser_script, test_token, workspace_root,
+};
 use serde_json::{Value, json};
-
-/// Debian's Chromium, as DESIGN.md's "Headless Chromium" runs it.
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// How long one scenario may take, Chromium start included.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// One browser scenario at a time: each runs two or three Chromium pages that
 /// encode and decode video, and the test machines have few cores.
 static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn browser_dir() -> PathBuf {
-    workspace_root().join("tests").join("browser")
-}
 
 /// `target/tmp/browser-page/<name>`, kept after the test for a look.
 fn out_dir(name: &str) -> PathBuf {
@@ -39,92 +33,14 @@ fn out_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Checks Chromium is there and runs `npm ci` when playwright-core is missing
-/// (under a lock, so parallel tests do it once).
-fn ensure_browser() {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)"
-    );
-    let dir = browser_dir();
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(".npm-ci.lock"))
-        .unwrap_or_else(|e| panic!("cannot open the npm lock: {e}"));
-    lock.lock()
-        .unwrap_or_else(|e| panic!("cannot lock the npm lock: {e}"));
-    if !dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run npm ci in {}: {e}", dir.display()));
-        assert!(
-            out.status.success(),
-            "npm ci failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-/// Runs `room.mjs` with `config` and returns its JSON result.
+/// Runs `room.mjs` with `config` (one scenario at a time) and returns its JSON
+/// result, which must say `ok`.
 fn run_scenario(config: &Value, out: &Path) -> Value {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
-    ensure_browser();
-    let cfg_path = out.join("config.json");
-    fs::write(&cfg_path, config.to_string()).unwrap_or_else(|e| panic!("write config: {e}"));
-    let mut child = Command::new("node")
-        .arg(browser_dir().join("room.mjs"))
-        .arg(&cfg_path)
-        .current_dir(browser_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start node: {e}"));
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out_t = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_t = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + SCENARIO_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(100)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let stdout = out_t.join().unwrap_or_default();
-    let stderr = err_t.join().unwrap_or_default();
-    eprintln!("{stderr}");
-    let json = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .unwrap_or_else(|| {
-            panic!("room.mjs printed no JSON (exit {status:?}):\n{stdout}\n{stderr}")
-        });
+    let json = run_browser_script("room.mjs", config, out, SCENARIO_TIMEOUT);
     assert!(
         json["ok"] == true,
-        "the browser scenario failed: {}\n{stderr}",
+        "the browser scenario failed: {}",
         serde_json::to_string_pretty(&json).unwrap_or_default()
     );
     json
