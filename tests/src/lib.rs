@@ -341,6 +341,36 @@ impl Bridge {
         bridge
     }
 
+    /// Kills the bridge with SIGKILL (no goodbye to anyone) and starts it again
+    /// with the same configuration file, its log appended to the same file.
+    /// Returns at once after the start, without waiting for health: the caller
+    /// measures how soon it serves.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log_path.display()));
+        let log2 = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone the log handle: {e}"));
+        let bin = ringbridge_bin();
+        self.child = Command::new(&bin)
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("info".to_owned()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    }
+
     fn wait_healthy(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
