@@ -27,6 +27,8 @@ fn a_stopped_shard_makes_the_media_plane_unhealthy() {
                 certificate,
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                 video_start_bitrate_kbps: 1500,
+                index: 0,
+                tcp_port: None,
             },
         },
         Backend::Mmsg,

@@ -128,6 +128,8 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
             certificate,
             srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
             video_start_bitrate_kbps: 1500,
+            index: 0,
+            tcp_port: None,
         },
         now,
     );

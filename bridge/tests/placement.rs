@@ -55,6 +55,8 @@ fn a_new_conference_lands_on_the_less_loaded_shard() {
                         certificate: certificate.clone(),
                         srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                         video_start_bitrate_kbps: 1500,
+                        index: 0,
+                        tcp_port: None,
                     },
                 },
                 Backend::Mmsg,

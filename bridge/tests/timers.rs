@@ -25,6 +25,8 @@ fn core(now: Instant) -> ShardCore {
             certificate,
             srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
             video_start_bitrate_kbps: 1500,
+            index: 0,
+            tcp_port: None,
         },
         now,
     )

@@ -153,6 +153,41 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
         s.remb_sent
     }),
     (
+        "tcp_connections_adopted",
+        "ICE-TCP connections the shard took over from the listener.",
+        |s| s.tcp_connections_adopted,
+    ),
+    (
+        "tcp_connections_closed",
+        "ICE-TCP connections closed (end of stream, error, oversized frame, idle, endpoint gone, refused at hand-off).",
+        |s| s.tcp_connections_closed,
+    ),
+    (
+        "tcp_bytes_received",
+        "Payload bytes received over ICE-TCP (also in bytes_received).",
+        |s| s.tcp_bytes_received,
+    ),
+    (
+        "tcp_bytes_sent",
+        "Payload bytes sent over ICE-TCP (also in bytes_sent).",
+        |s| s.tcp_bytes_sent,
+    ),
+    (
+        "tcp_frames_received",
+        "Datagrams received over ICE-TCP (also in packets_received).",
+        |s| s.tcp_frames_received,
+    ),
+    (
+        "tcp_frames_sent",
+        "Datagrams sent over ICE-TCP (also in packets_sent).",
+        |s| s.tcp_frames_sent,
+    ),
+    (
+        "tcp_frames_dropped",
+        "Datagrams not sent over ICE-TCP because the connection's send backlog was full.",
+        |s| s.tcp_frames_dropped,
+    ),
+    (
         "sender_reports_sent",
         "Sender reports sent to receivers for their slots.",
         |s| s.sender_reports_sent,
@@ -261,8 +296,12 @@ pub(crate) fn render(stats: &MediaStats, rates: &Rates, view: &ControlView) -> S
     );
     let send_backlog = Family::<Labels, Gauge>::default();
     let events_waiting = Family::<Labels, Gauge>::default();
+    let tcp_active = Family::<Labels, Gauge>::default();
     for s in &stats.shards {
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        tcp_active
+            .get_or_create(&shard_label(s))
+            .set(clamp(s.tcp_connections_active));
         send_backlog
             .get_or_create(&shard_label(s))
             .set(clamp(s.send_backlog));
@@ -279,6 +318,24 @@ pub(crate) fn render(stats: &MediaStats, rates: &Rates, view: &ControlView) -> S
         "shard_events_waiting",
         "Media events of the shard waiting for room in the channel to the control plane.",
         events_waiting,
+    );
+    registry.register(
+        "tcp_connections_active",
+        "Open ICE-TCP connections on the shard.",
+        tcp_active,
+    );
+    counter(
+        &mut registry,
+        "tcp_connections_accepted",
+        "ICE-TCP connections accepted on media.tcp_port.",
+        stats.tcp_accepted,
+    );
+    counter(
+        &mut registry,
+        "tcp_connections_refused",
+        "ICE-TCP connections closed by the listener before reaching a shard: no STUN check \
+         naming one of its shards within 10 s, an oversized first frame, or too many waiting.",
+        stats.tcp_refused,
     );
 
     gauge(

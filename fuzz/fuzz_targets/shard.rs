@@ -74,6 +74,8 @@ impl Net {
                 certificate: certificate(),
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                 video_start_bitrate_kbps: 1500,
+                index: 0,
+                tcp_port: None,
             },
             now,
         );

@@ -5,10 +5,14 @@
 //! commands, run the core's timers if due, send what the core queued, close
 //! released ports, pass on the core's events, publish stats (the heartbeat).
 //! The backends (`uring`, `mmsg`) differ only in how they wait, receive and
-//! send; port binding, the core calls and their order live here once.
+//! send; port binding, the core calls and their order live here once. The
+//! shard's ICE-TCP connections ([`TcpConns`]) are read here too, after the
+//! UDP datagrams; the backends divert what the core sends to them
+//! ([`TcpConns::take`]) when they plan their sends.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use ringbridge_control::media::MediaError;
@@ -16,6 +20,7 @@ use ringbridge_control::media::MediaError;
 use super::events::EventOutbox;
 use super::send::{RETRY_AFTER, SendTotals};
 use super::shard::{AfterCommand, PortBinder, ShardContext, handle_command};
+use super::tcp_conns::{TcpConns, TcpHandoff};
 use super::udp;
 use crate::proto::shard::ShardCore;
 use crate::proto::transmit::TxQueue;
@@ -36,21 +41,27 @@ pub trait Io {
     /// Whether `port` still has a socket (open or closing): not free to bind.
     fn holds(&self, port: u16) -> bool;
 
+    /// Also wakes [`Io::wait`] when `fd` turns readable (the shard's ICE-TCP
+    /// epoll instance); called once, before the loop.
+    fn watch(&mut self, fd: RawFd) -> io::Result<()>;
+
     /// Sleeps until a datagram arrives, the shard's waker fires or `timeout`
     /// passes (at once if completions are already waiting).
     fn wait(&mut self, timeout: Duration) -> io::Result<()>;
 
     /// Hands every datagram that arrived to `deliver` with the queue to write
-    /// replies into; sends mid-batch when that queue fills up.
-    fn receive<F>(&mut self, now: Instant, deliver: F) -> io::Result<()>
+    /// replies into; sends mid-batch when that queue fills up (datagrams for
+    /// `tcp`'s connections go there).
+    fn receive<F>(&mut self, now: Instant, tcp: &mut TcpConns, deliver: F) -> io::Result<()>
     where
         F: FnMut(u16, SocketAddr, &mut [u8], &mut TxQueue);
 
     /// The queue the core writes into outside [`Io::receive`] (timers).
     fn tx(&mut self) -> &mut TxQueue;
 
-    /// Sends everything queued, after any socket's backlog.
-    fn flush(&mut self, now: Instant) -> io::Result<()>;
+    /// Sends everything queued, after any socket's backlog: datagrams for
+    /// `tcp`'s connections are framed onto them, the rest goes out over UDP.
+    fn flush(&mut self, now: Instant, tcp: &mut TcpConns) -> io::Result<()>;
 
     /// Whether datagrams wait for socket buffer space (the loop then wakes
     /// within [`RETRY_AFTER`]).
@@ -108,10 +119,11 @@ impl Ports {
     }
 }
 
-/// [`PortBinder`] over the loop's ports and backend.
+/// [`PortBinder`] over the loop's ports, backend and ICE-TCP connections.
 struct Binder<'a, I> {
     ports: &'a mut Ports,
     io: &'a mut I,
+    tcp: &'a mut TcpConns,
 }
 
 impl<I: Io> PortBinder for Binder<'_, I> {
@@ -121,6 +133,12 @@ impl<I: Io> PortBinder for Binder<'_, I> {
 
     fn release(&mut self, port: u16) {
         self.io.close(port);
+        self.tcp.release_port(port);
+    }
+
+    fn adopt_tcp(&mut self, core: &ShardCore, now: Instant, handoff: TcpHandoff) {
+        self.tcp
+            .adopt(now, handoff, |username| core.port_of_username(username));
     }
 }
 
@@ -133,9 +151,23 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
         events,
         stats,
     } = ctx;
-    let mut core = ShardCore::new(spec.core_config.clone(), Instant::now());
+    // The spec's index is the one placement and ICE-TCP hand-off use.
+    let mut core_config = spec.core_config.clone();
+    core_config.index = spec.index;
+    let mut core = ShardCore::new(core_config, Instant::now());
     let mut ports = Ports::new(spec.ports, spec.bind);
     let mut outbox = EventOutbox::new(events);
+    let tcp = TcpConns::new(Instant::now()).and_then(|tcp| {
+        io.watch(tcp.fd())?;
+        Ok(tcp)
+    });
+    let mut tcp = match tcp {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            tracing::error!(shard = spec.index, error = %e, "cannot poll ICE-TCP connections; shard stops");
+            return;
+        }
+    };
     loop {
         // Once per turn. A deadline the turn's own work moves earlier (a join,
         // a handshake) is seen next turn, which sleeps until it.
@@ -146,18 +178,25 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
         if io.backlogged() || outbox.pending() {
             sleep = sleep.min(RETRY_AFTER);
         }
+        if tcp.has_work() {
+            sleep = Duration::ZERO;
+        }
         if let Err(e) = io.wait(sleep) {
             tracing::error!(shard = spec.index, error = %e, "waiting for I/O failed; shard stops");
             return;
         }
         let now = Instant::now();
-        let received = io.receive(now, |port, from, datagram, tx| {
+        let received = io.receive(now, &mut tcp, |port, from, datagram, tx| {
             core.handle_receive(now, port, from, datagram, tx);
         });
         if let Err(e) = received {
             tracing::error!(shard = spec.index, error = %e, "receiving failed; shard stops");
             return;
         }
+        // ICE-TCP datagrams, to the same core as if they came over UDP.
+        tcp.receive(now, io.tx(), |port, from, datagram, tx| {
+            core.handle_receive(now, port, from, datagram, tx);
+        });
         loop {
             let cmd = match commands.try_recv() {
                 Ok(cmd) => cmd,
@@ -170,6 +209,7 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
             let mut binder = Binder {
                 ports: &mut ports,
                 io: &mut io,
+                tcp: &mut tcp,
             };
             if handle_command(&mut core, now, cmd, &mut binder) == AfterCommand::Stop {
                 tracing::info!(shard = spec.index, "shard stopping");
@@ -179,17 +219,18 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
         if deadline.is_some_and(|t| now >= t) {
             core.handle_timeout(now, io.tx());
         }
-        if let Err(e) = io.flush(now) {
+        if let Err(e) = io.flush(now, &mut tcp) {
             tracing::error!(shard = spec.index, error = %e, "sending failed; shard stops");
             return;
         }
         while let Some(port) = core.poll_released_port() {
             io.close(port);
+            tcp.release_port(port);
         }
         outbox.retry();
         while let Some(ev) = core.poll_event() {
             outbox.send(now, ev);
         }
-        stats.publish(&core, &io, &outbox);
+        stats.publish(&core, &io, &tcp.stats(), &outbox);
     }
 }

@@ -18,6 +18,38 @@ pub const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most candidate addresses remembered as validated for one endpoint.
 const MAX_VALIDATED: usize = 8;
 
+/// Most shards a local ufrag can name (two hex digits).
+pub const MAX_SHARDS: usize = 256;
+
+/// A local ufrag for an endpoint of shard `shard`: the shard index as two
+/// lowercase hex digits, then `random` (the random part, kept at its length).
+///
+/// A STUN check that reaches a socket or connection no shard owns yet (ICE-TCP,
+/// single-port UDP) names its shard this way ([`shard_of_username`]), so no
+/// table shared between shards is needed. Shard indices wrap at [`MAX_SHARDS`].
+pub fn local_ufrag(shard: usize, random: &str) -> String {
+    format!("{:02x}{random}", shard % MAX_SHARDS)
+}
+
+/// The shard index encoded in a STUN USERNAME addressed to this bridge
+/// ("<local ufrag>:<remote ufrag>", the local ufrag starting with two hex digits),
+/// or None when it has no such prefix.
+pub fn shard_of_username(username: &[u8]) -> Option<usize> {
+    let colon = username.iter().position(|&b| b == b':')?;
+    // RFC 8839: a ufrag has at least 4 ice-chars.
+    if colon < 4 {
+        return None;
+    }
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(usize::from(b - b'0')),
+        b'a'..=b'f' => Some(usize::from(b - b'a' + 10)),
+        _ => None,
+    };
+    let hi = digit(*username.first()?)?;
+    let lo = digit(*username.get(1)?)?;
+    Some(hi * 16 + lo)
+}
+
 /// Outcome of one STUN datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StunOutcome {
@@ -297,6 +329,34 @@ mod tests {
             &mut out,
         );
         assert_eq!(ice.consent_deadline(), t1 + CONSENT_TIMEOUT);
+    }
+
+    #[test]
+    fn the_shard_index_is_read_back_from_the_username_of_a_check() {
+        for shard in [0, 1, 9, 10, 15, 16, 200, 255] {
+            let ufrag = local_ufrag(shard, "AbCd1234");
+            assert_eq!(ufrag.len(), 10, "{ufrag}");
+            let username = format!("{ufrag}:clnt");
+            assert_eq!(shard_of_username(username.as_bytes()), Some(shard));
+        }
+        assert_eq!(local_ufrag(256 + 3, "AbCd1234"), local_ufrag(3, "AbCd1234"));
+    }
+
+    #[test]
+    fn usernames_without_a_shard_prefix_name_no_shard() {
+        for u in [
+            &b""[..],
+            b"0a",
+            b"0abc",         // no ':' (not "<ours>:<theirs>")
+            b"0ab:clnt",     // local part shorter than 4 chars
+            b"0Abcdef:clnt", // uppercase is not ours
+            b"g0bcdef:clnt",
+            b":0abcdef",
+            b"\xff\xfe12345:x",
+        ] {
+            assert_eq!(shard_of_username(u), None, "{:?}", String::from_utf8_lossy(u));
+        }
+        assert_eq!(shard_of_username(b"ff12:"), Some(255));
     }
 
     #[test]

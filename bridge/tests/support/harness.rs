@@ -107,6 +107,8 @@ impl Harness {
                 certificate,
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                 video_start_bitrate_kbps: 1500,
+                index: 0,
+                tcp_port: None,
             },
         };
         let shard = spawn_shard(spec, backend, events_tx).expect("shard starts");

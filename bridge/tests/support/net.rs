@@ -64,6 +64,8 @@ impl Net {
                     certificate,
                     srtp_profiles: profiles.to_vec(),
                     video_start_bitrate_kbps: 1500,
+                    index: 0,
+                    tcp_port: None,
                 },
                 now,
             ),

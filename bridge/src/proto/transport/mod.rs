@@ -112,6 +112,9 @@ enum Feedback {
 pub struct TransportConfig {
     /// Local UDP port the endpoint owns.
     pub port: u16,
+    /// Index of the shard the endpoint lives on, encoded in its local ufrag
+    /// (see [`ice::local_ufrag`](super::ice::local_ufrag)).
+    pub shard: usize,
     /// The shard's DTLS configuration.
     pub dtls_config: Arc<dimpl::Config>,
     /// The shard's certificate.
@@ -170,11 +173,12 @@ impl Transport {
     /// A new transport with fresh ICE credentials, created at `now`.
     pub fn new(cfg: TransportConfig, now: Instant) -> Self {
         let mut rng = rand::rng();
-        let ufrag: String = (&mut rng)
+        let random: String = (&mut rng)
             .sample_iter(Alphanumeric)
             .take(8)
             .map(char::from)
             .collect();
+        let ufrag = super::ice::local_ufrag(cfg.shard, &random);
         let pwd: String = (&mut rng)
             .sample_iter(Alphanumeric)
             .take(24)

@@ -1,0 +1,430 @@
+//! The ICE-TCP connections of one shard (RFC 6544, passive side).
+//!
+//! The listener ([`super::tcp_listen`]) hands each connection to the shard its
+//! first STUN check names; from then on the shard's own loop reads and writes
+//! it, non-blocking, next to its UDP sockets. Each datagram of a connection
+//! (RFC 4571 framing, see [`super::tcp`]) goes to the same [`ShardCore`] as a
+//! UDP datagram would, on the endpoint's port and from the connection's remote
+//! address; what the core sends to that (port, address) is framed onto the
+//! connection instead of going out over UDP ([`TcpConns::take`]).
+//!
+//! Readiness comes from an epoll instance of its own ([`TcpConns::fd`]) that
+//! the backend watches next to its sockets, so either backend wakes for it.
+//! A connection is closed, and counted, on end of stream, an error, an
+//! oversized frame, [`IDLE_TIMEOUT`] without a byte, or when its endpoint's
+//! port is released.
+//!
+//! [`ShardCore`]: crate::proto::shard::ShardCore
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+
+use super::tcp::{Deframer, FrameBacklog, PREFIX};
+use crate::proto::stun;
+use crate::proto::transmit::{Transmit, TxQueue};
+
+/// A connection closes after this long without receiving a byte (ICE consent,
+/// RFC 7675, expires after 30 s too; browsers check every few seconds).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most connections one shard keeps; more are refused at hand-off.
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// Bytes read from one connection per loop turn before the others get theirs.
+const READ_BUDGET: usize = 64 * 1024;
+
+/// How often idle connections are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// A connection the listener accepted, handed to the shard its first STUN
+/// check names, with the bytes read so far (that first frame).
+#[derive(Debug)]
+pub struct TcpHandoff {
+    /// The connection (non-blocking).
+    pub stream: std::net::TcpStream,
+    /// Its remote address.
+    pub peer: SocketAddr,
+    /// Bytes already read from it, framed.
+    pub read: Vec<u8>,
+}
+
+/// Counters of a shard's ICE-TCP connections (cumulative, except `active`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpStats {
+    /// Connections taken over from the listener.
+    pub adopted: u64,
+    /// Connections refused at hand-off: no endpoint of this shard has the
+    /// ufrag of the first check, or the shard holds [`MAX_CONNECTIONS`].
+    pub refused: u64,
+    /// Connections closed (any reason, refusals included).
+    pub closed: u64,
+    /// Gauge: open connections.
+    pub active: u64,
+    /// Payload bytes of the frames received.
+    pub bytes_received: u64,
+    /// Frames received.
+    pub frames_received: u64,
+    /// Payload bytes of the frames sent (written, or waiting in a backlog).
+    pub bytes_sent: u64,
+    /// Frames sent (written, or waiting in a backlog).
+    pub frames_sent: u64,
+    /// Frames dropped because their connection's send backlog was full.
+    pub frames_dropped: u64,
+}
+
+/// Why a connection was closed (for the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
+    Eof,
+    Error,
+    Oversized,
+    Idle,
+    Released,
+    Replaced,
+}
+
+struct Conn {
+    stream: mio::net::TcpStream,
+    peer: SocketAddr,
+    /// The endpoint's local port: what the core knows it by.
+    port: u16,
+    rx: Deframer,
+    tx: FrameBacklog,
+    last_rx: Instant,
+    dirty: bool,
+    hot: bool,
+}
+
+/// A shard's ICE-TCP connections: readiness, deframing, framed sends.
+pub struct TcpConns {
+    poll: Poll,
+    events: Events,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    by_remote: HashMap<(u16, SocketAddr), usize>,
+    /// Connections with frames waiting to be written.
+    dirty: Vec<usize>,
+    /// Connections to read (readable, or with bytes or budget left over).
+    hot: Vec<usize>,
+    scratch: Vec<usize>,
+    stats: TcpStats,
+    next_sweep: Instant,
+}
+
+impl std::fmt::Debug for TcpConns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpConns")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TcpConns {
+    /// No connections yet; makes the epoll instance.
+    pub fn new(now: Instant) -> io::Result<Self> {
+        Ok(Self {
+            poll: Poll::new()?,
+            events: Events::with_capacity(256),
+            conns: Vec::new(),
+            free: Vec::new(),
+            by_remote: HashMap::new(),
+            dirty: Vec::new(),
+            hot: Vec::new(),
+            scratch: Vec::new(),
+            stats: TcpStats::default(),
+            next_sweep: now + SWEEP_EVERY,
+        })
+    }
+
+    /// The epoll descriptor that turns readable when a connection needs
+    /// attention: the backend wakes the loop for it.
+    pub fn fd(&self) -> RawFd {
+        self.poll.as_raw_fd()
+    }
+
+    /// Whether no connection is open (the UDP path then skips every lookup).
+    pub fn is_empty(&self) -> bool {
+        self.by_remote.is_empty()
+    }
+
+    /// Whether work is left for the next turn without waiting (a connection
+    /// used up its read budget or came with bytes already read).
+    pub fn has_work(&self) -> bool {
+        !self.hot.is_empty()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> TcpStats {
+        TcpStats {
+            active: self.by_remote.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// Takes over `handoff`: `port_of` names the local port of the endpoint
+    /// whose ufrag the first frame's STUN USERNAME carries. Refused (closed and
+    /// counted) when there is none here, or the shard is full.
+    pub fn adopt(
+        &mut self,
+        now: Instant,
+        handoff: TcpHandoff,
+        port_of: impl FnOnce(&[u8]) -> Option<u16>,
+    ) {
+        let TcpHandoff { stream, peer, read } = handoff;
+        let port = first_username(&read).and_then(port_of);
+        let Some(port) = port.filter(|_| self.by_remote.len() < MAX_CONNECTIONS) else {
+            tracing::debug!(%peer, "ICE-TCP connection refused: no endpoint for its ufrag here, or full");
+            self.stats.refused += 1;
+            self.stats.closed += 1;
+            return;
+        };
+        if let Some(&old) = self.by_remote.get(&(port, peer)) {
+            self.close(old, Close::Replaced);
+        }
+        let _ = stream.set_nodelay(true);
+        if let Err(e) = stream.set_nonblocking(true) {
+            tracing::debug!(%peer, error = %e, "ICE-TCP connection unusable");
+            self.stats.refused += 1;
+            self.stats.closed += 1;
+            return;
+        }
+        let mut stream = mio::net::TcpStream::from_std(stream);
+        let idx = self.free.pop().unwrap_or(self.conns.len());
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(idx),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!(%peer, error = %e, "cannot poll an ICE-TCP connection");
+            self.free.push(idx);
+            self.stats.refused += 1;
+            self.stats.closed += 1;
+            return;
+        }
+        let mut rx = Deframer::new();
+        rx.extend(&read);
+        let conn = Conn {
+            stream,
+            peer,
+            port,
+            rx,
+            tx: FrameBacklog::new(),
+            last_rx: now,
+            dirty: false,
+            hot: true,
+        };
+        if idx == self.conns.len() {
+            self.conns.push(Some(conn));
+        } else if let Some(slot) = self.conns.get_mut(idx) {
+            *slot = Some(conn);
+        }
+        self.by_remote.insert((port, peer), idx);
+        self.hot.push(idx);
+        self.stats.adopted += 1;
+        tracing::debug!(%peer, port, "ICE-TCP connection adopted");
+    }
+
+    /// Reads every connection that has bytes, handing each datagram to
+    /// `deliver(port, remote, datagram, tx)`, writes backlogs the socket has
+    /// room for again, and closes idle connections.
+    pub fn receive<F>(&mut self, now: Instant, tx: &mut TxQueue, mut deliver: F)
+    where
+        F: FnMut(u16, SocketAddr, &mut [u8], &mut TxQueue),
+    {
+        if self.conns.is_empty() {
+            return;
+        }
+        match self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => tracing::warn!(error = %e, "polling ICE-TCP connections failed"),
+        }
+        for ev in self.events.iter() {
+            let idx = ev.token().0;
+            let Some(Some(conn)) = self.conns.get_mut(idx) else {
+                continue;
+            };
+            if (ev.is_readable() || ev.is_read_closed() || ev.is_error()) && !conn.hot {
+                conn.hot = true;
+                self.hot.push(idx);
+            }
+            if ev.is_writable() && !conn.tx.is_empty() && !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(idx);
+            }
+        }
+        let mut hot = std::mem::take(&mut self.scratch);
+        std::mem::swap(&mut hot, &mut self.hot);
+        for &idx in &hot {
+            self.read(idx, now, tx, &mut deliver);
+        }
+        hot.clear();
+        self.scratch = hot;
+        self.write_pending();
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP_EVERY;
+            self.sweep(now);
+        }
+    }
+
+    fn read<F>(&mut self, idx: usize, now: Instant, tx: &mut TxQueue, deliver: &mut F)
+    where
+        F: FnMut(u16, SocketAddr, &mut [u8], &mut TxQueue),
+    {
+        let Some(Some(conn)) = self.conns.get_mut(idx) else {
+            return;
+        };
+        conn.hot = false;
+        let (port, peer) = (conn.port, conn.peer);
+        let mut budget = READ_BUDGET;
+        let outcome = loop {
+            let oversized = loop {
+                match conn.rx.next_frame() {
+                    Ok(Some(datagram)) => {
+                        self.stats.frames_received += 1;
+                        self.stats.bytes_received += datagram.len() as u64;
+                        deliver(port, peer, datagram, tx);
+                    }
+                    Ok(None) => break false,
+                    Err(_) => break true,
+                }
+            };
+            if oversized {
+                break Some(Close::Oversized);
+            }
+            if budget == 0 {
+                // Fairness: the rest waits for the next turn, which does not sleep.
+                conn.hot = true;
+                self.hot.push(idx);
+                break None;
+            }
+            match conn.stream.read(conn.rx.spare()) {
+                Ok(0) => break Some(Close::Eof),
+                Ok(n) => {
+                    conn.rx.filled(n);
+                    conn.last_rx = now;
+                    budget = budget.saturating_sub(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break Some(Close::Error),
+            }
+        };
+        if let Some(reason) = outcome {
+            self.close(idx, reason);
+        }
+    }
+
+    /// Frames `data` onto the connection `t` goes to, if it is one: `true`
+    /// when the transmit was ICE-TCP's (sent, backlogged, or dropped and
+    /// counted when the connection's backlog is full), `false` for UDP.
+    pub fn take(&mut self, t: &Transmit, data: &[u8]) -> bool {
+        if self.by_remote.is_empty() {
+            return false;
+        }
+        let Some(&idx) = self.by_remote.get(&(t.from_port, t.to)) else {
+            return false;
+        };
+        let Some(Some(conn)) = self.conns.get_mut(idx) else {
+            return false;
+        };
+        if conn.tx.push(data) {
+            self.stats.frames_sent += 1;
+            self.stats.bytes_sent += data.len() as u64;
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(idx);
+            }
+        } else {
+            self.stats.frames_dropped += 1;
+        }
+        true
+    }
+
+    /// Writes the backlogs of connections that got frames, as far as their
+    /// sockets take them; the rest waits for the socket to be writable.
+    pub fn write_pending(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &idx in &dirty {
+            let Some(Some(conn)) = self.conns.get_mut(idx) else {
+                continue;
+            };
+            conn.dirty = false;
+            let failed = loop {
+                let pending = conn.tx.pending();
+                if pending.is_empty() {
+                    break false;
+                }
+                match conn.stream.write(pending) {
+                    Ok(0) => break true,
+                    Ok(n) => conn.tx.consume(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break true,
+                }
+            };
+            if failed {
+                self.close(idx, Close::Error);
+            }
+        }
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// Closes the connections of an endpoint whose port was released.
+    pub fn release_port(&mut self, port: u16) {
+        if self.by_remote.is_empty() {
+            return;
+        }
+        let gone: Vec<usize> = self
+            .by_remote
+            .iter()
+            .filter(|((p, _), _)| *p == port)
+            .map(|(_, &idx)| idx)
+            .collect();
+        for idx in gone {
+            self.close(idx, Close::Released);
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        for idx in 0..self.conns.len() {
+            let idle = self.conns[idx]
+                .as_ref()
+                .is_some_and(|c| now.saturating_duration_since(c.last_rx) >= IDLE_TIMEOUT);
+            if idle {
+                self.close(idx, Close::Idle);
+            }
+        }
+    }
+
+    fn close(&mut self, idx: usize, reason: Close) {
+        let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.by_remote.remove(&(conn.port, conn.peer));
+        self.free.push(idx);
+        self.stats.closed += 1;
+        tracing::debug!(peer = %conn.peer, port = conn.port, ?reason, "ICE-TCP connection closed");
+    }
+}
+
+/// The STUN USERNAME of the first frame in `framed` (RFC 4571 framing), if
+/// that frame is a STUN Binding request that carries one.
+pub fn first_username(framed: &[u8]) -> Option<&[u8]> {
+    let len = usize::from(u16::from_be_bytes([*framed.first()?, *framed.get(1)?]));
+    let frame = framed.get(PREFIX..PREFIX + len)?;
+    let msg = stun::Message::parse(frame).ok()?;
+    if !msg.is_binding_request() {
+        return None;
+    }
+    msg.username()
+}
