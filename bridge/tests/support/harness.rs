@@ -94,6 +94,18 @@ impl Harness {
         bridge_ip: IpAddr,
         channel: (ShardEventSender, ShardEventReceiver),
     ) -> Self {
+        Self::start_full(backend, index, ports, bridge_ip, channel, None)
+    }
+
+    /// [`Harness::start_with`] whose answers offer an ICE-TCP candidate on `tcp_port`.
+    pub fn start_full(
+        backend: Backend,
+        index: usize,
+        ports: (u16, u16),
+        bridge_ip: IpAddr,
+        channel: (ShardEventSender, ShardEventReceiver),
+        tcp_port: Option<u16>,
+    ) -> Self {
         let (events_tx, events) = channel;
         let certificate =
             dimpl::certificate::generate_self_signed_certificate().expect("certificate");
@@ -107,8 +119,8 @@ impl Harness {
                 certificate,
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                 video_start_bitrate_kbps: 1500,
-                index: 0,
-                tcp_port: None,
+                index,
+                tcp_port,
             },
         };
         let shard = spawn_shard(spec, backend, events_tx).expect("shard starts");

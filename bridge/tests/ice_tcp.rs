@@ -1,0 +1,329 @@
+//! ICE-TCP (RFC 6544, RFC 4571 framing) through a real shard driver and the
+//! real listener on 127.0.0.1: a client whose every datagram goes over one TCP
+//! connection (framed by this file, not by the bridge's code) does ICE, DTLS
+//! and SRTP with a shard whose index is not 0, and exchanges media with a UDP
+//! client of the same conference. Every scenario runs on both backends.
+//!
+//! Holds the driver tests' lock: a shard per test, two cores.
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use ringbridge_bridge::io::{
+    Backend, ShardCommand, TcpListenerHandle, event_channel, spawn_tcp_listener,
+};
+use ringbridge_bridge::proto::client::ClientPeer;
+use ringbridge_bridge::proto::sdp::MediaKind;
+use ringbridge_control::media::{ConferenceId, EndpointId, JoinRequest, MediaEvent};
+use support::harness::*;
+
+/// The shard index: not 0, so routing by the ufrag's prefix is exercised.
+const SHARD: usize = 5;
+
+/// A port free for TCP on 127.0.0.1 right now.
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("probe port")
+        .port()
+}
+
+/// A client peer whose datagrams go over one ICE-TCP connection.
+struct TcpClient {
+    peer: ClientPeer,
+    stream: TcpStream,
+    inbox: Vec<u8>,
+}
+
+impl TcpClient {
+    fn send(&mut self, datagram: &[u8]) {
+        let mut framed = (datagram.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(datagram);
+        self.stream.write_all(&framed).expect("tcp write");
+    }
+
+    /// Sends what the peer has, reads every complete frame into it.
+    fn pump(&mut self) {
+        let now = Instant::now();
+        while let Some(d) = self.peer.poll_transmit(now) {
+            self.send(&d);
+        }
+        let mut buf = [0u8; 65_536];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("tcp read: {e}"),
+            }
+        }
+        while self.inbox.len() >= 2 {
+            let len = usize::from(u16::from_be_bytes([self.inbox[0], self.inbox[1]]));
+            if self.inbox.len() < 2 + len {
+                break;
+            }
+            let frame: Vec<u8> = self.inbox.drain(..2 + len).skip(2).collect();
+            self.peer.handle_receive(now, &frame);
+        }
+        self.peer.handle_timeout(now);
+    }
+}
+
+/// A harness on `backend` with an ICE-TCP listener, a UDP client "udp" and a
+/// TCP client "tcp" in one conference, all connected.
+fn connected(backend: Backend) -> (Harness, TcpClient, TcpListenerHandle) {
+    let tcp_port = free_tcp_port();
+    let mut h = Harness::start_full(
+        backend,
+        SHARD,
+        (41_200, 41_209),
+        LOCALHOST,
+        event_channel(),
+        Some(tcp_port),
+    );
+    let listener = spawn_tcp_listener(
+        SocketAddr::new(LOCALHOST, tcp_port),
+        vec![h.shard.clone()],
+    )
+    .expect("listener");
+    h.join("udp", EVERYTHING);
+
+    let now = Instant::now();
+    let mut peer = ClientPeer::new(EVERYTHING, now).expect("client");
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    h.shard
+        .send(ShardCommand::Join {
+            req: JoinRequest {
+                conference: ConferenceId("room".into()),
+                endpoint: EndpointId("tcp".into()),
+                offer_sdp: peer.offer(),
+            },
+            policy: Default::default(),
+            reply,
+        })
+        .expect("queued");
+    let answer = answer.blocking_recv().expect("reply").expect("joined");
+    let candidate = format!("1 tcp 1520435199 127.0.0.1 {tcp_port} typ host tcptype passive\r\n");
+    assert!(
+        answer.answer_sdp.contains(&candidate),
+        "the answer offers the passive TCP candidate: {}",
+        answer.answer_sdp
+    );
+    let ufrag = answer
+        .answer_sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .expect("ufrag");
+    assert!(ufrag.starts_with(&format!("{SHARD:02x}")), "{ufrag}");
+    peer.handle_answer(&answer.answer_sdp, now).expect("answer");
+    let stream = TcpStream::connect(listener.local_addr).expect("connect");
+    stream.set_nonblocking(true).expect("nonblocking");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut tcp = TcpClient {
+        peer,
+        stream,
+        inbox: Vec::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        h.pump();
+        tcp.pump();
+        let events = h
+            .seen
+            .iter()
+            .filter(|e| matches!(e, MediaEvent::EndpointConnected { .. }))
+            .count();
+        if tcp.peer.is_connected() && h.clients[0].peer.is_connected() && events == 2 {
+            return (h, tcp, listener);
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    panic!(
+        "the ICE-TCP client did not connect: tcp {:?} udp {:?}; listener: accepted {} handed off {} refused {}",
+        (tcp.peer.is_connected(), tcp.peer.failure()),
+        (h.clients[0].peer.is_connected(), h.clients[0].peer.failure()),
+        listener.stats.accepted(),
+        listener.stats.handed_off(),
+        listener.stats.refused()
+    );
+}
+
+fn media_flows_both_ways_between_a_tcp_and_a_udp_client(backend: Backend) {
+    let _serial = serial();
+    let (mut h, mut tcp, _) = connected(backend);
+    const N: usize = 100;
+    for k in 0..N {
+        // TCP -> UDP: video packets of a browser's size.
+        let d = tcp
+            .peer
+            .send_rtp(
+                MediaKind::Video,
+                500 + k as u16,
+                3000 * k as u32,
+                true,
+                &vp8(k == 0, k as u8, VIDEO_PAYLOAD),
+            )
+            .expect("video");
+        tcp.send(&d);
+        // UDP -> TCP: audio.
+        let d = h.clients[0]
+            .peer
+            .send_rtp(
+                MediaKind::Audio,
+                900 + k as u16,
+                960 * k as u32,
+                false,
+                &[0xA0; 160],
+            )
+            .expect("audio");
+        h.send_raw(0, &d);
+        h.pump();
+        tcp.pump();
+    }
+    let udp_video = h.slot_ssrc(0, MediaKind::Video);
+    let tcp_audio = tcp
+        .peer
+        .slots
+        .iter()
+        .find(|s| s.kind == MediaKind::Audio)
+        .expect("slot")
+        .ssrc;
+    let done = |h: &Harness, tcp: &TcpClient| {
+        h.received(0, udp_video).len() >= N
+            && tcp
+                .peer
+                .received_rtp
+                .iter()
+                .filter(|r| r.ssrc == tcp_audio)
+                .count()
+                >= N
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done(&h, &tcp) && Instant::now() < deadline {
+        h.pump();
+        tcp.pump();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let video = h.received(0, udp_video);
+    let audio: Vec<_> = tcp
+        .peer
+        .received_rtp
+        .iter()
+        .filter(|r| r.ssrc == tcp_audio)
+        .map(|r| r.payload.len())
+        .collect();
+    assert_eq!(video.len(), N, "video from the TCP client reached the UDP client");
+    assert!(video.iter().all(|&(_, _, len)| len == VIDEO_PAYLOAD));
+    assert_eq!(audio.len(), N, "audio from the UDP client reached the TCP client");
+    assert!(audio.iter().all(|&len| len == 160));
+
+    let snap = h.shard.stats.snapshot(SHARD, None);
+    assert_eq!(snap.tcp_connections_adopted, 1);
+    assert_eq!(snap.tcp_connections_active, 1);
+    assert!(snap.tcp_frames_received >= N as u64, "{snap:?}");
+    assert!(snap.tcp_frames_sent >= N as u64, "{snap:?}");
+    assert_eq!(snap.tcp_frames_dropped, 0);
+
+    // Closing the connection is seen and counted.
+    drop(tcp);
+    let closed = h.pump_until(Duration::from_secs(5), |h| {
+        h.shard.stats.snapshot(SHARD, None).tcp_connections_active == 0
+    });
+    let snap = h.shard.stats.snapshot(SHARD, None);
+    assert!(closed, "the closed connection is still counted active: {snap:?}");
+    assert_eq!(snap.tcp_connections_closed, 1);
+}
+
+#[test]
+fn media_flows_both_ways_between_a_tcp_and_a_udp_client_mmsg() {
+    media_flows_both_ways_between_a_tcp_and_a_udp_client(Backend::Mmsg);
+}
+
+#[test]
+fn media_flows_both_ways_between_a_tcp_and_a_udp_client_uring() {
+    if let Err(why) = ringbridge_bridge::io::probe_uring() {
+        eprintln!("SKIPPED (io_uring unavailable: {why})");
+        return;
+    }
+    media_flows_both_ways_between_a_tcp_and_a_udp_client(Backend::Uring);
+}
+
+/// A frame longer than the limit closes the connection; the endpoint's other
+/// transports are untouched.
+#[test]
+fn an_oversized_frame_closes_the_connection() {
+    let _serial = serial();
+    let (h, mut tcp, _) = connected(Backend::Mmsg);
+    tcp.stream
+        .write_all(&[0xff, 0xff, 1, 2, 3])
+        .expect("write");
+    tcp.stream.set_nonblocking(false).expect("blocking");
+    tcp.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match tcp.stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the bridge kept a connection that sent an oversized frame");
+    // The stats are published at the end of the loop turn that closed it.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while h.shard.stats.snapshot(SHARD, None).tcp_connections_closed == 0
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let snap = h.shard.stats.snapshot(SHARD, None);
+    assert_eq!(snap.tcp_connections_closed, 1, "{snap:?}");
+    assert_eq!(snap.tcp_connections_active, 0, "{snap:?}");
+}
+
+/// The listener hands nothing to a shard unless the first frame is a STUN
+/// check whose USERNAME names one; garbage is closed and counted.
+#[test]
+fn a_first_frame_that_is_not_a_check_for_us_is_refused() {
+    let _serial = serial();
+    let (h, _tcp, listener) = connected(Backend::Mmsg);
+    // Not STUN; an empty frame; a length over the limit; a check whose
+    // USERNAME names no shard (its ufrag lacks the hex prefix).
+    let mut check = vec![0u8; 256];
+    let n = ringbridge_bridge::proto::stun::write_binding_request(
+        &mut check,
+        &ringbridge_bridge::proto::stun::BindingRequest {
+            transaction_id: ringbridge_bridge::proto::stun::TransactionId([1; 12]),
+            username: b"zzzzzz:clnt",
+            priority: 1,
+            role: ringbridge_bridge::proto::stun::IceRole::Controlling { tie_breaker: 1 },
+            use_candidate: false,
+        },
+        &ringbridge_bridge::proto::stun::IntegrityKey::new(b"password-password-pass"),
+    )
+    .expect("check");
+    let mut framed_check = (n as u16).to_be_bytes().to_vec();
+    framed_check.extend_from_slice(&check[..n]);
+    let firsts: [&[u8]; 4] = [b"\x00\x04abcd", b"\x00\x00", b"\x10\x00", &framed_check];
+    for first in firsts {
+        let mut s = TcpStream::connect(listener.local_addr).expect("connect");
+        s.write_all(first).expect("write");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut buf = [0u8; 16];
+        let closed = match s.read(&mut buf) {
+            Ok(0) => true,
+            Err(e) => e.kind() == ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        };
+        assert!(closed, "the listener kept a connection that sent {first:?}");
+    }
+    assert_eq!(listener.stats.refused(), 4);
+    assert_eq!(listener.stats.handed_off(), 1);
+    let snap = h.shard.stats.snapshot(SHARD, None);
+    assert_eq!(snap.tcp_connections_adopted, 1, "only the real client got through");
+}
