@@ -876,12 +876,24 @@ fn with_udp_dropped_pages_connect_over_ice_tcp_and_decode_video() {
     }
     let s = measure_on(Link::NoUdp, TCP_WINDOW_S);
     let counters = s.counters.clone().unwrap_or_default();
+    let decoded: Vec<f64> = s
+        .pages
+        .iter()
+        .map(|p| match (p.first(), p.last()) {
+            (Some(a), Some(b)) => {
+                num(b, &["video", "framesDecoded"]) - num(a, &["video", "framesDecoded"])
+            }
+            _ => 0.0,
+        })
+        .collect();
     println!(
-        "browser_network UDP dropped: nft {counters}; pairs {:?}",
-        s.pages
-            .iter()
-            .map(|p| p.last().map(|x| x["pair"].clone()))
-            .collect::<Vec<_>>()
+        "browser_network UDP dropped: nft {counters}; frames decoded in {TCP_WINDOW_S} s {decoded:?}; pairs {}",
+        Value::Array(
+            s.pages
+                .iter()
+                .map(|p| p.last().map_or(Value::Null, |x| x["pair"].clone()))
+                .collect()
+        )
     );
     assert!(
         num(&counters, &["in", "dropped"]) > 0.0,

@@ -1,0 +1,157 @@
+//! `cargo bench -p ringbridge-bridge --bench ice_tcp_framing`
+//!
+//! What the ICE-TCP fallback costs per datagram next to UDP, in CPU
+//! nanoseconds of the calling thread (`CLOCK_THREAD_CPUTIME_ID`), for
+//! 1200-byte datagrams (a video packet) sent in groups of 3 (a video frame to
+//! one receiver, as the shard's send plan groups them):
+//!
+//! - `framing`: RFC 4571 framing and deframing alone, in user space: the
+//!   shard's [`FrameBacklog::push`] on the send side and [`Deframer`] on the
+//!   receive side (both copy the datagram once).
+//! - `udp`: one `sendmmsg` of the 3 datagrams and 3 `recv`s, over 127.0.0.1.
+//! - `tcp`: the 3 framed into a backlog and one `write`, one `read` and the
+//!   deframing, over a 127.0.0.1 connection.
+//!
+//! The two loopback rows count both ends' system calls on one thread, so the
+//! difference between them is the fallback's cost per datagram (send and
+//! receive together). Each row runs `ROUNDS` times; the median is printed.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+
+use ringbridge_bridge::io::tcp::{Deframer, FrameBacklog};
+
+const ROUNDS: usize = 5;
+const DATAGRAM: usize = 1200;
+const GROUP: usize = 3;
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// ns per datagram of `run(groups)`, which handles `groups` groups of [`GROUP`].
+fn per_datagram(groups: usize, run: &mut dyn FnMut(usize)) -> f64 {
+    let t0 = thread_cpu_ns();
+    run(groups);
+    (thread_cpu_ns() - t0) as f64 / (groups * GROUP) as f64
+}
+
+fn framing(groups: usize) {
+    let mut backlog = FrameBacklog::new();
+    let mut deframer = Deframer::new();
+    let datagram = [0x5a_u8; DATAGRAM];
+    let mut sum = 0usize;
+    for _ in 0..groups {
+        for _ in 0..GROUP {
+            assert!(backlog.push(&datagram));
+        }
+        let n = deframer.extend(backlog.pending());
+        backlog.consume(n);
+        while let Ok(Some(d)) = deframer.next_frame() {
+            sum += usize::from(d[0]);
+        }
+    }
+    assert_eq!(sum, groups * GROUP * 0x5a);
+}
+
+fn udp(groups: usize) {
+    let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    tx.connect(rx.local_addr().expect("addr")).expect("connect");
+    let datagram = [0x5a_u8; DATAGRAM];
+    let mut iovs: Vec<libc::iovec> = (0..GROUP)
+        .map(|_| libc::iovec {
+            iov_base: datagram.as_ptr().cast_mut().cast(),
+            iov_len: DATAGRAM,
+        })
+        .collect();
+    let mut hdrs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: an all-zero msghdr is valid; the iovec outlives the calls.
+            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+            h.msg_iov = iov;
+            h.msg_iovlen = 1;
+            libc::mmsghdr {
+                msg_hdr: h,
+                msg_len: 0,
+            }
+        })
+        .collect();
+    let mut buf = [0u8; 2048];
+    for _ in 0..groups {
+        // SAFETY: hdrs point at live iovecs and the datagram.
+        let n = unsafe {
+            libc::sendmmsg(tx.as_raw_fd(), hdrs.as_mut_ptr(), GROUP as u32, 0)
+        };
+        assert_eq!(n, GROUP as i32);
+        for _ in 0..GROUP {
+            assert_eq!(rx.recv(&mut buf).expect("recv"), DATAGRAM);
+        }
+    }
+}
+
+fn tcp(groups: usize) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut tx = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let (mut rx, _) = listener.accept().expect("accept");
+    tx.set_nodelay(true).expect("nodelay");
+    let mut backlog = FrameBacklog::new();
+    let mut deframer = Deframer::new();
+    let datagram = [0x5a_u8; DATAGRAM];
+    let mut got = 0usize;
+    for _ in 0..groups {
+        for _ in 0..GROUP {
+            assert!(backlog.push(&datagram));
+        }
+        let n = tx.write(backlog.pending()).expect("write");
+        backlog.consume(n);
+        assert!(backlog.is_empty(), "loopback takes a whole group");
+        let want = got + GROUP;
+        while got < want {
+            let n = rx.read(deframer.spare()).expect("read");
+            deframer.filled(n);
+            while let Ok(Some(_)) = deframer.next_frame() {
+                got += 1;
+            }
+        }
+    }
+}
+
+fn main() {
+    // `cargo test --benches` runs bench binaries without `--bench`; keep that quick.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let groups = if quick { 2_000 } else { 100_000 };
+    let rounds = if quick { 1 } else { ROUNDS };
+    let rows: [(&str, fn(usize)); 3] = [("framing", framing), ("udp", udp), ("tcp", tcp)];
+    let mut results = vec![Vec::new(); rows.len()];
+    for _ in 0..rounds {
+        for (k, (_, f)) in rows.iter().enumerate() {
+            results[k].push(per_datagram(groups, &mut |g| f(g)));
+        }
+    }
+    println!(
+        "\n{} x {DATAGRAM}-byte datagrams in groups of {GROUP}, 127.0.0.1, {rounds} round(s)",
+        groups * GROUP
+    );
+    println!("{:<8} {:>16}", "path", "median ns/dgram");
+    let mut medians = Vec::new();
+    for (k, (name, _)) in rows.iter().enumerate() {
+        let mut v = results[k].clone();
+        v.sort_by(f64::total_cmp);
+        let median = v[v.len() / 2];
+        medians.push(median);
+        println!("{name:<8} {median:>16.0}");
+    }
+    println!(
+        "tcp - udp: {:+.0} ns per datagram (send and receive)",
+        medians[2] - medians[1]
+    );
+}
