@@ -88,9 +88,7 @@ fn udp(groups: usize) {
     let mut buf = [0u8; 2048];
     for _ in 0..groups {
         // SAFETY: hdrs point at live iovecs and the datagram.
-        let n = unsafe {
-            libc::sendmmsg(tx.as_raw_fd(), hdrs.as_mut_ptr(), GROUP as u32, 0)
-        };
+        let n = unsafe { libc::sendmmsg(tx.as_raw_fd(), hdrs.as_mut_ptr(), GROUP as u32, 0) };
         assert_eq!(n, GROUP as i32);
         for _ in 0..GROUP {
             assert_eq!(rx.recv(&mut buf).expect("recv"), DATAGRAM);

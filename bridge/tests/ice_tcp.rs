@@ -84,11 +84,8 @@ fn connected(backend: Backend) -> (Harness, TcpClient, TcpListenerHandle) {
         event_channel(),
         Some(tcp_port),
     );
-    let listener = spawn_tcp_listener(
-        SocketAddr::new(LOCALHOST, tcp_port),
-        vec![h.shard.clone()],
-    )
-    .expect("listener");
+    let listener = spawn_tcp_listener(SocketAddr::new(LOCALHOST, tcp_port), vec![h.shard.clone()])
+        .expect("listener");
     h.join("udp", EVERYTHING);
 
     let now = Instant::now();
@@ -144,7 +141,10 @@ fn connected(backend: Backend) -> (Harness, TcpClient, TcpListenerHandle) {
     panic!(
         "the ICE-TCP client did not connect: tcp {:?} udp {:?}; listener: accepted {} handed off {} refused {}",
         (tcp.peer.is_connected(), tcp.peer.failure()),
-        (h.clients[0].peer.is_connected(), h.clients[0].peer.failure()),
+        (
+            h.clients[0].peer.is_connected(),
+            h.clients[0].peer.failure()
+        ),
         listener.stats.accepted(),
         listener.stats.handed_off(),
         listener.stats.refused()
@@ -215,9 +215,17 @@ fn media_flows_both_ways_between_a_tcp_and_a_udp_client(backend: Backend) {
         .filter(|r| r.ssrc == tcp_audio)
         .map(|r| r.payload.len())
         .collect();
-    assert_eq!(video.len(), N, "video from the TCP client reached the UDP client");
+    assert_eq!(
+        video.len(),
+        N,
+        "video from the TCP client reached the UDP client"
+    );
     assert!(video.iter().all(|&(_, _, len)| len == VIDEO_PAYLOAD));
-    assert_eq!(audio.len(), N, "audio from the UDP client reached the TCP client");
+    assert_eq!(
+        audio.len(),
+        N,
+        "audio from the UDP client reached the TCP client"
+    );
     assert!(audio.iter().all(|&len| len == 160));
 
     let snap = h.shard.stats.snapshot(SHARD, None);
@@ -233,7 +241,10 @@ fn media_flows_both_ways_between_a_tcp_and_a_udp_client(backend: Backend) {
         h.shard.stats.snapshot(SHARD, None).tcp_connections_active == 0
     });
     let snap = h.shard.stats.snapshot(SHARD, None);
-    assert!(closed, "the closed connection is still counted active: {snap:?}");
+    assert!(
+        closed,
+        "the closed connection is still counted active: {snap:?}"
+    );
     assert_eq!(snap.tcp_connections_closed, 1);
 }
 
@@ -257,9 +268,7 @@ fn media_flows_both_ways_between_a_tcp_and_a_udp_client_uring() {
 fn an_oversized_frame_closes_the_connection() {
     let _serial = serial();
     let (h, mut tcp, _) = connected(Backend::Mmsg);
-    tcp.stream
-        .write_all(&[0xff, 0xff, 1, 2, 3])
-        .expect("write");
+    tcp.stream.write_all(&[0xff, 0xff, 1, 2, 3]).expect("write");
     tcp.stream.set_nonblocking(false).expect("blocking");
     tcp.stream
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -273,7 +282,10 @@ fn an_oversized_frame_closes_the_connection() {
             Err(_) => break false,
         }
     };
-    assert!(closed, "the bridge kept a connection that sent an oversized frame");
+    assert!(
+        closed,
+        "the bridge kept a connection that sent an oversized frame"
+    );
     // The stats are published at the end of the loop turn that closed it.
     let deadline = Instant::now() + Duration::from_secs(2);
     while h.shard.stats.snapshot(SHARD, None).tcp_connections_closed == 0
@@ -313,7 +325,8 @@ fn a_first_frame_that_is_not_a_check_for_us_is_refused() {
     for first in firsts {
         let mut s = TcpStream::connect(listener.local_addr).expect("connect");
         s.write_all(first).expect("write");
-        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         let mut buf = [0u8; 16];
         let closed = match s.read(&mut buf) {
             Ok(0) => true,
@@ -325,5 +338,70 @@ fn a_first_frame_that_is_not_a_check_for_us_is_refused() {
     assert_eq!(listener.stats.refused(), 4);
     assert_eq!(listener.stats.handed_off(), 1);
     let snap = h.shard.stats.snapshot(SHARD, None);
-    assert_eq!(snap.tcp_connections_adopted, 1, "only the real client got through");
+    assert_eq!(
+        snap.tcp_connections_adopted, 1,
+        "only the real client got through"
+    );
+}
+
+/// Issue 15 item 2, sans-IO: the answer carries one UDP candidate per
+/// `media.advertise` address on the endpoint's port and one passive TCP
+/// candidate per address on `media.tcp_port` (whatever the bind address), and
+/// the local ufrag names the shard, which finds the endpoint's port from a
+/// check's USERNAME.
+#[test]
+fn advertised_addresses_become_udp_and_tcp_candidates_and_the_ufrag_names_the_shard() {
+    use ringbridge_bridge::proto::ice::shard_of_username;
+    use ringbridge_bridge::proto::shard::{ShardConfig, ShardCore};
+    use ringbridge_bridge::proto::srtp::SrtpProfile;
+
+    let now = Instant::now();
+    let advertise: Vec<std::net::IpAddr> = vec![
+        "203.0.113.7".parse().expect("v4"),
+        "2001:db8::7".parse().expect("v6"),
+    ];
+    let mut core = ShardCore::new(
+        ShardConfig {
+            advertise: advertise.clone(),
+            certificate: dimpl::certificate::generate_self_signed_certificate().expect("cert"),
+            srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
+            video_start_bitrate_kbps: 1500,
+            index: 0x2a,
+            tcp_port: Some(4443),
+        },
+        now,
+    );
+    let peer = ClientPeer::new(EVERYTHING, now).expect("client");
+    let req = JoinRequest {
+        conference: ConferenceId("room".into()),
+        endpoint: EndpointId("e".into()),
+        offer_sdp: peer.offer(),
+    };
+    let answer = core.handle_join(now, &req, 10_007).expect("joined");
+    let candidates: Vec<&str> = answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=candidate:"))
+        .collect();
+    for (i, ip) in advertise.iter().enumerate() {
+        let udp = format!("{} 1 udp {} {ip} 10007 typ host", i + 1, 2_130_706_431 - i);
+        let tcp = format!("tcp{} 1 tcp ", i + 1);
+        assert!(
+            candidates.contains(&udp.as_str()),
+            "{udp} missing: {answer}"
+        );
+        assert!(
+            candidates.iter().any(|c| c.starts_with(&tcp)
+                && c.ends_with(&format!("{ip} 4443 typ host tcptype passive"))),
+            "TCP candidate on {ip} missing: {answer}"
+        );
+    }
+    assert_eq!(candidates.len() % 4, 0, "two UDP and two TCP per m-line");
+    let ufrag = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .expect("ufrag");
+    let username = format!("{ufrag}:clnt");
+    assert_eq!(shard_of_username(username.as_bytes()), Some(0x2a));
+    assert_eq!(core.port_of_username(username.as_bytes()), Some(10_007));
+    assert_eq!(core.port_of_username(b"2aNOSUCH0:clnt"), None);
 }

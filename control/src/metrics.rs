@@ -542,9 +542,17 @@ mod tests {
                     dtls_failures: 2,
                     send_failed_unreachable: 4,
                     events_dropped: 5,
+                    tcp_connections_active: 2,
+                    tcp_connections_adopted: 3,
+                    tcp_connections_closed: 1,
+                    tcp_bytes_received: 1200,
+                    tcp_frames_sent: 9,
+                    tcp_frames_dropped: 4,
                     ..ShardSnapshot::default()
                 },
             ],
+            tcp_accepted: 5,
+            tcp_refused: 2,
             ..MediaStats::default()
         };
         let view = ControlView {
@@ -570,6 +578,14 @@ mod tests {
             "ringbridge_send_failures_total{shard=\"0\",reason=\"backlog_full\"} 0",
             "ringbridge_events_dropped_total{shard=\"1\"} 5",
             "ringbridge_shard_send_backlog{shard=\"0\"} 0",
+            "ringbridge_tcp_connections_active{shard=\"1\"} 2",
+            "ringbridge_tcp_connections_adopted_total{shard=\"1\"} 3",
+            "ringbridge_tcp_connections_closed_total{shard=\"1\"} 1",
+            "ringbridge_tcp_bytes_received_total{shard=\"1\"} 1200",
+            "ringbridge_tcp_frames_sent_total{shard=\"1\"} 9",
+            "ringbridge_tcp_frames_dropped_total{shard=\"1\"} 4",
+            "ringbridge_tcp_connections_accepted_total 5",
+            "ringbridge_tcp_connections_refused_total 2",
             "ringbridge_stress_level 0.5",
             "ringbridge_build_info{version=\"",
             "io_backend=\"mmsg\"",

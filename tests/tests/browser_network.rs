@@ -405,6 +405,9 @@ struct Scenario {
     raw: Value,
     /// nftables counters (loss runs only).
     counters: Option<Value>,
+    /// The namespace's TCP listeners and UDP sockets (`ss -Hltnu`) while the
+    /// bridge still ran, after the pages were done.
+    sockets: String,
 }
 
 /// Runs `network.mjs` against a fresh namespace and bridge, with `loss`
@@ -489,6 +492,7 @@ fn measure_on(link: Link, seconds: u64) -> Scenario {
     let stderr = err_t.join().unwrap_or_default();
     eprint!("{stderr}");
     let counters = ns.counters();
+    let sockets = run("ip", &["netns", "exec", NS, "ss", "-Hltnu"]).unwrap_or_default();
     let raw = stdout
         .lines()
         .rev()
@@ -514,6 +518,7 @@ fn measure_on(link: Link, seconds: u64) -> Scenario {
         pages,
         raw,
         counters,
+        sockets,
     }
 }
 
@@ -899,6 +904,50 @@ fn with_udp_dropped_pages_connect_over_ice_tcp_and_decode_video() {
         num(&counters, &["in", "dropped"]) > 0.0,
         "no UDP datagram from the pages was dropped: the test does not test the fallback ({counters})"
     );
+    // Issue 15 item 2: `media.bind` is where both the UDP media ports and the
+    // ICE-TCP listener are bound (the config binds 10.99.0.2, not 0.0.0.0).
+    let sockets: Vec<Vec<&str>> = s
+        .sockets
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let local = |l: &Vec<&str>| l.get(4).copied().unwrap_or_default().to_owned();
+    assert!(
+        sockets
+            .iter()
+            .any(|l| l.first() == Some(&"tcp") && local(l) == format!("{BRIDGE_ADDR}:4443")),
+        "no ICE-TCP listener on media.bind {BRIDGE_ADDR}:4443:\n{}",
+        s.sockets
+    );
+    let [lo, hi] = MEDIA_PORTS;
+    let media_udp: Vec<String> = sockets
+        .iter()
+        .filter(|l| l.first() == Some(&"udp"))
+        .map(local)
+        .filter(|a| {
+            a.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_some_and(|p| (lo..=hi).contains(&p))
+        })
+        .collect();
+    assert!(
+        !media_udp.is_empty(),
+        "no UDP media socket seen:\n{}",
+        s.sockets
+    );
+    assert!(
+        media_udp
+            .iter()
+            .all(|a| a.starts_with(&format!("{BRIDGE_ADDR}:"))),
+        "UDP media sockets not on media.bind: {media_udp:?}"
+    );
+    assert!(
+        !sockets
+            .iter()
+            .any(|l| local(l).ends_with(":4443") && local(l) != format!("{BRIDGE_ADDR}:4443")),
+        "4443 bound beyond media.bind:\n{}",
+        s.sockets
+    );
     assert_eq!(s.pages.len(), 2, "{}", s.raw);
     for (i, samples) in s.pages.iter().enumerate() {
         let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
@@ -917,12 +966,14 @@ fn with_udp_dropped_pages_connect_over_ice_tcp_and_decode_video() {
             "page {i} is not connected to the bridge's ICE-TCP port: {}",
             last["pair"]
         );
-        let decoded = num(last, &["video", "framesDecoded"]) - num(first, &["video", "framesDecoded"]);
+        let decoded =
+            num(last, &["video", "framesDecoded"]) - num(first, &["video", "framesDecoded"]);
         assert!(
             decoded >= 5.0 * TCP_WINDOW_S as f64,
             "page {i} decoded {decoded} frames in {TCP_WINDOW_S} s over ICE-TCP"
         );
-        let audio = num(last, &["audio", "packetsReceived"]) - num(first, &["audio", "packetsReceived"]);
+        let audio =
+            num(last, &["audio", "packetsReceived"]) - num(first, &["audio", "packetsReceived"]);
         assert!(audio > 0.0, "page {i} received no audio over ICE-TCP");
     }
 }

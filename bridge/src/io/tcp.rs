@@ -303,13 +303,19 @@ mod tests {
         d.extend(&[0, 0, 0, 0]);
         d.extend(&frame(b"x"));
         d.extend(&[0]);
-        assert_eq!(d.next_frame().expect("frame").map(|f| f.to_vec()), Some(b"x".to_vec()));
+        assert_eq!(
+            d.next_frame().expect("frame").map(|f| f.to_vec()),
+            Some(b"x".to_vec())
+        );
         assert_eq!(d.next_frame(), Ok(None));
         assert_eq!(d.buffered(), 1);
         d.extend(&[3, b'a', b'b']);
         assert_eq!(d.next_frame(), Ok(None));
         d.extend(b"c");
-        assert_eq!(d.next_frame().expect("frame").map(|f| f.to_vec()), Some(b"abc".to_vec()));
+        assert_eq!(
+            d.next_frame().expect("frame").map(|f| f.to_vec()),
+            Some(b"abc".to_vec())
+        );
     }
 
     #[test]
@@ -329,7 +335,10 @@ mod tests {
         assert!(b.push(b"world!"));
         assert_eq!(b.pending(), [frame(b"hello"), frame(b"world!")].concat());
         b.consume(3); // a short write
-        assert_eq!(b.pending(), &[frame(b"hello"), frame(b"world!")].concat()[3..]);
+        assert_eq!(
+            b.pending(),
+            &[frame(b"hello"), frame(b"world!")].concat()[3..]
+        );
         b.consume(b.len());
         assert!(b.is_empty());
     }
@@ -345,6 +354,9 @@ mod tests {
         // 10 bytes free, at the front: compacted, not grown.
         assert!(b.push(&[4; 8]));
         assert_eq!(b.pending(), [frame(&[2; 8]), frame(&[4; 8])].concat());
-        assert!(!FrameBacklog::new().push(&vec![0; 70_000]), "longer than a frame");
+        assert!(
+            !FrameBacklog::new().push(&vec![0; 70_000]),
+            "longer than a frame"
+        );
     }
 }

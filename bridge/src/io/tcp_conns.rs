@@ -236,7 +236,7 @@ impl TcpConns {
     where
         F: FnMut(u16, SocketAddr, &mut [u8], &mut TxQueue),
     {
-        if self.conns.is_empty() {
+        if self.by_remote.is_empty() && self.hot.is_empty() {
             return;
         }
         match self.poll.poll(&mut self.events, Some(Duration::ZERO)) {

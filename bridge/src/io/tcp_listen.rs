@@ -111,7 +111,15 @@ fn run(mut poll: Poll, listener: TcpListener, shards: Vec<ShardHandle>, stats: &
         let now = Instant::now();
         for ev in events.iter() {
             if ev.token() == LISTENER {
-                accept_all(&listener, &poll, &mut pending, &mut free, &mut waiting, stats, now);
+                accept_all(
+                    &listener,
+                    &poll,
+                    &mut pending,
+                    &mut free,
+                    &mut waiting,
+                    stats,
+                    now,
+                );
                 continue;
             }
             let idx = ev.token().0;

@@ -354,7 +354,12 @@ mod tests {
             b":0abcdef",
             b"\xff\xfe12345:x",
         ] {
-            assert_eq!(shard_of_username(u), None, "{:?}", String::from_utf8_lossy(u));
+            assert_eq!(
+                shard_of_username(u),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(u)
+            );
         }
         assert_eq!(shard_of_username(b"ff12:"), Some(255));
     }

@@ -1269,7 +1269,10 @@ a=mid:4\r\n";
         assert_eq!(lines.len(), 4 * 4, "{answer}");
         assert_eq!(&lines[..4], &per_m_line[..]);
         let priority = |l: &str| -> u32 {
-            l.split(' ').nth(3).and_then(|p| p.parse().ok()).expect("priority")
+            l.split(' ')
+                .nth(3)
+                .and_then(|p| p.parse().ok())
+                .expect("priority")
         };
         assert!(priority(per_m_line[2]) < priority(per_m_line[1]));
         // The answer still parses; the offer parser keeps only UDP candidates.
