@@ -123,12 +123,15 @@ fn tcp(groups: usize) {
     }
 }
 
+/// A measured path: its name and what it runs for a number of groups.
+type Row = (&'static str, fn(usize));
+
 fn main() {
     // `cargo test --benches` runs bench binaries without `--bench`; keep that quick.
     let quick = !std::env::args().any(|a| a == "--bench");
     let groups = if quick { 2_000 } else { 100_000 };
     let rounds = if quick { 1 } else { ROUNDS };
-    let rows: [(&str, fn(usize)); 3] = [("framing", framing), ("udp", udp), ("tcp", tcp)];
+    let rows: [Row; 3] = [("framing", framing), ("udp", udp), ("tcp", tcp)];
     let mut results = vec![Vec::new(); rows.len()];
     for _ in 0..rounds {
         for (k, (_, f)) in rows.iter().enumerate() {

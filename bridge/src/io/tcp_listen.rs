@@ -102,11 +102,11 @@ fn run(mut poll: Poll, listener: TcpListener, shards: Vec<ShardHandle>, stats: &
     let mut free: Vec<usize> = Vec::new();
     let mut waiting = 0usize;
     loop {
-        if let Err(e) = poll.poll(&mut events, Some(Duration::from_secs(1))) {
-            if e.kind() != io::ErrorKind::Interrupted {
-                tracing::error!(error = %e, "ICE-TCP listener cannot poll; it stops");
-                return;
-            }
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_secs(1)))
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            tracing::error!(error = %e, "ICE-TCP listener cannot poll; it stops");
+            return;
         }
         let now = Instant::now();
         for ev in events.iter() {
