@@ -15,12 +15,21 @@
 //! The two loopback rows count both ends' system calls on one thread, so the
 //! difference between them is the fallback's cost per datagram (send and
 //! receive together). Each row runs `ROUNDS` times; the median is printed.
+//!
+//! Then the shard itself: CPU nanoseconds of the shard thread per forwarded
+//! egress datagram (as `shard_forwarding`: one UDP sender, fan-out 4, 1200-byte
+//! VP8 packets in frames of 3) with the four receivers on UDP and on ICE-TCP,
+//! per backend (GSO as the host allows).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 
+use ringbridge_bridge::io::Backend;
 use ringbridge_bridge::io::tcp::{Deframer, FrameBacklog};
+
+#[path = "../tests/support/harness.rs"]
+mod harness;
 
 const ROUNDS: usize = 5;
 const DATAGRAM: usize = 1200;
@@ -155,4 +164,42 @@ fn main() {
         "tcp - udp: {:+.0} ns per datagram (send and receive)",
         medians[2] - medians[1]
     );
+    shard(quick, rounds);
+}
+
+/// The shard thread's CPU per egress datagram, receivers on UDP vs ICE-TCP.
+fn shard(quick: bool, rounds: usize) {
+    let packets = if quick { 3_001 } else { 30_001 };
+    let _serial = harness::serial();
+    let mut backends = vec![Backend::Mmsg];
+    if ringbridge_bridge::io::probe_uring().is_ok() {
+        backends.insert(0, Backend::Uring);
+    }
+    println!(
+        "\nshard: {packets} x 1200-byte video packets (frames of 3), fan-out 4, {rounds} round(s)"
+    );
+    println!(
+        "{:<8} {:>18} {:>18} {:>10}",
+        "backend", "udp ns/pkt", "tcp ns/pkt", "tcp - udp"
+    );
+    for (b, backend) in backends.into_iter().enumerate() {
+        let (mut udp, mut tcp) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let index = 60 + b * 20 + round * 2;
+            let base = 24_500 + (index as u16 % 60) * 10;
+            let m = harness::measure(backend, index, (base, base + 9), packets);
+            assert!(m.egress > 0, "nothing forwarded over UDP");
+            udp.push(m.cpu_ns as f64 / m.egress as f64);
+            let base = 24_500 + ((index + 1) as u16 % 60) * 10;
+            let m = harness::measure_tcp(backend, index + 1, (base, base + 9), packets);
+            assert!(m.egress > 0, "nothing forwarded over TCP");
+            tcp.push(m.cpu_ns as f64 / m.egress as f64);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (u, t) = (median(&mut udp), median(&mut tcp));
+        println!("{:<8} {u:>18.0} {t:>18.0} {:>+10.0}", backend.name(), t - u);
+    }
 }

@@ -9,7 +9,8 @@
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
+
 use std::time::{Duration, Instant};
 
 use ringbridge_bridge::io::{
@@ -22,55 +23,6 @@ use support::harness::*;
 
 /// The shard index: not 0, so routing by the ufrag's prefix is exercised.
 const SHARD: usize = 5;
-
-/// A port free for TCP on 127.0.0.1 right now.
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("probe port")
-        .port()
-}
-
-/// A client peer whose datagrams go over one ICE-TCP connection.
-struct TcpClient {
-    peer: ClientPeer,
-    stream: TcpStream,
-    inbox: Vec<u8>,
-}
-
-impl TcpClient {
-    fn send(&mut self, datagram: &[u8]) {
-        let mut framed = (datagram.len() as u16).to_be_bytes().to_vec();
-        framed.extend_from_slice(datagram);
-        self.stream.write_all(&framed).expect("tcp write");
-    }
-
-    /// Sends what the peer has, reads every complete frame into it.
-    fn pump(&mut self) {
-        let now = Instant::now();
-        while let Some(d) = self.peer.poll_transmit(now) {
-            self.send(&d);
-        }
-        let mut buf = [0u8; 65_536];
-        loop {
-            match self.stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => panic!("tcp read: {e}"),
-            }
-        }
-        while self.inbox.len() >= 2 {
-            let len = usize::from(u16::from_be_bytes([self.inbox[0], self.inbox[1]]));
-            if self.inbox.len() < 2 + len {
-                break;
-            }
-            let frame: Vec<u8> = self.inbox.drain(..2 + len).skip(2).collect();
-            self.peer.handle_receive(now, &frame);
-        }
-        self.peer.handle_timeout(now);
-    }
-}
 
 /// A harness on `backend` with an ICE-TCP listener, a UDP client "udp" and a
 /// TCP client "tcp" in one conference, all connected.

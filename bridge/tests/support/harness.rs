@@ -4,13 +4,14 @@
 //! datagram.
 #![allow(dead_code)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ringbridge_bridge::io::{
     Backend, ShardCommand, ShardEventReceiver, ShardEventSender, ShardHandle, ShardSpec,
-    event_channel, gso, spawn_shard, udp,
+    event_channel, gso, spawn_shard, spawn_tcp_listener, udp,
 };
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
 use ringbridge_bridge::proto::sdp::MediaKind;
@@ -437,6 +438,248 @@ pub fn measure(backend: Backend, index: usize, ports: (u16, u16), packets: usize
         }
     }
     // Wait until the shard is done with the last packet.
+    let mut last = snap().packets_sent;
+    let quiet_deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = snap().packets_sent;
+        if now == last || Instant::now() > quiet_deadline {
+            break;
+        }
+        last = now;
+    }
+    let cpu = thread_cpu_ns(&thread).expect("shard thread") - cpu0;
+    let s = snap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let delivered = drainer.join().expect("drainer");
+    Measured {
+        ingress: s.packets_received - in0,
+        egress: s.packets_sent - out0,
+        cpu_ns: cpu,
+        segmented: s.segmented_sends - seg0,
+        delivered,
+    }
+}
+
+/// A port free for TCP on 127.0.0.1 right now.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("probe port")
+        .port()
+}
+
+/// A client peer whose datagrams go over one ICE-TCP connection.
+pub struct TcpClient {
+    pub peer: ClientPeer,
+    pub stream: TcpStream,
+    pub inbox: Vec<u8>,
+}
+
+impl TcpClient {
+    pub fn send(&mut self, datagram: &[u8]) {
+        let mut framed = (datagram.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(datagram);
+        self.stream.write_all(&framed).expect("tcp write");
+    }
+
+    /// Sends what the peer has, reads every complete frame into it.
+    pub fn pump(&mut self) {
+        let now = Instant::now();
+        while let Some(d) = self.peer.poll_transmit(now) {
+            self.send(&d);
+        }
+        let mut buf = [0u8; 65_536];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("tcp read: {e}"),
+            }
+        }
+        while self.inbox.len() >= 2 {
+            let len = usize::from(u16::from_be_bytes([self.inbox[0], self.inbox[1]]));
+            if self.inbox.len() < 2 + len {
+                break;
+            }
+            let frame: Vec<u8> = self.inbox.drain(..2 + len).skip(2).collect();
+            self.peer.handle_receive(now, &frame);
+        }
+        self.peer.handle_timeout(now);
+    }
+}
+
+impl Harness {
+    /// Joins `name` as a client whose datagrams all go over one ICE-TCP
+    /// connection to `listener` (framed by [`TcpClient`], not the bridge's code).
+    pub fn join_tcp(&mut self, name: &str, cfg: ClientConfig, listener: SocketAddr) -> TcpClient {
+        let now = Instant::now();
+        let mut peer = ClientPeer::new(cfg, now).expect("client");
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.shard
+            .send(ShardCommand::Join {
+                req: JoinRequest {
+                    conference: ConferenceId("room".into()),
+                    endpoint: EndpointId(name.into()),
+                    offer_sdp: peer.offer(),
+                },
+                policy: Default::default(),
+                reply,
+            })
+            .expect("queued");
+        let answer = answer.blocking_recv().expect("reply").expect("joined");
+        peer.handle_answer(&answer.answer_sdp, now).expect("answer");
+        let stream = TcpStream::connect(listener).expect("connect");
+        stream.set_nonblocking(true).expect("nonblocking");
+        stream.set_nodelay(true).expect("nodelay");
+        TcpClient {
+            peer,
+            stream,
+            inbox: Vec::new(),
+        }
+    }
+}
+
+/// [`measure`] with the four receivers on ICE-TCP connections instead of UDP.
+pub fn measure_tcp(backend: Backend, index: usize, ports: (u16, u16), packets: usize) -> Measured {
+    let tcp_port = free_tcp_port();
+    let mut h = Harness::start_full(
+        backend,
+        index,
+        ports,
+        LOCALHOST,
+        event_channel(),
+        Some(tcp_port),
+    );
+    let listener = spawn_tcp_listener(SocketAddr::new(LOCALHOST, tcp_port), vec![h.shard.clone()])
+        .expect("listener");
+    let sender = h.join(
+        "sender",
+        ClientConfig {
+            audio: false,
+            video: true,
+            audio_slots: 0,
+            video_slots: 0,
+            ..EVERYTHING
+        },
+    );
+    let mut receivers: Vec<TcpClient> = (0..4)
+        .map(|r| {
+            h.join_tcp(
+                &format!("receiver{r}"),
+                ClientConfig {
+                    audio: false,
+                    video: false,
+                    audio_slots: 0,
+                    video_slots: 1,
+                    ..EVERYTHING
+                },
+                listener.local_addr,
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline
+        && !(h.clients[sender].peer.is_connected()
+            && receivers.iter().all(|r| r.peer.is_connected()))
+    {
+        h.pump();
+        receivers.iter_mut().for_each(TcpClient::pump);
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert!(
+        receivers.iter().all(|r| r.peer.is_connected()),
+        "the TCP receivers did not connect"
+    );
+    let datagrams: Vec<Vec<u8>> = (0..packets)
+        .map(|k| {
+            let f = k / PACKETS_PER_FRAME;
+            h.clients[sender]
+                .peer
+                .send_rtp(
+                    MediaKind::Video,
+                    k as u16,
+                    3000 * f as u32,
+                    k % PACKETS_PER_FRAME == PACKETS_PER_FRAME - 1,
+                    &vp8(k == 0, k as u8, VIDEO_PAYLOAD),
+                )
+                .expect("video")
+        })
+        .collect();
+    for d in &datagrams[..PACKETS_PER_FRAME] {
+        h.send_raw(sender, d);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline
+        && !receivers
+            .iter()
+            .all(|r| r.peer.received_rtp.len() >= PACKETS_PER_FRAME)
+    {
+        h.pump();
+        receivers.iter_mut().for_each(TcpClient::pump);
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert!(
+        receivers
+            .iter()
+            .all(|r| r.peer.received_rtp.len() >= PACKETS_PER_FRAME),
+        "the keyframe reached all four TCP receivers"
+    );
+    // Receivers drain on their own thread, counting frames.
+    let mut sinks: Vec<(TcpStream, Vec<u8>)> = receivers
+        .iter()
+        .map(|r| (r.stream.try_clone().expect("clone"), r.inbox.clone()))
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drainer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut idle = true;
+                for (s, inbox) in &mut sinks {
+                    while let Ok(k) = s.read(&mut buf) {
+                        if k == 0 {
+                            break;
+                        }
+                        inbox.extend_from_slice(&buf[..k]);
+                        idle = false;
+                    }
+                    while inbox.len() >= 2 {
+                        let len = usize::from(u16::from_be_bytes([inbox[0], inbox[1]]));
+                        if inbox.len() < 2 + len {
+                            break;
+                        }
+                        inbox.drain(..2 + len);
+                        n += 1;
+                    }
+                }
+                if idle {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            n
+        })
+    };
+    let thread = format!("shard-{index}");
+    let stats = h.shard.stats.clone();
+    let snap = || stats.snapshot(0, None);
+    let (in0, out0) = (snap().packets_received, snap().packets_sent);
+    let cpu0 = thread_cpu_ns(&thread).expect("shard thread");
+    let seg0 = snap().segmented_sends;
+    let mut sent = 0u64;
+    let blast_deadline = Instant::now() + Duration::from_secs(60);
+    for frame in datagrams[PACKETS_PER_FRAME..].chunks(PACKETS_PER_FRAME) {
+        while sent > snap().packets_received - in0 + 256 && Instant::now() < blast_deadline {
+            std::thread::yield_now();
+        }
+        for d in frame {
+            h.send_raw(sender, d);
+            sent += 1;
+        }
+    }
     let mut last = snap().packets_sent;
     let quiet_deadline = Instant::now() + Duration::from_secs(10);
     loop {
