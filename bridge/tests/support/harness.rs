@@ -335,6 +335,8 @@ pub struct Measured {
     pub cpu_ns: u64,
     pub segmented: u64,
     pub delivered: u64,
+    /// Datagrams the shard did not send (send failures; ICE-TCP backlogs full).
+    pub dropped: u64,
 }
 
 /// One sender and four receivers; `packets` pre-protected 1200-byte video
@@ -424,6 +426,7 @@ pub fn measure(backend: Backend, index: usize, ports: (u16, u16), packets: usize
     let (in0, out0) = (snap().packets_received, snap().packets_sent);
     let cpu0 = thread_cpu_ns(&thread).expect("shard thread");
     let seg0 = snap().segmented_sends;
+    let dropped0 = snap().send_errors + snap().tcp_frames_dropped;
     let mut sent = 0u64;
     let blast_deadline = Instant::now() + Duration::from_secs(60);
     for frame in datagrams[PACKETS_PER_FRAME..].chunks(PACKETS_PER_FRAME) {
@@ -458,6 +461,7 @@ pub fn measure(backend: Backend, index: usize, ports: (u16, u16), packets: usize
         cpu_ns: cpu,
         segmented: s.segmented_sends - seg0,
         delivered,
+        dropped: s.send_errors + s.tcp_frames_dropped - dropped0,
     }
 }
 
@@ -580,16 +584,26 @@ pub fn measure_tcp(backend: Backend, index: usize, ports: (u16, u16), packets: u
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(10);
+    // Connected on both sides: the bridge reports every endpoint (a client is
+    // done with DTLS one flight before the bridge is).
+    let bridge_connected = |h: &Harness| {
+        h.seen
+            .iter()
+            .filter(|e| matches!(e, MediaEvent::EndpointConnected { .. }))
+            .count()
+            == 5
+    };
     while Instant::now() < deadline
         && !(h.clients[sender].peer.is_connected()
-            && receivers.iter().all(|r| r.peer.is_connected()))
+            && receivers.iter().all(|r| r.peer.is_connected())
+            && bridge_connected(&h))
     {
         h.pump();
         receivers.iter_mut().for_each(TcpClient::pump);
         std::thread::sleep(Duration::from_micros(200));
     }
     assert!(
-        receivers.iter().all(|r| r.peer.is_connected()),
+        receivers.iter().all(|r| r.peer.is_connected()) && bridge_connected(&h),
         "the TCP receivers did not connect"
     );
     let datagrams: Vec<Vec<u8>> = (0..packets)
@@ -669,6 +683,7 @@ pub fn measure_tcp(backend: Backend, index: usize, ports: (u16, u16), packets: u
     let (in0, out0) = (snap().packets_received, snap().packets_sent);
     let cpu0 = thread_cpu_ns(&thread).expect("shard thread");
     let seg0 = snap().segmented_sends;
+    let dropped0 = snap().send_errors + snap().tcp_frames_dropped;
     let mut sent = 0u64;
     let blast_deadline = Instant::now() + Duration::from_secs(60);
     for frame in datagrams[PACKETS_PER_FRAME..].chunks(PACKETS_PER_FRAME) {
@@ -700,5 +715,6 @@ pub fn measure_tcp(backend: Backend, index: usize, ports: (u16, u16), packets: u
         cpu_ns: cpu,
         segmented: s.segmented_sends - seg0,
         delivered,
+        dropped: s.send_errors + s.tcp_frames_dropped - dropped0,
     }
 }
