@@ -365,7 +365,7 @@ fn advertised_addresses_become_udp_and_tcp_candidates_and_the_ufrag_names_the_sh
 #[test]
 fn a_sender_fans_out_to_four_tcp_receivers_in_whole_frames_and_counts_drops() {
     let _serial = serial();
-    let m = measure_tcp(Backend::Mmsg, 7, (41_210, 41_219), 301);
+    let m = measure_tcp(Backend::Mmsg, 7, (41_210, 41_219), 301, 256);
     // The UDP sender's socket may lose a datagram on a busy host; what the
     // shard got it must forward four times, and all of it must arrive.
     assert!(

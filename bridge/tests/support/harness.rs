@@ -343,6 +343,17 @@ pub struct Measured {
 /// packets (frames of 3) blasted from the sender's socket; the shard thread's
 /// CPU time per egress datagram.
 pub fn measure(backend: Backend, index: usize, ports: (u16, u16), packets: usize) -> Measured {
+    measure_windowed(backend, index, ports, packets, 256)
+}
+
+/// [`measure`] staying at most `window` datagrams ahead of the shard.
+pub fn measure_windowed(
+    backend: Backend,
+    index: usize,
+    ports: (u16, u16),
+    packets: usize,
+    window: u64,
+) -> Measured {
     let mut h = Harness::start(backend, index, ports);
     let sender = h.join(
         "sender",
@@ -432,7 +443,7 @@ pub fn measure(backend: Backend, index: usize, ports: (u16, u16), packets: usize
     for frame in datagrams[PACKETS_PER_FRAME..].chunks(PACKETS_PER_FRAME) {
         // Flow control: stay at most ~256 datagrams ahead of the shard, so the
         // kernel drops nothing at the shard's socket.
-        while sent > snap().packets_received - in0 + 256 && Instant::now() < blast_deadline {
+        while sent > snap().packets_received - in0 + window && Instant::now() < blast_deadline {
             std::thread::yield_now();
         }
         for d in frame {
@@ -502,14 +513,16 @@ impl TcpClient {
                 Err(e) => panic!("tcp read: {e}"),
             }
         }
-        while self.inbox.len() >= 2 {
-            let len = usize::from(u16::from_be_bytes([self.inbox[0], self.inbox[1]]));
-            if self.inbox.len() < 2 + len {
+        let mut at = 0;
+        while let Some(&[hi, lo]) = self.inbox.get(at..at + 2) {
+            let end = at + 2 + usize::from(u16::from_be_bytes([hi, lo]));
+            let Some(frame) = self.inbox.get(at + 2..end) else {
                 break;
-            }
-            let frame: Vec<u8> = self.inbox.drain(..2 + len).skip(2).collect();
-            self.peer.handle_receive(now, &frame);
+            };
+            self.peer.handle_receive(now, frame);
+            at = end;
         }
+        self.inbox.drain(..at);
         self.peer.handle_timeout(now);
     }
 }
@@ -537,6 +550,19 @@ impl Harness {
         let stream = TcpStream::connect(listener).expect("connect");
         stream.set_nonblocking(true).expect("nonblocking");
         stream.set_nodelay(true).expect("nodelay");
+        // 4 MiB, as the UDP clients' sockets (udp::bind_udp): the test thread
+        // reads every client in turn and must not stall the bridge meanwhile.
+        let size: libc::c_int = 4 << 20;
+        // SAFETY: sets an int option on a socket this function owns.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&stream),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&raw const size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
         TcpClient {
             peer,
             stream,
@@ -545,8 +571,15 @@ impl Harness {
     }
 }
 
-/// [`measure`] with the four receivers on ICE-TCP connections instead of UDP.
-pub fn measure_tcp(backend: Backend, index: usize, ports: (u16, u16), packets: usize) -> Measured {
+/// [`measure_windowed`] with the four receivers on ICE-TCP connections
+/// instead of UDP.
+pub fn measure_tcp(
+    backend: Backend,
+    index: usize,
+    ports: (u16, u16),
+    packets: usize,
+    window: u64,
+) -> Measured {
     let tcp_port = free_tcp_port();
     let mut h = Harness::start_full(
         backend,
@@ -660,14 +693,18 @@ pub fn measure_tcp(backend: Backend, index: usize, ports: (u16, u16), packets: u
                         }
                         inbox.extend_from_slice(&buf[..k]);
                         idle = false;
-                    }
-                    while inbox.len() >= 2 {
-                        let len = usize::from(u16::from_be_bytes([inbox[0], inbox[1]]));
-                        if inbox.len() < 2 + len {
-                            break;
+                        // Count whole frames, then drop them at once (a drain
+                        // per frame would be quadratic in what one read brings).
+                        let mut at = 0;
+                        while let Some(&[hi, lo]) = inbox.get(at..at + 2) {
+                            let end = at + 2 + usize::from(u16::from_be_bytes([hi, lo]));
+                            if inbox.len() < end {
+                                break;
+                            }
+                            at = end;
+                            n += 1;
                         }
-                        inbox.drain(..2 + len);
-                        n += 1;
+                        inbox.drain(..at);
                     }
                 }
                 if idle {
@@ -687,7 +724,7 @@ pub fn measure_tcp(backend: Backend, index: usize, ports: (u16, u16), packets: u
     let mut sent = 0u64;
     let blast_deadline = Instant::now() + Duration::from_secs(60);
     for frame in datagrams[PACKETS_PER_FRAME..].chunks(PACKETS_PER_FRAME) {
-        while sent > snap().packets_received - in0 + 256 && Instant::now() < blast_deadline {
+        while sent > snap().packets_received - in0 + window && Instant::now() < blast_deadline {
             std::thread::yield_now();
         }
         for d in frame {
