@@ -388,3 +388,44 @@ fn a_sender_fans_out_to_four_tcp_receivers_in_whole_frames_and_counts_drops() {
         "what was sent was read off the connections"
     );
 }
+
+/// When its endpoint leaves, the bridge closes the endpoint's ICE-TCP
+/// connection (its port is released) and counts it.
+#[test]
+fn leaving_closes_the_endpoints_tcp_connection() {
+    let _serial = serial();
+    let (h, mut tcp, _) = connected(Backend::Mmsg);
+    let (reply, done) = tokio::sync::oneshot::channel();
+    h.shard
+        .send(ShardCommand::Leave {
+            conference: ConferenceId("room".into()),
+            endpoint: EndpointId("tcp".into()),
+            reply,
+        })
+        .expect("queued");
+    done.blocking_recv().expect("reply").expect("left");
+    tcp.stream.set_nonblocking(false).expect("blocking");
+    tcp.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match tcp.stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) => break e.kind() == ErrorKind::ConnectionReset,
+        }
+    };
+    assert!(closed, "the connection of an endpoint that left stays open");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while h.shard.stats.snapshot(SHARD, None).tcp_connections_active != 0
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let snap = h.shard.stats.snapshot(SHARD, None);
+    assert_eq!(
+        (snap.tcp_connections_active, snap.tcp_connections_closed),
+        (0, 1)
+    );
+}
