@@ -428,3 +428,133 @@ pub fn first_username(framed: &[u8]) -> Option<&[u8]> {
     }
     msg.username()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::stun::{BindingRequest, IceRole, IntegrityKey, TransactionId};
+    use std::net::{TcpListener, TcpStream};
+
+    /// A framed STUN check with USERNAME `username`.
+    fn framed_check(username: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0u8; 256];
+        let req = BindingRequest {
+            transaction_id: TransactionId([3; 12]),
+            username,
+            priority: 1,
+            role: IceRole::Controlling { tie_breaker: 1 },
+            use_candidate: false,
+        };
+        let n =
+            stun::write_binding_request(&mut buf, &req, &IntegrityKey::new(b"pwd")).expect("check");
+        let mut framed = (n as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&buf[..n]);
+        framed
+    }
+
+    /// A connected pair on 127.0.0.1: (the bridge's side as a hand-off, the client).
+    fn handoff(first: &[u8]) -> (TcpHandoff, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (stream, peer) = l.accept().expect("accept");
+        let h = TcpHandoff {
+            stream,
+            peer,
+            read: first.to_vec(),
+        };
+        (h, client)
+    }
+
+    #[test]
+    fn the_first_frame_names_the_endpoint_and_its_datagram_is_delivered() {
+        let t0 = Instant::now();
+        let mut conns = TcpConns::new(t0).expect("epoll");
+        let first = framed_check(b"07abcdefgh:clnt");
+        assert_eq!(first_username(&first), Some(&b"07abcdefgh:clnt"[..]));
+        let (h, _client) = handoff(&first);
+        let peer = h.peer;
+        conns.adopt(t0, h, |u| (u == b"07abcdefgh:clnt").then_some(10_007));
+        assert_eq!(conns.stats().active, 1);
+        let mut tx = TxQueue::with_capacity(4);
+        let mut got = Vec::new();
+        conns.receive(t0, &mut tx, |port, from, d, _| {
+            got.push((port, from, d.len()))
+        });
+        assert_eq!(got, vec![(10_007, peer, first.len() - PREFIX)]);
+        // Another ufrag, or garbage: refused and closed.
+        let (h, _c) = handoff(&framed_check(b"07zzzzzzzz:clnt"));
+        conns.adopt(t0, h, |_| None);
+        let (h, _c) = handoff(b"\x00\x03abc");
+        conns.adopt(t0, h, |_| Some(1));
+        let s = conns.stats();
+        assert_eq!((s.adopted, s.refused, s.closed, s.active), (1, 2, 2, 1));
+    }
+
+    #[test]
+    fn sends_to_the_connection_are_framed_and_a_full_backlog_drops_and_counts() {
+        let t0 = Instant::now();
+        let mut conns = TcpConns::new(t0).expect("epoll");
+        let (h, mut client) = handoff(&framed_check(b"00abcdefgh:clnt"));
+        let peer = h.peer;
+        conns.adopt(t0, h, |_| Some(10_000));
+        let to_tcp = Transmit {
+            from_port: 10_000,
+            to: peer,
+            len: 3,
+        };
+        let to_udp = Transmit {
+            from_port: 10_001,
+            to: peer,
+            len: 3,
+        };
+        assert!(conns.take(&to_tcp, b"abc"));
+        assert!(!conns.take(&to_udp, b"abc"), "another port's remote is UDP");
+        conns.write_pending();
+        let mut buf = [0u8; 5];
+        client.read_exact(&mut buf).expect("framed datagram");
+        assert_eq!(&buf, b"\x00\x03abc");
+        // The client reads nothing more: the socket buffers, then the 64 KiB
+        // backlog fill, and the rest is dropped and counted.
+        let big = [7u8; 1200];
+        for _ in 0..10_000 {
+            assert!(conns.take(&to_tcp, &big));
+            conns.write_pending();
+        }
+        let s = conns.stats();
+        assert!(s.frames_dropped > 0, "{s:?}");
+        assert_eq!(s.frames_sent + s.frames_dropped, 10_001);
+    }
+
+    #[test]
+    fn an_idle_connection_is_closed_after_the_timeout_and_a_busy_one_is_not() {
+        let t0 = Instant::now();
+        let mut conns = TcpConns::new(t0).expect("epoll");
+        let (h, mut idle_client) = handoff(&framed_check(b"00abcdefgh:clnt"));
+        conns.adopt(t0, h, |_| Some(10_000));
+        let (h, mut busy_client) = handoff(&framed_check(b"00ijklmnop:clnt"));
+        conns.adopt(t0, h, |_| Some(10_001));
+        let mut tx = TxQueue::with_capacity(4);
+        conns.receive(t0, &mut tx, |_, _, _, _| {});
+        // The busy one sends a frame at t0 + 20 s.
+        busy_client.write_all(b"\x00\x01x").expect("write");
+        std::thread::sleep(Duration::from_millis(50));
+        conns.receive(t0 + Duration::from_secs(20), &mut tx, |_, _, _, _| {});
+        assert_eq!(conns.stats().active, 2);
+        conns.receive(
+            t0 + IDLE_TIMEOUT + Duration::from_secs(1),
+            &mut tx,
+            |_, _, _, _| {},
+        );
+        let s = conns.stats();
+        assert_eq!((s.active, s.closed), (1, 1), "{s:?}");
+        idle_client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            idle_client.read(&mut buf).expect("eof"),
+            0,
+            "closed by the bridge"
+        );
+    }
+}
