@@ -114,6 +114,25 @@ struct Common {
     /// connected. Needs `--netns` (and `nft`, package nftables).
     #[arg(long, value_name = "PERCENT", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=99))]
     loss: u8,
+    /// Run ringbridge in single-port mode (`media.port`): every endpoint on
+    /// this one UDP port. 0 (the default): a port per endpoint from
+    /// `media.port_range`.
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    media_port: u16,
+    /// Shorthand for `--media-port 10000`.
+    #[arg(long, conflicts_with = "media_port")]
+    single_port: bool,
+}
+
+impl Common {
+    /// The `media.port` the bridge gets (0: a port per endpoint).
+    fn media_port(&self) -> u16 {
+        if self.single_port {
+            10_000
+        } else {
+            self.media_port
+        }
+    }
 }
 
 fn settings(c: &Common) -> Result<Settings, BenchError> {
@@ -126,6 +145,18 @@ fn settings(c: &Common) -> Result<Settings, BenchError> {
     if !(c.duration > 0.0 && c.warmup >= 0.0) {
         return Err(BenchError::Config(
             "--duration must be > 0 and --warmup >= 0".into(),
+        ));
+    }
+    if c.media_port() != 0 && c.media_port() < 1024 {
+        return Err(BenchError::Config(format!(
+            "--media-port {}: expected 0 or a port from 1024 to 65535",
+            c.media_port()
+        )));
+    }
+    if c.media_port() != 0 && c.url.is_some() {
+        return Err(BenchError::Config(
+            "--media-port configures the bridge the bench starts; with --url set media.port              in that bridge's configuration instead"
+                .into(),
         ));
     }
     if c.loss > 0 && !c.netns {
@@ -147,6 +178,7 @@ fn settings(c: &Common) -> Result<Settings, BenchError> {
         warmup_s: c.warmup,
         io: c.io.clone(),
         loss_injected_percent: c.loss,
+        media_port: c.media_port(),
     };
     Ok(Settings {
         plan,
@@ -162,6 +194,7 @@ fn settings(c: &Common) -> Result<Settings, BenchError> {
             run_tag: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
             netns: c.netns,
             loss_percent: c.loss,
+            media_port: c.media_port(),
         },
         engine: EngineConfig {
             warmup: Duration::from_secs_f64(c.warmup),

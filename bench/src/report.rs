@@ -255,6 +255,8 @@ pub struct RunInfo {
     pub io: String,
     /// Percent of the media datagrams dropped each way (`--loss`; 0: none).
     pub loss_injected_percent: u8,
+    /// The bridge's `media.port` (`--media-port`; 0: a port per endpoint).
+    pub media_port: u16,
 }
 
 /// The whole report: the primary target's figures at the top level (stable
@@ -341,6 +343,8 @@ impl Report {
             "ingress_bps": p.ingress_bps(),
             "loss_ratio": p.loss_ratio(),
             "loss_injected_percent": self.info.loss_injected_percent,
+            "media_port": self.info.media_port,
+            "single_port": self.info.media_port != 0,
             "latency_us": p.latency_json(),
             "bridge_cpu_ns_per_egress_packet": p.cpu_ns_per_egress_packet(),
             "null_cpu_ns_per_egress_packet": self.null.as_ref().and_then(Aggregate::cpu_ns_per_egress_packet),
@@ -369,6 +373,13 @@ impl Report {
             "shape {} · {} conference(s) × {} endpoints · profile {} · {} s measured per round",
             i.shape, i.conferences, i.endpoints, i.profile, i.duration_s
         );
+        if i.media_port != 0 {
+            let _ = writeln!(
+                s,
+                "ringbridge in single-port mode: every endpoint on UDP port {}",
+                i.media_port
+            );
+        }
         if i.loss_injected_percent > 0 {
             let _ = writeln!(
                 s,
@@ -519,6 +530,7 @@ mod tests {
                 warmup_s: 1.0,
                 io: "uring".into(),
                 loss_injected_percent: 0,
+                media_port: 0,
             },
             primary: bridge,
             null: Some(null),

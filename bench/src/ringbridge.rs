@@ -108,15 +108,20 @@ impl RingbridgeTarget {
         }
         let lo = 30_000 + (rand::random::<u16>() % 30) * 1000;
         let secret = format!("bench-{:016x}", rand::random::<u64>());
+        // Thousands of joins from one address, and conferences of any size: the
+        // per-address rate limits and the conference size cap are off, so that
+        // the bench measures the bridge and not them.
         let config = format!(
             "server_id = \"bench\"\n\
              [public]\nlisten = \"{ip}:{public_port}\"\n\
+             join_rate_limit = 0\nws_rate_limit = 0\n\
              [private]\nlisten = \"{ip}:{private_port}\"\n\
-             [load]\nmax_packet_rate = 100000000\n\
-             [media]\nport_range = [{lo}, {hi}]\nadvertise = [\"{ip}\"]\nbind = \"{ip}\"\n\
+             [load]\nmax_packet_rate = 100000000\nmax_endpoints_per_conference = 0\n\
+             [media]\nport_range = [{lo}, {hi}]\nport = {port}\nadvertise = [\"{ip}\"]\nbind = \"{ip}\"\n\
              io = \"{io}\"\ncores = [{core}]\n\
              [auth]\napp_secret = \"{secret}\"\n",
             hi = lo + 999,
+            port = opts.media_port,
             io = opts.io,
             core = opts.target_core,
         );

@@ -139,6 +139,9 @@ pub struct RunOptions {
     /// Percent of the media datagrams dropped each way inside the target's
     /// namespace once every leg is connected (`--loss`; 0: none).
     pub loss_percent: u8,
+    /// `media.port` for the bridge the bench starts: 0 for a port per endpoint
+    /// (`media.port_range`), else single-port mode on this port.
+    pub media_port: u16,
 }
 
 /// One UDP flow of the generator: a socket, the server's address, and the

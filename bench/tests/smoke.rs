@@ -94,13 +94,19 @@ fn run_bench_on(target: &str, netns: bool) -> Value {
 }
 
 fn run_bench_with(target: &str, netns: bool, profile: &str) -> Value {
+    run_bench_args(target, netns, profile, &[])
+}
+
+fn run_bench_args(target: &str, netns: bool, profile: &str, extra: &[&str]) -> Value {
     let mut args = vec!["run", "--target", target, "--shape", "meeting"];
     args.extend(["--endpoints", "3", "--duration", "2", "--warmup", "1"]);
     args.extend(["--profile", profile]);
+    args.extend(extra);
     if netns {
         args.push("--netns");
     }
-    let run = bench(&format!("smoke-{target}-{netns}-{profile}"), &args, true);
+    let label = format!("smoke-{target}-{netns}-{profile}-{}", extra.join(""));
+    let run = bench(&label, &args, true);
     let stdout = &run.stdout;
     assert!(stdout.contains("egress pps"), "no table:\n{stdout}");
     let svg = run.svg.unwrap_or_default();
@@ -170,12 +176,23 @@ fn run_bench_with(target: &str, netns: bool, profile: &str) -> Value {
 fn meeting_of_three_through_ringbridge_loses_nothing() {
     let v = run_bench("ringbridge");
     assert_eq!(v["target"], "ringbridge");
+    assert_eq!(v["single_port"], false, "a port per endpoint by default");
     // The bench offers exactly the profile asked for (gcm: AES-128-GCM).
     assert_eq!(v["negotiated_profile"], "SRTP_AEAD_AES_128_GCM", "{v}");
     assert!(
         matches!(v["io_backend"].as_str(), Some("uring" | "mmsg")),
         "{v}"
     );
+}
+
+/// `--media-port`: ringbridge in single-port mode (every endpoint on one UDP
+/// port) delivers the same meeting, and the report says which mode ran.
+#[test]
+fn meeting_of_three_through_ringbridge_on_one_port_loses_nothing() {
+    let port = (40_000 + std::process::id() % 20_000).to_string();
+    let v = run_bench_args("ringbridge", false, "gcm", &["--media-port", &port]);
+    assert_eq!(v["single_port"], true, "{v}");
+    assert_eq!(v["media_port"].as_u64(), port.parse::<u64>().ok(), "{v}");
 }
 
 #[test]

@@ -129,9 +129,14 @@ pub enum IoBackend {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
-    /// `media.port_range`: inclusive UDP port range; each endpoint gets one port.
-    /// Default `[10000, 20000]`.
+    /// `media.port_range`: inclusive UDP port range; each endpoint gets one port
+    /// (unless `media.port` is set). Default `[10000, 20000]`.
     pub port_range: [u16; 2],
+    /// `media.port`: single-port mode. When not 0, every endpoint of every
+    /// shard shares this one UDP port (one `SO_REUSEPORT` socket per shard,
+    /// datagrams steered to the owning shard by source address) and
+    /// `media.port_range` is unused. Default `0` (off: a port per endpoint).
+    pub port: u16,
     /// `media.advertise`: addresses put into ICE host candidates.
     /// Default `[]`: the host's first non-loopback IPv4 address (127.0.0.1 if none).
     pub advertise: Vec<IpAddr>,
@@ -165,6 +170,7 @@ impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             port_range: [10_000, 20_000],
+            port: 0,
             advertise: Vec::new(),
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             tcp_port: 4443,
@@ -273,6 +279,12 @@ impl Config {
                 "[first, last] with 1 <= first <= last <= 65535",
             );
         }
+        if self.media.port != 0 && self.media.port < 1024 {
+            return invalid(
+                "media.port",
+                "0 (a port per endpoint from media.port_range) or a UDP port from 1024 to 65535",
+            );
+        }
         if self.media.advertise.iter().any(|a| a.is_unspecified()) {
             return invalid("media.advertise", "concrete addresses, not 0.0.0.0 or ::");
         }
@@ -346,6 +358,21 @@ impl Config {
         }
         if self.load.max_packet_rate == 0 {
             return invalid("load.max_packet_rate", "a packet rate of at least 1");
+        }
+        if self.public.join_rate_limit > 0 && self.public.join_rate_burst == 0 {
+            return invalid(
+                "public.join_rate_burst",
+                "at least 1 while public.join_rate_limit is set (0 turns the limit off)",
+            );
+        }
+        if self.public.ws_rate_limit > 0 && self.public.ws_rate_burst == 0 {
+            return invalid(
+                "public.ws_rate_burst",
+                "at least 1 while public.ws_rate_limit is set (0 turns the limit off)",
+            );
+        }
+        if !(1..=10_000_000).contains(&self.public.rate_limit_addresses) {
+            return invalid("public.rate_limit_addresses", "1 to 10000000 addresses");
         }
         if self.shutdown_timeout_s > 86_400 {
             return invalid("shutdown_timeout_s", "at most 86400 seconds (one day)");
@@ -461,6 +488,7 @@ mod tests {
         assert_eq!(c.public.listen.to_string(), "0.0.0.0:9090");
         assert_eq!(c.private.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.media.port_range, [10_000, 20_000]);
+        assert_eq!(c.media.port, 0, "single-port mode is off by default");
         assert!(c.media.advertise.is_empty());
         assert_eq!(c.media.bind.to_string(), "0.0.0.0");
         assert_eq!(c.media.tcp_port, 4443);
@@ -478,6 +506,14 @@ mod tests {
         assert!(!c.auth.enforce_expiry && !c.auth.single_use_jti);
         assert_eq!(c.auth.max_lifetime_s, None);
         assert_eq!(c.load.max_packet_rate, 50_000);
+        assert_eq!(c.load.max_conferences, 0);
+        assert_eq!(c.load.max_endpoints_per_conference, 500);
+        assert_eq!(
+            (c.public.join_rate_limit, c.public.join_rate_burst),
+            (10, 50)
+        );
+        assert_eq!((c.public.ws_rate_limit, c.public.ws_rate_burst), (10, 50));
+        assert_eq!(c.public.rate_limit_addresses, 10_000);
         assert_eq!(c.shutdown_timeout_s, 600);
         assert_eq!(c.public.url, None);
         assert_eq!(c.log.level, "info");
@@ -528,6 +564,9 @@ mod tests {
                 "private.listen: invalid socket address \"127.0.0.1\"",
             ),
             ("[media]\nport_range = [1, 70000]\n", "media.port_range[1]"),
+            ("[media]\nport = 80\n", "media.port: 0 (a port per endpoint"),
+            ("[media]\nport = 70000\n", "media.port"),
+            ("[media]\nport = \"10000\"\n", "media.port"),
             ("[auth]\napp_secret = \"short\"\n", "auth.app_secret"),
             ("[auth]\nleeway_s = -1\n", "leeway_s"),
             (
@@ -564,6 +603,22 @@ mod tests {
             ("[load]\nmax_packet_rate = 0\n", "load.max_packet_rate"),
             ("[load]\nmax_packet_rate = -5\n", "max_packet_rate"),
             ("[load]\nmax_pkt_rate = 5\n", "max_pkt_rate"),
+            ("[load]\nmax_conferences = -1\n", "load.max_conferences"),
+            (
+                "[load]\nmax_endpoints_per_conference = \"many\"\n",
+                "load.max_endpoints_per_conference",
+            ),
+            ("[public]\njoin_rate_burst = 0\n", "public.join_rate_burst"),
+            ("[public]\nws_rate_burst = 0\n", "public.ws_rate_burst"),
+            (
+                "[public]\njoin_rate_limit = 1.5\n",
+                "public.join_rate_limit",
+            ),
+            ("[public]\nws_rate_limit = -1\n", "public.ws_rate_limit"),
+            (
+                "[public]\nrate_limit_addresses = 0\n",
+                "public.rate_limit_addresses",
+            ),
             ("shutdown_timeout_s = 100000\n", "shutdown_timeout_s"),
             ("shutdown_timeout_s = \"10m\"\n", "shutdown_timeout_s"),
         ];
@@ -588,6 +643,9 @@ mod tests {
             "[media]\ntcp_port = 0\n",
             "[media]\ntcp_port = 9090\nbind = \"10.0.0.1\"\n[public]\nlisten = \"127.0.0.1:9090\"\n",
             "[media]\ntcp_port = 10000\n",
+            // Limits off: a burst of 0 is then fine.
+            "[public]\njoin_rate_limit = 0\njoin_rate_burst = 0\nws_rate_limit = 0\n",
+            "[load]\nmax_conferences = 100\nmax_endpoints_per_conference = 0\n",
         ] {
             Config::parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
         }

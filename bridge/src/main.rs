@@ -236,7 +236,26 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
     let [lo, hi] = cfg.media.port_range;
     let total = u32::from(hi - lo) + 1;
     let n = cores.len() as u32;
-    if total < n {
+    let max_shards = ringbridge_bridge::proto::ice::MAX_SHARDS;
+    if cfg.media.port != 0 && cores.len() > max_shards {
+        return Err(format!(
+            "media.port: single-port mode finds a datagram's shard from its ICE ufrag, which \
+             names at most {max_shards} shards; media.cores gives {n}"
+        ));
+    }
+    let single_port = match cfg.media.port {
+        0 => None,
+        port => Some(
+            ringbridge_bridge::io::SinglePort::bind(cfg.media.bind, port, cores.len(), true)
+                .map_err(|e| {
+                    format!(
+                        "media.port: cannot bind UDP {}:{port} for {n} shards: {e}",
+                        cfg.media.bind
+                    )
+                })?,
+        ),
+    };
+    if single_port.is_none() && total < n {
         return Err(format!(
             "media.port_range: {total} ports cannot be split among {n} shards"
         ));
@@ -258,7 +277,9 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
                 video_start_bitrate_kbps: cfg.media.video_start_bitrate_kbps,
                 index: i,
                 tcp_port: (cfg.media.tcp_port != 0).then_some(cfg.media.tcp_port),
+                single_port: single_port.as_ref().map(|sp| sp.port()),
             },
+            single_port: single_port.clone(),
         };
         let handle = spawn_shard(spec, choice.backend, internal_tx.clone())
             .map_err(|e| format!("cannot start shard {i}: {e}"))?;
@@ -278,7 +299,9 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
         cores = ?cores.iter().flatten().collect::<Vec<_>>(),
         io_backend = choice.backend.name(),
         advertise = ?advertise,
-        ports = ?cfg.media.port_range,
+        ports = ?single_port.is_none().then_some(cfg.media.port_range),
+        single_port = ?single_port.as_ref().map(|sp| sp.port()),
+        steered = single_port.as_ref().is_some_and(|sp| sp.steered()),
         tcp_port = cfg.media.tcp_port,
         "media plane started"
     );

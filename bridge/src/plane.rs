@@ -176,6 +176,21 @@ impl MediaPlane for ShardedMediaPlane {
         .await
     }
 
+    async fn set_max_height(
+        &self,
+        conference: ConferenceId,
+        endpoint: EndpointId,
+        max_height: u16,
+    ) -> Result<(), MediaError> {
+        self.ask(&conference.clone(), |reply| ShardCommand::SetMaxHeight {
+            conference,
+            endpoint,
+            max_height,
+            reply,
+        })
+        .await
+    }
+
     async fn join(&self, req: JoinRequest) -> Result<JoinAnswer, MediaError> {
         self.join_with_policy(req, EndpointPolicy::default()).await
     }

@@ -320,6 +320,7 @@ fn advertised_addresses_become_udp_and_tcp_candidates_and_the_ufrag_names_the_sh
             video_start_bitrate_kbps: 1500,
             index: 0x2a,
             tcp_port: Some(4443),
+            single_port: None,
         },
         now,
     );

@@ -10,9 +10,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use ringbridge_bridge::io::SinglePort;
 use ringbridge_bridge::proto::client::{ClientConfig, ClientDtls, ClientPeer};
 use ringbridge_bridge::proto::sdp::MediaKind;
-use ringbridge_bridge::proto::shard::{ShardConfig, ShardCore};
+use ringbridge_bridge::proto::shard::{ShardConfig, ShardCore, SharedReceive};
 use ringbridge_bridge::proto::srtp::SrtpProfile;
 use ringbridge_bridge::proto::transmit::TxQueue;
 use ringbridge_control::media::{ConferenceId, EndpointId, JoinRequest};
@@ -118,8 +119,64 @@ fn vp8(keyframe: bool, fill: u8, len: usize) -> Vec<u8> {
     p
 }
 
+/// Hands `d` from peer `p` to the core: on its own port, or (single-port
+/// mode) on the shared port, demultiplexed by source address.
+fn receive(
+    core: &mut ShardCore,
+    single_port: bool,
+    now: Instant,
+    p: &Peer,
+    d: &mut [u8],
+    tx: &mut TxQueue,
+) {
+    if single_port {
+        let r = core.handle_shared_receive(now, p.addr, d, tx, false);
+        assert_eq!(
+            r,
+            SharedReceive::Handled,
+            "one shard: everything is its own"
+        );
+    } else {
+        core.handle_receive(now, p.port, p.addr, d, tx);
+    }
+}
+
 #[test]
 fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
+    forwarding_allocates_nothing(false);
+}
+
+/// The same with every endpoint on one shared port (`media.port`): the
+/// datagrams are demultiplexed by their validated source address.
+#[test]
+fn forwarding_on_a_shared_port_allocates_nothing() {
+    forwarding_allocates_nothing(true);
+}
+
+/// Passing datagrams between shards (single-port mode, a datagram that landed
+/// on the wrong shard's socket) allocates nothing either.
+#[test]
+fn handing_datagrams_between_shards_allocates_nothing() {
+    let sp = SinglePort::bind("127.0.0.1".parse().expect("ip"), 0, 2, false).expect("bind");
+    let from = SocketAddr::from(([127, 0, 0, 1], 40_000));
+    sp.steer(from, 1);
+    let datagram = [0x80u8; 1200];
+    // Warm-up: the queue's slots are allocated at bind; nothing grows.
+    sp.hand_off(1, from, &datagram).expect("room");
+    assert!(sp.take_handed(1).is_some());
+    let ((), allocations) = counted(|| {
+        for _ in 0..10_000 {
+            let owner = sp.owner_of(from).expect("steered");
+            sp.hand_off(owner, from, &datagram).expect("room");
+            let mut h = sp.take_handed(owner).expect("queued");
+            assert_eq!(h.datagram().len(), datagram.len());
+        }
+    });
+    assert_eq!(allocations, 0, "heap allocations handing datagrams over");
+    assert_eq!(sp.handoffs(), 10_001);
+}
+
+fn forwarding_allocates_nothing(single_port: bool) {
     let mut now = Instant::now();
     let certificate = dimpl::certificate::generate_self_signed_certificate().expect("cert");
     let mut core = ShardCore::new(
@@ -130,6 +187,7 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
             video_start_bitrate_kbps: 1500,
             index: 0,
             tcp_port: None,
+            single_port: single_port.then_some(10_000),
         },
         now,
     );
@@ -164,13 +222,16 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
     let pump = |core: &mut ShardCore, peers: &mut [Peer], tx: &mut TxQueue, now: Instant| {
         for p in peers.iter_mut() {
             while let Some(mut d) = p.client.poll_transmit(now) {
-                core.handle_receive(now, p.port, p.addr, &mut d, tx);
+                receive(core, single_port, now, p, &mut d, tx);
             }
         }
         if core.poll_timeout().is_some_and(|t| now >= t) {
             core.handle_timeout(now, tx);
         }
         for (t, data) in tx.iter() {
+            if single_port {
+                assert_eq!(t.from_port, 10_000, "everything leaves the shared port");
+            }
             if let Some(p) = peers.iter_mut().find(|p| p.addr == t.to) {
                 p.client.handle_receive(now, data);
             }
@@ -301,7 +362,7 @@ fn forwarding_audio_and_video_to_two_receivers_allocates_nothing() {
             core.handle_timeout(now, tx);
         }
         let p = &peers[d.from];
-        core.handle_receive(now, p.port, p.addr, &mut d.bytes, tx);
+        receive(core, single_port, now, p, &mut d.bytes, tx);
     };
 
     // Warm-up: first packets create SRTP per-SSRC state, the keyframe opens the

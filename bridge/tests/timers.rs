@@ -27,6 +27,7 @@ fn core(now: Instant) -> ShardCore {
             video_start_bitrate_kbps: 1500,
             index: 0,
             tcp_port: None,
+            single_port: None,
         },
         now,
     )

@@ -154,6 +154,23 @@ pub(crate) enum SocketAction {
         /// Jitsi source name.
         source: String,
     },
+    /// `ReceiverVideoConstraints`: the tallest video the endpoint wants
+    /// (`u16::MAX`: no limit).
+    MaxHeight(u16),
+}
+
+/// `defaultConstraints.maxHeight` of a `ReceiverVideoConstraints` message, as
+/// jitsi-videobridge reads it: absent or negative is no limit; larger than
+/// `u16::MAX` is capped.
+fn max_height(msg: &Map<String, Value>) -> u16 {
+    match msg
+        .get("defaultConstraints")
+        .and_then(|c| c.get("maxHeight"))
+        .and_then(Value::as_i64)
+    {
+        Some(h) if h >= 0 => u16::try_from(h).unwrap_or(u16::MAX),
+        _ => u16::MAX,
+    }
 }
 
 /// Handles one text frame from `from`. Malformed frames are ignored.
@@ -213,6 +230,7 @@ pub(crate) fn handle_text(
                 });
             }
         }
+        "ReceiverVideoConstraints" => return Some(SocketAction::MaxHeight(max_height(&msg))),
         "ClientHello" => debug!(%conference, endpoint = %from, "ClientHello"),
         other => debug!(%conference, endpoint = %from, class = other, "ignoring colibri message"),
     }
@@ -249,7 +267,10 @@ pub fn handle_frame_for_fuzzing(text: &str) -> (bool, usize) {
     // What attaching queued (connectivity of the other endpoint) is not the frame's.
     while rx.try_recv().is_ok() {}
     let text = text.replace("$FROM", &from.0);
-    let refused = handle_text(&registry, &conference, &from, &text).is_some();
+    let refused = matches!(
+        handle_text(&registry, &conference, &from, &text),
+        Some(SocketAction::RefuseScreen { .. })
+    );
     let mut queued = 0;
     while rx.try_recv().is_ok() {
         queued += 1;
@@ -319,6 +340,40 @@ pub(crate) async fn run_socket<S, F>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// jitsi-videobridge's `ReceiverVideoConstraints`: `defaultConstraints.maxHeight`
+    /// becomes the receiver's limit; absent or negative is none.
+    #[test]
+    fn receiver_video_constraints_give_the_max_height() {
+        let registry = Registry::default();
+        let (c, e) = (ConferenceId("r".into()), EndpointId("e".into()));
+        let action = |text: &str| handle_text(&registry, &c, &e, text);
+        let frame = |h: &str| {
+            format!(
+                r#"{{"colibriClass":"ReceiverVideoConstraints","lastN":3,"defaultConstraints":{{"maxHeight":{h}}}}}"#
+            )
+        };
+        assert!(matches!(
+            action(&frame("180")),
+            Some(SocketAction::MaxHeight(180))
+        ));
+        assert!(matches!(
+            action(&frame("0")),
+            Some(SocketAction::MaxHeight(0))
+        ));
+        assert!(matches!(
+            action(&frame("-1")),
+            Some(SocketAction::MaxHeight(u16::MAX))
+        ));
+        assert!(matches!(
+            action(&frame("100000")),
+            Some(SocketAction::MaxHeight(u16::MAX))
+        ));
+        assert!(matches!(
+            action(r#"{"colibriClass":"ReceiverVideoConstraints"}"#),
+            Some(SocketAction::MaxHeight(u16::MAX))
+        ));
+    }
 
     /// The fuzz target's entry point reaches what a live socket does: a broadcast
     /// reaches the other endpoint once, a desktop source of the sender's own is

@@ -25,7 +25,35 @@ pub struct PublicConfig {
     /// CORS with `Location` and `Link` exposed. `"*"` allows any origin. The
     /// bridge's own page needs none of this. Default `[]` (CORS off).
     pub allowed_origins: Vec<String>,
+    /// `public.join_rate_limit`: joins (`POST /conferences/{room}/endpoints`) per
+    /// second allowed from one client address, on average; more get `429
+    /// rate-limited` with `Retry-After`. IPv6 addresses count by /64; behind a
+    /// reverse proxy on the same host, the last `X-Forwarded-For` address is the
+    /// client. 0: no limit. Default `10`.
+    pub join_rate_limit: u32,
+    /// `public.join_rate_burst`: joins one address may make at once before
+    /// `public.join_rate_limit` applies. Default `50`.
+    pub join_rate_burst: u32,
+    /// `public.ws_rate_limit`: colibri websocket upgrades (`GET /colibri-ws/...`)
+    /// per second from one client address, as `public.join_rate_limit`. 0: no
+    /// limit. Default `10`.
+    pub ws_rate_limit: u32,
+    /// `public.ws_rate_burst`: websocket upgrades one address may make at once.
+    /// Default `50`.
+    pub ws_rate_burst: u32,
+    /// `public.rate_limit_addresses`: client addresses each rate limit keeps
+    /// track of; when full, the address seen first is forgotten (it starts again
+    /// with a full burst). Bounds the limiters' memory (about 100 bytes an
+    /// address). Default `10000`.
+    pub rate_limit_addresses: usize,
 }
+
+/// Default of `public.join_rate_limit` and `public.ws_rate_limit`.
+pub const DEFAULT_RATE_LIMIT: u32 = 10;
+/// Default of `public.join_rate_burst` and `public.ws_rate_burst`.
+pub const DEFAULT_RATE_BURST: u32 = 50;
+/// Default of `public.rate_limit_addresses`.
+pub const DEFAULT_RATE_LIMIT_ADDRESSES: usize = 10_000;
 
 impl Default for PublicConfig {
     fn default() -> Self {
@@ -33,6 +61,11 @@ impl Default for PublicConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
             url: None,
             allowed_origins: Vec::new(),
+            join_rate_limit: DEFAULT_RATE_LIMIT,
+            join_rate_burst: DEFAULT_RATE_BURST,
+            ws_rate_limit: DEFAULT_RATE_LIMIT,
+            ws_rate_burst: DEFAULT_RATE_BURST,
+            rate_limit_addresses: DEFAULT_RATE_LIMIT_ADDRESSES,
         }
     }
 }
@@ -211,14 +244,26 @@ impl std::fmt::Debug for AuthConfig {
 pub struct LoadConfig {
     /// `load.max_packet_rate`: packets per second (received plus sent) at which
     /// the bridge counts as fully loaded, `stress_level` 1.0. Default `50000`,
-    /// jitsi-videobridge's packet-rate load threshold.
+    /// jitsi-videobridge's packet-rate load threshold. Above it (`stress_level`
+    /// over 1) a join that would open a new conference gets `503 overloaded`;
+    /// joins into running conferences go on.
     pub max_packet_rate: u64,
+    /// `load.max_conferences`: conferences the bridge hosts at most; a join that
+    /// would open one more gets `503 too-many-conferences`. 0: no cap (the media
+    /// port range and `load.max_packet_rate` still bound the load). Default `0`.
+    pub max_conferences: usize,
+    /// `load.max_endpoints_per_conference`: endpoints one conference holds at
+    /// most; a join into a full one gets `403 conference-full`. 0: no cap.
+    /// Default `500`.
+    pub max_endpoints_per_conference: usize,
 }
 
 impl Default for LoadConfig {
     fn default() -> Self {
         Self {
             max_packet_rate: 50_000,
+            max_conferences: 0,
+            max_endpoints_per_conference: 500,
         }
     }
 }
@@ -232,6 +277,14 @@ mod tests {
         assert_eq!(PublicConfig::default().listen.to_string(), "0.0.0.0:9090");
         assert_eq!(PublicConfig::default().url, None);
         assert!(PublicConfig::default().allowed_origins.is_empty());
+        let public = PublicConfig::default();
+        assert_eq!((public.join_rate_limit, public.join_rate_burst), (10, 50));
+        assert_eq!((public.ws_rate_limit, public.ws_rate_burst), (10, 50));
+        assert_eq!(public.rate_limit_addresses, 10_000);
+        let load = LoadConfig::default();
+        assert_eq!(load.max_packet_rate, 50_000);
+        assert_eq!(load.max_conferences, 0);
+        assert_eq!(load.max_endpoints_per_conference, 500);
         assert_eq!(
             PrivateConfig::default().listen.to_string(),
             "127.0.0.1:8080"

@@ -2,6 +2,7 @@
 //! and small request/response helpers.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
+
+use crate::ratelimit::PeerAddr;
 
 /// The response body type of every handler.
 pub(crate) type Body = Full<Bytes>;
@@ -50,7 +53,7 @@ pub(crate) async fn serve<H: Handler>(
                     let shutdown = shutdown.clone();
                     conns.spawn(async move {
                         debug!(which, %peer, "connection");
-                        serve_connection(stream, handler, shutdown).await;
+                        serve_connection(stream, peer, handler, shutdown).await;
                     });
                 }
                 Err(e) => {
@@ -81,11 +84,14 @@ pub(crate) async fn serve<H: Handler>(
 
 async fn serve_connection<H: Handler>(
     stream: tokio::net::TcpStream,
+    peer: SocketAddr,
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        // Handlers that limit per client (see `ratelimit`) read it from here.
+        req.extensions_mut().insert(PeerAddr(peer));
         let handler = handler.clone();
         async move { Ok::<_, Infallible>(handler.handle(req).await) }
     });

@@ -39,6 +39,7 @@ pub mod media;
 mod metrics;
 mod operator;
 mod process;
+mod ratelimit;
 mod registry;
 pub mod signalling;
 pub mod stats;
@@ -67,7 +68,8 @@ pub use token::{
 pub use operator::ShutdownHandle;
 
 use operator::{Gate, Operator, OperatorState};
-use registry::Registry;
+use ratelimit::Limits;
+use registry::{Caps, Registry};
 use signalling::Signalling;
 use stats::Sampler;
 
@@ -134,6 +136,7 @@ pub struct Control<M: MediaPlane> {
     load: LoadConfig,
     shutdown_timeout: Duration,
     state: Arc<OperatorState>,
+    limits: Arc<Limits>,
 }
 
 impl<M: MediaPlane> std::fmt::Debug for Control<M> {
@@ -177,7 +180,11 @@ pub async fn bind<M: MediaPlane>(
         private_addr,
         media,
         events,
-        registry: Arc::new(Registry::default()),
+        registry: Arc::new(Registry::with_caps(Caps {
+            max_conferences: settings.load.max_conferences,
+            max_endpoints_per_conference: settings.load.max_endpoints_per_conference,
+        })),
+        limits: Arc::new(Limits::new(&settings.public)),
         verifier: TokenVerifier::new(&settings.auth, &settings.app_secret)
             .map_err(|e| ControlError::Settings(e.to_string()))?,
         server_id: settings.server_id,
@@ -242,6 +249,7 @@ impl<M: MediaPlane> Control<M> {
             load,
             shutdown_timeout,
             state,
+            limits,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let sampler = Arc::new(Sampler::default());
@@ -252,6 +260,7 @@ impl<M: MediaPlane> Control<M> {
             verifier,
             server_id,
             cors,
+            limits: limits.clone(),
         });
         // Events go through signalling: an expiry may start an owner grace period.
         let event_signalling = signalling_core.clone();
@@ -277,6 +286,8 @@ impl<M: MediaPlane> Control<M> {
             inner: signalling_core,
             state: state.clone(),
             registry: registry.clone(),
+            sampler: sampler.clone(),
+            max_packet_rate: load.max_packet_rate,
         });
         let operator = Arc::new(Operator {
             media,
@@ -284,6 +295,7 @@ impl<M: MediaPlane> Control<M> {
             state: state.clone(),
             load,
             registry: registry.clone(),
+            limits,
         });
         info!(public = %public_addr, private = %private_addr, "control plane listening");
         let stop_registry = registry.clone();

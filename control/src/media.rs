@@ -241,8 +241,23 @@ pub struct ShardSnapshot {
     pub dropped_unknown_source: u64,
     /// Dropped: RTP with an SSRC (or payload type) no producer owns.
     pub dropped_unknown_ssrc: u64,
-    /// Dropped: malformed datagram.
+    /// Dropped: claims STUN, RTP or RTCP by its first byte but does not parse.
     pub dropped_malformed: u64,
+    /// Dropped: a first byte of no protocol the bridge speaks (not STUN, DTLS,
+    /// RTP or RTCP), or empty.
+    pub dropped_garbage: u64,
+    /// Dropped: larger than the largest datagram the bridge handles.
+    pub dropped_oversized: u64,
+    /// Dropped: for a media port whose endpoint is gone.
+    pub dropped_unknown_port: u64,
+    /// Dropped: a STUN check with a wrong or missing MESSAGE-INTEGRITY (or FINGERPRINT).
+    pub dropped_stun_integrity: u64,
+    /// Dropped: a STUN check whose USERNAME names another endpoint.
+    pub dropped_stun_username: u64,
+    /// Dropped: a STUN message that is not a Binding request.
+    pub dropped_stun_other: u64,
+    /// Dropped: RTP of a muted producer, or one its endpoint's policy refuses.
+    pub dropped_policy: u64,
     /// STUN checks refused (bad username or integrity).
     pub stun_refused: u64,
     /// Endpoints whose first ICE check succeeded.
@@ -272,6 +287,14 @@ pub struct ShardSnapshot {
     pub send_backlog: u64,
     /// Media events dropped because the channel to the control plane was full.
     pub events_dropped: u64,
+    /// Single-port mode (`media.port`): datagrams that arrived at this shard's
+    /// socket for an endpoint of another shard and were passed to it (a new
+    /// endpoint's first checks; all its datagrams where the eBPF steering
+    /// program could not be loaded).
+    pub single_port_handoffs: u64,
+    /// Single-port mode: datagrams that could not be passed to their shard
+    /// (its queue was full).
+    pub single_port_handoffs_dropped: u64,
     /// Gauge: media events waiting for room in that channel.
     pub events_waiting: u64,
     /// Gauge: endpoints that sent audio in the last few seconds.
@@ -382,6 +405,20 @@ pub trait MediaPlane: Send + Sync + 'static {
         source: String,
         reason: RefusalReason,
     ) -> impl Future<Output = Result<(), MediaError>> + Send;
+
+    /// The tallest video `endpoint` wants to receive, from its colibri
+    /// `ReceiverVideoConstraints` (`defaultConstraints.maxHeight`; `u16::MAX`
+    /// for no limit): its slots of simulcast sources move to the layer that fits.
+    /// Media planes without simulcast accept and ignore it.
+    fn set_max_height(
+        &self,
+        conference: ConferenceId,
+        endpoint: EndpointId,
+        max_height: u16,
+    ) -> impl Future<Output = Result<(), MediaError>> + Send {
+        let _ = (conference, endpoint, max_height);
+        async { Ok(()) }
+    }
 
     /// Removes an endpoint; removing the last endpoint ends the conference.
     fn leave(

@@ -4,13 +4,17 @@
 //! The media plane keeps its own cumulative counters ([`MediaStats`]); each
 //! scrape copies one snapshot into a fresh registry and encodes it. Counters
 //! are per shard (label `shard`), so a hot shard shows up; sum them for the
-//! bridge. Drops carry a `reason` label: `auth` (SRTP/SRTCP authentication
-//! failure), `replay`, `unknown_source`, `unknown_ssrc`, `malformed`.
+//! bridge. Drops carry a `reason` label: `garbage`, `oversized`,
+//! `unknown_port`, `unknown_source`, `stun_integrity`, `stun_username`,
+//! `stun_other`, `malformed`, `auth` (SRTP/SRTCP authentication failure),
+//! `replay`, `unknown_ssrc`, `policy`, `rtx`, `rtx_padding`.
 //! Send failures (`send_failures`) carry one too: `backlog_full`,
 //! `message_too_big`, `unreachable`, `permission`, `other`.
 //!
 //! Joins refused by signalling are counted by error code
-//! (`ringbridge_joins_refused_total{code="token-expired"}`), and the process's
+//! (`ringbridge_joins_refused_total{code="token-expired"}`), requests over a
+//! per-address rate limit by kind (`ringbridge_rate_limited_total{kind="join"}`,
+//! `{kind="websocket"}`), and the process's
 //! own CPU time, memory, threads and file descriptors follow the standard
 //! Prometheus names (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
 //! `process_open_fds`, ...), without the `ringbridge_` prefix.
@@ -90,6 +94,16 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
         "events_dropped",
         "Media events dropped because the channel to the control plane was full.",
         |s| s.events_dropped,
+    ),
+    (
+        "single_port_handoffs",
+        "Single-port mode: datagrams that reached this shard for another shard's endpoint and were passed to it.",
+        |s| s.single_port_handoffs,
+    ),
+    (
+        "single_port_handoffs_dropped",
+        "Single-port mode: datagrams that could not be passed to their shard (queue full).",
+        |s| s.single_port_handoffs_dropped,
     ),
     (
         "rtx_received",
@@ -210,6 +224,13 @@ const DROP_REASONS: &[DropReason] = &[
     ("unknown_source", |s| s.dropped_unknown_source),
     ("unknown_ssrc", |s| s.dropped_unknown_ssrc),
     ("malformed", |s| s.dropped_malformed),
+    ("garbage", |s| s.dropped_garbage),
+    ("oversized", |s| s.dropped_oversized),
+    ("unknown_port", |s| s.dropped_unknown_port),
+    ("stun_integrity", |s| s.dropped_stun_integrity),
+    ("stun_username", |s| s.dropped_stun_username),
+    ("stun_other", |s| s.dropped_stun_other),
+    ("policy", |s| s.dropped_policy),
     ("rtx", |s| s.dropped_rtx),
     ("rtx_padding", |s| s.dropped_rtx_padding),
 ];
@@ -248,9 +269,13 @@ pub(crate) fn render(stats: &MediaStats, rates: &Rates, view: &ControlView) -> S
     }
     registry.register(
         "packets_dropped",
-        "Datagrams dropped, by reason: auth (SRTP authentication failure), replay, \
-         unknown_source, unknown_ssrc, malformed, rtx (an RTX packet that could not be \
-         unwrapped or repaired a packet already received), rtx_padding (padding-only RTX probes).",
+        "Datagrams dropped, by reason: garbage (no STUN, DTLS, RTP or RTCP first byte), \
+         oversized, unknown_port (its endpoint is gone), unknown_source (an address that \
+         passed no ICE check, or before DTLS keys; dropped before any cryptography), \
+         stun_integrity, stun_username, stun_other (STUN checks refused), malformed \
+         (does not parse), auth (SRTP authentication failure), replay, unknown_ssrc, \
+         policy (muted or not granted), rtx (an RTX packet that could not be unwrapped or \
+         repaired a packet already received), rtx_padding (padding-only RTX probes).",
         dropped,
     );
 
@@ -446,6 +471,26 @@ fn register_control(registry: &mut Registry, view: &ControlView) {
          error code of the answer (token-expired, owner-required, draining, overloaded, ...).",
         refused,
     );
+    let limited = Family::<Labels, Counter>::default();
+    for &(kind, n) in &view.rate_limits.limited {
+        limited
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .inc_by(n);
+    }
+    registry.register(
+        "rate_limited",
+        "Requests on the public listener answered 429 rate-limited, by kind: join (POST \
+         /conferences/{room}/endpoints, also counted in joins_refused) or websocket \
+         (colibri websocket upgrades).",
+        limited,
+    );
+    gauge(
+        registry,
+        "rate_limit_addresses",
+        "Client addresses the rate limits keep track of now (both limits together; each \
+         holds at most public.rate_limit_addresses).",
+        view.rate_limits.addresses,
+    );
     counter(
         registry,
         "conferences_completed",
@@ -532,6 +577,9 @@ mod tests {
                     packets_received: 11,
                     dropped_replay: 3,
                     dropped_rtx: 6,
+                    dropped_garbage: 12,
+                    dropped_stun_integrity: 13,
+                    dropped_oversized: 14,
                     nacks_received: 7,
                     retransmissions_sent: 8,
                     cache_memory_bytes: 1000,
@@ -548,6 +596,7 @@ mod tests {
                     tcp_bytes_received: 1200,
                     tcp_frames_sent: 9,
                     tcp_frames_dropped: 4,
+                    single_port_handoffs: 9,
                     ..ShardSnapshot::default()
                 },
             ],
@@ -570,6 +619,10 @@ mod tests {
             "ringbridge_packets_dropped_total{shard=\"0\",reason=\"replay\"} 3",
             "ringbridge_dtls_failures_total{shard=\"1\"} 2",
             "ringbridge_packets_dropped_total{shard=\"0\",reason=\"rtx\"} 6",
+            "ringbridge_packets_dropped_total{shard=\"0\",reason=\"garbage\"} 12",
+            "ringbridge_packets_dropped_total{shard=\"0\",reason=\"stun_integrity\"} 13",
+            "ringbridge_packets_dropped_total{shard=\"0\",reason=\"oversized\"} 14",
+            "ringbridge_packets_dropped_total{shard=\"1\",reason=\"unknown_port\"} 0",
             "ringbridge_nacks_received_total{shard=\"0\"} 7",
             "ringbridge_retransmissions_sent_total{shard=\"0\"} 8",
             "ringbridge_twcc_feedback_sent_total{shard=\"1\"} 0",
@@ -577,6 +630,7 @@ mod tests {
             "ringbridge_send_failures_total{shard=\"1\",reason=\"unreachable\"} 4",
             "ringbridge_send_failures_total{shard=\"0\",reason=\"backlog_full\"} 0",
             "ringbridge_events_dropped_total{shard=\"1\"} 5",
+            "ringbridge_single_port_handoffs_total{shard=\"1\"} 9",
             "ringbridge_shard_send_backlog{shard=\"0\"} 0",
             "ringbridge_tcp_connections_active{shard=\"1\"} 2",
             "ringbridge_tcp_connections_adopted_total{shard=\"1\"} 3",
@@ -599,6 +653,10 @@ mod tests {
     fn refused_joins_completions_and_process_metrics_are_encoded() {
         let view = ControlView {
             joins_refused: vec![("draining", 2), ("token-expired", 5)],
+            rate_limits: crate::ratelimit::RateLimitView {
+                limited: vec![("join", 4), ("websocket", 9)],
+                addresses: 12,
+            },
             totals: crate::registry::Totals {
                 conferences_completed: 3,
                 conference_seconds: 90,
@@ -619,6 +677,9 @@ mod tests {
         for line in [
             "ringbridge_joins_refused_total{code=\"draining\"} 2",
             "ringbridge_joins_refused_total{code=\"token-expired\"} 5",
+            "ringbridge_rate_limited_total{kind=\"join\"} 4",
+            "ringbridge_rate_limited_total{kind=\"websocket\"} 9",
+            "ringbridge_rate_limit_addresses 12",
             "ringbridge_conferences_completed_total 3",
             "ringbridge_conference_seconds_total 90",
             "ringbridge_endpoints_created_total 11",

@@ -19,8 +19,9 @@ use crate::http::{Body, Handler, response, segments};
 use crate::media::{ConferenceId, MediaPlane};
 use crate::metrics;
 use crate::process::ProcessStats;
+use crate::ratelimit::Limits;
 use crate::registry::Registry;
-use crate::stats::{ControlView, Sampler, stats_json};
+use crate::stats::{ControlView, Sampler, stats_json, stress_level};
 
 /// Largest body accepted on `POST /colibri/shutdown`.
 const MAX_SHUTDOWN_BODY: usize = 1024;
@@ -180,6 +181,8 @@ pub(crate) struct Operator<M> {
     pub(crate) load: LoadConfig,
     /// Live rooms: conference sizes, completions and their lifetimes.
     pub(crate) registry: Arc<Registry>,
+    /// The public listener's rate limits, for their counters.
+    pub(crate) limits: Arc<Limits>,
 }
 
 impl<M: MediaPlane> Operator<M> {
@@ -193,6 +196,7 @@ impl<M: MediaPlane> Operator<M> {
             totals: self.registry.totals(),
             conference_sizes: self.registry.conference_sizes(),
             joins_refused: self.state.joins_refused(),
+            rate_limits: self.limits.snapshot(),
             process: ProcessStats::read(),
         }
     }
@@ -294,13 +298,17 @@ impl<M: MediaPlane> Handler for Operator<M> {
     }
 }
 
-/// In front of signalling: refuses joins while draining (new conferences
-/// only) or shutting down (every join), counts conferences created, and
-/// counts every refused join by its error code.
+/// In front of signalling: refuses joins while shutting down (every join),
+/// draining or overloaded (`stress_level` over 1: new conferences only),
+/// counts conferences created, and counts every refused join by its error code.
 pub(crate) struct Gate<H> {
     pub(crate) inner: Arc<H>,
     pub(crate) state: Arc<OperatorState>,
     pub(crate) registry: Arc<Registry>,
+    /// The sampled packet rates that `stress_level` comes from.
+    pub(crate) sampler: Arc<Sampler>,
+    /// `load.max_packet_rate`.
+    pub(crate) max_packet_rate: u64,
 }
 
 impl<H: Handler> Handler for Gate<H> {
@@ -332,6 +340,19 @@ impl<H: Handler> Handler for Gate<H> {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "draining",
                 "the bridge is draining: it takes no new conferences",
+            )
+            .into_response();
+        }
+        let stress = stress_level(&self.sampler.rates(), self.max_packet_rate);
+        if !existed && stress > 1.0 {
+            self.state.count_refusal("overloaded");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "the bridge is overloaded (stress level {stress:.2}): it takes no new \
+                     conferences; joins into running ones go on"
+                ),
             )
             .into_response();
         }

@@ -86,6 +86,19 @@ pub(crate) enum AdmitRefusal {
     OwnerRequired,
     /// `auth.single_use_jti`: the token's `jti` already has a live endpoint.
     JtiInUse,
+    /// `load.max_endpoints_per_conference`: the room is full.
+    ConferenceFull,
+    /// `load.max_conferences`: the bridge hosts as many conferences as it may.
+    TooManyConferences,
+}
+
+/// Caps on what [`Registry::admit`] lets in (`[load]`); 0 is no cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Caps {
+    /// `load.max_conferences`.
+    pub(crate) max_conferences: usize,
+    /// `load.max_endpoints_per_conference`.
+    pub(crate) max_endpoints_per_conference: usize,
 }
 
 /// What removing an endpoint did to its room.
@@ -168,9 +181,18 @@ pub(crate) struct Registry {
     /// Conference lifetimes. Locked only while `rooms` is held (lock order:
     /// rooms, grace, history).
     history: Mutex<History>,
+    caps: Caps,
 }
 
 impl Registry {
+    /// An empty registry that admits within `caps`.
+    pub(crate) fn with_caps(caps: Caps) -> Registry {
+        Registry {
+            caps,
+            ..Registry::default()
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Rooms> {
         // A panic elsewhere must not take signalling down with it.
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
@@ -263,6 +285,23 @@ impl Registry {
                 .any(|e| e.member.jti.as_ref() == Some(jti))
         {
             return Err(AdmitRefusal::JtiInUse);
+        }
+        let Caps {
+            max_conferences,
+            max_endpoints_per_conference,
+        } = self.caps;
+        match rooms.get(conference) {
+            Some(room) if max_endpoints_per_conference > 0 => {
+                if room.len() >= max_endpoints_per_conference {
+                    return Err(AdmitRefusal::ConferenceFull);
+                }
+            }
+            Some(_) => {}
+            None => {
+                if max_conferences > 0 && rooms.len() >= max_conferences {
+                    return Err(AdmitRefusal::TooManyConferences);
+                }
+            }
         }
         if member.owner {
             self.lock_grace().remove(conference);

@@ -11,9 +11,9 @@
 //! tokio's clock, so tests drive them with a paused clock.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -30,6 +30,7 @@ use crate::media::{
     ConferenceId, EndpointId, EndpointPolicy, JoinRequest, MediaError, MediaEvent, MediaPlane,
     MuteRequest, RefusalReason,
 };
+use crate::ratelimit::{ClientKey, Limits, PeerAddr, retry_after_secs};
 use crate::registry::{AdmitRefusal, Membership, Registry, Removed, SocketRefusal};
 use crate::token::{Identity, TokenError, TokenVerifier, canonical_room};
 use crate::web::{self, cors::Cors};
@@ -98,6 +99,8 @@ pub(crate) struct Signalling<M> {
     pub(crate) server_id: String,
     /// `public.allowed_origins` for the signalling paths.
     pub(crate) cors: Cors,
+    /// Per-address limits on joins and websocket upgrades.
+    pub(crate) limits: Arc<Limits>,
 }
 
 impl<M: MediaPlane> Handler for Signalling<M> {
@@ -124,6 +127,9 @@ impl<M: MediaPlane> Signalling<M> {
         path: &str,
         segs: &[&str],
     ) -> Response<Body> {
+        if let Some(refused) = self.rate_limit(&req, segs) {
+            return refused;
+        }
         let result = match segs {
             ["conferences", room, "endpoints"] => match *req.method() {
                 Method::POST => self.join(room, req).await,
@@ -157,6 +163,32 @@ impl<M: MediaPlane> Signalling<M> {
             }
         };
         result.unwrap_or_else(ApiError::into_response)
+    }
+
+    /// `429 rate-limited` with `Retry-After` when `req` is a join or a websocket
+    /// upgrade over its client's limit; checked before anything else about it.
+    fn rate_limit<B>(&self, req: &Request<B>, segs: &[&str]) -> Option<Response<Body>> {
+        let (limiter, what) = match (req.method(), segs) {
+            (&Method::POST, ["conferences", _, "endpoints"]) => (&self.limits.join, "joins"),
+            (&Method::GET, ["colibri-ws", _, _, _]) => {
+                (&self.limits.websocket, "websocket upgrades")
+            }
+            _ => return None,
+        };
+        let peer = req.extensions().get::<PeerAddr>()?.0.ip();
+        let client = ClientKey::of_request(peer, req.headers());
+        let wait = limiter.check(client, Instant::now()).err()?;
+        let secs = retry_after_secs(wait);
+        debug!(%peer, what, retry_after_s = secs, "rate limited");
+        let mut resp = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!("too many {what} from this address; retry in {secs} s"),
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        Some(resp)
     }
 
     /// The conference id of a room as written in the URL: its canonical form
@@ -196,13 +228,31 @@ impl<M: MediaPlane> Signalling<M> {
                 "the offer must be sent as Content-Type: application/sdp",
             ));
         }
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "offer-too-large",
+                format!("the offer is larger than {MAX_OFFER_SIZE} bytes"),
+            )
+        };
+        // A declared length over the limit is refused before any of it is read.
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_OFFER_SIZE as u64) {
+            return Err(too_large());
+        }
         let body = Limited::new(req.into_body(), MAX_OFFER_SIZE)
             .collect()
             .await
-            .map_err(|_| {
-                ApiError::bad_request(format!(
-                    "the offer is missing or larger than {MAX_OFFER_SIZE} bytes"
-                ))
+            .map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    too_large()
+                } else {
+                    ApiError::bad_request("the offer could not be read")
+                }
             })?
             .to_bytes();
         if body.is_empty() {
@@ -316,6 +366,16 @@ impl<M: MediaPlane> Signalling<M> {
                     StatusCode::FORBIDDEN,
                     "jti-in-use",
                     "this token already has a live endpoint",
+                ),
+                AdmitRefusal::ConferenceFull => ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "conference-full",
+                    "this conference has as many endpoints as it may (load.max_endpoints_per_conference)",
+                ),
+                AdmitRefusal::TooManyConferences => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too-many-conferences",
+                    "this bridge hosts as many conferences as it may (load.max_conferences)",
                 ),
             })?;
         let join = JoinRequest {
@@ -608,6 +668,18 @@ impl<M: MediaPlane> Signalling<M> {
                     }
                 });
             }
+            SocketAction::MaxHeight(max_height) => {
+                let (this, c, e) = (this.clone(), c.clone(), e.clone());
+                tokio::spawn(async move {
+                    let r = this
+                        .media
+                        .set_max_height(c.clone(), e.clone(), max_height)
+                        .await;
+                    if let Err(err) = r {
+                        debug!(conference = %c, endpoint = %e, error = %err, "cannot set receiver constraints");
+                    }
+                });
+            }
         };
         tokio::spawn(async move {
             match on_upgrade.await {
@@ -784,6 +856,7 @@ mod tests {
             verifier: TokenVerifier::new(&auth, "unit-test-secret").expect("keys"),
             server_id: "test".into(),
             cors: Cors::default(),
+            limits: Arc::new(Limits::new(&crate::config::PublicConfig::default())),
         })
     }
 

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::media::MediaStats;
 use crate::process::ProcessStats;
+use crate::ratelimit::RateLimitView;
 use crate::registry::{CONFERENCE_SIZE_BUCKETS, Totals};
 
 /// Rates computed from two samples of [`MediaStats`].
@@ -93,6 +94,8 @@ pub(crate) struct ControlView {
     pub(crate) conference_sizes: [u64; CONFERENCE_SIZE_BUCKETS],
     /// Joins refused since start, by error code, in code order.
     pub(crate) joins_refused: Vec<(&'static str, u64)>,
+    /// The public listener's rate limits: requests refused, addresses tracked.
+    pub(crate) rate_limits: RateLimitView,
     /// The process's own resource use (`None` without procfs).
     pub(crate) process: Option<ProcessStats>,
 }
@@ -314,6 +317,7 @@ mod tests {
             },
             conference_sizes,
             joins_refused: Vec::new(),
+            rate_limits: RateLimitView::default(),
             process: Some(ProcessStats {
                 threads: 5,
                 ..ProcessStats::default()

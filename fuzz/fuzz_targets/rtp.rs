@@ -1,10 +1,11 @@
 //! RTP as the bridge reads it after SRTP: the header and its extensions (one- and
 //! two-byte), the transport-wide sequence number, the VP8 and Opus payload
-//! descriptors and their rewrite, and the RTX unwrap (RFC 4588).
+//! descriptors and their rewrite, RED's primary block (RFC 2198) and the RTX
+//! unwrap (RFC 4588).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringbridge_bridge::proto::codec::CodecKind;
+use ringbridge_bridge::proto::codec::{CodecKind, red};
 use ringbridge_bridge::proto::quality::rtx;
 use ringbridge_bridge::proto::quality::twcc::transport_sequence_number;
 use ringbridge_bridge::proto::rtp::{RtpHeader, Vp8Descriptor};
@@ -25,6 +26,9 @@ fuzz_target!(|data: &[u8]| {
             let _ = transport_sequence_number(&h, data, id);
         }
         if let Some(payload) = h.payload(data) {
+            if let Ok((_, r)) = red::primary(payload) {
+                assert!(r.start <= r.end && r.end == payload.len());
+            }
             for codec in [CodecKind::Vp8, CodecKind::Opus] {
                 let _ = codec.parse(payload);
                 let mut p = payload.to_vec();

@@ -76,6 +76,7 @@ impl Net {
                 video_start_bitrate_kbps: 1500,
                 index: 0,
                 tcp_port: None,
+                single_port: None,
             },
             now,
         );

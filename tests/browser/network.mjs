@@ -59,7 +59,19 @@ window.rb = {
     });
     return pc.localDescription.sdp;
   },
-  async answer(sdp) { await pc.setRemoteDescription({ type: 'answer', sdp }); },
+  async answer(sdp) {
+    // How long the connection takes (the encoder drops and downscales the
+    // frames it gets before the transport is up: see the Rust side).
+    const t = performance.now();
+    window.timing = {};
+    pc.addEventListener('iceconnectionstatechange', () => {
+      if (pc.iceConnectionState === 'connected') window.timing.iceMs ??= performance.now() - t;
+    });
+    pc.addEventListener('connectionstatechange', () => {
+      if (pc.connectionState === 'connected') window.timing.connectedMs ??= performance.now() - t;
+    });
+    await pc.setRemoteDescription({ type: 'answer', sdp });
+  },
   state() { return pc.connectionState; },
   async sample() {
     const s = { video: null, audio: null, out: null, outAudio: null, pair: null };
@@ -168,6 +180,7 @@ async function main() {
         sendrecvInOffer: (p.offer.match(/^a=sendrecv/gm) || []).length,
         sendrecvInAnswer: (p.answer.match(/^a=sendrecv/gm) || []).length,
         remoteTracks: await p.page.evaluate(() => window.remote),
+        timing: await p.page.evaluate(() => window.timing),
         samples: p.samples,
         console: p.consoleLines.slice(-20),
       });

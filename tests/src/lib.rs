@@ -34,6 +34,32 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 pub use ringbridge_devsupport::{HttpResponse, http_request, ringbridge_bin, workspace_root};
 use serde_json::Value;
 
+/// An SDP offer the bridge accepts (one audio sender, one video receive slot).
+/// ICE and DTLS never complete: the endpoint lives until it leaves or its
+/// consent expires, which is what tests of signalling and operator paths need.
+pub fn inert_offer() -> String {
+    let fp = (0..32)
+        .map(|i| format!("{:02X}", i * 7))
+        .collect::<Vec<_>>()
+        .join(":");
+    let m = |kind: &str, pt: u8, rtpmap: &str, mid: u8, dir: &str, ssrc: Option<u32>| {
+        let mut s = format!(
+            "m={kind} 9 UDP/TLS/RTP/SAVPF {pt}\r\nc=IN IP4 0.0.0.0\r\na=mid:{mid}\r\na={dir}\r\n\
+             a=rtcp-mux\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijkl\r\n\
+             a=fingerprint:sha-256 {fp}\r\na=setup:actpass\r\na=rtpmap:{pt} {rtpmap}\r\n"
+        );
+        if let Some(ssrc) = ssrc {
+            s.push_str(&format!("a=ssrc:{ssrc} cname:op\r\n"));
+        }
+        s
+    };
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n{}{}",
+        m("audio", 111, "opus/48000/2", 0, "sendonly", Some(4242)),
+        m("video", 96, "VP8/90000", 1, "recvonly", None)
+    )
+}
+
 /// The app secret every test bridge is configured with (unless overridden).
 pub const TEST_APP_SECRET: &str = "ringbridge-interop-test-secret";
 

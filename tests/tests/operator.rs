@@ -63,7 +63,13 @@ fn config_default_prints_the_commented_default_and_check_validates() {
     for key in [
         "shutdown_timeout_s",
         "max_packet_rate",
+        "max_conferences = 0",
+        "max_endpoints_per_conference = 500",
+        "join_rate_limit = 10",
+        "ws_rate_limit = 10",
+        "rate_limit_addresses = 10000",
         "port_range",
+        "\nport = 0\n",
         "[auth]",
     ] {
         assert!(printed.contains(key), "default config shows {key}");
@@ -89,9 +95,24 @@ fn config_default_prints_the_commented_default_and_check_validates() {
     let cases = [
         ("[load]\nmax_packet_rate = 0\n", "load.max_packet_rate"),
         ("[load]\nmax_packet_rate = \"fast\"\n", "max_packet_rate"),
+        ("[load]\nmax_conferences = -2\n", "load.max_conferences"),
+        (
+            "[load]\nmax_endpoints_per_conference = 1.5\n",
+            "load.max_endpoints_per_conference",
+        ),
+        ("[public]\njoin_rate_burst = 0\n", "public.join_rate_burst"),
+        (
+            "[public]\nws_rate_limit = \"fast\"\n",
+            "public.ws_rate_limit",
+        ),
+        (
+            "[public]\nrate_limit_addresses = 0\n",
+            "public.rate_limit_addresses",
+        ),
         ("shutdown_timeout_s = -1\n", "shutdown_timeout_s"),
         ("shutdown_timeout_s = 1000000\n", "shutdown_timeout_s"),
         ("[media]\nport_range = [20000, 10000]\n", "media.port_range"),
+        ("[media]\nport = 80\n", "media.port: 0 (a port per endpoint"),
         ("[media]\nio = \"epoll\"\n", "epoll"),
         ("[privte]\nlisten = \"127.0.0.1:1\"\n", "privte"),
         (
@@ -234,30 +255,9 @@ fn tune_check_and_apply_against_a_fake_root() {
     );
 }
 
-/// An SDP offer the bridge accepts (one audio sender, one video receive slot).
-/// ICE and DTLS never complete: the endpoint lives until it leaves or its
-/// consent expires, which is what drain and shutdown tests need.
+/// An SDP offer the bridge accepts (see [`ringbridge_tests::inert_offer`]).
 fn offer() -> String {
-    let fp = (0..32)
-        .map(|i| format!("{:02X}", i * 7))
-        .collect::<Vec<_>>()
-        .join(":");
-    let m = |kind: &str, pt: u8, rtpmap: &str, mid: u8, dir: &str, ssrc: Option<u32>| {
-        let mut s = format!(
-            "m={kind} 9 UDP/TLS/RTP/SAVPF {pt}\r\nc=IN IP4 0.0.0.0\r\na=mid:{mid}\r\na={dir}\r\n\
-             a=rtcp-mux\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijkl\r\n\
-             a=fingerprint:sha-256 {fp}\r\na=setup:actpass\r\na=rtpmap:{pt} {rtpmap}\r\n"
-        );
-        if let Some(ssrc) = ssrc {
-            s.push_str(&format!("a=ssrc:{ssrc} cname:op\r\n"));
-        }
-        s
-    };
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n{}{}",
-        m("audio", 111, "opus/48000/2", 0, "sendonly", Some(4242)),
-        m("video", 96, "VP8/90000", 1, "recvonly", None)
-    )
+    ringbridge_tests::inert_offer()
 }
 
 fn post(addr: SocketAddr, path: &str, body: &[u8]) -> HttpResponse {

@@ -306,6 +306,7 @@ fn janus_through_bench_engine() -> Result<(), crate::BenchError> {
         run_tag: "janus-test".into(),
         netns: false,
         loss_percent: 0,
+        media_port: 0,
     };
     let cfg = EngineConfig {
         warmup: Duration::from_secs(3),

@@ -10,6 +10,7 @@
 //! UDP datagrams; the backends divert what the core sends to them
 //! ([`TcpConns::take`]) when they plan their sends.
 
+use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::RawFd;
@@ -20,9 +21,10 @@ use ringbridge_control::media::MediaError;
 use super::events::EventOutbox;
 use super::send::{RETRY_AFTER, SendTotals};
 use super::shard::{AfterCommand, PortBinder, ShardContext, handle_command};
+use super::single_port::SinglePort;
 use super::tcp_conns::{TcpConns, TcpHandoff};
 use super::udp;
-use crate::proto::shard::ShardCore;
+use crate::proto::shard::{RemoteChange, ShardCore, SharedReceive};
 use crate::proto::transmit::TxQueue;
 
 /// Longest sleep when no timer is due (keeps stats and the heartbeat fresh).
@@ -78,12 +80,15 @@ pub trait Io {
 }
 
 /// The shard's slice of the port range, bound round-robin so that a port just
-/// released is the last to be reused.
+/// released is the last to be reused; or, in single-port mode, endpoint keys
+/// handed out the same way with no socket behind them.
 #[derive(Debug)]
 pub struct Ports {
     range: (u16, u16),
     next: u16,
     bind: IpAddr,
+    /// Single-port mode: the keys in use (there is one socket, not one each).
+    keys: Option<HashSet<u16>>,
 }
 
 impl Ports {
@@ -93,11 +98,44 @@ impl Ports {
             range,
             next: range.0,
             bind,
+            keys: None,
         }
     }
 
-    /// Binds a free port of the range and opens it on `io`.
+    /// Endpoint keys for single-port mode: any `u16` but 0, one per endpoint.
+    pub fn keys() -> Self {
+        Self {
+            range: (1, u16::MAX),
+            next: 1,
+            bind: IpAddr::from([0, 0, 0, 0]),
+            keys: Some(HashSet::new()),
+        }
+    }
+
+    /// Gives back `port` (an endpoint left); in per-endpoint mode its socket
+    /// is closed on `io`.
+    pub fn release(&mut self, port: u16, io: &mut impl Io) {
+        match &mut self.keys {
+            Some(keys) => {
+                keys.remove(&port);
+            }
+            None => io.close(port),
+        }
+    }
+
+    /// Binds a free port of the range and opens it on `io` (single-port mode:
+    /// takes a free key).
     pub fn bind(&mut self, io: &mut impl Io) -> Result<u16, MediaError> {
+        if let Some(keys) = &mut self.keys {
+            for _ in 0..u16::MAX {
+                let key = self.next;
+                self.next = self.next.checked_add(1).unwrap_or(1);
+                if keys.insert(key) {
+                    return Ok(key);
+                }
+            }
+            return Err(MediaError::Overloaded("no free endpoint key".into()));
+        }
         let (lo, hi) = self.range;
         let span = u32::from(hi.saturating_sub(lo)) + 1;
         for _ in 0..span {
@@ -132,13 +170,15 @@ impl<I: Io> PortBinder for Binder<'_, I> {
     }
 
     fn release(&mut self, port: u16) {
-        self.io.close(port);
+        self.ports.release(port, self.io);
         self.tcp.release_port(port);
     }
 
     fn adopt_tcp(&mut self, core: &ShardCore, now: Instant, handoff: TcpHandoff) {
-        self.tcp
-            .adopt(now, handoff, |username| core.port_of_username(username));
+        self.tcp.adopt(now, handoff, |username| {
+            let key = core.port_of_username(username)?;
+            Some((key, core.endpoint_by_port(key)?.send_port()))
+        });
     }
 }
 
@@ -151,12 +191,32 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
         events,
         stats,
     } = ctx;
-    // The spec's index is the one placement and ICE-TCP hand-off use.
+    let me = spec.index;
+    let shared = spec.single_port.clone();
+    // The core's view follows the spec: its index, and the shared port if any.
     let mut core_config = spec.core_config.clone();
-    core_config.index = spec.index;
+    core_config.index = me;
+    core_config.single_port = shared.as_ref().map(|sp| sp.port());
     let mut core = ShardCore::new(core_config, Instant::now());
-    let mut ports = Ports::new(spec.ports, spec.bind);
     let mut outbox = EventOutbox::new(events);
+    let mut handoffs = HandOffCounts {
+        me,
+        ..HandOffCounts::default()
+    };
+    let mut ports = match &shared {
+        None => Ports::new(spec.ports, spec.bind),
+        Some(sp) => {
+            let opened = sp
+                .take_socket(me)
+                .ok_or_else(|| io::Error::other("no socket for this shard"))
+                .and_then(|socket| io.open(sp.port(), socket));
+            if let Err(e) = opened {
+                tracing::error!(shard = me, error = %e, "cannot receive on the shared media port; shard stops");
+                return;
+            }
+            Ports::keys()
+        }
+    };
     let tcp = TcpConns::new(Instant::now()).and_then(|tcp| {
         io.watch(tcp.fd())?;
         Ok(tcp)
@@ -186,9 +246,14 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
             return;
         }
         let now = Instant::now();
-        let received = io.receive(now, &mut tcp, |port, from, datagram, tx| {
-            core.handle_receive(now, port, from, datagram, tx);
-        });
+        let received = match &shared {
+            None => io.receive(now, &mut tcp, |port, from, datagram, tx| {
+                core.handle_receive(now, port, from, datagram, tx);
+            }),
+            Some(sp) => io.receive(now, &mut tcp, |_, from, datagram, tx| {
+                shared_receive(&mut core, sp, &mut handoffs, now, from, datagram, tx);
+            }),
+        };
         if let Err(e) = received {
             tracing::error!(shard = spec.index, error = %e, "receiving failed; shard stops");
             return;
@@ -219,18 +284,119 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
         if deadline.is_some_and(|t| now >= t) {
             core.handle_timeout(now, io.tx());
         }
+        if let Some(sp) = &shared
+            && let Err(e) = receive_handed(&mut core, sp, me, now, &mut io, &mut tcp)
+        {
+            tracing::error!(shard = spec.index, error = %e, "sending failed; shard stops");
+            return;
+        }
         if let Err(e) = io.flush(now, &mut tcp) {
             tracing::error!(shard = spec.index, error = %e, "sending failed; shard stops");
             return;
         }
         while let Some(port) = core.poll_released_port() {
-            io.close(port);
+            ports.release(port, &mut io);
             tcp.release_port(port);
+        }
+        if let Some(sp) = &shared {
+            apply_remote_changes(&mut core, sp, me);
         }
         outbox.retry();
         while let Some(ev) = core.poll_event() {
             outbox.send(now, ev);
         }
         stats.publish(&core, &io, &tcp.stats(), &outbox);
+        if shared.is_some() {
+            stats.publish_handoffs(handoffs.sent, handoffs.dropped);
+        }
+    }
+}
+
+/// Datagrams handed over from other shards handled per turn at most (the
+/// queue's capacity: more arrive with a later wake-up).
+const HANDED_PER_TURN: usize = super::single_port::HANDOFF_QUEUE;
+
+/// Sends what the core queued every this many handed-over datagrams.
+const HANDED_FLUSH_EVERY: usize = 32;
+
+/// This shard in single-port mode: its index, and the datagrams it passed to
+/// others.
+#[derive(Debug, Default)]
+struct HandOffCounts {
+    me: usize,
+    sent: u64,
+    dropped: u64,
+}
+
+/// One datagram from the shared port (single-port mode): handled here, or
+/// passed to the shard that owns its endpoint, or dropped and counted.
+fn shared_receive(
+    core: &mut ShardCore,
+    sp: &SinglePort,
+    counts: &mut HandOffCounts,
+    now: Instant,
+    from: SocketAddr,
+    datagram: &mut [u8],
+    tx: &mut TxQueue,
+) {
+    let owner = match core.handle_shared_receive(now, from, datagram, tx, false) {
+        SharedReceive::Handled => {
+            // At once: the reply to this check may be sent (and the client's
+            // next datagram arrive) before the turn ends.
+            apply_remote_changes(core, sp, counts.me);
+            return;
+        }
+        SharedReceive::OtherShard(owner) => Some(owner),
+        SharedReceive::UnknownSource => sp.owner_of(from).filter(|&o| o != counts.me),
+    };
+    match owner {
+        Some(owner) => {
+            if sp.hand_off(owner, from, datagram).is_ok() {
+                counts.sent += 1;
+            } else {
+                counts.dropped += 1;
+                core.drop_unknown_source(datagram.len());
+            }
+        }
+        None => core.drop_unknown_source(datagram.len()),
+    }
+}
+
+/// Handles what other shards passed to this one (never passed on again).
+fn receive_handed<I: Io>(
+    core: &mut ShardCore,
+    sp: &SinglePort,
+    me: usize,
+    now: Instant,
+    io: &mut I,
+    tcp: &mut TcpConns,
+) -> io::Result<()> {
+    for k in 0..HANDED_PER_TURN {
+        let Some(mut h) = sp.take_handed(me) else {
+            break;
+        };
+        let from = h.from;
+        let datagram = h.datagram();
+        let len = datagram.len();
+        if core.handle_shared_receive(now, from, datagram, io.tx(), true) != SharedReceive::Handled
+        {
+            core.drop_unknown_source(len);
+        }
+        apply_remote_changes(core, sp, me);
+        if k % HANDED_FLUSH_EVERY == HANDED_FLUSH_EVERY - 1 {
+            io.flush(now, tcp)?;
+        }
+    }
+    Ok(())
+}
+
+/// Steers the addresses the core validated to this shard, and stops steering
+/// those whose endpoint left.
+fn apply_remote_changes(core: &mut ShardCore, sp: &SinglePort, me: usize) {
+    while let Some(change) = core.poll_remote_change() {
+        match change {
+            RemoteChange::Validated(addr) => sp.steer(addr, me),
+            RemoteChange::Gone(addr) => sp.unsteer(addr, me),
+        }
     }
 }

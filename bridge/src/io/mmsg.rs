@@ -36,8 +36,10 @@ const TCP: Token = Token(usize::MAX - 1);
 /// Datagrams per `recvmmsg`.
 pub const RECV_BATCH: usize = 32;
 
-/// Receive buffer per datagram; larger datagrams are truncated and dropped.
+/// Receive buffer per datagram; a larger datagram arrives truncated, longer
+/// than the core's `MAX_DATAGRAM`, which drops and counts it (`oversized`).
 const RECV_BUF: usize = 2048;
+const _: () = assert!(RECV_BUF > crate::proto::shard::MAX_DATAGRAM);
 
 /// Flush the send queue when it holds this many datagrams.
 const FLUSH_AT: usize = 256;
@@ -271,13 +273,11 @@ impl RecvBatch {
         }
     }
 
-    /// Datagram `i` of the last `recv`: sender and bytes, or `None` when it was
-    /// truncated or its address is unusable.
+    /// Datagram `i` of the last `recv`: sender and bytes (a truncated one whole
+    /// buffer long, for the core to count as oversized), or `None` when its
+    /// address is unusable.
     fn datagram(&mut self, i: usize) -> Option<(SocketAddr, &mut [u8])> {
         let h = self.hdrs.get(i)?;
-        if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-            return None;
-        }
         let from = udp::storage_to_socket_addr(self.names.get(i)?, h.msg_hdr.msg_namelen)?;
         let len = (h.msg_len as usize).min(RECV_BUF);
         let start = i * RECV_BUF;

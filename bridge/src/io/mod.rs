@@ -20,6 +20,8 @@ mod netif;
 mod select;
 pub mod send;
 mod shard;
+pub mod single_port;
+pub mod steer_bpf;
 pub mod tcp;
 pub mod tcp_conns;
 pub mod tcp_listen;
@@ -35,6 +37,7 @@ pub use shard::{
     AfterCommand, Backend, PortBinder, PreparedDriver, ShardCommand, ShardContext, ShardHandle,
     ShardSpec, ShardStats, ShardWaker, handle_command, spawn_shard,
 };
+pub use single_port::SinglePort;
 pub use tcp_conns::{TcpConns, TcpHandoff, TcpStats};
 pub use tcp_listen::{TcpListenerHandle, TcpListenerStats, spawn_tcp_listener};
 pub use uring::probe as probe_uring;

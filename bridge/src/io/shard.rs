@@ -76,6 +76,17 @@ pub enum ShardCommand {
     },
     /// Take over an ICE-TCP connection whose first check names this shard.
     AdoptTcp(TcpHandoff),
+    /// A receiver's video constraint (see `ShardCore::set_max_height`).
+    SetMaxHeight {
+        /// Its conference.
+        conference: ConferenceId,
+        /// The receiving endpoint.
+        endpoint: EndpointId,
+        /// The tallest video it wants; `u16::MAX` for no limit.
+        max_height: u16,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
     /// Stop the thread.
     Shutdown,
 }
@@ -160,6 +171,19 @@ pub fn handle_command(
             ports.adopt_tcp(core, now, handoff);
             AfterCommand::Continue
         }
+        ShardCommand::SetMaxHeight {
+            conference,
+            endpoint,
+            max_height,
+            reply,
+        } => {
+            let _ = reply.send(media(core.set_max_height(
+                &conference,
+                &endpoint,
+                max_height,
+            )));
+            AfterCommand::Continue
+        }
         ShardCommand::Shutdown => AfterCommand::Stop,
     }
 }
@@ -207,6 +231,13 @@ enum Counter {
     DroppedUnknownSource,
     DroppedUnknownSsrc,
     DroppedMalformed,
+    DroppedGarbage,
+    DroppedOversized,
+    DroppedUnknownPort,
+    DroppedStunIntegrity,
+    DroppedStunUsername,
+    DroppedStunOther,
+    DroppedPolicy,
     StunRefused,
     IceSuccesses,
     IceFailures,
@@ -251,6 +282,8 @@ enum Counter {
     TcpFramesReceived,
     TcpFramesSent,
     TcpFramesDropped,
+    SinglePortHandoffs,
+    SinglePortHandoffsDropped,
     EventsWaiting,
 }
 
@@ -297,10 +330,14 @@ impl ShardStats {
         set(Counter::DroppedReplay, c.dropped_replay);
         set(Counter::DroppedUnknownSource, c.dropped_unknown_source);
         set(Counter::DroppedUnknownSsrc, c.dropped_unknown_ssrc);
-        set(
-            Counter::DroppedMalformed,
-            c.dropped_malformed + c.dropped_unknown_port,
-        );
+        set(Counter::DroppedMalformed, c.dropped_malformed);
+        set(Counter::DroppedGarbage, c.dropped_garbage);
+        set(Counter::DroppedOversized, c.dropped_oversized);
+        set(Counter::DroppedUnknownPort, c.dropped_unknown_port);
+        set(Counter::DroppedStunIntegrity, c.dropped_stun_integrity);
+        set(Counter::DroppedStunUsername, c.dropped_stun_username);
+        set(Counter::DroppedStunOther, c.dropped_stun_other);
+        set(Counter::DroppedPolicy, c.dropped_policy);
         set(Counter::StunRefused, c.stun_refused);
         set(Counter::IceSuccesses, c.ice_successes);
         set(Counter::IceFailures, c.ice_failures);
@@ -351,6 +388,13 @@ impl ShardStats {
         self.heartbeat.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Publishes the single-port hand-offs this shard made (and could not make).
+    pub fn publish_handoffs(&self, handoffs: u64, dropped: u64) {
+        self.counters[Counter::SinglePortHandoffs as usize].store(handoffs, Ordering::Relaxed);
+        self.counters[Counter::SinglePortHandoffsDropped as usize]
+            .store(dropped, Ordering::Relaxed);
+    }
+
     /// Loop iterations published so far: a driver publishes at least every
     /// 200 ms, so a value that stops moving means a stuck shard thread.
     pub fn heartbeat(&self) -> u64 {
@@ -398,6 +442,13 @@ impl ShardStats {
             dropped_unknown_source: self.get(Counter::DroppedUnknownSource),
             dropped_unknown_ssrc: self.get(Counter::DroppedUnknownSsrc),
             dropped_malformed: self.get(Counter::DroppedMalformed),
+            dropped_garbage: self.get(Counter::DroppedGarbage),
+            dropped_oversized: self.get(Counter::DroppedOversized),
+            dropped_unknown_port: self.get(Counter::DroppedUnknownPort),
+            dropped_stun_integrity: self.get(Counter::DroppedStunIntegrity),
+            dropped_stun_username: self.get(Counter::DroppedStunUsername),
+            dropped_stun_other: self.get(Counter::DroppedStunOther),
+            dropped_policy: self.get(Counter::DroppedPolicy),
             stun_refused: self.get(Counter::StunRefused),
             ice_successes: self.get(Counter::IceSuccesses),
             ice_failures: self.get(Counter::IceFailures),
@@ -416,6 +467,8 @@ impl ShardStats {
             send_failed_other: self.failed(SendFailure::Other),
             send_backlog: self.get(Counter::SendBacklog),
             events_dropped: self.get(Counter::EventsDropped),
+            single_port_handoffs: self.get(Counter::SinglePortHandoffs),
+            single_port_handoffs_dropped: self.get(Counter::SinglePortHandoffsDropped),
             events_waiting: self.get(Counter::EventsWaiting),
             dropped_rtx: self.get(Counter::DroppedRtx),
             dropped_rtx_padding: self.get(Counter::DroppedRtxPadding),
@@ -497,6 +550,10 @@ pub struct ShardSpec {
     pub bind: IpAddr,
     /// Core configuration.
     pub core_config: ShardConfig,
+    /// Single-port mode: the shared port's sockets, steering and hand-off
+    /// queues (`core_config.single_port` names the same port); `None` for a
+    /// port per endpoint from `ports`.
+    pub single_port: Option<Arc<super::single_port::SinglePort>>,
 }
 
 /// Wakes a shard thread that sleeps in its driver (epoll, io_uring) so it reads
@@ -564,6 +621,9 @@ pub fn spawn_shard(
         Backend::Uring => super::uring::prepare(&spec)?,
         Backend::Mmsg => super::mmsg::prepare(&spec)?,
     };
+    if let Some(sp) = &spec.single_port {
+        sp.set_waker(spec.index, prepared.waker.clone());
+    }
     let stats = Arc::new(ShardStats::default());
     let handle = ShardHandle {
         index: spec.index,

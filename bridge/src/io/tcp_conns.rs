@@ -93,6 +93,9 @@ struct Conn {
     peer: SocketAddr,
     /// The endpoint's local port: what the core knows it by.
     port: u16,
+    /// The port the core sends the endpoint's datagrams from: `port`, or in
+    /// single-port mode the shared port (what [`TcpConns::take`] matches).
+    send_port: u16,
     rx: Deframer,
     tx: FrameBacklog,
     last_rx: Instant,
@@ -166,24 +169,26 @@ impl TcpConns {
         }
     }
 
-    /// Takes over `handoff`: `port_of` names the local port of the endpoint
-    /// whose ufrag the first frame's STUN USERNAME carries. Refused (closed and
-    /// counted) when there is none here, or the shard is full.
+    /// Takes over `handoff`: `port_of` names the local port (the core's key)
+    /// and the send port of the endpoint whose ufrag the first frame's STUN
+    /// USERNAME carries. Refused (closed and counted) when there is none here,
+    /// or the shard is full.
     pub fn adopt(
         &mut self,
         now: Instant,
         handoff: TcpHandoff,
-        port_of: impl FnOnce(&[u8]) -> Option<u16>,
+        port_of: impl FnOnce(&[u8]) -> Option<(u16, u16)>,
     ) {
         let TcpHandoff { stream, peer, read } = handoff;
-        let port = first_username(&read).and_then(port_of);
-        let Some(port) = port.filter(|_| self.by_remote.len() < MAX_CONNECTIONS) else {
+        let ports = first_username(&read).and_then(port_of);
+        let Some((port, send_port)) = ports.filter(|_| self.by_remote.len() < MAX_CONNECTIONS)
+        else {
             tracing::debug!(%peer, "ICE-TCP connection refused: no endpoint for its ufrag here, or full");
             self.stats.refused += 1;
             self.stats.closed += 1;
             return;
         };
-        if let Some(&old) = self.by_remote.get(&(port, peer)) {
+        if let Some(&old) = self.by_remote.get(&(send_port, peer)) {
             self.close(old, Close::Replaced);
         }
         let _ = stream.set_nodelay(true);
@@ -212,6 +217,7 @@ impl TcpConns {
             stream,
             peer,
             port,
+            send_port,
             rx,
             tx: FrameBacklog::new(),
             last_rx: now,
@@ -223,7 +229,7 @@ impl TcpConns {
         } else if let Some(slot) = self.conns.get_mut(idx) {
             *slot = Some(conn);
         }
-        self.by_remote.insert((port, peer), idx);
+        self.by_remote.insert((send_port, peer), idx);
         self.hot.push(idx);
         self.stats.adopted += 1;
         tracing::debug!(%peer, port, "ICE-TCP connection adopted");
@@ -384,10 +390,11 @@ impl TcpConns {
             return;
         }
         let gone: Vec<usize> = self
-            .by_remote
+            .conns
             .iter()
-            .filter(|((p, _), _)| *p == port)
-            .map(|(_, &idx)| idx)
+            .enumerate()
+            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.port == port))
+            .map(|(idx, _)| idx)
             .collect();
         for idx in gone {
             self.close(idx, Close::Released);
@@ -410,7 +417,7 @@ impl TcpConns {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        self.by_remote.remove(&(conn.port, conn.peer));
+        self.by_remote.remove(&(conn.send_port, conn.peer));
         self.free.push(idx);
         self.stats.closed += 1;
         tracing::debug!(peer = %conn.peer, port = conn.port, ?reason, "ICE-TCP connection closed");
@@ -473,7 +480,9 @@ mod tests {
         assert_eq!(first_username(&first), Some(&b"07abcdefgh:clnt"[..]));
         let (h, _client) = handoff(&first);
         let peer = h.peer;
-        conns.adopt(t0, h, |u| (u == b"07abcdefgh:clnt").then_some(10_007));
+        conns.adopt(t0, h, |u| {
+            (u == b"07abcdefgh:clnt").then_some((10_007, 10_007))
+        });
         assert_eq!(conns.stats().active, 1);
         let mut tx = TxQueue::with_capacity(4);
         let mut got = Vec::new();
@@ -485,7 +494,7 @@ mod tests {
         let (h, _c) = handoff(&framed_check(b"07zzzzzzzz:clnt"));
         conns.adopt(t0, h, |_| None);
         let (h, _c) = handoff(b"\x00\x03abc");
-        conns.adopt(t0, h, |_| Some(1));
+        conns.adopt(t0, h, |_| Some((1, 1)));
         let s = conns.stats();
         assert_eq!((s.adopted, s.refused, s.closed, s.active), (1, 2, 2, 1));
     }
@@ -496,7 +505,8 @@ mod tests {
         let mut conns = TcpConns::new(t0).expect("epoll");
         let (h, mut client) = handoff(&framed_check(b"00abcdefgh:clnt"));
         let peer = h.peer;
-        conns.adopt(t0, h, |_| Some(10_000));
+        // Single-port mode: the endpoint's key is 3, its datagrams leave from 10000.
+        conns.adopt(t0, h, |_| Some((3, 10_000)));
         let to_tcp = Transmit {
             from_port: 10_000,
             to: peer,
@@ -530,9 +540,9 @@ mod tests {
         let t0 = Instant::now();
         let mut conns = TcpConns::new(t0).expect("epoll");
         let (h, mut idle_client) = handoff(&framed_check(b"00abcdefgh:clnt"));
-        conns.adopt(t0, h, |_| Some(10_000));
+        conns.adopt(t0, h, |_| Some((10_000, 10_000)));
         let (h, mut busy_client) = handoff(&framed_check(b"00ijklmnop:clnt"));
-        conns.adopt(t0, h, |_| Some(10_001));
+        conns.adopt(t0, h, |_| Some((10_001, 10_001)));
         let mut tx = TxQueue::with_capacity(4);
         conns.receive(t0, &mut tx, |_, _, _, _| {});
         // The busy one sends a frame at t0 + 20 s.

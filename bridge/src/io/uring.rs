@@ -45,6 +45,7 @@ const BUF_COUNT: u16 = 4096;
 /// Size of one receive buffer: the recvmsg header, the source address and an
 /// MTU-sized datagram.
 const BUF_SIZE: usize = 2048;
+const _: () = assert!(BUF_SIZE - RECVMSG_OUT_LEN - NAME_LEN > crate::proto::shard::MAX_DATAGRAM);
 /// Buffer group id of the receive buffers.
 const BGID: u16 = 0;
 /// Flush the send queue when it holds this many datagrams mid-batch.
@@ -717,11 +718,9 @@ fn parse_recvmsg(buf: &[u8], len: usize) -> Option<(SocketAddr, std::ops::Range<
     let word = |i: usize| -> Option<u32> {
         Some(u32::from_ne_bytes(header.get(i..i + 4)?.try_into().ok()?))
     };
-    let (namelen, payloadlen, flags) = (word(0)?, word(8)?, word(12)?);
-    if flags & (libc::MSG_TRUNC as u32) != 0 {
-        // Larger than a buffer: not a datagram the bridge handles.
-        return None;
-    }
+    // A datagram larger than the buffer (MSG_TRUNC) is handed on clipped: longer
+    // than the core's MAX_DATAGRAM, it is dropped and counted there (`oversized`).
+    let (namelen, payloadlen) = (word(0)?, word(8)?);
     let name = buf.get(RECVMSG_OUT_LEN..RECVMSG_OUT_LEN + NAME_LEN)?;
     let mut storage = udp::zeroed_storage();
     // SAFETY: `name` is NAME_LEN = size_of::<sockaddr_storage>() bytes; the copy

@@ -172,6 +172,9 @@ pub struct MediaSection {
     pub extensions: ExtensionMap,
     /// The RTX payload type (`a=rtpmap:N rtx/...` with `a=fmtp:N apt=` the codec's).
     pub rtx_pt: Option<u8>,
+    /// Audio only: the RED (RFC 2198) payload type carrying the codec
+    /// (`a=rtpmap:N red/48000/2` with `a=fmtp:N P/P`, P the Opus payload type).
+    pub red_pt: Option<u8>,
     /// `a=ssrc-group:FID media repair` pairs: the RTX SSRC of each media SSRC.
     pub rtx_ssrcs: Vec<(u32, u32)>,
     /// The RIDs the offerer sends (`a=rid:X send`), in `a=simulcast:send` order
@@ -288,6 +291,11 @@ impl Offer {
             transport.merge_from(&attrs);
             section.codec = pick_codec(section.kind, &codecs);
             section.rtx_pt = section.codec.as_ref().and_then(|c| pick_rtx(&codecs, c.pt));
+            section.red_pt = section
+                .codec
+                .as_ref()
+                .filter(|_| section.kind == MediaKind::Audio)
+                .and_then(|c| pick_red(&codecs, c.pt));
             section.ssrcs.retain(|s| !extra.repair.contains(s));
             section.rids = extra.order_rids();
             section.rtx_ssrcs = extra.fid;
@@ -525,12 +533,14 @@ pub fn write_answer(
         };
         // RTX (RFC 4588) is kept for video with the offer's payload type.
         let rtx_pt = m.rtx_pt.filter(|_| m.kind == MediaKind::Video);
-        let _ = write!(
-            s,
-            "m={kind} {port} UDP/TLS/RTP/SAVPF {pt}",
-            port = local.port,
-            pt = codec.pt
-        );
+        // RED first where offered: the answer's order is the order Chrome picks
+        // its send codec from, so it sends Opus with redundancy (see codec::red).
+        let red_pt = m.red_pt.filter(|_| m.kind == MediaKind::Audio);
+        let _ = write!(s, "m={kind} {port} UDP/TLS/RTP/SAVPF", port = local.port);
+        if let Some(red) = red_pt {
+            let _ = write!(s, " {red}");
+        }
+        let _ = write!(s, " {}", codec.pt);
         if let Some(rtx) = rtx_pt {
             let _ = write!(s, " {rtx}");
         }
@@ -550,6 +560,13 @@ pub fn write_answer(
         };
         let _ = write!(s, "a={}\r\na=rtcp-mux\r\n", direction.as_attr());
         if m.kind == MediaKind::Audio {
+            if let Some(red) = red_pt {
+                let _ = write!(
+                    s,
+                    "a=rtpmap:{red} red/48000/2\r\na=fmtp:{red} {pt}/{pt}\r\n",
+                    pt = codec.pt
+                );
+            }
             codec.write_rtpmap_with_fmtp(&mut s, &opus_answer_fmtp(codec.fmtp.as_deref()));
         } else if m.direction.offerer_sends() && local.video_start_bitrate_kbps > 0 {
             // Chrome starts its bandwidth estimate at 300 kbit/s and picks the first
@@ -598,6 +615,19 @@ pub fn write_answer(
             {
                 let _ = write!(s, "a=extmap:{id} {}\r\n", e.uri());
             }
+        }
+        // Simulcast in (RFC 8853): receive every layer the offerer sends, so a
+        // browser publishes all its encodings and the bridge picks one per
+        // receiver (quality::simulcast). Needs the rid extension to tell them apart.
+        if m.kind == MediaKind::Video
+            && m.direction.offerer_sends()
+            && !m.rids.is_empty()
+            && extensions.contains(Extension::Rid)
+        {
+            for rid in &m.rids {
+                let _ = write!(s, "a=rid:{rid} recv\r\n");
+            }
+            let _ = write!(s, "a=simulcast:recv {}\r\n", m.rids.join(";"));
         }
         if let Some(slot) = &a.slot {
             let _ = write!(
@@ -778,6 +808,7 @@ fn parse_m_line(value: &str) -> Result<MediaSection, SdpError> {
         audio_level_ext_id: None,
         extensions: ExtensionMap::default(),
         rtx_pt: None,
+        red_pt: None,
         rtx_ssrcs: Vec::new(),
         rids: Vec::new(),
         rtcp_mux: false,
@@ -1042,6 +1073,21 @@ fn pick_rtx(codecs: &[RawCodec], pt: u8) -> Option<u8> {
                         .and_then(|v| v.trim().parse::<u8>().ok())
                         == Some(pt)
                 })
+            })
+        })
+        .map(|c| c.pt)
+}
+
+/// The RED payload type whose blocks are all `pt` (`a=fmtp:63 111/111`).
+fn pick_red(codecs: &[RawCodec], pt: u8) -> Option<u8> {
+    codecs
+        .iter()
+        .filter(|c| c.name.eq_ignore_ascii_case("red") && c.clock_rate == 48_000)
+        .find(|c| {
+            c.fmtp.as_deref().is_some_and(|f| {
+                f.trim()
+                    .split('/')
+                    .all(|b| b.trim().parse::<u8>().ok() == Some(pt))
             })
         })
         .map(|c| c.pt)

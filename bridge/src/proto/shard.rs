@@ -43,6 +43,14 @@ use super::transmit::TxQueue;
 use super::transport::Transport;
 
 pub use super::router::KEYFRAME_REQUEST_INTERVAL;
+
+/// The largest datagram the shard handles, in bytes; a larger one is dropped
+/// and counted (`dropped_oversized`). WebRTC peers keep every datagram within
+/// the path MTU (RTP is packetized to about 1200 bytes, DTLS flights are
+/// fragmented to it), so this leaves room for jumbo-free paths of any kind; the
+/// I/O backends' receive buffers are larger, so a datagram they truncated
+/// arrives here longer than this and is counted too.
+pub const MAX_DATAGRAM: usize = 1800;
 pub use super::router::activity::SENDING_WINDOW;
 pub use super::transport::REPORT_INTERVAL;
 
@@ -80,6 +88,67 @@ pub struct ShardConfig {
     /// The ICE-TCP port (`media.tcp_port`): every answer gets a passive TCP
     /// candidate on it per advertised address; `None` for none.
     pub tcp_port: Option<u16>,
+    /// Single-port mode (`media.port`, 0 = off): the one UDP port every
+    /// endpoint shares. The `port` of a join is then only the endpoint's key on
+    /// the shard, and datagrams arrive through [`ShardCore::handle_shared_receive`].
+    pub single_port: Option<u16>,
+}
+
+/// What [`ShardCore::handle_shared_receive`] did with a datagram that arrived
+/// on the shared port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedReceive {
+    /// Handled here (answered, forwarded, or dropped and counted).
+    Handled,
+    /// A STUN request whose USERNAME names another shard's endpoint: the
+    /// driver passes the datagram on to that shard.
+    OtherShard(usize),
+    /// Not STUN, from an address no endpoint here validated: the driver asks
+    /// its steering table which shard owns it, else calls
+    /// [`ShardCore::drop_unknown_source`].
+    UnknownSource,
+}
+
+/// A change to the remote addresses that ICE validated on this shard in
+/// single-port mode: the driver steers that address's datagrams to this shard
+/// (or stops).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteChange {
+    /// An endpoint's check from this address passed.
+    Validated(SocketAddr),
+    /// The endpoint that owned this address left.
+    Gone(SocketAddr),
+}
+
+/// Single-port demultiplexing state: validated remote addresses and local
+/// ufrags to endpoint keys.
+#[derive(Debug, Default)]
+struct SharedPort {
+    by_remote: HashMap<SocketAddr, u16>,
+    by_ufrag: HashMap<Box<str>, u16>,
+    changes: VecDeque<RemoteChange>,
+}
+
+impl SharedPort {
+    /// Forgets the endpoint `key` (its addresses are reported gone).
+    fn forget(&mut self, key: u16) {
+        self.by_ufrag.retain(|_, k| *k != key);
+        let changes = &mut self.changes;
+        self.by_remote.retain(|addr, k| {
+            if *k == key {
+                changes.push_back(RemoteChange::Gone(*addr));
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// The local ufrag of a STUN USERNAME sent to us ("ours:theirs").
+fn local_ufrag_of(username: &[u8]) -> Option<&str> {
+    let local = username.split(|&b| b == b':').next()?;
+    std::str::from_utf8(local).ok()
 }
 
 /// Counters of one shard (cumulative since start).
@@ -93,9 +162,23 @@ pub struct ShardCounters {
     pub rtp_forwarded: u64,
     /// Datagrams for a port no endpoint owns any more.
     pub dropped_unknown_port: u64,
+    /// Datagrams whose first byte is none of STUN (0-3), DTLS (20-63) or
+    /// RTP/RTCP (128-191), empty ones included (RFC 7983 demultiplexing).
+    pub dropped_garbage: u64,
+    /// Datagrams larger than [`MAX_DATAGRAM`] (or truncated by the receive
+    /// buffer), dropped before anything looks at them.
+    pub dropped_oversized: u64,
+    /// STUN checks with a wrong or missing MESSAGE-INTEGRITY or FINGERPRINT.
+    pub dropped_stun_integrity: u64,
+    /// STUN checks whose USERNAME is not this endpoint's `ufrag:peer-ufrag`.
+    pub dropped_stun_username: u64,
+    /// STUN messages that are not Binding requests (responses, indications), or
+    /// whose answer did not fit.
+    pub dropped_stun_other: u64,
     /// Datagrams from an address that passed no ICE check.
     pub dropped_unknown_source: u64,
-    /// Datagrams that do not parse (STUN, RTP or RTCP), or an unknown first byte.
+    /// Datagrams that claim STUN, RTP or RTCP by their first byte but do not
+    /// parse as it.
     pub dropped_malformed: u64,
     /// SRTP/SRTCP authentication failures.
     pub dropped_auth: u64,
@@ -170,6 +253,7 @@ pub struct ShardCore {
     routers: SlotMap<RouterKey, Router>,
     by_conference: HashMap<ConferenceId, RouterKey>,
     by_port: HashMap<u16, (RouterKey, EndpointKey)>,
+    shared_port: SharedPort,
     timers: TimerHeap<TimerOwner>,
     events: VecDeque<MediaEvent>,
     released_ports: Vec<u16>,
@@ -212,6 +296,7 @@ impl ShardCore {
             routers: SlotMap::with_key(),
             by_conference: HashMap::new(),
             by_port: HashMap::new(),
+            shared_port: SharedPort::default(),
             timers: TimerHeap::default(),
             events: VecDeque::new(),
             released_ports: Vec::new(),
@@ -339,6 +424,7 @@ impl ShardCore {
             tcp_port: cfg.tcp_port,
             shard: cfg.index,
             video_start_bitrate_kbps: cfg.video_start_bitrate_kbps,
+            single_port: cfg.single_port,
         };
         let mut shared = Shared {
             events,
@@ -357,6 +443,12 @@ impl ShardCore {
         match result {
             Ok((ek, answer)) => {
                 self.by_port.insert(port, (rk, ek));
+                if self.cfg.single_port.is_some()
+                    && let Some(ep) = self.routers.get(rk).and_then(|r| r.endpoint(ek))
+                {
+                    let ufrag: Box<str> = ep.transport().local_ufrag().into();
+                    self.shared_port.by_ufrag.insert(ufrag, port);
+                }
                 self.after_router_call(rk, Some(ek), activity_changed);
                 Ok(answer)
             }
@@ -431,6 +523,20 @@ impl ShardCore {
         mute: MuteRequest,
     ) -> Result<(), MediaError> {
         self.mute(conference, endpoint, mute).map_err(Into::into)
+    }
+
+    /// Sets the tallest video an endpoint wants to receive (`u16::MAX`: no
+    /// limit), from its `ReceiverVideoConstraints`; see `Router::set_max_height`.
+    pub fn set_max_height(
+        &mut self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+        max_height: u16,
+    ) -> Result<(), CoreError> {
+        self.with_endpoint(conference, endpoint, |router, ek, _| {
+            router.set_max_height(ek, max_height);
+            Ok(())
+        })
     }
 
     /// [`ShardCore::handle_mute`] with the core's own error type.
@@ -527,6 +633,17 @@ impl ShardCore {
         if now > self.last_now {
             self.last_now = now;
         }
+        // What no endpoint could want is dropped before its port is looked up;
+        // nothing from an address that passed no ICE check gets further than
+        // STUN's integrity check (see `Transport::gate`).
+        if datagram.len() > MAX_DATAGRAM {
+            self.counters.dropped_oversized += 1;
+            return;
+        }
+        if !matches!(datagram.first(), Some(0..=3 | 20..=63 | 128..=191)) {
+            self.counters.dropped_garbage += 1;
+            return;
+        }
         let Some(&(rk, ek)) = self.by_port.get(&port) else {
             self.counters.dropped_unknown_port += 1;
             return;
@@ -549,10 +666,83 @@ impl ShardCore {
                     router.handle_rtp(ek, from, datagram, &mut io);
                 }
             }
-            _ => io.counters.dropped_malformed += 1,
+            _ => io.counters.dropped_garbage += 1,
         }
         let activity_changed = io.activity_changed;
         self.after_router_call(rk, Some(ek), activity_changed);
+    }
+
+    /// Handles one datagram that arrived on the shared port (single-port
+    /// mode) from `from`: an address an ICE check validated goes to its
+    /// endpoint; a STUN request goes to the endpoint whose local ufrag its
+    /// USERNAME names, when that endpoint lives here. What passes a check is
+    /// remembered and reported ([`ShardCore::poll_remote_change`]).
+    ///
+    /// `handed_off` is set for a datagram another shard passed on: it is never
+    /// passed on again.
+    pub fn handle_shared_receive(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+        tx: &mut TxQueue,
+        handed_off: bool,
+    ) -> SharedReceive {
+        if let Some(&key) = self.shared_port.by_remote.get(&from) {
+            self.handle_receive(now, key, from, datagram, tx);
+            return SharedReceive::Handled;
+        }
+        if !matches!(datagram.first(), Some(0..=3)) {
+            return SharedReceive::UnknownSource;
+        }
+        let (owner, key) = {
+            let Ok(msg) = super::stun::Message::parse(datagram) else {
+                self.count_dropped(datagram.len(), |c| &mut c.dropped_malformed);
+                return SharedReceive::Handled;
+            };
+            let username = msg.username().unwrap_or_default();
+            let key = local_ufrag_of(username)
+                .and_then(|u| self.shared_port.by_ufrag.get(u))
+                .copied();
+            (super::ice::shard_of_username(username), key)
+        };
+        if let Some(owner) = owner
+            && owner != self.cfg.index
+            && !handed_off
+        {
+            return SharedReceive::OtherShard(owner);
+        }
+        let Some(key) = key else {
+            self.count_dropped(datagram.len(), |c| &mut c.stun_refused);
+            return SharedReceive::Handled;
+        };
+        self.handle_receive(now, key, from, datagram, tx);
+        let validated = self
+            .endpoint_by_port(key)
+            .is_some_and(|t| t.is_validated(from));
+        if validated && self.shared_port.by_remote.insert(from, key) != Some(key) {
+            self.shared_port
+                .changes
+                .push_back(RemoteChange::Validated(from));
+        }
+        SharedReceive::Handled
+    }
+
+    /// Counts a datagram from the shared port that no endpoint anywhere owns.
+    pub fn drop_unknown_source(&mut self, len: usize) {
+        self.count_dropped(len, |c| &mut c.dropped_unknown_source);
+    }
+
+    fn count_dropped(&mut self, len: usize, which: impl FnOnce(&mut ShardCounters) -> &mut u64) {
+        self.counters.packets_received += 1;
+        self.counters.bytes_received += len as u64;
+        *which(&mut self.counters) += 1;
+    }
+
+    /// Next change to the validated remote addresses (single-port mode): the
+    /// driver steers them to this shard.
+    pub fn poll_remote_change(&mut self) -> Option<RemoteChange> {
+        self.shared_port.changes.pop_front()
     }
 
     /// Runs every router and transport timer that is due.
@@ -618,6 +808,7 @@ impl ShardCore {
             });
             if gone {
                 self.by_port.remove(port);
+                self.shared_port.forget(*port);
             }
         }
         let Some(router) = self.routers.get_mut(rk) else {

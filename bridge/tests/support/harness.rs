@@ -122,7 +122,9 @@ impl Harness {
                 video_start_bitrate_kbps: 1500,
                 index,
                 tcp_port,
+                single_port: None,
             },
+            single_port: None,
         };
         let shard = spawn_shard(spec, backend, events_tx).expect("shard starts");
         Self {

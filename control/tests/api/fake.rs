@@ -147,6 +147,15 @@ impl Harness {
 
     /// A harness with this `[auth]` configuration.
     pub async fn start_auth(stats_interval: Duration, auth: AuthConfig) -> Harness {
+        Self::start_configured(stats_interval, auth, |_| {}).await
+    }
+
+    /// A harness whose settings `edit` changes (`[public]` limits, `[load]`).
+    pub async fn start_configured(
+        stats_interval: Duration,
+        auth: AuthConfig,
+        edit: impl FnOnce(&mut ControlSettings),
+    ) -> Harness {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut settings = ControlSettings::new(
             SERVER_ID,
@@ -159,6 +168,7 @@ impl Harness {
             SECRET.into(),
         );
         settings.stats_interval = stats_interval;
+        edit(&mut settings);
         let media = Arc::new(FakeMedia::default());
         let (events, rx) = tokio::sync::mpsc::unbounded_channel();
         let control = ringbridge_control::bind(settings, media.clone(), rx)

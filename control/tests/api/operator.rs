@@ -312,7 +312,10 @@ async fn immediate_shutdown_cuts_a_graceful_one_short() {
 }
 
 /// Samples of one metric, by their label sets, from a parsed scrape.
-fn samples(scrape: &prometheus_parse::Scrape, name: &str) -> Vec<(HashMap<String, String>, f64)> {
+pub(crate) fn samples(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+) -> Vec<(HashMap<String, String>, f64)> {
     scrape
         .samples
         .iter()
@@ -334,7 +337,7 @@ fn samples(scrape: &prometheus_parse::Scrape, name: &str) -> Vec<(HashMap<String
         .collect()
 }
 
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     samples(scrape, name)
         .into_iter()
         .find(|(l, _)| {
@@ -346,7 +349,7 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
         .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
 }
 
-async fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
+pub(crate) async fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
     let resp = request(addr, "GET", "/metrics", &[], b"").await;
     assert_eq!(resp.status, 200);
     let ct = resp.header("content-type").expect("content type");

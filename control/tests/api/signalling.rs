@@ -215,9 +215,10 @@ async fn bad_requests() {
     post("application/sdp", Vec::new())
         .await
         .assert_error(400, "bad-request");
+    // Over the limit: 413, refused on its Content-Length.
     post("application/sdp", vec![b'a'; 64 * 1024 + 1])
         .await
-        .assert_error(400, "bad-request");
+        .assert_error(413, "offer-too-large");
     // Exactly the limit is fine.
     assert_eq!(
         post("application/sdp", vec![b'a'; 64 * 1024]).await.status,

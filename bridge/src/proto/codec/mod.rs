@@ -3,6 +3,7 @@
 //! to rewrite codec-level numbering (VP8 picture id, TL0PICIDX) per receiver.
 //! One file per codec; VP8 now, H264, VP9 and AV1 next.
 
+pub mod red;
 pub mod vp8;
 
 /// Why a payload could not be read or rewritten.
@@ -34,8 +35,12 @@ pub struct PayloadInfo {
     pub non_reference: bool,
     /// Codec-level picture id, if present.
     pub picture_id: Option<u16>,
+    /// The picture id is 15 bits wide (else 7).
+    pub long_picture_id: bool,
     /// Temporal-layer-0 picture index, if present.
     pub tl0_pic_idx: Option<u8>,
+    /// A key frame's width and height, where the packet carries them.
+    pub resolution: Option<(u16, u16)>,
 }
 
 /// A codec's payload format: parse, and rewrite codec-level numbering in place.

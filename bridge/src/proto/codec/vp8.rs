@@ -19,7 +19,9 @@ impl PayloadCodec for Vp8 {
             layer_sync: d.layer_sync,
             non_reference: d.non_reference,
             picture_id: d.picture_id,
+            long_picture_id: d.long_picture_id,
             tl0_pic_idx: d.tl0_pic_idx,
+            resolution: d.resolution.filter(|_| d.is_keyframe()),
         })
     }
 
@@ -47,6 +49,65 @@ impl PayloadCodec for Vp8 {
     }
 }
 
+/// Keeps a slot's VP8 picture ids and TL0PICIDX continuous when its source or
+/// simulcast layer changes (each encoding numbers its own pictures): after
+/// [`resync`](Self::resync), the next picture continues from the last one the
+/// receiver got, as jitsi-videobridge and mediasoup rewrite them. A decoder that
+/// saw picture ids jump back could take the new key frame for an old one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Vp8Continuity {
+    pid_offset: u16,
+    tl0_offset: u8,
+    last_pid: Option<u16>,
+    last_tl0: Option<u8>,
+    resync: bool,
+}
+
+impl Vp8Continuity {
+    /// The next packet starts a new numbering (a source or layer switch).
+    pub fn resync(&mut self) {
+        self.resync = true;
+    }
+
+    /// The receiver's picture id and TL0PICIDX for a packet carrying `pid`
+    /// (15-bit when `long`, else 7-bit) and `tl0`.
+    pub fn map(
+        &mut self,
+        pid: Option<u16>,
+        long: bool,
+        tl0: Option<u8>,
+    ) -> (Option<u16>, Option<u8>) {
+        let modulus: u16 = if long { 0x8000 } else { 0x80 };
+        if self.resync {
+            self.resync = false;
+            if let (Some(p), Some(last)) = (pid, self.last_pid) {
+                self.pid_offset = last.wrapping_add(1).wrapping_sub(p) % modulus;
+            }
+            if let (Some(t), Some(last)) = (tl0, self.last_tl0) {
+                self.tl0_offset = last.wrapping_add(1).wrapping_sub(t);
+            }
+        }
+        let out_pid = pid.map(|p| p.wrapping_add(self.pid_offset) % modulus);
+        if let Some(p) = out_pid {
+            let newer = self
+                .last_pid
+                .is_none_or(|last| (p.wrapping_sub(last) % modulus).wrapping_sub(1) < modulus / 2);
+            if newer {
+                self.last_pid = Some(p);
+            }
+        }
+        let out_tl0 = tl0.map(|t| t.wrapping_add(self.tl0_offset));
+        if let Some(t) = out_tl0
+            && self
+                .last_tl0
+                .is_none_or(|last| t.wrapping_sub(last).wrapping_sub(1) < 0x80)
+        {
+            self.last_tl0 = Some(t);
+        }
+        (out_pid, out_tl0)
+    }
+}
+
 /// The VP8 payload descriptor at the start of a VP8 RTP payload (RFC 7741 section 4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Vp8Descriptor {
@@ -70,6 +131,9 @@ pub struct Vp8Descriptor {
     pub key_idx: Option<u8>,
     /// Length of the descriptor; the VP8 payload starts here.
     pub len: usize,
+    /// Width and height of a key frame (RFC 6386 section 9.1: 14 bits each after
+    /// the start code; the scaling bits dropped), when the packet carries them.
+    pub resolution: Option<(u16, u16)>,
     /// This packet starts a key frame (see [`Vp8Descriptor::is_keyframe`]).
     keyframe: bool,
     /// Where the picture id lies in the payload (for rewriting).
@@ -100,6 +164,7 @@ impl Vp8Descriptor {
             layer_sync: false,
             key_idx: None,
             len: 0,
+            resolution: None,
             keyframe: false,
             picture_id_at: None,
             tl0_at: None,
@@ -140,7 +205,15 @@ impl Vp8Descriptor {
             // RFC 6386 section 9.1: frame tag bit 0 (P) is 0 for key frames, and a key
             // frame's 3-byte tag is followed by the start code 9d 01 2a.
             match rest {
-                [tag, _, _, 0x9d, 0x01, 0x2a, ..] => d.keyframe = tag & 0x01 == 0,
+                [tag, _, _, 0x9d, 0x01, 0x2a, tail @ ..] => {
+                    d.keyframe = tag & 0x01 == 0;
+                    if let [w0, w1, h0, h1, ..] = *tail {
+                        d.resolution = Some((
+                            u16::from_le_bytes([w0, w1]) & 0x3FFF,
+                            u16::from_le_bytes([h0, h1]) & 0x3FFF,
+                        ));
+                    }
+                }
                 [tag, ..] if tag & 0x01 == 0 => return Err(RtpError::Vp8Truncated),
                 [_, ..] => {}
                 [] => return Err(RtpError::Vp8Truncated),
@@ -186,6 +259,55 @@ mod tests {
         assert!(d.layer_sync);
         assert_eq!(d.key_idx, Some(3));
         assert_eq!(d.len, 6);
+        // RFC 6386 9.1: 14-bit width and height, little endian, after the start code.
+        assert_eq!(d.resolution, Some((640, 480)));
+        assert_eq!(Vp8::parse(&p).unwrap().resolution, Some((640, 480)));
+    }
+
+    #[test]
+    fn picture_ids_continue_across_a_switch_and_wrap() {
+        let mut c = Vp8Continuity::default();
+        // The first source passes through unchanged.
+        assert_eq!(
+            c.map(Some(0x7FFE), true, Some(250)),
+            (Some(0x7FFE), Some(250))
+        );
+        assert_eq!(
+            c.map(Some(0x7FFF), true, Some(251)),
+            (Some(0x7FFF), Some(251))
+        );
+        // A late packet of an older picture does not move "last".
+        assert_eq!(
+            c.map(Some(0x7FFD), true, Some(249)),
+            (Some(0x7FFD), Some(249))
+        );
+        // Switch to a layer numbered far away: continues at 0 (15-bit wrap), 252.
+        c.resync();
+        assert_eq!(c.map(Some(100), true, Some(7)), (Some(0), Some(252)));
+        assert_eq!(c.map(Some(101), true, Some(8)), (Some(1), Some(253)));
+        assert_eq!(c.map(Some(101), true, None), (Some(1), None));
+        // 7-bit picture ids wrap at 128.
+        let mut s = Vp8Continuity::default();
+        assert_eq!(s.map(Some(127), false, None), (Some(127), None));
+        s.resync();
+        assert_eq!(s.map(Some(5), false, None), (Some(0), None));
+        assert_eq!(s.map(Some(6), false, None), (Some(1), None));
+    }
+
+    #[test]
+    fn vp8_keyframe_resolution_drops_the_scaling_bits_and_needs_all_four_bytes() {
+        // 1280x720 with horizontal and vertical scale 2 (top two bits 10).
+        let mut p = vec![0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a];
+        p.extend_from_slice(&(1280u16 | 0x8000).to_le_bytes());
+        p.extend_from_slice(&(720u16 | 0x8000).to_le_bytes());
+        assert_eq!(
+            Vp8Descriptor::parse(&p).unwrap().resolution,
+            Some((1280, 720))
+        );
+        p.truncate(10);
+        let d = Vp8Descriptor::parse(&p).unwrap();
+        assert!(d.is_keyframe());
+        assert_eq!(d.resolution, None);
     }
 
     #[test]

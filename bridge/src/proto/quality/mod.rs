@@ -12,9 +12,10 @@
 //! Who owns what, once wired in:
 //! - per video source (Producer): [`rtx_cache::RtxCache`], [`nack::NackGenerator`],
 //!   [`keyframe::KeyframeRequester`], and the source's last SR as a
-//!   [`sender_report::SourceClock`];
+//!   [`sender_report::SourceClock`]; a simulcast source's [`simulcast::SimulcastLayers`];
 //! - per slot (Consumer): [`nack_responder::NackResponder`],
-//!   [`keyframe::ReceiverKeyframeState`], [`sender_report::SlotSenderReport`];
+//!   [`keyframe::ReceiverKeyframeState`], [`sender_report::SlotSenderReport`],
+//!   [`simulcast::LayerSwitch`];
 //! - per publishing Transport: [`twcc::TwccReceiver`] (when transport-cc was
 //!   negotiated) or [`remb::RembEstimator`] (REMB with abs-send-time only);
 //! - [`rtx`] is stateless: unwrap a publisher's RTX before anything else sees it;
@@ -27,5 +28,6 @@ pub mod remb;
 pub mod rtx;
 pub mod rtx_cache;
 pub mod sender_report;
+pub mod simulcast;
 pub mod stats;
 pub mod twcc;

@@ -8,9 +8,11 @@
 
 use std::time::Instant;
 
+use super::super::codec::vp8::Vp8Continuity;
 use super::super::quality::keyframe::ReceiverKeyframeState;
 use super::super::quality::nack_responder::{NackResponder, SlotRewrite};
 use super::super::quality::sender_report::SlotSenderReport;
+use super::super::quality::simulcast::LayerSwitch;
 use super::super::rtp_ext::ExtensionSet;
 use super::super::sdp::MediaKind;
 use super::keys::{EndpointKey, ProducerKey};
@@ -33,6 +35,9 @@ pub struct Consumer {
     pub kind: MediaKind,
     /// Payload type the receiver negotiated for the codec.
     pub pt: u8,
+    /// Payload type the receiver negotiated for RED carrying the codec (audio):
+    /// RED is forwarded as it came; without it, only the primary encoding.
+    pub red_pt: Option<u8>,
     /// RTP clock rate of the codec.
     pub clock_rate: u32,
     /// The fixed SSRC of this slot, announced in the answer.
@@ -62,6 +67,13 @@ pub struct Consumer {
     pub reports: SlotSenderReport,
     /// The RTT toward the receiver, from its report blocks about this slot.
     pub rtt: Option<std::time::Duration>,
+    /// Which layer of a simulcast source the slot carries and wants.
+    pub layers: LayerSwitch,
+    /// The tallest video the receiver wants on this slot (its
+    /// `ReceiverVideoConstraints`); `u16::MAX` when unconstrained.
+    pub max_height: u16,
+    /// VP8 picture id and TL0PICIDX continuity across switches.
+    pub vp8: Vp8Continuity,
 }
 
 /// What [`Consumer::rewrite`] decided for one packet.
@@ -94,6 +106,7 @@ impl Consumer {
             mid,
             kind,
             pt,
+            red_pt: None,
             clock_rate,
             ssrc,
             source: None,
@@ -108,6 +121,9 @@ impl Consumer {
             responder: None,
             keyframes: ReceiverKeyframeState::new(),
             reports: SlotSenderReport::new(ssrc, clock_rate),
+            layers: LayerSwitch::default(),
+            max_height: u16::MAX,
+            vp8: Vp8Continuity::default(),
             rtt: None,
         }
     }
@@ -136,19 +152,29 @@ impl Consumer {
     pub(super) fn set_source(&mut self, source: Option<ProducerKey>) {
         self.source = source;
         self.keyframes.handle_source_change();
+        self.layers.reset();
         self.restart();
+    }
+
+    /// Starts forwarding a new layer of the same simulcast source at its key
+    /// frame: numbering re-based as for a new source.
+    pub fn begin_layer(&mut self) {
+        self.need_sync = true;
+        self.waiting_keyframe = false;
+        self.vp8.resync();
     }
 
     /// Restarts the stream from the same source (after an unmute): re-based
     /// numbering, and video waits for a keyframe.
     pub fn restart(&mut self) {
         self.need_sync = true;
+        self.vp8.resync();
         self.waiting_keyframe = self.kind == MediaKind::Video && self.source.is_some();
     }
 
     /// Whether the slot is waiting for a keyframe (and so wants one requested).
     pub fn is_waiting_keyframe(&self) -> bool {
-        self.waiting_keyframe
+        self.waiting_keyframe || self.layers.pending()
     }
 
     /// Rewrites one packet of the current source for this slot.

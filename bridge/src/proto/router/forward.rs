@@ -46,6 +46,33 @@ pub fn write_forwarded(
     values: &ExtensionValues<'_>,
 ) -> Option<usize> {
     let body = packet.get(header.header_len..header.packet_len)?;
+    let padded = header.padding_len > 0;
+    write_forwarded_body(
+        out,
+        header.marker,
+        body,
+        padded,
+        slot,
+        negotiated,
+        ids,
+        values,
+    )
+}
+
+/// [`write_forwarded`] with the payload given: `body` (payload and padding, with
+/// `padded` saying whether it ends in RTP padding) follows the fresh header. The
+/// router gives a RED packet's primary encoding here for receivers without RED.
+#[allow(clippy::too_many_arguments)]
+pub fn write_forwarded_body(
+    out: &mut [u8],
+    marker: bool,
+    body: &[u8],
+    padded: bool,
+    slot: SlotFields,
+    negotiated: ExtensionSet,
+    ids: &ExtensionMap,
+    values: &ExtensionValues<'_>,
+) -> Option<usize> {
     let twcc = values.twcc_seq.map(u16::to_be_bytes);
     let abs = values.abs_send_time;
     let candidates: [(Extension, Option<&[u8]>); 4] = [
@@ -65,10 +92,10 @@ pub fn write_forwarded(
     let ext_len = write_extension_block(out.get_mut(12..)?, &elements[..n])?;
     let len = 12 + ext_len + body.len();
     let dst = out.get_mut(..len)?;
-    let padding = if header.padding_len > 0 { 0x20 } else { 0 };
+    let padding = if padded { 0x20 } else { 0 };
     let x = if ext_len > 0 { 0x10 } else { 0 };
     dst[0] = 0x80 | padding | x;
-    dst[1] = (u8::from(header.marker) << 7) | (slot.pt & 0x7F);
+    dst[1] = (u8::from(marker) << 7) | (slot.pt & 0x7F);
     dst[2..4].copy_from_slice(&slot.seq.to_be_bytes());
     dst[4..8].copy_from_slice(&slot.ts.to_be_bytes());
     dst[8..12].copy_from_slice(&slot.ssrc.to_be_bytes());

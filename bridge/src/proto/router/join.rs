@@ -1,6 +1,7 @@
 //! Joining: one endpoint built from its offer (a transport, a producer per
 //! publishing m-line, a consumer per receiving one) and the SDP answer.
 
+use super::super::quality::simulcast::SimulcastLayers;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -34,6 +35,9 @@ pub struct JoinContext<'a> {
     pub shard: usize,
     /// `x-google-start-bitrate` for publishers' video, kbit/s; 0 for none.
     pub video_start_bitrate_kbps: u32,
+    /// The shared UDP port in single-port mode (`media.port`), sent from and
+    /// put into the candidates instead of the endpoint's own port.
+    pub single_port: Option<u16>,
 }
 
 impl Router {
@@ -57,6 +61,7 @@ impl Router {
             TransportConfig {
                 port,
                 shard: ctx.shard,
+                send_port: ctx.single_port.unwrap_or(port),
                 dtls_config: ctx.dtls_config.clone(),
                 certificate: ctx.certificate.clone(),
                 remote_fingerprint: offer.fingerprint.clone(),
@@ -118,6 +123,10 @@ impl Router {
                     name,
                 );
                 producer.rtx_pt = m.rtx_pt;
+                producer.red_pt = m.red_pt;
+                if m.kind == MediaKind::Video && !m.rids.is_empty() {
+                    producer.simulcast = Some(SimulcastLayers::new(m.rids.len()));
+                }
                 if m.kind == MediaKind::Video && m.rids.is_empty() {
                     // Simulcast layers interleave sequence spaces: their repair
                     // needs one generator per layer and is not wired yet.
@@ -137,6 +146,7 @@ impl Router {
                         producer: pk,
                         pt: codec.pt,
                         rtx_pt: m.rtx_pt,
+                        red_pt: m.red_pt,
                         clock_rate: codec.clock_rate,
                         rids: m.rids.clone(),
                         announced: false,
@@ -161,6 +171,7 @@ impl Router {
                 let mut consumer =
                     Consumer::new(key, m.mid.clone(), m.kind, codec.pt, codec.clock_rate, ssrc);
                 consumer.extensions = sdp::answer_extensions(&extensions, m, true);
+                consumer.red_pt = m.red_pt;
                 if m.kind == MediaKind::Video {
                     let rtx = m.rtx_pt.map(|pt| SlotRtx {
                         pt,
@@ -209,7 +220,7 @@ impl Router {
                 ice_pwd: ep.transport.local_pwd(),
                 fingerprint_sha256: ctx.fingerprint,
                 addresses: ctx.advertise,
-                port,
+                port: ep.transport.send_port(),
                 tcp_port: ctx.tcp_port,
                 video_start_bitrate_kbps: ctx.video_start_bitrate_kbps,
             },

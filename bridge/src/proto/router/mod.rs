@@ -40,7 +40,7 @@ use slotmap::SlotMap;
 
 pub use consumer::{Consumer, Rewrite};
 pub use endpoint::Endpoint;
-pub use forward::{ExtensionValues, SlotFields, write_forwarded};
+pub use forward::{ExtensionValues, SlotFields, write_forwarded, write_forwarded_body};
 pub use keys::{ConsumerKey, EndpointKey, ProducerKey, RouterKey};
 pub use producer::{Producer, SourceRepair};
 

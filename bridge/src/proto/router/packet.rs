@@ -5,8 +5,10 @@
 
 use std::net::SocketAddr;
 
+use super::super::codec::red;
 use super::super::quality::keyframe::KeyframeDecision;
 use super::super::quality::rtx;
+use super::super::quality::simulcast::LayerDecision;
 use super::super::rtcp::{Nack, ReportBlock, SenderInfo};
 use super::super::rtp::RtpHeader;
 use super::super::rtp_ext::{Extension, abs_send_time};
@@ -16,7 +18,7 @@ use super::super::transport::rtcp_term::PeerFeedback;
 use super::keyframe::KeyframeCause;
 use super::{
     EndpointKey, ExtensionValues, Rewrite, Router, RouterIo, RouterTimer, SlotFields, activity,
-    write_forwarded,
+    write_forwarded_body,
 };
 
 impl Router {
@@ -90,11 +92,24 @@ impl Router {
             io.counters.dropped_unknown_ssrc += 1;
             return;
         };
-        if header.payload_type != producer.pt {
-            // Only the negotiated codec is forwarded (no FEC or others).
+        let red = producer.red_pt.is_some_and(|pt| pt == header.payload_type);
+        if header.payload_type != producer.pt && !red {
+            // Only the negotiated codec (plain or in RED) is forwarded.
             io.counters.dropped_unknown_ssrc += 1;
             return;
         }
+        // A RED packet's primary encoding, for receivers that did not negotiate
+        // RED (RFC 2198): read once, copied per such receiver.
+        let red_primary = if red {
+            let payload = header.payload_range();
+            packet
+                .get(payload.clone())
+                .and_then(|p| red::primary(p).ok())
+                .filter(|(pt, _)| *pt == producer.pt)
+                .map(|(_, r)| payload.start + r.start..payload.start + r.end)
+        } else {
+            None
+        };
         if !producer.forwarding() {
             // Muted by a moderator, or refused by the endpoint's policy.
             io.counters.dropped_policy += 1;
@@ -135,11 +150,27 @@ impl Router {
         } else {
             None
         };
-        let keyframe = producer.kind == MediaKind::Video
-            && header
+        let info = if producer.kind == MediaKind::Video {
+            header
                 .payload(packet)
                 .and_then(|p| producer.codec.parse(p).ok())
-                .is_some_and(|info| info.keyframe);
+        } else {
+            None
+        };
+        let keyframe = info.is_some_and(|i| i.keyframe);
+        // A simulcast source: which layer this is (its RID's place in the offer;
+        // an SSRC bound without a RID counts as the first).
+        let layer = producer.simulcast.as_mut().map(|layers| {
+            let l = sender
+                .transport
+                .demux
+                .entries()
+                .get(entry)
+                .and_then(|e| e.rid)
+                .unwrap_or(0);
+            layers.note_packet(l, now, info.and_then(|i| i.resolution));
+            l
+        });
         let abs_send_time = abs_send_time(io.since_epoch);
 
         let mut want_keyframe = false;
@@ -152,6 +183,44 @@ impl Router {
             };
             if receiver.transport.media_target().is_none() {
                 continue;
+            }
+            // What this receiver gets: RED as it came, the primary alone, or
+            // the plain codec (and nothing of an unreadable RED packet).
+            let (pt, body, padded) = match (red, consumer.red_pt) {
+                (true, Some(red_pt)) => (
+                    red_pt,
+                    header.header_len..header.packet_len,
+                    header.padding_len > 0,
+                ),
+                (true, None) => match &red_primary {
+                    Some(r) => (consumer.pt, r.clone(), false),
+                    None => {
+                        io.counters.dropped_malformed += 1;
+                        continue;
+                    }
+                },
+                (false, _) => (
+                    consumer.pt,
+                    header.header_len..header.packet_len,
+                    header.padding_len > 0,
+                ),
+            };
+            let Some(body) = packet.get(body) else {
+                continue;
+            };
+            if let (Some(l), Some(layers)) = (layer, &producer.simulcast) {
+                if consumer
+                    .layers
+                    .set_target(layers.best(now, consumer.max_height))
+                {
+                    // Asked (throttled per source) until the switch happens.
+                    timers.set_earliest(RouterTimer::KeyframeRetry, now);
+                }
+                match consumer.layers.decide(l, keyframe) {
+                    LayerDecision::Drop => continue,
+                    LayerDecision::Switch => consumer.begin_layer(),
+                    LayerDecision::Forward => {}
+                }
             }
             let (seq, ts) =
                 match consumer.rewrite(now, header.sequence_number, header.timestamp, keyframe) {
@@ -168,13 +237,31 @@ impl Router {
                     }
                 };
             let slot = SlotFields {
-                pt: consumer.pt,
+                pt,
                 seq,
                 ts,
                 ssrc: consumer.ssrc,
             };
             let negotiated = consumer.extensions;
             let mid = consumer.mid.as_bytes();
+            // VP8 numbering continued across layer switches. Simulcast sources
+            // only: they have no retransmission cache, whose answers would
+            // otherwise carry the source's own numbering.
+            let numbering = info
+                .filter(|_| layer.is_some())
+                .filter(|i| i.picture_id.is_some() || i.tl0_pic_idx.is_some())
+                .map(|i| {
+                    let (pid, tl0) =
+                        consumer
+                            .vp8
+                            .map(i.picture_id, i.long_picture_id, i.tl0_pic_idx);
+                    (
+                        (pid != i.picture_id).then_some(pid).flatten(),
+                        (tl0 != i.tl0_pic_idx).then_some(tl0).flatten(),
+                    )
+                })
+                .filter(|(p, t)| p.is_some() || t.is_some());
+            let codec = producer.codec;
             let sent = receiver.transport.send_rtp(io.tx, |out, ctx| {
                 let values = ExtensionValues {
                     mid: Some(mid),
@@ -182,19 +269,26 @@ impl Router {
                     abs_send_time: Some(abs_send_time),
                     twcc_seq: Some(ctx.twcc_seq),
                 };
-                write_forwarded(
+                let len = write_forwarded_body(
                     out,
-                    packet,
-                    &header,
+                    header.marker,
+                    body,
+                    padded,
                     slot,
                     negotiated,
                     ctx.extensions,
                     &values,
-                )
+                )?;
+                if let Some((pid, tl0)) = numbering {
+                    // Same widths: the packet's length does not change.
+                    let payload = out.get_mut(len - body.len()..len)?;
+                    codec.rewrite(payload, pid, tl0).ok()?;
+                }
+                Some(len)
             });
             if sent.is_some() {
                 io.counters.rtp_forwarded += 1;
-                let payload_len = header.payload_range().len();
+                let payload_len = body.len();
                 consumer.reports.handle_sent(now, ts, payload_len);
             }
         }

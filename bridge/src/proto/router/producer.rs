@@ -1,5 +1,6 @@
 //! A Producer: one incoming source (one publishing m-line of one endpoint).
 
+use super::super::quality::simulcast::SimulcastLayers;
 use std::time::Instant;
 
 use ringbridge_control::media::RefusalReason;
@@ -65,6 +66,8 @@ pub struct Producer {
     pub pt: u8,
     /// Payload type of its RTX stream, if offered.
     pub rtx_pt: Option<u8>,
+    /// Payload type of RED (RFC 2198) carrying the codec, if negotiated (audio).
+    pub red_pt: Option<u8>,
     /// RTP clock rate.
     pub clock_rate: u32,
     /// Jitsi source name: `{endpoint}-a0`, `{endpoint}-v0`, ...
@@ -73,6 +76,8 @@ pub struct Producer {
     pub last_keyframe_request: Option<Instant>,
     /// Throttles keyframe requests toward the publisher.
     pub keyframes: KeyframeRequester,
+    /// The layers of a simulcast source (video m-lines with send RIDs).
+    pub simulcast: Option<SimulcastLayers>,
     /// Cache and NACK generation (non-simulcast video sources).
     pub repair: Option<Box<SourceRepair>>,
     /// The source's clock, from the publisher's last sender report.
@@ -109,10 +114,12 @@ impl Producer {
             codec,
             pt,
             rtx_pt: None,
+            red_pt: None,
             clock_rate,
             source_name,
             last_keyframe_request: None,
             keyframes: KeyframeRequester::new(KeyframeConfig::default()),
+            simulcast: None,
             repair: None,
             clock: None,
             packets: 0,

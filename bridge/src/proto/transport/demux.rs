@@ -31,6 +31,8 @@ pub struct ReceiveRoute {
     pub pt: u8,
     /// The RTX payload type, if offered.
     pub rtx_pt: Option<u8>,
+    /// The RED payload type carrying the codec (audio), if offered.
+    pub red_pt: Option<u8>,
     /// RTP clock rate of the codec.
     pub clock_rate: u32,
     /// The send RIDs (simulcast), in order; a learned SSRC records its index here.
@@ -251,7 +253,8 @@ impl Demux {
             // Only a real media packet of the negotiated codec binds the media
             // SSRC: a padding-only probe or another payload type could be a
             // repair stream whose payload type this table does not know.
-            if header.payload_type != r.pt || header.payload_range().is_empty() {
+            let codec_pt = header.payload_type == r.pt || Some(header.payload_type) == r.red_pt;
+            if !codec_pt || header.payload_range().is_empty() {
                 return None;
             }
             if r.announced {
@@ -313,6 +316,7 @@ mod tests {
                 mid: "1".into(),
                 producer,
                 pt: 96,
+                red_pt: None,
                 rtx_pt: Some(97),
                 clock_rate: 90_000,
                 rids: rids.iter().map(|r| (*r).to_owned()).collect(),
@@ -417,6 +421,7 @@ mod tests {
                 mid: "0".into(),
                 producer,
                 pt: 96,
+                red_pt: None,
                 rtx_pt: Some(97),
                 clock_rate: 90_000,
                 rids: vec![],

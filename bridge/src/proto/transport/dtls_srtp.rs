@@ -53,7 +53,7 @@ impl Transport {
             match self.dtls.poll_output(scratch) {
                 Ok(DtlsOutput::Packet(p)) => {
                     if let Some(to) = self.ice.selected() {
-                        tx.push(self.port, to, p);
+                        tx.push(self.send_port, to, p);
                     }
                 }
                 Ok(DtlsOutput::Continue) => {}
@@ -126,7 +126,7 @@ impl Transport {
             extensions: &self.extensions,
             twcc_seq: self.twcc_seq,
         };
-        let sent = tx.push_with(self.port, to, |out| {
+        let sent = tx.push_with(self.send_port, to, |out| {
             let n = write(out, ctx)?;
             srtp.outbound.protect_rtp(out, n).ok()
         });
@@ -144,7 +144,7 @@ impl Transport {
         let to = self.media_target()?;
         let srtp = self.srtp.as_mut()?;
         let sender = self.rtcp_ssrc;
-        tx.push_with(self.port, to, |out| {
+        tx.push_with(self.send_port, to, |out| {
             let n = write(out, sender)?;
             srtp.outbound.protect_rtcp(out, n).ok()
         })

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::super::ice::StunOutcome;
+use super::super::ice::{DropReason, StunOutcome};
 use super::super::shard::ShardCounters;
 use super::super::transmit::TxQueue;
 use super::Transport;
@@ -23,7 +23,7 @@ impl Transport {
         let mut outcome = None;
         let was_checked = self.ice.selected().is_some();
         let ice = &mut self.ice;
-        tx.push_with(self.port, from, |out| {
+        tx.push_with(self.send_port, from, |out| {
             match ice.handle_stun(now, from, datagram, out) {
                 StunOutcome::Respond(n) => Some(n),
                 StunOutcome::Dropped(reason) => {
@@ -34,6 +34,12 @@ impl Transport {
         });
         if let Some(reason) = outcome {
             counters.stun_refused += 1;
+            match reason {
+                DropReason::Malformed => counters.dropped_malformed += 1,
+                DropReason::WrongUsername => counters.dropped_stun_username += 1,
+                DropReason::BadIntegrity => counters.dropped_stun_integrity += 1,
+                DropReason::NotARequest | DropReason::NoRoom => counters.dropped_stun_other += 1,
+            }
             tracing::debug!(port = self.port, ?reason, %from, "stun dropped");
         } else if !was_checked && self.ice.selected().is_some() {
             counters.ice_successes += 1;

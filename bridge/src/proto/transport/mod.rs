@@ -115,6 +115,10 @@ pub struct TransportConfig {
     /// Index of the shard the endpoint lives on, encoded in its local ufrag
     /// (see [`ice::local_ufrag`](super::ice::local_ufrag)).
     pub shard: usize,
+    /// The local UDP port its datagrams leave from and that the answer's
+    /// candidates name: `port` itself, or in single-port mode (`media.port`)
+    /// the shared port, `port` then being only the endpoint's key on its shard.
+    pub send_port: u16,
     /// The shard's DTLS configuration.
     pub dtls_config: Arc<dimpl::Config>,
     /// The shard's certificate.
@@ -142,6 +146,7 @@ pub struct SendContext<'a> {
 /// One endpoint's connection.
 pub struct Transport {
     port: u16,
+    send_port: u16,
     state: TransportState,
     ice: IceLite,
     dtls: DtlsTransport,
@@ -190,6 +195,7 @@ impl Transport {
         timers.set(TransportTimer::Report, now + REPORT_INTERVAL);
         Self {
             port: cfg.port,
+            send_port: cfg.send_port,
             state: TransportState::Connecting,
             ice,
             dtls: DtlsTransport::new(
@@ -309,9 +315,20 @@ impl Transport {
         self.feedback = feedback;
     }
 
-    /// The local UDP port.
+    /// The endpoint's key on its shard (its own local UDP port unless in
+    /// single-port mode).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The local UDP port its datagrams leave from.
+    pub fn send_port(&self) -> u16 {
+        self.send_port
+    }
+
+    /// Whether `from` passed an ICE check of this endpoint.
+    pub fn is_validated(&self, from: SocketAddr) -> bool {
+        self.ice.is_validated(from)
     }
 
     /// Lifecycle state.

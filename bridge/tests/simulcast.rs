@@ -1,0 +1,287 @@
+//! Simulcast in: a publisher that offers three RID layers (`a=rid:q/h/f send`,
+//! `a=simulcast:send q;h;f`, the rtp-stream-id extension, SSRCs learned from
+//! packets as Chrome sends them) gets them answered `recv`; each receiver's slot
+//! carries one layer: the tallest that fits its `maxHeight`, switched only at a
+//! key frame of the new layer, with sequence numbers and VP8 picture ids that
+//! continue across the switch; a layer that stops is left for the next one.
+//! Real client peers on a virtual clock (see two_peers.rs).
+
+mod support;
+
+use ringbridge_bridge::proto::client::{ClientConfig, VP8_PT};
+use ringbridge_bridge::proto::codec::vp8::Vp8Descriptor;
+use ringbridge_bridge::proto::rtp::RtpHeader;
+use ringbridge_bridge::proto::sdp::MediaKind;
+use ringbridge_control::media::{ConferenceId, EndpointId};
+use support::net::*;
+
+const MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+const RID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+const LAYERS: [(&str, u32, u16); 3] = [("q", 0x1000, 180), ("h", 0x2000, 360), ("f", 0x3000, 720)];
+
+const VIDEO_ONLY: ClientConfig = ClientConfig {
+    audio: false,
+    video: true,
+    audio_slots: 0,
+    video_slots: 1,
+    ..EVERYTHING
+};
+
+/// Chrome's simulcast offer on the video m-line: RIDs, the rid extension, no
+/// `a=ssrc` (the SSRCs are learned from the mid and rid extensions).
+fn simulcast_offer(offer: String) -> String {
+    let mut sending = false;
+    edit_offer(&offer, |kind, line| {
+        if line.starts_with("a=sendonly") || line.starts_with("a=recvonly") {
+            sending = line.starts_with("a=sendonly");
+        }
+        if line.starts_with("a=rtcp-mux") && kind != "video" {
+            return format!("{line}a=extmap:1 {MID}\r\n");
+        }
+        if kind != "video" || !sending {
+            return if line.starts_with("a=rtcp-mux") {
+                format!("{line}a=extmap:1 {MID}\r\n")
+            } else {
+                line.to_owned()
+            };
+        }
+        if line.starts_with("a=ssrc") {
+            return String::new();
+        }
+        if line.starts_with("a=rtcp-mux") {
+            return format!(
+                "{line}a=extmap:1 {MID}\r\na=extmap:2 {RID}\r\na=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;f\r\n"
+            );
+        }
+        line.to_owned()
+    })
+}
+
+/// Adds the mid extension (id 1) a receiver needs on every m-line.
+fn with_mid(offer: String) -> String {
+    edit_offer(&offer, |_, line| {
+        if line.starts_with("a=rtcp-mux") {
+            format!("{line}a=extmap:1 {MID}\r\n")
+        } else {
+            line.to_owned()
+        }
+    })
+}
+
+/// A VP8 payload with a 15-bit picture id, tagged with its layer in its last
+/// byte; a key frame carries its size.
+fn vp8(picture_id: u16, keyframe: bool, height: u16, layer: u8) -> Vec<u8> {
+    let mut p = vec![0x90, 0x80, 0x80 | (picture_id >> 8) as u8, picture_id as u8];
+    if keyframe {
+        p.extend_from_slice(&[0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a]);
+        p.extend_from_slice(&(height * 16 / 9).to_le_bytes());
+        p.extend_from_slice(&height.to_le_bytes());
+    } else {
+        p.extend_from_slice(&[0x01, 0x00, 0x00]);
+    }
+    p.push(layer);
+    p
+}
+
+struct Call {
+    net: Net,
+    alice: usize,
+    bob: usize,
+    /// Per layer: next sequence number and picture id.
+    next: [(u16, u16); 3],
+}
+
+impl Call {
+    fn new() -> Call {
+        let mut net = Net::new();
+        let alice = net.join_with("alice", VIDEO_ONLY, Default::default(), simulcast_offer);
+        let bob = net.join_with("bob", VIDEO_ONLY, Default::default(), with_mid);
+        net.connect_all();
+        net.peers[bob].client.keep_raw_rtp = true;
+        // Each layer numbers its packets and pictures on its own.
+        Call {
+            net,
+            alice,
+            bob,
+            next: [(100, 10), (5000, 2000), (30_000, 30_000)],
+        }
+    }
+
+    /// One frame (one packet) on `layer`.
+    fn frame(&mut self, layer: usize, keyframe: bool) {
+        let (rid, ssrc, height) = LAYERS[layer];
+        let (seq, pid) = self.next[layer];
+        self.next[layer] = (seq.wrapping_add(1), (pid + 1) % 0x8000);
+        let payload = vp8(pid, keyframe, height, layer as u8);
+        let packet = rtp(
+            VP8_PT,
+            seq,
+            3000 * u32::from(seq),
+            ssrc,
+            // mid 0: alice's publishing m-line (the client lists it first).
+            &[(1, b"0"), (2, rid.as_bytes())],
+            &payload,
+            0,
+        );
+        self.net.send_raw(self.alice, &packet);
+    }
+
+    /// A frame on every layer, 33 ms apart on the virtual clock.
+    fn round(&mut self, keyframe: bool) {
+        for l in 0..3 {
+            self.frame(l, keyframe);
+        }
+        self.net.progress(6);
+    }
+
+    /// (sequence number, picture id, layer) of every video packet bob got.
+    fn received(&self) -> Vec<(u16, u16, u8)> {
+        self.net.peers[self.bob]
+            .client
+            .received_raw_rtp
+            .iter()
+            .filter_map(|p| {
+                let h = RtpHeader::parse(p).ok()?;
+                let payload = h.payload(p)?;
+                let d = Vp8Descriptor::parse(payload).ok()?;
+                Some((h.sequence_number, d.picture_id?, *payload.last()?))
+            })
+            .collect()
+    }
+
+    fn set_max_height(&mut self, h: u16) {
+        self.net
+            .core
+            .set_max_height(&ConferenceId("room".into()), &EndpointId("bob".into()), h)
+            .expect("bob is in the room");
+    }
+}
+
+fn assert_continuous(got: &[(u16, u16, u8)]) {
+    for w in got.windows(2) {
+        assert_eq!(
+            w[1].0,
+            w[0].0.wrapping_add(1),
+            "sequence numbers continue: {got:?}"
+        );
+        assert_eq!(
+            w[1].1,
+            (w[0].1 + 1) % 0x8000,
+            "picture ids continue: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn the_answer_receives_every_offered_layer() {
+    let call = Call::new();
+    let answer = &call.net.peers[call.alice].answer;
+    for rid in ["q", "h", "f"] {
+        assert!(
+            answer.contains(&format!("a=rid:{rid} recv\r\n")),
+            "{answer}"
+        );
+    }
+    assert!(answer.contains("a=simulcast:recv q;h;f\r\n"), "{answer}");
+    assert!(
+        answer.contains(&format!("a=extmap:2 {RID}\r\n")),
+        "{answer}"
+    );
+    // A receiver's slot is one plain stream.
+    assert!(!call.net.peers[call.bob].answer.contains("a=simulcast"));
+}
+
+#[test]
+fn an_unconstrained_receiver_gets_the_top_layer_alone() {
+    let mut call = Call::new();
+    call.round(true);
+    for _ in 0..10 {
+        call.round(false);
+    }
+    let got = call.received();
+    let layers: Vec<u8> = got.iter().map(|g| g.2).collect();
+    // The first key frames arrive q, h, f: the slot starts on what arrives
+    // and climbs within that first frame time, then stays on f alone.
+    assert_eq!(layers[..3], [0, 1, 2], "{got:?}");
+    assert_eq!(layers[3..], [2; 10], "only layer f: {got:?}");
+    assert_continuous(&got);
+    let slot = call.net.slot_ssrc(call.bob, MediaKind::Video);
+    assert!(
+        call.net.peers[call.bob]
+            .client
+            .received_raw_rtp
+            .iter()
+            .all(|p| RtpHeader::parse(p).is_ok_and(|h| h.ssrc == slot))
+    );
+}
+
+#[test]
+fn a_max_height_moves_the_slot_down_at_the_next_key_frame_and_back_up() {
+    let mut call = Call::new();
+    call.round(true);
+    call.round(false);
+    call.set_max_height(180);
+    // Until layer q's key frame, f keeps flowing; q's delta frames are not sent.
+    call.round(false);
+    call.round(false);
+    // (the start-up climb q, h, f, then f)
+    assert_eq!(
+        call.received().iter().map(|g| g.2).collect::<Vec<_>>(),
+        [0, 1, 2, 2, 2, 2]
+    );
+    call.frame(0, true);
+    call.frame(1, false);
+    call.frame(2, false);
+    call.net.progress(6);
+    for _ in 0..3 {
+        call.round(false);
+    }
+    let got = call.received();
+    let layers: Vec<u8> = got.iter().map(|g| g.2).collect();
+    assert_eq!(layers, [0, 1, 2, 2, 2, 2, 0, 0, 0, 0], "{got:?}");
+    assert_continuous(&got);
+
+    // Unconstrained again: up to f at its next key frame.
+    call.set_max_height(u16::MAX);
+    call.round(false);
+    call.frame(0, false);
+    call.frame(1, false);
+    call.frame(2, true);
+    call.net.progress(6);
+    call.round(false);
+    let got = call.received();
+    let layers: Vec<u8> = got.iter().map(|g| g.2).collect();
+    assert_eq!(layers[10..], [0, 0, 2, 2], "{got:?}");
+    assert_continuous(&got);
+}
+
+#[test]
+fn a_stopped_top_layer_is_replaced_by_the_next_one_at_its_key_frame() {
+    let mut call = Call::new();
+    call.round(true);
+    call.round(false);
+    // Chrome suspends f: only q and h arrive for over a second.
+    for _ in 0..40 {
+        call.frame(0, false);
+        call.frame(1, false);
+        call.net.progress(6);
+    }
+    call.frame(1, true);
+    call.net.progress(6);
+    call.frame(1, false);
+    call.net.progress(6);
+    let got = call.received();
+    let layers: Vec<u8> = got.iter().map(|g| g.2).collect();
+    assert_eq!(layers, [0, 1, 2, 2, 1, 1], "{got:?}");
+    assert_continuous(&got);
+    // The bridge asked alice for a key frame of h while the switch waited.
+    let h_ssrc = LAYERS[1].1;
+    assert!(
+        call.net.peers[call.alice]
+            .client
+            .received_pli
+            .contains(&h_ssrc),
+        "a PLI for layer h reached the publisher: {:?}",
+        call.net.peers[call.alice].client.received_pli
+    );
+}
