@@ -2,7 +2,8 @@
 //! real listener on 127.0.0.1: a client whose every datagram goes over one TCP
 //! connection (framed by this file, not by the bridge's code) does ICE, DTLS
 //! and SRTP with a shard whose index is not 0, and exchanges media with a UDP
-//! client of the same conference. Every scenario runs on both backends.
+//! client of the same conference, per-endpoint ports and single-port mode.
+//! Every such scenario runs on both backends.
 //!
 //! Holds the driver tests' lock: a shard per test, two cores.
 
@@ -14,7 +15,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use ringbridge_bridge::io::{
-    Backend, ShardCommand, TcpListenerHandle, event_channel, spawn_tcp_listener,
+    Backend, ShardCommand, ShardHandle, ShardSpec, SinglePort, TcpListenerHandle, event_channel,
+    spawn_shard, spawn_tcp_listener,
 };
 use ringbridge_bridge::proto::client::ClientPeer;
 use ringbridge_bridge::proto::sdp::MediaKind;
@@ -106,7 +108,33 @@ fn connected(backend: Backend) -> (Harness, TcpClient, TcpListenerHandle) {
 fn media_flows_both_ways_between_a_tcp_and_a_udp_client(backend: Backend) {
     let _serial = serial();
     let (mut h, mut tcp, _) = connected(backend);
-    const N: usize = 100;
+    exchange(&mut h, &mut tcp);
+    let snap = h.shard.stats.snapshot(SHARD, None);
+    assert_eq!(snap.tcp_connections_adopted, 1);
+    assert_eq!(snap.tcp_connections_active, 1);
+    assert!(snap.tcp_frames_received >= N as u64, "{snap:?}");
+    assert!(snap.tcp_frames_sent >= N as u64, "{snap:?}");
+    assert_eq!(snap.tcp_frames_dropped, 0);
+
+    // Closing the connection is seen and counted.
+    drop(tcp);
+    let closed = h.pump_until(Duration::from_secs(5), |h| {
+        h.shard.stats.snapshot(SHARD, None).tcp_connections_active == 0
+    });
+    let snap = h.shard.stats.snapshot(SHARD, None);
+    assert!(
+        closed,
+        "the closed connection is still counted active: {snap:?}"
+    );
+    assert_eq!(snap.tcp_connections_closed, 1);
+}
+
+/// Datagrams exchanged each way by [`exchange`].
+const N: usize = 100;
+
+/// The TCP client sends video to UDP client 0 of the harness, which sends
+/// audio back; each gets every packet.
+fn exchange(h: &mut Harness, tcp: &mut TcpClient) {
     for k in 0..N {
         // TCP -> UDP: video packets of a browser's size.
         let d = tcp
@@ -154,7 +182,7 @@ fn media_flows_both_ways_between_a_tcp_and_a_udp_client(backend: Backend) {
                 >= N
     };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !done(&h, &tcp) && Instant::now() < deadline {
+    while !done(h, tcp) && Instant::now() < deadline {
         h.pump();
         tcp.pump();
         std::thread::sleep(Duration::from_micros(200));
@@ -179,25 +207,6 @@ fn media_flows_both_ways_between_a_tcp_and_a_udp_client(backend: Backend) {
         "audio from the UDP client reached the TCP client"
     );
     assert!(audio.iter().all(|&len| len == 160));
-
-    let snap = h.shard.stats.snapshot(SHARD, None);
-    assert_eq!(snap.tcp_connections_adopted, 1);
-    assert_eq!(snap.tcp_connections_active, 1);
-    assert!(snap.tcp_frames_received >= N as u64, "{snap:?}");
-    assert!(snap.tcp_frames_sent >= N as u64, "{snap:?}");
-    assert_eq!(snap.tcp_frames_dropped, 0);
-
-    // Closing the connection is seen and counted.
-    drop(tcp);
-    let closed = h.pump_until(Duration::from_secs(5), |h| {
-        h.shard.stats.snapshot(SHARD, None).tcp_connections_active == 0
-    });
-    let snap = h.shard.stats.snapshot(SHARD, None);
-    assert!(
-        closed,
-        "the closed connection is still counted active: {snap:?}"
-    );
-    assert_eq!(snap.tcp_connections_closed, 1);
 }
 
 #[test]
@@ -429,4 +438,95 @@ fn leaving_closes_the_endpoints_tcp_connection() {
         (snap.tcp_connections_active, snap.tcp_connections_closed),
         (0, 1)
     );
+}
+
+/// ICE-TCP in single-port mode: two shards share one UDP port; the TCP
+/// connection of an endpoint of shard 1 reaches shard 1 (its ufrag's prefix),
+/// the core knows it by the endpoint's key while its datagrams leave from the
+/// shared port, and media flows both ways with a UDP client on the shared port.
+fn tcp_in_single_port_mode(backend: Backend) {
+    use ringbridge_bridge::proto::shard::ShardConfig;
+    use ringbridge_bridge::proto::srtp::SrtpProfile;
+
+    let _serial = serial();
+    let port = SinglePort::bind(LOCALHOST, 0, 2, false).expect("shared port");
+    let tcp_port = free_tcp_port();
+    let (events_tx, events) = event_channel();
+    let certificate = dimpl::certificate::generate_self_signed_certificate().expect("cert");
+    let shards: Vec<ShardHandle> = (0..2)
+        .map(|index| {
+            let spec = ShardSpec {
+                index,
+                core: None,
+                ports: (0, 0),
+                bind: LOCALHOST,
+                core_config: ShardConfig {
+                    advertise: vec![LOCALHOST],
+                    certificate: certificate.clone(),
+                    srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
+                    video_start_bitrate_kbps: 0,
+                    index,
+                    single_port: Some(port.port()),
+                    tcp_port: Some(tcp_port),
+                },
+                single_port: Some(port.clone()),
+            };
+            spawn_shard(spec, backend, events_tx.clone()).expect("shard")
+        })
+        .collect();
+    let listener =
+        spawn_tcp_listener(SocketAddr::new(LOCALHOST, tcp_port), shards.clone()).expect("listener");
+    let mut h = Harness {
+        shard: shards[1].clone(),
+        bridge_ip: LOCALHOST,
+        events,
+        seen: Vec::new(),
+        clients: Vec::new(),
+        buf: vec![0; 65_536],
+    };
+    h.join("udp", EVERYTHING);
+    assert_eq!(
+        h.clients[0].bridge.port(),
+        port.port(),
+        "UDP goes to the shared port"
+    );
+    let mut tcp = h.join_tcp("tcp", EVERYTHING, listener.local_addr);
+    let connected = |h: &Harness, tcp: &TcpClient| {
+        tcp.peer.is_connected()
+            && h.clients[0].peer.is_connected()
+            && h.seen
+                .iter()
+                .filter(|e| matches!(e, MediaEvent::EndpointConnected { .. }))
+                .count()
+                == 2
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !connected(&h, &tcp) && Instant::now() < deadline {
+        h.pump();
+        tcp.pump();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert!(
+        connected(&h, &tcp),
+        "the ICE-TCP client did not connect in single-port mode"
+    );
+    exchange(&mut h, &mut tcp);
+    let snap = shards[1].stats.snapshot(1, None);
+    assert_eq!(snap.tcp_connections_adopted, 1, "{snap:?}");
+    assert_eq!(shards[0].stats.snapshot(0, None).tcp_connections_adopted, 0);
+    let _ = shards[0].send(ShardCommand::Shutdown);
+}
+
+#[test]
+fn single_port_mode_serves_ice_tcp_on_the_owning_shard_mmsg() {
+    tcp_in_single_port_mode(Backend::Mmsg);
+}
+
+#[test]
+fn single_port_mode_serves_ice_tcp_on_the_owning_shard_uring() {
+    if let Err(why) = ringbridge_bridge::io::probe_uring() {
+        eprintln!("SKIPPED (io_uring unavailable: {why})");
+        return;
+    }
+    tcp_in_single_port_mode(Backend::Uring);
 }
