@@ -140,8 +140,13 @@ pub struct MediaConfig {
     /// `media.advertise`: addresses put into ICE host candidates.
     /// Default `[]`: the host's first non-loopback IPv4 address (127.0.0.1 if none).
     pub advertise: Vec<IpAddr>,
-    /// `media.bind`: local address the media sockets bind to. Default `"0.0.0.0"`.
+    /// `media.bind`: local address the media sockets bind to, the UDP ports and
+    /// the ICE-TCP port. Default `"0.0.0.0"`.
     pub bind: IpAddr,
+    /// `media.tcp_port`: the ICE-TCP fallback's TCP port on `media.bind` (RFC 6544
+    /// passive candidates, RFC 4571 framing), offered in every answer below the
+    /// UDP candidates; `0` turns it off. Default `4443`.
+    pub tcp_port: u16,
     /// `media.io`: `"auto"`, `"uring"` or `"mmsg"`. Default `"auto"`.
     pub io: IoBackend,
     /// `media.cores`: cores for shard threads; empty means all cores but the first
@@ -173,6 +178,7 @@ impl Default for MediaConfig {
             port: 0,
             advertise: Vec::new(),
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            tcp_port: 4443,
             io: IoBackend::Auto,
             cores: Vec::new(),
             srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
@@ -316,6 +322,24 @@ impl Config {
                     }
                 ),
             });
+        }
+        if self.media.tcp_port != 0 {
+            let tcp = SocketAddr::new(self.media.bind, self.media.tcp_port);
+            for (name, listen) in [
+                ("public.listen", self.public.listen),
+                ("private.listen", self.private.listen),
+            ] {
+                if let Some((a, b)) = listeners_collide(tcp, listen) {
+                    return Err(ConfigError::Invalid {
+                        key: "media.tcp_port",
+                        expected: format!(
+                            "{a} (on media.bind) collides with {name} {b}: both need TCP port \
+                             {} on the same address; pick another port, or 0 to turn ICE-TCP off",
+                            a.port()
+                        ),
+                    });
+                }
+            }
         }
         if let Some(url) = &self.public.url
             && !valid_public_url(url)
@@ -473,6 +497,7 @@ mod tests {
         assert_eq!(c.media.port, 0, "single-port mode is off by default");
         assert!(c.media.advertise.is_empty());
         assert_eq!(c.media.bind.to_string(), "0.0.0.0");
+        assert_eq!(c.media.tcp_port, 4443);
         assert_eq!(c.media.io, IoBackend::Auto);
         assert!(c.media.cores.is_empty());
         assert_eq!(c.media.srtp_profiles, SrtpProfile::PREFERRED);
@@ -522,6 +547,17 @@ mod tests {
                 "media.advertise[0]: invalid IP address \"not-an-ip\"",
             ),
             ("[media]\nsrtp_profiles = []\n", "media.srtp_profiles"),
+            ("[media]\ntcp_port = 70000\n", "media.tcp_port"),
+            ("[media]\ntcp_port = -1\n", "media.tcp_port"),
+            ("[media]\ntcp_port = \"4443\"\n", "media.tcp_port"),
+            (
+                "[media]\ntcp_port = 9090\n",
+                "media.tcp_port: 0.0.0.0:9090 (on media.bind) collides with public.listen 0.0.0.0:9090",
+            ),
+            (
+                "[media]\ntcp_port = 8080\nbind = \"127.0.0.1\"\n",
+                "media.tcp_port: 127.0.0.1:8080 (on media.bind) collides with private.listen",
+            ),
             (
                 "[media]\nsrtp_profiles = [\"AES_CM_128_HMAC_SHA1_80\"]\n",
                 "SRTP_AES128_CM_HMAC_SHA1_80",
@@ -611,6 +647,9 @@ mod tests {
             "[public]\nlisten = \"127.0.0.1:0\"\n[private]\nlisten = \"127.0.0.1:0\"\n",
             "[public]\nurl = \"https://meet.example.com/bridge/\"\n",
             "[log]\nlevel = \"warn,ringbridge_control=debug\"\nformat = \"json\"\n",
+            "[media]\ntcp_port = 0\n",
+            "[media]\ntcp_port = 9090\nbind = \"10.0.0.1\"\n[public]\nlisten = \"127.0.0.1:9090\"\n",
+            "[media]\ntcp_port = 10000\n",
             // Limits off: a burst of 0 is then fine.
             "[public]\njoin_rate_limit = 0\njoin_rate_burst = 0\nws_rate_limit = 0\n",
             "[load]\nmax_conferences = 100\nmax_endpoints_per_conference = 0\n",

@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use ringbridge_bridge::config::{self, Config};
-use ringbridge_bridge::io::{ShardSpec, choose_backend, host_address, spawn_shard};
+use ringbridge_bridge::io::{
+    ShardSpec, choose_backend, host_address, spawn_shard, spawn_tcp_listener,
+};
 use ringbridge_bridge::plane::ShardedMediaPlane;
 use ringbridge_bridge::proto::shard::ShardConfig;
 use ringbridge_control::media::{MediaEvent, MediaPlane};
@@ -274,6 +276,7 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
                 srtp_profiles: cfg.media.srtp_profiles.clone(),
                 video_start_bitrate_kbps: cfg.media.video_start_bitrate_kbps,
                 index: i,
+                tcp_port: (cfg.media.tcp_port != 0).then_some(cfg.media.tcp_port),
                 single_port: single_port.as_ref().map(|sp| sp.port()),
                 audio_last_n: cfg.media.audio_last_n,
             },
@@ -284,6 +287,14 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
         handles.push(handle);
     }
     drop(internal_tx);
+    let tcp = if cfg.media.tcp_port == 0 {
+        None
+    } else {
+        let addr = std::net::SocketAddr::new(cfg.media.bind, cfg.media.tcp_port);
+        let listener = spawn_tcp_listener(addr, handles.clone())
+            .map_err(|e| format!("media.tcp_port: cannot listen on TCP {addr}: {e}"))?;
+        Some(listener)
+    };
     tracing::info!(
         shards = handles.len(),
         cores = ?cores.iter().flatten().collect::<Vec<_>>(),
@@ -292,9 +303,14 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
         ports = ?single_port.is_none().then_some(cfg.media.port_range),
         single_port = ?single_port.as_ref().map(|sp| sp.port()),
         steered = single_port.as_ref().is_some_and(|sp| sp.steered()),
+        tcp_port = cfg.media.tcp_port,
         "media plane started"
     );
-    let plane = Arc::new(ShardedMediaPlane::new(handles));
+    let mut plane = ShardedMediaPlane::new(handles);
+    if let Some(listener) = tcp {
+        plane = plane.with_tcp_listener(listener.stats);
+    }
+    let plane = Arc::new(plane);
 
     let control_core = 0usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()

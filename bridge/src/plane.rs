@@ -10,7 +10,7 @@ use ringbridge_control::media::{
 };
 use tokio::sync::oneshot;
 
-use crate::io::{ShardCommand, ShardHandle};
+use crate::io::{ShardCommand, ShardHandle, TcpListenerStats};
 
 /// Conferences per shard and how many endpoints each has there (control path only;
 /// the packet path never touches this lock).
@@ -27,6 +27,7 @@ pub struct ShardedMediaPlane {
     /// Per shard: the last heartbeat seen and when it last moved.
     liveness: Mutex<Vec<(u64, std::time::Instant)>>,
     stall_after: std::time::Duration,
+    tcp: Option<std::sync::Arc<TcpListenerStats>>,
 }
 
 /// A shard whose loop has not turned for this long is reported unhealthy (its
@@ -42,7 +43,14 @@ impl ShardedMediaPlane {
             shards,
             placement: Mutex::new(Placement::default()),
             stall_after: STALL_AFTER,
+            tcp: None,
         }
+    }
+
+    /// Reports the ICE-TCP listener's counters with the shards'.
+    pub fn with_tcp_listener(mut self, stats: std::sync::Arc<TcpListenerStats>) -> Self {
+        self.tcp = Some(stats);
+        self
     }
 
     /// Reports a shard unhealthy after `d` without progress instead of [`STALL_AFTER`].
@@ -236,6 +244,8 @@ impl MediaPlane for ShardedMediaPlane {
         let mut s = MediaStats {
             io_backend: self.shards.first().map_or("none", |s| s.backend),
             gso: self.shards.iter().any(|s| s.stats.gso()),
+            tcp_accepted: self.tcp.as_ref().map_or(0, |t| t.accepted()),
+            tcp_refused: self.tcp.as_ref().map_or(0, |t| t.refused()),
             ..MediaStats::default()
         };
         for shard in &self.shards {

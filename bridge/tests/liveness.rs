@@ -28,6 +28,7 @@ fn a_stopped_shard_makes_the_media_plane_unhealthy() {
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                 video_start_bitrate_kbps: 1500,
                 index: 0,
+                tcp_port: None,
                 single_port: None,
                 audio_last_n: 0,
             },

@@ -186,6 +186,7 @@ fn forwarding_allocates_nothing(single_port: bool) {
             srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
             video_start_bitrate_kbps: 1500,
             index: 0,
+            tcp_port: None,
             single_port: single_port.then_some(10_000),
             audio_last_n: 0,
         },

@@ -56,6 +56,7 @@ fn a_new_conference_lands_on_the_less_loaded_shard() {
                         srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                         video_start_bitrate_kbps: 1500,
                         index: 0,
+                        tcp_port: None,
                         single_port: None,
                         audio_last_n: 0,
                     },

@@ -80,6 +80,7 @@ impl Bridge {
                         index,
                         single_port: Some(port.port()),
                         audio_last_n: 0,
+                        tcp_port: None,
                     },
                     single_port: Some(port.clone()),
                 };
@@ -329,6 +330,7 @@ fn the_core_demultiplexes_the_shared_port_by_ufrag_then_address() {
             index: 1,
             single_port: Some(10_000),
             audio_last_n: 0,
+            tcp_port: None,
         },
         now,
     );

@@ -211,6 +211,11 @@ pub struct MediaStats {
     pub gso: bool,
     /// Per-shard counters, in shard order.
     pub shards: Vec<ShardSnapshot>,
+    /// ICE-TCP connections the listener accepted (`media.tcp_port`).
+    pub tcp_accepted: u64,
+    /// ICE-TCP connections the listener closed before handing them to a shard
+    /// (no valid first check in time, or too many waiting).
+    pub tcp_refused: u64,
 }
 
 impl MediaStats {
@@ -352,6 +357,26 @@ pub struct ShardSnapshot {
     pub dropped_silence: u64,
     /// Dropped: audio of speakers not among their conference's loudest (`media.audio_last_n`).
     pub dropped_audio_last_n: u64,
+    /// ICE-TCP connections the shard took over from the listener.
+    pub tcp_connections_adopted: u64,
+    /// ICE-TCP connections the shard refused at hand-off (no endpoint for the
+    /// ufrag of their first check, or too many connections).
+    pub tcp_connections_refused: u64,
+    /// ICE-TCP connections closed (end of stream, error, oversized frame,
+    /// idle, endpoint gone, or refused).
+    pub tcp_connections_closed: u64,
+    /// Gauge: open ICE-TCP connections.
+    pub tcp_connections_active: u64,
+    /// Payload bytes received over ICE-TCP (also in `bytes_received`).
+    pub tcp_bytes_received: u64,
+    /// Payload bytes sent over ICE-TCP (also in `bytes_sent`).
+    pub tcp_bytes_sent: u64,
+    /// Frames (datagrams) received over ICE-TCP (also in `packets_received`).
+    pub tcp_frames_received: u64,
+    /// Frames sent over ICE-TCP (also in `packets_sent`).
+    pub tcp_frames_sent: u64,
+    /// Frames dropped because their connection's send backlog was full.
+    pub tcp_frames_dropped: u64,
 }
 
 /// Where the media plane sends its [`MediaEvent`]s (usable from any thread, never blocks).

@@ -169,6 +169,41 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
         s.remb_sent
     }),
     (
+        "tcp_connections_adopted",
+        "ICE-TCP connections the shard took over from the listener.",
+        |s| s.tcp_connections_adopted,
+    ),
+    (
+        "tcp_connections_closed",
+        "ICE-TCP connections closed (end of stream, error, oversized frame, idle, endpoint gone, refused at hand-off).",
+        |s| s.tcp_connections_closed,
+    ),
+    (
+        "tcp_bytes_received",
+        "Payload bytes received over ICE-TCP (also in bytes_received).",
+        |s| s.tcp_bytes_received,
+    ),
+    (
+        "tcp_bytes_sent",
+        "Payload bytes sent over ICE-TCP (also in bytes_sent).",
+        |s| s.tcp_bytes_sent,
+    ),
+    (
+        "tcp_frames_received",
+        "Datagrams received over ICE-TCP (also in packets_received).",
+        |s| s.tcp_frames_received,
+    ),
+    (
+        "tcp_frames_sent",
+        "Datagrams sent over ICE-TCP (also in packets_sent).",
+        |s| s.tcp_frames_sent,
+    ),
+    (
+        "tcp_frames_dropped",
+        "Datagrams not sent over ICE-TCP because the connection's send backlog was full.",
+        |s| s.tcp_frames_dropped,
+    ),
+    (
         "sender_reports_sent",
         "Sender reports sent to receivers for their slots.",
         |s| s.sender_reports_sent,
@@ -295,8 +330,12 @@ pub(crate) fn render(stats: &MediaStats, rates: &Rates, view: &ControlView) -> S
     );
     let send_backlog = Family::<Labels, Gauge>::default();
     let events_waiting = Family::<Labels, Gauge>::default();
+    let tcp_active = Family::<Labels, Gauge>::default();
     for s in &stats.shards {
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        tcp_active
+            .get_or_create(&shard_label(s))
+            .set(clamp(s.tcp_connections_active));
         send_backlog
             .get_or_create(&shard_label(s))
             .set(clamp(s.send_backlog));
@@ -313,6 +352,24 @@ pub(crate) fn render(stats: &MediaStats, rates: &Rates, view: &ControlView) -> S
         "shard_events_waiting",
         "Media events of the shard waiting for room in the channel to the control plane.",
         events_waiting,
+    );
+    registry.register(
+        "tcp_connections_active",
+        "Open ICE-TCP connections on the shard.",
+        tcp_active,
+    );
+    counter(
+        &mut registry,
+        "tcp_connections_accepted",
+        "ICE-TCP connections accepted on media.tcp_port.",
+        stats.tcp_accepted,
+    );
+    counter(
+        &mut registry,
+        "tcp_connections_refused",
+        "ICE-TCP connections closed by the listener before reaching a shard: no STUN check \
+         naming one of its shards within 10 s, an oversized first frame, or too many waiting.",
+        stats.tcp_refused,
     );
 
     gauge(
@@ -542,10 +599,18 @@ mod tests {
                     dtls_failures: 2,
                     send_failed_unreachable: 4,
                     events_dropped: 5,
+                    tcp_connections_active: 2,
+                    tcp_connections_adopted: 3,
+                    tcp_connections_closed: 1,
+                    tcp_bytes_received: 1200,
+                    tcp_frames_sent: 9,
+                    tcp_frames_dropped: 4,
                     single_port_handoffs: 9,
                     ..ShardSnapshot::default()
                 },
             ],
+            tcp_accepted: 5,
+            tcp_refused: 2,
             ..MediaStats::default()
         };
         let view = ControlView {
@@ -576,6 +641,14 @@ mod tests {
             "ringbridge_events_dropped_total{shard=\"1\"} 5",
             "ringbridge_single_port_handoffs_total{shard=\"1\"} 9",
             "ringbridge_shard_send_backlog{shard=\"0\"} 0",
+            "ringbridge_tcp_connections_active{shard=\"1\"} 2",
+            "ringbridge_tcp_connections_adopted_total{shard=\"1\"} 3",
+            "ringbridge_tcp_connections_closed_total{shard=\"1\"} 1",
+            "ringbridge_tcp_bytes_received_total{shard=\"1\"} 1200",
+            "ringbridge_tcp_frames_sent_total{shard=\"1\"} 9",
+            "ringbridge_tcp_frames_dropped_total{shard=\"1\"} 4",
+            "ringbridge_tcp_connections_accepted_total 5",
+            "ringbridge_tcp_connections_refused_total 2",
             "ringbridge_stress_level 0.5",
             "ringbridge_build_info{version=\"",
             "io_backend=\"mmsg\"",

@@ -42,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
         fingerprint_sha256: &[0xab; 32],
         addresses: &addresses,
         port: 10_000,
+        tcp_port: if offer.media.len() % 3 == 0 { Some(4443) } else { None },
         video_start_bitrate_kbps: if offer.media.len() % 2 == 0 { 1500 } else { 0 },
     };
     let answer = sdp::write_answer(&offer, &sections, &local, 42);

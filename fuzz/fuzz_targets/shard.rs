@@ -75,6 +75,7 @@ impl Net {
                 srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
                 video_start_bitrate_kbps: 1500,
                 index: 0,
+                tcp_port: None,
                 single_port: None,
                 audio_last_n: 0,
             },

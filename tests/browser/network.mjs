@@ -107,7 +107,10 @@ window.rb = {
         s.pair = { availableOutgoingBitrate: r.availableOutgoingBitrate || 0,
           currentRoundTripTime: r.currentRoundTripTime || 0,
           local: local ? local.address + ':' + local.port : '',
-          remote: remote ? remote.address + ':' + remote.port : '' };
+          remote: remote ? remote.address + ':' + remote.port : '',
+          protocol: local ? local.protocol : '',
+          remoteProtocol: remote ? remote.protocol : '',
+          remoteTcpType: remote ? (remote.tcpType || '') : '' };
       }
     }
     return s;

@@ -246,7 +246,9 @@ impl Bridge {
     ///
     /// Defaults: `server_id = "test"`, public and private listeners on free 127.0.0.1
     /// ports, `media.port_range` a random block of 100 ports in 20000-29999,
-    /// `media.advertise = ["127.0.0.1"]`, `auth.app_secret = TEST_APP_SECRET`.
+    /// `media.advertise = ["127.0.0.1"]`, `media.tcp_port = 0` (no ICE-TCP: its
+    /// default port, 4443 on every address, would collide between bridges of
+    /// parallel tests), `auth.app_secret = TEST_APP_SECRET`.
     /// Panics, with the bridge's log, if it exits or is not healthy within
     /// [`BRIDGE_START_TIMEOUT`].
     pub fn start(overrides: &str) -> Bridge {
@@ -266,7 +268,7 @@ impl Bridge {
             "server_id = \"test\"\n\
              [public]\nlisten = \"127.0.0.1:{public_port}\"\n\
              [private]\nlisten = \"127.0.0.1:{private_port}\"\n\
-             [media]\nport_range = [{}, {}]\nadvertise = [\"127.0.0.1\"]\n\
+             [media]\nport_range = [{}, {}]\nadvertise = [\"127.0.0.1\"]\ntcp_port = 0\n\
              [auth]\napp_secret = \"{TEST_APP_SECRET}\"\n",
             media_range[0], media_range[1]
         );

@@ -183,8 +183,23 @@ impl Netns {
         .unwrap_or_else(|e| panic!("loss rules: {e}"));
     }
 
+    /// Drops every UDP datagram on the namespace's veth, both ways, with
+    /// counters (the same layout as [`Netns::drop_media`]'s: all, dropped).
+    fn drop_udp(&self) {
+        nft_in_ns(&format!(
+            "add table inet {NFT_TABLE}\n\
+             add chain inet {NFT_TABLE} in {{ type filter hook input priority 0; }}\n\
+             add chain inet {NFT_TABLE} out {{ type filter hook output priority 0; }}\n\
+             add rule inet {NFT_TABLE} in iifname {INNER_IF} meta l4proto udp counter\n\
+             add rule inet {NFT_TABLE} in iifname {INNER_IF} meta l4proto udp counter drop\n\
+             add rule inet {NFT_TABLE} out oifname {INNER_IF} meta l4proto udp counter\n\
+             add rule inet {NFT_TABLE} out oifname {INNER_IF} meta l4proto udp counter drop\n"
+        ))
+        .unwrap_or_else(|e| panic!("UDP drop rules: {e}"));
+    }
+
     /// `(seen, dropped)` packets per direction (`in`, `out`) from the counters
-    /// of [`Netns::drop_media`]; `None` without those rules.
+    /// of [`Netns::drop_media`] or [`Netns::drop_udp`]; `None` without those rules.
     fn counters(&self) -> Option<Value> {
         let text = run(
             "ip",
@@ -391,11 +406,29 @@ struct Scenario {
     raw: Value,
     /// nftables counters (loss runs only).
     counters: Option<Value>,
+    /// The namespace's TCP listeners and UDP sockets (`ss -Hltnu`) while the
+    /// bridge still ran, after the pages were done.
+    sockets: String,
 }
 
 /// Runs `network.mjs` against a fresh namespace and bridge, with `loss`
 /// percent dropped each way (0: a clean link).
 fn measure(loss: u32) -> Scenario {
+    measure_on(Link::Loss(loss), WINDOW_S)
+}
+
+/// What the namespace does to the pages' traffic.
+#[derive(Debug, Clone, Copy)]
+enum Link {
+    /// This percentage of the media datagrams dropped each way (0: clean).
+    Loss(u32),
+    /// Every UDP datagram between the pages and the bridge dropped: only
+    /// ICE-TCP (`media.tcp_port`, 4443 by default) gets through.
+    NoUdp,
+}
+
+/// [`measure`] on `link`, sampling for `seconds`.
+fn measure_on(link: Link, seconds: u64) -> Scenario {
     // One scenario at a time in this process, and across processes (the
     // namespace, veth and subnet have fixed names).
     static ONE: Mutex<()> = Mutex::new(());
@@ -407,8 +440,10 @@ fn measure(loss: u32) -> Scenario {
     lock.lock().unwrap_or_else(|e| panic!("lock: {e}"));
 
     let ns = Netns::create();
-    if loss > 0 {
-        ns.drop_media(loss);
+    match link {
+        Link::Loss(0) => {}
+        Link::Loss(loss) => ns.drop_media(loss),
+        Link::NoUdp => ns.drop_udp(),
     }
     let bridge = NsBridge::start();
     let room = "netloss";
@@ -417,7 +452,7 @@ fn measure(loss: u32) -> Scenario {
         &out,
         json!({"signal": format!("http://{BRIDGE_ADDR}:{PUBLIC_PORT}"), "room": room,
                "tokens": [bridge.token(room), bridge.token(room)],
-               "seconds": WINDOW_S, "chromium": CHROMIUM})
+               "seconds": seconds, "chromium": CHROMIUM})
         .to_string(),
     )
     .unwrap_or_else(|e| panic!("write config: {e}"));
@@ -458,6 +493,7 @@ fn measure(loss: u32) -> Scenario {
     let stderr = err_t.join().unwrap_or_default();
     eprint!("{stderr}");
     let counters = ns.counters();
+    let sockets = run("ip", &["netns", "exec", NS, "ss", "-Hltnu"]).unwrap_or_default();
     let raw = stdout
         .lines()
         .rev()
@@ -483,6 +519,7 @@ fn measure(loss: u32) -> Scenario {
         pages,
         raw,
         counters,
+        sockets,
     }
 }
 
@@ -833,3 +870,117 @@ fn clean_link_sends_1280x720_within_5s() {
         );
     }
 }
+
+/// Issue 15 item 3: a network that drops every UDP datagram between the pages
+/// and the bridge (nftables in the namespace, both ways). Both pages must
+/// connect over ICE-TCP (the answer's `tcptype passive` candidate on
+/// `media.tcp_port`, 4443 by default), decode each other's video, and the
+/// rules must have dropped UDP (the pages tried it first: it has the higher
+/// priority).
+#[test]
+fn with_udp_dropped_pages_connect_over_ice_tcp_and_decode_video() {
+    if let Some(why) = unsupported() {
+        eprintln!("SKIPPED browser_network (UDP dropped): {why}");
+        return;
+    }
+    let s = measure_on(Link::NoUdp, TCP_WINDOW_S);
+    let counters = s.counters.clone().unwrap_or_default();
+    let decoded: Vec<f64> = s
+        .pages
+        .iter()
+        .map(|p| match (p.first(), p.last()) {
+            (Some(a), Some(b)) => {
+                num(b, &["video", "framesDecoded"]) - num(a, &["video", "framesDecoded"])
+            }
+            _ => 0.0,
+        })
+        .collect();
+    println!(
+        "browser_network UDP dropped: nft {counters}; frames decoded in {TCP_WINDOW_S} s {decoded:?}; pairs {}",
+        Value::Array(
+            s.pages
+                .iter()
+                .map(|p| p.last().map_or(Value::Null, |x| x["pair"].clone()))
+                .collect()
+        )
+    );
+    assert!(
+        num(&counters, &["in", "dropped"]) > 0.0,
+        "no UDP datagram from the pages was dropped: the test does not test the fallback ({counters})"
+    );
+    // Issue 15 item 2: `media.bind` is where both the UDP media ports and the
+    // ICE-TCP listener are bound (the config binds 10.99.0.2, not 0.0.0.0).
+    let sockets: Vec<Vec<&str>> = s
+        .sockets
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let local = |l: &Vec<&str>| l.get(4).copied().unwrap_or_default().to_owned();
+    assert!(
+        sockets
+            .iter()
+            .any(|l| l.first() == Some(&"tcp") && local(l) == format!("{BRIDGE_ADDR}:4443")),
+        "no ICE-TCP listener on media.bind {BRIDGE_ADDR}:4443:\n{}",
+        s.sockets
+    );
+    let [lo, hi] = MEDIA_PORTS;
+    let media_udp: Vec<String> = sockets
+        .iter()
+        .filter(|l| l.first() == Some(&"udp"))
+        .map(local)
+        .filter(|a| {
+            a.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_some_and(|p| (lo..=hi).contains(&p))
+        })
+        .collect();
+    assert!(
+        !media_udp.is_empty(),
+        "no UDP media socket seen:\n{}",
+        s.sockets
+    );
+    assert!(
+        media_udp
+            .iter()
+            .all(|a| a.starts_with(&format!("{BRIDGE_ADDR}:"))),
+        "UDP media sockets not on media.bind: {media_udp:?}"
+    );
+    assert!(
+        !sockets
+            .iter()
+            .any(|l| local(l).ends_with(":4443") && local(l) != format!("{BRIDGE_ADDR}:4443")),
+        "4443 bound beyond media.bind:\n{}",
+        s.sockets
+    );
+    assert_eq!(s.pages.len(), 2, "{}", s.raw);
+    for (i, samples) in s.pages.iter().enumerate() {
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+            panic!("page {i} has no samples: {}", s.raw);
+        };
+        assert_eq!(
+            last["pair"]["protocol"], "tcp",
+            "page {i}'s selected candidate pair is not TCP: {}",
+            last["pair"]
+        );
+        assert_eq!(last["pair"]["remoteProtocol"], "tcp", "{}", last["pair"]);
+        assert!(
+            last["pair"]["remote"]
+                .as_str()
+                .is_some_and(|r| r == format!("{BRIDGE_ADDR}:4443")),
+            "page {i} is not connected to the bridge's ICE-TCP port: {}",
+            last["pair"]
+        );
+        let decoded =
+            num(last, &["video", "framesDecoded"]) - num(first, &["video", "framesDecoded"]);
+        assert!(
+            decoded >= 5.0 * TCP_WINDOW_S as f64,
+            "page {i} decoded {decoded} frames in {TCP_WINDOW_S} s over ICE-TCP"
+        );
+        let audio =
+            num(last, &["audio", "packetsReceived"]) - num(first, &["audio", "packetsReceived"]);
+        assert!(audio > 0.0, "page {i} received no audio over ICE-TCP");
+    }
+}
+
+/// Seconds sampled in the ICE-TCP scenario.
+const TCP_WINDOW_S: u64 = 10;

@@ -132,7 +132,7 @@ fn keyless_config(public: u16, private: u16) -> String {
     let [lo, hi] = ringbridge_tests::random_media_range();
     format!(
         "[public]\nlisten = \"127.0.0.1:{public}\"\n[private]\nlisten = \"127.0.0.1:{private}\"\n\
-         [media]\nport_range = [{lo}, {hi}]\nadvertise = [\"127.0.0.1\"]\n"
+         [media]\nport_range = [{lo}, {hi}]\nadvertise = [\"127.0.0.1\"]\ntcp_port = 0\n"
     )
 }
 

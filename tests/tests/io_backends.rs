@@ -72,7 +72,7 @@ fn uring_without_io_uring_refuses_to_start_and_auto_falls_back() {
     std::fs::write(
         &cfg,
         "[public]\nlisten = \"127.0.0.1:0\"\n[private]\nlisten = \"127.0.0.1:0\"\n\
-         [media]\nio = \"uring\"\nport_range = [29900, 29909]\nadvertise = [\"127.0.0.1\"]\n\
+         [media]\nio = \"uring\"\nport_range = [29900, 29909]\nadvertise = [\"127.0.0.1\"]\ntcp_port = 0\n\
          [auth]\napp_secret = \"0123456789abcdef0123\"\n",
     )
     .expect("config");

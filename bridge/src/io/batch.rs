@@ -16,7 +16,7 @@ use std::ops::Range;
 
 use super::gso;
 use super::udp::{self, CmsgBuf};
-use crate::proto::transmit::TxQueue;
+use crate::proto::transmit::{Transmit, TxQueue};
 
 /// Datagrams sent together in one message: from one local port, to one
 /// destination, all `segment_size` bytes long except possibly the last.
@@ -83,12 +83,25 @@ impl SendPlan {
     /// for one datagram per group. Per destination, datagrams keep their queue
     /// order. Allocates only when `tx` is larger than any queue before it.
     pub fn build(&mut self, tx: &TxQueue, gso_max_segments: Option<usize>) {
+        self.build_except(tx, gso_max_segments, |_, _| false);
+    }
+
+    /// [`SendPlan::build`] leaving out the datagrams `taken` takes (it returns
+    /// `true` for those it handled itself: ICE-TCP's, see
+    /// [`TcpConns::take`](super::tcp_conns::TcpConns::take)).
+    pub fn build_except(
+        &mut self,
+        tx: &TxQueue,
+        gso_max_segments: Option<usize>,
+        mut taken: impl FnMut(&Transmit, &[u8]) -> bool,
+    ) {
         self.order.clear();
         self.indices.clear();
         self.groups.clear();
         self.order.extend(
             tx.iter()
                 .enumerate()
+                .filter(|(_, (t, data))| !taken(t, data))
                 .map(|(i, (t, _))| (t.from_port, t.to, i)),
         );
         // The index makes every key unique, so the unstable sort keeps the queue

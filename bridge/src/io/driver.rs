@@ -5,11 +5,15 @@
 //! commands, run the core's timers if due, send what the core queued, close
 //! released ports, pass on the core's events, publish stats (the heartbeat).
 //! The backends (`uring`, `mmsg`) differ only in how they wait, receive and
-//! send; port binding, the core calls and their order live here once.
+//! send; port binding, the core calls and their order live here once. The
+//! shard's ICE-TCP connections ([`TcpConns`]) are read here too, after the
+//! UDP datagrams; the backends divert what the core sends to them
+//! ([`TcpConns::take`]) when they plan their sends.
 
 use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use ringbridge_control::media::MediaError;
@@ -18,6 +22,7 @@ use super::events::EventOutbox;
 use super::send::{RETRY_AFTER, SendTotals};
 use super::shard::{AfterCommand, PortBinder, ShardContext, handle_command};
 use super::single_port::SinglePort;
+use super::tcp_conns::{TcpConns, TcpHandoff};
 use super::udp;
 use crate::proto::shard::{RemoteChange, ShardCore, SharedReceive};
 use crate::proto::transmit::TxQueue;
@@ -38,21 +43,27 @@ pub trait Io {
     /// Whether `port` still has a socket (open or closing): not free to bind.
     fn holds(&self, port: u16) -> bool;
 
+    /// Also wakes [`Io::wait`] when `fd` turns readable (the shard's ICE-TCP
+    /// epoll instance); called once, before the loop.
+    fn watch(&mut self, fd: RawFd) -> io::Result<()>;
+
     /// Sleeps until a datagram arrives, the shard's waker fires or `timeout`
     /// passes (at once if completions are already waiting).
     fn wait(&mut self, timeout: Duration) -> io::Result<()>;
 
     /// Hands every datagram that arrived to `deliver` with the queue to write
-    /// replies into; sends mid-batch when that queue fills up.
-    fn receive<F>(&mut self, now: Instant, deliver: F) -> io::Result<()>
+    /// replies into; sends mid-batch when that queue fills up (datagrams for
+    /// `tcp`'s connections go there).
+    fn receive<F>(&mut self, now: Instant, tcp: &mut TcpConns, deliver: F) -> io::Result<()>
     where
         F: FnMut(u16, SocketAddr, &mut [u8], &mut TxQueue);
 
     /// The queue the core writes into outside [`Io::receive`] (timers).
     fn tx(&mut self) -> &mut TxQueue;
 
-    /// Sends everything queued, after any socket's backlog.
-    fn flush(&mut self, now: Instant) -> io::Result<()>;
+    /// Sends everything queued, after any socket's backlog: datagrams for
+    /// `tcp`'s connections are framed onto them, the rest goes out over UDP.
+    fn flush(&mut self, now: Instant, tcp: &mut TcpConns) -> io::Result<()>;
 
     /// Whether datagrams wait for socket buffer space (the loop then wakes
     /// within [`RETRY_AFTER`]).
@@ -146,10 +157,11 @@ impl Ports {
     }
 }
 
-/// [`PortBinder`] over the loop's ports and backend.
+/// [`PortBinder`] over the loop's ports, backend and ICE-TCP connections.
 struct Binder<'a, I> {
     ports: &'a mut Ports,
     io: &'a mut I,
+    tcp: &'a mut TcpConns,
 }
 
 impl<I: Io> PortBinder for Binder<'_, I> {
@@ -159,6 +171,14 @@ impl<I: Io> PortBinder for Binder<'_, I> {
 
     fn release(&mut self, port: u16) {
         self.ports.release(port, self.io);
+        self.tcp.release_port(port);
+    }
+
+    fn adopt_tcp(&mut self, core: &ShardCore, now: Instant, handoff: TcpHandoff) {
+        self.tcp.adopt(now, handoff, |username| {
+            let key = core.port_of_username(username)?;
+            Some((key, core.endpoint_by_port(key)?.send_port()))
+        });
     }
 }
 
@@ -197,6 +217,17 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
             Ports::keys()
         }
     };
+    let tcp = TcpConns::new(Instant::now()).and_then(|tcp| {
+        io.watch(tcp.fd())?;
+        Ok(tcp)
+    });
+    let mut tcp = match tcp {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            tracing::error!(shard = spec.index, error = %e, "cannot poll ICE-TCP connections; shard stops");
+            return;
+        }
+    };
     loop {
         // Once per turn. A deadline the turn's own work moves earlier (a join,
         // a handshake) is seen next turn, which sleeps until it.
@@ -207,16 +238,19 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
         if io.backlogged() || outbox.pending() {
             sleep = sleep.min(RETRY_AFTER);
         }
+        if tcp.has_work() {
+            sleep = Duration::ZERO;
+        }
         if let Err(e) = io.wait(sleep) {
             tracing::error!(shard = spec.index, error = %e, "waiting for I/O failed; shard stops");
             return;
         }
         let now = Instant::now();
         let received = match &shared {
-            None => io.receive(now, |port, from, datagram, tx| {
+            None => io.receive(now, &mut tcp, |port, from, datagram, tx| {
                 core.handle_receive(now, port, from, datagram, tx);
             }),
-            Some(sp) => io.receive(now, |_, from, datagram, tx| {
+            Some(sp) => io.receive(now, &mut tcp, |_, from, datagram, tx| {
                 shared_receive(&mut core, sp, &mut handoffs, now, from, datagram, tx);
             }),
         };
@@ -224,6 +258,10 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
             tracing::error!(shard = spec.index, error = %e, "receiving failed; shard stops");
             return;
         }
+        // ICE-TCP datagrams, to the same core as if they came over UDP.
+        tcp.receive(now, io.tx(), |port, from, datagram, tx| {
+            core.handle_receive(now, port, from, datagram, tx);
+        });
         loop {
             let cmd = match commands.try_recv() {
                 Ok(cmd) => cmd,
@@ -236,6 +274,7 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
             let mut binder = Binder {
                 ports: &mut ports,
                 io: &mut io,
+                tcp: &mut tcp,
             };
             if handle_command(&mut core, now, cmd, &mut binder) == AfterCommand::Stop {
                 tracing::info!(shard = spec.index, "shard stopping");
@@ -246,17 +285,18 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
             core.handle_timeout(now, io.tx());
         }
         if let Some(sp) = &shared
-            && let Err(e) = receive_handed(&mut core, sp, me, now, &mut io)
+            && let Err(e) = receive_handed(&mut core, sp, me, now, &mut io, &mut tcp)
         {
             tracing::error!(shard = spec.index, error = %e, "sending failed; shard stops");
             return;
         }
-        if let Err(e) = io.flush(now) {
+        if let Err(e) = io.flush(now, &mut tcp) {
             tracing::error!(shard = spec.index, error = %e, "sending failed; shard stops");
             return;
         }
         while let Some(port) = core.poll_released_port() {
             ports.release(port, &mut io);
+            tcp.release_port(port);
         }
         if let Some(sp) = &shared {
             apply_remote_changes(&mut core, sp, me);
@@ -265,7 +305,7 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
         while let Some(ev) = core.poll_event() {
             outbox.send(now, ev);
         }
-        stats.publish(&core, &io, &outbox);
+        stats.publish(&core, &io, &tcp.stats(), &outbox);
         if shared.is_some() {
             stats.publish_handoffs(handoffs.sent, handoffs.dropped);
         }
@@ -329,6 +369,7 @@ fn receive_handed<I: Io>(
     me: usize,
     now: Instant,
     io: &mut I,
+    tcp: &mut TcpConns,
 ) -> io::Result<()> {
     for k in 0..HANDED_PER_TURN {
         let Some(mut h) = sp.take_handed(me) else {
@@ -343,7 +384,7 @@ fn receive_handed<I: Io>(
         }
         apply_remote_changes(core, sp, me);
         if k % HANDED_FLUSH_EVERY == HANDED_FLUSH_EVERY - 1 {
-            io.flush(now)?;
+            io.flush(now, tcp)?;
         }
     }
     Ok(())

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,11 +24,14 @@ use super::driver::{self, Io};
 use super::gso::GsoState;
 use super::send::{Backlogs, ErrorLog, SendCounters, SendTotals, Spill, send_groups};
 use super::shard::{PreparedDriver, ShardSpec};
+use super::tcp_conns::TcpConns;
 use super::udp;
 use crate::proto::transmit::TxQueue;
 
 /// Token of the command waker; socket tokens are their port numbers.
 const WAKER: Token = Token(usize::MAX);
+/// Token of the ICE-TCP connections' epoll instance.
+const TCP: Token = Token(usize::MAX - 1);
 
 /// Datagrams per `recvmmsg`.
 pub const RECV_BATCH: usize = 32;
@@ -102,6 +105,12 @@ impl Io for Mmsg {
         self.sockets.contains_key(&port)
     }
 
+    fn watch(&mut self, fd: RawFd) -> io::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut mio::unix::SourceFd(&fd), TCP, Interest::READABLE)
+    }
+
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         match self.poll.poll(&mut self.events, Some(timeout)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
@@ -112,7 +121,7 @@ impl Io for Mmsg {
         }
     }
 
-    fn receive<F>(&mut self, now: Instant, mut deliver: F) -> io::Result<()>
+    fn receive<F>(&mut self, now: Instant, tcp: &mut TcpConns, mut deliver: F) -> io::Result<()>
     where
         F: FnMut(u16, SocketAddr, &mut [u8], &mut TxQueue),
     {
@@ -126,8 +135,8 @@ impl Io for Mmsg {
             ..
         } = self;
         for event in events.iter() {
-            if event.token() == WAKER {
-                // Commands are read every turn; nothing to do here.
+            if event.token() == WAKER || event.token() == TCP {
+                // Commands and ICE-TCP connections are read every turn.
                 continue;
             }
             let Ok(port) = u16::try_from(event.token().0) else {
@@ -162,7 +171,7 @@ impl Io for Mmsg {
                     }
                 }
                 if tx.len() >= FLUSH_AT {
-                    sender.flush(sockets, tx, now);
+                    sender.flush(sockets, tx, now, tcp);
                 }
                 if n == 0 {
                     break;
@@ -176,8 +185,8 @@ impl Io for Mmsg {
         &mut self.tx
     }
 
-    fn flush(&mut self, now: Instant) -> io::Result<()> {
-        self.sender.flush(&self.sockets, &mut self.tx, now);
+    fn flush(&mut self, now: Instant, tcp: &mut TcpConns) -> io::Result<()> {
+        self.sender.flush(&self.sockets, &mut self.tx, now, tcp);
         Ok(())
     }
 
@@ -297,13 +306,15 @@ impl Sender {
     }
 
     /// Retries the sockets' backlogs, then sends everything in `tx` (one
-    /// `sendmmsg` per socket) and clears it. A socket that still holds a
-    /// backlog gets its new datagrams queued behind it instead.
+    /// `sendmmsg` per socket; datagrams for ICE-TCP connections framed onto
+    /// them) and clears it. A socket that still holds a backlog gets its new
+    /// datagrams queued behind it instead.
     fn flush(
         &mut self,
         sockets: &HashMap<u16, mio::net::UdpSocket>,
         tx: &mut TxQueue,
         now: Instant,
+        tcp: &mut TcpConns,
     ) {
         let Self {
             plan,
@@ -321,7 +332,12 @@ impl Sender {
         if tx.is_empty() {
             return;
         }
-        plan.build(tx, gso.max_segments());
+        if tcp.is_empty() {
+            plan.build(tx, gso.max_segments());
+        } else {
+            plan.build_except(tx, gso.max_segments(), |t, data| tcp.take(t, data));
+            tcp.write_pending();
+        }
         let hdrs = batch.fill(plan, tx);
         for (port, run) in plan.port_runs() {
             let groups = &plan.groups()[run.clone()];

@@ -5,7 +5,9 @@
 //! differ only in how they wait, receive and send. [`choose_backend`] resolves
 //! `media.io`. The send side both share (failure reasons, per-socket backlogs)
 //! is in [`send`], the bounded event channel to the control plane in
-//! [`events`].
+//! [`events`]. ICE-TCP (RFC 6544/4571): the framing in [`tcp`], a shard's
+//! connections in [`tcp_conns`], the listener that hands them to shards in
+//! [`tcp_listen`].
 //!
 //! [`ShardCore`]: crate::proto::shard::ShardCore
 
@@ -20,6 +22,9 @@ pub mod send;
 mod shard;
 pub mod single_port;
 pub mod steer_bpf;
+pub mod tcp;
+pub mod tcp_conns;
+pub mod tcp_listen;
 pub mod udp;
 mod uring;
 
@@ -33,4 +38,6 @@ pub use shard::{
     ShardSpec, ShardStats, ShardWaker, handle_command, spawn_shard,
 };
 pub use single_port::SinglePort;
+pub use tcp_conns::{TcpConns, TcpHandoff, TcpStats};
+pub use tcp_listen::{TcpListenerHandle, TcpListenerStats, spawn_tcp_listener};
 pub use uring::probe as probe_uring;

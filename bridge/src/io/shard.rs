@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use super::driver::Io;
 use super::events::{EventOutbox, ShardEventSender};
 use super::send::SendFailure;
+use super::tcp_conns::{TcpHandoff, TcpStats};
 use crate::proto::shard::{ShardConfig, ShardCore};
 
 /// Capacity of each shard's command queue; a full queue is refused with 503.
@@ -73,6 +74,8 @@ pub enum ShardCommand {
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<(), MediaError>>,
     },
+    /// Take over an ICE-TCP connection whose first check names this shard.
+    AdoptTcp(TcpHandoff),
     /// A receiver's video constraint (see `ShardCore::set_max_height`).
     SetMaxHeight {
         /// Its conference.
@@ -103,6 +106,9 @@ pub trait PortBinder {
     fn bind(&mut self) -> Result<u16, MediaError>;
     /// Stops receiving on `port` and closes its socket.
     fn release(&mut self, port: u16);
+    /// Takes over an ICE-TCP connection for the endpoint of `core` its first
+    /// check names (or closes it, counted, when there is none).
+    fn adopt_tcp(&mut self, core: &ShardCore, now: std::time::Instant, handoff: TcpHandoff);
 }
 
 /// Applies one control command to the core; every driver calls this, so a new
@@ -159,6 +165,10 @@ pub fn handle_command(
         } => {
             let result = core.handle_refuse_source(&conference, &endpoint, &source, reason);
             let _ = reply.send(media(result));
+            AfterCommand::Continue
+        }
+        ShardCommand::AdoptTcp(handoff) => {
+            ports.adopt_tcp(core, now, handoff);
             AfterCommand::Continue
         }
         ShardCommand::SetMaxHeight {
@@ -263,6 +273,15 @@ enum Counter {
     TwccFeedbackSent,
     RembSent,
     SenderReportsSent,
+    TcpAdopted,
+    TcpRefused,
+    TcpClosed,
+    TcpActive,
+    TcpBytesReceived,
+    TcpBytesSent,
+    TcpFramesReceived,
+    TcpFramesSent,
+    TcpFramesDropped,
     SinglePortHandoffs,
     SinglePortHandoffsDropped,
     DominantSpeakerChanges,
@@ -286,9 +305,10 @@ impl Counter {
 }
 
 impl ShardStats {
-    /// Publishes the core's counters, the backend's send totals and the event
-    /// outbox's, and moves the heartbeat.
-    pub fn publish(&self, core: &ShardCore, io: &impl Io, events: &EventOutbox) {
+    /// Publishes the core's counters, the backend's send totals, the ICE-TCP
+    /// connections' and the event outbox's, and moves the heartbeat. Datagrams
+    /// sent over ICE-TCP count in the sent totals too.
+    pub fn publish(&self, core: &ShardCore, io: &impl Io, tcp: &TcpStats, events: &EventOutbox) {
         let c = core.counters();
         let activity = core.activity();
         let sent = io.totals();
@@ -298,8 +318,17 @@ impl ShardStats {
         set(Counter::LargestConference, core.largest_conference() as u64);
         set(Counter::PacketsReceived, c.packets_received);
         set(Counter::BytesReceived, c.bytes_received);
-        set(Counter::PacketsSent, sent.packets);
-        set(Counter::BytesSent, sent.bytes);
+        set(Counter::PacketsSent, sent.packets + tcp.frames_sent);
+        set(Counter::BytesSent, sent.bytes + tcp.bytes_sent);
+        set(Counter::TcpAdopted, tcp.adopted);
+        set(Counter::TcpRefused, tcp.refused);
+        set(Counter::TcpClosed, tcp.closed);
+        set(Counter::TcpActive, tcp.active);
+        set(Counter::TcpBytesReceived, tcp.bytes_received);
+        set(Counter::TcpBytesSent, tcp.bytes_sent);
+        set(Counter::TcpFramesReceived, tcp.frames_received);
+        set(Counter::TcpFramesSent, tcp.frames_sent);
+        set(Counter::TcpFramesDropped, tcp.frames_dropped);
         set(Counter::DroppedAuth, c.dropped_auth);
         set(Counter::DroppedReplay, c.dropped_replay);
         set(Counter::DroppedUnknownSource, c.dropped_unknown_source);
@@ -467,6 +496,15 @@ impl ShardStats {
             dominant_speaker_changes: self.get(Counter::DominantSpeakerChanges),
             dropped_silence: self.get(Counter::DroppedSilence),
             dropped_audio_last_n: self.get(Counter::DroppedAudioLastN),
+            tcp_connections_adopted: self.get(Counter::TcpAdopted),
+            tcp_connections_refused: self.get(Counter::TcpRefused),
+            tcp_connections_closed: self.get(Counter::TcpClosed),
+            tcp_connections_active: self.get(Counter::TcpActive),
+            tcp_bytes_received: self.get(Counter::TcpBytesReceived),
+            tcp_bytes_sent: self.get(Counter::TcpBytesSent),
+            tcp_frames_received: self.get(Counter::TcpFramesReceived),
+            tcp_frames_sent: self.get(Counter::TcpFramesSent),
+            tcp_frames_dropped: self.get(Counter::TcpFramesDropped),
         }
     }
 }

@@ -34,6 +34,7 @@ use super::driver::{self, Io};
 use super::gso::GsoState;
 use super::send::{Backlogs, SendCounters, SendTotals, Spill};
 use super::shard::{PreparedDriver, ShardSpec, ShardWaker};
+use super::tcp_conns::TcpConns;
 use super::udp;
 use crate::proto::transmit::TxQueue;
 
@@ -58,6 +59,7 @@ const TAG_RECV: u64 = 1 << 56;
 const TAG_SEND: u64 = 2 << 56;
 const TAG_WAKE: u64 = 3 << 56;
 const TAG_CANCEL: u64 = 4 << 56;
+const TAG_TCP: u64 = 5 << 56;
 const TAG_MASK: u64 = 0xff << 56;
 
 /// Size of the sockaddr field in each receive buffer.
@@ -418,6 +420,8 @@ struct Uring {
     cqes: Vec<Cqe>,
     eventfd: Arc<EventFd>,
     wake_sqe: squeue::Entry,
+    /// The multishot poll of the ICE-TCP epoll instance ([`Io::watch`]).
+    tcp_sqe: Option<squeue::Entry>,
 }
 
 fn build_ring() -> io::Result<(IoUring, &'static str)> {
@@ -479,6 +483,7 @@ impl Uring {
             cqes: Vec::with_capacity(RING_ENTRIES as usize * 4),
             eventfd,
             wake_sqe,
+            tcp_sqe: None,
         };
         let sqe = uring.wake_sqe.clone();
         uring.ring.push(&sqe)?;
@@ -531,6 +536,16 @@ impl Io for Uring {
         self.ring.sockets.contains_key(&port)
     }
 
+    fn watch(&mut self, fd: RawFd) -> io::Result<()> {
+        let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(TAG_TCP);
+        self.ring.push(&sqe)?;
+        self.tcp_sqe = Some(sqe);
+        Ok(())
+    }
+
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         if !self.ring.deferred.is_empty() {
             // Completions reaped by a flush wait for handling: no sleep.
@@ -554,7 +569,7 @@ impl Io for Uring {
         }
     }
 
-    fn receive<F>(&mut self, now: Instant, mut deliver: F) -> io::Result<()>
+    fn receive<F>(&mut self, now: Instant, tcp: &mut TcpConns, mut deliver: F) -> io::Result<()>
     where
         F: FnMut(u16, SocketAddr, &mut [u8], &mut TxQueue),
     {
@@ -567,6 +582,7 @@ impl Io for Uring {
             cqes,
             eventfd,
             wake_sqe,
+            tcp_sqe,
         } = self;
         cqes.clear();
         std::mem::swap(cqes, &mut r.deferred);
@@ -585,6 +601,7 @@ impl Io for Uring {
         }
         let buf_size = bufs.buf_size();
         let mut rearm_wake = false;
+        let mut rearm_tcp = false;
         for &(ud, res, flags) in cqes.iter() {
             match ud & TAG_MASK {
                 TAG_RECV => {
@@ -600,7 +617,7 @@ impl Io for Uring {
                             let half = &mut halves[*cur];
                             deliver(port, from, &mut buf[range], &mut half.tx);
                             if half.tx.len() >= FLUSH_AT {
-                                *cur = flush(r, halves, *cur, now)?;
+                                *cur = flush(r, halves, *cur, now, tcp)?;
                             }
                         }
                         recycled.push(bid);
@@ -636,6 +653,10 @@ impl Io for Uring {
                     eventfd.drain();
                     rearm_wake |= !cqueue::more(flags);
                 }
+                TAG_TCP => {
+                    // ICE-TCP connections are read every turn (the driver's).
+                    rearm_tcp |= !cqueue::more(flags);
+                }
                 _ => {}
             }
         }
@@ -649,6 +670,9 @@ impl Io for Uring {
         if rearm_wake {
             r.push(wake_sqe)?;
         }
+        if rearm_tcp && let Some(sqe) = tcp_sqe.as_ref() {
+            r.push(sqe)?;
+        }
         Ok(())
     }
 
@@ -656,7 +680,7 @@ impl Io for Uring {
         &mut self.halves[self.cur].tx
     }
 
-    fn flush(&mut self, now: Instant) -> io::Result<()> {
+    fn flush(&mut self, now: Instant, tcp: &mut TcpConns) -> io::Result<()> {
         let r = &mut self.ring;
         let sockets = &r.sockets;
         r.backlogs.retry(
@@ -665,7 +689,7 @@ impl Io for Uring {
             &mut r.counters,
             now,
         );
-        self.cur = flush(r, &mut self.halves, self.cur, now)?;
+        self.cur = flush(r, &mut self.halves, self.cur, now, tcp)?;
         self.ring.ring.submit()?;
         Ok(())
     }
@@ -717,13 +741,27 @@ fn parse_recvmsg(buf: &[u8], len: usize) -> Option<(SocketAddr, std::ops::Range<
 /// order holds); sends are `MSG_DONTWAIT`, so a full socket buffer completes
 /// with `EAGAIN` (and the datagrams join that socket's backlog) instead of
 /// holding the half, and with it the shard, until the socket drains.
-fn flush(r: &mut Ring, halves: &mut [Half; 2], cur: usize, now: Instant) -> io::Result<usize> {
+fn flush(
+    r: &mut Ring,
+    halves: &mut [Half; 2],
+    cur: usize,
+    now: Instant,
+    tcp: &mut TcpConns,
+) -> io::Result<usize> {
     let half = &mut halves[cur];
     if half.tx.is_empty() {
         return Ok(cur);
     }
     let n = half.tx.len();
-    half.plan.build(&half.tx, r.gso.max_segments());
+    if tcp.is_empty() {
+        half.plan.build(&half.tx, r.gso.max_segments());
+    } else {
+        // ICE-TCP datagrams are copied into their connections' backlogs here,
+        // so the half's queue holds nothing the kernel reads for them.
+        half.plan
+            .build_except(&half.tx, r.gso.max_segments(), |t, data| tcp.take(t, data));
+        tcp.write_pending();
+    }
     // Capacity for every datagram plus a GSO-less resend of each: the vectors
     // never reallocate while the kernel holds pointers into them.
     reserve_exact(&mut half.hdrs, 2 * n);

@@ -450,6 +450,9 @@ pub struct LocalTransport<'a> {
     pub addresses: &'a [IpAddr],
     /// The endpoint's UDP port.
     pub port: u16,
+    /// The ICE-TCP port (`media.tcp_port`): a passive TCP candidate per address
+    /// on it (RFC 6544), below the UDP ones; `None` for none.
+    pub tcp_port: Option<u16>,
     /// `x-google-start-bitrate` (kbit/s) on the VP8 `a=fmtp` of m-lines the
     /// offerer publishes on; 0 writes none.
     pub video_start_bitrate_kbps: u32,
@@ -655,11 +658,38 @@ pub fn write_answer(
                 local.port
             );
         }
+        if let Some(tcp_port) = local.tcp_port {
+            for (i, ip) in local.addresses.iter().enumerate() {
+                let _ = write!(
+                    s,
+                    "a=candidate:tcp{} 1 tcp {} {ip} {tcp_port} typ host tcptype passive\r\n",
+                    i + 1,
+                    tcp_passive_priority(i)
+                );
+            }
+        }
         s.push_str("a=end-of-candidates\r\n");
         candidates_written = true;
     }
     debug_assert!(candidates_written || bundled.is_empty());
     s
+}
+
+/// Type preference of a host TCP candidate: below UDP host candidates (126), so
+/// that a client uses TCP only where UDP fails (RFC 6544 section 4.2 leaves the
+/// value to the agent; 90 is libwebrtc's `kPreferenceHostTcp`).
+const TCP_HOST_TYPE_PREFERENCE: u32 = 90;
+
+/// RFC 6544 section 4.2's direction preference of a passive host candidate.
+const TCP_PASSIVE_DIRECTION_PREFERENCE: u32 = 4;
+
+/// Priority (RFC 8445 section 5.1.2.1 with RFC 6544 section 4.2's local
+/// preference) of the passive TCP candidate on the `i`-th advertised address:
+/// `2^24 * type_pref + 2^8 * (2^13 * direction_pref + other_pref) + (256 - component)`.
+pub fn tcp_passive_priority(i: usize) -> u32 {
+    let other = 8191u32.saturating_sub(u32::try_from(i).unwrap_or(8191));
+    let local = (TCP_PASSIVE_DIRECTION_PREFERENCE << 13) + other;
+    (TCP_HOST_TYPE_PREFERENCE << 24) + (local << 8) + (256 - 1)
 }
 
 /// Formats a digest as colon-separated uppercase hex (`AB:CD:...`).
@@ -1181,6 +1211,7 @@ a=mid:4\r\n";
             fingerprint_sha256: &[0; 32],
             addresses: &[IpAddr::from([127, 0, 0, 1])],
             port: 10_000,
+            tcp_port: None,
             video_start_bitrate_kbps: 0,
         };
         let answer = write_answer(&offer, &sections, &local, 1);
@@ -1216,6 +1247,7 @@ a=mid:4\r\n";
             fingerprint_sha256: &fp,
             addresses: &addrs,
             port: 10_000,
+            tcp_port: None,
             video_start_bitrate_kbps: 0,
         };
         let answer = write_answer(&offer, &sections, &local, 7);
@@ -1240,6 +1272,63 @@ a=mid:4\r\n";
             Offer::parse_description(&answer).map(|a| a.setup),
             Ok("passive".into())
         );
+    }
+
+    #[test]
+    fn answer_has_a_passive_tcp_candidate_per_address_below_the_udp_ones() {
+        let offer = Offer::parse(AIORTC_LIKE_OFFER).expect("offer parses");
+        let sections: Vec<AnswerSection> = offer
+            .media
+            .iter()
+            .map(|m| AnswerSection {
+                accepted: m.kind != MediaKind::Other,
+                slot: None,
+            })
+            .collect();
+        let addrs = [
+            IpAddr::from([203, 0, 113, 7]),
+            "2001:db8::7".parse().expect("v6"),
+        ];
+        let mut local = LocalTransport {
+            ice_ufrag: "bridgeufrag",
+            ice_pwd: "bridgepassword0123456789",
+            fingerprint_sha256: &[0xAB; 32],
+            addresses: &addrs,
+            port: 10_000,
+            tcp_port: Some(4443),
+            video_start_bitrate_kbps: 0,
+        };
+        let answer = write_answer(&offer, &sections, &local, 7);
+        // RFC 6544 4.2: 2^24 * 90 + 2^8 * (2^13 * 4 + 8191 - i) + 255.
+        assert_eq!(tcp_passive_priority(0), 1_520_435_199);
+        assert_eq!(tcp_passive_priority(1), 1_520_434_943);
+        let lines: Vec<&str> = answer
+            .lines()
+            .filter(|l| l.starts_with("a=candidate:"))
+            .collect();
+        let per_m_line = [
+            "a=candidate:1 1 udp 2130706431 203.0.113.7 10000 typ host",
+            "a=candidate:2 1 udp 2130706430 2001:db8::7 10000 typ host",
+            "a=candidate:tcp1 1 tcp 1520435199 203.0.113.7 4443 typ host tcptype passive",
+            "a=candidate:tcp2 1 tcp 1520434943 2001:db8::7 4443 typ host tcptype passive",
+        ];
+        assert_eq!(lines.len(), 4 * 4, "{answer}");
+        assert_eq!(&lines[..4], &per_m_line[..]);
+        let priority = |l: &str| -> u32 {
+            l.split(' ')
+                .nth(3)
+                .and_then(|p| p.parse().ok())
+                .expect("priority")
+        };
+        assert!(priority(per_m_line[2]) < priority(per_m_line[1]));
+        // The answer still parses; the offer parser keeps only UDP candidates.
+        let back = Offer::parse(&answer.replace("a=setup:passive", "a=setup:active"))
+            .expect("answer parses");
+        assert_eq!(back.candidates.len(), 2);
+        assert!(back.candidates.iter().all(|c| c.port() == 10_000));
+        local.tcp_port = None;
+        let answer = write_answer(&offer, &sections, &local, 7);
+        assert!(!answer.contains(" tcp "), "{answer}");
     }
 
     #[test]
@@ -1276,6 +1365,7 @@ a=mid:4\r\n";
             fingerprint_sha256: &fp,
             addresses: &addrs,
             port: 10_000,
+            tcp_port: None,
             video_start_bitrate_kbps: 0,
         };
         let answer = write_answer(&offer, &sections, &local, 7);
@@ -1367,6 +1457,7 @@ a=mid:4\r\n";
             fingerprint_sha256: &fp,
             addresses: &addrs,
             port: 10_000,
+            tcp_port: None,
             video_start_bitrate_kbps: 1500,
         };
         let answer = Offer::parse_description(&write_answer(&offer, &sections, &local, 7))

@@ -85,6 +85,9 @@ pub struct ShardConfig {
     /// The shard's index, encoded in the local ICE ufrag of every endpoint
     /// (see [`ice::shard_of_username`](crate::proto::ice::shard_of_username)).
     pub index: usize,
+    /// The ICE-TCP port (`media.tcp_port`): every answer gets a passive TCP
+    /// candidate on it per advertised address; `None` for none.
+    pub tcp_port: Option<u16>,
     /// Single-port mode (`media.port`, 0 = off): the one UDP port every
     /// endpoint shares. The `port` of a join is then only the endpoint's key on
     /// the shard, and datagrams arrive through [`ShardCore::handle_shared_receive`].
@@ -343,6 +346,20 @@ impl ShardCore {
         Some(self.routers.get(rk)?.endpoint(ek)?.transport())
     }
 
+    /// The local port of the endpoint a STUN USERNAME is addressed to
+    /// ("<local ufrag>:<remote ufrag>"), if it lives on this shard.
+    ///
+    /// A scan over the shard's endpoints: a driver asks once per new ICE-TCP
+    /// connection (whose first frame names its endpoint only this way), never
+    /// per packet.
+    pub fn port_of_username(&self, username: &[u8]) -> Option<u16> {
+        let local = username.split(|&b| b == b':').next()?;
+        self.by_port.keys().copied().find(|&port| {
+            self.endpoint_by_port(port)
+                .is_some_and(|t| t.local_ufrag().as_bytes() == local)
+        })
+    }
+
     /// The router of `conference`, if it lives here (for tests and diagnostics).
     pub fn router(&self, conference: &ConferenceId) -> Option<&Router> {
         self.routers.get(*self.by_conference.get(conference)?)
@@ -417,6 +434,7 @@ impl ShardCore {
             certificate: &cfg.certificate,
             fingerprint,
             advertise: &cfg.advertise,
+            tcp_port: cfg.tcp_port,
             shard: cfg.index,
             video_start_bitrate_kbps: cfg.video_start_bitrate_kbps,
             single_port: cfg.single_port,

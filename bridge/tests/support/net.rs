@@ -74,6 +74,7 @@ impl Net {
                     srtp_profiles: profiles.to_vec(),
                     video_start_bitrate_kbps: 1500,
                     index: 0,
+                    tcp_port: None,
                     single_port: None,
                     audio_last_n,
                 },

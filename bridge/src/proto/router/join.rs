@@ -30,6 +30,8 @@ pub struct JoinContext<'a> {
     pub fingerprint: &'a [u8],
     /// Addresses put into host candidates.
     pub advertise: &'a [IpAddr],
+    /// The ICE-TCP port put into passive TCP candidates, if any.
+    pub tcp_port: Option<u16>,
     /// The shard's index (encoded in local ufrags).
     pub shard: usize,
     /// `x-google-start-bitrate` for publishers' video, kbit/s; 0 for none.
@@ -221,6 +223,7 @@ impl Router {
                 fingerprint_sha256: ctx.fingerprint,
                 addresses: ctx.advertise,
                 port: ep.transport.send_port(),
+                tcp_port: ctx.tcp_port,
                 video_start_bitrate_kbps: ctx.video_start_bitrate_kbps,
             },
             rng.random::<u64>() >> 2,
