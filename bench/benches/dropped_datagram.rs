@@ -38,6 +38,7 @@ fn shard(now: Instant) -> (ShardCore, String) {
             index: 0,
             single_port: None,
             audio_last_n: 0,
+            drop_silence: false,
             tcp_port: None,
         },
         now,

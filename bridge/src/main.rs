@@ -279,6 +279,7 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
                 tcp_port: (cfg.media.tcp_port != 0).then_some(cfg.media.tcp_port),
                 single_port: single_port.as_ref().map(|sp| sp.port()),
                 audio_last_n: cfg.media.audio_last_n,
+                drop_silence: cfg.media.drop_silence,
             },
             single_port: single_port.clone(),
         };

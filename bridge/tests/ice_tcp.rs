@@ -330,6 +330,7 @@ fn advertised_addresses_become_udp_and_tcp_candidates_and_the_ufrag_names_the_sh
             index: 0x2a,
             tcp_port: Some(4443),
             audio_last_n: 0,
+            drop_silence: false,
             single_port: None,
         },
         now,
@@ -470,6 +471,7 @@ fn tcp_in_single_port_mode(backend: Backend) {
                     single_port: Some(port.port()),
                     tcp_port: Some(tcp_port),
                     audio_last_n: 0,
+                    drop_silence: false,
                 },
                 single_port: Some(port.clone()),
             };

@@ -31,6 +31,7 @@ fn a_stopped_shard_makes_the_media_plane_unhealthy() {
                 tcp_port: None,
                 single_port: None,
                 audio_last_n: 0,
+                drop_silence: false,
             },
             single_port: None,
         },

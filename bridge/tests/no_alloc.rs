@@ -189,6 +189,7 @@ fn forwarding_allocates_nothing(single_port: bool) {
             tcp_port: None,
             single_port: single_port.then_some(10_000),
             audio_last_n: 0,
+            drop_silence: false,
         },
         now,
     );

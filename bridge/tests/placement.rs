@@ -59,6 +59,7 @@ fn a_new_conference_lands_on_the_less_loaded_shard() {
                         tcp_port: None,
                         single_port: None,
                         audio_last_n: 0,
+                        drop_silence: false,
                     },
                     single_port: None,
                 },

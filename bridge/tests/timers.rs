@@ -29,6 +29,7 @@ fn core(now: Instant) -> ShardCore {
             tcp_port: None,
             single_port: None,
             audio_last_n: 0,
+            drop_silence: false,
         },
         now,
     )

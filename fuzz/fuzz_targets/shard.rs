@@ -78,6 +78,7 @@ impl Net {
                 tcp_port: None,
                 single_port: None,
                 audio_last_n: 0,
+                drop_silence: false,
             },
             now,
         );

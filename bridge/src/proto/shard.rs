@@ -95,6 +95,9 @@ pub struct ShardConfig {
     /// Forward each conference's audio only from its N loudest speakers
     /// (`media.audio_last_n`); 0 forwards all.
     pub audio_last_n: u32,
+    /// Drop silent audio (RFC 6464 level 127) after the first few packets of a
+    /// run (`media.drop_silence`).
+    pub drop_silence: bool,
 }
 
 /// What [`ShardCore::handle_shared_receive`] did with a datagram that arrived
@@ -411,7 +414,8 @@ impl ShardCore {
             Some(&rk) => rk,
             None => {
                 let router = Router::new(req.conference.clone())
-                    .with_audio_last_n(self.cfg.audio_last_n as usize);
+                    .with_audio_last_n(self.cfg.audio_last_n as usize)
+                    .with_drop_silence(self.cfg.drop_silence);
                 let rk = self.routers.insert(router);
                 self.by_conference.insert(req.conference.clone(), rk);
                 rk

@@ -124,6 +124,7 @@ impl Harness {
                 tcp_port,
                 single_port: None,
                 audio_last_n: 0,
+                drop_silence: false,
             },
             single_port: None,
         };

@@ -54,15 +54,20 @@ impl Net {
 
     /// A shard that accepts these SRTP profiles, in this order (`media.srtp_profiles`).
     pub fn with_srtp_profiles(profiles: &[SrtpProfile]) -> Self {
-        Self::with_config(profiles, 0)
+        Self::with_config(profiles, 0, false)
+    }
+
+    /// A shard that drops silent audio runs (`media.drop_silence = true`).
+    pub fn dropping_silence() -> Self {
+        Self::with_config(SrtpProfile::PREFERRED, 0, true)
     }
 
     /// A shard that forwards audio from the `n` loudest speakers only (`media.audio_last_n`).
     pub fn with_audio_last_n(n: u32) -> Self {
-        Self::with_config(SrtpProfile::PREFERRED, n)
+        Self::with_config(SrtpProfile::PREFERRED, n, false)
     }
 
-    fn with_config(profiles: &[SrtpProfile], audio_last_n: u32) -> Self {
+    fn with_config(profiles: &[SrtpProfile], audio_last_n: u32, drop_silence: bool) -> Self {
         let certificate =
             dimpl::certificate::generate_self_signed_certificate().expect("certificate");
         let now = Instant::now();
@@ -77,6 +82,7 @@ impl Net {
                     tcp_port: None,
                     single_port: None,
                     audio_last_n,
+                    drop_silence,
                 },
                 now,
             ),

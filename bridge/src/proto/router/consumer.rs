@@ -156,6 +156,16 @@ impl Consumer {
         self.restart();
     }
 
+    /// The router dropped the source's next packet on purpose (silence, or not
+    /// among the loudest): the following packets take its sequence number, so
+    /// the receiver sees no gap. Before the slot's first packet there is
+    /// nothing to close.
+    pub fn close_over_dropped(&mut self) {
+        if !self.need_sync {
+            self.seq_offset = self.seq_offset.wrapping_sub(1);
+        }
+    }
+
     /// Starts forwarding a new layer of the same simulcast source at its key
     /// frame: numbering re-based as for a new source.
     pub fn begin_layer(&mut self) {

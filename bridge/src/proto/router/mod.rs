@@ -132,6 +132,8 @@ pub struct Router {
     speakers: DominantSpeaker<EndpointKey>,
     /// Audio is forwarded from this many loudest speakers only (0: all).
     audio_last_n: usize,
+    /// Silent runs are dropped after their first few packets.
+    drop_silence: bool,
 }
 
 impl Router {
@@ -149,7 +151,14 @@ impl Router {
             activity: RouterActivity::default(),
             speakers: DominantSpeaker::new(),
             audio_last_n: 0,
+            drop_silence: false,
         }
+    }
+
+    /// Drops silent audio runs after their first few packets (`media.drop_silence`).
+    pub fn with_drop_silence(mut self, drop: bool) -> Self {
+        self.drop_silence = drop;
+        self
     }
 
     /// Forwards audio from the `n` loudest speakers only (0: from everyone).

@@ -40,6 +40,7 @@ impl Router {
             speakers,
             members,
             audio_last_n,
+            drop_silence,
             ..
         } = self;
         let Some(sender) = endpoints.get_mut(key) else {
@@ -159,14 +160,30 @@ impl Router {
             None
         };
         if !repaired && let Some(level) = audio_level.and_then(AudioLevel::parse) {
-            let forward =
-                speaker::handle_level(sender, producer, speakers, timers, io.counters, now, level);
+            let forward = speaker::handle_level(
+                sender,
+                producer,
+                speakers,
+                timers,
+                io.counters,
+                now,
+                level,
+                *drop_silence,
+            );
             let loud_enough = forward
                 && speaker::among_loudest(key, endpoints, members, speakers, *audio_last_n, now);
             if forward && !loud_enough {
                 io.counters.dropped_audio_last_n += 1;
             }
             if !loud_enough {
+                // Dropped as a DTX sender would not send: the receivers' sequence
+                // numbers close over it, so their jitter buffers see a pause,
+                // not a loss to conceal (timestamps still jump, as with DTX).
+                for &ck in &producer.fanout {
+                    if let Some(c) = consumers.get_mut(ck) {
+                        c.close_over_dropped();
+                    }
+                }
                 if became_active {
                     self.recount_activity(io);
                 }

@@ -33,7 +33,9 @@ pub const SILENCE_FORWARDED: u32 = 3;
 
 /// Records one accepted audio packet's level from `sender` (publishing through
 /// `producer`) at `now`; arms the decision timer when decisions start. Returns
-/// whether the packet is forwarded (false: silence past the first few packets).
+/// whether the packet is forwarded (false: silence past the first few packets,
+/// when `drop_silence`).
+#[allow(clippy::too_many_arguments)] // the router's split borrows, one per field
 pub(super) fn handle_level(
     sender: &mut Endpoint,
     producer: &mut Producer,
@@ -42,6 +44,7 @@ pub(super) fn handle_level(
     counters: &mut ShardCounters,
     now: Instant,
     level: AudioLevel,
+    drop_silence: bool,
 ) -> bool {
     sender.speaker.handle_level(now, level.level);
     if let Some(at) = speakers.handle_level(now) {
@@ -52,7 +55,7 @@ pub(super) fn handle_level(
         return true;
     }
     producer.silent_run = producer.silent_run.saturating_add(1);
-    if producer.silent_run > SILENCE_FORWARDED {
+    if drop_silence && producer.silent_run > SILENCE_FORWARDED {
         counters.dropped_silence += 1;
         return false;
     }
