@@ -26,7 +26,6 @@
 //! page's connect time (`connect_ms`: ICE, then DTLS) is printed with it.
 
 use std::fs::{self, File};
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -34,11 +33,11 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringbridge_tests::{TEST_APP_SECRET, http_request, ringbridge_bin, workspace_root};
+use ringbridge_tests::{
+    CHROMIUM, TEST_APP_SECRET, http_request, ringbridge_bin, run_browser_script,
+};
 use serde_json::{Value, json};
 
-/// Debian's Chromium, as DESIGN.md's "Headless Chromium" runs it.
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// The namespace the bridge runs in (a fixed name: leftovers of a crashed run
 /// are removed by it).
 const NS: &str = "rbnetloss";
@@ -379,25 +378,6 @@ impl Drop for NsBridge {
     }
 }
 
-/// Checks Chromium is there and runs `npm ci` when playwright-core is missing.
-fn ensure_browser(dir: &Path) {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)"
-    );
-    if !dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(dir)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run npm ci in {}: {e}", dir.display()));
-        assert!(out.status.success(), "npm ci failed: {out:?}");
-    }
-}
-
 /// One scenario's samples: per page, one `getStats()` digest a second.
 struct Scenario {
     /// Per page, the samples (`t` seconds since both were connected).
@@ -433,8 +413,6 @@ fn measure_on(link: Link, seconds: u64) -> Scenario {
     // namespace, veth and subnet have fixed names).
     static ONE: Mutex<()> = Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
-    let browser = workspace_root().join("tests").join("browser");
-    ensure_browser(&browser);
     let lock = File::create(std::env::temp_dir().join("ringbridge-browser-network.lock"))
         .unwrap_or_else(|e| panic!("lock file: {e}"));
     lock.lock().unwrap_or_else(|e| panic!("lock: {e}"));
@@ -447,58 +425,12 @@ fn measure_on(link: Link, seconds: u64) -> Scenario {
     }
     let bridge = NsBridge::start();
     let room = "netloss";
-    let out = bridge.dir.join("network.json");
-    fs::write(
-        &out,
-        json!({"signal": format!("http://{BRIDGE_ADDR}:{PUBLIC_PORT}"), "room": room,
-               "tokens": [bridge.token(room), bridge.token(room)],
-               "seconds": seconds, "chromium": CHROMIUM})
-        .to_string(),
-    )
-    .unwrap_or_else(|e| panic!("write config: {e}"));
-    let mut child = Command::new("node")
-        .arg(browser.join("network.mjs"))
-        .arg(&out)
-        .current_dir(&browser)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start node: {e}"));
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out_t = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_t = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + SCENARIO_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(100)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-        }
-    }
-    let stdout = out_t.join().unwrap_or_default();
-    let stderr = err_t.join().unwrap_or_default();
-    eprint!("{stderr}");
+    let config = json!({"signal": format!("http://{BRIDGE_ADDR}:{PUBLIC_PORT}"), "room": room,
+           "tokens": [bridge.token(room), bridge.token(room)],
+           "seconds": seconds, "chromium": CHROMIUM});
+    let raw = run_browser_script("network.mjs", &config, &bridge.dir, SCENARIO_TIMEOUT);
     let counters = ns.counters();
     let sockets = run("ip", &["netns", "exec", NS, "ss", "-Hltnu"]).unwrap_or_default();
-    let raw = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .unwrap_or_else(|| panic!("network.mjs printed no JSON:\n{stdout}\n{stderr}"));
     assert!(
         raw["ok"] == true,
         "the browser scenario failed: {}\nbridge log:\n{}",
