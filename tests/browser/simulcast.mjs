@@ -6,8 +6,15 @@
 //
 // Usage: node simulcast.mjs CONFIG.json
 // CONFIG: {signal: "http://127.0.0.1:PORT", room, tokens: [three tokens],
-//          seconds, maxHeight (the third page's constraint), chromium?}
+//          seconds, maxHeight (the third page's constraint, null for none),
+//          chromium?, cap?}
+// cap: {page, afterS, argvs}: at afterS seconds after connecting, runs each argv
+// (e.g. `ip netns exec NS tc ...`) with every "{port}" replaced by the UDP port
+// of page `page`'s selected ICE candidate, so the bridge's downlink to that
+// page alone is capped; from then on that page's inbound video is also sampled
+// every 100 ms (`fine`) to see freezes shorter than a second.
 
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { chromium } from 'playwright-core';
@@ -64,6 +71,25 @@ window.rb = {
     };
   },
   state() { return pc.connectionState; },
+  async localPort() {
+    const stats = await pc.getStats();
+    for (const t of stats.values()) {
+      if (t.type !== 'transport' || !t.selectedCandidatePairId) continue;
+      const pair = stats.get(t.selectedCandidatePairId);
+      const local = pair && stats.get(pair.localCandidateId);
+      if (local) return local.port;
+    }
+    return null;
+  },
+  async frames() {
+    const s = {};
+    for (const r of (await pc.getStats()).values()) {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') s[r.mid] = [
+        r.framesDecoded || 0, r.frameHeight || 0, r.freezeCount || 0,
+        r.totalFreezesDuration || 0];
+    }
+    return s;
+  },
   async sample() {
     const s = { inbound: [], outbound: [] };
     for (const r of (await pc.getStats()).values()) {
@@ -131,7 +157,7 @@ async function main() {
   const pages = [];
   try {
     for (const [i, token] of cfg.tokens.entries()) {
-      const maxHeight = i === cfg.tokens.length - 1 ? cfg.maxHeight : null;
+      const maxHeight = i === cfg.tokens.length - 1 ? (cfg.maxHeight ?? null) : null;
       pages.push(await join(browser, base, token, `page${i}`, maxHeight));
     }
     await until('every peer connection connected', async () => {
@@ -140,12 +166,34 @@ async function main() {
     }, 30000, 50);
     const t0 = Date.now();
     log(`connected; sampling for ${cfg.seconds} s`);
+    let capped = null;
+    let fine = null;
     for (let k = 0; k <= cfg.seconds; k++) {
       await sleep(Math.max(0, t0 + k * 1000 - Date.now()));
       const t = (Date.now() - t0) / 1000;
       const ss = await Promise.all(pages.map((p) => p.page.evaluate(() => window.rb.sample())));
       ss.forEach((s, i) => pages[i].samples.push({ t, ...s }));
+      if (cfg.cap && !capped && t >= cfg.cap.afterS) {
+        const page = pages[cfg.cap.page];
+        const port = await page.page.evaluate(() => window.rb.localPort());
+        if (!port) throw new Error(`${page.label}: no selected candidate pair to cap`);
+        for (const argv of cfg.cap.argvs) {
+          const a = argv.map((x) => x.replaceAll('{port}', String(port)));
+          execFileSync(a[0], a.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+        }
+        capped = { t: (Date.now() - t0) / 1000, port };
+        log(`${page.label}: downlink to port ${port} capped at ${capped.t} s`);
+        fine = (async () => {
+          const rows = [];
+          while (Date.now() - t0 < cfg.seconds * 1000) {
+            rows.push({ t: (Date.now() - t0) / 1000, ...(await page.page.evaluate(() => window.rb.frames())) });
+            await sleep(100);
+          }
+          return rows;
+        })();
+      }
     }
+    if (capped) result.cap = { ...capped, page: cfg.cap.page, fine: await fine };
     for (const p of pages) {
       result.pages.push({
         label: p.label,

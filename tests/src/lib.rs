@@ -14,8 +14,13 @@
 //! - [`forge_token_room`] / [`forge_token_payload`]: tokens with a changed payload and the
 //!   original signature, which the bridge must refuse.
 //! - [`http_request`]: a tiny HTTP/1.1 client for loopback checks.
+//! - [`netns`]: a bridge in a network namespace behind a veth pair, with loss,
+//!   UDP dropped or a receiver's downlink capped.
 //!
-//! Everything binds and targets 127.0.0.1 only.
+//! Everything binds and targets 127.0.0.1 only, or addresses inside a namespace the
+//! test made ([`netns`]).
+
+pub mod netns;
 
 use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};

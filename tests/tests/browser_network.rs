@@ -25,17 +25,11 @@
 //! values measured and the reason (Chromium's encoder start-up, see there); each
 //! page's connect time (`connect_ms`: ICE, then DTLS) is printed with it.
 
-use std::fs::{self, File};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ringbridge_tests::{
-    CHROMIUM, TEST_APP_SECRET, http_request, ringbridge_bin, run_browser_script,
-};
+use ringbridge_tests::netns::{Netns, NetnsSpec, NsBridge, unsupported};
+use ringbridge_tests::{CHROMIUM, run_browser_script};
 use serde_json::{Value, json};
 
 /// The namespace the bridge runs in (a fixed name: leftovers of a crashed run
@@ -56,8 +50,6 @@ const PUBLIC_PORT: u16 = 9090;
 const PRIVATE_PORT: u16 = 8080;
 /// `media.port_range`; the loss rules match exactly these ports.
 const MEDIA_PORTS: [u16; 2] = [20000, 20099];
-/// The nftables table the loss rules live in (inside the namespace).
-const NFT_TABLE: &str = "rbnetloss";
 /// Seconds measured per scenario, as in the issue's table ("30 s").
 const WINDOW_S: u64 = 30;
 /// The loss injected each way, in percent.
@@ -65,318 +57,17 @@ const LOSS_PERCENT: u32 = 5;
 /// How long one scenario may take, Chromium start included.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Why the test cannot run here (a skip, not a failure), if it cannot.
-fn unsupported() -> Option<String> {
-    let uid = fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .unwrap_or_default();
-    if uid != "0" {
-        return Some(format!(
-            "not root (effective uid {uid:?}): network namespaces and nftables need root"
-        ));
-    }
-    for (tool, package) in [("ip", "iproute2"), ("nft", "nftables")] {
-        let found = Command::new(tool)
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if !found {
-            return Some(format!("`{tool}` is missing (Debian package {package})"));
-        }
-    }
-    None
-}
-
-fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {cmd}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`{cmd} {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// `nft` inside the namespace, reading `script` on stdin.
-fn nft_in_ns(script: &str) -> Result<(), String> {
-    use std::io::Write as _;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", NS, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run nft: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .map_err(|e| format!("nft stdin: {e}"))?;
-    }
-    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "nft -f failed: {}\n{script}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// The namespace and its veth pair; removes both (and the nft table, which
-/// lives in the namespace) on drop.
-struct Netns;
-
-impl Netns {
-    /// Removes what a crashed run may have left (by name), then creates the
-    /// namespace and the veth pair.
-    fn create() -> Netns {
-        remove_leftovers();
-        let ns = Netns;
-        let host = format!("{HOST_ADDR}/30");
-        let inner = format!("{BRIDGE_ADDR}/30");
-        let steps: [&[&str]; 7] = [
-            &["netns", "add", NS],
-            &[
-                "link", "add", HOST_IF, "type", "veth", "peer", "name", INNER_IF, "netns", NS,
-            ],
-            &["addr", "add", &host, "dev", HOST_IF],
-            &["link", "set", HOST_IF, "up"],
-            &["-n", NS, "addr", "add", &inner, "dev", INNER_IF],
-            &["-n", NS, "link", "set", INNER_IF, "up"],
-            &["-n", NS, "link", "set", "lo", "up"],
-        ];
-        for args in steps {
-            run("ip", args).unwrap_or_else(|e| panic!("network namespace setup: {e}"));
-        }
-        ns
-    }
-
-    /// Drops `percent`% of the datagrams on the media ports in each direction
-    /// (DESIGN.md "Impairment"; this kernel has no netem), with counters.
-    fn drop_media(&self, percent: u32) {
-        let [lo, hi] = MEDIA_PORTS;
-        nft_in_ns(&format!(
-            "add table inet {NFT_TABLE}\n\
-             add chain inet {NFT_TABLE} in {{ type filter hook input priority 0; }}\n\
-             add chain inet {NFT_TABLE} out {{ type filter hook output priority 0; }}\n\
-             add rule inet {NFT_TABLE} in udp dport {lo}-{hi} counter\n\
-             add rule inet {NFT_TABLE} in udp dport {lo}-{hi} numgen random mod 100 < {percent} counter drop\n\
-             add rule inet {NFT_TABLE} out udp sport {lo}-{hi} counter\n\
-             add rule inet {NFT_TABLE} out udp sport {lo}-{hi} numgen random mod 100 < {percent} counter drop\n"
-        ))
-        .unwrap_or_else(|e| panic!("loss rules: {e}"));
-    }
-
-    /// Drops every UDP datagram on the namespace's veth, both ways, with
-    /// counters (the same layout as [`Netns::drop_media`]'s: all, dropped).
-    fn drop_udp(&self) {
-        nft_in_ns(&format!(
-            "add table inet {NFT_TABLE}\n\
-             add chain inet {NFT_TABLE} in {{ type filter hook input priority 0; }}\n\
-             add chain inet {NFT_TABLE} out {{ type filter hook output priority 0; }}\n\
-             add rule inet {NFT_TABLE} in iifname {INNER_IF} meta l4proto udp counter\n\
-             add rule inet {NFT_TABLE} in iifname {INNER_IF} meta l4proto udp counter drop\n\
-             add rule inet {NFT_TABLE} out oifname {INNER_IF} meta l4proto udp counter\n\
-             add rule inet {NFT_TABLE} out oifname {INNER_IF} meta l4proto udp counter drop\n"
-        ))
-        .unwrap_or_else(|e| panic!("UDP drop rules: {e}"));
-    }
-
-    /// `(seen, dropped)` packets per direction (`in`, `out`) from the counters
-    /// of [`Netns::drop_media`] or [`Netns::drop_udp`]; `None` without those rules.
-    fn counters(&self) -> Option<Value> {
-        let text = run(
-            "ip",
-            &[
-                "netns", "exec", NS, "nft", "list", "table", "inet", NFT_TABLE,
-            ],
-        )
-        .ok()?;
-        // Per chain: the first counter is every datagram, the second the dropped ones.
-        let mut chains = serde_json::Map::new();
-        let mut chain = String::new();
-        let mut counts: Vec<u64> = Vec::new();
-        let mut flush = |chain: &str, counts: &mut Vec<u64>| {
-            if let [seen, dropped, ..] = counts[..] {
-                chains.insert(
-                    chain.to_owned(),
-                    json!({"seen": seen, "dropped": dropped,
-                           "percent": pct(dropped as f64, seen as f64)}),
-                );
-            }
-            counts.clear();
-        };
-        for line in text.lines() {
-            let line = line.trim();
-            if let Some(name) = line.strip_prefix("chain ") {
-                flush(&chain, &mut counts);
-                chain = name.trim_end_matches(" {").to_owned();
-            } else if let Some(n) = line
-                .split("counter packets ")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-            {
-                counts.push(n);
-            }
-        }
-        flush(&chain, &mut counts);
-        Some(Value::Object(chains))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = run(
-            "ip",
-            &[
-                "netns", "exec", NS, "nft", "delete", "table", "inet", NFT_TABLE,
-            ],
-        );
-        remove_leftovers();
-    }
-}
-
-/// Kills what still runs in the namespace, deletes its nft table, the
-/// namespace and the host veth end, whichever exist.
-fn remove_leftovers() {
-    if let Ok(pids) = run("ip", &["netns", "pids", NS]) {
-        for pid in pids.split_whitespace() {
-            let _ = run("kill", &["-KILL", pid]);
-        }
-        let _ = run(
-            "ip",
-            &[
-                "netns", "exec", NS, "nft", "delete", "table", "inet", NFT_TABLE,
-            ],
-        );
-        let _ = run("ip", &["netns", "del", NS]);
-    }
-    if Path::new("/sys/class/net").join(HOST_IF).exists() {
-        let _ = run("ip", &["link", "del", HOST_IF]);
-    }
-}
-
-/// The bridge inside the namespace (`ip netns exec NS ringbridge run`); killed
-/// on drop, its folder removed unless the test panics (then its log is printed).
-struct NsBridge {
-    child: Child,
-    dir: PathBuf,
-    config_path: PathBuf,
-}
-
-impl NsBridge {
-    fn start() -> NsBridge {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join("browser-network")
-            .join(format!("bridge-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let config_path = dir.join("ringbridge.toml");
-        let [lo, hi] = MEDIA_PORTS;
-        fs::write(
-            &config_path,
-            format!(
-                "server_id = \"netloss\"\n\
-                 [public]\nlisten = \"{BRIDGE_ADDR}:{PUBLIC_PORT}\"\n\
-                 [private]\nlisten = \"{BRIDGE_ADDR}:{PRIVATE_PORT}\"\n\
-                 [media]\nport_range = [{lo}, {hi}]\nbind = \"{BRIDGE_ADDR}\"\n\
-                 advertise = [\"{BRIDGE_ADDR}\"]\n\
-                 [auth]\napp_secret = \"{TEST_APP_SECRET}\"\n"
-            ),
-        )
-        .unwrap_or_else(|e| panic!("write config: {e}"));
-        let log = File::create(dir.join("bridge.log")).unwrap_or_else(|e| panic!("log: {e}"));
-        let log2 = log.try_clone().unwrap_or_else(|e| panic!("log: {e}"));
-        // `ip netns exec` execs the binary: the child's pid is the bridge's.
-        let child = Command::new("ip")
-            .args(["netns", "exec", NS])
-            .arg(ringbridge_bin())
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or("info".to_owned()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the bridge: {e}"));
-        let mut b = NsBridge {
-            child,
-            dir,
-            config_path,
-        };
-        let private = SocketAddr::from(([10, 99, 0, 2], PRIVATE_PORT));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = b.child.try_wait() {
-                panic!("the bridge exited during start ({status}):\n{}", b.log());
-            }
-            if http_request(private, "GET", "/about/health", &[], b"")
-                .is_ok_and(|r| r.status == 200)
-            {
-                return b;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the bridge is not healthy on {private} after 30 s:\n{}",
-                b.log()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("bridge.log")).unwrap_or_default()
-    }
-
-    /// An owner token for `room` (`ringbridge token --room R --owner --config FILE`).
-    fn token(&self, room: &str) -> String {
-        let out = Command::new(ringbridge_bin())
-            .args(["token", "--room", room, "--owner", "--config"])
-            .arg(&self.config_path)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("ringbridge token: {e}"));
-        assert!(out.status.success(), "ringbridge token failed: {out:?}");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::trim)
-            .rfind(|l| l.split('.').count() == 3)
-            .unwrap_or_else(|| panic!("ringbridge token printed no JWT: {out:?}"))
-            .to_owned()
-    }
-}
-
-impl Drop for NsBridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!("---- bridge log ----\n{}\n---- end ----", self.log());
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-}
+/// This test's namespace, veth pair and addresses.
+const SPEC: NetnsSpec = NetnsSpec {
+    name: NS,
+    host_if: HOST_IF,
+    inner_if: INNER_IF,
+    host_addr: HOST_ADDR,
+    bridge_addr: BRIDGE_ADDR,
+    media_ports: MEDIA_PORTS,
+    public_port: PUBLIC_PORT,
+    private_port: PRIVATE_PORT,
+};
 
 /// One scenario's samples: per page, one `getStats()` digest a second.
 struct Scenario {
@@ -413,24 +104,22 @@ fn measure_on(link: Link, seconds: u64) -> Scenario {
     // namespace, veth and subnet have fixed names).
     static ONE: Mutex<()> = Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
-    let lock = File::create(std::env::temp_dir().join("ringbridge-browser-network.lock"))
-        .unwrap_or_else(|e| panic!("lock file: {e}"));
-    lock.lock().unwrap_or_else(|e| panic!("lock: {e}"));
+    let _lock = SPEC.lock();
 
-    let ns = Netns::create();
+    let ns = Netns::create(SPEC);
     match link {
         Link::Loss(0) => {}
         Link::Loss(loss) => ns.drop_media(loss),
         Link::NoUdp => ns.drop_udp(),
     }
-    let bridge = NsBridge::start();
+    let bridge = NsBridge::start(&SPEC, "browser-network", "");
     let room = "netloss";
     let config = json!({"signal": format!("http://{BRIDGE_ADDR}:{PUBLIC_PORT}"), "room": room,
            "tokens": [bridge.token(room), bridge.token(room)],
            "seconds": seconds, "chromium": CHROMIUM});
-    let raw = run_browser_script("network.mjs", &config, &bridge.dir, SCENARIO_TIMEOUT);
+    let raw = run_browser_script("network.mjs", &config, bridge.dir(), SCENARIO_TIMEOUT);
     let counters = ns.counters();
-    let sockets = run("ip", &["netns", "exec", NS, "ss", "-Hltnu"]).unwrap_or_default();
+    let sockets = ns.exec("ss", &["-Hltnu"]).unwrap_or_default();
     assert!(
         raw["ok"] == true,
         "the browser scenario failed: {}\nbridge log:\n{}",
