@@ -1,11 +1,15 @@
 //! The delay-based rate controller (draft-ietf-rmcat-gcc-02 §5.5): a state
 //! machine driven by the overuse detector. Overuse: decrease to 0.85 x the
 //! acknowledged bitrate (and remember that rate as the link's capacity).
-//! Normal: increase; additively (about one packet per response time) while the
-//! estimate is near the capacity learned at the last decrease (from [`BETA`]
-//! times its lower bound to its upper bound, the bounds three standard
-//! deviations off), multiplicatively when far from it, above or below (below:
-//! after a loss-based cut, say). Underuse: hold (the queue drains first).
+//! Normal: increase; additively (about one packet per response time) while a
+//! capacity learned at a decrease stands, multiplicatively when there is none
+//! or the estimate is far below it (under [`BETA`] times its lower bound, the
+//! bounds being three standard deviations off: after a loss-based cut, say).
+//! As in WebRTC, the capacity is forgotten when the acknowledged bitrate goes
+//! above its upper bound (the link got better), not when the estimate does: a
+//! receiver whose layers do not fill the link climbs only additively above
+//! the rate that congested it, so it does not retry a too-large layer every
+//! few seconds. Underuse: hold (the queue drains first).
 //!
 //! Deviation from WebRTC, deliberate: the estimate is not capped at 1.5 x the
 //! acknowledged bitrate. The bridge sends what its layers produce, not what the
@@ -95,12 +99,11 @@ impl RateControl {
         self.estimate = self.estimate.min(bps as f64).max(self.min_bps);
     }
 
-    /// Whether the estimate is where the last overuse put it (near the learned
-    /// capacity) rather than still searching upward.
+    /// Whether a capacity learned at an overuse holds the estimate to additive
+    /// increase (rather than still searching upward).
     pub fn near_capacity(&self) -> bool {
         let kbps = self.estimate / 1000.0;
-        self.capacity
-            .is_some_and(|c| kbps <= c.upper_kbps() && kbps >= BETA * c.lower_kbps())
+        self.capacity.is_some_and(|c| kbps >= BETA * c.lower_kbps())
     }
 
     /// One update at `now_us` (the sender's clock) with the detector's signal
@@ -128,13 +131,6 @@ impl RateControl {
                     let per_s = (PACKET_BITS / RESPONSE_TIME_S).max(MIN_ADDITIVE_BPS);
                     self.estimate += per_s * dt_s;
                 } else {
-                    if self
-                        .capacity
-                        .is_some_and(|c| self.estimate / 1000.0 > c.upper_kbps())
-                    {
-                        // Left the capacity's band upward: search again.
-                        self.capacity = None;
-                    }
                     let factor = if self.seen_overuse {
                         FAR_INCREASE
                     } else {
@@ -214,5 +210,27 @@ mod tests {
         let gained = r.estimate() - after;
         // Additive: about 48 kbit/s in the second after the decrease.
         assert!((20_000..=60_000).contains(&gained), "{gained}");
+    }
+
+    #[test]
+    fn a_sender_that_does_not_fill_the_link_climbs_only_additively_after_an_overuse() {
+        let mut r = RateControl::new(1_000_000, 30_000, 10_000_000);
+        r.update(0, BandwidthUsage::Overusing, Some(1_000_000));
+        assert_eq!(r.estimate(), 850_000);
+        // Its layers send 500 kbit/s: the acknowledged rate never passes the
+        // capacity, so 5 s of a clean path add about 5 x 48 kbit/s.
+        for i in 1..=50 {
+            r.update(i * 100_000, BandwidthUsage::Normal, Some(500_000));
+        }
+        assert!(
+            (1_000_000..=1_200_000).contains(&r.estimate()),
+            "{}",
+            r.estimate()
+        );
+        // Once more gets through than the capacity, it searches again.
+        for i in 51..=60 {
+            r.update(i * 100_000, BandwidthUsage::Normal, Some(1_200_000));
+        }
+        assert!(r.estimate() > 1_250_000, "{}", r.estimate());
     }
 }
