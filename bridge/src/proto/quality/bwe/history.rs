@@ -56,8 +56,8 @@ impl SendHistory {
     }
 
     /// Records a packet with transport-wide sequence number `seq` of `size`
-    /// bytes sent at `now`.
-    pub fn record(&mut self, now: Instant, seq: u16, size: usize) {
+    /// bytes sent at `now`; returns its extended sequence number.
+    pub fn record(&mut self, now: Instant, seq: u16, size: usize) -> u64 {
         let epoch = *self.epoch.get_or_insert(now);
         let ext = self.extend(seq);
         if self.last_ext.is_none_or(|l| ext > l) {
@@ -71,6 +71,7 @@ impl SendHistory {
             size: size.min(usize::from(u16::MAX)) as u16,
             reported: false,
         };
+        ext
     }
 
     /// The extended form of `seq`: the one nearest the last send.

@@ -11,7 +11,9 @@
 //! - [`rate_control`]: AIMD on the detector's signal (see there for where it
 //!   deliberately differs from WebRTC);
 //! - [`acked`]: the acknowledged bitrate, the basis of a decrease;
-//! - [`loss`]: the loss-based cap (more than 10% lost lowers the estimate).
+//! - [`loss`]: the loss-based cap (more than 10% lost lowers the estimate);
+//! - [`probe`]: padding clusters that raise the estimate when the receiver's
+//!   layers want more and nothing holds the estimate down.
 //!
 //! The estimate is the delay-based one, lowered by the loss-based cap where that
 //! is lower. Sans-IO: time comes in as `now`; everything is allocated when the
@@ -21,6 +23,7 @@ pub mod acked;
 pub mod history;
 pub mod inter_arrival;
 pub mod loss;
+pub mod probe;
 pub mod rate_control;
 pub mod trendline;
 
@@ -31,6 +34,7 @@ use acked::AckedBitrate;
 use history::SendHistory;
 use inter_arrival::InterArrival;
 use loss::LossController;
+use probe::{PROBE_FACTOR, Prober};
 use rate_control::RateControl;
 pub use trendline::BandwidthUsage;
 use trendline::Trendline;
@@ -74,6 +78,10 @@ pub struct BweStats {
     pub lost: u64,
     /// Overuse signals that decreased the estimate.
     pub overuses: u64,
+    /// Probe clusters started.
+    pub probes: u64,
+    /// Probe results that raised the estimate.
+    pub probes_raised: u64,
 }
 
 /// One receiver's send-side estimator.
@@ -85,6 +93,7 @@ pub struct SendSideBwe {
     rate: RateControl,
     loss: LossController,
     acked: AckedBitrate,
+    prober: Prober,
     has_feedback: bool,
     stats: BweStats,
 }
@@ -99,6 +108,7 @@ impl SendSideBwe {
             rate: RateControl::new(config.start_bps, config.min_bps, config.max_bps),
             loss: LossController::default(),
             acked: AckedBitrate::default(),
+            prober: Prober::default(),
             has_feedback: false,
             stats: BweStats::default(),
         }
@@ -107,7 +117,31 @@ impl SendSideBwe {
     /// A packet with transport-wide sequence number `seq`, `size` bytes on the
     /// wire, left at `now`.
     pub fn on_packet_sent(&mut self, now: Instant, seq: u16, size: usize) {
-        self.history.record(now, seq, size);
+        let ext = self.history.record(now, seq, size);
+        self.prober.on_sent(ext);
+    }
+
+    /// The rate a probe cluster should aim at, when one is due at `now` for
+    /// a receiver whose layers want `wanted_bps`: after the first feedback,
+    /// when the wanted rate is above the estimate, nothing holds the estimate
+    /// (no overuse now, no loss cap) and no cluster was sent within
+    /// [`probe::PROBE_INTERVAL_US`]. The caller then sends
+    /// [`probe::PROBE_PACKETS`] padding packets back to back, after calling
+    /// [`SendSideBwe::start_probe`].
+    pub fn probe_due(&mut self, now: Instant, wanted_bps: u64) -> Option<u64> {
+        let current = self.current();
+        let due = self.has_feedback
+            && wanted_bps > current
+            && self.trend.state() != BandwidthUsage::Overusing
+            && self.loss.cap().is_none()
+            && self.prober.may_start(self.history.micros(now));
+        due.then_some(current * PROBE_FACTOR)
+    }
+
+    /// The next [`probe::PROBE_PACKETS`] sends are a cluster aiming at
+    /// `target_bps`.
+    pub fn start_probe(&mut self, now: Instant, target_bps: u64) {
+        self.prober.start(self.history.micros(now), target_bps);
     }
 
     /// A transport-cc feedback from the receiver, at `now`.
@@ -120,6 +154,15 @@ impl SendSideBwe {
                 continue;
             };
             self.stats.matched += 1;
+            let arrival_us = status.arrival.map(|a| a.at_us);
+            if let Some(rate) =
+                self.prober
+                    .on_reported(sent.ext_seq, u64::from(sent.size), arrival_us)
+                && rate > self.rate.estimate()
+            {
+                self.rate.raise_to(rate);
+                self.prober.raised += 1;
+            }
             match status.arrival {
                 Some(arrival) => {
                     self.acked.add(arrival.at_us, u64::from(sent.size));
@@ -175,7 +218,11 @@ impl SendSideBwe {
 
     /// Counters.
     pub fn stats(&self) -> BweStats {
-        self.stats
+        BweStats {
+            probes: self.prober.clusters,
+            probes_raised: self.prober.raised,
+            ..self.stats
+        }
     }
 }
 

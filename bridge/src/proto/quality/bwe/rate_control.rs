@@ -99,6 +99,18 @@ impl RateControl {
         self.estimate = self.estimate.min(bps as f64).max(self.min_bps);
     }
 
+    /// Raises the estimate to what a probe measured (within the ceiling); a
+    /// capacity learned below it no longer holds.
+    pub fn raise_to(&mut self, bps: u64) {
+        let bps = bps as f64;
+        if bps > self.estimate {
+            self.estimate = bps.min(self.max_bps);
+            if self.capacity.is_some_and(|c| bps / 1000.0 > c.upper_kbps()) {
+                self.capacity = None;
+            }
+        }
+    }
+
     /// Whether a capacity learned at an overuse holds the estimate to additive
     /// increase (rather than still searching upward).
     pub fn near_capacity(&self) -> bool {

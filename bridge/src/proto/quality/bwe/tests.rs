@@ -39,6 +39,11 @@ struct Path {
     /// Swap one pair of arrivals in ten (reordering on the path).
     reorder: bool,
     sent: u32,
+    /// A layered sender: it sends the high rate when the estimate allows it,
+    /// else the low one (instead of sending at the estimate).
+    layers: Option<(u64, u64)>,
+    /// Whether it probes with padding clusters when the high layer does not fit.
+    probing: bool,
 }
 
 impl Path {
@@ -58,19 +63,25 @@ impl Path {
             lose_every: 0,
             reorder: false,
             sent: 0,
+            layers: None,
+            probing: false,
         }
     }
 
     fn send(&mut self) {
+        self.send_sized(PACKET);
+    }
+
+    fn send_sized(&mut self, size: usize) {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
-        self.bwe.on_packet_sent(self.now, seq, PACKET);
+        self.bwe.on_packet_sent(self.now, seq, size);
         self.sent += 1;
         let start = self.busy_until.max(self.now);
         if start - self.now > BUFFER {
             return; // Drop-tail.
         }
-        let serve = Duration::from_nanos(PACKET as u64 * 8 * 1_000_000_000 / self.capacity);
+        let serve = Duration::from_nanos(size as u64 * 8 * 1_000_000_000 / self.capacity);
         self.busy_until = start + serve;
         if self.lose_every > 0 && self.sent % self.lose_every == 0 {
             return;
@@ -86,7 +97,22 @@ impl Path {
 
     fn tick(&mut self) {
         self.now += Duration::from_millis(1);
-        self.budget += self.bwe.current() as f64 / 8.0 / 1000.0;
+        let rate = match self.layers {
+            None => self.bwe.current(),
+            Some((_, high)) if self.bwe.current() >= high => high,
+            Some((low, high)) => {
+                if self.probing
+                    && let Some(target) = self.bwe.probe_due(self.now, high)
+                {
+                    self.bwe.start_probe(self.now, target);
+                    for _ in 0..probe::PROBE_PACKETS {
+                        self.send_sized(255);
+                    }
+                }
+                low
+            }
+        };
+        self.budget += rate as f64 / 8.0 / 1000.0;
         // The sender sends at most a frame's worth ahead.
         self.budget = self.budget.min(20.0 * PACKET as f64);
         while self.budget >= PACKET as f64 {
@@ -261,4 +287,40 @@ fn feedback_for_packets_never_sent_is_ignored() {
     bwe.handle_feedback(t0, &TwccFeedback::parse(u.body).unwrap());
     assert_eq!(bwe.stats().unmatched, 30);
     assert_eq!(bwe.estimate(), Some(300_000));
+}
+
+/// A receiver whose link was congested at 600 kbit/s, then recovers to
+/// 5 Mbit/s, while its layers send 500 kbit/s and want 1.5 Mbit/s.
+fn recovered_media_limited(probing: bool) -> (Path, Option<Duration>) {
+    let mut p = Path::new(600_000, 0);
+    p.run_until(Duration::from_secs(6), |_| false);
+    assert!(p.estimate() < 800_000, "{}", p.estimate());
+    p.capacity = 5_000_000;
+    p.layers = Some((500_000, 1_500_000));
+    p.probing = probing;
+    let at = p.run_until(Duration::from_secs(10), |e| e >= 1_500_000);
+    (p, at)
+}
+
+#[test]
+fn probing_lifts_a_media_limited_estimate_to_the_wanted_rate_within_4s() {
+    let (p, at) = recovered_media_limited(true);
+    eprintln!("wanted rate reached at {at:?} (link recovered at 6 s)");
+    assert!(at.is_some(), "{} {:?}", p.estimate(), p.bwe.stats());
+    assert!(p.bwe.stats().probes_raised > 0);
+}
+
+#[test]
+fn without_probing_a_media_limited_estimate_climbs_only_additively() {
+    let (p, at) = recovered_media_limited(false);
+    assert_eq!(at, None, "{}", p.estimate());
+    assert_eq!(p.bwe.stats().probes, 0);
+}
+
+#[test]
+fn no_probe_while_loss_holds_the_estimate() {
+    let mut p = Path::new(5_000_000, 0);
+    p.lose_every = 5;
+    p.run_until(Duration::from_secs(3), |_| false);
+    assert_eq!(p.bwe.probe_due(p.now, 100_000_000), None);
 }
