@@ -1,11 +1,12 @@
 //! The media quality mechanisms allocate nothing per packet: after construction, ten
 //! seconds of a lossy video source go through the packet cache, NACK generation, NACK
-//! answering with RTX (wrap and unwrap), keyframe throttling, TWCC feedback (written and
-//! parsed), the REMB estimator and slot sender reports with zero heap allocations,
-//! counted by a global allocator.
+//! answering with RTX (wrap and unwrap), keyframe throttling, TWCC feedback (written,
+//! parsed and fed to the send-side estimator), the REMB estimator and slot sender
+//! reports with zero heap allocations, counted by a global allocator.
 
 use std::time::{Duration, Instant};
 
+use ringbridge_bridge::proto::quality::bwe::{BweConfig, SendSideBwe};
 use ringbridge_bridge::proto::quality::keyframe::{
     KeyframeConfig, KeyframeRequester, ReceiverKeyframeState,
 };
@@ -75,6 +76,7 @@ fn quality_mechanisms_allocate_nothing_per_packet() {
     let mut receiver_kf = ReceiverKeyframeState::new();
     let mut twcc = TwccReceiver::new(TwccConfig::default());
     let mut remb = RembEstimator::new(RembConfig::default());
+    let mut bwe = SendSideBwe::new(BweConfig::default());
     let mut sr = SlotSenderReport::new(0xA1, 90_000);
     let bridge_clock = NtpClock::new(t0, 1 << 40);
     let source_clock = SourceClock::from_sender_report(
@@ -111,6 +113,8 @@ fn quality_mechanisms_allocate_nothing_per_packet() {
             ((u64::from(k) * 3_333 * 262_144 / 1_000_000) % (1 << 24)) as u32,
             200 + (k as usize * 37) % 1000,
         );
+        // The feedback below goes to the estimator, as a receiver's would.
+        bwe.on_packet_sent(now, k as u16, len);
         // 5% of the packets are lost on the way to the bridge.
         if rng.next() % 100 >= 5 {
             twcc.handle_packet(now, k as u16);
@@ -161,6 +165,7 @@ fn quality_mechanisms_allocate_nothing_per_packet() {
                     && let Ok(fb) = TwccFeedback::parse(u.body)
                 {
                     counters[3] += fb.packets().filter(|p| p.arrival.is_some()).count() as u64;
+                    bwe.handle_feedback(now, &fb);
                 }
             }
         }
@@ -197,6 +202,8 @@ fn quality_mechanisms_allocate_nothing_per_packet() {
     assert!(measured[4] >= 9, "REMBs: {measured:?}");
     assert!(measured[5] >= 9, "SRs: {measured:?}");
     assert_eq!(allocations, 0, "heap allocations on the packet path");
+    assert!(bwe.stats().matched > 2500, "{:?}", bwe.stats());
+    assert!(bwe.estimate().is_some());
 
     // The allocator does count.
     let (_, control) = counted(|| format!("{t0:?}").len());

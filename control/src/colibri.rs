@@ -10,7 +10,10 @@
 //! `EndpointConnectivityStatusChangeEvent` when another endpoint comes or goes, and
 //! `DominantSpeakerEndpointChangeEvent` `{"dominantSpeakerEndpoint": id,
 //! "previousSpeakers": [ids, most recent first]}` to everyone in the conference when
-//! its dominant speaker changes (and the latest one to a socket that opens later). It
+//! its dominant speaker changes (and the latest one to a socket that opens later), and
+//! `ConnectionStats` `{"estimatedDownlinkBandwidth": bps}` to a receiver every 2 s
+//! while the bridge has a bandwidth estimate toward it (not kept for a socket
+//! that is not open). It
 //! relays `EndpointMessage` between the endpoints of a room, with `from` set by the
 //! bridge. Everything else a client sends is accepted and ignored, except
 //! `SourceVideoTypeMessage` (`{"sourceName": "{id}-v0", "videoType": "desktop"}`):
@@ -151,6 +154,16 @@ pub(crate) fn dominant_speaker(dominant: &EndpointId, previous: &[EndpointId]) -
         "colibriClass": "DominantSpeakerEndpointChangeEvent",
         "dominantSpeakerEndpoint": dominant.0,
         "previousSpeakers": previous.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
+/// jitsi-videobridge's `ConnectionStats`: the bridge's bandwidth estimate
+/// toward this endpoint, bits per second.
+pub(crate) fn connection_stats(estimated_downlink_bps: u64) -> String {
+    json!({
+        "colibriClass": "ConnectionStats",
+        "estimatedDownlinkBandwidth": estimated_downlink_bps,
     })
     .to_string()
 }

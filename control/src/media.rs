@@ -184,6 +184,19 @@ pub enum MediaEvent {
         /// Earlier dominant speakers still in the conference, most recent first.
         previous: Vec<EndpointId>,
     },
+    /// The bridge's bandwidth estimate toward a receiver (from its transport-cc
+    /// feedback), sent to that endpoint as jitsi-videobridge's `ConnectionStats`
+    /// `{"estimatedDownlinkBandwidth": bps}`: after its first feedback, then
+    /// every 2 s while feedback arrives. Losing one is harmless: the next
+    /// follows.
+    ConnectionStats {
+        /// The conference.
+        conference: ConferenceId,
+        /// The receiving endpoint.
+        endpoint: EndpointId,
+        /// The estimate, bits per second.
+        estimated_downlink_bps: u64,
+    },
 }
 
 /// Cumulative counters of the media plane, read by `/colibri/stats` and `/metrics`.
@@ -349,6 +362,9 @@ pub struct ShardSnapshot {
     pub twcc_feedback_sent: u64,
     /// REMB packets sent to publishers.
     pub remb_sent: u64,
+    /// Transport-cc feedback packets from receivers that fed their bandwidth
+    /// estimates (jvb `num_tcc_packets_received`).
+    pub twcc_feedback_received: u64,
     /// Sender reports sent to receivers for their slots.
     pub sender_reports_sent: u64,
     /// Times a conference's dominant speaker changed (jvb `total_dominant_speaker_changes`).

@@ -169,6 +169,11 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
         s.remb_sent
     }),
     (
+        "twcc_feedback_received",
+        "Transport-cc feedback packets from receivers fed to their bandwidth estimates (jvb `num_tcc_packets_received`).",
+        |s| s.twcc_feedback_received,
+    ),
+    (
         "tcp_connections_adopted",
         "ICE-TCP connections the shard took over from the listener.",
         |s| s.tcp_connections_adopted,

@@ -403,6 +403,15 @@ impl Registry {
         }
     }
 
+    /// Sends `text` to an endpoint whose socket is open; drops it otherwise
+    /// (for messages that a later one replaces, as `ConnectionStats`).
+    fn send_if_open(&self, conference: &ConferenceId, endpoint: &EndpointId, text: String) {
+        let mut rooms = self.lock();
+        if let Some(entry) = rooms.get_mut(conference).and_then(|r| r.get_mut(endpoint)) {
+            entry.send(endpoint, text);
+        }
+    }
+
     /// Removes an endpoint after queueing `last` for it (its socket sends it, then
     /// closes); tells the others it left. Returns `None` if it did not exist.
     pub(crate) fn remove_with_notice(
@@ -712,6 +721,15 @@ impl Registry {
                 previous,
             } => {
                 self.set_dominant_speaker(&conference, &dominant, &previous);
+                None
+            }
+            MediaEvent::ConnectionStats {
+                conference,
+                endpoint,
+                estimated_downlink_bps,
+            } => {
+                let text = colibri::connection_stats(estimated_downlink_bps);
+                self.send_if_open(&conference, &endpoint, text);
                 None
             }
         }

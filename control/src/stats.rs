@@ -190,6 +190,7 @@ fn jvb_lifetime_keys(stats: &MediaStats, view: &ControlView) -> Value {
         "total_keyframe_requests_throttled": stats.shard_sum(|s| s.keyframe_requests_throttled),
         "total_twcc_feedback_sent": stats.shard_sum(|s| s.twcc_feedback_sent),
         "total_remb_sent": stats.shard_sum(|s| s.remb_sent),
+        "total_twcc_feedback_received": stats.shard_sum(|s| s.twcc_feedback_received),
         "total_sender_reports_sent": stats.shard_sum(|s| s.sender_reports_sent),
         "total_dominant_speaker_changes": stats.shard_sum(|s| s.dominant_speaker_changes),
         "rtx_cache_memory_bytes": stats.shard_sum(|s| s.cache_memory_bytes),
@@ -408,6 +409,7 @@ mod tests {
             "total_keyframe_requests_sent",
             "total_twcc_feedback_sent",
             "total_remb_sent",
+            "total_twcc_feedback_received",
             "rtx_cache_memory_bytes",
         ] {
             assert!(doc.get(key).is_some(), "missing {key}");

@@ -64,7 +64,8 @@ fn must_deliver(ev: &MediaEvent) -> bool {
         | MediaEvent::EndpointExpired { .. }
         | MediaEvent::SourcesMapChanged { .. }
         | MediaEvent::DominantSpeakerChanged { .. } => true,
-        MediaEvent::ForwardingRefused { .. } => false,
+        // The next one follows within seconds.
+        MediaEvent::ForwardingRefused { .. } | MediaEvent::ConnectionStats { .. } => false,
         // A new kind is kept until someone decides it may be lost.
         _ => true,
     }

@@ -271,6 +271,7 @@ enum Counter {
     KeyframeRequestsSent,
     KeyframeRequestsThrottled,
     TwccFeedbackSent,
+    TwccFeedbackReceived,
     RembSent,
     SenderReportsSent,
     TcpAdopted,
@@ -374,6 +375,7 @@ impl ShardStats {
             c.keyframe_requests_throttled,
         );
         set(Counter::TwccFeedbackSent, c.twcc_feedback_sent);
+        set(Counter::TwccFeedbackReceived, c.twcc_feedback_received);
         set(Counter::RembSent, c.remb_sent);
         set(Counter::SenderReportsSent, c.sender_reports_sent);
         set(Counter::DominantSpeakerChanges, c.dominant_speaker_changes);
@@ -491,6 +493,7 @@ impl ShardStats {
             keyframe_requests_sent: self.get(Counter::KeyframeRequestsSent),
             keyframe_requests_throttled: self.get(Counter::KeyframeRequestsThrottled),
             twcc_feedback_sent: self.get(Counter::TwccFeedbackSent),
+            twcc_feedback_received: self.get(Counter::TwccFeedbackReceived),
             remb_sent: self.get(Counter::RembSent),
             sender_reports_sent: self.get(Counter::SenderReportsSent),
             dominant_speaker_changes: self.get(Counter::DominantSpeakerChanges),

@@ -608,6 +608,13 @@ pub fn write_answer(
             } else if extensions.contains(Extension::AbsSendTime) {
                 let _ = write!(s, "a=rtcp-fb:{} goog-remb\r\n", codec.pt);
             }
+        } else if a.slot.is_some() && m.transport_cc && extensions.contains(Extension::TransportCc)
+        {
+            // What the bridge sends on this slot carries transport-wide sequence
+            // numbers; with transport-cc negotiated here the receiver (Chrome)
+            // answers with feedback, which drives the bridge's estimate toward it
+            // (quality::bwe).
+            let _ = write!(s, "a=rtcp-fb:{} transport-cc\r\n", codec.pt);
         }
         for e in Extension::ALL {
             if extensions.contains(e)
@@ -1473,6 +1480,59 @@ a=mid:4\r\n";
             answer.media[1].codec.as_ref().and_then(|c| c.fmtp.clone()),
             None
         );
+    }
+
+    #[test]
+    fn slots_negotiate_transport_cc_where_the_receiver_offers_it() {
+        const TWCC: &str = "a=extmap:5 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n";
+        // Both recvonly slots offer the extension; only the video one offers
+        // the feedback, as a receiver that wants no audio feedback would.
+        let offer_sdp = AIORTC_LIKE_OFFER
+            .replace(
+                "a=recvonly\r\na=mid:2\r\n",
+                &format!("a=recvonly\r\na=mid:2\r\n{TWCC}"),
+            )
+            .replace(
+                "a=recvonly\r\na=mid:3\r\n",
+                &format!("a=recvonly\r\na=mid:3\r\n{TWCC}a=rtcp-fb:100 transport-cc\r\n"),
+            );
+        let offer = Offer::parse(&offer_sdp).expect("offer parses");
+        let sections: Vec<AnswerSection> = offer
+            .media
+            .iter()
+            .map(|m| AnswerSection {
+                accepted: m.kind != MediaKind::Other,
+                slot: (m.direction == Direction::RecvOnly).then(|| SlotAnnouncement {
+                    rtx_ssrc: None,
+                    ssrc: 42,
+                    stream_id: "s".into(),
+                    track_id: format!("t{}", m.mid),
+                }),
+            })
+            .collect();
+        let fp = [0xABu8; 32];
+        let addrs = [IpAddr::from([127, 0, 0, 1])];
+        let local = LocalTransport {
+            ice_ufrag: "bridgeufrag",
+            ice_pwd: "bridgepassword0123456789",
+            fingerprint_sha256: &fp,
+            addresses: &addrs,
+            port: 10_000,
+            tcp_port: None,
+            video_start_bitrate_kbps: 0,
+        };
+        let answer = write_answer(&offer, &sections, &local, 7);
+        let section = |mid: &str| {
+            let start = answer.find(&format!("a=mid:{mid}\r\n")).expect("m-line");
+            let rest = &answer[start..];
+            rest[..rest.find("m=").unwrap_or(rest.len())].to_owned()
+        };
+        let video = section("3");
+        assert!(video.contains("a=rtcp-fb:100 transport-cc\r\n"), "{video}");
+        assert!(video.contains(TWCC), "{video}");
+        let audio = section("2");
+        assert!(audio.contains(TWCC), "{audio}");
+        assert!(!audio.contains("rtcp-fb:96 transport-cc"), "{audio}");
     }
 
     #[test]

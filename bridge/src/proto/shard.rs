@@ -240,6 +240,9 @@ pub struct ShardCounters {
     pub twcc_feedback_sent: u64,
     /// REMB packets sent.
     pub remb_sent: u64,
+    /// Transport-cc feedback packets from receivers fed to their send-side
+    /// estimators (jvb `num_tcc_packets_received`).
+    pub twcc_feedback_received: u64,
     /// Sender reports sent for slots.
     pub sender_reports_sent: u64,
     /// Audio packets not forwarded because their speaker was not among the

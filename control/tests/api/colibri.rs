@@ -310,6 +310,25 @@ async fn dominant_speaker_reaches_every_socket_of_the_room_and_later_ones() {
 }
 
 #[tokio::test]
+async fn connection_stats_reach_only_their_receiver() {
+    let h = Harness::start().await;
+    let (a, pa) = h.join("room1").await;
+    let (_b, pb) = h.join("room1").await;
+    let mut wa = open(&h, &pa).await;
+    let mut wb = open(&h, &pb).await;
+    h.event(MediaEvent::ConnectionStats {
+        conference: ConferenceId("room1".into()),
+        endpoint: EndpointId(a.clone()),
+        estimated_downlink_bps: 1_234_567,
+    });
+    assert_eq!(
+        next_json(&mut wa).await,
+        json!({"colibriClass": "ConnectionStats", "estimatedDownlinkBandwidth": 1_234_567})
+    );
+    assert_silent(&mut wb, QUIET).await;
+}
+
+#[tokio::test]
 async fn connectivity_status_on_connect_leave_and_expiry() {
     let h = Harness::start().await;
     let (a, pa) = h.join("room1").await;

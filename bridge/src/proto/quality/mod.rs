@@ -16,6 +16,8 @@
 //! - per slot (Consumer): [`nack_responder::NackResponder`],
 //!   [`keyframe::ReceiverKeyframeState`], [`sender_report::SlotSenderReport`],
 //!   [`simulcast::LayerSwitch`];
+//! - per Transport toward its receiver: a [`bwe::SendSideBwe`] fed by the
+//!   receiver's transport-cc feedback;
 //! - per publishing Transport: [`twcc::TwccReceiver`] (when transport-cc was
 //!   negotiated) or [`remb::RembEstimator`] (REMB with abs-send-time only);
 //! - [`rtx`] is stateless: unwrap a publisher's RTX before anything else sees it;
@@ -23,6 +25,7 @@
 //!   per conference (Router) a [`dominant_speaker::DominantSpeaker`];
 //! - [`stats::QualityStats`] sums every object's counters for the metrics.
 
+pub mod bwe;
 pub mod dominant_speaker;
 pub mod keyframe;
 pub mod nack;

@@ -25,6 +25,12 @@ pub struct Endpoint {
     pub(super) video_until: Option<Instant>,
     /// The audio levels it sent lately (dominant speaker identification).
     pub(super) speaker: SpeakerActivity,
+    /// When its next `ConnectionStats` event is due (none before its first
+    /// estimate).
+    pub(super) connection_stats_at: Option<Instant>,
+    /// How many of its video slots have a source (kept by `Router::assign`):
+    /// its estimate is shared among them.
+    pub(super) video_slots: u16,
 }
 
 impl Endpoint {
@@ -46,5 +52,13 @@ impl Endpoint {
     /// Its receive slots, in m-line order.
     pub fn consumers(&self) -> &[ConsumerKey] {
         &self.consumers
+    }
+
+    /// The bandwidth estimate toward this endpoint as a receiver, in bits per
+    /// second, from its transport-cc feedback on what the bridge sends it
+    /// ([`SendSideBwe`](super::super::quality::bwe::SendSideBwe), starting at
+    /// 300 kbit/s); `None` until its first feedback.
+    pub fn downlink_estimate(&self) -> Option<u64> {
+        self.transport.downlink_estimate()
     }
 }

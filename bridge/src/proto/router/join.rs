@@ -80,6 +80,8 @@ impl Router {
             audio_until: None,
             video_until: None,
             speaker: SpeakerActivity::new(),
+            connection_stats_at: None,
+            video_slots: 0,
         });
 
         let mut rng = rand::rng();

@@ -15,12 +15,15 @@
 //! answers receivers' NACKs from the packet cache; `reports.rs` sends each slot's
 //! sender reports; `activity.rs` counts who sends; `speaker.rs` feeds audio
 //! levels to dominant speaker identification and drops long silences;
+//! `downlink.rs` reports each receiver's bandwidth estimate and shares it
+//! among its video slots;
 //! `control.rs` has leave, mute, refusals and policy; this file the objects,
 //! their lookups, the transports' dispatch and the router's timers.
 
 pub mod activity;
 mod consumer;
 mod control;
+mod downlink;
 mod endpoint;
 pub mod forward;
 pub mod join;

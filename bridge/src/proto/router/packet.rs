@@ -8,13 +8,14 @@ use std::net::SocketAddr;
 use super::super::codec::red;
 use super::super::quality::keyframe::KeyframeDecision;
 use super::super::quality::rtx;
-use super::super::quality::simulcast::LayerDecision;
+use super::super::quality::simulcast::{LayerDecision, layer_within_budget};
 use super::super::rtcp::{Nack, ReportBlock, SenderInfo};
 use super::super::rtp::{AudioLevel, RtpHeader};
 use super::super::rtp_ext::{Extension, abs_send_time};
 use super::super::sdp::MediaKind;
 use super::super::transport::demux::Demuxed;
 use super::super::transport::rtcp_term::PeerFeedback;
+use super::downlink;
 use super::keyframe::KeyframeCause;
 use super::{
     EndpointKey, ExtensionValues, Rewrite, Router, RouterIo, RouterTimer, SlotFields, activity,
@@ -204,6 +205,7 @@ impl Router {
         let layer = producer.simulcast.as_mut().map(|layers| {
             let l = rid.unwrap_or(0);
             layers.note_packet(l, now, info.and_then(|i| i.resolution));
+            layers.note_bytes(l, now, len);
             l
         });
         let abs_send_time = abs_send_time(io.since_epoch);
@@ -244,10 +246,9 @@ impl Router {
                 continue;
             };
             if let (Some(l), Some(layers)) = (layer, &producer.simulcast) {
-                if consumer
-                    .layers
-                    .set_target(layers.best(now, consumer.max_height))
-                {
+                let budget = downlink::slot_budget(receiver);
+                let wanted = layer_within_budget(layers, now, consumer.max_height, budget);
+                if consumer.layers.set_target(wanted) {
                     // Asked (throttled per source) until the switch happens.
                     timers.set_earliest(RouterTimer::KeyframeRetry, now);
                 }
@@ -297,30 +298,33 @@ impl Router {
                 })
                 .filter(|(p, t)| p.is_some() || t.is_some());
             let codec = producer.codec;
-            let sent = receiver.transport.send_rtp(io.tx, |out, ctx| {
-                let values = ExtensionValues {
-                    mid: Some(mid),
-                    audio_level,
-                    abs_send_time: Some(abs_send_time),
-                    twcc_seq: Some(ctx.twcc_seq),
-                };
-                let len = write_forwarded_body(
-                    out,
-                    header.marker,
-                    body,
-                    padded,
-                    slot,
-                    negotiated,
-                    ctx.extensions,
-                    &values,
-                )?;
-                if let Some((pid, tl0)) = numbering {
-                    // Same widths: the packet's length does not change.
-                    let payload = out.get_mut(len - body.len()..len)?;
-                    codec.rewrite(payload, pid, tl0).ok()?;
-                }
-                Some(len)
-            });
+            let carries_twcc = negotiated.contains(Extension::TransportCc);
+            let sent = receiver
+                .transport
+                .send_rtp(now, io.tx, carries_twcc, |out, ctx| {
+                    let values = ExtensionValues {
+                        mid: Some(mid),
+                        audio_level,
+                        abs_send_time: Some(abs_send_time),
+                        twcc_seq: Some(ctx.twcc_seq),
+                    };
+                    let len = write_forwarded_body(
+                        out,
+                        header.marker,
+                        body,
+                        padded,
+                        slot,
+                        negotiated,
+                        ctx.extensions,
+                        &values,
+                    )?;
+                    if let Some((pid, tl0)) = numbering {
+                        // Same widths: the packet's length does not change.
+                        let payload = out.get_mut(len - body.len()..len)?;
+                        codec.rewrite(payload, pid, tl0).ok()?;
+                    }
+                    Some(len)
+                });
             if sent.is_some() {
                 io.counters.rtp_forwarded += 1;
                 let payload_len = body.len();
@@ -360,8 +364,12 @@ impl Router {
         let mut n_srs = 0;
         let mut blocks = [ReportBlock::default(); 16];
         let mut n_blocks = 0;
-        ep.transport
-            .handle_rtcp(io.since_epoch, compound, io.counters, |fb| match fb {
+        ep.transport.handle_rtcp(
+            io.now,
+            io.since_epoch,
+            compound,
+            io.counters,
+            |fb| match fb {
                 PeerFeedback::Keyframe(ssrc) => {
                     if n < wanted.len() {
                         wanted[n] = ssrc;
@@ -386,7 +394,9 @@ impl Router {
                         n_blocks += 1;
                     }
                 }
-            });
+            },
+        );
+        self.report_downlink(key, io);
         for info in &srs[..n_srs] {
             self.handle_source_clock(key, info, io.now);
         }

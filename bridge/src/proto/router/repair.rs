@@ -133,7 +133,7 @@ impl Router {
                 continue;
             };
             let mut outcome = None;
-            receiver.transport.send_rtp(io.tx, |out, _| {
+            receiver.transport.send_rtp_untracked(io.tx, |out| {
                 let r = responder.retransmit(now, seq, &rewrite, cache, rtt, out);
                 outcome = Some(r);
                 match r {

@@ -32,11 +32,21 @@ impl Router {
         if consumer.is_waiting_keyframe() {
             self.timers.set_earliest(RouterTimer::KeyframeRetry, now);
         }
+        let receiver = consumer.receiver;
         if let Some(new) = source
             && let Some(p) = self.producers.get_mut(new)
             && !p.fanout.contains(&ck)
         {
             p.fanout.push(ck);
+        }
+        if let Some(ep) = self.endpoints.get_mut(receiver) {
+            let consumers = &self.consumers;
+            ep.video_slots = ep
+                .consumers
+                .iter()
+                .filter_map(|&k| consumers.get(k))
+                .filter(|c| c.kind == MediaKind::Video && c.source().is_some())
+                .count() as u16;
         }
     }
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::super::dtls::DtlsOutput;
+use super::super::rtp_ext::Extension;
 use super::super::shard::ShardCounters;
 use super::super::srtp::{self, SrtpContext, SrtpError};
 use super::super::transmit::TxQueue;
@@ -116,24 +117,55 @@ impl Transport {
     /// Writes one RTP packet for this endpoint with `write` straight into `tx`,
     /// protects it and queues it. `write` gets the transport's extension ids and
     /// the transport-wide sequence number, and returns the packet's length.
-    pub fn send_rtp<F>(&mut self, tx: &mut TxQueue, write: F) -> Option<usize>
+    /// `carries_twcc`: the slot negotiated the transport-wide sequence number,
+    /// so `write` puts it in; only then is the number used up, and recorded with
+    /// `now` and the packet's size for the receiver's transport-cc feedback (a
+    /// number not sent would read as a loss there).
+    pub fn send_rtp<F>(
+        &mut self,
+        now: Instant,
+        tx: &mut TxQueue,
+        carries_twcc: bool,
+        write: F,
+    ) -> Option<usize>
     where
         F: FnOnce(&mut [u8], SendContext<'_>) -> Option<usize>,
     {
+        let tracked = carries_twcc && self.extensions.id(Extension::TransportCc).is_some();
         let to = self.media_target()?;
         let srtp = self.srtp.as_mut()?;
+        let seq = self.twcc_seq;
         let ctx = SendContext {
             extensions: &self.extensions,
-            twcc_seq: self.twcc_seq,
+            twcc_seq: seq,
         };
         let sent = tx.push_with(self.send_port, to, |out| {
             let n = write(out, ctx)?;
             srtp.outbound.protect_rtp(out, n).ok()
         });
-        if sent.is_some() {
-            self.twcc_seq = self.twcc_seq.wrapping_add(1);
+        if let Some(len) = sent.filter(|_| tracked) {
+            self.twcc_seq = seq.wrapping_add(1);
+            if let Some(bwe) = self.bwe.as_deref_mut() {
+                bwe.on_packet_sent(now, seq, len);
+            }
         }
         sent
+    }
+
+    /// As [`Transport::send_rtp`], for a packet that carries no transport-wide
+    /// sequence number (a retransmission: its cached original's extensions are
+    /// not rewritten), so none is used up: a gap in the numbers would read as
+    /// a loss in the receiver's feedback.
+    pub fn send_rtp_untracked<F>(&mut self, tx: &mut TxQueue, write: F) -> Option<usize>
+    where
+        F: FnOnce(&mut [u8]) -> Option<usize>,
+    {
+        let to = self.media_target()?;
+        let srtp = self.srtp.as_mut()?;
+        tx.push_with(self.send_port, to, |out| {
+            let n = write(out)?;
+            srtp.outbound.protect_rtp(out, n).ok()
+        })
     }
 
     /// Writes one RTCP packet for this endpoint with `write`, protects and queues it.

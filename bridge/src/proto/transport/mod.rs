@@ -25,6 +25,7 @@ use rand::distr::Alphanumeric;
 
 use super::dtls::DtlsTransport;
 use super::ice::IceLite;
+use super::quality::bwe::{BweConfig, BweStats, SendSideBwe};
 use super::quality::remb::{self, RembConfig, RembEstimator};
 use super::quality::twcc::{TwccConfig, TwccReceiver, transport_sequence_number};
 use super::rtp::RtpHeader;
@@ -161,6 +162,10 @@ pub struct Transport {
     pub scheduled: Scheduled,
     negotiated: Option<(&'static str, &'static str)>,
     feedback: Feedback,
+    /// The estimate toward the peer as a receiver, fed by its transport-cc
+    /// feedback (where the transport-wide sequence number is in the bundle's
+    /// extensions).
+    bwe: Option<Box<SendSideBwe>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -190,6 +195,10 @@ impl Transport {
             .map(char::from)
             .collect();
         let ice = IceLite::new(ufrag, pwd, cfg.remote_ufrag, now);
+        let bwe = cfg
+            .extensions
+            .id(Extension::TransportCc)
+            .map(|_| Box::new(SendSideBwe::new(BweConfig::default())));
         let mut timers = TimerTable::default();
         timers.set(TransportTimer::Consent, ice.consent_deadline());
         timers.set(TransportTimer::Report, now + REPORT_INTERVAL);
@@ -221,7 +230,20 @@ impl Transport {
                     Feedback::Remb(Box::new(RembEstimator::new(RembConfig::default())))
                 }
             },
+            bwe,
         }
+    }
+
+    /// The send-side estimate toward this endpoint as a receiver, bits per
+    /// second: `None` until its first transport-cc feedback (or when the
+    /// transport-wide sequence number was not negotiated).
+    pub fn downlink_estimate(&self) -> Option<u64> {
+        self.bwe.as_deref().and_then(SendSideBwe::estimate)
+    }
+
+    /// The send-side estimator's counters, if there is one.
+    pub fn bwe_stats(&self) -> Option<BweStats> {
+        self.bwe.as_deref().map(SendSideBwe::stats)
     }
 
     /// Records an incoming RTP packet for the peer's bandwidth estimation (its

@@ -2,12 +2,14 @@
 //! and jitsi-videobridge are): receiver reports from the transport's own receive
 //! statistics, sender reports absorbed into them, keyframe requests written
 //! and NACKs written toward publishers; keyframe requests, NACKs, sender
-//! reports and report blocks read from peers and handed to the router. REMB and
-//! transport-cc feedback from a peer end here.
+//! reports and report blocks read from peers and handed to the router.
+//! Transport-cc feedback from a peer (as a receiver) feeds the transport's
+//! send-side estimator; REMB from a peer ends here.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::super::quality::nack::NackGenerator;
+use super::super::quality::twcc::{FMT_TWCC, TwccFeedback};
 use super::super::rtcp::{self, ReportBlock};
 use super::super::shard::ShardCounters;
 use super::super::transmit::TxQueue;
@@ -79,10 +81,12 @@ impl Transport {
 
     /// Reads an unprotected compound RTCP packet from the peer: sender reports go
     /// into the receive statistics; every keyframe request (PLI, FIR) and NACK is
-    /// handed to `feedback` (they name one of the bridge's slot SSRCs). Anything
-    /// else is terminated here.
+    /// handed to `feedback` (they name one of the bridge's slot SSRCs);
+    /// transport-cc feedback goes to the send-side estimator (at `now`).
+    /// Anything else is terminated here.
     pub fn handle_rtcp<'a>(
         &mut self,
+        now: Instant,
         since_epoch: Duration,
         compound: &'a [u8],
         counters: &mut ShardCounters,
@@ -112,7 +116,20 @@ impl Transport {
                     .media_ssrcs()
                     .for_each(|ssrc| feedback(PeerFeedback::Keyframe(ssrc))),
                 rtcp::RtcpPacket::Nack(nack) => feedback(PeerFeedback::Nack(nack)),
-                // REMB and transport-cc end here.
+                rtcp::RtcpPacket::Unknown(u)
+                    if (u.packet_type, u.count) == (rtcp::pt::RTPFB, FMT_TWCC) =>
+                {
+                    match TwccFeedback::parse(u.body) {
+                        Ok(fb) => {
+                            if let Some(bwe) = self.bwe.as_deref_mut() {
+                                bwe.handle_feedback(now, &fb);
+                                counters.twcc_feedback_received += 1;
+                            }
+                        }
+                        Err(_) => counters.dropped_malformed += 1,
+                    }
+                }
+                // REMB ends here.
                 _ => {}
             }
         }

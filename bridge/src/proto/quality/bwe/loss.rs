@@ -1,0 +1,97 @@
+//! The loss-based controller (draft-ietf-rmcat-gcc-02 §6): over each
+//! reporting interval, more than 10% of packets lost lowers the cap to
+//! `estimate * (1 - 0.5 * loss)`; less than 2% lets it grow 5% per interval
+//! until it no longer limits; in between it holds.
+
+/// Loss above which the estimate is lowered.
+pub const HIGH_LOSS: f64 = 0.10;
+/// Loss below which the cap grows.
+pub const LOW_LOSS: f64 = 0.02;
+/// Packets in one reporting interval, at least.
+const MIN_PACKETS: u32 = 20;
+/// One reporting interval lasts at least this long, µs of send time.
+const MIN_INTERVAL_US: u64 = 300_000;
+
+/// Loss-based cap on a receiver's estimate.
+#[derive(Debug, Clone, Default)]
+pub struct LossController {
+    start_us: Option<u64>,
+    sent: u32,
+    lost: u32,
+    cap: Option<u64>,
+    last_loss: f64,
+}
+
+impl LossController {
+    /// One reported packet, sent at `send_us`, arrived or not. `estimate` is the
+    /// delay-based estimate. Returns the new cap when it changed.
+    pub fn add(&mut self, send_us: u64, arrived: bool, estimate: u64) -> Option<u64> {
+        let start = *self.start_us.get_or_insert(send_us);
+        self.sent += 1;
+        if !arrived {
+            self.lost += 1;
+        }
+        if self.sent < MIN_PACKETS || send_us.saturating_sub(start) < MIN_INTERVAL_US {
+            return None;
+        }
+        let loss = f64::from(self.lost) / f64::from(self.sent);
+        self.last_loss = loss;
+        self.start_us = None;
+        self.sent = 0;
+        self.lost = 0;
+        let before = self.cap;
+        if loss > HIGH_LOSS {
+            let base = self.cap.map_or(estimate, |c| c.min(estimate));
+            self.cap = Some((base as f64 * (1.0 - 0.5 * loss)) as u64);
+        } else if loss < LOW_LOSS {
+            self.cap = self
+                .cap
+                .map(|c| (c as f64 * 1.05) as u64)
+                .filter(|&c| c < estimate);
+        }
+        (self.cap != before).then_some(self.cap.unwrap_or(estimate))
+    }
+
+    /// The cap, while loss limits the estimate.
+    pub fn cap(&self) -> Option<u64> {
+        self.cap
+    }
+
+    /// Loss fraction of the last complete interval.
+    pub fn last_loss(&self) -> f64 {
+        self.last_loss
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 100 packets 4 ms apart from `base` µs, every `lost_every`th lost.
+    fn interval(l: &mut LossController, base: u64, lost_every: u32, estimate: u64) {
+        for i in 0..100u32 {
+            let t = base + u64::from(i) * 4_000;
+            l.add(t, lost_every == 0 || i % lost_every != 0, estimate);
+        }
+    }
+
+    #[test]
+    fn a_fifth_lost_lowers_and_a_clean_link_lifts_the_cap() {
+        let mut l = LossController::default();
+        interval(&mut l, 0, 5, 1_000_000);
+        let low = l.cap().unwrap();
+        assert!(low <= 900_000, "{low}");
+        for k in 1..4 {
+            interval(&mut l, k * 400_000, 0, 1_000_000);
+        }
+        assert!(l.cap().is_none_or(|c| c > low));
+    }
+
+    #[test]
+    fn five_percent_holds() {
+        let mut l = LossController::default();
+        interval(&mut l, 0, 20, 1_000_000);
+        interval(&mut l, 400_000, 20, 1_000_000);
+        assert_eq!(l.cap(), None);
+    }
+}

@@ -1,0 +1,326 @@
+//! Virtual-clock scenarios: the estimator drives a sender through a simulated
+//! bottleneck (a FIFO link of a given capacity, a drop-tail buffer and a
+//! propagation delay); a [`TwccReceiver`] at the far end writes the feedback
+//! the estimator reads, as a browser would.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::proto::quality::twcc::{FMT_TWCC, TwccConfig, TwccReceiver};
+use crate::proto::rtcp::{self, RtcpPacket, pt};
+
+const PACKET: usize = 1200;
+const ONE_WAY: Duration = Duration::from_millis(20);
+/// Queueing delay beyond which the link's buffer drops.
+const BUFFER: Duration = Duration::from_millis(400);
+
+/// The sender, the link and the receiver, on one virtual clock (1 ms ticks).
+struct Path {
+    t0: Instant,
+    now: Instant,
+    bwe: SendSideBwe,
+    receiver: TwccReceiver,
+    seq: u16,
+    /// Bytes the sender may send now (it sends at the estimate).
+    budget: f64,
+    /// Link capacity, bits per second.
+    capacity: u64,
+    /// When the link finishes serving what it holds.
+    busy_until: Instant,
+    /// Packets on their way: (arrival at the receiver, seq).
+    in_flight: VecDeque<(Instant, u16)>,
+    /// Feedback on its way back: (arrival at the bridge, bytes).
+    feedback: VecDeque<(Instant, Vec<u8>)>,
+    /// Every how many packets one is lost on the link (0: none).
+    lose_every: u32,
+    /// Swap one pair of arrivals in ten (reordering on the path).
+    reorder: bool,
+    sent: u32,
+    /// A layered sender: it sends the high rate when the estimate allows it,
+    /// else the low one (instead of sending at the estimate).
+    layers: Option<(u64, u64)>,
+    /// Whether it probes with padding clusters when the high layer does not fit.
+    probing: bool,
+}
+
+impl Path {
+    fn new(capacity: u64, first_seq: u16) -> Self {
+        let t0 = Instant::now();
+        Self {
+            t0,
+            now: t0,
+            bwe: SendSideBwe::new(BweConfig::default()),
+            receiver: TwccReceiver::new(TwccConfig::default()),
+            seq: first_seq,
+            budget: 0.0,
+            capacity,
+            busy_until: t0,
+            in_flight: VecDeque::new(),
+            feedback: VecDeque::new(),
+            lose_every: 0,
+            reorder: false,
+            sent: 0,
+            layers: None,
+            probing: false,
+        }
+    }
+
+    fn send(&mut self) {
+        self.send_sized(PACKET);
+    }
+
+    fn send_sized(&mut self, size: usize) {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        self.bwe.on_packet_sent(self.now, seq, size);
+        self.sent += 1;
+        let start = self.busy_until.max(self.now);
+        if start - self.now > BUFFER {
+            return; // Drop-tail.
+        }
+        let serve = Duration::from_nanos(size as u64 * 8 * 1_000_000_000 / self.capacity);
+        self.busy_until = start + serve;
+        if self.lose_every > 0 && self.sent % self.lose_every == 0 {
+            return;
+        }
+        self.in_flight.push_back((self.busy_until + ONE_WAY, seq));
+        if self.reorder && self.in_flight.len() >= 2 && seq % 10 == 1 {
+            let n = self.in_flight.len();
+            let (a, b) = (self.in_flight[n - 2].1, self.in_flight[n - 1].1);
+            self.in_flight[n - 2].1 = b;
+            self.in_flight[n - 1].1 = a;
+        }
+    }
+
+    fn tick(&mut self) {
+        self.now += Duration::from_millis(1);
+        let rate = match self.layers {
+            None => self.bwe.current(),
+            Some((_, high)) if self.bwe.current() >= high => high,
+            Some((low, high)) => {
+                if self.probing
+                    && let Some(target) = self.bwe.probe_due(self.now, high)
+                {
+                    self.bwe.start_probe(self.now, target);
+                    for _ in 0..probe::PROBE_PACKETS {
+                        self.send_sized(255);
+                    }
+                }
+                low
+            }
+        };
+        self.budget += rate as f64 / 8.0 / 1000.0;
+        // The sender sends at most a frame's worth ahead.
+        self.budget = self.budget.min(20.0 * PACKET as f64);
+        while self.budget >= PACKET as f64 {
+            self.budget -= PACKET as f64;
+            self.send();
+        }
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|(at, _)| *at <= self.now)
+        {
+            let (at, seq) = self.in_flight.pop_front().unwrap();
+            self.receiver.handle_packet(at, seq);
+        }
+        let mut buf = [0u8; 1500];
+        while let Ok(Some(n)) = self.receiver.poll_feedback(self.now, &mut buf, 1, 2) {
+            self.feedback
+                .push_back((self.now + ONE_WAY, buf[..n].to_vec()));
+        }
+        while self.feedback.front().is_some_and(|(at, _)| *at <= self.now) {
+            let (_, bytes) = self.feedback.pop_front().unwrap();
+            for p in rtcp::packets(&bytes) {
+                if let Ok(RtcpPacket::Unknown(u)) = p
+                    && (u.packet_type, u.count) == (pt::RTPFB, FMT_TWCC)
+                {
+                    let fb = TwccFeedback::parse(u.body).unwrap();
+                    self.bwe.handle_feedback(self.now, &fb);
+                }
+            }
+        }
+    }
+
+    /// Runs until `until` after the start; the first moment `done` held, if any.
+    fn run_until(
+        &mut self,
+        until: Duration,
+        mut done: impl FnMut(u64) -> bool,
+    ) -> Option<Duration> {
+        let mut first = None;
+        while self.now - self.t0 < until {
+            self.tick();
+            if first.is_none() && self.bwe.estimate().is_some_and(&mut done) {
+                first = Some(self.now - self.t0);
+            }
+        }
+        first
+    }
+
+    fn estimate(&self) -> u64 {
+        self.bwe.estimate().unwrap()
+    }
+}
+
+#[test]
+fn no_estimate_before_the_first_feedback_then_the_start_value() {
+    let mut p = Path::new(5_000_000, 0);
+    assert_eq!(p.bwe.estimate(), None);
+    assert_eq!(p.bwe.current(), 300_000);
+    p.run_until(Duration::from_millis(200), |_| false);
+    assert!(p.bwe.estimate().is_some());
+    assert!(p.bwe.stats().feedback > 0);
+}
+
+#[test]
+fn estimate_ramps_from_300k_to_above_2mbps_within_5s_on_a_clean_link() {
+    let mut p = Path::new(5_000_000, 0);
+    let at = p.run_until(Duration::from_secs(5), |e| e > 2_000_000);
+    eprintln!("above 2 Mbit/s at {at:?}");
+    assert!(at.is_some(), "estimate after 5 s: {}", p.estimate());
+    assert_eq!(p.bwe.stats().lost, 0);
+}
+
+#[test]
+fn estimate_settles_below_the_capacity_of_a_1mbps_link() {
+    let mut p = Path::new(1_000_000, 0);
+    p.run_until(Duration::from_secs(5), |_| false);
+    // After the start-up, it stays around the capacity: never far above it
+    // for long, never collapsed.
+    let mut above = 0;
+    let mut low = u64::MAX;
+    for _ in 0..10_000 {
+        p.tick();
+        let e = p.estimate();
+        if e > 1_300_000 {
+            above += 1;
+        }
+        low = low.min(e);
+    }
+    assert!(above < 2_000, "{above} ms above 1.3 Mbit/s of 10 s");
+    assert!(low > 300_000, "fell to {low}");
+    assert!(p.bwe.stats().overuses > 0);
+}
+
+#[test]
+fn estimate_falls_below_500k_within_2s_when_the_link_drops_to_500k() {
+    let mut p = Path::new(5_000_000, 0);
+    p.run_until(Duration::from_secs(8), |_| false);
+    assert!(p.estimate() > 2_000_000, "{}", p.estimate());
+    p.capacity = 500_000;
+    let at = p.run_until(Duration::from_secs(10), |e| e < 500_000);
+    let at = at.expect("never below 500 kbit/s");
+    eprintln!("below 500 kbit/s at {at:?} (link dropped at 8 s)");
+    assert!(at <= Duration::from_secs(10), "at {at:?}");
+}
+
+#[test]
+fn estimate_recovers_above_2mbps_within_8s_after_the_link_recovers() {
+    let mut p = Path::new(5_000_000, 0);
+    p.run_until(Duration::from_secs(6), |_| false);
+    p.capacity = 500_000;
+    p.run_until(Duration::from_secs(12), |_| false);
+    assert!(p.estimate() < 700_000, "{}", p.estimate());
+    p.capacity = 5_000_000;
+    let at = p.run_until(Duration::from_secs(20), |e| e > 2_000_000);
+    eprintln!("above 2 Mbit/s at {at:?} (link recovered at 12 s)");
+    assert!(
+        at.is_some_and(|t| t <= Duration::from_secs(20)),
+        "estimate 8 s after recovery: {}",
+        p.estimate()
+    );
+}
+
+#[test]
+fn loss_of_15_percent_lowers_the_estimate() {
+    let mut clean = Path::new(5_000_000, 0);
+    clean.run_until(Duration::from_secs(8), |_| false);
+    let mut lossy = Path::new(5_000_000, 0);
+    lossy.lose_every = 7; // 14.3%
+    lossy.run_until(Duration::from_secs(8), |_| false);
+    assert!(lossy.bwe.stats().lost > 0);
+    assert!(
+        lossy.estimate() < 300_000 && lossy.estimate() * 4 < clean.estimate(),
+        "lossy {} clean {}",
+        lossy.estimate(),
+        clean.estimate()
+    );
+}
+
+#[test]
+fn loss_of_5_percent_does_not_stop_the_ramp() {
+    let mut p = Path::new(5_000_000, 0);
+    p.lose_every = 20;
+    let at = p.run_until(Duration::from_secs(6), |e| e > 2_000_000);
+    assert!(at.is_some(), "{}", p.estimate());
+}
+
+#[test]
+fn reordering_and_wrapping_sequence_numbers_do_not_panic_or_stall() {
+    let mut p = Path::new(5_000_000, 65_000);
+    p.reorder = true;
+    let at = p.run_until(Duration::from_secs(6), |e| e > 1_000_000);
+    assert!(p.seq < 65_000, "sequence numbers wrapped");
+    assert!(at.is_some(), "{}", p.estimate());
+}
+
+#[test]
+fn feedback_for_packets_never_sent_is_ignored() {
+    let t0 = Instant::now();
+    let mut bwe = SendSideBwe::new(BweConfig::default());
+    let mut r = TwccReceiver::new(TwccConfig::default());
+    for i in 0..30u16 {
+        r.handle_packet(t0 + Duration::from_millis(u64::from(i)), 1000 + i);
+    }
+    let mut buf = [0u8; 1500];
+    let n = r
+        .poll_feedback(t0 + Duration::from_millis(100), &mut buf, 1, 2)
+        .unwrap()
+        .unwrap();
+    let Some(Ok(RtcpPacket::Unknown(u))) = rtcp::packets(&buf[..n]).next() else {
+        panic!("no feedback")
+    };
+    bwe.handle_feedback(t0, &TwccFeedback::parse(u.body).unwrap());
+    assert_eq!(bwe.stats().unmatched, 30);
+    assert_eq!(bwe.estimate(), Some(300_000));
+}
+
+/// A receiver whose link was congested at 600 kbit/s, then recovers to
+/// 5 Mbit/s, while its layers send 500 kbit/s and want 1.5 Mbit/s.
+fn recovered_media_limited(probing: bool) -> (Path, Option<Duration>) {
+    let mut p = Path::new(600_000, 0);
+    p.run_until(Duration::from_secs(6), |_| false);
+    assert!(p.estimate() < 800_000, "{}", p.estimate());
+    p.capacity = 5_000_000;
+    p.layers = Some((500_000, 1_500_000));
+    p.probing = probing;
+    let at = p.run_until(Duration::from_secs(10), |e| e >= 1_500_000);
+    (p, at)
+}
+
+#[test]
+fn probing_lifts_a_media_limited_estimate_to_the_wanted_rate_within_4s() {
+    let (p, at) = recovered_media_limited(true);
+    eprintln!("wanted rate reached at {at:?} (link recovered at 6 s)");
+    assert!(at.is_some(), "{} {:?}", p.estimate(), p.bwe.stats());
+    assert!(p.bwe.stats().probes_raised > 0);
+}
+
+#[test]
+fn without_probing_a_media_limited_estimate_climbs_only_additively() {
+    let (p, at) = recovered_media_limited(false);
+    assert_eq!(at, None, "{}", p.estimate());
+    assert_eq!(p.bwe.stats().probes, 0);
+}
+
+#[test]
+fn no_probe_while_loss_holds_the_estimate() {
+    let mut p = Path::new(5_000_000, 0);
+    p.lose_every = 5;
+    p.run_until(Duration::from_secs(3), |_| false);
+    assert_eq!(p.bwe.probe_due(p.now, 100_000_000), None);
+}
