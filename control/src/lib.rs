@@ -40,6 +40,7 @@ mod metrics;
 mod operator;
 mod process;
 mod ratelimit;
+pub mod receiver_constraints;
 mod registry;
 pub mod signalling;
 pub mod stats;

@@ -23,6 +23,7 @@
 //!   per conference (Router) a [`dominant_speaker::DominantSpeaker`];
 //! - [`stats::QualityStats`] sums every object's counters for the metrics.
 
+pub mod allocation;
 pub mod dominant_speaker;
 pub mod keyframe;
 pub mod nack;
