@@ -26,6 +26,7 @@
 pub mod allocation;
 pub mod dominant_speaker;
 pub mod keyframe;
+pub mod layer_rate;
 pub mod nack;
 pub mod nack_responder;
 pub mod remb;

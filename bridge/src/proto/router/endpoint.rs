@@ -5,9 +5,11 @@
 use std::time::Instant;
 
 use ringbridge_control::media::EndpointId;
+use ringbridge_control::receiver_constraints::ReceiverConstraints;
 
 use super::super::quality::dominant_speaker::SpeakerActivity;
 use super::super::transport::Transport;
+use super::allocate::AllocationState;
 use super::keys::{ConsumerKey, ProducerKey};
 
 /// One participant of a conference.
@@ -25,6 +27,10 @@ pub struct Endpoint {
     pub(super) video_until: Option<Instant>,
     /// The audio levels it sent lately (dominant speaker identification).
     pub(super) speaker: SpeakerActivity,
+    /// What it wants to receive (its `ReceiverVideoConstraints`).
+    pub(super) constraints: ReceiverConstraints,
+    /// Its last video allocation.
+    pub(super) allocation: AllocationState,
 }
 
 impl Endpoint {
@@ -46,5 +52,26 @@ impl Endpoint {
     /// Its receive slots, in m-line order.
     pub fn consumers(&self) -> &[ConsumerKey] {
         &self.consumers
+    }
+
+    /// What it wants to receive (its `ReceiverVideoConstraints` so far).
+    pub fn constraints(&self) -> &ReceiverConstraints {
+        &self.constraints
+    }
+
+    /// The video sources its last allocation forwards, in priority order.
+    pub fn forwarded_sources(&self) -> &[String] {
+        &self.allocation.forwarded
+    }
+
+    /// The bandwidth estimate toward this endpoint, in bits per second, that
+    /// the allocator divides among its video; `None`: unknown, treated as
+    /// unlimited.
+    ///
+    /// Placeholder: always `None` until the send-side bandwidth estimator
+    /// (branch `bwe`) fills it from the endpoint's transport-cc feedback; the
+    /// allocation reads the estimate only through this accessor.
+    pub fn downlink_estimate(&self) -> Option<u64> {
+        None
     }
 }

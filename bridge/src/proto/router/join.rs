@@ -80,6 +80,8 @@ impl Router {
             audio_until: None,
             video_until: None,
             speaker: SpeakerActivity::new(),
+            constraints: Default::default(),
+            allocation: Default::default(),
         });
 
         let mut rng = rand::rng();

@@ -201,11 +201,37 @@ impl Router {
         let keyframe = info.is_some_and(|i| i.keyframe);
         // A simulcast source: which layer this is (its RID's place in the offer;
         // an SSRC bound without a RID counts as the first).
+        let mut height_learned = false;
         let layer = producer.simulcast.as_mut().map(|layers| {
             let l = rid.unwrap_or(0);
+            let before = layers.height(l);
             layers.note_packet(l, now, info.and_then(|i| i.resolution));
+            height_learned = layers.height(l) != before;
             l
         });
+        let mut reallocate = false;
+        if producer.kind == MediaKind::Video {
+            producer.layer_rates.note(layer.unwrap_or(0), now, len);
+            let mask = producer.active_layer_mask(now);
+            if mask != producer.allocated_mask || height_learned {
+                // A layer started (or told its height): re-allocate before
+                // this packet, so that a receiver can switch at its key frame.
+                producer.allocated_mask = mask;
+                reallocate = true;
+            }
+        }
+        if reallocate {
+            self.reallocate_all(io);
+        }
+        let Router {
+            endpoints,
+            producers,
+            consumers,
+            ..
+        } = self;
+        let Some(producer) = producers.get_mut(pk) else {
+            return;
+        };
         let abs_send_time = abs_send_time(io.since_epoch);
 
         let mut want_keyframe = false;
@@ -216,7 +242,7 @@ impl Router {
             let Some(receiver) = endpoints.get_mut(consumer.receiver) else {
                 continue;
             };
-            if receiver.transport.media_target().is_none() {
+            if receiver.transport.media_target().is_none() || !consumer.forwarded {
                 continue;
             }
             // What this receiver gets: RED as it came, the primary alone, or
@@ -243,14 +269,8 @@ impl Router {
             let Some(body) = packet.get(body) else {
                 continue;
             };
-            if let (Some(l), Some(layers)) = (layer, &producer.simulcast) {
-                if consumer
-                    .layers
-                    .set_target(layers.best(now, consumer.max_height))
-                {
-                    // Asked (throttled per source) until the switch happens.
-                    timers.set_earliest(RouterTimer::KeyframeRetry, now);
-                }
+            if let Some(l) = layer {
+                // The wanted layer is the allocation's (`allocate.rs`).
                 match consumer.layers.decide(l, keyframe) {
                     LayerDecision::Drop => continue,
                     LayerDecision::Switch => consumer.begin_layer(),

@@ -90,6 +90,8 @@ impl Router {
         for r in changed {
             self.announce_sources(r, io);
         }
+        // Sources came or went: every receiver's allocation changes.
+        self.reallocate_all(io);
     }
 
     /// Frees every slot producer `pk` feeds, and reports the receivers' changed
