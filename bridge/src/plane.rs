@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use ringbridge_control::media::{
     ConferenceId, EndpointId, EndpointPolicy, JoinAnswer, JoinRequest, MediaError, MediaPlane,
-    MediaStats, MuteRequest, RefusalReason,
+    MediaStats, MuteRequest, ReceiverConstraintsUpdate, RefusalReason,
 };
 use tokio::sync::oneshot;
 
@@ -176,17 +176,19 @@ impl MediaPlane for ShardedMediaPlane {
         .await
     }
 
-    async fn set_max_height(
+    async fn set_receiver_constraints(
         &self,
         conference: ConferenceId,
         endpoint: EndpointId,
-        max_height: u16,
+        update: ReceiverConstraintsUpdate,
     ) -> Result<(), MediaError> {
-        self.ask(&conference.clone(), |reply| ShardCommand::SetMaxHeight {
-            conference,
-            endpoint,
-            max_height,
-            reply,
+        self.ask(&conference.clone(), |reply| {
+            ShardCommand::SetReceiverConstraints {
+                conference,
+                endpoint,
+                update,
+                reply,
+            }
         })
         .await
     }

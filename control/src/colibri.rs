@@ -37,6 +37,7 @@
 //!   `token-expired`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
@@ -47,6 +48,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, info};
 
 use crate::media::{ConferenceId, EndpointId, MappedSource, RefusalReason};
+use crate::receiver_constraints::ReceiverConstraintsUpdate;
 use crate::registry::{Membership, Registry};
 
 /// Largest websocket message (and frame) accepted from a client.
@@ -168,6 +170,18 @@ pub(crate) fn connection_stats(estimated_downlink_bps: u64) -> String {
     .to_string()
 }
 
+/// jitsi-videobridge's `ForwardedSources`: the video sources the receiver gets now.
+pub(crate) fn forwarded_sources(sources: &[String]) -> String {
+    json!({ "colibriClass": "ForwardedSources", "forwardedSources": sources }).to_string()
+}
+
+/// jitsi-videobridge's `SenderSourceConstraints`: the tallest video any receiver
+/// wants of the sender's `source` (0: nobody, -1: no limit).
+pub(crate) fn sender_source_constraints(source: &str, max_height: i32) -> String {
+    json!({ "colibriClass": "SenderSourceConstraints", "sourceName": source, "maxHeight": max_height })
+        .to_string()
+}
+
 /// `EndpointRemoved`: the last message before the socket closes.
 pub(crate) fn endpoint_removed(reason: &str) -> String {
     json!({ "colibriClass": "EndpointRemoved", "reason": reason }).to_string()
@@ -182,22 +196,47 @@ pub(crate) enum SocketAction {
         /// Jitsi source name.
         source: String,
     },
-    /// `ReceiverVideoConstraints`: the tallest video the endpoint wants
-    /// (`u16::MAX`: no limit).
-    MaxHeight(u16),
+    /// `ReceiverVideoConstraints` (or the older `LastNChangedEvent`): what the
+    /// endpoint wants to receive; only the fields the message carried.
+    ReceiverConstraints(ReceiverConstraintsUpdate),
 }
 
-/// `defaultConstraints.maxHeight` of a `ReceiverVideoConstraints` message, as
-/// jitsi-videobridge reads it: absent or negative is no limit; larger than
-/// `u16::MAX` is capped.
-fn max_height(msg: &Map<String, Value>) -> u16 {
-    match msg
-        .get("defaultConstraints")
-        .and_then(|c| c.get("maxHeight"))
-        .and_then(Value::as_i64)
-    {
-        Some(h) if h >= 0 => u16::try_from(h).unwrap_or(u16::MAX),
-        _ => u16::MAX,
+/// `ReceiverVideoConstraints` and `LastNChangedEvent` messages ignored because
+/// a field was malformed (see
+/// [`ConstraintsError`](crate::receiver_constraints::ConstraintsError)), since start.
+static BAD_RECEIVER_CONSTRAINTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many `ReceiverVideoConstraints` / `LastNChangedEvent` messages were
+/// ignored as malformed, since start (the `colibri_bad_receiver_constraints`
+/// metric).
+pub fn bad_receiver_constraints() -> u64 {
+    BAD_RECEIVER_CONSTRAINTS.load(Ordering::Relaxed)
+}
+
+/// Reads a receiver's constraints message; a malformed one is logged, counted
+/// and ignored whole.
+fn receiver_constraints(
+    conference: &ConferenceId,
+    from: &EndpointId,
+    class: &str,
+    msg: &Map<String, Value>,
+) -> Option<SocketAction> {
+    match ReceiverConstraintsUpdate::parse(msg) {
+        Ok(mut update) => {
+            if class == "LastNChangedEvent" {
+                // jvb's older message sets lastN alone.
+                update = ReceiverConstraintsUpdate {
+                    last_n: update.last_n,
+                    ..Default::default()
+                };
+            }
+            Some(SocketAction::ReceiverConstraints(update))
+        }
+        Err(e) => {
+            BAD_RECEIVER_CONSTRAINTS.fetch_add(1, Ordering::Relaxed);
+            debug!(%conference, endpoint = %from, class, error = %e, "ignoring malformed receiver constraints");
+            None
+        }
     }
 }
 
@@ -258,7 +297,9 @@ pub(crate) fn handle_text(
                 });
             }
         }
-        "ReceiverVideoConstraints" => return Some(SocketAction::MaxHeight(max_height(&msg))),
+        "ReceiverVideoConstraints" | "LastNChangedEvent" => {
+            return receiver_constraints(conference, from, &class, &msg);
+        }
         "ClientHello" => debug!(%conference, endpoint = %from, "ClientHello"),
         other => debug!(%conference, endpoint = %from, class = other, "ignoring colibri message"),
     }
@@ -369,10 +410,11 @@ pub(crate) async fn run_socket<S, F>(
 mod tests {
     use super::*;
 
-    /// jitsi-videobridge's `ReceiverVideoConstraints`: `defaultConstraints.maxHeight`
-    /// becomes the receiver's limit; absent or negative is none.
+    /// jitsi-videobridge's `ReceiverVideoConstraints` becomes an update of the
+    /// fields it carries; `LastNChangedEvent` of `lastN` alone; a malformed one
+    /// is counted and ignored.
     #[test]
-    fn receiver_video_constraints_give_the_max_height() {
+    fn receiver_video_constraints_become_an_update() {
         let registry = Registry::default();
         let (c, e) = (ConferenceId("r".into()), EndpointId("e".into()));
         let action = |text: &str| handle_text(&registry, &c, &e, text);
@@ -381,26 +423,44 @@ mod tests {
                 r#"{{"colibriClass":"ReceiverVideoConstraints","lastN":3,"defaultConstraints":{{"maxHeight":{h}}}}}"#
             )
         };
-        assert!(matches!(
-            action(&frame("180")),
-            Some(SocketAction::MaxHeight(180))
-        ));
-        assert!(matches!(
-            action(&frame("0")),
-            Some(SocketAction::MaxHeight(0))
-        ));
-        assert!(matches!(
-            action(&frame("-1")),
-            Some(SocketAction::MaxHeight(u16::MAX))
-        ));
-        assert!(matches!(
-            action(&frame("100000")),
-            Some(SocketAction::MaxHeight(u16::MAX))
-        ));
-        assert!(matches!(
-            action(r#"{"colibriClass":"ReceiverVideoConstraints"}"#),
-            Some(SocketAction::MaxHeight(u16::MAX))
-        ));
+        let update = |text: &str| match action(text) {
+            Some(SocketAction::ReceiverConstraints(u)) => Some(u),
+            _ => None,
+        };
+        let u = update(&frame("180")).expect("an update");
+        assert_eq!((u.last_n, u.default_max_height), (Some(3), Some(180)));
+        assert_eq!(
+            update(&frame("0")).and_then(|u| u.default_max_height),
+            Some(0)
+        );
+        assert_eq!(
+            update(&frame("-1")).and_then(|u| u.default_max_height),
+            Some(u16::MAX)
+        );
+        assert_eq!(
+            update(&frame("100000")).and_then(|u| u.default_max_height),
+            Some(u16::MAX)
+        );
+        assert_eq!(
+            update(r#"{"colibriClass":"ReceiverVideoConstraints"}"#),
+            Some(ReceiverConstraintsUpdate::default())
+        );
+        let u =
+            update(r#"{"colibriClass":"LastNChangedEvent","lastN":1,"selectedSources":["x-v0"]}"#)
+                .expect("an update");
+        assert_eq!(
+            u,
+            ReceiverConstraintsUpdate {
+                last_n: Some(1),
+                ..Default::default()
+            }
+        );
+        let before = bad_receiver_constraints();
+        assert_eq!(
+            action(r#"{"colibriClass":"ReceiverVideoConstraints","lastN":"x"}"#),
+            None
+        );
+        assert!(bad_receiver_constraints() > before, "counted");
     }
 
     /// The fuzz target's entry point reaches what a live socket does: a broadcast

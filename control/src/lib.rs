@@ -40,6 +40,7 @@ mod metrics;
 mod operator;
 mod process;
 mod ratelimit;
+pub mod receiver_constraints;
 mod registry;
 pub mod signalling;
 pub mod stats;
@@ -58,7 +59,8 @@ pub use config::{AuthConfig, LoadConfig, PrivateConfig, PublicConfig};
 pub use error::{ApiError, ControlError};
 pub use media::{
     ConferenceId, EndpointId, EndpointPolicy, EventReceiver, EventSender, JoinAnswer, JoinRequest,
-    MappedSource, MediaError, MediaEvent, MediaPlane, MediaStats, MuteRequest, RefusalReason,
+    MappedSource, MediaError, MediaEvent, MediaPlane, MediaStats, MuteRequest,
+    ReceiverConstraintsUpdate, RefusalReason,
 };
 pub use signalling::valid_room_name;
 pub use token::{

@@ -523,6 +523,12 @@ fn register_control(registry: &mut Registry, view: &ControlView) {
         "Endpoints admitted by signalling, since start.",
         view.totals.participants,
     );
+    counter(
+        registry,
+        "colibri_bad_receiver_constraints",
+        "ReceiverVideoConstraints or LastNChangedEvent messages ignored as malformed, since start.",
+        crate::colibri::bad_receiver_constraints(),
+    );
 }
 
 /// The standard `process_*` metrics of Prometheus client libraries.

@@ -732,6 +732,26 @@ impl Registry {
                 self.send_if_open(&conference, &endpoint, text);
                 None
             }
+            MediaEvent::ForwardedSourcesChanged {
+                conference,
+                receiver,
+                sources,
+            } => {
+                debug!(%conference, endpoint = %receiver, forwarded = sources.len(), "forwarded sources");
+                self.notify(&conference, &receiver, colibri::forwarded_sources(&sources));
+                None
+            }
+            MediaEvent::SenderSourceConstraints {
+                conference,
+                sender,
+                source,
+                max_height,
+            } => {
+                debug!(%conference, endpoint = %sender, %source, max_height, "sender source constraints");
+                let text = colibri::sender_source_constraints(&source, max_height);
+                self.notify(&conference, &sender, text);
+                None
+            }
         }
     }
 

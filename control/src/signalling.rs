@@ -668,12 +668,12 @@ impl<M: MediaPlane> Signalling<M> {
                     }
                 });
             }
-            SocketAction::MaxHeight(max_height) => {
+            SocketAction::ReceiverConstraints(update) => {
                 let (this, c, e) = (this.clone(), c.clone(), e.clone());
                 tokio::spawn(async move {
                     let r = this
                         .media
-                        .set_max_height(c.clone(), e.clone(), max_height)
+                        .set_receiver_constraints(c.clone(), e.clone(), update)
                         .await;
                     if let Err(err) = r {
                         debug!(conference = %c, endpoint = %e, error = %err, "cannot set receiver constraints");

@@ -63,7 +63,9 @@ fn must_deliver(ev: &MediaEvent) -> bool {
         MediaEvent::EndpointConnected { .. }
         | MediaEvent::EndpointExpired { .. }
         | MediaEvent::SourcesMapChanged { .. }
-        | MediaEvent::DominantSpeakerChanged { .. } => true,
+        | MediaEvent::DominantSpeakerChanged { .. }
+        | MediaEvent::ForwardedSourcesChanged { .. }
+        | MediaEvent::SenderSourceConstraints { .. } => true,
         // The next one follows within seconds.
         MediaEvent::ForwardingRefused { .. } | MediaEvent::ConnectionStats { .. } => false,
         // A new kind is kept until someone decides it may be lost.
@@ -151,6 +153,36 @@ impl EventOutbox {
             if let Some(i) = older {
                 self.waiting.remove(i);
             }
+        }
+        // Only a receiver's latest forwarded set, and a source's latest sender
+        // constraint, matter.
+        let older = self.waiting.iter().position(|w| match (w, &ev) {
+            (
+                MediaEvent::ForwardedSourcesChanged {
+                    conference: c,
+                    receiver: r,
+                    ..
+                },
+                MediaEvent::ForwardedSourcesChanged {
+                    conference,
+                    receiver,
+                    ..
+                },
+            ) => c == conference && r == receiver,
+            (
+                MediaEvent::SenderSourceConstraints {
+                    conference: c,
+                    source: s,
+                    ..
+                },
+                MediaEvent::SenderSourceConstraints {
+                    conference, source, ..
+                },
+            ) => c == conference && s == source,
+            _ => false,
+        });
+        if let Some(i) = older {
+            self.waiting.remove(i);
         }
         self.waiting.push_back(ev);
     }

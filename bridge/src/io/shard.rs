@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use ringbridge_control::media::{
     ConferenceId, EndpointId, EndpointPolicy, JoinAnswer, JoinRequest, MediaError, MuteRequest,
-    RefusalReason, ShardSnapshot,
+    ReceiverConstraintsUpdate, RefusalReason, ShardSnapshot,
 };
 use tokio::sync::oneshot;
 
@@ -76,14 +76,15 @@ pub enum ShardCommand {
     },
     /// Take over an ICE-TCP connection whose first check names this shard.
     AdoptTcp(TcpHandoff),
-    /// A receiver's video constraint (see `ShardCore::set_max_height`).
-    SetMaxHeight {
+    /// A receiver's `ReceiverVideoConstraints` (see
+    /// `ShardCore::set_receiver_constraints`).
+    SetReceiverConstraints {
         /// Its conference.
         conference: ConferenceId,
         /// The receiving endpoint.
         endpoint: EndpointId,
-        /// The tallest video it wants; `u16::MAX` for no limit.
-        max_height: u16,
+        /// The fields its message carried.
+        update: ReceiverConstraintsUpdate,
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<(), MediaError>>,
     },
@@ -171,16 +172,16 @@ pub fn handle_command(
             ports.adopt_tcp(core, now, handoff);
             AfterCommand::Continue
         }
-        ShardCommand::SetMaxHeight {
+        ShardCommand::SetReceiverConstraints {
             conference,
             endpoint,
-            max_height,
+            update,
             reply,
         } => {
-            let _ = reply.send(media(core.set_max_height(
+            let _ = reply.send(media(core.set_receiver_constraints(
                 &conference,
                 &endpoint,
-                max_height,
+                &update,
             )));
             AfterCommand::Continue
         }

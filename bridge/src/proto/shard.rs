@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use dimpl::DtlsCertificate;
 use ringbridge_control::media::{
     ConferenceId, EndpointId, EndpointPolicy, JoinRequest, MediaError, MediaEvent, MuteRequest,
-    RefusalReason,
+    ReceiverConstraintsUpdate, RefusalReason,
 };
 use slotmap::SlotMap;
 
@@ -545,18 +545,33 @@ impl ShardCore {
         self.mute(conference, endpoint, mute).map_err(Into::into)
     }
 
-    /// Sets the tallest video an endpoint wants to receive (`u16::MAX`: no
-    /// limit), from its `ReceiverVideoConstraints`; see `Router::set_max_height`.
+    /// Applies a receiver's `ReceiverVideoConstraints` (the fields it carried)
+    /// and re-allocates its video; see `Router::set_receiver_constraints`.
+    pub fn set_receiver_constraints(
+        &mut self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+        update: &ReceiverConstraintsUpdate,
+    ) -> Result<(), CoreError> {
+        self.with_endpoint(conference, endpoint, |router, ek, io| {
+            router.set_receiver_constraints(ek, update, io);
+            Ok(())
+        })
+    }
+
+    /// Sets the tallest video an endpoint wants of every source (`u16::MAX`:
+    /// no limit): a `ReceiverVideoConstraints` with `defaultConstraints` alone.
     pub fn set_max_height(
         &mut self,
         conference: &ConferenceId,
         endpoint: &EndpointId,
         max_height: u16,
     ) -> Result<(), CoreError> {
-        self.with_endpoint(conference, endpoint, |router, ek, _| {
-            router.set_max_height(ek, max_height);
-            Ok(())
-        })
+        let update = ReceiverConstraintsUpdate {
+            default_max_height: Some(max_height),
+            ..Default::default()
+        };
+        self.set_receiver_constraints(conference, endpoint, &update)
     }
 
     /// [`ShardCore::handle_mute`] with the core's own error type.

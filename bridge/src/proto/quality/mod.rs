@@ -25,9 +25,11 @@
 //!   per conference (Router) a [`dominant_speaker::DominantSpeaker`];
 //! - [`stats::QualityStats`] sums every object's counters for the metrics.
 
+pub mod allocation;
 pub mod bwe;
 pub mod dominant_speaker;
 pub mod keyframe;
+pub mod layer_rate;
 pub mod nack;
 pub mod nack_responder;
 pub mod remb;

@@ -69,9 +69,9 @@ pub struct Consumer {
     pub rtt: Option<std::time::Duration>,
     /// Which layer of a simulcast source the slot carries and wants.
     pub layers: LayerSwitch,
-    /// The tallest video the receiver wants on this slot (its
-    /// `ReceiverVideoConstraints`); `u16::MAX` when unconstrained.
-    pub max_height: u16,
+    /// Whether the receiver's allocation forwards the slot's source (video;
+    /// see `router/allocate.rs`): when not, its packets are dropped.
+    pub forwarded: bool,
     /// VP8 picture id and TL0PICIDX continuity across switches.
     pub vp8: Vp8Continuity,
 }
@@ -122,7 +122,7 @@ impl Consumer {
             keyframes: ReceiverKeyframeState::new(),
             reports: SlotSenderReport::new(ssrc, clock_rate),
             layers: LayerSwitch::default(),
-            max_height: u16::MAX,
+            forwarded: true,
             vp8: Vp8Continuity::default(),
             rtt: None,
         }

@@ -68,23 +68,6 @@ impl Router {
         io.activity_changed = true;
     }
 
-    /// The tallest video endpoint `key` wants on each of its video slots
-    /// (`ReceiverVideoConstraints.defaultConstraints.maxHeight`; `u16::MAX` for
-    /// none): simulcast sources switch its slots to the layer that fits at
-    /// their next key frame.
-    pub fn set_max_height(&mut self, key: EndpointKey, max_height: u16) {
-        let Some(ep) = self.endpoints.get(key) else {
-            return;
-        };
-        for &ck in &ep.consumers {
-            if let Some(c) = self.consumers.get_mut(ck)
-                && c.kind == MediaKind::Video
-            {
-                c.max_height = max_height;
-            }
-        }
-    }
-
     /// Mutes or unmutes an endpoint's producers. Muted producers keep their slots
     /// (so unmuting resumes at once, from the next keyframe) but nothing is
     /// forwarded.

@@ -1,27 +1,18 @@
 //! Each receiver's bandwidth estimate (its transport's send-side estimator,
 //! fed by its transport-cc feedback): reported to the control plane as
 //! [`MediaEvent::ConnectionStats`] every [`CONNECTION_STATS_INTERVAL`] while
-//! feedback arrives, and shared among its video slots for their simulcast
-//! layer choice.
+//! feedback arrives; the allocation (`allocate.rs`) divides it among the
+//! receiver's video.
 
 use std::time::Duration;
 
 use ringbridge_control::media::MediaEvent;
 
-use super::{Endpoint, EndpointKey, Router, RouterIo};
+use super::{EndpointKey, Router, RouterIo};
 
 /// How often a receiver is told the bridge's estimate toward it (jvb sends
 /// its `ConnectionStats` on a similar period).
 pub const CONNECTION_STATS_INTERVAL: Duration = Duration::from_secs(2);
-
-/// A video slot's share of its receiver's estimate, in bits per second: the
-/// estimate split evenly among the receiver's video slots that have a source
-/// (`None` before the receiver's first feedback: no limit). Kept to this one
-/// rule so that the allocator can replace it.
-pub(super) fn slot_budget(receiver: &Endpoint) -> Option<u64> {
-    let estimate = receiver.downlink_estimate()?;
-    Some(estimate / u64::from(receiver.video_slots.max(1)))
-}
 
 impl Router {
     /// After RTCP from endpoint `key`: reports its estimate when one is due.

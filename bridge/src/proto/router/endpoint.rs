@@ -5,9 +5,11 @@
 use std::time::Instant;
 
 use ringbridge_control::media::EndpointId;
+use ringbridge_control::receiver_constraints::ReceiverConstraints;
 
 use super::super::quality::dominant_speaker::SpeakerActivity;
 use super::super::transport::Transport;
+use super::allocate::AllocationState;
 use super::keys::{ConsumerKey, ProducerKey};
 
 /// One participant of a conference.
@@ -28,9 +30,10 @@ pub struct Endpoint {
     /// When its next `ConnectionStats` event is due (none before its first
     /// estimate).
     pub(super) connection_stats_at: Option<Instant>,
-    /// How many of its video slots have a source (kept by `Router::assign`):
-    /// its estimate is shared among them.
-    pub(super) video_slots: u16,
+    /// What it wants to receive (its `ReceiverVideoConstraints`).
+    pub(super) constraints: ReceiverConstraints,
+    /// Its last video allocation.
+    pub(super) allocation: AllocationState,
 }
 
 impl Endpoint {
@@ -60,5 +63,15 @@ impl Endpoint {
     /// 300 kbit/s); `None` until its first feedback.
     pub fn downlink_estimate(&self) -> Option<u64> {
         self.transport.downlink_estimate()
+    }
+
+    /// What it wants to receive (its `ReceiverVideoConstraints` so far).
+    pub fn constraints(&self) -> &ReceiverConstraints {
+        &self.constraints
+    }
+
+    /// The video sources its last allocation forwards, in priority order.
+    pub fn forwarded_sources(&self) -> &[String] {
+        &self.allocation.forwarded
     }
 }

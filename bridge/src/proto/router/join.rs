@@ -81,7 +81,8 @@ impl Router {
             video_until: None,
             speaker: SpeakerActivity::new(),
             connection_stats_at: None,
-            video_slots: 0,
+            constraints: Default::default(),
+            allocation: Default::default(),
         });
 
         let mut rng = rand::rng();

@@ -15,12 +15,14 @@
 //! answers receivers' NACKs from the packet cache; `reports.rs` sends each slot's
 //! sender reports; `activity.rs` counts who sends; `speaker.rs` feeds audio
 //! levels to dominant speaker identification and drops long silences;
-//! `downlink.rs` reports each receiver's bandwidth estimate and shares it
-//! among its video slots;
+//! `downlink.rs` reports each receiver's bandwidth estimate (`ConnectionStats`);
+//! `allocate.rs` runs each receiver's video allocation within that estimate
+//! and applies it;
 //! `control.rs` has leave, mute, refusals and policy; this file the objects,
 //! their lookups, the transports' dispatch and the router's timers.
 
 pub mod activity;
+pub mod allocate;
 mod consumer;
 mod control;
 mod downlink;
@@ -97,10 +99,13 @@ pub enum RouterTimer {
     SenderReports,
     /// The dominant speaker decision (every 300 ms while audio levels arrive).
     DominantSpeaker,
+    /// Re-allocation checks: stopped layers, moved estimates, the period
+    /// (see `allocate.rs`).
+    Allocation,
 }
 
 impl TimerName for RouterTimer {
-    const COUNT: usize = 5;
+    const COUNT: usize = 6;
     fn index(self) -> usize {
         self as usize
     }
@@ -110,7 +115,8 @@ impl TimerName for RouterTimer {
             1 => RouterTimer::Activity,
             2 => RouterTimer::Nack,
             3 => RouterTimer::SenderReports,
-            _ => RouterTimer::DominantSpeaker,
+            4 => RouterTimer::DominantSpeaker,
+            _ => RouterTimer::Allocation,
         }
     }
 }
@@ -336,6 +342,7 @@ impl Router {
                 RouterTimer::Nack => self.send_nacks(io),
                 RouterTimer::SenderReports => self.send_sender_reports(io),
                 RouterTimer::DominantSpeaker => self.decide_speaker(io),
+                RouterTimer::Allocation => self.check_allocation(io),
             }
         }
     }

@@ -8,14 +8,13 @@ use std::net::SocketAddr;
 use super::super::codec::red;
 use super::super::quality::keyframe::KeyframeDecision;
 use super::super::quality::rtx;
-use super::super::quality::simulcast::{LayerDecision, layer_within_budget};
+use super::super::quality::simulcast::LayerDecision;
 use super::super::rtcp::{Nack, ReportBlock, SenderInfo};
 use super::super::rtp::{AudioLevel, RtpHeader};
 use super::super::rtp_ext::{Extension, abs_send_time};
 use super::super::sdp::MediaKind;
 use super::super::transport::demux::Demuxed;
 use super::super::transport::rtcp_term::PeerFeedback;
-use super::downlink;
 use super::keyframe::KeyframeCause;
 use super::{
     EndpointKey, ExtensionValues, Rewrite, Router, RouterIo, RouterTimer, SlotFields, activity,
@@ -202,12 +201,37 @@ impl Router {
         let keyframe = info.is_some_and(|i| i.keyframe);
         // A simulcast source: which layer this is (its RID's place in the offer;
         // an SSRC bound without a RID counts as the first).
+        let mut height_learned = false;
         let layer = producer.simulcast.as_mut().map(|layers| {
             let l = rid.unwrap_or(0);
+            let before = layers.height(l);
             layers.note_packet(l, now, info.and_then(|i| i.resolution));
-            layers.note_bytes(l, now, len);
+            height_learned = layers.height(l) != before;
             l
         });
+        let mut reallocate = false;
+        if producer.kind == MediaKind::Video {
+            producer.layer_rates.note(layer.unwrap_or(0), now, len);
+            let mask = producer.active_layer_mask(now);
+            if mask != producer.allocated_mask || height_learned {
+                // A layer started (or told its height): re-allocate before
+                // this packet, so that a receiver can switch at its key frame.
+                producer.allocated_mask = mask;
+                reallocate = true;
+            }
+        }
+        if reallocate {
+            self.reallocate_all(io);
+        }
+        let Router {
+            endpoints,
+            producers,
+            consumers,
+            ..
+        } = self;
+        let Some(producer) = producers.get_mut(pk) else {
+            return;
+        };
         let abs_send_time = abs_send_time(io.since_epoch);
 
         let mut want_keyframe = false;
@@ -218,7 +242,7 @@ impl Router {
             let Some(receiver) = endpoints.get_mut(consumer.receiver) else {
                 continue;
             };
-            if receiver.transport.media_target().is_none() {
+            if receiver.transport.media_target().is_none() || !consumer.forwarded {
                 continue;
             }
             // What this receiver gets: RED as it came, the primary alone, or
@@ -245,13 +269,8 @@ impl Router {
             let Some(body) = packet.get(body) else {
                 continue;
             };
-            if let (Some(l), Some(layers)) = (layer, &producer.simulcast) {
-                let budget = downlink::slot_budget(receiver);
-                let wanted = layer_within_budget(layers, now, consumer.max_height, budget);
-                if consumer.layers.set_target(wanted) {
-                    // Asked (throttled per source) until the switch happens.
-                    timers.set_earliest(RouterTimer::KeyframeRetry, now);
-                }
+            if let Some(l) = layer {
+                // The wanted layer is the allocation's (`allocate.rs`).
                 match consumer.layers.decide(l, keyframe) {
                     LayerDecision::Drop => continue,
                     LayerDecision::Switch => consumer.begin_layer(),

@@ -1,6 +1,7 @@
 //! A Producer: one incoming source (one publishing m-line of one endpoint).
 
-use super::super::quality::simulcast::SimulcastLayers;
+use super::super::quality::layer_rate::LayerRates;
+use super::super::quality::simulcast::{MAX_LAYERS, SimulcastLayers};
 use std::time::Instant;
 
 use ringbridge_control::media::RefusalReason;
@@ -90,6 +91,15 @@ pub struct Producer {
     pub muted: bool,
     /// Refused by the endpoint's policy: never mapped onto a slot, never forwarded.
     pub refused: Option<RefusalReason>,
+    /// Measured bitrate of each layer (layer 0 without simulcast), for the
+    /// allocator.
+    pub layer_rates: LayerRates,
+    /// The active layers (bit per layer) the last allocation saw; a change
+    /// re-allocates.
+    pub(super) allocated_mask: u8,
+    /// The `maxHeight` last sent to the publisher as `SenderSourceConstraints`
+    /// (0 before any: jvb's initial value, not sent).
+    pub(super) announced_max_height: i32,
     /// Audio packets of silence (RFC 6464 level 127) in a row, up to the latest.
     pub silent_run: u32,
     /// The consumers this producer feeds: an index derived from
@@ -129,6 +139,9 @@ impl Producer {
             muted: false,
             refused: None,
             silent_run: 0,
+            layer_rates: LayerRates::new(),
+            allocated_mask: 0,
+            announced_max_height: 0,
             fanout: Vec::with_capacity(16),
         }
     }
@@ -136,6 +149,19 @@ impl Producer {
     /// Whether packets of this producer may be forwarded now.
     pub fn forwarding(&self) -> bool {
         !self.muted && self.refused.is_none()
+    }
+
+    /// The layers that arrive now, a bit per layer (layer 0 alone without
+    /// simulcast).
+    pub fn active_layer_mask(&self, now: Instant) -> u8 {
+        let count = self
+            .simulcast
+            .as_ref()
+            .map_or(1, SimulcastLayers::count)
+            .min(MAX_LAYERS);
+        (0..count as u8)
+            .filter(|&l| self.layer_rates.active(l, now))
+            .fold(0, |m, l| m | (1 << l))
     }
 
     /// The consumers it feeds now.

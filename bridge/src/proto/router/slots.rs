@@ -32,21 +32,11 @@ impl Router {
         if consumer.is_waiting_keyframe() {
             self.timers.set_earliest(RouterTimer::KeyframeRetry, now);
         }
-        let receiver = consumer.receiver;
         if let Some(new) = source
             && let Some(p) = self.producers.get_mut(new)
             && !p.fanout.contains(&ck)
         {
             p.fanout.push(ck);
-        }
-        if let Some(ep) = self.endpoints.get_mut(receiver) {
-            let consumers = &self.consumers;
-            ep.video_slots = ep
-                .consumers
-                .iter()
-                .filter_map(|&k| consumers.get(k))
-                .filter(|c| c.kind == MediaKind::Video && c.source().is_some())
-                .count() as u16;
         }
     }
 
@@ -100,6 +90,8 @@ impl Router {
         for r in changed {
             self.announce_sources(r, io);
         }
+        // Sources came or went: every receiver's allocation changes.
+        self.reallocate_all(io);
     }
 
     /// Frees every slot producer `pk` feeds, and reports the receivers' changed

@@ -124,5 +124,7 @@ impl Router {
             dominant,
             previous,
         });
+        // The speech order changed: so may every receiver's allocation.
+        self.reallocate_all(io);
     }
 }

@@ -1,0 +1,407 @@
+//! Re-allocation: runs the sans-IO [`allocate`] for a receiver and applies
+//! its result to the receiver's video slots, then tells senders the tallest
+//! video anyone watches of each of their sources.
+//!
+//! A receiver is re-allocated when its constraints change, when the speaker
+//! order changes, when a source's layers change (a layer starts, stops, or a
+//! key frame tells its height), when sources come or go, when its downlink
+//! estimate moves by more than [`ESTIMATE_CHANGE`] from the one its last
+//! allocation used, and at least every [`ALLOCATION_PERIOD`] while it has an
+//! estimate (without one, every layer fits, and measured bitrates, the one
+//! input no event reports, cannot change the result). The `Allocation`
+//! router timer (every [`ALLOCATION_CHECK`]) looks for stopped layers, moved
+//! estimates and the period.
+//!
+//! Applying an allocation, per video slot of the receiver: the slot's wanted
+//! layer is set (a switch still waits for a key frame of it, see
+//! [`LayerSwitch`](super::super::quality::simulcast::LayerSwitch)); a source
+//! that is no longer forwarded stops at once, and one that is forwarded again
+//! restarts on a key frame. A forwarded source without a slot takes the slot
+//! of a source that is not forwarded (the receiver gets a new sources map).
+//! Then `ForwardedSources` goes to the receiver when its forwarded set
+//! changed, and `SenderSourceConstraints` to each sender whose source's
+//! wanted height changed (jitsi-videobridge's effective constraints: 0 when
+//! nobody watches, -1 when someone has no limit).
+//!
+//! This runs on control and timer paths and when a layer changes, never per
+//! packet; it allocates its working lists.
+
+use std::time::{Duration, Instant};
+
+use ringbridge_control::media::MediaEvent;
+use ringbridge_control::receiver_constraints::{ReceiverConstraintsUpdate, UNLIMITED};
+
+use super::super::quality::allocation::{LayerInput, SourceInput, allocate};
+use super::super::quality::simulcast::MAX_LAYERS;
+use super::super::sdp::MediaKind;
+use super::{ConsumerKey, EndpointKey, ProducerKey, Router, RouterIo, RouterTimer};
+
+/// A receiver is re-allocated at least this often.
+pub const ALLOCATION_PERIOD: Duration = Duration::from_secs(5);
+
+/// How often the `Allocation` timer checks layers, estimates and the period.
+pub const ALLOCATION_CHECK: Duration = Duration::from_millis(500);
+
+/// A move of the downlink estimate by more than this fraction of the one the
+/// last allocation used re-allocates (jvb's `bwe-change-threshold`, 15 %).
+pub const ESTIMATE_CHANGE: f64 = 0.15;
+
+/// What a receiver's last allocation was, for deciding whether to re-run it and
+/// whether its results changed.
+#[derive(Debug, Clone, Default)]
+pub struct AllocationState {
+    /// When it ran.
+    pub at: Option<Instant>,
+    /// The downlink estimate it used.
+    pub estimate: Option<u64>,
+    /// The source names forwarded, in priority order (what `ForwardedSources`
+    /// last said).
+    pub forwarded: Vec<String>,
+    /// The effective `maxHeight` it gave each source (after lastN).
+    pub effective: Vec<(ProducerKey, u16)>,
+}
+
+/// Whether `now_bps` moved by more than [`ESTIMATE_CHANGE`] from `used`.
+pub fn estimate_moved(used: Option<u64>, now_bps: Option<u64>) -> bool {
+    match (used, now_bps) {
+        (None, None) => false,
+        (Some(u), Some(n)) => (n.abs_diff(u) as f64) > (u as f64) * ESTIMATE_CHANGE,
+        _ => true,
+    }
+}
+
+/// One candidate source of a receiver: its producer, name and layers.
+struct Source {
+    pk: ProducerKey,
+    name: String,
+    layers: [LayerInput; MAX_LAYERS],
+    count: usize,
+}
+
+impl Router {
+    /// Applies a receiver's `ReceiverVideoConstraints` and re-allocates it.
+    pub fn set_receiver_constraints(
+        &mut self,
+        key: EndpointKey,
+        update: &ReceiverConstraintsUpdate,
+        io: &mut RouterIo<'_>,
+    ) {
+        let Some(ep) = self.endpoints.get_mut(key) else {
+            return;
+        };
+        ep.constraints.apply(update);
+        tracing::debug!(
+            conference = %self.id,
+            endpoint = %ep.id,
+            last_n = ?ep.constraints.last_n,
+            default_max_height = ep.constraints.default_max_height,
+            "receiver constraints"
+        );
+        self.reallocate(key, io);
+        self.announce_sender_constraints(io);
+    }
+
+    /// The layers of producer `pk` as the allocator sees them now; `None` for
+    /// what is not a forwardable video source.
+    fn layer_inputs(&self, pk: ProducerKey, now: Instant) -> Option<Source> {
+        let p = self.producers.get(pk)?;
+        if p.kind != MediaKind::Video || p.refused.is_some() {
+            return None;
+        }
+        let mut layers = [LayerInput::default(); MAX_LAYERS];
+        let count = p
+            .simulcast
+            .as_ref()
+            .map_or(1, |s| s.count())
+            .min(MAX_LAYERS);
+        for (i, l) in layers.iter_mut().enumerate().take(count) {
+            let i = i as u8;
+            l.bitrate_bps = p.layer_rates.bps(i, now);
+            l.active = !p.muted && p.layer_rates.active(i, now);
+            l.height = p.simulcast.as_ref().and_then(|s| s.height(i));
+        }
+        Some(Source {
+            pk,
+            name: p.source_name.clone(),
+            layers,
+            count,
+        })
+    }
+
+    /// The conference's endpoints in speech order: the dominant speaker, the
+    /// previous speakers (most recent first), then the rest in join order.
+    fn speech_order(&self) -> Vec<EndpointKey> {
+        let mut order: Vec<EndpointKey> = Vec::with_capacity(self.members.len());
+        let spoke = self
+            .speakers
+            .dominant()
+            .into_iter()
+            .chain(self.speakers.previous().iter().copied());
+        for k in spoke.chain(self.members.iter().copied()) {
+            if self.endpoints.contains_key(k) && !order.contains(&k) {
+                order.push(k);
+            }
+        }
+        order
+    }
+
+    /// Re-allocates every receiver of the conference, then tells senders.
+    pub(super) fn reallocate_all(&mut self, io: &mut RouterIo<'_>) {
+        for r in self.members.clone() {
+            self.reallocate(r, io);
+        }
+        self.announce_sender_constraints(io);
+        self.timers
+            .set_earliest(RouterTimer::Allocation, io.now + ALLOCATION_CHECK);
+    }
+
+    /// Runs the allocator for receiver `r` and applies the result to its slots.
+    pub(super) fn reallocate(&mut self, r: EndpointKey, io: &mut RouterIo<'_>) {
+        let now = io.now;
+        let Some(receiver) = self.endpoints.get(r) else {
+            return;
+        };
+        let estimate = receiver.downlink_estimate();
+        let sources: Vec<Source> = self
+            .speech_order()
+            .into_iter()
+            .filter(|&e| e != r)
+            .filter_map(|e| self.endpoints.get(e))
+            .flat_map(|ep| ep.producers.iter().copied())
+            .filter_map(|pk| self.layer_inputs(pk, now))
+            .collect();
+        let inputs: Vec<SourceInput<'_>> = sources
+            .iter()
+            .map(|s| SourceInput {
+                name: &s.name,
+                layers: s.layers.get(..s.count).unwrap_or(&[]),
+            })
+            .collect();
+        let result = allocate(&receiver.constraints, &inputs, estimate);
+        let forwarded: Vec<String> = result
+            .forwarded()
+            .filter_map(|i| sources.get(i).map(|s| s.name.clone()))
+            .collect();
+        let effective: Vec<(ProducerKey, u16)> = sources
+            .iter()
+            .zip(&result.sources)
+            .map(|(s, res)| (s.pk, res.effective_max_height))
+            .collect();
+        let slots: Vec<ConsumerKey> = receiver
+            .consumers
+            .iter()
+            .copied()
+            .filter(|&ck| {
+                self.consumers
+                    .get(ck)
+                    .is_some_and(|c| c.kind == MediaKind::Video)
+            })
+            .collect();
+
+        // Forwarded sources without a slot take slots of sources not forwarded.
+        let wanted = |pk: Option<ProducerKey>| {
+            pk.and_then(|pk| sources.iter().position(|s| s.pk == pk))
+                .and_then(|i| result.sources.get(i))
+                .is_some_and(|res| res.layer.is_some())
+        };
+        let mut remapped = false;
+        let mut spare: Vec<ConsumerKey> = slots
+            .iter()
+            .copied()
+            .filter(|&ck| !wanted(self.consumers.get(ck).and_then(|c| c.source())))
+            .collect();
+        // Empty slots first.
+        spare.sort_by_key(|&ck| self.consumers.get(ck).and_then(|c| c.source()).is_some());
+        let mut spare = spare.into_iter();
+        for i in result.forwarded().collect::<Vec<_>>() {
+            let Some(s) = sources.get(i) else { continue };
+            let has_slot = slots
+                .iter()
+                .any(|&ck| self.consumers.get(ck).and_then(|c| c.source()) == Some(s.pk));
+            if has_slot {
+                continue;
+            }
+            let Some(ck) = spare.next() else { break };
+            self.assign(ck, Some(s.pk), now);
+            remapped = true;
+        }
+
+        // Each slot's layer and whether it forwards.
+        for &ck in &slots {
+            let Some(c) = self.consumers.get_mut(ck) else {
+                continue;
+            };
+            let Some(pk) = c.source() else { continue };
+            let layer = sources
+                .iter()
+                .position(|s| s.pk == pk)
+                .and_then(|i| result.sources.get(i))
+                .and_then(|res| res.layer);
+            let simulcast = self
+                .producers
+                .get(pk)
+                .is_some_and(|p| p.simulcast.is_some());
+            let mut want_keyframe = false;
+            match (c.forwarded, layer.is_some()) {
+                (true, false) => {
+                    c.forwarded = false;
+                    c.layers.reset();
+                }
+                (false, true) => {
+                    c.forwarded = true;
+                    c.restart();
+                    want_keyframe = c.is_waiting_keyframe();
+                }
+                _ => {}
+            }
+            if simulcast && layer.is_some() {
+                want_keyframe |= c.layers.set_target(layer);
+            }
+            if want_keyframe {
+                self.timers.set_earliest(RouterTimer::KeyframeRetry, now);
+            }
+        }
+
+        let Some(receiver) = self.endpoints.get_mut(r) else {
+            return;
+        };
+        let changed = receiver.allocation.forwarded != forwarded;
+        receiver.allocation = super::allocate::AllocationState {
+            at: Some(now),
+            estimate,
+            forwarded,
+            effective,
+        };
+        tracing::trace!(
+            conference = %self.id,
+            endpoint = %receiver.id,
+            target_bps = result.target_bps,
+            ideal_bps = result.ideal_bps,
+            estimate = ?estimate,
+            "allocated"
+        );
+        if changed {
+            io.events.push_back(MediaEvent::ForwardedSourcesChanged {
+                conference: self.id.clone(),
+                receiver: receiver.id.clone(),
+                sources: receiver.allocation.forwarded.clone(),
+            });
+        }
+        if remapped {
+            self.announce_sources(r, io);
+        }
+    }
+
+    /// Sends `SenderSourceConstraints` for each video source whose tallest
+    /// wanted height (over every receiver's effective constraints) changed.
+    pub(super) fn announce_sender_constraints(&mut self, io: &mut RouterIo<'_>) {
+        let video: Vec<ProducerKey> = self
+            .producers
+            .iter()
+            .filter(|(_, p)| p.kind == MediaKind::Video)
+            .map(|(pk, _)| pk)
+            .collect();
+        for pk in video {
+            let mut max: i32 = 0;
+            for &r in &self.members {
+                let Some(ep) = self.endpoints.get(r) else {
+                    continue;
+                };
+                let h = ep
+                    .allocation
+                    .effective
+                    .iter()
+                    .find(|(k, _)| *k == pk)
+                    .map_or(0, |&(_, h)| h);
+                if h == UNLIMITED {
+                    max = -1;
+                    break;
+                }
+                max = max.max(i32::from(h));
+            }
+            let Some(p) = self.producers.get_mut(pk) else {
+                continue;
+            };
+            if p.announced_max_height == max {
+                continue;
+            }
+            p.announced_max_height = max;
+            let Some(sender) = self.endpoints.get(p.owner) else {
+                continue;
+            };
+            io.events.push_back(MediaEvent::SenderSourceConstraints {
+                conference: self.id.clone(),
+                sender: sender.id.clone(),
+                source: p.source_name.clone(),
+                max_height: max,
+            });
+        }
+    }
+
+    /// The `Allocation` timer: re-allocates everyone when a source's layers
+    /// changed (one stopped), and each receiver whose estimate moved or whose
+    /// last allocation is [`ALLOCATION_PERIOD`] old.
+    pub(super) fn check_allocation(&mut self, io: &mut RouterIo<'_>) {
+        let now = io.now;
+        let mut layers_changed = false;
+        for (_, p) in self.producers.iter_mut() {
+            if p.kind != MediaKind::Video {
+                continue;
+            }
+            let mask = p.active_layer_mask(now);
+            if mask != p.allocated_mask {
+                p.allocated_mask = mask;
+                layers_changed = true;
+            }
+        }
+        if layers_changed {
+            self.reallocate_all(io);
+            return;
+        }
+        let due: Vec<EndpointKey> =
+            self.members
+                .iter()
+                .copied()
+                .filter(|&r| {
+                    self.endpoints.get(r).is_some_and(|ep| {
+                        let a = &ep.allocation;
+                        let estimate = ep.downlink_estimate();
+                        // Without an estimate every layer fits, so measured
+                        // bitrates cannot change the result: the events above
+                        // (constraints, speakers, layers) already re-allocate,
+                        // and the periodic run is skipped (it allocates).
+                        let stale = a.at.is_none_or(|at| {
+                            now.saturating_duration_since(at) >= ALLOCATION_PERIOD
+                        }) && (estimate.is_some() || a.at.is_none());
+                        stale || estimate_moved(a.estimate, estimate)
+                    })
+                })
+                .collect();
+        for &r in &due {
+            self.reallocate(r, io);
+        }
+        if !due.is_empty() {
+            self.announce_sender_constraints(io);
+        }
+        if !self.members.is_empty() {
+            self.timers
+                .set(RouterTimer::Allocation, now + ALLOCATION_CHECK);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_estimate_move_of_more_than_15_percent_re_allocates() {
+        assert!(!estimate_moved(Some(1_000_000), Some(1_150_000)));
+        assert!(estimate_moved(Some(1_000_000), Some(1_150_001)));
+        assert!(!estimate_moved(Some(1_000_000), Some(850_000)));
+        assert!(estimate_moved(Some(1_000_000), Some(849_999)));
+        assert!(!estimate_moved(None, None));
+        assert!(estimate_moved(None, Some(1)), "the first estimate");
+        assert!(estimate_moved(Some(1), None));
+    }
+}
