@@ -113,6 +113,8 @@ struct Working {
     preferred: Option<usize>,
     /// Index into `layers` of the target, `None` before the first.
     target: Option<usize>,
+    /// The receiver's first source with video (highest priority).
+    first: bool,
 }
 
 impl Working {
@@ -145,6 +147,13 @@ impl Working {
                 }
                 self.target = Some(i);
             }
+        } else if self.target.is_none() && (self.layers.len() == 1 || self.first) {
+            // A source with one layer has nothing smaller to fall back to, and
+            // the receiver's first source nothing to give way to: both get
+            // their smallest layer whatever the estimate (jvb's oversending
+            // for its top source). Suspending them would also starve the
+            // estimator of the feedback it needs to grow.
+            self.target = Some(0);
         } else {
             let next = self.target.map_or(0, |t| t + 1);
             if self.layers.get(next).is_some_and(|c| c.bitrate <= budget) {
@@ -289,9 +298,13 @@ pub fn allocate(
             layers,
             preferred,
             target: None,
+            first: false,
         });
     }
 
+    if let Some(w) = working.iter_mut().find(|w| !w.layers.is_empty()) {
+        w.first = true;
+    }
     let mut remaining = estimate_bps.unwrap_or(u64::MAX);
     loop {
         let mut improved = false;
@@ -384,6 +397,21 @@ mod tests {
         assert_eq!(layers_of(&a), [Some(0); 3]);
         assert_eq!(a.target_bps, 450 * K);
         assert_eq!(a.ideal_bps, 4500 * K, "ideal is what it would take");
+    }
+
+    #[test]
+    fn an_estimate_below_every_layer_still_forwards_the_first_source_smallest() {
+        let s = sources(&["a-v0", "b-v0", "c-v0"], &SIMULCAST);
+        let a = allocate(&ReceiverConstraints::default(), &s, Some(100 * K));
+        assert_eq!(layers_of(&a), [Some(0), None, None]);
+    }
+
+    #[test]
+    fn a_single_layer_source_is_forwarded_whatever_the_estimate() {
+        const ONE: [LayerInput; 1] = [layer(720, 1600 * K)];
+        let s = sources(&["a-v0", "b-v0"], &ONE);
+        let a = allocate(&ReceiverConstraints::default(), &s, Some(300 * K));
+        assert_eq!(layers_of(&a), [Some(0), Some(0)]);
     }
 
     #[test]
@@ -489,8 +517,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(layers_of(&allocate(&c, &s, None)), [Some(0)]);
-        // Unless the estimate cannot pay for it.
-        assert_eq!(layers_of(&allocate(&c, &s, Some(600 * K))), [None]);
+        // Even when the estimate cannot pay for it: it has nothing smaller,
+        // and suspending it would starve the estimator of feedback.
+        assert_eq!(layers_of(&allocate(&c, &s, Some(600 * K))), [Some(0)]);
     }
 
     #[test]
