@@ -3,7 +3,7 @@
 //! Only what a bridge needs: per m-line kind, mid, direction, codecs (Opus and VP8)
 //! and their RTX payload types, header extension ids (mid, rid, repaired rid, audio
 //! level, abs-send-time, transport-wide-cc), announced SSRCs with their FID (RTX)
-//! pairs, the send RIDs of simulcast, and the
+//! pairs, the send RIDs of simulcast or the SSRCs of an `a=ssrc-group:SIM`, and the
 //! transport attributes (ICE credentials, DTLS fingerprint and setup role), which
 //! may sit at session or media level. Parsing never panics; any input we cannot use
 //! yields an [`SdpError`] whose text is safe to show to the client.
@@ -180,6 +180,9 @@ pub struct MediaSection {
     /// The RIDs the offerer sends (`a=rid:X send`), in `a=simulcast:send` order
     /// when that is given.
     pub rids: Vec<String>,
+    /// SSRC simulcast (`a=ssrc-group:SIM s0 s1 s2`, no RIDs): the media SSRCs
+    /// of the layers, smallest first as Chrome lists them; empty otherwise.
+    pub sim_ssrcs: Vec<u32>,
     /// Whether `a=rtcp-mux` is present.
     pub rtcp_mux: bool,
     /// `a=content:` value (`main`, `slides`), if any.
@@ -299,6 +302,14 @@ impl Offer {
             section.ssrcs.retain(|s| !extra.repair.contains(s));
             section.rids = extra.order_rids();
             section.rtx_ssrcs = extra.fid;
+            // RID simulcast wins when both are offered; a SIM group whose SSRCs
+            // are not announced sources (or are repair streams) is ignored.
+            if section.rids.is_empty()
+                && extra.sim.len() >= 2
+                && extra.sim.iter().all(|s| section.ssrcs.contains(s))
+            {
+                section.sim_ssrcs = extra.sim;
+            }
             if let Some(pt) = section.codec.as_ref().map(|c| c.pt) {
                 let names = |l: &[Option<u8>]| l.iter().any(|p| p.is_none_or(|p| p == pt));
                 section.transport_cc = names(&extra.transport_cc);
@@ -811,6 +822,7 @@ fn parse_m_line(value: &str) -> Result<MediaSection, SdpError> {
         red_pt: None,
         rtx_ssrcs: Vec::new(),
         rids: Vec::new(),
+        sim_ssrcs: Vec::new(),
         rtcp_mux: false,
         content: None,
         transport_cc: false,
@@ -962,7 +974,20 @@ fn apply_media_attr(
         }
         "ssrc-group" => {
             let mut it = arg.split_whitespace();
-            if let Some(sem) = it.next()
+            let sem = it.next();
+            if sem == Some("SIM") {
+                // a=ssrc-group:SIM s0 s1 s2: SSRC simulcast, layers in order
+                // (the first group only; at most MAX_RIDS layers).
+                if extra.sim.is_empty() {
+                    for s in it.take(MAX_RIDS) {
+                        if let Ok(s) = s.parse::<u32>()
+                            && !extra.sim.contains(&s)
+                        {
+                            extra.sim.push(s);
+                        }
+                    }
+                }
+            } else if let Some(sem) = sem
                 && (sem == "FID" || sem == "FEC-FR")
             {
                 // The first SSRC is the media stream; the others repair it.
@@ -1040,6 +1065,8 @@ struct Extra {
     rids: Vec<String>,
     /// `a=simulcast:send` order.
     simulcast: Vec<String>,
+    /// `a=ssrc-group:SIM` SSRCs, in order.
+    sim: Vec<u32>,
     /// `a=rtcp-fb:<pt> transport-cc` payload types (`None` for `*`).
     transport_cc: Vec<Option<u8>>,
     /// `a=rtcp-fb:<pt> goog-remb` payload types (`None` for `*`).
@@ -1415,6 +1442,42 @@ a=mid:4\r\n";
             "two-byte id kept"
         );
         assert_eq!(v.mid_ext_id, None, "the one-byte field stays one-byte");
+    }
+
+    /// Chrome's SSRC simulcast (munged offers, as Jitsi's clients used to send
+    /// it): a SIM group of three media SSRCs, each with an FID group for its RTX.
+    #[test]
+    fn ssrc_sim_group_maps_ssrcs_to_layers_with_their_rtx_pairs() {
+        let sim = AIORTC_LIKE_OFFER.replace(
+            "a=ssrc-group:FID 2222 3333\r\na=ssrc:2222 cname:x\r\na=ssrc:3333 cname:x\r\n",
+            "a=ssrc-group:SIM 10 20 30\r\n\
+             a=ssrc-group:FID 10 11\r\na=ssrc-group:FID 20 21\r\na=ssrc-group:FID 30 31\r\n\
+             a=ssrc:10 cname:x\r\na=ssrc:11 cname:x\r\na=ssrc:20 cname:x\r\n\
+             a=ssrc:21 cname:x\r\na=ssrc:30 cname:x\r\na=ssrc:31 cname:x\r\n",
+        );
+        let offer = Offer::parse(&sim).expect("offer parses");
+        let v = &offer.media[1];
+        assert_eq!(v.sim_ssrcs, vec![10, 20, 30], "layers 0..2 in group order");
+        assert_eq!(v.ssrcs, vec![10, 20, 30], "the RTX SSRCs are not sources");
+        assert_eq!(v.rtx_ssrcs, vec![(10, 11), (20, 21), (30, 31)]);
+        assert!(v.rids.is_empty());
+        assert!(offer.media[0].sim_ssrcs.is_empty());
+
+        // A SIM group naming an SSRC that is not announced, or a single SSRC,
+        // is not simulcast.
+        for bad in ["a=ssrc-group:SIM 10 20 99\r\n", "a=ssrc-group:SIM 10\r\n"] {
+            let offer = Offer::parse(&sim.replace("a=ssrc-group:SIM 10 20 30\r\n", bad))
+                .expect("offer parses");
+            assert!(offer.media[1].sim_ssrcs.is_empty(), "{bad}");
+        }
+        // RIDs offered as well: RID simulcast wins.
+        let both = sim.replace(
+            "a=ssrc-group:SIM",
+            "a=rid:q send\r\na=rid:h send\r\na=ssrc-group:SIM",
+        );
+        let offer = Offer::parse(&both).expect("offer parses");
+        assert_eq!(offer.media[1].rids, vec!["q", "h"]);
+        assert!(offer.media[1].sim_ssrcs.is_empty());
     }
 
     #[test]

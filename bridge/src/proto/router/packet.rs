@@ -199,8 +199,9 @@ impl Router {
             None
         };
         let keyframe = info.is_some_and(|i| i.keyframe);
-        // A simulcast source: which layer this is (its RID's place in the offer;
-        // an SSRC bound without a RID counts as the first).
+        // A simulcast source: which layer this is (its RID's place in the offer,
+        // or its SSRC's in the SIM group; an SSRC bound without either counts
+        // as the first).
         let layer = producer.simulcast.as_mut().map(|layers| {
             let l = rid.unwrap_or(0);
             layers.note_packet(l, now, info.and_then(|i| i.resolution));
