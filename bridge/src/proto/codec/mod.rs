@@ -39,6 +39,8 @@ pub struct PayloadInfo {
     pub long_picture_id: bool,
     /// Temporal-layer-0 picture index, if present.
     pub tl0_pic_idx: Option<u8>,
+    /// VP8 KEYIDX (5 bits), if present.
+    pub key_idx: Option<u8>,
     /// A key frame's width and height, where the packet carries them.
     pub resolution: Option<(u16, u16)>,
 }
@@ -104,6 +106,15 @@ impl CodecKind {
         match self {
             CodecKind::Opus => Opus::parse(payload),
             CodecKind::Vp8 => vp8::Vp8::parse(payload),
+        }
+    }
+
+    /// Overwrites a VP8 payload's KEYIDX in place (5 bits; the TID and Y bits
+    /// around it kept); other codecs have none.
+    pub fn rewrite_key_idx(self, payload: &mut [u8], key_idx: u8) -> Result<(), CodecError> {
+        match self {
+            CodecKind::Vp8 => vp8::Vp8::rewrite_key_idx(payload, key_idx),
+            _ => Err(CodecError::NoSuchField),
         }
     }
 

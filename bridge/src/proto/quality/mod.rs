@@ -15,7 +15,7 @@
 //!   [`sender_report::SourceClock`]; a simulcast source's [`simulcast::SimulcastLayers`];
 //! - per slot (Consumer): [`nack_responder::NackResponder`],
 //!   [`keyframe::ReceiverKeyframeState`], [`sender_report::SlotSenderReport`],
-//!   [`simulcast::LayerSwitch`];
+//!   [`simulcast::LayerSwitch`], [`temporal::TemporalFilter`];
 //! - per publishing Transport: [`twcc::TwccReceiver`] (when transport-cc was
 //!   negotiated) or [`remb::RembEstimator`] (REMB with abs-send-time only);
 //! - [`rtx`] is stateless: unwrap a publisher's RTX before anything else sees it;
@@ -33,4 +33,5 @@ pub mod rtx_cache;
 pub mod sender_report;
 pub mod simulcast;
 pub mod stats;
+pub mod temporal;
 pub mod twcc;

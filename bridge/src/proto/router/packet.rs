@@ -258,6 +258,15 @@ impl Router {
                     LayerDecision::Forward => {}
                 }
             }
+            // Temporal layers above the slot's target are dropped (sources
+            // without a retransmission cache only: see
+            // `Consumer::set_temporal_target`).
+            if producer.repair.is_none()
+                && let Some(i) = info
+                && !consumer.filter_temporal(i.temporal_id, i.layer_sync, i.keyframe, i.frame_start)
+            {
+                continue;
+            }
             let (seq, ts) =
                 match consumer.rewrite(now, header.sequence_number, header.timestamp, keyframe) {
                     Rewrite::Forward { seq, ts } => (seq, ts),
@@ -280,23 +289,28 @@ impl Router {
             };
             let negotiated = consumer.extensions;
             let mid = consumer.mid.as_bytes();
-            // VP8 numbering continued across layer switches. Simulcast sources
-            // only: they have no retransmission cache, whose answers would
-            // otherwise carry the source's own numbering.
+            // VP8 numbering continued across layer switches and over dropped
+            // temporal-layer pictures. Sources without a retransmission cache
+            // only (simulcast ones): a cache's answers would otherwise carry
+            // the source's own numbering.
             let numbering = info
-                .filter(|_| layer.is_some())
-                .filter(|i| i.picture_id.is_some() || i.tl0_pic_idx.is_some())
+                .filter(|_| producer.repair.is_none())
+                .filter(|i| {
+                    i.picture_id.is_some() || i.tl0_pic_idx.is_some() || i.key_idx.is_some()
+                })
                 .map(|i| {
                     let (pid, tl0) =
                         consumer
                             .vp8
                             .map(i.picture_id, i.long_picture_id, i.tl0_pic_idx);
+                    let key = i.key_idx.map(|k| consumer.vp8.map_key_idx(k));
                     (
                         (pid != i.picture_id).then_some(pid).flatten(),
                         (tl0 != i.tl0_pic_idx).then_some(tl0).flatten(),
+                        (key != i.key_idx).then_some(key).flatten(),
                     )
                 })
-                .filter(|(p, t)| p.is_some() || t.is_some());
+                .filter(|(p, t, k)| p.is_some() || t.is_some() || k.is_some());
             let codec = producer.codec;
             let sent = receiver.transport.send_rtp(io.tx, |out, ctx| {
                 let values = ExtensionValues {
@@ -315,10 +329,15 @@ impl Router {
                     ctx.extensions,
                     &values,
                 )?;
-                if let Some((pid, tl0)) = numbering {
+                if let Some((pid, tl0, key)) = numbering {
                     // Same widths: the packet's length does not change.
                     let payload = out.get_mut(len - body.len()..len)?;
-                    codec.rewrite(payload, pid, tl0).ok()?;
+                    if pid.is_some() || tl0.is_some() {
+                        codec.rewrite(payload, pid, tl0).ok()?;
+                    }
+                    if let Some(k) = key {
+                        codec.rewrite_key_idx(payload, k).ok()?;
+                    }
                 }
                 Some(len)
             });
