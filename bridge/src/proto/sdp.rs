@@ -1,6 +1,6 @@
 //! SDP offer parsing and answer writing (RFC 8866, RFC 8829 shapes).
 //!
-//! Only what a bridge needs: per m-line kind, mid, direction, codecs (Opus and VP8)
+//! Only what a bridge needs: per m-line kind, mid, direction, codecs (Opus; VP8, H264, VP9, AV1)
 //! and their RTX payload types, header extension ids (mid, rid, repaired rid, audio
 //! level, abs-send-time, transport-wide-cc), announced SSRCs with their FID (RTX)
 //! pairs, the send RIDs of simulcast or the SSRCs of an `a=ssrc-group:SIM`, and the
@@ -159,7 +159,8 @@ pub struct MediaSection {
     pub protocol: String,
     /// Format list of the m-line, verbatim (for rejected m-lines).
     pub formats: String,
-    /// The supported codec (Opus for audio, VP8 for video), if offered.
+    /// The supported codec (Opus for audio; VP8, else H264 mode 1, VP9, AV1
+    /// for video), if offered.
     pub codec: Option<Codec>,
     /// SSRCs the offerer announces (`a=ssrc`), excluding those only in FID groups as repair streams.
     pub ssrcs: Vec<u32>,
@@ -336,7 +337,7 @@ impl Offer {
         });
         if !any_usable {
             return Err(SdpError::Unsupported(
-                "no audio m-line with Opus or video m-line with VP8".into(),
+                "no audio m-line with Opus or video m-line with VP8, H264 (packetization-mode=1), VP9 or AV1".into(),
             ));
         }
         for m in &out {
@@ -1120,22 +1121,47 @@ fn pick_red(codecs: &[RawCodec], pt: u8) -> Option<u8> {
         .map(|c| c.pt)
 }
 
+/// The codec the bridge takes on an m-line: Opus for audio; for video VP8
+/// where offered (every browser offers it, and it is the one codec every
+/// receiver can decode), else H264 in packetization mode 1 (the first such
+/// payload type, its `profile-level-id` echoed in the answer), else VP9, else
+/// AV1. A receiver's slot can only be fed a source of its own codec.
 fn pick_codec(kind: MediaKind, codecs: &[RawCodec]) -> Option<Codec> {
-    let wanted = match kind {
-        MediaKind::Audio => ("opus", 48_000),
-        MediaKind::Video => ("vp8", 90_000),
-        MediaKind::Other => return None,
+    fn named(name: &'static str, rate: u32) -> impl Fn(&&RawCodec) -> bool {
+        move |c| c.name.eq_ignore_ascii_case(name) && c.clock_rate == rate
+    }
+    let found = match kind {
+        MediaKind::Audio => codecs.iter().find(named("opus", 48_000)),
+        MediaKind::Video => codecs
+            .iter()
+            .find(named("vp8", 90_000))
+            .or_else(|| {
+                codecs
+                    .iter()
+                    .filter(named("h264", 90_000))
+                    .find(|c| h264_packetization_mode(c.fmtp.as_deref()) == 1)
+            })
+            .or_else(|| codecs.iter().find(named("vp9", 90_000)))
+            .or_else(|| codecs.iter().find(named("av1", 90_000))),
+        MediaKind::Other => None,
     };
-    codecs
-        .iter()
-        .find(|c| c.name.eq_ignore_ascii_case(wanted.0) && c.clock_rate == wanted.1)
-        .map(|c| Codec {
-            pt: c.pt,
-            name: c.name.clone(),
-            clock_rate: c.clock_rate,
-            channels: c.channels,
-            fmtp: c.fmtp.clone(),
-        })
+    found.map(|c| Codec {
+        pt: c.pt,
+        name: c.name.clone(),
+        clock_rate: c.clock_rate,
+        channels: c.channels,
+        fmtp: c.fmtp.clone(),
+    })
+}
+
+/// An H264 `a=fmtp`'s `packetization-mode` (RFC 6184 section 8.1; 0 when absent).
+fn h264_packetization_mode(fmtp: Option<&str>) -> u8 {
+    fmtp.unwrap_or_default()
+        .split(';')
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("packetization-mode"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -1480,6 +1506,58 @@ a=mid:4\r\n";
         assert!(offer.media[1].sim_ssrcs.is_empty());
     }
 
+    /// Chrome's video codec list, reordered: VP8 stays preferred wherever it
+    /// is offered; without it H264 in packetization mode 1 (mode 0 is never
+    /// taken), then VP9, then AV1; the answer echoes the chosen fmtp.
+    #[test]
+    fn video_codec_preference_vp8_then_h264_mode_1_then_vp9_then_av1() {
+        let list = |codecs: &[(&str, &str)]| {
+            let mut m = String::new();
+            for (i, (name, fmtp)) in codecs.iter().enumerate() {
+                let pt = 100 + i;
+                m.push_str(&format!("a=rtpmap:{pt} {name}/90000\r\n"));
+                if !fmtp.is_empty() {
+                    m.push_str(&format!("a=fmtp:{pt} {fmtp}\r\n"));
+                }
+            }
+            let offer = AIORTC_LIKE_OFFER.replace("a=rtpmap:97 VP8/90000\r\n", &m);
+            let offer = Offer::parse(&offer).expect("offer parses");
+            offer.media[1].codec.clone().map(|c| (c.name, c.pt, c.fmtp))
+        };
+        const PM1: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+        const PM0: &str = "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f";
+        let all = [
+            ("AV1", ""),
+            ("VP9", "profile-id=0"),
+            ("H264", PM1),
+            ("VP8", ""),
+        ];
+        assert_eq!(list(&all), Some(("VP8".into(), 103, None)));
+        assert_eq!(
+            list(&all[..3]),
+            Some(("H264".into(), 102, Some(PM1.into()))),
+            "H264 before VP9 and AV1, whatever their order"
+        );
+        assert_eq!(
+            list(&[
+                ("H264", PM0),
+                ("H264", "profile-level-id=640c1f;packetization-mode=1")
+            ]),
+            Some((
+                "H264".into(),
+                101,
+                Some("profile-level-id=640c1f;packetization-mode=1".into())
+            )),
+            "mode 0 skipped for the mode 1 payload type"
+        );
+        assert_eq!(
+            list(&[("H264", PM0), ("VP9", "")]).map(|c| c.0),
+            Some("VP9".into())
+        );
+        assert_eq!(list(&[("AV1", "")]).map(|c| c.1), Some(100));
+        assert_eq!(list(&[("H264", PM0), ("H265", "")]), None);
+    }
+
     #[test]
     fn answered_extensions_keep_one_id_per_uri_across_the_bundle() {
         // The audio publisher line says mid is 1; a slot line that calls mid 7
@@ -1560,6 +1638,7 @@ a=mid:4\r\n";
             Offer::parse(&no_mux),
             Err(SdpError::Unsupported(_))
         ));
+        // H264 without packetization-mode=1 (mode 0 by default) is not taken.
         let h264 = AIORTC_LIKE_OFFER
             .replace("opus/48000", "G722/8000")
             .replace("VP8/90000", "H264/90000");

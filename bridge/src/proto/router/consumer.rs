@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use super::super::codec::CodecKind;
 use super::super::codec::vp8::Vp8Continuity;
 use super::super::quality::keyframe::ReceiverKeyframeState;
 use super::super::quality::nack_responder::{NackResponder, SlotRewrite};
@@ -34,6 +35,10 @@ pub struct Consumer {
     pub mid: String,
     /// Audio or video.
     pub kind: MediaKind,
+    /// The codec the receiver negotiated on this m-line: only sources of the
+    /// same codec are mapped onto the slot. [`Consumer::new`] takes Opus for
+    /// audio and VP8 for video; the router sets the answered one.
+    pub codec: CodecKind,
     /// Payload type the receiver negotiated for the codec.
     pub pt: u8,
     /// Payload type the receiver negotiated for RED carrying the codec (audio):
@@ -109,6 +114,11 @@ impl Consumer {
             extensions: ExtensionSet::EMPTY,
             mid,
             kind,
+            codec: if kind == MediaKind::Audio {
+                CodecKind::Opus
+            } else {
+                CodecKind::Vp8
+            },
             pt,
             red_pt: None,
             clock_rate,

@@ -174,6 +174,7 @@ impl Router {
                 let ssrc = fresh_ssrc(0);
                 let mut consumer =
                     Consumer::new(key, m.mid.clone(), m.kind, codec.pt, codec.clock_rate, ssrc);
+                consumer.codec = kind;
                 consumer.extensions = sdp::answer_extensions(&extensions, m, true);
                 consumer.red_pt = m.red_pt;
                 if m.kind == MediaKind::Video {
