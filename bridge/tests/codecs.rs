@@ -44,12 +44,15 @@ fn with_codec(offer: &str, codec: &str, fmtp: &str) -> String {
     })
 }
 
+/// An edit of a client's offer.
+type OfferEdit = fn(String) -> String;
+
 fn h264(offer: String) -> String {
     with_codec(&offer, "H264", H264_FMTP)
 }
 
 /// Alice publishes and bob receives, each offer edited by its function.
-fn call(alice: fn(String) -> String, bob: fn(String) -> String) -> (Net, usize, usize) {
+fn call(alice: OfferEdit, bob: OfferEdit) -> (Net, usize, usize) {
     let mut net = Net::new();
     let a = net.join_with("alice", VIDEO_ONLY, Default::default(), alice);
     let b = net.join_with("bob", VIDEO_ONLY, Default::default(), bob);
@@ -209,7 +212,7 @@ fn vp9_and_av1_publishers_are_answered_and_forwarded_from_their_key_frames() {
     // OBU (0x08) of a 1280x720 stream.
     let av1_delta = vec![0x10, 0x30, 0x00];
     let av1_key = vec![0x18, 0x08, 0x00, 0x00, 0x00, 0x42, 0xA6, 0x7F, 0xD9, 0xE0];
-    let cases: [(fn(String) -> String, &str, Vec<u8>, Vec<u8>); 2] = [
+    let cases: [(OfferEdit, &str, Vec<u8>, Vec<u8>); 2] = [
         (
             |o| with_codec(&o, "VP9", "profile-id=0"),
             "VP9",

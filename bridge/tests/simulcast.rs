@@ -102,8 +102,8 @@ fn ssrc_simulcast_offer(offer: String) -> String {
                  a=ssrc-group:SIM {} {} {}\r\n",
                 LAYERS[0].1, LAYERS[1].1, LAYERS[2].1
             );
-            for l in 0..3 {
-                let (media, rtx) = (LAYERS[l].1, rtx_ssrc(l));
+            for (l, &(_, media, _)) in LAYERS.iter().enumerate() {
+                let rtx = rtx_ssrc(l);
                 out.push_str(&format!(
                     "a=ssrc-group:FID {media} {rtx}\r\na=ssrc:{media} cname:client\r\n\
                      a=ssrc:{rtx} cname:client\r\n"
