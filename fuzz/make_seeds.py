@@ -77,6 +77,20 @@ out("rtp", "padding_only", rtp(98, 6, 90000, 3333, [], b"", padding=8))
 out("rtp", "csrcs", rtp(96, 8, 1920, 1111, [], OPUS, csrcs=(5, 6)))
 two_byte = struct.pack("!BBHII", 0x90, 96, 9, 2880, 1111) + struct.pack("!HH", 0x1000, 2) + b"\x01\x02ab\x02\x01\x7f\x00" + OPUS
 out("rtp", "two_byte_extensions", two_byte)
+# VP8 L1T3 as Chrome sends it: I L T K, picture id, TL0PICIDX, TID 2 Y KEYIDX 5.
+out("rtp", "vp8_l1t3_tid2_sync", rtp(97, 1002, 96000, 2222, [], bytes([0x90, 0xF0, 0x80, 0x02, 0x05, 0xA5, 0x31, 0x00, 0x00])))
+# H264 key frame (STAP-A: SPS of a 720x404 stream, PPS, IDR start) and an FU-A start.
+SPS = bytes([0x67, 66, 192, 30, 217, 0, 180, 53, 249, 225, 0, 0, 3, 0, 1, 0, 0, 3, 0, 60, 15, 22, 46, 72])
+H264_KEY = bytes([0x78, 0x00, len(SPS)]) + SPS + bytes([0x00, 0x04, 0x68, 0xCE, 0x3C, 0x80, 0x00, 0x03, 0x65, 0xB8, 0x00])
+out("rtp", "h264_stap_a_sps_pps_idr", rtp(102, 1, 90000, 4444, [], H264_KEY, marker=False))
+out("rtp", "h264_fu_a_idr_start", rtp(102, 2, 90000, 4444, [], bytes([0x7C, 0x85, 0x88, 0x80, 0x00])))
+# VP9 key frame: I L B E V descriptor with SS (1280x720), uncompressed header.
+VP9_KEY = bytes([0xAE, 0x92, 0x34, 0x00, 0x09, 0x18, 0x05, 0x00, 0x02, 0xD0, 0x01, 0x00,
+                 0x82, 0x49, 0x83, 0x42, 0x20, 0x4F, 0xF0, 0x2C, 0xF0])
+out("rtp", "vp9_keyframe_ss", rtp(98, 1, 90000, 5555, [], VP9_KEY))
+# AV1 new coded video sequence: sequence header OBU (1280x720) then a frame OBU.
+AV1_KEY = bytes([0x68, 0x09, 0x08, 0x00, 0x00, 0x00, 0x42, 0xA6, 0x7F, 0xD9, 0xE0, 0x30, 0x10, 0x00])
+out("rtp", "av1_sequence_header", rtp(45, 1, 90000, 6666, [], AV1_KEY))
 
 
 # --- RTCP -------------------------------------------------------------------

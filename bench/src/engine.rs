@@ -23,7 +23,7 @@ use ringbridge_bridge::proto::sdp::MediaKind;
 use crate::BenchError;
 use crate::mmsg::Batch;
 use crate::payload::{self, Continuity, Stamp};
-use crate::shape::Plan;
+use crate::shape::{Plan, SIMULCAST_LAYERS};
 use crate::sys;
 use crate::target::Leg;
 
@@ -234,6 +234,10 @@ struct Stream {
     ts: u32,
     counter: u32,
     frame: u32,
+    /// Simulcast layer of a simulcast video.
+    layer: Option<u8>,
+    /// Receivers get its packets (counted in `expected`).
+    forwarded: bool,
 }
 
 #[derive(Default)]
@@ -318,6 +322,8 @@ pub fn run(
                 ts: rand::random(),
                 counter: 0,
                 frame: 0,
+                layer: s.layer,
+                forwarded: s.forwarded(),
             });
         }
     }
@@ -446,19 +452,28 @@ pub fn run(
                     let leg = &mut legs[s.leg];
                     let send_ns = ns(now);
                     let lag = now.duration_since(s.due);
+                    // A simulcast layer's packet size and count (the top
+                    // layer is the plain video).
+                    let (video_size, video_n) = match s.layer {
+                        Some(l) => match SIMULCAST_LAYERS.get(usize::from(l)) {
+                            Some(&(size, n)) if n > 0 => (size, n),
+                            _ => (VIDEO_PACKET, packets_in_frame(s.frame)),
+                        },
+                        None => (VIDEO_PACKET, packets_in_frame(s.frame)),
+                    };
                     let (n, interval) = match s.kind {
                         MediaKind::Audio => (1, AUDIO_INTERVAL),
-                        _ => (packets_in_frame(s.frame), VIDEO_INTERVAL),
+                        _ => (video_n, VIDEO_INTERVAL),
                     };
                     let mut built = 0;
                     for k in 0..n {
                         let (size, prefix): (usize, &[u8]) = match s.kind {
                             MediaKind::Audio => (audio_size(s.counter), &[]),
-                            _ if k > 0 => (VIDEO_PACKET, &payload::VP8_CONTINUATION),
+                            _ if k > 0 => (video_size, &payload::VP8_CONTINUATION),
                             _ if s.frame.is_multiple_of(KEYFRAME_INTERVAL) => {
-                                (VIDEO_PACKET, &payload::VP8_KEYFRAME_START)
+                                (video_size, &payload::VP8_KEYFRAME_START)
                             }
-                            _ => (VIDEO_PACKET, &payload::VP8_FRAME_START),
+                            _ => (video_size, &payload::VP8_FRAME_START),
                         };
                         let stamp = Stamp {
                             stream: s.id,
@@ -467,14 +482,25 @@ pub fn run(
                         };
                         payload::write(&mut scratch[..size], prefix, &stamp);
                         let marker = s.kind != MediaKind::Audio && k + 1 == n;
-                        match leg.session.write_rtp(
-                            s.kind,
-                            s.seq,
-                            s.ts,
-                            marker,
-                            &scratch[..size],
-                            &mut out.bufs[built],
-                        ) {
+                        let written = match s.layer {
+                            Some(layer) => leg.session.write_rtp_layer(
+                                layer,
+                                s.seq,
+                                s.ts,
+                                marker,
+                                &scratch[..size],
+                                &mut out.bufs[built],
+                            ),
+                            None => leg.session.write_rtp(
+                                s.kind,
+                                s.seq,
+                                s.ts,
+                                marker,
+                                &scratch[..size],
+                                &mut out.bufs[built],
+                            ),
+                        };
+                        match written {
                             Ok(len) => {
                                 out.lens[built] = len;
                                 out.set_name(built, &leg.remote);
@@ -490,7 +516,10 @@ pub fn run(
                     let bytes: usize = out.lens[..sent].iter().sum();
                     acc.ingress += sent as u64;
                     if (warm_ns..end_ns).contains(&send_ns) {
-                        sent_in_window += sent as u64;
+                        // Lower simulcast layers reach nobody: not expected.
+                        if s.forwarded {
+                            sent_in_window += sent as u64;
+                        }
                         m.ingress_packets += sent as u64;
                         m.ingress_bytes += bytes as u64;
                         let _ = m.lag_ns.record(lag.as_nanos() as u64);

@@ -38,7 +38,7 @@ enum Cmd {
     Compare {
         #[command(flatten)]
         common: Common,
-        /// Rounds of each target (at least 3).
+        /// Rounds of each target (3 or more for a spread; 1 for a quick look).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
         /// Run ringbridge and the null forwarder on loopback instead of behind a veth
@@ -56,7 +56,7 @@ enum Cmd {
 
 #[derive(Args, Debug)]
 struct Common {
-    /// meeting, livestream or audio-room.
+    /// meeting, meeting-simulcast, livestream or audio-room.
     #[arg(long, default_value = "meeting")]
     shape: Shape,
     /// Conferences.
@@ -268,10 +268,16 @@ fn main_inner() -> Result<(), BenchError> {
             rounds,
             loopback,
         } => {
-            if rounds < 3 {
+            if rounds == 0 {
                 return Err(BenchError::Config(
-                    "compare needs --rounds 3 or more".into(),
+                    "compare needs --rounds 1 or more".into(),
                 ));
+            }
+            if rounds < 3 {
+                eprintln!(
+                    "note: --rounds {rounds}: fewer than 3 rounds give no spread; the ratios \
+                     are indicative only"
+                );
             }
             if common.url.is_some() {
                 return Err(BenchError::Config(

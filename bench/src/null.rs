@@ -4,6 +4,12 @@
 //! Its CPU nanoseconds per egress packet are the floor a real bridge is
 //! compared with (`efficiency_vs_null`).
 //!
+//! Simulcast (`meeting-simulcast`): the forwarder models a bridge whose
+//! receivers all take the top layer. Its clients tag a simulcast layer in the
+//! low two bits of the SSRC (1, 2, 3 for layers 0, 1, 2; 0 for every other
+//! stream); the forwarder reads every datagram and forwards only those whose tag
+//! is 0 or 3, so both targets take in three layers and send out one.
+//!
 //! Registration: a client sends `RBNFJ` + group (u32, big-endian) from the
 //! socket it will use; the forwarder adds the address to the group and answers
 //! `RBNFA`. Datagrams from addresses it does not know are dropped.
@@ -69,6 +75,10 @@ pub fn serve(listen: SocketAddr) -> Result<(), BenchError> {
             let Some(members) = member_of.get(&from).and_then(|g| groups.get(g)) else {
                 continue;
             };
+            if d.len() >= 12 && matches!(d[11] & 0x03, 1 | 2) {
+                // A lower simulcast layer: nobody is sent it.
+                continue;
+            }
             for to in members.iter().filter(|&&to| to != from) {
                 if queued == out.capacity() {
                     let _ = out.send(fd, queued);
@@ -230,8 +240,9 @@ impl PlainSession {
             group,
             acked: false,
             next_join: None,
-            audio_ssrc: rng.random(),
-            video_ssrc: rng.random(),
+            // Low two bits clear: the simulcast layer tag (see the module doc).
+            audio_ssrc: rng.random::<u32>() & !0x03,
+            video_ssrc: rng.random::<u32>() & !0x03,
         }
     }
 }
@@ -275,6 +286,24 @@ impl Session for PlainSession {
         packet[8..12].copy_from_slice(&ssrc.to_be_bytes());
         packet[12..].copy_from_slice(payload);
         Ok(len)
+    }
+    fn write_rtp_layer(
+        &mut self,
+        layer: u8,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, String> {
+        if layer > 2 {
+            return Err(format!("no simulcast layer {layer}"));
+        }
+        let video = self.video_ssrc;
+        self.video_ssrc = (video & !0x03) | u32::from(layer + 1);
+        let r = self.write_rtp(MediaKind::Video, seq, ts, marker, payload, out);
+        self.video_ssrc = video;
+        r
     }
     fn handle_datagram(&mut self, _now: Instant, datagram: &mut [u8]) -> Option<RtpView> {
         if datagram == ACK {

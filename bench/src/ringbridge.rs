@@ -292,6 +292,12 @@ impl Target for RingbridgeTarget {
             };
             let mut peer = ClientPeer::new(cfg, now)
                 .map_err(|e| BenchError::Connect(format!("client: {e}")))?;
+            if ep.simulcast {
+                // SSRC simulcast (a=ssrc-group:SIM): the bench writes no header
+                // extensions, so the layers are told apart by SSRC.
+                let v = peer.video_ssrc;
+                peer.video_layers = Some([v, v ^ 0x0100, v ^ 0x0200]);
+            }
             let (room, token) = &tokens[ep.conference];
             let auth = format!("Bearer {token}");
             let resp = http_request(

@@ -4,7 +4,7 @@
 use crate::BenchError;
 use crate::engine::{self, EngineConfig, Measurement};
 use crate::report::{Aggregate, Report, RunInfo};
-use crate::shape::Plan;
+use crate::shape::{Plan, Shape};
 use crate::target::{self, RunOptions, TargetKind};
 
 /// A whole request: the plan, how to start targets, how long to run.
@@ -88,7 +88,16 @@ pub fn run(kind: TargetKind, settings: &Settings) -> Result<Report, BenchError> 
 pub fn compare(settings: &Settings, rounds: usize) -> Result<Report, BenchError> {
     let mut bridge = Aggregate::new("ringbridge");
     let mut null = Aggregate::new("null");
-    let mut janus = target::JANUS_AVAILABLE.then(|| Aggregate::new("janus"));
+    // The Janus legs publish no simulcast layers: a simulcast shape compares
+    // ringbridge with the null forwarder only.
+    let simulcast = settings.info.shape == Shape::MeetingSimulcast.name();
+    if simulcast && target::JANUS_AVAILABLE {
+        eprintln!(
+            "note: {}: Janus is left out (its legs publish no simulcast)",
+            settings.info.shape
+        );
+    }
+    let mut janus = (target::JANUS_AVAILABLE && !simulcast).then(|| Aggregate::new("janus"));
     let mut timeline = Vec::new();
     let mut ignored = Vec::new();
     for r in 0..rounds {

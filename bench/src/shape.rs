@@ -8,6 +8,11 @@ use std::str::FromStr;
 pub enum Shape {
     /// Every endpoint publishes audio and video and receives everyone else's.
     Meeting,
+    /// [`Shape::Meeting`] with every video published as three simulcast layers
+    /// (SSRC simulcast, 150/500/1500 kbit/s, key frames on every layer); the
+    /// bridge forwards one layer per receiver (the top one: no receiver is
+    /// constrained).
+    MeetingSimulcast,
     /// Endpoint 0 publishes audio and video; the others only receive it.
     Livestream,
     /// `speakers` endpoints publish audio; everyone receives every speaker but
@@ -20,6 +25,7 @@ impl Shape {
     pub fn name(self) -> &'static str {
         match self {
             Self::Meeting => "meeting",
+            Self::MeetingSimulcast => "meeting-simulcast",
             Self::Livestream => "livestream",
             Self::AudioRoom => "audio-room",
         }
@@ -37,14 +43,21 @@ impl FromStr for Shape {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "meeting" => Ok(Self::Meeting),
+            "meeting-simulcast" => Ok(Self::MeetingSimulcast),
             "livestream" => Ok(Self::Livestream),
             "audio-room" => Ok(Self::AudioRoom),
             other => Err(format!(
-                "unknown shape {other:?}: expected meeting, livestream or audio-room"
+                "unknown shape {other:?}: expected meeting, meeting-simulcast, livestream or audio-room"
             )),
         }
     }
 }
+
+/// Layers of a simulcast video: (payload bytes per packet, packets per frame)
+/// at 30 frames per second, smallest first: 625 B × 1 ≈ 150 kbit/s, 1040 B × 2
+/// ≈ 500 kbit/s, and the plain video's 1200 B × 5.2 ≈ 1.5 Mbit/s (the top
+/// layer's packet count follows `engine::packets_in_frame`, 0 here).
+pub const SIMULCAST_LAYERS: [(usize, usize); 3] = [(625, 1), (1040, 2), (1200, 0)];
 
 /// What one synthetic endpoint publishes and how many receive slots it offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +70,8 @@ pub struct EndpointPlan {
     pub audio: bool,
     /// Publishes one VP8 source.
     pub video: bool,
+    /// Its video is three simulcast layers (see [`SIMULCAST_LAYERS`]).
+    pub simulcast: bool,
     /// `recvonly` audio m-lines.
     pub audio_slots: usize,
     /// `recvonly` video m-lines.
@@ -94,7 +109,7 @@ impl Plan {
             return Err("--endpoints must be at least 2 (someone sends, someone receives)".into());
         }
         let speakers = match shape {
-            Shape::Meeting => endpoints,
+            Shape::Meeting | Shape::MeetingSimulcast => endpoints,
             Shape::Livestream => 1,
             Shape::AudioRoom => {
                 if speakers == 0 || speakers > endpoints {
@@ -115,6 +130,7 @@ impl Plan {
                     index,
                     audio: sends,
                     video: sends && shape != Shape::AudioRoom,
+                    simulcast: sends && shape == Shape::MeetingSimulcast,
                     audio_slots: others,
                     video_slots: if shape == Shape::AudioRoom { 0 } else { others },
                 });
@@ -174,6 +190,17 @@ mod tests {
                 .all(|e| !e.audio && e.audio_slots == 3 && e.video_slots == 0)
         );
         assert!(Plan::new(Shape::AudioRoom, 1, 3, 4).is_err());
+        let s = Plan::new(Shape::MeetingSimulcast, 1, 4, 0).expect("meeting-simulcast");
+        assert!(
+            s.all
+                .iter()
+                .all(|e| e.video && e.simulcast && e.video_slots == 3)
+        );
+        assert!(m.all.iter().all(|e| !e.simulcast));
+        assert_eq!(
+            "meeting-simulcast".parse::<Shape>(),
+            Ok(Shape::MeetingSimulcast)
+        );
         assert!(Plan::new(Shape::Meeting, 1, 1, 0).is_err());
     }
 }

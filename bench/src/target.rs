@@ -177,20 +177,38 @@ pub struct SendStream {
     pub id: u32,
     /// Audio (Opus-shaped) or video (VP8-shaped).
     pub kind: MediaKind,
+    /// The simulcast layer (0 smallest), for a simulcast video.
+    pub layer: Option<u8>,
 }
 
 impl SendStream {
-    /// The streams endpoint `global` of the plan publishes: its audio, then its video.
+    /// The streams endpoint `global` of the plan publishes: its audio, then its
+    /// video (three layers of the same stream id for a simulcast video).
     pub fn published_by(global: usize, ep: &EndpointPlan) -> Vec<SendStream> {
         let audio = ep.audio.then(|| SendStream {
             id: Plan::stream_id(global, false),
             kind: MediaKind::Audio,
+            layer: None,
         });
-        let video = ep.video.then(|| SendStream {
+        let layers: &[Option<u8>] = match (ep.video, ep.simulcast) {
+            (false, _) => &[],
+            (true, false) => &[None],
+            (true, true) => &[Some(0), Some(1), Some(2)],
+        };
+        let video = layers.iter().map(|&layer| SendStream {
             id: Plan::stream_id(global, true),
             kind: MediaKind::Video,
+            layer,
         });
         audio.into_iter().chain(video).collect()
+    }
+
+    /// Whether receivers get this stream: every stream but the lower layers of
+    /// a simulcast video (the bridge forwards one layer per receiver, the top
+    /// one when nothing constrains it).
+    pub fn forwarded(&self) -> bool {
+        self.layer
+            .is_none_or(|l| usize::from(l) + 1 == crate::shape::SIMULCAST_LAYERS.len())
     }
 }
 
@@ -217,6 +235,21 @@ pub trait Session {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, String>;
+    /// [`Session::write_rtp`] for layer `layer` of a simulcast video. The
+    /// default publishes no layers.
+    #[allow(clippy::too_many_arguments)]
+    fn write_rtp_layer(
+        &mut self,
+        layer: u8,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, String> {
+        let _ = (seq, ts, marker, payload, out);
+        Err(format!("this target publishes no simulcast layer {layer}"))
+    }
     /// Takes one received datagram, decrypting in place; returns the RTP packet
     /// it held, or `None` for control traffic and packets that failed. Must not
     /// allocate for media.
@@ -289,6 +322,18 @@ impl Session for ClientPeer {
         out: &mut [u8],
     ) -> Result<usize, String> {
         self.send_rtp_into(kind, seq, ts, marker, payload, out)
+            .map_err(|e| e.to_string())
+    }
+    fn write_rtp_layer(
+        &mut self,
+        layer: u8,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, String> {
+        self.send_rtp_layer_into(layer, seq, ts, marker, payload, out)
             .map_err(|e| e.to_string())
     }
     fn handle_datagram(&mut self, now: Instant, datagram: &mut [u8]) -> Option<RtpView> {

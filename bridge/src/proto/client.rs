@@ -87,6 +87,9 @@ pub enum ClientError {
     /// Not connected yet.
     #[error("not connected")]
     NotConnected,
+    /// A simulcast layer the client does not publish.
+    #[error("no video layer {0}")]
+    NoSuchLayer(u8),
 }
 
 /// An RTP packet the client received and decrypted.
@@ -154,6 +157,10 @@ pub struct ClientPeer {
     pub audio_ssrc: u32,
     /// SSRC of the published video source.
     pub video_ssrc: u32,
+    /// SSRC simulcast: the media SSRCs of three video layers, smallest first,
+    /// announced as `a=ssrc-group:SIM` in the offer (set before
+    /// [`ClientPeer::offer`]); sent with [`ClientPeer::send_rtp_layer_into`].
+    pub video_layers: Option<[u32; 3]>,
     remote: Option<Remote>,
     dtls: Option<Dtls>,
     dtls_deadline: Option<Instant>,
@@ -216,6 +223,7 @@ impl ClientPeer {
             cert,
             audio_ssrc: rng.random::<u32>() | 1,
             video_ssrc: rng.random::<u32>() | 2,
+            video_layers: None,
             remote: None,
             dtls: None,
             dtls_deadline: None,
@@ -260,8 +268,21 @@ impl ClientPeer {
             if kind == MediaKind::Video {
                 let _ = write!(body, "a=rtcp-fb:{pt} nack pli\r\n");
             }
-            if let Some(ssrc) = ssrc {
-                let _ = write!(body, "a=ssrc:{ssrc} cname:client\r\n");
+            match (kind, ssrc, self.video_layers) {
+                (MediaKind::Video, Some(_), Some(layers)) => {
+                    let _ = write!(
+                        body,
+                        "a=ssrc-group:SIM {} {} {}\r\n",
+                        layers[0], layers[1], layers[2]
+                    );
+                    for l in layers {
+                        let _ = write!(body, "a=ssrc:{l} cname:client\r\n");
+                    }
+                }
+                (_, Some(ssrc), _) => {
+                    let _ = write!(body, "a=ssrc:{ssrc} cname:client\r\n");
+                }
+                _ => {}
             }
             mids.push(mid);
         };
@@ -599,6 +620,29 @@ impl ClientPeer {
         packet[8..12].copy_from_slice(&ssrc.to_be_bytes());
         packet[12..].copy_from_slice(payload);
         Ok(ctx.protect_rtp(out, len)?)
+    }
+
+    /// [`ClientPeer::send_rtp_into`] for video layer `layer` (0..=2) of an SSRC
+    /// simulcast publisher ([`ClientPeer::video_layers`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_rtp_layer_into(
+        &mut self,
+        layer: u8,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, ClientError> {
+        let ssrc = self
+            .video_layers
+            .and_then(|l| l.get(usize::from(layer)).copied())
+            .ok_or(ClientError::NoSuchLayer(layer))?;
+        let video = self.video_ssrc;
+        self.video_ssrc = ssrc;
+        let r = self.send_rtp_into(MediaKind::Video, seq, ts, marker, payload, out);
+        self.video_ssrc = video;
+        r
     }
 
     /// Protects an RTP packet the caller built whole (any SSRC, payload type or

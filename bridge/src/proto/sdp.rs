@@ -1,9 +1,9 @@
 //! SDP offer parsing and answer writing (RFC 8866, RFC 8829 shapes).
 //!
-//! Only what a bridge needs: per m-line kind, mid, direction, codecs (Opus and VP8)
+//! Only what a bridge needs: per m-line kind, mid, direction, codecs (Opus; VP8, H264, VP9, AV1)
 //! and their RTX payload types, header extension ids (mid, rid, repaired rid, audio
 //! level, abs-send-time, transport-wide-cc), announced SSRCs with their FID (RTX)
-//! pairs, the send RIDs of simulcast, and the
+//! pairs, the send RIDs of simulcast or the SSRCs of an `a=ssrc-group:SIM`, and the
 //! transport attributes (ICE credentials, DTLS fingerprint and setup role), which
 //! may sit at session or media level. Parsing never panics; any input we cannot use
 //! yields an [`SdpError`] whose text is safe to show to the client.
@@ -159,7 +159,8 @@ pub struct MediaSection {
     pub protocol: String,
     /// Format list of the m-line, verbatim (for rejected m-lines).
     pub formats: String,
-    /// The supported codec (Opus for audio, VP8 for video), if offered.
+    /// The supported codec (Opus for audio; VP8, else H264 mode 1, VP9, AV1
+    /// for video), if offered.
     pub codec: Option<Codec>,
     /// SSRCs the offerer announces (`a=ssrc`), excluding those only in FID groups as repair streams.
     pub ssrcs: Vec<u32>,
@@ -180,6 +181,9 @@ pub struct MediaSection {
     /// The RIDs the offerer sends (`a=rid:X send`), in `a=simulcast:send` order
     /// when that is given.
     pub rids: Vec<String>,
+    /// SSRC simulcast (`a=ssrc-group:SIM s0 s1 s2`, no RIDs): the media SSRCs
+    /// of the layers, smallest first as Chrome lists them; empty otherwise.
+    pub sim_ssrcs: Vec<u32>,
     /// Whether `a=rtcp-mux` is present.
     pub rtcp_mux: bool,
     /// `a=content:` value (`main`, `slides`), if any.
@@ -299,6 +303,14 @@ impl Offer {
             section.ssrcs.retain(|s| !extra.repair.contains(s));
             section.rids = extra.order_rids();
             section.rtx_ssrcs = extra.fid;
+            // RID simulcast wins when both are offered; a SIM group whose SSRCs
+            // are not announced sources (or are repair streams) is ignored.
+            if section.rids.is_empty()
+                && extra.sim.len() >= 2
+                && extra.sim.iter().all(|s| section.ssrcs.contains(s))
+            {
+                section.sim_ssrcs = extra.sim;
+            }
             if let Some(pt) = section.codec.as_ref().map(|c| c.pt) {
                 let names = |l: &[Option<u8>]| l.iter().any(|p| p.is_none_or(|p| p == pt));
                 section.transport_cc = names(&extra.transport_cc);
@@ -325,7 +337,7 @@ impl Offer {
         });
         if !any_usable {
             return Err(SdpError::Unsupported(
-                "no audio m-line with Opus or video m-line with VP8".into(),
+                "no audio m-line with Opus or video m-line with VP8, H264 (packetization-mode=1), VP9 or AV1".into(),
             ));
         }
         for m in &out {
@@ -818,6 +830,7 @@ fn parse_m_line(value: &str) -> Result<MediaSection, SdpError> {
         red_pt: None,
         rtx_ssrcs: Vec::new(),
         rids: Vec::new(),
+        sim_ssrcs: Vec::new(),
         rtcp_mux: false,
         content: None,
         transport_cc: false,
@@ -969,7 +982,20 @@ fn apply_media_attr(
         }
         "ssrc-group" => {
             let mut it = arg.split_whitespace();
-            if let Some(sem) = it.next()
+            let sem = it.next();
+            if sem == Some("SIM") {
+                // a=ssrc-group:SIM s0 s1 s2: SSRC simulcast, layers in order
+                // (the first group only; at most MAX_RIDS layers).
+                if extra.sim.is_empty() {
+                    for s in it.take(MAX_RIDS) {
+                        if let Ok(s) = s.parse::<u32>()
+                            && !extra.sim.contains(&s)
+                        {
+                            extra.sim.push(s);
+                        }
+                    }
+                }
+            } else if let Some(sem) = sem
                 && (sem == "FID" || sem == "FEC-FR")
             {
                 // The first SSRC is the media stream; the others repair it.
@@ -1047,6 +1073,8 @@ struct Extra {
     rids: Vec<String>,
     /// `a=simulcast:send` order.
     simulcast: Vec<String>,
+    /// `a=ssrc-group:SIM` SSRCs, in order.
+    sim: Vec<u32>,
     /// `a=rtcp-fb:<pt> transport-cc` payload types (`None` for `*`).
     transport_cc: Vec<Option<u8>>,
     /// `a=rtcp-fb:<pt> goog-remb` payload types (`None` for `*`).
@@ -1100,22 +1128,47 @@ fn pick_red(codecs: &[RawCodec], pt: u8) -> Option<u8> {
         .map(|c| c.pt)
 }
 
+/// The codec the bridge takes on an m-line: Opus for audio; for video VP8
+/// where offered (every browser offers it, and it is the one codec every
+/// receiver can decode), else H264 in packetization mode 1 (the first such
+/// payload type, its `profile-level-id` echoed in the answer), else VP9, else
+/// AV1. A receiver's slot can only be fed a source of its own codec.
 fn pick_codec(kind: MediaKind, codecs: &[RawCodec]) -> Option<Codec> {
-    let wanted = match kind {
-        MediaKind::Audio => ("opus", 48_000),
-        MediaKind::Video => ("vp8", 90_000),
-        MediaKind::Other => return None,
+    fn named(name: &'static str, rate: u32) -> impl Fn(&&RawCodec) -> bool {
+        move |c| c.name.eq_ignore_ascii_case(name) && c.clock_rate == rate
+    }
+    let found = match kind {
+        MediaKind::Audio => codecs.iter().find(named("opus", 48_000)),
+        MediaKind::Video => codecs
+            .iter()
+            .find(named("vp8", 90_000))
+            .or_else(|| {
+                codecs
+                    .iter()
+                    .filter(named("h264", 90_000))
+                    .find(|c| h264_packetization_mode(c.fmtp.as_deref()) == 1)
+            })
+            .or_else(|| codecs.iter().find(named("vp9", 90_000)))
+            .or_else(|| codecs.iter().find(named("av1", 90_000))),
+        MediaKind::Other => None,
     };
-    codecs
-        .iter()
-        .find(|c| c.name.eq_ignore_ascii_case(wanted.0) && c.clock_rate == wanted.1)
-        .map(|c| Codec {
-            pt: c.pt,
-            name: c.name.clone(),
-            clock_rate: c.clock_rate,
-            channels: c.channels,
-            fmtp: c.fmtp.clone(),
-        })
+    found.map(|c| Codec {
+        pt: c.pt,
+        name: c.name.clone(),
+        clock_rate: c.clock_rate,
+        channels: c.channels,
+        fmtp: c.fmtp.clone(),
+    })
+}
+
+/// An H264 `a=fmtp`'s `packetization-mode` (RFC 6184 section 8.1; 0 when absent).
+fn h264_packetization_mode(fmtp: Option<&str>) -> u8 {
+    fmtp.unwrap_or_default()
+        .split(';')
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("packetization-mode"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -1424,6 +1477,94 @@ a=mid:4\r\n";
         assert_eq!(v.mid_ext_id, None, "the one-byte field stays one-byte");
     }
 
+    /// Chrome's SSRC simulcast (munged offers, as Jitsi's clients used to send
+    /// it): a SIM group of three media SSRCs, each with an FID group for its RTX.
+    #[test]
+    fn ssrc_sim_group_maps_ssrcs_to_layers_with_their_rtx_pairs() {
+        let sim = AIORTC_LIKE_OFFER.replace(
+            "a=ssrc-group:FID 2222 3333\r\na=ssrc:2222 cname:x\r\na=ssrc:3333 cname:x\r\n",
+            "a=ssrc-group:SIM 10 20 30\r\n\
+             a=ssrc-group:FID 10 11\r\na=ssrc-group:FID 20 21\r\na=ssrc-group:FID 30 31\r\n\
+             a=ssrc:10 cname:x\r\na=ssrc:11 cname:x\r\na=ssrc:20 cname:x\r\n\
+             a=ssrc:21 cname:x\r\na=ssrc:30 cname:x\r\na=ssrc:31 cname:x\r\n",
+        );
+        let offer = Offer::parse(&sim).expect("offer parses");
+        let v = &offer.media[1];
+        assert_eq!(v.sim_ssrcs, vec![10, 20, 30], "layers 0..2 in group order");
+        assert_eq!(v.ssrcs, vec![10, 20, 30], "the RTX SSRCs are not sources");
+        assert_eq!(v.rtx_ssrcs, vec![(10, 11), (20, 21), (30, 31)]);
+        assert!(v.rids.is_empty());
+        assert!(offer.media[0].sim_ssrcs.is_empty());
+
+        // A SIM group naming an SSRC that is not announced, or a single SSRC,
+        // is not simulcast.
+        for bad in ["a=ssrc-group:SIM 10 20 99\r\n", "a=ssrc-group:SIM 10\r\n"] {
+            let offer = Offer::parse(&sim.replace("a=ssrc-group:SIM 10 20 30\r\n", bad))
+                .expect("offer parses");
+            assert!(offer.media[1].sim_ssrcs.is_empty(), "{bad}");
+        }
+        // RIDs offered as well: RID simulcast wins.
+        let both = sim.replace(
+            "a=ssrc-group:SIM",
+            "a=rid:q send\r\na=rid:h send\r\na=ssrc-group:SIM",
+        );
+        let offer = Offer::parse(&both).expect("offer parses");
+        assert_eq!(offer.media[1].rids, vec!["q", "h"]);
+        assert!(offer.media[1].sim_ssrcs.is_empty());
+    }
+
+    /// Chrome's video codec list, reordered: VP8 stays preferred wherever it
+    /// is offered; without it H264 in packetization mode 1 (mode 0 is never
+    /// taken), then VP9, then AV1; the answer echoes the chosen fmtp.
+    #[test]
+    fn video_codec_preference_vp8_then_h264_mode_1_then_vp9_then_av1() {
+        let list = |codecs: &[(&str, &str)]| {
+            let mut m = String::new();
+            for (i, (name, fmtp)) in codecs.iter().enumerate() {
+                let pt = 100 + i;
+                m.push_str(&format!("a=rtpmap:{pt} {name}/90000\r\n"));
+                if !fmtp.is_empty() {
+                    m.push_str(&format!("a=fmtp:{pt} {fmtp}\r\n"));
+                }
+            }
+            let offer = AIORTC_LIKE_OFFER.replace("a=rtpmap:97 VP8/90000\r\n", &m);
+            let offer = Offer::parse(&offer).expect("offer parses");
+            offer.media[1].codec.clone().map(|c| (c.name, c.pt, c.fmtp))
+        };
+        const PM1: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+        const PM0: &str = "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f";
+        let all = [
+            ("AV1", ""),
+            ("VP9", "profile-id=0"),
+            ("H264", PM1),
+            ("VP8", ""),
+        ];
+        assert_eq!(list(&all), Some(("VP8".into(), 103, None)));
+        assert_eq!(
+            list(&all[..3]),
+            Some(("H264".into(), 102, Some(PM1.into()))),
+            "H264 before VP9 and AV1, whatever their order"
+        );
+        assert_eq!(
+            list(&[
+                ("H264", PM0),
+                ("H264", "profile-level-id=640c1f;packetization-mode=1")
+            ]),
+            Some((
+                "H264".into(),
+                101,
+                Some("profile-level-id=640c1f;packetization-mode=1".into())
+            )),
+            "mode 0 skipped for the mode 1 payload type"
+        );
+        assert_eq!(
+            list(&[("H264", PM0), ("VP9", "")]).map(|c| c.0),
+            Some("VP9".into())
+        );
+        assert_eq!(list(&[("AV1", "")]).map(|c| c.1), Some(100));
+        assert_eq!(list(&[("H264", PM0), ("H265", "")]), None);
+    }
+
     #[test]
     fn answered_extensions_keep_one_id_per_uri_across_the_bundle() {
         // The audio publisher line says mid is 1; a slot line that calls mid 7
@@ -1557,6 +1698,7 @@ a=mid:4\r\n";
             Offer::parse(&no_mux),
             Err(SdpError::Unsupported(_))
         ));
+        // H264 without packetization-mode=1 (mode 0 by default) is not taken.
         let h264 = AIORTC_LIKE_OFFER
             .replace("opus/48000", "G722/8000")
             .replace("VP8/90000", "H264/90000");

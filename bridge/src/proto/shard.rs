@@ -574,6 +574,20 @@ impl ShardCore {
         self.set_receiver_constraints(conference, endpoint, &update)
     }
 
+    /// Sets the highest temporal layer an endpoint's video slots forward
+    /// (`None`: all); see `Router::set_temporal_target`.
+    pub fn set_temporal_target(
+        &mut self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+        target: Option<u8>,
+    ) -> Result<(), CoreError> {
+        self.with_endpoint(conference, endpoint, |router, ek, _| {
+            router.set_temporal_target(ek, target);
+            Ok(())
+        })
+    }
+
     /// [`ShardCore::handle_mute`] with the core's own error type.
     pub fn mute(
         &mut self,

@@ -1,10 +1,14 @@
 //! Codec payload handling: what the router needs to know from inside an RTP
 //! payload (keyframes, frame starts, temporal and spatial layers) and the hooks
 //! to rewrite codec-level numbering (VP8 picture id, TL0PICIDX) per receiver.
-//! One file per codec; VP8 now, H264, VP9 and AV1 next.
+//! One file per codec: VP8, H264 (packetization mode 1), VP9 and AV1.
 
+pub mod av1;
+mod bits;
+pub mod h264;
 pub mod red;
 pub mod vp8;
+pub mod vp9;
 
 /// Why a payload could not be read or rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -13,6 +17,9 @@ pub enum CodecError {
     /// The payload descriptor (or the codec header it announces) is truncated.
     #[error("payload descriptor truncated")]
     Truncated,
+    /// A packetization the bridge does not take (H264 interleaved mode).
+    #[error("unsupported packetization")]
+    Unsupported,
     /// The rewrite asked for a field the packet does not carry.
     #[error("payload has no such field to rewrite")]
     NoSuchField,
@@ -39,6 +46,8 @@ pub struct PayloadInfo {
     pub long_picture_id: bool,
     /// Temporal-layer-0 picture index, if present.
     pub tl0_pic_idx: Option<u8>,
+    /// VP8 KEYIDX (5 bits), if present.
+    pub key_idx: Option<u8>,
     /// A key frame's width and height, where the packet carries them.
     pub resolution: Option<(u16, u16)>,
 }
@@ -85,6 +94,12 @@ pub enum CodecKind {
     Opus,
     /// VP8 video.
     Vp8,
+    /// H264 video, packetization mode 1.
+    H264,
+    /// VP9 video.
+    Vp9,
+    /// AV1 video.
+    Av1,
 }
 
 impl CodecKind {
@@ -94,6 +109,12 @@ impl CodecKind {
             Some(CodecKind::Opus)
         } else if name.eq_ignore_ascii_case("vp8") {
             Some(CodecKind::Vp8)
+        } else if name.eq_ignore_ascii_case("h264") {
+            Some(CodecKind::H264)
+        } else if name.eq_ignore_ascii_case("vp9") {
+            Some(CodecKind::Vp9)
+        } else if name.eq_ignore_ascii_case("av1") {
+            Some(CodecKind::Av1)
         } else {
             None
         }
@@ -104,6 +125,18 @@ impl CodecKind {
         match self {
             CodecKind::Opus => Opus::parse(payload),
             CodecKind::Vp8 => vp8::Vp8::parse(payload),
+            CodecKind::H264 => h264::H264::parse(payload),
+            CodecKind::Vp9 => vp9::Vp9::parse(payload),
+            CodecKind::Av1 => av1::Av1::parse(payload),
+        }
+    }
+
+    /// Overwrites a VP8 payload's KEYIDX in place (5 bits; the TID and Y bits
+    /// around it kept); other codecs have none.
+    pub fn rewrite_key_idx(self, payload: &mut [u8], key_idx: u8) -> Result<(), CodecError> {
+        match self {
+            CodecKind::Vp8 => vp8::Vp8::rewrite_key_idx(payload, key_idx),
+            _ => Err(CodecError::NoSuchField),
         }
     }
 
@@ -117,6 +150,9 @@ impl CodecKind {
         match self {
             CodecKind::Opus => Opus::rewrite(payload, picture_id, tl0_pic_idx),
             CodecKind::Vp8 => vp8::Vp8::rewrite(payload, picture_id, tl0_pic_idx),
+            CodecKind::H264 => h264::H264::rewrite(payload, picture_id, tl0_pic_idx),
+            CodecKind::Vp9 => vp9::Vp9::rewrite(payload, picture_id, tl0_pic_idx),
+            CodecKind::Av1 => av1::Av1::rewrite(payload, picture_id, tl0_pic_idx),
         }
     }
 }
@@ -129,7 +165,20 @@ mod tests {
     fn dispatch_by_name() {
         assert_eq!(CodecKind::from_name("VP8"), Some(CodecKind::Vp8));
         assert_eq!(CodecKind::from_name("opus"), Some(CodecKind::Opus));
-        assert_eq!(CodecKind::from_name("H264"), None);
+        assert_eq!(CodecKind::from_name("H264"), Some(CodecKind::H264));
+        assert_eq!(CodecKind::from_name("vp9"), Some(CodecKind::Vp9));
+        assert_eq!(CodecKind::from_name("AV1"), Some(CodecKind::Av1));
+        assert_eq!(CodecKind::from_name("H265"), None);
+        // IDR start in an FU-A, a VP9 key frame start without its header, and
+        // an AV1 new coded video sequence.
+        assert!(
+            CodecKind::H264
+                .parse(&[0x7c, 0x85, 0x88])
+                .expect("h264")
+                .keyframe
+        );
+        assert!(CodecKind::Vp9.parse(&[0x08]).expect("vp9").keyframe);
+        assert!(CodecKind::Av1.parse(&[0x18, 0x30]).expect("av1").keyframe);
         let info = CodecKind::Opus.parse(&[1, 2]).expect("opus");
         assert!(info.keyframe && info.temporal_id.is_none());
         assert_eq!(

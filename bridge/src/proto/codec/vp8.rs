@@ -21,6 +21,7 @@ impl PayloadCodec for Vp8 {
             picture_id: d.picture_id,
             long_picture_id: d.long_picture_id,
             tl0_pic_idx: d.tl0_pic_idx,
+            key_idx: d.key_idx,
             resolution: d.resolution.filter(|_| d.is_keyframe()),
         })
     }
@@ -49,6 +50,17 @@ impl PayloadCodec for Vp8 {
     }
 }
 
+impl Vp8 {
+    /// Overwrites KEYIDX in place (its low 5 bits of the TID/Y/KEYIDX byte).
+    pub fn rewrite_key_idx(payload: &mut [u8], key_idx: u8) -> Result<(), CodecError> {
+        let d = Vp8Descriptor::parse(payload).map_err(|_| CodecError::Truncated)?;
+        let at = d.key_idx_at.ok_or(CodecError::NoSuchField)?;
+        let b = payload.get_mut(at).ok_or(CodecError::Truncated)?;
+        *b = (*b & 0xE0) | (key_idx & 0x1F);
+        Ok(())
+    }
+}
+
 /// Keeps a slot's VP8 picture ids and TL0PICIDX continuous when its source or
 /// simulcast layer changes (each encoding numbers its own pictures): after
 /// [`resync`](Self::resync), the next picture continues from the last one the
@@ -58,15 +70,40 @@ impl PayloadCodec for Vp8 {
 pub struct Vp8Continuity {
     pid_offset: u16,
     tl0_offset: u8,
+    key_offset: u8,
     last_pid: Option<u16>,
     last_tl0: Option<u8>,
+    last_key: Option<u8>,
     resync: bool,
+    key_resync: bool,
 }
 
 impl Vp8Continuity {
     /// The next packet starts a new numbering (a source or layer switch).
     pub fn resync(&mut self) {
         self.resync = true;
+        self.key_resync = true;
+    }
+
+    /// A picture was dropped (a temporal layer above the slot's target): the
+    /// pictures after it take its picture id, so the receiver sees no gap.
+    /// Called once per dropped picture, at its first packet.
+    pub fn skip_picture(&mut self) {
+        self.pid_offset = self.pid_offset.wrapping_sub(1);
+    }
+
+    /// The receiver's KEYIDX (5 bits) for a packet carrying `key_idx`,
+    /// continued across switches like the picture id.
+    pub fn map_key_idx(&mut self, key_idx: u8) -> u8 {
+        if let Some(last) = self.last_key
+            && self.key_resync
+        {
+            self.key_offset = last.wrapping_add(1).wrapping_sub(key_idx) & 0x1F;
+        }
+        self.key_resync = false;
+        let out = key_idx.wrapping_add(self.key_offset) & 0x1F;
+        self.last_key = Some(out);
+        out
     }
 
     /// The receiver's picture id and TL0PICIDX for a packet carrying `pid`
@@ -140,6 +177,8 @@ pub struct Vp8Descriptor {
     picture_id_at: Option<usize>,
     /// Where TL0PICIDX lies in the payload (for rewriting).
     tl0_at: Option<usize>,
+    /// Where the TID/Y/KEYIDX byte lies, when it carries KEYIDX.
+    key_idx_at: Option<usize>,
 }
 
 impl Vp8Descriptor {
@@ -168,6 +207,7 @@ impl Vp8Descriptor {
             keyframe: false,
             picture_id_at: None,
             tl0_at: None,
+            key_idx_at: None,
         };
         if first & 0x80 != 0 {
             let x = take()?;
@@ -190,6 +230,10 @@ impl Vp8Descriptor {
                 d.tl0_pic_idx = Some(take()?);
             }
             if x & 0x30 != 0 {
+                let at = 2
+                    + d.picture_id_at
+                        .map_or(0, |_| 1 + usize::from(d.long_picture_id))
+                    + usize::from(d.tl0_at.is_some());
                 let tk = take()?;
                 if x & 0x20 != 0 {
                     d.temporal_id = Some(tk >> 6);
@@ -197,6 +241,7 @@ impl Vp8Descriptor {
                 }
                 if x & 0x10 != 0 {
                     d.key_idx = Some(tk & 0x1F);
+                    d.key_idx_at = Some(at);
                 }
             }
         }
@@ -389,6 +434,45 @@ mod tests {
         assert_eq!(
             Vp8::rewrite(&mut [0x80], Some(1), None),
             Err(CodecError::Truncated)
+        );
+    }
+
+    #[test]
+    fn vp8_dropped_pictures_leave_no_gap_and_keyidx_continues_across_a_switch() {
+        let mut c = Vp8Continuity::default();
+        assert_eq!(c.map(Some(10), true, Some(1)), (Some(10), Some(1)));
+        // Picture 11 (TL2) dropped: 12 is sent as 11, 13 as 12.
+        c.skip_picture();
+        assert_eq!(c.map(Some(12), true, Some(1)), (Some(11), Some(1)));
+        assert_eq!(c.map(Some(13), true, Some(2)), (Some(12), Some(2)));
+        // KEYIDX: as it comes, then continued after a switch.
+        assert_eq!(c.map_key_idx(30), 30);
+        assert_eq!(c.map_key_idx(31), 31);
+        c.resync();
+        assert_eq!(c.map(Some(500), true, Some(90)), (Some(13), Some(3)));
+        assert_eq!(c.map_key_idx(4), 0, "31 + 1, wrapped at 5 bits");
+        assert_eq!(c.map_key_idx(5), 1);
+        // Rewriting KEYIDX keeps TID and Y around it.
+        let mut p = vec![0x90, 0x30, 0b1010_0011];
+        p.extend_from_slice(&DELTA_TAG);
+        Vp8::rewrite_key_idx(&mut p, 0x3E).unwrap();
+        let d = Vp8Descriptor::parse(&p).unwrap();
+        assert_eq!(
+            (d.temporal_id, d.layer_sync, d.key_idx),
+            (Some(2), true, Some(0x1E))
+        );
+        // With picture id and TL0PICIDX before it: the byte after them.
+        let mut p = vec![0x90, 0xF0, 0x80, 0x01, 9, 0b0100_0001];
+        p.extend_from_slice(&DELTA_TAG);
+        Vp8::rewrite_key_idx(&mut p, 7).unwrap();
+        assert_eq!(p[5], 0b0100_0111);
+        assert_eq!(Vp8::parse(&p).unwrap().key_idx, Some(7));
+        // No K bit: nothing to rewrite.
+        let mut p = vec![0x90, 0x20, 0b0100_0000];
+        p.extend_from_slice(&DELTA_TAG);
+        assert_eq!(
+            Vp8::rewrite_key_idx(&mut p, 1),
+            Err(CodecError::NoSuchField)
         );
     }
 

@@ -15,7 +15,7 @@
 //!   [`sender_report::SourceClock`]; a simulcast source's [`simulcast::SimulcastLayers`];
 //! - per slot (Consumer): [`nack_responder::NackResponder`],
 //!   [`keyframe::ReceiverKeyframeState`], [`sender_report::SlotSenderReport`],
-//!   [`simulcast::LayerSwitch`];
+//!   [`simulcast::LayerSwitch`], [`temporal::TemporalFilter`];
 //! - per Transport toward its receiver: a [`bwe::SendSideBwe`] fed by the
 //!   receiver's transport-cc feedback;
 //! - per publishing Transport: [`twcc::TwccReceiver`] (when transport-cc was
@@ -38,4 +38,5 @@ pub mod rtx_cache;
 pub mod sender_report;
 pub mod simulcast;
 pub mod stats;
+pub mod temporal;
 pub mod twcc;

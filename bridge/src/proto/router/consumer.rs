@@ -8,11 +8,13 @@
 
 use std::time::Instant;
 
+use super::super::codec::CodecKind;
 use super::super::codec::vp8::Vp8Continuity;
 use super::super::quality::keyframe::ReceiverKeyframeState;
 use super::super::quality::nack_responder::{NackResponder, SlotRewrite};
 use super::super::quality::sender_report::SlotSenderReport;
 use super::super::quality::simulcast::LayerSwitch;
+use super::super::quality::temporal::{TemporalDecision, TemporalFilter};
 use super::super::rtp_ext::ExtensionSet;
 use super::super::sdp::MediaKind;
 use super::keys::{EndpointKey, ProducerKey};
@@ -33,6 +35,10 @@ pub struct Consumer {
     pub mid: String,
     /// Audio or video.
     pub kind: MediaKind,
+    /// The codec the receiver negotiated on this m-line: only sources of the
+    /// same codec are mapped onto the slot. [`Consumer::new`] takes Opus for
+    /// audio and VP8 for video; the router sets the answered one.
+    pub codec: CodecKind,
     /// Payload type the receiver negotiated for the codec.
     pub pt: u8,
     /// Payload type the receiver negotiated for RED carrying the codec (audio):
@@ -74,6 +80,9 @@ pub struct Consumer {
     pub forwarded: bool,
     /// VP8 picture id and TL0PICIDX continuity across switches.
     pub vp8: Vp8Continuity,
+    /// Which temporal layers the slot forwards (see
+    /// [`set_temporal_target`](Self::set_temporal_target)).
+    pub temporal: TemporalFilter,
 }
 
 /// What [`Consumer::rewrite`] decided for one packet.
@@ -105,6 +114,11 @@ impl Consumer {
             extensions: ExtensionSet::EMPTY,
             mid,
             kind,
+            codec: if kind == MediaKind::Audio {
+                CodecKind::Opus
+            } else {
+                CodecKind::Vp8
+            },
             pt,
             red_pt: None,
             clock_rate,
@@ -124,6 +138,7 @@ impl Consumer {
             layers: LayerSwitch::default(),
             forwarded: true,
             vp8: Vp8Continuity::default(),
+            temporal: TemporalFilter::default(),
             rtt: None,
         }
     }
@@ -163,6 +178,50 @@ impl Consumer {
     pub fn close_over_dropped(&mut self) {
         if !self.need_sync {
             self.seq_offset = self.seq_offset.wrapping_sub(1);
+        }
+    }
+
+    /// Sets the highest temporal layer this slot forwards (VP8 with temporal
+    /// layers: 0 for TL0 alone, 7.5 fps with Chrome's L1T3; 1 for 15 fps); `None`
+    /// (the default) forwards every layer. Lowering takes effect at the next
+    /// frame, raising at the next layer sync frame or key frame. Sequence
+    /// numbers and picture ids close over what is dropped.
+    ///
+    /// Applies to sources without a retransmission cache (simulcast sources,
+    /// which is how Chrome sends temporal layers): a cached source's NACK
+    /// answers carry its own numbering, which dropping would make wrong, so
+    /// such a source is forwarded whole.
+    pub fn set_temporal_target(&mut self, target: Option<u8>) {
+        self.temporal.set_target(target);
+    }
+
+    /// The highest temporal layer wanted; `None` for all.
+    pub fn temporal_target(&self) -> Option<u8> {
+        self.temporal.target()
+    }
+
+    /// Decides whether a packet of temporal layer `tid` goes to this slot and,
+    /// when it does not, closes the receiver's numbering over it (its sequence
+    /// number, and its picture id at a picture's first packet). Returns whether
+    /// to forward.
+    pub fn filter_temporal(
+        &mut self,
+        tid: Option<u8>,
+        layer_sync: bool,
+        keyframe: bool,
+        frame_start: bool,
+    ) -> bool {
+        match self.temporal.decide(tid, layer_sync, keyframe, frame_start) {
+            TemporalDecision::Forward => true,
+            TemporalDecision::Drop { picture_start } => {
+                if !self.need_sync && !self.waiting_keyframe {
+                    self.close_over_dropped();
+                    if picture_start {
+                        self.vp8.skip_picture();
+                    }
+                }
+                false
+            }
         }
     }
 

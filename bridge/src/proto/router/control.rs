@@ -5,7 +5,7 @@ use ringbridge_control::media::{EndpointPolicy, MediaEvent, MuteRequest, Refusal
 
 use super::super::error::CoreError;
 use super::super::sdp::MediaKind;
-use super::{EndpointKey, ProducerKey, Router, RouterIo, RouterTimer};
+use super::{ConsumerKey, EndpointKey, ProducerKey, Router, RouterIo, RouterTimer};
 
 impl Router {
     /// Removes the endpoint `key` at the control plane's request.
@@ -66,6 +66,29 @@ impl Router {
         self.rebalance(io);
         self.recount_activity(io);
         io.activity_changed = true;
+    }
+
+    /// The highest temporal layer endpoint `key` gets on each of its video
+    /// slots (`None`: all); see [`Consumer::set_temporal_target`](super::Consumer::set_temporal_target).
+    pub fn set_temporal_target(&mut self, key: EndpointKey, target: Option<u8>) {
+        let Some(ep) = self.endpoints.get(key) else {
+            return;
+        };
+        for &ck in &ep.consumers {
+            if let Some(c) = self.consumers.get_mut(ck)
+                && c.kind == MediaKind::Video
+            {
+                c.set_temporal_target(target);
+            }
+        }
+    }
+
+    /// The highest temporal layer one slot forwards (`None`: all), for an
+    /// allocator that decides per slot; see [`Consumer::set_temporal_target`](super::Consumer::set_temporal_target).
+    pub fn set_slot_temporal_target(&mut self, slot: ConsumerKey, target: Option<u8>) {
+        if let Some(c) = self.consumers.get_mut(slot) {
+            c.set_temporal_target(target);
+        }
     }
 
     /// Mutes or unmutes an endpoint's producers. Muted producers keep their slots

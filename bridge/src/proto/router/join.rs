@@ -129,10 +129,12 @@ impl Router {
                 );
                 producer.rtx_pt = m.rtx_pt;
                 producer.red_pt = m.red_pt;
-                if m.kind == MediaKind::Video && !m.rids.is_empty() {
-                    producer.simulcast = Some(SimulcastLayers::new(m.rids.len()));
+                // RID simulcast, or SSRC simulcast (a SIM group, no RIDs).
+                let layers = m.rids.len().max(m.sim_ssrcs.len());
+                if m.kind == MediaKind::Video && layers > 0 {
+                    producer.simulcast = Some(SimulcastLayers::new(layers));
                 }
-                if m.kind == MediaKind::Video && m.rids.is_empty() {
+                if m.kind == MediaKind::Video && layers == 0 {
                     // Simulcast layers interleave sequence spaces: their repair
                     // needs one generator per layer and is not wired yet.
                     let repair = Box::new(SourceRepair::new());
@@ -175,6 +177,7 @@ impl Router {
                 let ssrc = fresh_ssrc(0);
                 let mut consumer =
                     Consumer::new(key, m.mid.clone(), m.kind, codec.pt, codec.clock_rate, ssrc);
+                consumer.codec = kind;
                 consumer.extensions = sdp::answer_extensions(&extensions, m, true);
                 consumer.red_pt = m.red_pt;
                 if m.kind == MediaKind::Video {
@@ -213,7 +216,9 @@ impl Router {
             return Err(CoreError::EndpointNotFound);
         };
         for (route, m) in routes {
-            ep.transport.demux.add_route(route, &m.ssrcs, &m.rtx_ssrcs);
+            ep.transport
+                .demux
+                .add_simulcast_route(route, &m.ssrcs, &m.rtx_ssrcs, &m.sim_ssrcs);
         }
         ep.producers = producers;
         ep.consumers = consumers;

@@ -199,8 +199,9 @@ impl Router {
             None
         };
         let keyframe = info.is_some_and(|i| i.keyframe);
-        // A simulcast source: which layer this is (its RID's place in the offer;
-        // an SSRC bound without a RID counts as the first).
+        // A simulcast source: which layer this is (its RID's place in the offer,
+        // or its SSRC's in the SIM group; an SSRC bound without either counts
+        // as the first).
         let mut height_learned = false;
         let layer = producer.simulcast.as_mut().map(|layers| {
             let l = rid.unwrap_or(0);
@@ -277,6 +278,15 @@ impl Router {
                     LayerDecision::Forward => {}
                 }
             }
+            // Temporal layers above the slot's target are dropped (sources
+            // without a retransmission cache only: see
+            // `Consumer::set_temporal_target`).
+            if producer.repair.is_none()
+                && let Some(i) = info
+                && !consumer.filter_temporal(i.temporal_id, i.layer_sync, i.keyframe, i.frame_start)
+            {
+                continue;
+            }
             let (seq, ts) =
                 match consumer.rewrite(now, header.sequence_number, header.timestamp, keyframe) {
                     Rewrite::Forward { seq, ts } => (seq, ts),
@@ -299,23 +309,28 @@ impl Router {
             };
             let negotiated = consumer.extensions;
             let mid = consumer.mid.as_bytes();
-            // VP8 numbering continued across layer switches. Simulcast sources
-            // only: they have no retransmission cache, whose answers would
-            // otherwise carry the source's own numbering.
+            // VP8 numbering continued across layer switches and over dropped
+            // temporal-layer pictures. Sources without a retransmission cache
+            // only (simulcast ones): a cache's answers would otherwise carry
+            // the source's own numbering.
             let numbering = info
-                .filter(|_| layer.is_some())
-                .filter(|i| i.picture_id.is_some() || i.tl0_pic_idx.is_some())
+                .filter(|_| producer.repair.is_none())
+                .filter(|i| {
+                    i.picture_id.is_some() || i.tl0_pic_idx.is_some() || i.key_idx.is_some()
+                })
                 .map(|i| {
                     let (pid, tl0) =
                         consumer
                             .vp8
                             .map(i.picture_id, i.long_picture_id, i.tl0_pic_idx);
+                    let key = i.key_idx.map(|k| consumer.vp8.map_key_idx(k));
                     (
                         (pid != i.picture_id).then_some(pid).flatten(),
                         (tl0 != i.tl0_pic_idx).then_some(tl0).flatten(),
+                        (key != i.key_idx).then_some(key).flatten(),
                     )
                 })
-                .filter(|(p, t)| p.is_some() || t.is_some());
+                .filter(|(p, t, k)| p.is_some() || t.is_some() || k.is_some());
             let codec = producer.codec;
             let carries_twcc = negotiated.contains(Extension::TransportCc);
             let sent = receiver
@@ -337,10 +352,15 @@ impl Router {
                         ctx.extensions,
                         &values,
                     )?;
-                    if let Some((pid, tl0)) = numbering {
+                    if let Some((pid, tl0, key)) = numbering {
                         // Same widths: the packet's length does not change.
                         let payload = out.get_mut(len - body.len()..len)?;
-                        codec.rewrite(payload, pid, tl0).ok()?;
+                        if pid.is_some() || tl0.is_some() {
+                            codec.rewrite(payload, pid, tl0).ok()?;
+                        }
+                        if let Some(k) = key {
+                            codec.rewrite_key_idx(payload, k).ok()?;
+                        }
                     }
                     Some(len)
                 });

@@ -77,7 +77,8 @@ pub struct Producer {
     pub last_keyframe_request: Option<Instant>,
     /// Throttles keyframe requests toward the publisher.
     pub keyframes: KeyframeRequester,
-    /// The layers of a simulcast source (video m-lines with send RIDs).
+    /// The layers of a simulcast source (video m-lines with send RIDs or an
+    /// `a=ssrc-group:SIM`).
     pub simulcast: Option<SimulcastLayers>,
     /// Cache and NACK generation (non-simulcast video sources).
     pub repair: Option<Box<SourceRepair>>,

@@ -22,7 +22,9 @@ impl Router {
         let Some(consumer) = self.consumers.get_mut(ck) else {
             return;
         };
-        let source = source.filter(|&pk| self.producers.contains_key(pk));
+        // A slot decodes one codec (its receiver's answer): never another's source.
+        let codec = consumer.codec;
+        let source = source.filter(|&pk| self.producers.get(pk).is_some_and(|p| p.codec == codec));
         if let Some(old) = consumer.source()
             && let Some(p) = self.producers.get_mut(old)
         {
@@ -54,11 +56,11 @@ impl Router {
                     continue;
                 };
                 for pk in published {
-                    let Some(kind) = self
+                    let Some((kind, codec)) = self
                         .producers
                         .get(pk)
                         .filter(|p| p.refused.is_none())
-                        .map(|p| p.kind)
+                        .map(|p| (p.kind, p.codec))
                     else {
                         continue;
                     };
@@ -75,7 +77,7 @@ impl Router {
                         continue;
                     }
                     let Some(free) = slots()
-                        .find(|(_, c)| c.source().is_none() && c.kind == kind)
+                        .find(|(_, c)| c.source().is_none() && c.kind == kind && c.codec == codec)
                         .map(|(ck, _)| ck)
                     else {
                         continue;

@@ -101,17 +101,35 @@ impl Demux {
 
     /// Adds a publishing m-line with the SSRCs its offer announced: `media`
     /// (`a=ssrc` less repair streams) and `rtx` (FID media/repair pairs).
-    pub fn add_route(&mut self, mut route: ReceiveRoute, media: &[u32], rtx: &[(u32, u32)]) {
+    pub fn add_route(&mut self, route: ReceiveRoute, media: &[u32], rtx: &[(u32, u32)]) {
+        self.add_simulcast_route(route, media, rtx, &[]);
+    }
+
+    /// [`add_route`](Self::add_route) for SSRC simulcast (`a=ssrc-group:SIM`):
+    /// the media SSRC at index `i` of `sim` is layer `i` (its entry's `rid`),
+    /// and the RTX SSRC an FID group pairs with it repairs that layer.
+    pub fn add_simulcast_route(
+        &mut self,
+        mut route: ReceiveRoute,
+        media: &[u32],
+        rtx: &[(u32, u32)],
+        sim: &[u32],
+    ) {
         let index = self.routes.len();
         let producer = route.producer;
         route.announced = !media.is_empty();
         self.routes.push(route);
+        let layer = |ssrc: u32| {
+            sim.iter()
+                .position(|&s| s == ssrc)
+                .and_then(|i| u8::try_from(i).ok())
+        };
         for &ssrc in media {
-            self.insert(ssrc, index, producer, None, false);
+            self.insert(ssrc, index, producer, layer(ssrc), false);
         }
         for &(primary, repair) in rtx {
             if media.contains(&primary) {
-                self.insert(repair, index, producer, None, true);
+                self.insert(repair, index, producer, layer(primary), true);
             }
         }
     }
@@ -441,6 +459,46 @@ mod tests {
         assert_eq!(
             classify(&mut d, &rtp(96, 4445, &[], &[1], 0)),
             Demuxed::Unknown
+        );
+    }
+
+    #[test]
+    fn ssrc_sim_group_binds_layers_and_their_rtx_streams() {
+        let mut keys: SlotMap<ProducerKey, ()> = SlotMap::with_key();
+        let producer = keys.insert(());
+        let mut d = Demux::new(&ExtensionMap::default());
+        d.add_simulcast_route(
+            ReceiveRoute {
+                mid: "0".into(),
+                producer,
+                pt: 96,
+                red_pt: None,
+                rtx_pt: Some(97),
+                clock_rate: 90_000,
+                rids: vec![],
+                announced: false,
+            },
+            &[10, 20, 30],
+            &[(10, 11), (20, 21), (30, 31)],
+            &[10, 20, 30],
+        );
+        let layers: Vec<_> = d.entries().iter().map(|e| (e.ssrc, e.rid, e.rtx)).collect();
+        assert_eq!(
+            layers,
+            [
+                (10, Some(0), false),
+                (20, Some(1), false),
+                (30, Some(2), false),
+                (11, Some(0), true),
+                (21, Some(1), true),
+                (31, Some(2), true),
+            ]
+        );
+        // An RTX packet of layer 1 is restored onto layer 1's media SSRC.
+        assert_eq!(d.rtx_media(21).map(|(_, s)| s), Some(20));
+        assert_eq!(
+            classify(&mut d, &rtp(97, 31, &[], &[0, 1, 2], 0)),
+            Demuxed::Rtx { producer }
         );
     }
 }
