@@ -12,6 +12,7 @@
 //! [`ShardCore`]: crate::proto::shard::ShardCore
 
 pub mod batch;
+mod bpf;
 pub mod driver;
 pub mod events;
 pub mod gso;
@@ -27,6 +28,7 @@ pub mod tcp_conns;
 pub mod tcp_listen;
 pub mod udp;
 mod uring;
+pub mod xdp;
 
 pub use driver::Io;
 pub use events::{EVENT_QUEUE, ShardEventReceiver, ShardEventSender, event_channel};
