@@ -16,16 +16,21 @@
 //! or XDP, it says it is skipped and why.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ringbridge_bridge::io::Io;
+use ringbridge_bridge::io::tcp_conns::TcpConns;
 use ringbridge_bridge::io::xdp::frame::{self, Path};
 use ringbridge_bridge::io::xdp::neigh::{self, Netlink};
 use ringbridge_bridge::io::xdp::{
-    AttachMode, CopyMode, ModeChoice, XdpProgram, XskConfig, XskSocket,
+    AttachMode, CopyMode, ModeChoice, XdpProgram, XskConfig, XskIo, XskSocket,
 };
+
+/// One test at a time: both use the same interface names.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 const BRIDGE_NIC: &str = "rbxdp-b";
 const PEER_NIC: &str = "rbxdp-p";
@@ -72,7 +77,7 @@ fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
 }
 
 /// `None` (and a line saying why) where namespaces cannot be made.
-fn namespaces() -> Option<Namespaces> {
+fn namespaces(tag: &str) -> Option<Namespaces> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: the AF_XDP test needs root (network namespaces, BPF)");
@@ -80,11 +85,14 @@ fn namespaces() -> Option<Namespaces> {
     }
     let pid = std::process::id();
     let ns = Namespaces {
-        bridge: format!("rbxdp-{pid}-b"),
-        peer: format!("rbxdp-{pid}-p"),
+        bridge: format!("rbxdp-{pid}-{tag}-b"),
+        peer: format!("rbxdp-{pid}-{tag}-p"),
     };
     for n in [&ns.bridge, &ns.peer] {
-        let out = Command::new("ip").args(["netns", "add", n]).output().expect("run ip");
+        let out = Command::new("ip")
+            .args(["netns", "add", n])
+            .output()
+            .expect("run ip");
         if !out.status.success() {
             eprintln!(
                 "skipped: cannot create a network namespace: {}",
@@ -95,8 +103,7 @@ fn namespaces() -> Option<Namespaces> {
     }
     let (b, p) = (ns.bridge.as_str(), ns.peer.as_str());
     ip(&[
-        "link", "add", BRIDGE_NIC, "netns", b, "type", "veth", "peer", "name", PEER_NIC,
-        "netns", p,
+        "link", "add", BRIDGE_NIC, "netns", b, "type", "veth", "peer", "name", PEER_NIC, "netns", p,
     ]);
     for (n, nic, v4, v6) in [
         (b, BRIDGE_NIC, "10.79.0.1/24", "fd79::1/64"),
@@ -112,10 +119,46 @@ fn namespaces() -> Option<Namespaces> {
     Some(ns)
 }
 
+/// The XDP program attached natively to the bridge's veth with the bridge's
+/// addresses and [`PORTS`], and an XSK on queue 0 in its map; `None` (and a
+/// line saying why) where the kernel refuses BPF.
+fn bridge_side(nb: &str) -> Option<(XdpProgram, XskSocket, u32)> {
+    let ifindex = in_ns(nb, || neigh::ifindex(BRIDGE_NIC)).expect("ifindex");
+    let prog = match in_ns(nb, || {
+        XdpProgram::attach(ifindex, 1, PORTS, ModeChoice::Native)
+    }) {
+        Ok(p) => p,
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            eprintln!("skipped: the kernel refuses BPF/XDP here ({e})");
+            return None;
+        }
+        Err(e) => panic!("the XDP program must load and attach natively to veth: {e}"),
+    };
+    assert_eq!(prog.mode(), AttachMode::Native);
+    assert_eq!(prog.ports().expect("port map"), PORTS);
+    for a in ["10.79.0.1", "fd79::1"] {
+        prog.add_address(a.parse().expect("ip"))
+            .expect("address map");
+    }
+    let cfg = XskConfig {
+        umem: ringbridge_bridge::io::xdp::umem::UmemConfig {
+            frames: 512,
+            frame_size: 2048,
+        },
+        ring_size: 256,
+        headroom: 0,
+    };
+    let xsk = in_ns(nb, || XskSocket::bind(ifindex, 0, cfg)).expect("XSK bind");
+    assert_eq!(xsk.mode(), CopyMode::Copy, "veth has no zero-copy");
+    prog.set_socket(0, xsk.as_raw_fd()).expect("XSKMAP");
+    Some((prog, xsk, ifindex))
+}
+
 fn udp(ns: &str, addr: &str) -> UdpSocket {
     let addr: SocketAddr = addr.parse().expect("addr");
     let s = in_ns(ns, || UdpSocket::bind(addr)).expect("bind");
-    s.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
     s
 }
 
@@ -137,7 +180,10 @@ fn xsk_receive(xsk: &mut XskSocket, n: usize) -> Vec<(SocketAddr, SocketAddr, Ve
         // SAFETY: one pollfd.
         unsafe { libc::poll(&mut pfd, 1, 50) };
         while let Some(f) = xsk.recv() {
-            let bytes = xsk.umem().bytes(f.addr, f.len).expect("frame inside the UMEM");
+            let bytes = xsk
+                .umem()
+                .bytes(f.addr, f.len)
+                .expect("frame inside the UMEM");
             let d = frame::parse_udp(bytes).expect("a UDP frame");
             got.push((d.src, d.dst, bytes[d.payload].to_vec()));
             xsk.recycle(f);
@@ -156,37 +202,12 @@ fn nothing_waiting(s: &UdpSocket) -> bool {
 
 #[test]
 fn media_datagrams_go_through_the_xsk_and_everything_else_reaches_the_kernel() {
-    let Some(ns) = namespaces() else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(ns) = namespaces("rx") else { return };
     let (nb, np) = (ns.bridge.clone(), ns.peer.clone());
-    let ifindex = in_ns(&nb, || neigh::ifindex(BRIDGE_NIC)).expect("ifindex");
-
-    let prog = match in_ns(&nb, || {
-        XdpProgram::attach(ifindex, 1, PORTS, ModeChoice::Native)
-    }) {
-        Ok(p) => p,
-        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-            eprintln!("skipped: the kernel refuses BPF/XDP here ({e})");
-            return;
-        }
-        Err(e) => panic!("the XDP program must load and attach natively to veth: {e}"),
+    let Some((prog, mut xsk, ifindex)) = bridge_side(&nb) else {
+        return;
     };
-    assert_eq!(prog.mode(), AttachMode::Native);
-    assert_eq!(prog.ports().expect("port map"), PORTS);
-    for a in ["10.79.0.1", "fd79::1"] {
-        prog.add_address(a.parse().expect("ip")).expect("address map");
-    }
-    let cfg = XskConfig {
-        umem: ringbridge_bridge::io::xdp::umem::UmemConfig {
-            frames: 512,
-            frame_size: 2048,
-        },
-        ring_size: 256,
-        headroom: 0,
-    };
-    let mut xsk = in_ns(&nb, || XskSocket::bind(ifindex, 0, cfg)).expect("XSK bind");
-    assert_eq!(xsk.mode(), CopyMode::Copy, "veth has no zero-copy");
-    prog.set_socket(0, xsk.as_raw_fd()).expect("XSKMAP");
-
     // Kernel sockets on the bridge side: one on a media port (it must get
     // nothing), one outside the range, one on an address not the bridge's.
     let k_media = udp(&nb, "10.79.0.1:20050");
@@ -199,10 +220,15 @@ fn media_datagrams_go_through_the_xsk_and_everything_else_reaches_the_kernel() {
     // reach the kernel for any of them to be sent).
     for i in 0..100u16 {
         let to = SocketAddr::new("10.79.0.1".parse().expect("ip"), 20000 + i);
-        peer.send_to(format!("v4 #{i}").as_bytes(), to).expect("send");
+        peer.send_to(format!("v4 #{i}").as_bytes(), to)
+            .expect("send");
     }
     let got = xsk_receive(&mut xsk, 100);
-    assert_eq!(got.len(), 100, "every media datagram arrives through the XSK");
+    assert_eq!(
+        got.len(),
+        100,
+        "every media datagram arrives through the XSK"
+    );
     for (i, (src, dst, payload)) in got.iter().enumerate() {
         assert_eq!(*src, "10.79.0.2:40000".parse().expect("addr"));
         assert_eq!(dst.port(), 20000 + i as u16);
@@ -212,10 +238,16 @@ fn media_datagrams_go_through_the_xsk_and_everything_else_reaches_the_kernel() {
     // IPv6 (after neighbour discovery, which must pass).
     for i in 0..10u16 {
         let to: SocketAddr = format!("[fd79::1]:{}", 20090 + i).parse().expect("addr");
-        peer6.send_to(format!("v6 #{i}").as_bytes(), to).expect("send");
+        peer6
+            .send_to(format!("v6 #{i}").as_bytes(), to)
+            .expect("send");
     }
     let got6 = xsk_receive(&mut xsk, 10);
-    assert_eq!(got6.len(), 10, "every IPv6 media datagram arrives through the XSK");
+    assert_eq!(
+        got6.len(),
+        10,
+        "every IPv6 media datagram arrives through the XSK"
+    );
     for (i, (src, dst, payload)) in got6.iter().enumerate() {
         assert_eq!(*src, "[fd79::2]:40006".parse().expect("addr"));
         assert_eq!(dst.port(), 20090 + i as u16);
@@ -223,20 +255,38 @@ fn media_datagrams_go_through_the_xsk_and_everything_else_reaches_the_kernel() {
     }
 
     // Not media: the kernel's.
-    peer.send_to(b"other port", "10.79.0.1:21000").expect("send");
-    peer.send_to(b"other addr", "10.79.0.3:20050").expect("send");
+    peer.send_to(b"other port", "10.79.0.1:21000")
+        .expect("send");
+    peer.send_to(b"other addr", "10.79.0.3:20050")
+        .expect("send");
     let mut buf = [0u8; 64];
-    let (n, from) = k_other_port.recv_from(&mut buf).expect("outside the range: kernel");
-    assert_eq!((&buf[..n], from), (&b"other port"[..], "10.79.0.2:40000".parse().expect("a")));
-    let (n, _) = k_other_addr.recv_from(&mut buf).expect("not our address: kernel");
+    let (n, from) = k_other_port
+        .recv_from(&mut buf)
+        .expect("outside the range: kernel");
+    assert_eq!(
+        (&buf[..n], from),
+        (&b"other port"[..], "10.79.0.2:40000".parse().expect("a"))
+    );
+    let (n, _) = k_other_addr
+        .recv_from(&mut buf)
+        .expect("not our address: kernel");
     assert_eq!(&buf[..n], b"other addr");
-    assert!(nothing_waiting(&k_media), "a media datagram leaked to the kernel socket");
-    assert!(xsk_receive(&mut xsk, 1).is_empty(), "the XSK took a datagram that was not media");
+    assert!(
+        nothing_waiting(&k_media),
+        "a media datagram leaked to the kernel socket"
+    );
+    assert!(
+        xsk_receive(&mut xsk, 1).is_empty(),
+        "the XSK took a datagram that was not media"
+    );
 
     // TCP on a port inside the media range still reaches the kernel.
     let listener = in_ns(&nb, || TcpListener::bind("10.79.0.1:20060")).expect("listen");
     let mut client = in_ns(&np, || {
-        TcpStream::connect_timeout(&"10.79.0.1:20060".parse().expect("a"), Duration::from_secs(3))
+        TcpStream::connect_timeout(
+            &"10.79.0.1:20060".parse().expect("a"),
+            Duration::from_secs(3),
+        )
     })
     .expect("TCP connect through the XDP program");
     let (mut server, _) = listener.accept().expect("accept");
@@ -298,12 +348,103 @@ fn media_datagrams_go_through_the_xsk_and_everything_else_reaches_the_kernel() {
         xsk.reap_completions();
         std::thread::yield_now();
     }
-    assert_eq!(xsk.tx_in_flight(), 0, "every TX frame comes back through completion");
+    assert_eq!(
+        xsk.tx_in_flight(),
+        0,
+        "every TX frame comes back through completion"
+    );
     let stats = xsk.stats().expect("stats");
-    assert_eq!((stats.rx_dropped, stats.rx_invalid_descs, stats.tx_invalid_descs), (0, 0, 0));
+    assert_eq!(
+        (
+            stats.rx_dropped,
+            stats.rx_invalid_descs,
+            stats.tx_invalid_descs
+        ),
+        (0, 0, 0)
+    );
     // Closing the link detaches the program: media goes to the kernel again.
     drop(prog);
-    peer.send_to(b"after detach", "10.79.0.1:20050").expect("send");
-    let (n, _) = k_media.recv_from(&mut buf).expect("detached: the kernel gets media");
+    peer.send_to(b"after detach", "10.79.0.1:20050")
+        .expect("send");
+    let (n, _) = k_media
+        .recv_from(&mut buf)
+        .expect("detached: the kernel gets media");
     assert_eq!(&buf[..n], b"after detach");
+}
+
+/// The shard loop's backend seam over the XSK: datagrams to a held port
+/// reach `receive` as slices of their UMEM frames (rewritten in place here),
+/// and what is queued in reply goes out framed through the TX ring; once the
+/// neighbour entry is gone, a reply goes through the kernel's socket (which
+/// resolves it) and still arrives.
+#[test]
+fn the_xsk_backend_echoes_datagrams_through_the_io_seam() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(ns) = namespaces("io") else { return };
+    let (nb, np) = (ns.bridge.clone(), ns.peer.clone());
+    let Some((_prog, xsk, ifindex)) = bridge_side(&nb) else {
+        return;
+    };
+    let local: IpAddr = "10.79.0.1".parse().expect("ip");
+    let mut io = in_ns(&nb, || {
+        XskIo::new(xsk, ifindex, local, mio::Poll::new().expect("poll"))
+    })
+    .expect("backend");
+    io.open(20010, udp(&nb, "10.79.0.1:20010")).expect("open");
+    assert!(io.holds(20010) && !io.holds(20011));
+    let mut tcp = TcpConns::new(Instant::now()).expect("tcp conns");
+    let peer = udp(&np, "10.79.0.2:40000");
+
+    let turn = |io: &mut XskIo, tcp: &mut TcpConns, want: usize| -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while got.len() < want && Instant::now() < deadline {
+            io.wait(Duration::from_millis(50)).expect("wait");
+            let now = Instant::now();
+            io.receive(now, tcp, |port, from, buf, tx| {
+                got.push(buf.to_vec());
+                buf.reverse();
+                tx.push(port, from, buf).expect("queue");
+            })
+            .expect("receive");
+            io.flush(now, tcp).expect("flush");
+        }
+        got
+    };
+
+    // 50 replies: more than copy mode's 32 frames per wake-up.
+    for i in 0..50 {
+        peer.send_to(format!("echo {i:02}").as_bytes(), "10.79.0.1:20010")
+            .expect("send");
+    }
+    // In the media range but no endpoint's port: redirected, then dropped.
+    peer.send_to(b"nobody", "10.79.0.1:20011").expect("send");
+    let got = turn(&mut io, &mut tcp, 50);
+    assert_eq!(got.len(), 50, "every datagram reaches the core's callback");
+    let mut buf = [0u8; 64];
+    for (i, got) in got.iter().enumerate() {
+        assert_eq!(got, format!("echo {i:02}").as_bytes());
+        let (n, from) = peer.recv_from(&mut buf).expect("echo through the TX ring");
+        assert_eq!(from, "10.79.0.1:20010".parse().expect("addr"));
+        let mut want = format!("echo {i:02}").into_bytes();
+        want.reverse();
+        assert_eq!(&buf[..n], &want[..]);
+    }
+    assert_eq!(io.totals().packets, 50);
+    assert_eq!(io.totals().errors(), 0);
+    let c = io.counters();
+    assert_eq!(
+        (c.kernel_sent, c.neighbour_lookups, c.rx_dropped),
+        (0, 1, 1)
+    );
+
+    // Without a neighbour entry the reply takes the kernel's path.
+    ip(&["-n", &nb, "neigh", "flush", "dev", BRIDGE_NIC]);
+    io.forget_neighbours();
+    peer.send_to(b"again", "10.79.0.1:20010").expect("send");
+    assert_eq!(turn(&mut io, &mut tcp, 1), [b"again".to_vec()]);
+    let (n, from) = peer.recv_from(&mut buf).expect("echo through the kernel");
+    assert_eq!((&buf[..n], from.port()), (&b"niaga"[..], 20010));
+    assert_eq!(io.counters().kernel_sent, 1);
+    assert_eq!(io.totals().packets, 51);
 }

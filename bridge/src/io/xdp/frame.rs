@@ -192,8 +192,8 @@ pub fn write_headers(
         (SocketAddr::V4(s), SocketAddr::V4(d)) => {
             f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
             let ip = &mut f[ETH_LEN..ETH_LEN + IPV4_LEN];
-            let ip_len = u16::try_from(IPV4_LEN + usize::from(udp_len))
-                .map_err(|_| FrameError::TooLong)?;
+            let ip_len =
+                u16::try_from(IPV4_LEN + usize::from(udp_len)).map_err(|_| FrameError::TooLong)?;
             ip[0] = 0x45;
             ip[1] = 0; // DSCP/ECN
             ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
@@ -334,7 +334,10 @@ mod tests {
         let f = build(&path, b"hello, odd length");
         assert_eq!(f.len(), 42 + 17);
         let p = parse_udp(&f).expect("parses");
-        assert_eq!((p.src, p.dst, p.src_mac, p.dst_mac), (path.src, path.dst, A, B));
+        assert_eq!(
+            (p.src, p.dst, p.src_mac, p.dst_mac),
+            (path.src, path.dst, A, B)
+        );
         assert_eq!(&f[p.payload], b"hello, odd length");
         assert!(checksums_ok(&f).expect("udp"));
         // Flip a payload bit: the UDP checksum catches it.

@@ -10,6 +10,7 @@
 //!
 //! Not yet wired into a shard driver: `media.io` does not offer `xdp` yet.
 
+pub mod driver;
 pub mod frame;
 pub mod neigh;
 pub mod program;
@@ -17,5 +18,6 @@ pub mod ring;
 pub mod socket;
 pub mod umem;
 
+pub use driver::{XdpCounters, XskIo};
 pub use program::{AttachMode, ModeChoice, XdpProgram};
 pub use socket::{CopyMode, RxFrame, XskConfig, XskSocket, XskStats};

@@ -185,8 +185,8 @@ impl Netlink {
             let mut at = 0;
             let mut found = None;
             while at + NLMSG_HDR <= got.len() {
-                let len = u32::from_ne_bytes([got[at], got[at + 1], got[at + 2], got[at + 3]])
-                    as usize;
+                let len =
+                    u32::from_ne_bytes([got[at], got[at + 1], got[at + 2], got[at + 3]]) as usize;
                 let ty = u16::from_ne_bytes([got[at + 4], got[at + 5]]);
                 let seq =
                     u32::from_ne_bytes([got[at + 8], got[at + 9], got[at + 10], got[at + 11]]);

@@ -183,7 +183,12 @@ impl<T: Copy> Shared<T> {
 
     fn read(&self, idx: u32) -> T {
         // SAFETY: `idx & mask` is inside the entries array of the mapping.
-        unsafe { self.entries.as_ptr().add((idx & self.mask) as usize).read_volatile() }
+        unsafe {
+            self.entries
+                .as_ptr()
+                .add((idx & self.mask) as usize)
+                .read_volatile()
+        }
     }
 
     fn write(&self, idx: u32, v: T) {

@@ -80,6 +80,10 @@ pub struct RxFrame {
     pub len: usize,
 }
 
+/// Most wake-ups one [`XskSocket::flush_tx`] makes: a full TX ring in copy
+/// mode's batches of 32, and some.
+const MAX_KICKS: usize = 128;
+
 /// An XSK, its UMEM and rings.
 #[derive(Debug)]
 pub struct XskSocket {
@@ -349,32 +353,46 @@ impl XskSocket {
     }
 
     /// Publishes the queued TX frames and, if the kernel asks (always in copy
-    /// mode), wakes it with a zero-length `sendto`. `EAGAIN`/`ENOBUFS`/`EBUSY`
-    /// only mean "try again at the next flush".
+    /// mode), wakes it with a zero-length `sendto`. In copy mode one call
+    /// sends at most 32 frames and then says `EAGAIN`, so it is repeated
+    /// while frames wait, taking completions back in between (a full
+    /// completion ring also says `EAGAIN`). `ENOBUFS`/`EBUSY`/`ENETDOWN`
+    /// leave the rest for the next flush.
     pub fn flush_tx(&mut self) -> io::Result<()> {
         self.tx.submit();
-        if !self.tx.needs_wakeup() {
-            return Ok(());
+        for _ in 0..MAX_KICKS {
+            if !self.tx.needs_wakeup() || self.tx.pending() == 0 {
+                return Ok(());
+            }
+            // SAFETY: a zero-length send of no buffer to no address.
+            let r = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                )
+            };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN) => {
+                    self.reap_completions();
+                }
+                Some(libc::ENOBUFS | libc::EBUSY | libc::ENETDOWN) => return Ok(()),
+                _ => return Err(e),
+            }
         }
-        // SAFETY: a zero-length send of no buffer to no address.
-        let r = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                std::ptr::null(),
-                0,
-                libc::MSG_DONTWAIT,
-                std::ptr::null(),
-                0,
-            )
-        };
-        if r >= 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EAGAIN | libc::ENOBUFS | libc::EBUSY | libc::ENETDOWN) => Ok(()),
-            _ => Err(e),
-        }
+        Ok(())
+    }
+
+    /// TX frames published on the ring and not yet taken by the kernel.
+    pub fn tx_pending(&mut self) -> u32 {
+        self.tx.pending()
     }
 
     /// Takes the frames the kernel has sent back from the completion ring;

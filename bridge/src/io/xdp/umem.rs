@@ -58,11 +58,7 @@ impl Umem {
             .rev()
             .map(|i| u64::from(i) * u64::from(cfg.frame_size))
             .collect();
-        Ok(Self {
-            area,
-            cfg,
-            tx_free,
-        })
+        Ok(Self { area, cfg, tx_free })
     }
 
     /// Its sizes.
@@ -93,9 +89,7 @@ impl Umem {
     pub fn bytes_mut(&mut self, addr: u64, len: usize) -> Option<&mut [u8]> {
         let (start, end) = self.span(addr, len)?;
         // SAFETY: as `bytes`, and `&mut self` makes the borrow unique.
-        Some(unsafe {
-            std::slice::from_raw_parts_mut(self.area.as_ptr().add(start), end - start)
-        })
+        Some(unsafe { std::slice::from_raw_parts_mut(self.area.as_ptr().add(start), end - start) })
     }
 
     /// `addr..addr+len` as offsets into the area when it lies inside a single
