@@ -11,8 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use ringbridge_bridge::config::{self, Config};
+use ringbridge_bridge::io::xdp::XdpPlane;
 use ringbridge_bridge::io::{
-    ShardSpec, choose_backend, host_address, spawn_shard, spawn_tcp_listener,
+    Backend, ShardSpec, choose_backend, host_address, spawn_shard, spawn_tcp_listener,
+    spawn_xdp_shard,
 };
 use ringbridge_bridge::plane::ShardedMediaPlane;
 use ringbridge_bridge::proto::shard::ShardConfig;
@@ -260,6 +262,33 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
             "media.port_range: {total} ports cannot be split among {n} shards"
         ));
     }
+    // media.io = "xdp": attach the XDP program and bind the AF_XDP socket now,
+    // or refuse to start with the reason.
+    let xdp = if choice.backend == Backend::Xdp {
+        let plane = XdpPlane::start(
+            &cfg.media.xdp_interface,
+            cfg.media.bind,
+            (lo, hi),
+            cores.len(),
+        )
+        .map_err(|reason| {
+            format!(
+                "media.io = \"xdp\" cannot run on {:?}: {reason}",
+                cfg.media.xdp_interface
+            )
+        })?;
+        tracing::info!(
+            interface = %cfg.media.xdp_interface,
+            mode = plane.backend_name(),
+            "AF_XDP data path attached"
+        );
+        Some(std::sync::Arc::new(plane))
+    } else {
+        None
+    };
+    let io_backend = xdp
+        .as_ref()
+        .map_or(choice.backend.name(), |p| p.backend_name());
     let (internal_tx, mut internal_rx) = ringbridge_bridge::io::event_channel();
     let mut handles = Vec::with_capacity(cores.len());
     for (i, core) in cores.iter().enumerate() {
@@ -283,8 +312,11 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
             },
             single_port: single_port.clone(),
         };
-        let handle = spawn_shard(spec, choice.backend, internal_tx.clone())
-            .map_err(|e| format!("cannot start shard {i}: {e}"))?;
+        let handle = match &xdp {
+            Some(plane) => spawn_xdp_shard(spec, plane, internal_tx.clone()),
+            None => spawn_shard(spec, choice.backend, internal_tx.clone()),
+        }
+        .map_err(|e| format!("cannot start shard {i}: {e}"))?;
         handles.push(handle);
     }
     drop(internal_tx);
@@ -299,7 +331,7 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
     tracing::info!(
         shards = handles.len(),
         cores = ?cores.iter().flatten().collect::<Vec<_>>(),
-        io_backend = choice.backend.name(),
+        io_backend,
         advertise = ?advertise,
         ports = ?single_port.is_none().then_some(cfg.media.port_range),
         single_port = ?single_port.as_ref().map(|sp| sp.port()),

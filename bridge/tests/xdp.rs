@@ -18,106 +18,27 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ringbridge_bridge::io::Io;
+mod support;
+
+use std::sync::Arc;
+
 use ringbridge_bridge::io::tcp_conns::TcpConns;
 use ringbridge_bridge::io::xdp::frame::{self, Path};
 use ringbridge_bridge::io::xdp::neigh::{self, Netlink};
 use ringbridge_bridge::io::xdp::{
-    AttachMode, CopyMode, ModeChoice, XdpProgram, XskConfig, XskIo, XskSocket,
+    AttachMode, CopyMode, ModeChoice, XdpPlane, XdpProgram, XskConfig, XskIo, XskSocket,
 };
+use ringbridge_bridge::io::{Io, ShardSpec, event_channel, spawn_xdp_shard};
+use ringbridge_bridge::proto::sdp::MediaKind;
+use ringbridge_bridge::proto::shard::ShardConfig;
+use ringbridge_bridge::proto::srtp::SrtpProfile;
+use support::harness::{EVERYTHING, Harness, PACKETS_PER_FRAME, VIDEO_PAYLOAD, vp8};
 
-/// One test at a time: both use the same interface names.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+use support::netns::{BRIDGE_NIC, PEER_NIC, SERIAL, in_ns, ip, namespaces};
 
-const BRIDGE_NIC: &str = "rbxdp-b";
-const PEER_NIC: &str = "rbxdp-p";
 const PORTS: std::ops::RangeInclusive<u16> = 20000..=20099;
-
-/// The two namespaces; deleting them removes the veth pair too.
-struct Namespaces {
-    bridge: String,
-    peer: String,
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in [&self.bridge, &self.peer] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs `f` on a thread that has entered namespace `ns` (setns affects only
-/// the calling thread); sockets it creates stay in `ns`.
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns file");
-            // SAFETY: setns on an open namespace fd; it changes only this thread.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("namespace thread")
-    })
-}
-
-/// `None` (and a line saying why) where namespaces cannot be made.
-fn namespaces(tag: &str) -> Option<Namespaces> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: the AF_XDP test needs root (network namespaces, BPF)");
-        return None;
-    }
-    let pid = std::process::id();
-    let ns = Namespaces {
-        bridge: format!("rbxdp-{pid}-{tag}-b"),
-        peer: format!("rbxdp-{pid}-{tag}-p"),
-    };
-    for n in [&ns.bridge, &ns.peer] {
-        let out = Command::new("ip")
-            .args(["netns", "add", n])
-            .output()
-            .expect("run ip");
-        if !out.status.success() {
-            eprintln!(
-                "skipped: cannot create a network namespace: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return None;
-        }
-    }
-    let (b, p) = (ns.bridge.as_str(), ns.peer.as_str());
-    ip(&[
-        "link", "add", BRIDGE_NIC, "netns", b, "type", "veth", "peer", "name", PEER_NIC, "netns", p,
-    ]);
-    for (n, nic, v4, v6) in [
-        (b, BRIDGE_NIC, "10.79.0.1/24", "fd79::1/64"),
-        (p, PEER_NIC, "10.79.0.2/24", "fd79::2/64"),
-    ] {
-        ip(&["-n", n, "addr", "add", v4, "dev", nic]);
-        ip(&["-n", n, "-6", "addr", "add", v6, "dev", nic, "nodad"]);
-        ip(&["-n", n, "link", "set", nic, "up"]);
-        ip(&["-n", n, "link", "set", "lo", "up"]);
-    }
-    // An address of the bridge's interface that is not the bridge's.
-    ip(&["-n", b, "addr", "add", "10.79.0.3/24", "dev", BRIDGE_NIC]);
-    Some(ns)
-}
 
 /// The XDP program attached natively to the bridge's veth with the bridge's
 /// addresses and [`PORTS`], and an XSK on queue 0 in its map; `None` (and a
@@ -447,4 +368,132 @@ fn the_xsk_backend_echoes_datagrams_through_the_io_seam() {
     assert_eq!((&buf[..n], from.port()), (&b"niaga"[..], 20010));
     assert_eq!(io.counters().kernel_sent, 1);
     assert_eq!(io.totals().packets, 51);
+}
+
+/// `media.io = "xdp"` end to end: a shard on the AF_XDP backend
+/// ([`XdpPlane`] + `spawn_xdp_shard`, as `main` starts it) on the bridge's
+/// veth, three real clients (ICE, DTLS, SRTP) in the peer namespace; every
+/// audio and video packet one sends reaches the other two, in sequence and
+/// decrypting. Only the XSK reads the media ports there, so the connection
+/// itself shows the XDP path carries them.
+#[test]
+fn media_flows_between_three_clients_over_the_xdp_backend() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(ns) = namespaces("media") else {
+        return;
+    };
+    let (nb, np) = (ns.bridge.clone(), ns.peer.clone());
+    let bridge_ip: IpAddr = "10.79.0.1".parse().expect("ip");
+    let (events_tx, events) = event_channel();
+    let started = in_ns(&nb, || {
+        let plane = XdpPlane::start(BRIDGE_NIC, bridge_ip, (20000, 20099), 1)?;
+        let spec = ShardSpec {
+            index: 0,
+            core: None,
+            ports: (20000, 20099),
+            bind: bridge_ip,
+            core_config: ShardConfig {
+                advertise: vec![bridge_ip],
+                certificate: dimpl::certificate::generate_self_signed_certificate()
+                    .expect("certificate"),
+                srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
+                video_start_bitrate_kbps: 1500,
+                index: 0,
+                tcp_port: None,
+                single_port: None,
+                audio_last_n: 0,
+                drop_silence: false,
+            },
+            single_port: None,
+        };
+        // Started from this thread, the shard thread is in the namespace too.
+        spawn_xdp_shard(spec, &Arc::new(plane), events_tx).map_err(|e| e.to_string())
+    });
+    let shard = match started {
+        Ok(s) => s,
+        Err(reason) if reason.starts_with("no BPF permission") => {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+        Err(reason) => panic!("the xdp backend must start on veth: {reason}"),
+    };
+    assert_eq!(shard.backend, "xdp (native, copy)");
+    let mut h = Harness {
+        shard,
+        bridge_ip,
+        events,
+        seen: Vec::new(),
+        clients: Vec::new(),
+        buf: vec![0; 65_536],
+    };
+    let peer_ip: IpAddr = "10.79.0.2".parse().expect("ip");
+    let [a, b, c] =
+        ["alice", "bob", "carol"].map(|name| in_ns(&np, || h.join_at(name, EVERYTHING, peer_ip)));
+    h.connect_all();
+
+    const AUDIO: usize = 100;
+    const FRAMES: usize = 10;
+    for k in 0..AUDIO {
+        let d = h.clients[a]
+            .peer
+            .send_rtp(
+                MediaKind::Audio,
+                1000 + k as u16,
+                960 * k as u32,
+                false,
+                &[0xA0; 160],
+            )
+            .expect("audio");
+        h.send_raw(a, &d);
+        if k % 10 == 9 {
+            h.pump_for(Duration::from_millis(1));
+        }
+    }
+    for f in 0..FRAMES {
+        for p in 0..PACKETS_PER_FRAME {
+            let k = f * PACKETS_PER_FRAME + p;
+            let d = h.clients[a]
+                .peer
+                .send_rtp(
+                    MediaKind::Video,
+                    7000 + k as u16,
+                    3000 * f as u32,
+                    p + 1 == PACKETS_PER_FRAME,
+                    &vp8(f == 0 && p == 0, k as u8, VIDEO_PAYLOAD),
+                )
+                .expect("video");
+            h.send_raw(a, &d);
+        }
+        h.pump_for(Duration::from_millis(1));
+    }
+    let video = FRAMES * PACKETS_PER_FRAME;
+    let slots = [b, c].map(|r| {
+        (
+            r,
+            h.slot_ssrc(r, MediaKind::Audio),
+            h.slot_ssrc(r, MediaKind::Video),
+        )
+    });
+    let complete = h.pump_until(Duration::from_secs(5), |h| {
+        slots.iter().all(|&(r, au, vi)| {
+            h.received(r, au).len() >= AUDIO && h.received(r, vi).len() >= video
+        })
+    });
+    for (r, au, vi) in slots {
+        let (got_a, got_v) = (h.received(r, au), h.received(r, vi));
+        assert!(
+            complete,
+            "receiver {r} got {} of {AUDIO} audio and {} of {video} video packets",
+            got_a.len(),
+            got_v.len()
+        );
+        assert_eq!((got_a.len(), got_v.len()), (AUDIO, video), "no duplicates");
+        for got in [&got_a, &got_v] {
+            for w in got.windows(2) {
+                assert_eq!(w[1].0, w[0].0.wrapping_add(1), "sequence is continuous");
+            }
+        }
+        assert!(got_v.iter().all(|v| v.2 == VIDEO_PAYLOAD));
+        assert_eq!(h.clients[r].peer.srtp_failures, 0);
+    }
 }

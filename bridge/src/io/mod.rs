@@ -1,7 +1,8 @@
 //! Drivers: threads that own sockets and the clock and run a [`ShardCore`].
 //!
 //! One loop ([`driver`]) runs the core over either backend behind the [`Io`]
-//! seam: io_uring (`uring`) or recvmmsg/sendmmsg over epoll (`mmsg`); they
+//! seam: io_uring (`uring`), recvmmsg/sendmmsg over epoll (`mmsg`) or AF_XDP
+//! ([`xdp`], with its own framing; started by [`spawn_xdp_shard`]); they
 //! differ only in how they wait, receive and send. [`choose_backend`] resolves
 //! `media.io`. The send side both share (failure reasons, per-socket backlogs)
 //! is in [`send`], the bounded event channel to the control plane in
@@ -37,7 +38,7 @@ pub use select::{BackendChoice, choose_backend};
 pub use send::{SendFailure, SendTotals};
 pub use shard::{
     AfterCommand, Backend, PortBinder, PreparedDriver, ShardCommand, ShardContext, ShardHandle,
-    ShardSpec, ShardStats, ShardWaker, handle_command, spawn_shard,
+    ShardSpec, ShardStats, ShardWaker, handle_command, spawn_shard, spawn_xdp_shard,
 };
 pub use single_port::SinglePort;
 pub use tcp_conns::{TcpConns, TcpHandoff, TcpStats};

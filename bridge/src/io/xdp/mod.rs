@@ -7,17 +7,19 @@
 //! - [`socket`]: one XSK bound to one queue, on [`umem`] frames and [`ring`]s.
 //! - [`frame`]: Ethernet/IPv4/IPv6/UDP headers and checksums.
 //! - [`neigh`]: routes, neighbours and link addresses over netlink.
-//!
-//! Not yet wired into a shard driver: `media.io` does not offer `xdp` yet.
+//! - [`driver`]: the shard loop's backend over one XSK.
+//! - [`plane`]: `media.io = "xdp"` set up at start, or refused with the reason.
 
 pub mod driver;
 pub mod frame;
 pub mod neigh;
+pub mod plane;
 pub mod program;
 pub mod ring;
 pub mod socket;
 pub mod umem;
 
 pub use driver::{XdpCounters, XskIo};
+pub use plane::XdpPlane;
 pub use program::{AttachMode, ModeChoice, XdpProgram};
 pub use socket::{CopyMode, RxFrame, XskConfig, XskSocket, XskStats};
