@@ -22,6 +22,12 @@ use std::time::{Duration, Instant};
 
 mod support;
 
+#[path = "support/alloc_count.rs"]
+mod alloc_count;
+
+#[global_allocator]
+static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
+
 use std::sync::Arc;
 
 use ringbridge_bridge::io::tcp_conns::TcpConns;
@@ -359,6 +365,39 @@ fn the_xsk_backend_echoes_datagrams_through_the_io_seam() {
         (0, 1, 1)
     );
 
+    // Warm, the backend's receive and send path allocates nothing: 100 more
+    // echoes, counted on this thread (the loop's; the core's own path is
+    // covered by no_alloc.rs).
+    let payloads: Vec<Vec<u8>> = (0..100)
+        .map(|i| format!("warm {i:03}").into_bytes())
+        .collect();
+    for p in &payloads {
+        peer.send_to(p, "10.79.0.1:20010").expect("send");
+    }
+    let (echoed, allocations) = alloc_count::counted(|| {
+        let mut n = 0usize;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while n < payloads.len() && Instant::now() < deadline {
+            let _ = io.wait(Duration::from_millis(50));
+            let now = Instant::now();
+            let _ = io.receive(now, &mut tcp, |port, from, buf, tx| {
+                n += 1;
+                buf.reverse();
+                let _ = tx.push(port, from, buf);
+            });
+            let _ = io.flush(now, &mut tcp);
+        }
+        n
+    });
+    assert_eq!(echoed, payloads.len());
+    assert_eq!(
+        allocations, 0,
+        "the XDP backend allocated on the packet path"
+    );
+    for _ in &payloads {
+        peer.recv_from(&mut buf).expect("warm echo");
+    }
+
     // Without a neighbour entry the reply takes the kernel's path.
     ip(&["-n", &nb, "neigh", "flush", "dev", BRIDGE_NIC]);
     io.forget_neighbours();
@@ -367,7 +406,7 @@ fn the_xsk_backend_echoes_datagrams_through_the_io_seam() {
     let (n, from) = peer.recv_from(&mut buf).expect("echo through the kernel");
     assert_eq!((&buf[..n], from.port()), (&b"niaga"[..], 20010));
     assert_eq!(io.counters().kernel_sent, 1);
-    assert_eq!(io.totals().packets, 51);
+    assert_eq!(io.totals().packets, 151);
 }
 
 /// `media.io = "xdp"` end to end: a shard on the AF_XDP backend

@@ -9,8 +9,11 @@
 //! it holds the port against other programs, and carries the datagrams the
 //! XDP path does not. Those are the ones to a destination whose MAC the
 //! kernel's neighbour table does not hold yet (the kernel sends them and
-//! resolves the address on the way, so the next lookup finds it) and to an
-//! address family other than the bridge address's.
+//! resolves the address on the way, so a lookup [`UNRESOLVED_RETRY`] later
+//! finds it), whose route leaves by another interface, or of an address
+//! family other than the bridge address's. Next-hop MACs are cached per
+//! destination for [`NEIGHBOUR_TTL`]; a lookup is one netlink request, made
+//! on the first datagram to a new destination, not per packet.
 //!
 //! [`Ports`]: crate::io::driver::Ports
 
@@ -36,6 +39,12 @@ const TCP: Token = Token(1);
 pub const WAKER: Token = Token(2);
 /// Flush the send queue when it holds this many datagrams.
 const FLUSH_AT: usize = 256;
+/// How long a next-hop MAC found is trusted (the neighbour table's own
+/// reachability time is about 30 s); then it is looked up again.
+pub const NEIGHBOUR_TTL: Duration = Duration::from_secs(5);
+/// How soon a destination sent through the kernel (unresolved neighbour,
+/// another interface's route) is looked up again.
+pub const UNRESOLVED_RETRY: Duration = Duration::from_millis(200);
 /// Frames taken from the RX ring per [`Io::receive`] before the fill ring is
 /// topped up.
 const RX_BUDGET: usize = 1024;
@@ -64,8 +73,12 @@ pub struct XskIo {
     local: IpAddr,
     link: Link,
     netlink: Netlink,
-    /// Next-hop MAC by destination address (see [`Self::forget_neighbours`]).
-    neighbours: HashMap<IpAddr, [u8; 6]>,
+    /// Next-hop MAC by destination address, with when it was looked up
+    /// (`None`: the route leaves by another interface, or the neighbour is
+    /// unresolved; the kernel's socket sends). Looked up again after
+    /// [`NEIGHBOUR_TTL`].
+    neighbours: HashMap<IpAddr, (Option<[u8; 6]>, Instant)>,
+    ifindex: u32,
     tx: TxQueue,
     totals: SendTotals,
     counters: XdpCounters,
@@ -93,6 +106,7 @@ impl XskIo {
             link,
             netlink,
             neighbours: HashMap::new(),
+            ifindex,
             tx: TxQueue::with_capacity(1024),
             totals: SendTotals::default(),
             counters: XdpCounters::default(),
@@ -122,7 +136,7 @@ impl XskIo {
     /// Frames everything in `tx` onto the TX ring (datagrams for ICE-TCP
     /// connections onto them, unresolved ones through the kernel), wakes the
     /// kernel once, and takes back completed frames.
-    fn send_all(&mut self, tcp: &mut TcpConns) {
+    fn send_all(&mut self, now: Instant, tcp: &mut TcpConns) {
         let Self {
             xsk,
             sockets,
@@ -130,6 +144,7 @@ impl XskIo {
             link,
             netlink,
             neighbours,
+            ifindex,
             tx,
             totals,
             counters,
@@ -153,20 +168,29 @@ impl XskIo {
             let src = SocketAddr::new(*local, t.from_port);
             let mac = if src.is_ipv4() == t.to.is_ipv4() {
                 match neighbours.get(&t.to.ip()) {
-                    Some(m) => Some(*m),
-                    None => {
+                    Some(&(m, at))
+                        if now.saturating_duration_since(at)
+                            < if m.is_some() {
+                                NEIGHBOUR_TTL
+                            } else {
+                                UNRESOLVED_RETRY
+                            } =>
+                    {
+                        m
+                    }
+                    _ => {
                         counters.neighbour_lookups += 1;
-                        match netlink.next_hop_mac(t.to.ip()) {
-                            Ok(Some((_, m))) => {
-                                neighbours.insert(t.to.ip(), m);
-                                Some(m)
-                            }
-                            Ok(None) => None,
+                        let m = match netlink.next_hop_mac(t.to.ip()) {
+                            // Another interface's route: not ours to frame.
+                            Ok(Some((route, m))) if route.ifindex == *ifindex => Some(m),
+                            Ok(_) => None,
                             Err(e) => {
                                 Self::fail(totals, SendFailure::of(&e));
                                 continue;
                             }
-                        }
+                        };
+                        neighbours.insert(t.to.ip(), (m, now));
+                        m
                     }
                 }
             } else {
@@ -288,7 +312,7 @@ impl Io for XskIo {
             }
             self.xsk.recycle(f);
             if self.tx.len() >= FLUSH_AT {
-                self.send_all(tcp);
+                self.send_all(now, tcp);
             }
         }
         self.xsk.release_rx();
@@ -296,7 +320,6 @@ impl Io for XskIo {
         if self.xsk.rx_needs_wakeup() {
             self.xsk.wake_rx();
         }
-        let _ = now;
         Ok(())
     }
 
@@ -304,8 +327,8 @@ impl Io for XskIo {
         &mut self.tx
     }
 
-    fn flush(&mut self, _now: Instant, tcp: &mut TcpConns) -> io::Result<()> {
-        self.send_all(tcp);
+    fn flush(&mut self, now: Instant, tcp: &mut TcpConns) -> io::Result<()> {
+        self.send_all(now, tcp);
         Ok(())
     }
 
