@@ -36,7 +36,7 @@ use ringbridge_bridge::io::xdp::neigh::{self, Netlink};
 use ringbridge_bridge::io::xdp::{
     AttachMode, CopyMode, ModeChoice, XdpPlane, XdpProgram, XskConfig, XskIo, XskSocket,
 };
-use ringbridge_bridge::io::{Io, ShardSpec, event_channel, spawn_xdp_shard};
+use ringbridge_bridge::io::{Io, SendFailure, ShardSpec, event_channel, spawn_xdp_shard};
 use ringbridge_bridge::proto::sdp::MediaKind;
 use ringbridge_bridge::proto::shard::ShardConfig;
 use ringbridge_bridge::proto::srtp::SrtpProfile;
@@ -397,6 +397,15 @@ fn the_xsk_backend_echoes_datagrams_through_the_io_seam() {
     for _ in &payloads {
         peer.recv_from(&mut buf).expect("warm echo");
     }
+
+    // A datagram larger than the MTU arrives in IP fragments, which the XDP
+    // program passes; the kernel reassembles it for the endpoint's socket,
+    // which the backend reads too. Its echo cannot be one frame: counted.
+    let big = vec![0x5a; 1500];
+    peer.send_to(&big, "10.79.0.1:20010").expect("send");
+    assert_eq!(turn(&mut io, &mut tcp, 1), [big]);
+    assert_eq!(io.counters().kernel_received, 1);
+    assert_eq!(io.totals().failed(SendFailure::TooBig), 1);
 
     // Without a neighbour entry the reply takes the kernel's path.
     ip(&["-n", &nb, "neigh", "flush", "dev", BRIDGE_NIC]);

@@ -37,6 +37,10 @@ const XSK: Token = Token(0);
 const TCP: Token = Token(1);
 /// Token of a waker registered on the backend's poll by its owner.
 pub const WAKER: Token = Token(2);
+/// Tokens of the endpoints' kernel sockets: this plus the port.
+const SOCKET_BASE: usize = 3;
+/// Receive buffer for a datagram that reached a kernel socket.
+const KERNEL_BUF: usize = 2048;
 /// Flush the send queue when it holds this many datagrams.
 const FLUSH_AT: usize = 256;
 /// How long a next-hop MAC found is trusted (the neighbour table's own
@@ -55,8 +59,11 @@ pub struct XdpCounters {
     /// Frames received that were not a UDP datagram for a port of this shard.
     pub rx_dropped: u64,
     /// Datagrams sent through the kernel's socket instead (no neighbour
-    /// entry yet, or another address family).
+    /// entry yet, another interface's route, or another address family).
     pub kernel_sent: u64,
+    /// Datagrams received through the kernel's socket (the XDP program
+    /// passed them: fragments, IPv4 options, IPv6 extension headers).
+    pub kernel_received: u64,
     /// Neighbour lookups made (cache misses).
     pub neighbour_lookups: u64,
 }
@@ -67,8 +74,11 @@ pub struct XskIo {
     xsk: XskSocket,
     poll: Poll,
     events: Events,
-    /// The endpoints' kernel sockets, by port.
+    /// The endpoints' kernel sockets, by port (polled too: they get what the
+    /// XDP program passes for a media port, e.g. reassembled fragments or
+    /// IPv4 with options).
     sockets: HashMap<u16, UdpSocket>,
+    kernel_buf: Vec<u8>,
     /// The address the bridge sends from.
     local: IpAddr,
     link: Link,
@@ -102,6 +112,7 @@ impl XskIo {
             poll,
             events: Events::with_capacity(64),
             sockets: HashMap::new(),
+            kernel_buf: vec![0; KERNEL_BUF],
             local,
             link,
             netlink,
@@ -159,7 +170,8 @@ impl XskIo {
             return;
         }
         let mut to_tcp = false;
-        let max_frame = link.mtu as usize + frame::ETH_LEN;
+        let max_frame =
+            (link.mtu as usize + frame::ETH_LEN).min(xsk.umem().config().frame_size as usize);
         for (t, data) in tx.iter() {
             if !tcp.is_empty() && tcp.take(t, data) {
                 to_tcp = true;
@@ -263,12 +275,22 @@ impl XskIo {
 impl Io for XskIo {
     fn open(&mut self, port: u16, socket: UdpSocket) -> io::Result<()> {
         socket.set_nonblocking(true)?;
+        self.poll.registry().register(
+            &mut mio::unix::SourceFd(&socket.as_raw_fd()),
+            Token(SOCKET_BASE + usize::from(port)),
+            Interest::READABLE,
+        )?;
         self.sockets.insert(port, socket);
         Ok(())
     }
 
     fn close(&mut self, port: u16) {
-        self.sockets.remove(&port);
+        if let Some(s) = self.sockets.remove(&port) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut mio::unix::SourceFd(&s.as_raw_fd()));
+        }
     }
 
     fn holds(&self, port: u16) -> bool {
@@ -319,6 +341,33 @@ impl Io for XskIo {
         self.xsk.refill();
         if self.xsk.rx_needs_wakeup() {
             self.xsk.wake_rx();
+        }
+        // What the XDP program left to the kernel for a media port
+        // (edge-triggered: read until EAGAIN, a bounded number of times).
+        for event in self.events.iter() {
+            let Some(port) = event
+                .token()
+                .0
+                .checked_sub(SOCKET_BASE)
+                .and_then(|p| u16::try_from(p).ok())
+            else {
+                continue;
+            };
+            let Some(sock) = self.sockets.get(&port) else {
+                continue;
+            };
+            for _ in 0..RX_BUDGET {
+                match sock.recv_from(&mut self.kernel_buf) {
+                    Ok((n, from)) => {
+                        self.counters.kernel_received += 1;
+                        if let Some(d) = self.kernel_buf.get_mut(..n) {
+                            deliver(port, from, d, &mut self.tx);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
         }
         Ok(())
     }
