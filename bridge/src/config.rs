@@ -155,8 +155,8 @@ pub struct MediaConfig {
     /// (which never picks `"xdp"`).
     pub io: IoBackend,
     /// `media.xdp_interface`: with `media.io = "xdp"`, the network interface
-    /// whose queue 0 the shard's AF_XDP socket binds to (the one `media.bind`
-    /// is on); unused otherwise. Default `""`.
+    /// (the one `media.bind` is on) whose rx queue `i` shard `i`'s AF_XDP
+    /// socket binds to; unused otherwise. Default `""`.
     pub xdp_interface: String,
     /// `media.cores`: cores for shard threads; empty means all cores but the first
     /// (which the control plane uses), or core 0 on a single-core host. Default `[]`.

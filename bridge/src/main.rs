@@ -265,18 +265,15 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
     // media.io = "xdp": attach the XDP program and bind the AF_XDP socket now,
     // or refuse to start with the reason.
     let xdp = if choice.backend == Backend::Xdp {
-        let plane = XdpPlane::start(
-            &cfg.media.xdp_interface,
-            cfg.media.bind,
-            (lo, hi),
-            cores.len(),
-        )
-        .map_err(|reason| {
-            format!(
-                "media.io = \"xdp\" cannot run on {:?}: {reason}",
-                cfg.media.xdp_interface
-            )
-        })?;
+        let slices: Vec<(u16, u16)> = (0..n).map(|i| shard_ports(lo, total, n, i)).collect();
+        let plane = XdpPlane::start(&cfg.media.xdp_interface, cfg.media.bind, &slices).map_err(
+            |reason| {
+                format!(
+                    "media.io = \"xdp\" cannot run on {:?}: {reason}",
+                    cfg.media.xdp_interface
+                )
+            },
+        )?;
         tracing::info!(
             interface = %cfg.media.xdp_interface,
             mode = plane.backend_name(),
@@ -292,12 +289,10 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
     let (internal_tx, mut internal_rx) = ringbridge_bridge::io::event_channel();
     let mut handles = Vec::with_capacity(cores.len());
     for (i, core) in cores.iter().enumerate() {
-        let first = lo as u32 + total * i as u32 / n;
-        let last = lo as u32 + total * (i as u32 + 1) / n - 1;
         let spec = ShardSpec {
             index: i,
             core: *core,
-            ports: (first as u16, last as u16),
+            ports: shard_ports(lo, total, n, i as u32),
             bind: cfg.media.bind,
             core_config: ShardConfig {
                 advertise: advertise.clone(),
@@ -455,6 +450,13 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
     tracing::info!("shutting down");
+}
+
+/// Shard `i`'s slice (inclusive) of the `total` ports from `lo`, split among `n`.
+fn shard_ports(lo: u16, total: u32, n: u32, i: u32) -> (u16, u16) {
+    let first = u32::from(lo) + total * i / n;
+    let last = u32::from(lo) + total * (i + 1) / n - 1;
+    (first as u16, last as u16)
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ use ringbridge_bridge::proto::shard::ShardConfig;
 use ringbridge_bridge::proto::srtp::SrtpProfile;
 use support::harness::{EVERYTHING, Harness, PACKETS_PER_FRAME, VIDEO_PAYLOAD, vp8};
 
-use support::netns::{BRIDGE_NIC, PEER_NIC, SERIAL, in_ns, ip, namespaces};
+use support::netns::{BRIDGE_NIC, PEER_NIC, SERIAL, in_ns, ip, namespaces, namespaces_with_queues};
 
 const PORTS: std::ops::RangeInclusive<u16> = 20000..=20099;
 
@@ -52,7 +52,7 @@ const PORTS: std::ops::RangeInclusive<u16> = 20000..=20099;
 fn bridge_side(nb: &str) -> Option<(XdpProgram, XskSocket, u32)> {
     let ifindex = in_ns(nb, || neigh::ifindex(BRIDGE_NIC)).expect("ifindex");
     let prog = match in_ns(nb, || {
-        XdpProgram::attach(ifindex, 1, PORTS, ModeChoice::Native)
+        XdpProgram::attach(ifindex, &[PORTS], ModeChoice::Native)
     }) {
         Ok(p) => p,
         Err(e) if e.kind() == ErrorKind::PermissionDenied => {
@@ -62,7 +62,7 @@ fn bridge_side(nb: &str) -> Option<(XdpProgram, XskSocket, u32)> {
         Err(e) => panic!("the XDP program must load and attach natively to veth: {e}"),
     };
     assert_eq!(prog.mode(), AttachMode::Native);
-    assert_eq!(prog.ports().expect("port map"), PORTS);
+    assert_eq!(prog.ports(0).expect("port map"), PORTS);
     for a in ["10.79.0.1", "fd79::1"] {
         prog.add_address(a.parse().expect("ip"))
             .expect("address map");
@@ -434,7 +434,7 @@ fn media_flows_between_three_clients_over_the_xdp_backend() {
     let bridge_ip: IpAddr = "10.79.0.1".parse().expect("ip");
     let (events_tx, events) = event_channel();
     let started = in_ns(&nb, || {
-        let plane = XdpPlane::start(BRIDGE_NIC, bridge_ip, (20000, 20099), 1)?;
+        let plane = XdpPlane::start(BRIDGE_NIC, bridge_ip, &[(20000, 20099)])?;
         let spec = ShardSpec {
             index: 0,
             core: None,
@@ -543,5 +543,116 @@ fn media_flows_between_three_clients_over_the_xdp_backend() {
         }
         assert!(got_v.iter().all(|v| v.2 == VIDEO_PAYLOAD));
         assert_eq!(h.clients[r].peer.srtp_failures, 0);
+    }
+}
+
+/// Two shards on a two-queue veth, each with its XSK on its own queue and
+/// its own half of the port range: whichever queue a flow lands on, each
+/// shard's backend gets exactly its own datagrams (through its XSK, or,
+/// when the flow hashed to the other shard's queue, through the kernel's
+/// socket) and every echo comes back.
+#[test]
+fn two_shards_on_two_queues_each_get_their_own_ports() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(ns) = namespaces_with_queues("queues", 2) else {
+        return;
+    };
+    let (nb, np) = (ns.bridge.clone(), ns.peer.clone());
+    let ifindex = in_ns(&nb, || neigh::ifindex(BRIDGE_NIC)).expect("ifindex");
+    let halves = [20000..=20049, 20050..=20099];
+    let prog = match in_ns(&nb, || {
+        XdpProgram::attach(ifindex, &halves, ModeChoice::Native)
+    }) {
+        Ok(p) => p,
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            eprintln!("skipped: the kernel refuses BPF/XDP here ({e})");
+            return;
+        }
+        Err(e) => panic!("the XDP program must attach: {e}"),
+    };
+    assert_eq!(prog.ports(1).expect("port map"), 20050..=20099);
+    let local: IpAddr = "10.79.0.1".parse().expect("ip");
+    prog.add_address(local).expect("address map");
+    let cfg = XskConfig {
+        umem: ringbridge_bridge::io::xdp::umem::UmemConfig {
+            frames: 512,
+            frame_size: 2048,
+        },
+        ring_size: 256,
+        headroom: 0,
+    };
+    let mut ios: Vec<XskIo> = [(0u32, 20010u16), (1, 20060)]
+        .into_iter()
+        .map(|(q, port)| {
+            let xsk = in_ns(&nb, || XskSocket::bind(ifindex, q, cfg)).expect("XSK bind");
+            prog.set_socket(q, xsk.as_raw_fd()).expect("XSKMAP");
+            let mut io = in_ns(&nb, || {
+                XskIo::new(xsk, ifindex, local, mio::Poll::new().expect("poll"))
+            })
+            .expect("backend");
+            io.open(port, udp(&nb, &format!("10.79.0.1:{port}")))
+                .expect("open");
+            io
+        })
+        .collect();
+    let mut tcp = TcpConns::new(Instant::now()).expect("tcp conns");
+    // 16 flows (source ports), 5 datagrams to each shard's port from each.
+    let peers: Vec<UdpSocket> = (0..16).map(|_| udp(&np, "10.79.0.2:0")).collect();
+    for p in &peers {
+        for _ in 0..5 {
+            p.send_to(b"to shard 0", "10.79.0.1:20010").expect("send");
+            p.send_to(b"to shard 1", "10.79.0.1:20060").expect("send");
+        }
+    }
+    let want = peers.len() * 5;
+    let mut got = [0usize; 2];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.iter().any(|&g| g < want) && Instant::now() < deadline {
+        for (shard, io) in ios.iter_mut().enumerate() {
+            io.wait(Duration::from_millis(10)).expect("wait");
+            let now = Instant::now();
+            io.receive(now, &mut tcp, |port, from, buf, tx| {
+                let expected: &[u8] = if shard == 0 {
+                    b"to shard 0"
+                } else {
+                    b"to shard 1"
+                };
+                assert_eq!((port, &*buf), ([20010, 20060][shard], expected));
+                got[shard] += 1;
+                tx.push(port, from, buf).expect("queue");
+            })
+            .expect("receive");
+            io.flush(now, &mut tcp).expect("flush");
+        }
+    }
+    assert_eq!(
+        got,
+        [want, want],
+        "each shard gets exactly its own datagrams"
+    );
+    let (mut fast, mut slow) = (0, 0);
+    for io in &ios {
+        let c = io.counters();
+        fast += c.xsk_received;
+        slow += c.kernel_received;
+        eprintln!(
+            "through the XSK {}, through the kernel {}",
+            c.xsk_received, c.kernel_received
+        );
+        assert_eq!(c.xsk_received + c.kernel_received, want as u64);
+    }
+    // 32 flows (16 source ports, 2 destinations) hashed over two queues:
+    // both paths were taken (all on one queue has a chance of 2^-31).
+    assert!(fast > 0 && slow > 0, "XSK {fast}, kernel {slow}");
+    let mut buf = [0u8; 64];
+    for p in &peers {
+        let mut echoes = Vec::new();
+        for _ in 0..10 {
+            let (n, from) = p.recv_from(&mut buf).expect("echo");
+            echoes.push((from.port(), buf[..n].to_vec()));
+        }
+        echoes.sort();
+        assert_eq!(echoes.first(), Some(&(20010, b"to shard 0".to_vec())));
+        assert_eq!(echoes.last(), Some(&(20060, b"to shard 1".to_vec())));
     }
 }

@@ -259,9 +259,8 @@ pub(crate) const LDX_B: u8 = 0x71;
 pub(crate) const LDX_H: u8 = 0x69;
 pub(crate) const LDX_W: u8 = 0x61;
 pub(crate) const LDX_DW: u8 = 0x79;
-/// `ST | MEM | H`, `W`, `DW` (store an immediate).
+/// `ST | MEM | H`, `DW` (store an immediate).
 pub(crate) const ST_H: u8 = 0x6a;
-pub(crate) const ST_W: u8 = 0x62;
 pub(crate) const ST_DW: u8 = 0x7a;
 /// `STX | MEM | W`, `DW` (store a register).
 pub(crate) const STX_W: u8 = 0x63;

@@ -61,6 +61,11 @@ pub fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
 /// The namespaces, named after this process and `tag`; `None` (and a line
 /// saying why) where they cannot be made (not root).
 pub fn namespaces(tag: &str) -> Option<Namespaces> {
+    namespaces_with_queues(tag, 1)
+}
+
+/// [`namespaces`] with `queues` rx and tx queues on each veth.
+pub fn namespaces_with_queues(tag: &str, queues: u32) -> Option<Namespaces> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: this test needs root (network namespaces, BPF)");
@@ -85,8 +90,28 @@ pub fn namespaces(tag: &str) -> Option<Namespaces> {
         }
     }
     let (b, p) = (ns.bridge.as_str(), ns.peer.as_str());
+    let q = queues.to_string();
     ip(&[
-        "link", "add", BRIDGE_NIC, "netns", b, "type", "veth", "peer", "name", PEER_NIC, "netns", p,
+        "link",
+        "add",
+        BRIDGE_NIC,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "netns",
+        b,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        PEER_NIC,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "netns",
+        p,
     ]);
     for (n, nic, v4, v6) in [
         (b, BRIDGE_NIC, "10.79.0.1/24", "fd79::1/64"),

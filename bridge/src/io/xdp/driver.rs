@@ -56,6 +56,8 @@ const RX_BUDGET: usize = 1024;
 /// Counters of the XDP path beyond [`SendTotals`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct XdpCounters {
+    /// Datagrams received through the XSK and handed to the core.
+    pub xsk_received: u64,
     /// Frames received that were not a UDP datagram for a port of this shard.
     pub rx_dropped: u64,
     /// Datagrams sent through the kernel's socket instead (no neighbour
@@ -327,6 +329,7 @@ impl Io for XskIo {
                     if let Some(bytes) = self.xsk.umem_mut().bytes_mut(f.addr, f.len)
                         && let Some(payload) = bytes.get_mut(d.payload)
                     {
+                        self.counters.xsk_received += 1;
                         deliver(port, d.src, payload, &mut self.tx);
                     }
                 }

@@ -7,10 +7,14 @@
 //! No bpffs is needed: the program is attached through a BPF link held by
 //! this process, so it detaches when the bridge exits, however it exits.
 //!
-//! One shard for now: an XSK only receives from the rx queue it is bound to,
-//! and the NIC's RSS picks the queue, not the endpoint's port; more shards
-//! need either flow steering rules per port range or a cross-queue hand-off
-//! (as in single-port mode), neither of which exists yet.
+//! Shard `i` binds its XSK to rx queue `i`, so the interface needs a queue
+//! per shard. An XSK only receives from its own queue, and the NIC's RSS
+//! picks the queue by flow, not by the endpoint's port: the program redirects
+//! from queue `i` only shard `i`'s ports and passes the rest to the kernel,
+//! whose socket of the owning shard gets them (the slow path). Flow steering
+//! rules that send each shard's port range to its queue (`ethtool -N ...
+//! action i`) put every datagram on the fast path; the bridge does not set
+//! them up itself.
 
 use std::io;
 use std::net::IpAddr;
@@ -31,32 +35,31 @@ pub struct XdpPlane {
     ifindex: u32,
     local: IpAddr,
     copy: CopyMode,
-    xsk: Mutex<Option<XskSocket>>,
+    /// By shard: its socket until its driver takes it.
+    xsks: Vec<Mutex<Option<XskSocket>>>,
 }
 
 impl XdpPlane {
     /// Attaches the program to `interface` (native mode, else generic) for
-    /// datagrams to `local` on `ports`, and binds an XSK to its queue 0.
-    /// The error is the reason, as one sentence.
+    /// datagrams to `local`, shard `i` owning `shard_ports[i]` (inclusive),
+    /// and binds shard `i`'s XSK to queue `i`. The error is the reason, as
+    /// one sentence.
     pub fn start(
         interface: &str,
         local: IpAddr,
-        ports: (u16, u16),
-        shards: usize,
+        shard_ports: &[(u16, u16)],
     ) -> Result<Self, String> {
-        if shards != 1 {
-            return Err(format!(
-                "AF_XDP runs one shard for now (no cross-queue hand-off yet); media.cores gives \
-                 {shards}"
-            ));
+        if shard_ports.is_empty() {
+            return Err("no shard".into());
         }
         if local.is_unspecified() {
             return Err("media.bind must be the interface's address".into());
         }
         let ifindex = neigh::ifindex(interface)
             .map_err(|e| format!("no interface named {interface:?} ({e})"))?;
-        let prog = XdpProgram::attach(ifindex, 1, ports.0..=ports.1, ModeChoice::NativeThenGeneric)
-            .map_err(|e| match e.kind() {
+        let ranges: Vec<_> = shard_ports.iter().map(|&(lo, hi)| lo..=hi).collect();
+        let prog = XdpProgram::attach(ifindex, &ranges, ModeChoice::NativeThenGeneric).map_err(
+            |e| match e.kind() {
                 io::ErrorKind::PermissionDenied => {
                     format!("no BPF permission (needs root, or CAP_BPF with CAP_NET_ADMIN): {e}")
                 }
@@ -64,25 +67,37 @@ impl XdpPlane {
                     format!("{interface} already has another XDP program: {e}")
                 }
                 _ => format!("{interface} refuses the XDP program: {e}"),
-            })?;
+            },
+        )?;
         prog.add_address(local)
             .map_err(|e| format!("cannot add {local} to the XDP address map: {e}"))?;
-        let xsk = XskSocket::bind(ifindex, 0, XskConfig::default()).map_err(|e| {
-            match e.raw_os_error() {
-                Some(libc::EBUSY) => {
-                    format!("queue 0 of {interface} is taken by another AF_XDP socket: {e}")
+        let mut xsks = Vec::with_capacity(shard_ports.len());
+        let mut copy = CopyMode::Copy;
+        for q in 0..shard_ports.len() as u32 {
+            let xsk = XskSocket::bind(ifindex, q, XskConfig::default()).map_err(|e| {
+                match e.raw_os_error() {
+                    Some(libc::EBUSY) => {
+                        format!("queue {q} of {interface} is taken by another AF_XDP socket: {e}")
+                    }
+                    Some(libc::EINVAL) => format!(
+                        "{interface} has no rx queue {q} (each of the {} shards needs its own \
+                         queue): {e}",
+                        shard_ports.len()
+                    ),
+                    _ => format!("cannot bind an AF_XDP socket to queue {q} of {interface}: {e}"),
                 }
-                _ => format!("cannot bind an AF_XDP socket to queue 0 of {interface}: {e}"),
-            }
-        })?;
-        prog.set_socket(0, xsk.as_raw_fd())
-            .map_err(|e| format!("cannot put the AF_XDP socket into the XSKMAP: {e}"))?;
+            })?;
+            prog.set_socket(q, xsk.as_raw_fd())
+                .map_err(|e| format!("cannot put the AF_XDP socket into the XSKMAP: {e}"))?;
+            copy = xsk.mode();
+            xsks.push(Mutex::new(Some(xsk)));
+        }
         Ok(Self {
-            copy: xsk.mode(),
+            copy,
             prog,
             ifindex,
             local,
-            xsk: Mutex::new(Some(xsk)),
+            xsks,
         })
     }
 
@@ -106,16 +121,15 @@ impl XdpPlane {
         }
     }
 
-    /// The driver of shard `spec.index` (its XSK was bound at start; a
-    /// second shard is refused).
+    /// The driver of shard `spec.index` (its XSK was bound at start).
     pub fn prepare(self: &Arc<Self>, spec: &ShardSpec) -> io::Result<PreparedDriver> {
         let xsk = self
-            .xsk
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or_else(|| io::Error::other("the AF_XDP socket has a shard already"))?;
-        let _ = spec;
+            .xsks
+            .get(spec.index)
+            .and_then(|m| m.lock().unwrap_or_else(|e| e.into_inner()).take())
+            .ok_or_else(|| {
+                io::Error::other(format!("no AF_XDP socket left for shard {}", spec.index))
+            })?;
         let poll = mio::Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         let plane = self.clone();
@@ -142,14 +156,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_missing_interface_or_several_shards_are_refused_with_the_reason() {
+    fn a_missing_interface_or_an_unspecified_address_is_refused_with_the_reason() {
         let local: IpAddr = "192.0.2.1".parse().expect("ip");
-        let e = XdpPlane::start("rb-no-such0", local, (10000, 10099), 1).expect_err("refused");
+        let e = XdpPlane::start("rb-no-such0", local, &[(10000, 10099)]).expect_err("refused");
         assert!(e.starts_with("no interface named \"rb-no-such0\""), "{e}");
-        let e = XdpPlane::start("lo", local, (10000, 10099), 2).expect_err("refused");
-        assert!(e.contains("one shard"), "{e}");
-        let e =
-            XdpPlane::start("lo", "0.0.0.0".parse().expect("ip"), (1, 2), 1).expect_err("refused");
+        let e = XdpPlane::start("rb-no-such0", "0.0.0.0".parse().expect("ip"), &[(1, 2)])
+            .expect_err("refused");
         assert!(e.contains("media.bind"), "{e}");
+        assert!(XdpPlane::start("rb-no-such0", local, &[]).is_err());
     }
 }

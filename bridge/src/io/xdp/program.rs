@@ -2,11 +2,14 @@
 //! sockets and everything else to the kernel.
 //!
 //! It redirects a frame to the XSK bound to the queue it arrived on (an
-//! `XSKMAP` indexed by rx queue) only when it is IPv4 (no options, not a
+//! `XSKMAP` indexed by rx queue; an XSK only takes frames from its own
+//! queue) only when it is IPv4 (no options, not a
 //! fragment) or IPv6 (UDP as the first next header) carrying UDP, its
 //! destination address is one of the bridge's (a hash of 16-byte addresses,
-//! IPv4 as IPv4-mapped IPv6) and its destination port is inside the media
-//! range (an array map, so the range can change without reloading). ARP,
+//! IPv4 as IPv4-mapped IPv6) and its destination port is inside the range
+//! of the shard whose XSK is bound to that queue (an array map by queue, so
+//! ranges change without reloading; a datagram for another shard's port
+//! goes to the kernel, which hands it to that shard's socket). ARP,
 //! ICMP, TCP (the control plane), other UDP, IPv4 with options, fragments,
 //! VLAN-tagged frames and IPv6 with extension headers all get `XDP_PASS`, as
 //! does a frame for a queue with no socket (`bpf_redirect_map`'s default
@@ -26,8 +29,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::io::bpf::{
     AND_IMM, Asm, BE, BPF_FUNC_MAP_LOOKUP_ELEM, FP, Insn, JA, JEQ_IMM, JGT_REG, JNE_IMM, LDX_B,
-    LDX_DW, LDX_H, LDX_W, R0, R1, R2, R3, R4, R5, R6, R7, R8, ST_DW, ST_H, ST_W, STX_DW, STX_W,
-    context, link_create, map_create, map_delete, map_lookup, map_update, prog_load,
+    LDX_DW, LDX_H, LDX_W, R0, R1, R2, R3, R4, R5, R6, R7, R8, ST_DW, ST_H, STX_DW, STX_W, context,
+    link_create, map_create, map_delete, map_lookup, map_update, prog_load,
 };
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
@@ -105,20 +108,26 @@ pub struct XdpProgram {
 }
 
 impl XdpProgram {
-    /// Loads the program for up to `queues` rx queues and the media `ports`
-    /// and attaches it to interface `ifindex`. No address is in its map yet
-    /// (see [`Self::add_address`]), so until then it passes everything.
+    /// Loads the program for rx queues `0..ports.len()`, queue `q`
+    /// redirecting the media ports `ports[q]` (the ports of the shard whose
+    /// XSK is bound to it; a datagram for another shard's port is passed to
+    /// the kernel, whose socket of that shard gets it), and attaches it to
+    /// interface `ifindex`. No address is in its map yet (see
+    /// [`Self::add_address`]), so until then it passes everything.
     pub fn attach(
         ifindex: u32,
-        queues: u32,
-        ports: RangeInclusive<u16>,
+        ports: &[RangeInclusive<u16>],
         choice: ModeChoice,
     ) -> io::Result<Self> {
+        let queues = u32::try_from(ports.len())
+            .ok()
+            .filter(|&q| q > 0)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no queue"))?;
         let xsks = map_create(BPF_MAP_TYPE_XSKMAP, 4, 4, queues.max(1))
             .map_err(|e| context(e, "creating the XSKMAP"))?;
         let addrs = map_create(BPF_MAP_TYPE_HASH, 16, 4, MAX_ADDRESSES)
             .map_err(|e| context(e, "creating the address map"))?;
-        let port_map = map_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1)
+        let port_map = map_create(BPF_MAP_TYPE_ARRAY, 4, 8, queues)
             .map_err(|e| context(e, "creating the port range map"))?;
         let insns = program(xsks.as_raw_fd(), addrs.as_raw_fd(), port_map.as_raw_fd());
         let prog = prog_load(BPF_PROG_TYPE_XDP, BPF_XDP, "rb_xdp_media", &insns)?;
@@ -145,7 +154,9 @@ impl XdpProgram {
                         ifindex,
                         queues,
                     };
-                    p.set_ports(ports)?;
+                    for (q, range) in (0..).zip(ports) {
+                        p.set_ports(q, range.clone())?;
+                    }
                     return Ok(p);
                 }
                 Err(e) => {
@@ -167,19 +178,20 @@ impl XdpProgram {
         self.ifindex
     }
 
-    /// Sets the media port range (inclusive).
-    pub fn set_ports(&self, ports: RangeInclusive<u16>) -> io::Result<()> {
+    /// Sets the media port range (inclusive) redirected from rx queue `queue`.
+    pub fn set_ports(&self, queue: u32, ports: RangeInclusive<u16>) -> io::Result<()> {
         let mut v = [0u8; 8];
         v[..4].copy_from_slice(&u32::from(*ports.start()).to_ne_bytes());
         v[4..].copy_from_slice(&u32::from(*ports.end()).to_ne_bytes());
-        map_update(&self.ports, &0u32.to_ne_bytes(), &v)
+        map_update(&self.ports, &queue.to_ne_bytes(), &v)
             .map_err(|e| context(e, "setting the port range"))
     }
 
-    /// The media port range the program redirects (read back from its map).
-    pub fn ports(&self) -> io::Result<RangeInclusive<u16>> {
+    /// The media port range the program redirects from rx queue `queue`
+    /// (read back from its map).
+    pub fn ports(&self, queue: u32) -> io::Result<RangeInclusive<u16>> {
         let mut v = [0u8; 8];
-        map_lookup(&self.ports, &0u32.to_ne_bytes(), &mut v)?;
+        map_lookup(&self.ports, &queue.to_ne_bytes(), &mut v)?;
         let lo = u32::from_ne_bytes([v[0], v[1], v[2], v[3]]);
         let hi = u32::from_ne_bytes([v[4], v[5], v[6], v[7]]);
         Ok(lo as u16..=hi as u16)
@@ -281,8 +293,8 @@ fn program(xsks: RawFd, addrs: RawFd, ports: RawFd) -> Vec<Insn> {
 
     a.label("udp");
     a.op(BE, R7, 0, 0, 16);
-    // The port range: ports[0] = (min, max).
-    a.op(ST_W, FP, 0, -20, 0);
+    // The rx queue's port range: ports[queue] = (min, max).
+    a.op(STX_W, FP, R8, -20, 0);
     a.ld_map_fd(R1, ports);
     a.mov_reg(R2, FP);
     a.add_imm(R2, -20);
