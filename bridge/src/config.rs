@@ -123,6 +123,10 @@ pub enum IoBackend {
     Uring,
     /// recvmmsg/sendmmsg over epoll.
     Mmsg,
+    /// AF_XDP on `media.xdp_interface` (kernel bypass for the media
+    /// datagrams); never chosen by `auto`, refused at start with the reason
+    /// where it cannot run.
+    Xdp,
 }
 
 /// `[media]`: the UDP media plane.
@@ -147,8 +151,13 @@ pub struct MediaConfig {
     /// passive candidates, RFC 4571 framing), offered in every answer below the
     /// UDP candidates; `0` turns it off. Default `4443`.
     pub tcp_port: u16,
-    /// `media.io`: `"auto"`, `"uring"` or `"mmsg"`. Default `"auto"`.
+    /// `media.io`: `"auto"`, `"uring"`, `"mmsg"` or `"xdp"`. Default `"auto"`
+    /// (which never picks `"xdp"`).
     pub io: IoBackend,
+    /// `media.xdp_interface`: with `media.io = "xdp"`, the network interface
+    /// (the one `media.bind` is on) whose rx queue `i` shard `i`'s AF_XDP
+    /// socket binds to; unused otherwise. Default `""`.
+    pub xdp_interface: String,
     /// `media.cores`: cores for shard threads; empty means all cores but the first
     /// (which the control plane uses), or core 0 on a single-core host. Default `[]`.
     pub cores: Vec<usize>,
@@ -186,6 +195,7 @@ impl Default for MediaConfig {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             tcp_port: 4443,
             io: IoBackend::Auto,
+            xdp_interface: String::new(),
             cores: Vec::new(),
             srtp_profiles: SrtpProfile::PREFERRED.to_vec(),
             video_start_bitrate_kbps: 1500,
@@ -291,6 +301,27 @@ impl Config {
                 "media.port_range",
                 "[first, last] with 1 <= first <= last <= 65535",
             );
+        }
+        if self.media.io == IoBackend::Xdp {
+            if self.media.xdp_interface.is_empty() {
+                return invalid(
+                    "media.xdp_interface",
+                    "the interface to run AF_XDP on, with media.io = \"xdp\"",
+                );
+            }
+            if self.media.bind.is_unspecified() {
+                return invalid(
+                    "media.bind",
+                    "with media.io = \"xdp\", the interface's address (the bridge frames \
+                     its datagrams itself and sends from it)",
+                );
+            }
+            if self.media.port != 0 {
+                return invalid(
+                    "media.port",
+                    "0 with media.io = \"xdp\" (single-port mode is not supported over AF_XDP)",
+                );
+            }
         }
         if self.media.port != 0 && self.media.port < 1024 {
             return invalid(
@@ -694,6 +725,31 @@ mod tests {
         }
         for bad in ["", "verbose", "info,", "=debug", "a b=info", "ringbridge=5"] {
             assert!(!valid_log_level(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn xdp_needs_an_interface_a_specific_bind_address_and_a_port_per_endpoint() {
+        let ok = "[media]\nio = \"xdp\"\nxdp_interface = \"eth0\"\nbind = \"192.0.2.1\"\n";
+        let cfg = Config::parse(ok).expect("parses");
+        assert_eq!(cfg.media.io, IoBackend::Xdp);
+        assert_eq!(cfg.media.xdp_interface, "eth0");
+        for (text, key) in [
+            (
+                "[media]\nio = \"xdp\"\nbind = \"192.0.2.1\"\n",
+                "media.xdp_interface",
+            ),
+            (
+                "[media]\nio = \"xdp\"\nxdp_interface = \"eth0\"\n",
+                "media.bind",
+            ),
+            (
+                "[media]\nio = \"xdp\"\nxdp_interface = \"eth0\"\nbind = \"192.0.2.1\"\nport = 10000\n",
+                "media.port",
+            ),
+        ] {
+            let err = Config::parse(text).expect_err(key).to_string();
+            assert!(err.contains(key), "{text}: {err}");
         }
     }
 }

@@ -11,8 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use ringbridge_bridge::config::{self, Config};
+use ringbridge_bridge::io::xdp::XdpPlane;
 use ringbridge_bridge::io::{
-    ShardSpec, choose_backend, host_address, spawn_shard, spawn_tcp_listener,
+    Backend, ShardSpec, choose_backend, host_address, spawn_shard, spawn_tcp_listener,
+    spawn_xdp_shard,
 };
 use ringbridge_bridge::plane::ShardedMediaPlane;
 use ringbridge_bridge::proto::shard::ShardConfig;
@@ -260,15 +262,37 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
             "media.port_range: {total} ports cannot be split among {n} shards"
         ));
     }
+    // media.io = "xdp": attach the XDP program and bind the AF_XDP socket now,
+    // or refuse to start with the reason.
+    let xdp = if choice.backend == Backend::Xdp {
+        let slices: Vec<(u16, u16)> = (0..n).map(|i| shard_ports(lo, total, n, i)).collect();
+        let plane = XdpPlane::start(&cfg.media.xdp_interface, cfg.media.bind, &slices).map_err(
+            |reason| {
+                format!(
+                    "media.io = \"xdp\" cannot run on {:?}: {reason}",
+                    cfg.media.xdp_interface
+                )
+            },
+        )?;
+        tracing::info!(
+            interface = %cfg.media.xdp_interface,
+            mode = plane.backend_name(),
+            "AF_XDP data path attached"
+        );
+        Some(std::sync::Arc::new(plane))
+    } else {
+        None
+    };
+    let io_backend = xdp
+        .as_ref()
+        .map_or(choice.backend.name(), |p| p.backend_name());
     let (internal_tx, mut internal_rx) = ringbridge_bridge::io::event_channel();
     let mut handles = Vec::with_capacity(cores.len());
     for (i, core) in cores.iter().enumerate() {
-        let first = lo as u32 + total * i as u32 / n;
-        let last = lo as u32 + total * (i as u32 + 1) / n - 1;
         let spec = ShardSpec {
             index: i,
             core: *core,
-            ports: (first as u16, last as u16),
+            ports: shard_ports(lo, total, n, i as u32),
             bind: cfg.media.bind,
             core_config: ShardConfig {
                 advertise: advertise.clone(),
@@ -283,8 +307,11 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
             },
             single_port: single_port.clone(),
         };
-        let handle = spawn_shard(spec, choice.backend, internal_tx.clone())
-            .map_err(|e| format!("cannot start shard {i}: {e}"))?;
+        let handle = match &xdp {
+            Some(plane) => spawn_xdp_shard(spec, plane, internal_tx.clone()),
+            None => spawn_shard(spec, choice.backend, internal_tx.clone()),
+        }
+        .map_err(|e| format!("cannot start shard {i}: {e}"))?;
         handles.push(handle);
     }
     drop(internal_tx);
@@ -299,7 +326,7 @@ fn run(path: Option<PathBuf>, dev: bool) -> Result<(), String> {
     tracing::info!(
         shards = handles.len(),
         cores = ?cores.iter().flatten().collect::<Vec<_>>(),
-        io_backend = choice.backend.name(),
+        io_backend,
         advertise = ?advertise,
         ports = ?single_port.is_none().then_some(cfg.media.port_range),
         single_port = ?single_port.as_ref().map(|sp| sp.port()),
@@ -423,6 +450,13 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
     tracing::info!("shutting down");
+}
+
+/// Shard `i`'s slice (inclusive) of the `total` ports from `lo`, split among `n`.
+fn shard_ports(lo: u16, total: u32, n: u32, i: u32) -> (u16, u16) {
+    let first = u32::from(lo) + total * i / n;
+    let last = u32::from(lo) + total * (i + 1) / n - 1;
+    (first as u16, last as u16)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Drivers: threads that own sockets and the clock and run a [`ShardCore`].
 //!
 //! One loop ([`driver`]) runs the core over either backend behind the [`Io`]
-//! seam: io_uring (`uring`) or recvmmsg/sendmmsg over epoll (`mmsg`); they
+//! seam: io_uring (`uring`), recvmmsg/sendmmsg over epoll (`mmsg`) or AF_XDP
+//! ([`xdp`], with its own framing; started by [`spawn_xdp_shard`]); they
 //! differ only in how they wait, receive and send. [`choose_backend`] resolves
 //! `media.io`. The send side both share (failure reasons, per-socket backlogs)
 //! is in [`send`], the bounded event channel to the control plane in
@@ -12,6 +13,7 @@
 //! [`ShardCore`]: crate::proto::shard::ShardCore
 
 pub mod batch;
+mod bpf;
 pub mod driver;
 pub mod events;
 pub mod gso;
@@ -27,6 +29,7 @@ pub mod tcp_conns;
 pub mod tcp_listen;
 pub mod udp;
 mod uring;
+pub mod xdp;
 
 pub use driver::Io;
 pub use events::{EVENT_QUEUE, ShardEventReceiver, ShardEventSender, event_channel};
@@ -35,7 +38,7 @@ pub use select::{BackendChoice, choose_backend};
 pub use send::{SendFailure, SendTotals};
 pub use shard::{
     AfterCommand, Backend, PortBinder, PreparedDriver, ShardCommand, ShardContext, ShardHandle,
-    ShardSpec, ShardStats, ShardWaker, handle_command, spawn_shard,
+    ShardSpec, ShardStats, ShardWaker, handle_command, spawn_shard, spawn_xdp_shard,
 };
 pub use single_port::SinglePort;
 pub use tcp_conns::{TcpConns, TcpHandoff, TcpStats};

@@ -13,11 +13,17 @@ pub struct BackendChoice {
 }
 
 /// Resolves `media.io`: `auto` probes io_uring and falls back to mmsg with the
-/// reason; `uring` refuses to start with the reason; `mmsg` is taken as is.
+/// reason (it never picks `xdp`); `uring` refuses to start with the reason;
+/// `mmsg` is taken as is; `xdp` too, its probe being
+/// [`XdpPlane::start`](super::xdp::XdpPlane::start), which refuses with the reason.
 pub fn choose_backend(wanted: IoBackend) -> Result<BackendChoice, String> {
     match wanted {
         IoBackend::Mmsg => Ok(BackendChoice {
             backend: Backend::Mmsg,
+            fallback_reason: None,
+        }),
+        IoBackend::Xdp => Ok(BackendChoice {
+            backend: Backend::Xdp,
             fallback_reason: None,
         }),
         IoBackend::Uring => match super::uring::probe() {

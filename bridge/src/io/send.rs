@@ -99,7 +99,7 @@ impl SendFailure {
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }

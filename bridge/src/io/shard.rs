@@ -589,6 +589,9 @@ pub enum Backend {
     Uring,
     /// recvmmsg/sendmmsg over epoll.
     Mmsg,
+    /// AF_XDP (started with [`spawn_xdp_shard`], which needs the
+    /// [`XdpPlane`](super::xdp::XdpPlane)).
+    Xdp,
 }
 
 impl Backend {
@@ -597,6 +600,7 @@ impl Backend {
         match self {
             Backend::Uring => "uring",
             Backend::Mmsg => "mmsg",
+            Backend::Xdp => "xdp",
         }
     }
 }
@@ -629,11 +633,36 @@ pub fn spawn_shard(
     backend: Backend,
     events: ShardEventSender,
 ) -> std::io::Result<ShardHandle> {
-    let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
     let prepared = match backend {
         Backend::Uring => super::uring::prepare(&spec)?,
         Backend::Mmsg => super::mmsg::prepare(&spec)?,
+        Backend::Xdp => {
+            return Err(std::io::Error::other(
+                "an AF_XDP shard is started with spawn_xdp_shard",
+            ));
+        }
     };
+    spawn_prepared(spec, backend.name(), prepared, events)
+}
+
+/// Starts the AF_XDP shard over `plane` (its `io_backend` names the XDP and
+/// copy modes).
+pub fn spawn_xdp_shard(
+    spec: ShardSpec,
+    plane: &Arc<super::xdp::XdpPlane>,
+    events: ShardEventSender,
+) -> std::io::Result<ShardHandle> {
+    let prepared = plane.prepare(&spec)?;
+    spawn_prepared(spec, plane.backend_name(), prepared, events)
+}
+
+fn spawn_prepared(
+    spec: ShardSpec,
+    backend: &'static str,
+    prepared: PreparedDriver,
+    events: ShardEventSender,
+) -> std::io::Result<ShardHandle> {
+    let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
     if let Some(sp) = &spec.single_port {
         sp.set_waker(spec.index, prepared.waker.clone());
     }
@@ -641,7 +670,7 @@ pub fn spawn_shard(
     let handle = ShardHandle {
         index: spec.index,
         core: spec.core,
-        backend: backend.name(),
+        backend,
         commands: tx,
         waker: prepared.waker,
         stats: stats.clone(),
@@ -660,7 +689,7 @@ pub fn spawn_shard(
                 shard = spec.index,
                 core = ?pinned.map(|p| p.0),
                 pinned = pinned.is_some_and(|p| p.1),
-                backend = backend.name(),
+                backend,
                 ports = ?spec.ports,
                 "shard started"
             );

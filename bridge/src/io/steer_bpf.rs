@@ -10,14 +10,11 @@
 //! a datagram it does not own passes it on (see [`super::single_port`]).
 //!
 //! The program is 50 hand-assembled instructions loaded with raw `bpf(2)`
-//! calls through `libc`, on purpose: `aya` (or libbpf) would need a separate
-//! BPF object built with a BPF toolchain (bpf-linker, a nightly compiler) for a
-//! program this small, and their loaders bring nothing it needs (no BTF, no
-//! relocations beyond two map fds).
+//! calls through `libc` (see [`super::bpf`] for why).
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// Most remote addresses the steering hash holds (a validated address per
 /// endpoint, usually one; beyond it new endpoints are steered by hand-off).
@@ -47,20 +44,19 @@ impl SteerKey {
     }
 }
 
-// bpf(2) commands, map and program types, helpers (include/uapi/linux/bpf.h).
-const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
-const BPF_PROG_LOAD: libc::c_long = 5;
+use super::bpf::{
+    Asm, BPF_FUNC_MAP_LOOKUP_ELEM, FP, Insn, JA, JEQ_IMM, JNE_IMM, R0, R1, R2, R3, R4, R5, R6,
+    context, map_create, map_delete, map_update, prog_load,
+};
+
+// Map and program types, helpers (include/uapi/linux/bpf.h).
 const BPF_MAP_TYPE_HASH: u32 = 1;
 const BPF_MAP_TYPE_REUSEPORT_SOCKARRAY: u32 = 20;
 const BPF_PROG_TYPE_SK_REUSEPORT: u32 = 21;
-const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
 const BPF_FUNC_SKB_LOAD_BYTES: i32 = 26;
 const BPF_FUNC_SKB_LOAD_BYTES_RELATIVE: i32 = 68;
 const BPF_FUNC_SK_SELECT_REUSEPORT: i32 = 82;
 const BPF_HDR_START_NET: i32 = 1;
-const BPF_PSEUDO_MAP_FD: u8 = 1;
 const SO_ATTACH_REUSEPORT_EBPF: libc::c_int = 52;
 /// `offsetof(struct sk_reuseport_md, eth_protocol)`.
 const MD_ETH_PROTOCOL: i16 = 20;
@@ -68,175 +64,6 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 /// `SK_PASS`: deliver (to the selected socket, or the kernel's pick).
 const SK_PASS: i32 = 1;
-
-/// `union bpf_attr` for `BPF_MAP_CREATE` (the fields used, then zeroes).
-#[repr(C)]
-#[derive(Default)]
-struct MapCreateAttr {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    map_flags: u32,
-    rest: [u32; 27],
-}
-
-/// `union bpf_attr` for the `BPF_MAP_*_ELEM` commands.
-#[repr(C)]
-#[derive(Default)]
-struct MapElemAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
-    rest: [u64; 12],
-}
-
-/// `union bpf_attr` for `BPF_PROG_LOAD`.
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    rest: [u64; 12],
-}
-
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a #[repr(C)] prefix of `union bpf_attr` for `cmd`,
-    // zero past the fields set, and its size is passed; the pointers inside it
-    // (keys, values, instructions, license, log) point to live memory of the
-    // caller for the duration of the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            (attr as *mut T).cast::<libc::c_void>(),
-            std::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-fn owned_fd(fd: libc::c_long) -> io::Result<OwnedFd> {
-    let fd = RawFd::try_from(fd).map_err(|_| io::Error::other("bpf returned a bad fd"))?;
-    // SAFETY: the kernel just returned `fd`, a new descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn map_create(map_type: u32, key_size: u32, value_size: u32, max: u32) -> io::Result<OwnedFd> {
-    let mut attr = MapCreateAttr {
-        map_type,
-        key_size,
-        value_size,
-        max_entries: max,
-        ..Default::default()
-    };
-    owned_fd(bpf(BPF_MAP_CREATE, &mut attr)?)
-}
-
-fn map_update(map: &OwnedFd, key: &[u8], value: &[u8]) -> io::Result<()> {
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        value: value.as_ptr() as u64,
-        ..Default::default()
-    };
-    bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(|_| ())
-}
-
-fn map_delete(map: &OwnedFd, key: &[u8]) -> io::Result<()> {
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        ..Default::default()
-    };
-    bpf(BPF_MAP_DELETE_ELEM, &mut attr).map(|_| ())
-}
-
-/// One eBPF instruction (`struct bpf_insn`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Insn {
-    code: u8,
-    regs: u8,
-    off: i16,
-    imm: i32,
-}
-
-// Registers.
-const R0: u8 = 0;
-const R1: u8 = 1;
-const R2: u8 = 2;
-const R3: u8 = 3;
-const R4: u8 = 4;
-const R5: u8 = 5;
-const R6: u8 = 6;
-const FP: u8 = 10;
-
-/// A tiny assembler: instructions, and forward jumps patched when their
-/// label is placed.
-#[derive(Default)]
-struct Asm {
-    insns: Vec<Insn>,
-    /// (instruction index, label) of jumps waiting for their label.
-    fixups: Vec<(usize, &'static str)>,
-}
-
-impl Asm {
-    fn op(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) {
-        self.insns.push(Insn {
-            code,
-            regs: dst | (src << 4),
-            off,
-            imm,
-        });
-    }
-    fn mov_reg(&mut self, dst: u8, src: u8) {
-        self.op(0xbf, dst, src, 0, 0); // ALU64 | MOV | X
-    }
-    fn mov_imm(&mut self, dst: u8, imm: i32) {
-        self.op(0xb7, dst, 0, 0, imm); // ALU64 | MOV | K
-    }
-    fn add_imm(&mut self, dst: u8, imm: i32) {
-        self.op(0x07, dst, 0, 0, imm); // ALU64 | ADD | K
-    }
-    fn call(&mut self, helper: i32) {
-        self.op(0x85, 0, 0, 0, helper);
-    }
-    fn ld_map_fd(&mut self, dst: u8, fd: RawFd) {
-        self.op(0x18, dst, BPF_PSEUDO_MAP_FD, 0, fd); // LD | IMM | DW, two slots
-        self.op(0, 0, 0, 0, 0);
-    }
-    /// A jump (`code`: JEQ/JNE with an immediate, or JA) to `label`.
-    fn jump(&mut self, code: u8, dst: u8, imm: i32, label: &'static str) {
-        self.fixups.push((self.insns.len(), label));
-        self.op(code, dst, 0, 0, imm);
-    }
-    fn label(&mut self, label: &'static str) {
-        let here = self.insns.len();
-        for (at, _) in self.fixups.iter().filter(|(_, l)| *l == label) {
-            self.insns[*at].off = (here - at - 1) as i16;
-        }
-        self.fixups.retain(|(_, l)| *l != label);
-    }
-}
-
-const JEQ_IMM: u8 = 0x15;
-const JNE_IMM: u8 = 0x55;
-const JA: u8 = 0x05;
 
 /// The program: build the [`SteerKey`] of the datagram on the stack at
 /// `fp-24`, look it up in `hash`, and select that shard's socket from `socks`.
@@ -309,9 +136,8 @@ fn program(hash: RawFd, socks: RawFd) -> Vec<Insn> {
 
     a.label("pass");
     a.mov_imm(R0, SK_PASS);
-    a.op(0x95, 0, 0, 0, 0); // EXIT
-    debug_assert!(a.fixups.is_empty(), "every jump has its label");
-    a.insns
+    a.exit();
+    a.finish()
 }
 
 /// The loaded program and its maps; dropping it closes them (the kernel keeps
@@ -343,28 +169,7 @@ impl Steering {
             .map_err(|e| context(e, "adding a shard socket to the REUSEPORT_SOCKARRAY"))?;
         }
         let insns = program(hash.as_raw_fd(), socks.as_raw_fd());
-        let license = c"Apache-2.0";
-        let mut log = vec![0u8; 16 * 1024];
-        let mut attr = ProgLoadAttr {
-            prog_type: BPF_PROG_TYPE_SK_REUSEPORT,
-            insn_cnt: insns.len() as u32,
-            insns: insns.as_ptr() as u64,
-            license: license.as_ptr() as u64,
-            log_level: 1,
-            log_size: log.len() as u32,
-            log_buf: log.as_mut_ptr() as u64,
-            ..Default::default()
-        };
-        attr.prog_name[..11].copy_from_slice(b"rb_steering");
-        let prog = match bpf(BPF_PROG_LOAD, &mut attr) {
-            Ok(fd) => owned_fd(fd)?,
-            Err(e) => {
-                let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-                let verifier = String::from_utf8_lossy(&log[..end]);
-                tracing::debug!(%verifier, "steering program refused");
-                return Err(context(e, "loading the SK_REUSEPORT program"));
-            }
-        };
+        let prog = prog_load(BPF_PROG_TYPE_SK_REUSEPORT, 0, "rb_steering", &insns)?;
         let Some(&first) = sockets.first() else {
             return Err(io::Error::other("no socket to attach to"));
         };
@@ -407,10 +212,6 @@ impl Steering {
     pub fn sockets_map(&self) -> RawFd {
         self.socks.as_raw_fd()
     }
-}
-
-fn context(e: io::Error, what: &str) -> io::Error {
-    io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 #[cfg(test)]
@@ -469,13 +270,7 @@ mod tests {
     #[test]
     fn the_program_builds_the_key_where_the_map_lookup_reads_it() {
         let insns = program(7, 8);
-        // Every jump lands inside the program.
-        for (i, insn) in insns.iter().enumerate() {
-            if matches!(insn.code, JEQ_IMM | JNE_IMM | JA) {
-                let target = i as i64 + 1 + i64::from(insn.off);
-                assert!(target > i as i64 && (target as usize) < insns.len(), "{i}");
-            }
-        }
+        assert!(super::super::bpf::jumps_land_inside(&insns));
         // The lookup's key pointer is fp-24: the start of the key.
         let lookup = insns
             .iter()

@@ -1,0 +1,403 @@
+//! The AF_XDP backend of the shard loop ([`crate::io::driver::Io`]): one XSK
+//! on one queue of the media interface. Datagrams arrive as frames on the RX
+//! ring, are parsed in place ([`super::frame`]) and handed to the core as a
+//! slice of the UMEM frame (so it decrypts in place there); what the core
+//! queues is framed into TX frames (headers, checksums, the next hop's MAC)
+//! and published on the TX ring with one wake-up per flush.
+//!
+//! The endpoint's UDP socket is still bound (the loop's [`Ports`] binds it):
+//! it holds the port against other programs, and carries the datagrams the
+//! XDP path does not. Those are the ones to a destination whose MAC the
+//! kernel's neighbour table does not hold yet (the kernel sends them and
+//! resolves the address on the way, so a lookup [`UNRESOLVED_RETRY`] later
+//! finds it), whose route leaves by another interface, or of an address
+//! family other than the bridge address's. Next-hop MACs are cached per
+//! destination for [`NEIGHBOUR_TTL`]; a lookup is one netlink request, made
+//! on the first datagram to a new destination, not per packet.
+//!
+//! [`Ports`]: crate::io::driver::Ports
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+
+use super::frame::{self, Path};
+use super::neigh::{Link, Netlink};
+use super::socket::XskSocket;
+use crate::io::driver::Io;
+use crate::io::send::{SendFailure, SendTotals};
+use crate::io::tcp_conns::TcpConns;
+use crate::proto::transmit::TxQueue;
+
+const XSK: Token = Token(0);
+const TCP: Token = Token(1);
+/// Token of a waker registered on the backend's poll by its owner.
+pub const WAKER: Token = Token(2);
+/// Tokens of the endpoints' kernel sockets: this plus the port.
+const SOCKET_BASE: usize = 3;
+/// Receive buffer for a datagram that reached a kernel socket.
+const KERNEL_BUF: usize = 2048;
+/// Flush the send queue when it holds this many datagrams.
+const FLUSH_AT: usize = 256;
+/// How long a next-hop MAC found is trusted (the neighbour table's own
+/// reachability time is about 30 s); then it is looked up again.
+pub const NEIGHBOUR_TTL: Duration = Duration::from_secs(5);
+/// How soon a destination sent through the kernel (unresolved neighbour,
+/// another interface's route) is looked up again.
+pub const UNRESOLVED_RETRY: Duration = Duration::from_millis(200);
+/// Frames taken from the RX ring per [`Io::receive`] before the fill ring is
+/// topped up.
+const RX_BUDGET: usize = 1024;
+
+/// Counters of the XDP path beyond [`SendTotals`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XdpCounters {
+    /// Datagrams received through the XSK and handed to the core.
+    pub xsk_received: u64,
+    /// Frames received that were not a UDP datagram for a port of this shard.
+    pub rx_dropped: u64,
+    /// Datagrams sent through the kernel's socket instead (no neighbour
+    /// entry yet, another interface's route, or another address family).
+    pub kernel_sent: u64,
+    /// Datagrams received through the kernel's socket (the XDP program
+    /// passed them: fragments, IPv4 options, IPv6 extension headers).
+    pub kernel_received: u64,
+    /// Neighbour lookups made (cache misses).
+    pub neighbour_lookups: u64,
+}
+
+/// The backend's state.
+#[derive(Debug)]
+pub struct XskIo {
+    xsk: XskSocket,
+    poll: Poll,
+    events: Events,
+    /// The endpoints' kernel sockets, by port (polled too: they get what the
+    /// XDP program passes for a media port, e.g. reassembled fragments or
+    /// IPv4 with options).
+    sockets: HashMap<u16, UdpSocket>,
+    kernel_buf: Vec<u8>,
+    /// The address the bridge sends from.
+    local: IpAddr,
+    link: Link,
+    netlink: Netlink,
+    /// Next-hop MAC by destination address, with when it was looked up
+    /// (`None`: the route leaves by another interface, or the neighbour is
+    /// unresolved; the kernel's socket sends). Looked up again after
+    /// [`NEIGHBOUR_TTL`].
+    neighbours: HashMap<IpAddr, (Option<[u8; 6]>, Instant)>,
+    ifindex: u32,
+    tx: TxQueue,
+    totals: SendTotals,
+    counters: XdpCounters,
+}
+
+impl XskIo {
+    /// The backend over `xsk` (bound to a queue of `ifindex`), sending from
+    /// `local` (one of the addresses the XDP program redirects). Opens its
+    /// netlink socket and poll instance in the calling thread's network
+    /// namespace; `poll` may already hold a waker registered as [`WAKER`].
+    pub fn new(xsk: XskSocket, ifindex: u32, local: IpAddr, poll: Poll) -> io::Result<Self> {
+        let mut netlink = Netlink::open()?;
+        let link = netlink.link(ifindex)?;
+        poll.registry().register(
+            &mut mio::unix::SourceFd(&xsk.as_raw_fd()),
+            XSK,
+            Interest::READABLE,
+        )?;
+        Ok(Self {
+            xsk,
+            poll,
+            events: Events::with_capacity(64),
+            sockets: HashMap::new(),
+            kernel_buf: vec![0; KERNEL_BUF],
+            local,
+            link,
+            netlink,
+            neighbours: HashMap::new(),
+            ifindex,
+            tx: TxQueue::with_capacity(1024),
+            totals: SendTotals::default(),
+            counters: XdpCounters::default(),
+        })
+    }
+
+    /// The XDP path's own counters.
+    pub fn counters(&self) -> XdpCounters {
+        self.counters
+    }
+
+    /// The socket (for its mode and kernel counters).
+    pub fn xsk(&self) -> &XskSocket {
+        &self.xsk
+    }
+
+    /// Drops the cached next-hop MACs (they are looked up again on the next
+    /// send; the owner calls this when the kernel's tables change).
+    pub fn forget_neighbours(&mut self) {
+        self.neighbours.clear();
+    }
+
+    fn fail(totals: &mut SendTotals, reason: SendFailure) {
+        totals.failed[reason.index()] += 1;
+    }
+
+    /// Frames everything in `tx` onto the TX ring (datagrams for ICE-TCP
+    /// connections onto them, unresolved ones through the kernel), wakes the
+    /// kernel once, and takes back completed frames.
+    fn send_all(&mut self, now: Instant, tcp: &mut TcpConns) {
+        let Self {
+            xsk,
+            sockets,
+            local,
+            link,
+            netlink,
+            neighbours,
+            ifindex,
+            tx,
+            totals,
+            counters,
+            ..
+        } = self;
+        xsk.reap_completions();
+        if tx.is_empty() {
+            if xsk.tx_pending() > 0 {
+                // Left over by copy mode's batch limit or a busy device.
+                let _ = xsk.flush_tx();
+            }
+            return;
+        }
+        let mut to_tcp = false;
+        let max_frame =
+            (link.mtu as usize + frame::ETH_LEN).min(xsk.umem().config().frame_size as usize);
+        for (t, data) in tx.iter() {
+            if !tcp.is_empty() && tcp.take(t, data) {
+                to_tcp = true;
+                continue;
+            }
+            let src = SocketAddr::new(*local, t.from_port);
+            let mac = if src.is_ipv4() == t.to.is_ipv4() {
+                match neighbours.get(&t.to.ip()) {
+                    Some(&(m, at))
+                        if now.saturating_duration_since(at)
+                            < if m.is_some() {
+                                NEIGHBOUR_TTL
+                            } else {
+                                UNRESOLVED_RETRY
+                            } =>
+                    {
+                        m
+                    }
+                    _ => {
+                        counters.neighbour_lookups += 1;
+                        let m = match netlink.next_hop_mac(t.to.ip()) {
+                            // Another interface's route: not ours to frame.
+                            Ok(Some((route, m))) if route.ifindex == *ifindex => Some(m),
+                            Ok(_) => None,
+                            Err(e) => {
+                                Self::fail(totals, SendFailure::of(&e));
+                                continue;
+                            }
+                        };
+                        neighbours.insert(t.to.ip(), (m, now));
+                        m
+                    }
+                }
+            } else {
+                None
+            };
+            let Some(dst_mac) = mac else {
+                // The kernel resolves the neighbour (or speaks the other
+                // family) on its own path.
+                counters.kernel_sent += 1;
+                match sockets.get(&t.from_port).map(|s| s.send_to(data, t.to)) {
+                    Some(Ok(_)) => {
+                        totals.packets += 1;
+                        totals.bytes += data.len() as u64;
+                    }
+                    Some(Err(e)) => Self::fail(totals, SendFailure::of(&e)),
+                    None => Self::fail(totals, SendFailure::Other),
+                }
+                continue;
+            };
+            if frame::payload_offset(&t.to) + data.len() > max_frame {
+                Self::fail(totals, SendFailure::TooBig);
+                continue;
+            }
+            let path = Path {
+                src_mac: link.mac,
+                dst_mac,
+                src,
+                dst: t.to,
+            };
+            let mut sent = xsk.send(|f| {
+                let off = frame::payload_offset(&path.dst);
+                match f.get_mut(off..off + data.len()) {
+                    Some(p) => p.copy_from_slice(data),
+                    None => return 0,
+                }
+                frame::write_headers(f, &path, data.len(), frame::DEFAULT_TTL).unwrap_or(0)
+            });
+            if !sent {
+                // Out of TX frames or ring slots: publish, take completions
+                // back, try once more.
+                let _ = xsk.flush_tx();
+                if xsk.reap_completions() > 0 {
+                    sent = xsk.send(|f| {
+                        let off = frame::payload_offset(&path.dst);
+                        match f.get_mut(off..off + data.len()) {
+                            Some(p) => p.copy_from_slice(data),
+                            None => return 0,
+                        }
+                        frame::write_headers(f, &path, data.len(), frame::DEFAULT_TTL).unwrap_or(0)
+                    });
+                }
+            }
+            if sent {
+                totals.packets += 1;
+                totals.bytes += data.len() as u64;
+            } else {
+                Self::fail(totals, SendFailure::BacklogFull);
+            }
+        }
+        if to_tcp {
+            tcp.write_pending();
+        }
+        if let Err(e) = xsk.flush_tx() {
+            tracing::debug!(error = %e, "XSK TX wake-up failed");
+        }
+        tx.clear();
+    }
+}
+
+impl Io for XskIo {
+    fn open(&mut self, port: u16, socket: UdpSocket) -> io::Result<()> {
+        socket.set_nonblocking(true)?;
+        self.poll.registry().register(
+            &mut mio::unix::SourceFd(&socket.as_raw_fd()),
+            Token(SOCKET_BASE + usize::from(port)),
+            Interest::READABLE,
+        )?;
+        self.sockets.insert(port, socket);
+        Ok(())
+    }
+
+    fn close(&mut self, port: u16) {
+        if let Some(s) = self.sockets.remove(&port) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut mio::unix::SourceFd(&s.as_raw_fd()));
+        }
+    }
+
+    fn holds(&self, port: u16) -> bool {
+        self.sockets.contains_key(&port)
+    }
+
+    fn watch(&mut self, fd: RawFd) -> io::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut mio::unix::SourceFd(&fd), TCP, Interest::READABLE)
+    }
+
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        self.xsk.refill();
+        // epoll's poll of the XSK wakes the driver when the fill ring asks.
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            r => r,
+        }
+    }
+
+    fn receive<F>(&mut self, now: Instant, tcp: &mut TcpConns, mut deliver: F) -> io::Result<()>
+    where
+        F: FnMut(u16, SocketAddr, &mut [u8], &mut TxQueue),
+    {
+        let mut n = 0;
+        while n < RX_BUDGET {
+            let Some(f) = self.xsk.recv() else { break };
+            n += 1;
+            let parsed = self.xsk.umem().bytes(f.addr, f.len).map(frame::parse_udp);
+            match parsed {
+                Some(Ok(d)) if self.sockets.contains_key(&d.dst.port()) => {
+                    let port = d.dst.port();
+                    if let Some(bytes) = self.xsk.umem_mut().bytes_mut(f.addr, f.len)
+                        && let Some(payload) = bytes.get_mut(d.payload)
+                    {
+                        self.counters.xsk_received += 1;
+                        deliver(port, d.src, payload, &mut self.tx);
+                    }
+                }
+                _ => self.counters.rx_dropped += 1,
+            }
+            self.xsk.recycle(f);
+            if self.tx.len() >= FLUSH_AT {
+                self.send_all(now, tcp);
+            }
+        }
+        self.xsk.release_rx();
+        self.xsk.refill();
+        if self.xsk.rx_needs_wakeup() {
+            self.xsk.wake_rx();
+        }
+        // What the XDP program left to the kernel for a media port
+        // (edge-triggered: read until EAGAIN, a bounded number of times).
+        for event in self.events.iter() {
+            let Some(port) = event
+                .token()
+                .0
+                .checked_sub(SOCKET_BASE)
+                .and_then(|p| u16::try_from(p).ok())
+            else {
+                continue;
+            };
+            let Some(sock) = self.sockets.get(&port) else {
+                continue;
+            };
+            for _ in 0..RX_BUDGET {
+                match sock.recv_from(&mut self.kernel_buf) {
+                    Ok((n, from)) => {
+                        self.counters.kernel_received += 1;
+                        if let Some(d) = self.kernel_buf.get_mut(..n) {
+                            deliver(port, from, d, &mut self.tx);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn tx(&mut self) -> &mut TxQueue {
+        &mut self.tx
+    }
+
+    fn flush(&mut self, now: Instant, tcp: &mut TcpConns) -> io::Result<()> {
+        self.send_all(now, tcp);
+        Ok(())
+    }
+
+    fn backlogged(&self) -> bool {
+        // Frames still on the TX ring: come back soon to take completions.
+        self.xsk.tx_in_flight() > 0
+    }
+
+    fn backlog_len(&self) -> usize {
+        0
+    }
+
+    fn totals(&self) -> &SendTotals {
+        &self.totals
+    }
+
+    fn gso(&self) -> bool {
+        false
+    }
+}
