@@ -151,8 +151,23 @@ impl Router {
             self.reallocate(r, io);
         }
         self.announce_sender_constraints(io);
-        self.timers
-            .set_earliest(RouterTimer::Allocation, io.now + ALLOCATION_CHECK);
+        if self.allocation_watched() {
+            self.timers
+                .set_earliest(RouterTimer::Allocation, io.now + ALLOCATION_CHECK);
+        }
+    }
+
+    /// Whether the `Allocation` timer has anything to watch: video arriving
+    /// (a layer may stop) or a receiver with an estimate (it may move). Idle
+    /// and audio-only conferences do not wake for it.
+    fn allocation_watched(&self) -> bool {
+        self.producers
+            .iter()
+            .any(|(_, p)| p.kind == MediaKind::Video && p.allocated_mask != 0)
+            || self
+                .endpoints
+                .iter()
+                .any(|(_, ep)| ep.downlink_estimate().is_some())
     }
 
     /// Runs the allocator for receiver `r` and applies the result to its slots.
@@ -383,7 +398,7 @@ impl Router {
         if !due.is_empty() {
             self.announce_sender_constraints(io);
         }
-        if !self.members.is_empty() {
+        if self.allocation_watched() {
             self.timers
                 .set(RouterTimer::Allocation, now + ALLOCATION_CHECK);
         }
