@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use ringbridge_control::media::{
-    ReceiverConstraintsUpdate,
     ConferenceId, EndpointId, EndpointPolicy, JoinAnswer, JoinRequest, MediaError, MediaPlane,
-    MediaStats, MuteRequest, RefusalReason,
+    MediaStats, MuteRequest, ReceiverConstraintsUpdate, RefusalReason,
 };
 use tokio::sync::oneshot;
 

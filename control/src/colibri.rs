@@ -45,8 +45,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, info};
 
 use crate::media::{ConferenceId, EndpointId, MappedSource, RefusalReason};
-use crate::registry::{Membership, Registry};
 use crate::receiver_constraints::ReceiverConstraintsUpdate;
+use crate::registry::{Membership, Registry};
 
 /// Largest websocket message (and frame) accepted from a client.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
@@ -432,8 +432,9 @@ mod tests {
             update(r#"{"colibriClass":"ReceiverVideoConstraints"}"#),
             Some(ReceiverConstraintsUpdate::default())
         );
-        let u = update(r#"{"colibriClass":"LastNChangedEvent","lastN":1,"selectedSources":["x-v0"]}"#)
-            .expect("an update");
+        let u =
+            update(r#"{"colibriClass":"LastNChangedEvent","lastN":1,"selectedSources":["x-v0"]}"#)
+                .expect("an update");
         assert_eq!(
             u,
             ReceiverConstraintsUpdate {

@@ -156,7 +156,9 @@ fn constraint(v: &Value, what: &'static str) -> Result<Option<u16>, ConstraintsE
     let obj = v.as_object().ok_or(ConstraintsError::Constraint(what))?;
     match obj.get("maxHeight") {
         None | Some(Value::Null) => Ok(None),
-        Some(h) => height(h).map(Some).ok_or(ConstraintsError::Constraint(what)),
+        Some(h) => height(h)
+            .map(Some)
+            .ok_or(ConstraintsError::Constraint(what)),
     }
 }
 
@@ -320,7 +322,9 @@ mod tests {
             parse(r#"{"constraints":[]}"#),
             Err(ConstraintsError::ConstraintsMap)
         );
-        let many: Vec<String> = (0..=MAX_NAMED_SOURCES).map(|i| format!("\"{i}\"")).collect();
+        let many: Vec<String> = (0..=MAX_NAMED_SOURCES)
+            .map(|i| format!("\"{i}\""))
+            .collect();
         assert_eq!(
             parse(&format!(r#"{{"onStageSources":[{}]}}"#, many.join(","))),
             Err(ConstraintsError::TooMany)

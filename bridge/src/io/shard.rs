@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use ringbridge_control::media::{
-    ReceiverConstraintsUpdate,
     ConferenceId, EndpointId, EndpointPolicy, JoinAnswer, JoinRequest, MediaError, MuteRequest,
-    RefusalReason, ShardSnapshot,
+    ReceiverConstraintsUpdate, RefusalReason, ShardSnapshot,
 };
 use tokio::sync::oneshot;
 

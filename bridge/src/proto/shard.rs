@@ -28,9 +28,8 @@ use std::time::{Duration, Instant};
 
 use dimpl::DtlsCertificate;
 use ringbridge_control::media::{
-    ReceiverConstraintsUpdate,
     ConferenceId, EndpointId, EndpointPolicy, JoinRequest, MediaError, MediaEvent, MuteRequest,
-    RefusalReason,
+    ReceiverConstraintsUpdate, RefusalReason,
 };
 use slotmap::SlotMap;
 

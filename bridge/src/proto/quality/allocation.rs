@@ -214,7 +214,8 @@ fn candidates(layers: &[LayerInput], max_height: u16) -> (Vec<Candidate>, Option
         .fold(None, |m: Option<f32>, f| Some(m.map_or(f, |m| m.max(f))));
     let wanted_fps = max_fps.map_or(PREFERRED_FRAME_RATE, |m| m.min(PREFERRED_FRAME_RATE));
     let fast_enough = |l: &LayerInput| {
-        l.height.is_none_or(|h| h < PREFERRED_HEIGHT) || l.frame_rate.is_none_or(|f| f >= wanted_fps)
+        l.height.is_none_or(|h| h < PREFERRED_HEIGHT)
+            || l.frame_rate.is_none_or(|f| f >= wanted_fps)
     };
     let mut chosen: Vec<(u8, &LayerInput)> = active
         .iter()
@@ -346,7 +347,10 @@ mod tests {
     }
 
     fn sources<'a>(names: &[&'a str], layers: &'a [LayerInput]) -> Vec<SourceInput<'a>> {
-        names.iter().map(|&name| SourceInput { name, layers }).collect()
+        names
+            .iter()
+            .map(|&name| SourceInput { name, layers })
+            .collect()
     }
 
     fn layers_of(a: &Allocation) -> Vec<Option<u8>> {
@@ -354,7 +358,9 @@ mod tests {
     }
 
     fn names<'a>(a: &Allocation, s: &[SourceInput<'a>]) -> Vec<&'a str> {
-        a.forwarded().filter_map(|i| s.get(i).map(|s| s.name)).collect()
+        a.forwarded()
+            .filter_map(|i| s.get(i).map(|s| s.name))
+            .collect()
     }
 
     #[test]
@@ -364,7 +370,11 @@ mod tests {
         assert_eq!(layers_of(&a), [Some(2); 3]);
         assert_eq!(a.target_bps, 4500 * K);
         assert_eq!(a.ideal_bps, 4500 * K);
-        assert!(a.sources.iter().all(|r| r.effective_max_height == UNLIMITED));
+        assert!(
+            a.sources
+                .iter()
+                .all(|r| r.effective_max_height == UNLIMITED)
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! router timer (every [`ALLOCATION_CHECK`]) looks for stopped layers, moved
 //! estimates and the period.
 //!
-//! Applying an allocation, per video slot of the receiver: the slot's wanted
+//! A receiver's lastN is capped by its number of video slots. Applying an
+//! allocation, per video slot of the receiver: the slot's wanted
 //! layer is set (a switch still waits for a key frame of it, see
 //! [`LayerSwitch`](super::super::quality::simulcast::LayerSwitch)); a source
 //! that is no longer forwarded stops at once, and one that is forwarded again
@@ -109,7 +110,11 @@ impl Router {
             return None;
         }
         let mut layers = [LayerInput::default(); MAX_LAYERS];
-        let count = p.simulcast.as_ref().map_or(1, |s| s.count()).min(MAX_LAYERS);
+        let count = p
+            .simulcast
+            .as_ref()
+            .map_or(1, |s| s.count())
+            .min(MAX_LAYERS);
         for (i, l) in layers.iter_mut().enumerate().take(count) {
             let i = i as u8;
             l.bitrate_bps = p.layer_rates.bps(i, now);
@@ -147,8 +152,22 @@ impl Router {
             self.reallocate(r, io);
         }
         self.announce_sender_constraints(io);
-        self.timers
-            .set_earliest(RouterTimer::Allocation, io.now + ALLOCATION_CHECK);
+        if self.allocation_watch_needed() {
+            self.timers
+                .set_earliest(RouterTimer::Allocation, io.now + ALLOCATION_CHECK);
+        }
+    }
+
+    /// Whether the `Allocation` timer has anything to watch: video arrives,
+    /// or some receiver has an estimate. An idle or audio-only conference
+    /// does not wake for it.
+    fn allocation_watch_needed(&self) -> bool {
+        self.producers.iter().any(|(_, p)| p.allocated_mask != 0)
+            || self.members.iter().any(|&r| {
+                self.endpoints
+                    .get(r)
+                    .is_some_and(|ep| ep.downlink_estimate().is_some())
+            })
     }
 
     /// Runs the allocator for receiver `r` and applies the result to its slots.
@@ -158,9 +177,30 @@ impl Router {
             return;
         };
         let estimate = receiver.downlink_estimate();
+        // An endpoint without a video slot receives no video: it watches
+        // nothing (and so asks no sender for anything).
+        let video_slots = receiver
+            .consumers
+            .iter()
+            .filter(|&&ck| {
+                self.consumers
+                    .get(ck)
+                    .is_some_and(|c| c.kind == MediaKind::Video)
+            })
+            .count();
+        let receives_video = video_slots > 0;
+        // It cannot get more videos than it has slots (jvb caps lastN by its
+        // `max-video-ssrcs` the same way).
+        let mut constraints = receiver.constraints.clone();
+        constraints.last_n = Some(
+            constraints
+                .last_n
+                .map_or(video_slots, |n| n.min(video_slots)),
+        );
         let sources: Vec<Source> = self
             .speech_order()
             .into_iter()
+            .filter(|_| receives_video)
             .filter(|&e| e != r)
             .filter_map(|e| self.endpoints.get(e))
             .flat_map(|ep| ep.producers.iter().copied())
@@ -173,7 +213,7 @@ impl Router {
                 layers: s.layers.get(..s.count).unwrap_or(&[]),
             })
             .collect();
-        let result = allocate(&receiver.constraints, &inputs, estimate);
+        let result = allocate(&constraints, &inputs, estimate);
         let forwarded: Vec<String> = result
             .forwarded()
             .filter_map(|i| sources.get(i).map(|s| s.name.clone()))
@@ -233,7 +273,10 @@ impl Router {
                 .position(|s| s.pk == pk)
                 .and_then(|i| result.sources.get(i))
                 .and_then(|res| res.layer);
-            let simulcast = self.producers.get(pk).is_some_and(|p| p.simulcast.is_some());
+            let simulcast = self
+                .producers
+                .get(pk)
+                .is_some_and(|p| p.simulcast.is_some());
             let mut want_keyframe = false;
             match (c.forwarded, layer.is_some()) {
                 (true, false) => {
@@ -351,32 +394,32 @@ impl Router {
             self.reallocate_all(io);
             return;
         }
-        let due: Vec<EndpointKey> = self
-            .members
-            .iter()
-            .copied()
-            .filter(|&r| {
-                self.endpoints.get(r).is_some_and(|ep| {
-                    let a = &ep.allocation;
-                    let estimate = ep.downlink_estimate();
-                    // Without an estimate every layer fits, so measured
-                    // bitrates cannot change the result: the events above
-                    // (constraints, speakers, layers) already re-allocate,
-                    // and the periodic run is skipped (it allocates).
-                    let stale = a.at.is_none_or(|at| {
-                        now.saturating_duration_since(at) >= ALLOCATION_PERIOD
-                    }) && (estimate.is_some() || a.at.is_none());
-                    stale || estimate_moved(a.estimate, estimate)
+        let due: Vec<EndpointKey> =
+            self.members
+                .iter()
+                .copied()
+                .filter(|&r| {
+                    self.endpoints.get(r).is_some_and(|ep| {
+                        let a = &ep.allocation;
+                        let estimate = ep.downlink_estimate();
+                        // Without an estimate every layer fits, so measured
+                        // bitrates cannot change the result: the events above
+                        // (constraints, speakers, layers) already re-allocate,
+                        // and the periodic run is skipped (it allocates).
+                        let stale = a.at.is_none_or(|at| {
+                            now.saturating_duration_since(at) >= ALLOCATION_PERIOD
+                        }) && (estimate.is_some() || a.at.is_none());
+                        stale || estimate_moved(a.estimate, estimate)
+                    })
                 })
-            })
-            .collect();
+                .collect();
         for &r in &due {
             self.reallocate(r, io);
         }
         if !due.is_empty() {
             self.announce_sender_constraints(io);
         }
-        if !self.members.is_empty() {
+        if self.allocation_watch_needed() {
             self.timers
                 .set(RouterTimer::Allocation, now + ALLOCATION_CHECK);
         }
