@@ -476,4 +476,22 @@ async fn forwarded_sources_and_sender_constraints_reach_their_endpoint_only() {
         json!({"colibriClass": "SenderSourceConstraints", "sourceName": format!("{b}-v0"), "maxHeight": 180})
     );
     assert_silent(&mut wa, QUIET).await;
+
+    // Before its socket opens an endpoint's latest ones are kept, older ones
+    // replaced: a socket opened later gets only the latest.
+    let (c, pc) = h.join("room1").await;
+    for sources in [vec![format!("{a}-v0")], vec![format!("{b}-v0")]] {
+        h.event(MediaEvent::ForwardedSourcesChanged {
+            conference: ConferenceId("room1".into()),
+            receiver: EndpointId(c.clone()),
+            sources,
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut wc = open(&h, &pc).await;
+    assert_eq!(
+        next_json(&mut wc).await,
+        json!({"colibriClass": "ForwardedSources", "forwardedSources": [format!("{b}-v0")]})
+    );
+    assert_silent(&mut wc, QUIET).await;
 }

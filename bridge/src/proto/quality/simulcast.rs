@@ -11,10 +11,10 @@
 //! until then the slot keeps forwarding its current layer (or nothing, at the
 //! start). The router asks the publisher for a key frame while a switch waits.
 //!
-//! The choice here is the receiver's constraint (`maxHeight`) against what
-//! arrives: the tallest layer that fits, else the smallest. Per-receiver
-//! bandwidth estimation and the allocation across a receiver's slots (issue 11's
-//! later items) come on top of this and lower the target further.
+//! Which layer a slot wants is the receiver's allocation's
+//! ([`allocation`](super::allocation), applied by `router/allocate.rs`);
+//! [`SimulcastLayers::best`] is the constraint-only choice (the tallest layer
+//! that fits `maxHeight`, else the smallest).
 
 use std::time::{Duration, Instant};
 
