@@ -337,3 +337,20 @@ fn a_selected_source_takes_the_slot_of_a_source_not_forwarded() {
         "{got:?}"
     );
 }
+
+#[test]
+fn sources_outside_last_n_are_not_asked_for_key_frames() {
+    let mut room = Room::new();
+    room.constrain(ReceiverConstraintsUpdate {
+        last_n: Some(1),
+        selected_sources: Some(vec!["dave-v0".into()]),
+        ..Default::default()
+    });
+    // Delta frames only, for two seconds: every slot still waits for a key frame.
+    for _ in 0..66 {
+        room.round(false);
+    }
+    let plis = |i: usize| room.net.peers[room.publishers[i]].client.received_pli.len();
+    assert!(plis(2) > 0, "dave, who is watched, is asked");
+    assert_eq!((plis(0), plis(1)), (0, 0), "alice and carol are not");
+}
