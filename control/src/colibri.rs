@@ -20,6 +20,18 @@
 //! an endpoint without the `screen-sharing` feature that marks one of its own
 //! sources as a desktop gets that source refused.
 //!
+//! Allocation (jitsi-videobridge's `doc/allocation.md`, issue 11): a client's
+//! `ReceiverVideoConstraints` (`lastN`, `selectedSources`, `onStageSources`,
+//! `defaultConstraints`, `constraints`; the older `selectedEndpoints` /
+//! `onStageEndpoints` name each endpoint's `-v0`) and `LastNChangedEvent`
+//! (`lastN` alone) go to the media plane; a malformed one is logged, counted
+//! (`colibri_bad_receiver_constraints`) and ignored. The bridge sends
+//! `ForwardedSources` `{"forwardedSources": [names]}` to a receiver when the
+//! video sources it forwards to it change, and `SenderSourceConstraints`
+//! `{"sourceName", "maxHeight"}` to a sender when the tallest video any receiver
+//! wants of its source changes (0: nobody watches it; -1: no limit); the latest
+//! of each reaches a socket that opens later.
+//!
 //! Token and room rules add these messages from the bridge (issue 5):
 //!
 //! - `ForwardingRefused` `{"source", "reason", "feature"}`: a source of this

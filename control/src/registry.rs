@@ -21,6 +21,10 @@ use crate::media::{ConferenceId, EndpointId, MappedSource, MediaEvent};
 /// Notices kept for an endpoint whose websocket is not open yet.
 const PENDING_NOTICES: usize = 32;
 
+/// Most latest-allocation messages kept per endpoint for a socket opened later
+/// (its `ForwardedSources` and one `SenderSourceConstraints` per own source).
+const LATEST_KEPT: usize = 16;
+
 /// Frames queued for one websocket before the client is considered stuck.
 const SOCKET_QUEUE: usize = 256;
 
@@ -128,6 +132,9 @@ struct Endpoint {
     /// Latest maps, kept so that a socket opened later still gets them.
     video_map: Option<Vec<MappedSource>>,
     audio_map: Option<Vec<MappedSource>>,
+    /// Latest allocation messages by key (`ForwardedSources`, and
+    /// `SenderSourceConstraints` per source), kept for a socket opened later.
+    latest: Vec<(String, String)>,
 }
 
 impl Endpoint {
@@ -345,6 +352,7 @@ impl Registry {
                 media_connected: false,
                 video_map: None,
                 audio_map: None,
+                latest: Vec::new(),
             },
         );
         Ok((id, pwd))
@@ -588,6 +596,7 @@ impl Registry {
         if let Some(text) = self.lock_speakers().get(conference) {
             first.push(text.clone());
         }
+        first.extend(entry.latest.iter().map(|(_, text)| text.clone()));
         let entry = room.get_mut(endpoint)?;
         let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
         let id = self
@@ -738,7 +747,8 @@ impl Registry {
                 sources,
             } => {
                 debug!(%conference, endpoint = %receiver, forwarded = sources.len(), "forwarded sources");
-                self.notify(&conference, &receiver, colibri::forwarded_sources(&sources));
+                let text = colibri::forwarded_sources(&sources);
+                self.send_latest(&conference, &receiver, "ForwardedSources".into(), text);
                 None
             }
             MediaEvent::SenderSourceConstraints {
@@ -749,10 +759,32 @@ impl Registry {
             } => {
                 debug!(%conference, endpoint = %sender, %source, max_height, "sender source constraints");
                 let text = colibri::sender_source_constraints(&source, max_height);
-                self.notify(&conference, &sender, text);
+                self.send_latest(&conference, &sender, source, text);
                 None
             }
         }
+    }
+
+    /// Sends `text` to the endpoint's socket and keeps it, as the latest under
+    /// `key`, for a socket that opens later (replacing an older one).
+    fn send_latest(
+        &self,
+        conference: &ConferenceId,
+        endpoint: &EndpointId,
+        key: String,
+        text: String,
+    ) {
+        let mut rooms = self.lock();
+        let Some(entry) = rooms.get_mut(conference).and_then(|r| r.get_mut(endpoint)) else {
+            debug!(%conference, %endpoint, "allocation message for an unknown endpoint");
+            return;
+        };
+        entry.latest.retain(|(k, _)| *k != key);
+        if entry.latest.len() >= LATEST_KEPT {
+            entry.latest.remove(0);
+        }
+        entry.latest.push((key, text.clone()));
+        entry.send(endpoint, text);
     }
 
     /// Sends a conference's new dominant speaker to every endpoint of it, and

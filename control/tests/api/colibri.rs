@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use ringbridge_control::{ConferenceId, EndpointId, MappedSource, MediaEvent};
+use ringbridge_control::{
+    ConferenceId, EndpointId, MappedSource, MediaEvent, ReceiverConstraintsUpdate,
+};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -405,4 +407,110 @@ async fn connectivity_status_on_connect_leave_and_expiry() {
     )
     .await;
     resp.assert_error(404, "not-found");
+}
+
+#[tokio::test]
+async fn receiver_video_constraints_reach_the_media_plane_and_bad_ones_do_not() {
+    let h = Harness::start().await;
+    let (a, pa) = h.join("room1").await;
+    let mut wa = open(&h, &pa).await;
+    send_json(
+        &mut wa,
+        &json!({"colibriClass": "ReceiverVideoConstraints", "lastN": "many"}),
+    )
+    .await;
+    send_json(
+        &mut wa,
+        &json!({"colibriClass": "ReceiverVideoConstraints", "lastN": 2,
+                "selectedSources": ["x-v0"], "onStageSources": ["y-v0"],
+                "defaultConstraints": {"maxHeight": 180},
+                "constraints": {"y-v0": {"maxHeight": 720}}}),
+    )
+    .await;
+    send_json(
+        &mut wa,
+        &json!({"colibriClass": "LastNChangedEvent", "lastN": 1}),
+    )
+    .await;
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let got = h.media.constraints.lock().expect("lock").clone();
+            if got.len() >= 2 {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("constraints reach the media plane");
+    let want = vec![
+        (
+            EndpointId(a.clone()),
+            ReceiverConstraintsUpdate {
+                last_n: Some(2),
+                selected_sources: Some(vec!["x-v0".into()]),
+                on_stage_sources: Some(vec!["y-v0".into()]),
+                default_max_height: Some(180),
+                constraints: Some(vec![("y-v0".into(), 720)]),
+            },
+        ),
+        (
+            EndpointId(a.clone()),
+            ReceiverConstraintsUpdate {
+                last_n: Some(1),
+                ..Default::default()
+            },
+        ),
+    ];
+    assert_eq!(
+        got, want,
+        "the malformed one is dropped, the others in order"
+    );
+}
+
+#[tokio::test]
+async fn forwarded_sources_and_sender_constraints_reach_their_endpoint_only() {
+    let h = Harness::start().await;
+    let (a, pa) = h.join("room1").await;
+    let (b, pb) = h.join("room1").await;
+    let mut wa = open(&h, &pa).await;
+    let mut wb = open(&h, &pb).await;
+    h.event(MediaEvent::ForwardedSourcesChanged {
+        conference: ConferenceId("room1".into()),
+        receiver: EndpointId(a.clone()),
+        sources: vec![format!("{b}-v0")],
+    });
+    assert_eq!(
+        next_json(&mut wa).await,
+        json!({"colibriClass": "ForwardedSources", "forwardedSources": [format!("{b}-v0")]})
+    );
+    h.event(MediaEvent::SenderSourceConstraints {
+        conference: ConferenceId("room1".into()),
+        sender: EndpointId(b.clone()),
+        source: format!("{b}-v0"),
+        max_height: 180,
+    });
+    assert_eq!(
+        next_json(&mut wb).await,
+        json!({"colibriClass": "SenderSourceConstraints", "sourceName": format!("{b}-v0"), "maxHeight": 180})
+    );
+    assert_silent(&mut wa, QUIET).await;
+
+    // Before its socket opens an endpoint's latest ones are kept, older ones
+    // replaced: a socket opened later gets only the latest.
+    let (c, pc) = h.join("room1").await;
+    for sources in [vec![format!("{a}-v0")], vec![format!("{b}-v0")]] {
+        h.event(MediaEvent::ForwardedSourcesChanged {
+            conference: ConferenceId("room1".into()),
+            receiver: EndpointId(c.clone()),
+            sources,
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut wc = open(&h, &pc).await;
+    assert_eq!(
+        next_json(&mut wc).await,
+        json!({"colibriClass": "ForwardedSources", "forwardedSources": [format!("{b}-v0")]})
+    );
+    assert_silent(&mut wc, QUIET).await;
 }

@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ringbridge_control::{
     AuthConfig, ConferenceId, ControlError, ControlSettings, EndpointId, EndpointPolicy,
     EventSender, JoinAnswer, JoinRequest, MediaError, MediaEvent, MediaPlane, MediaStats,
-    MuteRequest, PrivateConfig, PublicConfig, RefusalReason,
+    MuteRequest, PrivateConfig, PublicConfig, ReceiverConstraintsUpdate, RefusalReason,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,6 +38,8 @@ pub struct FakeMedia {
     /// Refused sources, in order.
     pub refusals: Mutex<Vec<(EndpointId, String, RefusalReason)>>,
     pub leaves: Mutex<Vec<(ConferenceId, EndpointId)>>,
+    /// Receiver constraints, in order.
+    pub constraints: Mutex<Vec<(EndpointId, ReceiverConstraintsUpdate)>>,
     pub next_error: Mutex<Option<MediaError>>,
     /// Counters at `start`.
     pub base: Mutex<MediaStats>,
@@ -80,6 +82,19 @@ impl MediaPlane for FakeMedia {
             .lock()
             .expect("lock")
             .push((endpoint, source, reason));
+        Ok(())
+    }
+
+    async fn set_receiver_constraints(
+        &self,
+        _conference: ConferenceId,
+        endpoint: EndpointId,
+        update: ReceiverConstraintsUpdate,
+    ) -> Result<(), MediaError> {
+        self.constraints
+            .lock()
+            .expect("lock")
+            .push((endpoint, update));
         Ok(())
     }
 

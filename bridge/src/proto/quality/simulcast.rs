@@ -11,12 +11,10 @@
 //! until then the slot keeps forwarding its current layer (or nothing, at the
 //! start). The router asks the publisher for a key frame while a switch waits.
 //!
-//! The choice here is the receiver's constraint (`maxHeight`) against what
-//! arrives: the tallest layer that fits, else the smallest; then
-//! [`layer_within_budget`] lowers it to what the slot's share of the
-//! receiver's bandwidth estimate carries, by each layer's measured bitrate
-//! ([`SimulcastLayers::bitrate`]). The allocation across a receiver's slots
-//! (issue 11's later item) replaces that rule.
+//! Which layer a slot wants is the receiver's allocation's
+//! ([`allocation`](super::allocation), applied by `router/allocate.rs`);
+//! [`SimulcastLayers::best`] is the constraint-only choice (the tallest layer
+//! that fits `maxHeight`, else the smallest).
 
 use std::time::{Duration, Instant};
 

@@ -12,11 +12,13 @@
 //! router timer (every [`ALLOCATION_CHECK`]) looks for stopped layers, moved
 //! estimates and the period.
 //!
-//! Applying an allocation, per video slot of the receiver: the slot's wanted
+//! A receiver's lastN is capped by its number of video slots. Applying an
+//! allocation, per video slot of the receiver: the slot's wanted
 //! layer is set (a switch still waits for a key frame of it, see
 //! [`LayerSwitch`](super::super::quality::simulcast::LayerSwitch)); a source
-//! that is no longer forwarded stops at once, and one that is forwarded again
-//! restarts on a key frame. A forwarded source without a slot takes the slot
+//! that is no longer forwarded stops at once (and its slot asks for no key
+//! frames), and one that is forwarded again restarts on a key frame. A source
+//! that sends nothing is left as it is. A forwarded source without a slot takes the slot
 //! of a source that is not forwarded (the receiver gets a new sources map).
 //! Then `ForwardedSources` goes to the receiver when its forwarded set
 //! changed, and `SenderSourceConstraints` to each sender whose source's
@@ -70,9 +72,10 @@ pub fn estimate_moved(used: Option<u64>, now_bps: Option<u64>) -> bool {
     }
 }
 
-/// One candidate source of a receiver: its producer, name and layers.
-struct Source {
+/// One video source of the conference: its producer, owner, name and layers.
+pub(super) struct Source {
     pk: ProducerKey,
+    owner: EndpointKey,
     name: String,
     layers: [LayerInput; MAX_LAYERS],
     count: usize,
@@ -122,68 +125,101 @@ impl Router {
         }
         Some(Source {
             pk,
+            owner: p.owner,
             name: p.source_name.clone(),
             layers,
             count,
         })
     }
 
-    /// The conference's endpoints in speech order: the dominant speaker, the
-    /// previous speakers (most recent first), then the rest in join order.
-    fn speech_order(&self) -> Vec<EndpointKey> {
-        let mut order: Vec<EndpointKey> = Vec::with_capacity(self.members.len());
-        let spoke = self
+    /// The conference's video sources in speech order: the dominant
+    /// speaker's, the previous speakers' (most recent first), then the rest in
+    /// join order. Linear in the conference's size (the previous speakers are
+    /// a short list).
+    fn conference_sources(&self, now: Instant) -> Vec<Source> {
+        let mut spoke: Vec<EndpointKey> = Vec::new();
+        for k in self
             .speakers
             .dominant()
             .into_iter()
-            .chain(self.speakers.previous().iter().copied());
-        for k in spoke.chain(self.members.iter().copied()) {
-            if self.endpoints.contains_key(k) && !order.contains(&k) {
-                order.push(k);
+            .chain(self.speakers.previous().iter().copied())
+        {
+            if self.endpoints.contains_key(k) && !spoke.contains(&k) {
+                spoke.push(k);
             }
         }
-        order
+        let rest = self.members.iter().copied().filter(|k| !spoke.contains(k));
+        spoke
+            .iter()
+            .copied()
+            .chain(rest)
+            .filter_map(|e| self.endpoints.get(e))
+            .flat_map(|ep| ep.producers.iter().copied())
+            .filter_map(|pk| self.layer_inputs(pk, now))
+            .collect()
     }
 
     /// Re-allocates every receiver of the conference, then tells senders.
     pub(super) fn reallocate_all(&mut self, io: &mut RouterIo<'_>) {
+        let sources = self.conference_sources(io.now);
         for r in self.members.clone() {
-            self.reallocate(r, io);
+            self.reallocate_among(r, &sources, io);
         }
         self.announce_sender_constraints(io);
-        if self.allocation_watched() {
+        if self.allocation_watch_needed() {
             self.timers
                 .set_earliest(RouterTimer::Allocation, io.now + ALLOCATION_CHECK);
         }
     }
 
-    /// Whether the `Allocation` timer has anything to watch: video arriving
-    /// (a layer may stop) or a receiver with an estimate (it may move). Idle
-    /// and audio-only conferences do not wake for it.
-    fn allocation_watched(&self) -> bool {
-        self.producers
-            .iter()
-            .any(|(_, p)| p.kind == MediaKind::Video && p.allocated_mask != 0)
-            || self
-                .endpoints
-                .iter()
-                .any(|(_, ep)| ep.downlink_estimate().is_some())
+    /// Whether the `Allocation` timer has anything to watch: video arrives,
+    /// or some receiver has an estimate. An idle or audio-only conference
+    /// does not wake for it.
+    fn allocation_watch_needed(&self) -> bool {
+        self.producers.iter().any(|(_, p)| p.allocated_mask != 0)
+            || self.members.iter().any(|&r| {
+                self.endpoints
+                    .get(r)
+                    .is_some_and(|ep| ep.downlink_estimate().is_some())
+            })
     }
 
     /// Runs the allocator for receiver `r` and applies the result to its slots.
     pub(super) fn reallocate(&mut self, r: EndpointKey, io: &mut RouterIo<'_>) {
+        let sources = self.conference_sources(io.now);
+        self.reallocate_among(r, &sources, io);
+    }
+
+    /// [`Router::reallocate`] with the conference's sources already listed.
+    fn reallocate_among(&mut self, r: EndpointKey, all: &[Source], io: &mut RouterIo<'_>) {
         let now = io.now;
         let Some(receiver) = self.endpoints.get(r) else {
             return;
         };
         let estimate = receiver.downlink_estimate();
-        let sources: Vec<Source> = self
-            .speech_order()
-            .into_iter()
-            .filter(|&e| e != r)
-            .filter_map(|e| self.endpoints.get(e))
-            .flat_map(|ep| ep.producers.iter().copied())
-            .filter_map(|pk| self.layer_inputs(pk, now))
+        // An endpoint without a video slot receives no video: it watches
+        // nothing (and so asks no sender for anything).
+        let video_slots = receiver
+            .consumers
+            .iter()
+            .filter(|&&ck| {
+                self.consumers
+                    .get(ck)
+                    .is_some_and(|c| c.kind == MediaKind::Video)
+            })
+            .count();
+        let receives_video = video_slots > 0;
+        // It cannot get more videos than it has slots (jvb caps lastN by its
+        // `max-video-ssrcs` the same way).
+        let mut constraints = receiver.constraints.clone();
+        constraints.last_n = Some(
+            constraints
+                .last_n
+                .map_or(video_slots, |n| n.min(video_slots)),
+        );
+        let sources: Vec<&Source> = all
+            .iter()
+            .filter(|s| receives_video && s.owner != r)
             .collect();
         let inputs: Vec<SourceInput<'_>> = sources
             .iter()
@@ -192,7 +228,7 @@ impl Router {
                 layers: s.layers.get(..s.count).unwrap_or(&[]),
             })
             .collect();
-        let result = allocate(&receiver.constraints, &inputs, estimate);
+        let result = allocate(&constraints, &inputs, estimate);
         let forwarded: Vec<String> = result
             .forwarded()
             .filter_map(|i| sources.get(i).map(|s| s.name.clone()))
@@ -247,11 +283,18 @@ impl Router {
                 continue;
             };
             let Some(pk) = c.source() else { continue };
-            let layer = sources
-                .iter()
-                .position(|s| s.pk == pk)
+            let place = sources.iter().position(|s| s.pk == pk);
+            let layer = place
                 .and_then(|i| result.sources.get(i))
                 .and_then(|res| res.layer);
+            // A source that sends nothing is idle, not paused: its slot keeps
+            // its state, and its first packet re-allocates.
+            let idle = place
+                .and_then(|i| sources.get(i))
+                .is_none_or(|s| s.layers.iter().all(|l| !l.active));
+            if idle {
+                continue;
+            }
             let simulcast = self
                 .producers
                 .get(pk)
@@ -392,13 +435,14 @@ impl Router {
                     })
                 })
                 .collect();
-        for &r in &due {
-            self.reallocate(r, io);
-        }
         if !due.is_empty() {
+            let sources = self.conference_sources(now);
+            for &r in &due {
+                self.reallocate_among(r, &sources, io);
+            }
             self.announce_sender_constraints(io);
         }
-        if self.allocation_watched() {
+        if self.allocation_watch_needed() {
             self.timers
                 .set(RouterTimer::Allocation, now + ALLOCATION_CHECK);
         }

@@ -241,9 +241,10 @@ impl Consumer {
         self.waiting_keyframe = self.kind == MediaKind::Video && self.source.is_some();
     }
 
-    /// Whether the slot is waiting for a keyframe (and so wants one requested).
+    /// Whether the slot is waiting for a keyframe (and so wants one
+    /// requested); never while its allocation does not forward it.
     pub fn is_waiting_keyframe(&self) -> bool {
-        self.waiting_keyframe || self.layers.pending()
+        self.forwarded && (self.waiting_keyframe || self.layers.pending())
     }
 
     /// Rewrites one packet of the current source for this slot.
