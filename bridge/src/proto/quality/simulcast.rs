@@ -224,8 +224,9 @@ impl LayerSwitch {
 /// `max_height` (as [`SimulcastLayers::best`]) whose measured bitrate also
 /// fits `budget_bps`, the slot's share of the receiver's bandwidth estimate
 /// (`None`: no estimate yet, no limit); when no layer fits the budget, the
-/// smallest active one. A layer whose bitrate is not measured yet counts as
-/// fitting. This one rule is what an allocator replaces.
+/// smallest active one. Under a budget, a layer whose bitrate is not measured
+/// yet (its first half second) does not fit: a slot opens low and climbs.
+/// This one rule is what an allocator replaces.
 pub fn layer_within_budget(
     layers: &SimulcastLayers,
     now: Instant,
@@ -236,7 +237,7 @@ pub fn layer_within_budget(
     let Some(budget) = budget_bps else {
         return Some(best);
     };
-    let fits = |l: u8| layers.bitrate(l, now).is_none_or(|b| b <= budget);
+    let fits = |l: u8| layers.bitrate(l, now).is_some_and(|b| b <= budget);
     if fits(best) {
         return Some(best);
     }
@@ -378,6 +379,13 @@ mod tests {
         );
         // The height constraint still comes first.
         assert_eq!(layer_within_budget(&s, now, 180, Some(2_000_000)), Some(0));
+        // Layers not measured yet do not fit a budget; without one they do.
+        let fresh = three_layers(t0);
+        assert_eq!(
+            layer_within_budget(&fresh, t0, NONE, Some(10_000_000)),
+            Some(0)
+        );
+        assert_eq!(layer_within_budget(&fresh, t0, NONE, None), Some(2));
     }
 
     #[test]

@@ -1,25 +1,42 @@
 //! Each receiver's bandwidth estimate (its transport's send-side estimator,
 //! fed by its transport-cc feedback): reported to the control plane as
 //! [`MediaEvent::ConnectionStats`] every [`CONNECTION_STATS_INTERVAL`] while
-//! feedback arrives, and shared among its video slots for their simulcast
-//! layer choice.
+//! feedback arrives, shared among its video slots for their simulcast layer
+//! choice, and probed with padding on a slot's RTX stream when its slots
+//! want more than it allows.
 
 use std::time::Duration;
 
 use ringbridge_control::media::MediaEvent;
 
-use super::{Endpoint, EndpointKey, Router, RouterIo};
+use super::super::quality::bwe::probe::PROBE_PACKETS;
+use super::super::rtp_ext::{Extension, abs_send_time};
+use super::super::sdp::MediaKind;
+use super::{
+    Endpoint, EndpointKey, ExtensionValues, Router, RouterIo, SlotFields, write_forwarded_body,
+};
+
+/// A probe packet: padding only, the most one RTP packet can carry (the
+/// padding count is one byte).
+const PROBE_PADDING: usize = 255;
 
 /// How often a receiver is told the bridge's estimate toward it (jvb sends
 /// its `ConnectionStats` on a similar period).
 pub const CONNECTION_STATS_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A video slot's share of its receiver's estimate, in bits per second: the
-/// estimate split evenly among the receiver's video slots that have a source
-/// (`None` before the receiver's first feedback: no limit). Kept to this one
-/// rule so that the allocator can replace it.
-pub(super) fn slot_budget(receiver: &Endpoint) -> Option<u64> {
-    let estimate = receiver.downlink_estimate()?;
+/// estimate split evenly among the receiver's video slots that have a source.
+/// A slot that negotiated the transport-wide sequence number (`twcc`: its
+/// receiver will send feedback) is held to the start value (300 kbit/s) until
+/// the first feedback, so it does not open on a layer it must leave 100 ms
+/// later; any other slot has no limit (`None`) until feedback arrives. Kept to
+/// this one rule so that the allocator can replace it.
+pub(super) fn slot_budget(receiver: &Endpoint, twcc: bool) -> Option<u64> {
+    let estimate = match receiver.downlink_estimate() {
+        Some(e) => e,
+        None if twcc => receiver.transport.downlink_current()?,
+        None => return None,
+    };
     Some(estimate / u64::from(receiver.video_slots.max(1)))
 }
 
@@ -42,5 +59,98 @@ impl Router {
             endpoint: ep.id.clone(),
             estimated_downlink_bps: bps,
         });
+    }
+
+    /// After feedback from endpoint `key`: sends a probe cluster when its
+    /// estimate is short of what its slots want. Wanted: the estimate at
+    /// which every video slot's even share carries the tallest layer its
+    /// constraint allows (the largest such layer's bitrate times the slots).
+    /// The cluster is padding-only packets on the RTX stream of one of its
+    /// video slots that has RTX, has sent media and carries the transport-wide
+    /// sequence number.
+    pub(super) fn probe_downlink(&mut self, key: EndpointKey, io: &mut RouterIo<'_>) {
+        let Router {
+            endpoints,
+            consumers,
+            producers,
+            ..
+        } = self;
+        let Some(ep) = endpoints.get_mut(key) else {
+            return;
+        };
+        let now = io.now;
+        let mut largest = 0u64;
+        let mut carrier = None;
+        for &ck in &ep.consumers {
+            let Some(c) = consumers.get(ck) else {
+                continue;
+            };
+            if c.kind != MediaKind::Video {
+                continue;
+            }
+            let Some(layers) = c
+                .source()
+                .and_then(|pk| producers.get(pk))
+                .and_then(|p| p.simulcast.as_ref())
+            else {
+                continue;
+            };
+            if let Some(bps) = layers
+                .best(now, c.max_height)
+                .and_then(|l| layers.bitrate(l, now))
+            {
+                largest = largest.max(bps);
+            }
+            let usable = c.rtx_ssrc.is_some()
+                && c.last_timestamp().is_some()
+                && c.extensions.contains(Extension::TransportCc);
+            if carrier.is_none() && usable {
+                carrier = Some(ck);
+            }
+        }
+        let wanted = largest.saturating_mul(u64::from(ep.video_slots.max(1)));
+        let Some(c) = carrier.and_then(|ck| consumers.get_mut(ck)) else {
+            return;
+        };
+        let Some(target) = ep.transport.probe_due(now, wanted) else {
+            return;
+        };
+        ep.transport.start_probe(now, target);
+        let mut body = [0u8; PROBE_PADDING];
+        body[PROBE_PADDING - 1] = PROBE_PADDING as u8;
+        let ts = c.last_timestamp().unwrap_or(0);
+        let mid = c.mid.as_bytes();
+        let negotiated = c.extensions;
+        let abs = abs_send_time(io.since_epoch);
+        let mut sent = 0;
+        for _ in 0..PROBE_PACKETS {
+            let Some((pt, ssrc, seq)) = c.responder.as_mut().and_then(|r| r.take_padding()) else {
+                break;
+            };
+            let slot = SlotFields { pt, seq, ts, ssrc };
+            let ok = ep.transport.send_rtp(now, io.tx, true, |out, ctx| {
+                let values = ExtensionValues {
+                    mid: Some(mid),
+                    audio_level: None,
+                    abs_send_time: Some(abs),
+                    twcc_seq: Some(ctx.twcc_seq),
+                };
+                write_forwarded_body(
+                    out,
+                    false,
+                    &body,
+                    true,
+                    slot,
+                    negotiated,
+                    ctx.extensions,
+                    &values,
+                )
+            });
+            if ok.is_some() {
+                sent += 1;
+            }
+        }
+        io.counters.probe_packets_sent += sent;
+        tracing::debug!(endpoint = %ep.id, target, wanted, sent, "downlink probe");
     }
 }

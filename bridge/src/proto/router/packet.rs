@@ -246,7 +246,8 @@ impl Router {
                 continue;
             };
             if let (Some(l), Some(layers)) = (layer, &producer.simulcast) {
-                let budget = downlink::slot_budget(receiver);
+                let twcc = consumer.extensions.contains(Extension::TransportCc);
+                let budget = downlink::slot_budget(receiver, twcc);
                 let wanted = layer_within_budget(layers, now, consumer.max_height, budget);
                 if consumer.layers.set_target(wanted) {
                     // Asked (throttled per source) until the switch happens.
@@ -397,6 +398,7 @@ impl Router {
             },
         );
         self.report_downlink(key, io);
+        self.probe_downlink(key, io);
         for info in &srs[..n_srs] {
             self.handle_source_clock(key, info, io.now);
         }
