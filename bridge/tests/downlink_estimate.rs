@@ -279,14 +279,14 @@ fn a_simulcast_slot_follows_the_estimate_and_padding_probes_lift_it() {
         }
         let layer = net.peers[b].client.received_raw_rtp[before..]
             .iter()
-            .filter_map(|p| {
+            .rev()
+            .find_map(|p| {
                 let h = RtpHeader::parse(p).ok()?;
                 if h.ssrc != slot {
                     return None;
                 }
                 h.payload(p)?.last().copied()
-            })
-            .last();
+            });
         carried.push(layer);
         if round == 100 {
             probes_before_recovery = net.core.counters().probe_packets_sent;

@@ -349,7 +349,7 @@ mod tests {
         let t0 = Instant::now();
         let (mut s, now) = measured_layers(t0);
         for (l, bps) in [(0u8, 150_000u64), (1, 500_000), (2, 1_500_000)] {
-            let b = s.bitrate(l, now).unwrap();
+            let b = s.bitrate(l, now).expect("measured");
             assert!(b.abs_diff(bps) <= bps / 20, "layer {l}: {b}");
         }
         // Layer 2 halves its rate: within a window the measure follows.
@@ -359,7 +359,7 @@ mod tests {
             s.note_packet(2, later, None);
             s.note_bytes(2, later, 1_500_000 / 8 / 200);
         }
-        let b = s.bitrate(2, later).unwrap();
+        let b = s.bitrate(2, later).expect("measured");
         assert!(b.abs_diff(750_000) <= 75_000, "{b}");
         assert_eq!(s.bitrate(0, later + LAYER_TIMEOUT), None, "stopped");
     }
