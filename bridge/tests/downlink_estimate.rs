@@ -3,20 +3,26 @@
 //! receiver's slots, the bridge numbers what it forwards, the receiver's
 //! transport-cc feedback (written by the bridge's own feedback writer, as a
 //! browser would) moves `Endpoint::downlink_estimate`, and the receiver is told
-//! the estimate as `MediaEvent::ConnectionStats`.
+//! the estimate as `MediaEvent::ConnectionStats`; a simulcast slot carries the
+//! layer its share of the estimate fits, and padding probes on its RTX stream
+//! lift the estimate when the slot wants more.
 
 mod support;
 
 use std::time::Duration;
 
-use ringbridge_bridge::proto::client::VP8_PT;
+use ringbridge_bridge::proto::client::{ClientConfig, VP8_PT};
 use ringbridge_bridge::proto::quality::twcc::{TwccConfig, TwccReceiver};
 use ringbridge_bridge::proto::rtp::RtpHeader;
+use ringbridge_bridge::proto::sdp::MediaKind;
 use ringbridge_control::media::{ConferenceId, EndpointId, MediaEvent};
 use support::net::*;
 
 const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 const TWCC_ID: u8 = 5;
+const MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+const RID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+const RTX_PT: u8 = 97;
 
 /// Adds the transport-wide-cc extmap to every m-line and `transport-cc`
 /// feedback to every video m-line (publisher and slot), as Chrome offers.
@@ -144,4 +150,209 @@ fn receiver_feedback_moves_its_estimate_and_reaches_it_as_connection_stats() {
     assert!(stats[0].1 <= 400_000, "starts near 300 kbit/s: {stats:?}");
     assert!(stats[1].1 > stats[0].1, "{stats:?}");
     assert!(stats[2].1 < stats[1].1, "{stats:?}");
+}
+
+const VIDEO_ONLY: ClientConfig = ClientConfig {
+    audio: false,
+    video: true,
+    audio_slots: 0,
+    video_slots: 1,
+    ..EVERYTHING
+};
+
+/// Layers (rid, SSRC, height, packet size): one packet per layer every 30 ms,
+/// so about 53, 160 and 320 kbit/s.
+const LAYERS: [(&str, u32, u16, usize); 3] = [
+    ("q", 0x1000, 180, 200),
+    ("h", 0x2000, 360, 600),
+    ("f", 0x3000, 720, 1200),
+];
+
+/// Chrome's simulcast offer on the publishing video m-line (as simulcast.rs).
+fn simulcast_offer(offer: String) -> String {
+    let mut sending = false;
+    edit_offer(&offer, |kind, line| {
+        if line.starts_with("a=sendonly") || line.starts_with("a=recvonly") {
+            sending = line.starts_with("a=sendonly");
+        }
+        if kind == "video" && sending && line.starts_with("a=ssrc") {
+            return String::new();
+        }
+        if line.starts_with("a=rtcp-mux") {
+            if kind == "video" && sending {
+                return format!(
+                    "{line}a=extmap:1 {MID}\r\na=extmap:2 {RID}\r\na=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;f\r\n"
+                );
+            }
+            return format!("{line}a=extmap:1 {MID}\r\n");
+        }
+        line.to_owned()
+    })
+}
+
+/// A receiver's offer: mid, transport-cc and RTX for VP8 on its video m-lines.
+fn receiver_offer(offer: String) -> String {
+    let offer = edit_offer(&offer, |kind, line| {
+        let mut out = line.to_owned();
+        if line.starts_with("a=rtcp-mux") {
+            out.push_str(&format!("a=extmap:1 {MID}\r\n"));
+        }
+        if kind == "video" {
+            if line.starts_with("m=video") {
+                out = line.replace(
+                    &format!(" {VP8_PT}\r\n"),
+                    &format!(" {VP8_PT} {RTX_PT}\r\n"),
+                );
+            }
+            if line.starts_with("a=rtpmap:") {
+                out.push_str(&format!(
+                    "a=rtpmap:{RTX_PT} rtx/90000\r\na=fmtp:{RTX_PT} apt={VP8_PT}\r\n"
+                ));
+            }
+        }
+        out
+    });
+    with_twcc(offer)
+}
+
+/// A VP8 payload of `size` bytes with a picture id, its layer in its last
+/// byte; a key frame carries its size.
+fn vp8_layer(picture_id: u16, keyframe: bool, height: u16, layer: u8, size: usize) -> Vec<u8> {
+    let mut p = vec![0x90, 0x80, 0x80 | (picture_id >> 8) as u8, picture_id as u8];
+    if keyframe {
+        p.extend_from_slice(&[0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a]);
+        p.extend_from_slice(&(height * 16 / 9).to_le_bytes());
+        p.extend_from_slice(&height.to_le_bytes());
+    } else {
+        p.extend_from_slice(&[0x01, 0x00, 0x00]);
+    }
+    p.resize(size - 1, 0x55);
+    p.push(layer);
+    p
+}
+
+#[test]
+fn a_simulcast_slot_follows_the_estimate_and_padding_probes_lift_it() {
+    let mut net = Net::new();
+    let a = net.join_with("alice", VIDEO_ONLY, Default::default(), simulcast_offer);
+    let b = net.join_with("bob", VIDEO_ONLY, Default::default(), receiver_offer);
+    net.connect_all();
+    net.peers[b].client.keep_raw_rtp = true;
+    let slot = net.slot_ssrc(b, MediaKind::Video);
+    let mut rx = Receiver {
+        twcc: TwccReceiver::new(TwccConfig::default()),
+        seen: 0,
+        feedbacks: 0,
+    };
+    let mut next = [(100u16, 10u16), (5000, 2000), (30_000, 30_000)];
+    // Bob's path: clean for 60 rounds (1.8 s), then a queue growing 3 ms
+    // per 5 ms for 40 rounds, then steady (no longer growing) to the end.
+    let queue = |round: u32, step: u32| {
+        let steps = (round * 6 + step).saturating_sub(360).min(240);
+        Duration::from_millis(u64::from(steps) * 3)
+    };
+    // The layer bob's slot carries in each round, from the payload's last byte.
+    let mut carried = Vec::new();
+    let mut probes_before_recovery = 0;
+    for round in 0..300u32 {
+        // Key frames on every layer every 10 rounds (300 ms).
+        let keyframe = round % 10 == 0;
+        let before = net.peers[b].client.received_raw_rtp.len();
+        for (l, (rid, ssrc, height, size)) in LAYERS.into_iter().enumerate() {
+            let (seq, pid) = next[l];
+            next[l] = (seq.wrapping_add(1), (pid + 1) % 0x8000);
+            let payload = vp8_layer(pid, keyframe, height, l as u8, size);
+            let p = rtp(
+                VP8_PT,
+                seq,
+                2700 * round,
+                ssrc,
+                &[(1, b"0"), (2, rid.as_bytes())],
+                &payload,
+                0,
+            );
+            net.send_raw(a, &p);
+        }
+        for step in 0..6 {
+            net.progress(1);
+            rx.turn(&mut net, b, queue(round, step));
+        }
+        let layer = net.peers[b].client.received_raw_rtp[before..]
+            .iter()
+            .rev()
+            .find_map(|p| {
+                let h = RtpHeader::parse(p).ok()?;
+                if h.ssrc != slot {
+                    return None;
+                }
+                h.payload(p)?.last().copied()
+            });
+        carried.push(layer);
+        if round == 100 {
+            probes_before_recovery = net.core.counters().probe_packets_sent;
+        }
+    }
+    // Held to the 300 kbit/s start value before feedback, and with no layer
+    // measured yet, the slot opens on the smallest, then climbs to the top
+    // as the estimate grows on the clean path.
+    let first = carried.iter().flatten().next().copied();
+    assert_eq!(first, Some(0), "{carried:?}");
+    assert!(carried[..60].contains(&Some(2)), "{carried:?}");
+    // The queue: the estimate falls below the top layer, the slot leaves it.
+    let low_at = 60
+        + carried[60..]
+            .iter()
+            .position(|l| *l != Some(2))
+            .expect("never left the top layer");
+    assert!(
+        low_at < 100,
+        "left the top layer at round {low_at}: {carried:?}"
+    );
+    // The path is steady again but the estimate climbs only additively above
+    // the rate that congested it: padding probes on bob's RTX stream lift it,
+    // and the slot returns to the top layer.
+    let padding: Vec<RtpHeader> = net.peers[b]
+        .client
+        .received_raw_rtp
+        .iter()
+        .filter_map(|p| RtpHeader::parse(p).ok())
+        .filter(|h| h.ssrc != slot)
+        .collect();
+    assert!(
+        net.core.counters().probe_packets_sent > probes_before_recovery,
+        "no probe after the queue"
+    );
+    assert_eq!(net.core.counters().probe_packets_sent, padding.len() as u64);
+    let router = net
+        .core
+        .router(&ConferenceId("room".into()))
+        .expect("router");
+    let bob = router.find(&EndpointId("bob".into())).expect("bob");
+    let stats = router
+        .endpoint(bob)
+        .and_then(|e| e.transport().bwe_stats())
+        .expect("an estimator");
+    assert!(stats.probes_raised > 0, "{stats:?}");
+    assert!(
+        padding.iter().all(|h| h.payload_type == RTX_PT
+            && h.padding_len == 255
+            && h.header_len + 255 == h.packet_len),
+        "padding-only on RTX"
+    );
+    let back_at = low_at
+        + carried[low_at..]
+            .iter()
+            .position(|l| *l == Some(2))
+            .expect("never back on the top layer");
+    assert!(
+        back_at < 200,
+        "back on the top layer at round {back_at}: {carried:?}"
+    );
+    assert_eq!(carried.last(), Some(&Some(2)), "{carried:?}");
+    eprintln!(
+        "top by round {:?}, left it at {low_at}, back at {back_at}; {} probe packets, {} before round 100",
+        carried.iter().position(|l| *l == Some(2)),
+        padding.len(),
+        probes_before_recovery
+    );
 }

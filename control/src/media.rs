@@ -391,6 +391,8 @@ pub struct ShardSnapshot {
     /// Transport-cc feedback packets from receivers that fed their bandwidth
     /// estimates (jvb `num_tcc_packets_received`).
     pub twcc_feedback_received: u64,
+    /// Padding-only packets sent to receivers as bandwidth probes.
+    pub probe_packets_sent: u64,
     /// Sender reports sent to receivers for their slots.
     pub sender_reports_sent: u64,
     /// Times a conference's dominant speaker changed (jvb `total_dominant_speaker_changes`).

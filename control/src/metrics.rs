@@ -174,6 +174,11 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
         |s| s.twcc_feedback_received,
     ),
     (
+        "probe_packets_sent",
+        "Padding-only packets sent to receivers as bandwidth probes.",
+        |s| s.probe_packets_sent,
+    ),
+    (
         "tcp_connections_adopted",
         "ICE-TCP connections the shard took over from the listener.",
         |s| s.tcp_connections_adopted,

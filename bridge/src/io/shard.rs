@@ -273,6 +273,7 @@ enum Counter {
     KeyframeRequestsThrottled,
     TwccFeedbackSent,
     TwccFeedbackReceived,
+    ProbePacketsSent,
     RembSent,
     SenderReportsSent,
     TcpAdopted,
@@ -377,6 +378,7 @@ impl ShardStats {
         );
         set(Counter::TwccFeedbackSent, c.twcc_feedback_sent);
         set(Counter::TwccFeedbackReceived, c.twcc_feedback_received);
+        set(Counter::ProbePacketsSent, c.probe_packets_sent);
         set(Counter::RembSent, c.remb_sent);
         set(Counter::SenderReportsSent, c.sender_reports_sent);
         set(Counter::DominantSpeakerChanges, c.dominant_speaker_changes);
@@ -495,6 +497,7 @@ impl ShardStats {
             keyframe_requests_throttled: self.get(Counter::KeyframeRequestsThrottled),
             twcc_feedback_sent: self.get(Counter::TwccFeedbackSent),
             twcc_feedback_received: self.get(Counter::TwccFeedbackReceived),
+            probe_packets_sent: self.get(Counter::ProbePacketsSent),
             remb_sent: self.get(Counter::RembSent),
             sender_reports_sent: self.get(Counter::SenderReportsSent),
             dominant_speaker_changes: self.get(Counter::DominantSpeakerChanges),

@@ -243,6 +243,8 @@ pub struct ShardCounters {
     /// Transport-cc feedback packets from receivers fed to their send-side
     /// estimators (jvb `num_tcc_packets_received`).
     pub twcc_feedback_received: u64,
+    /// Padding-only packets sent to receivers as bandwidth probes.
+    pub probe_packets_sent: u64,
     /// Sender reports sent for slots.
     pub sender_reports_sent: u64,
     /// Audio packets not forwarded because their speaker was not among the

@@ -133,6 +133,16 @@ impl NackResponder {
         self.rtx_seq
     }
 
+    /// The RTX payload type, SSRC and sequence number for a padding-only
+    /// packet on the slot's RTX stream (a bandwidth probe), the sequence
+    /// number used up; `None` when the slot has no RTX.
+    pub fn take_padding(&mut self) -> Option<(u8, u32, u16)> {
+        let rtx = self.output.rtx?;
+        let seq = self.rtx_seq;
+        self.rtx_seq = seq.wrapping_add(1);
+        Some((rtx.pt, rtx.ssrc, seq))
+    }
+
     /// Counts one NACK packet from the receiver; then call
     /// [`retransmit`](Self::retransmit) for each of its `lost_sequence_numbers()`.
     pub fn handle_nack(&mut self) {

@@ -24,20 +24,10 @@ pub const MAX_LAYERS: usize = 4;
 /// A layer that sent nothing for this long counts as stopped.
 pub const LAYER_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A layer's bitrate is measured over two halves of this window: the last
-/// complete half and the one filling.
-pub const BITRATE_WINDOW: Duration = Duration::from_secs(1);
-
 #[derive(Debug, Clone, Copy, Default)]
 struct Layer {
     last_at: Option<Instant>,
     height: Option<u16>,
-    /// Start of the half-window filling, and its bytes.
-    half_start: Option<Instant>,
-    half_bytes: u64,
-    /// The last complete half-window's bytes and length.
-    prev_bytes: u64,
-    prev_len: Duration,
 }
 
 /// The layers of one simulcast source, in the offer's `a=simulcast` order.
@@ -74,50 +64,6 @@ impl SimulcastLayers {
         if let Some((_, h)) = keyframe_size {
             l.height = Some(h);
         }
-    }
-
-    /// Counts `bytes` of `layer` (an RTP packet's payload, or the whole packet)
-    /// arriving at `now`, for [`SimulcastLayers::bitrate`].
-    pub fn note_bytes(&mut self, layer: u8, now: Instant, bytes: usize) {
-        if layer >= self.count {
-            return;
-        }
-        let Some(l) = self.layers.get_mut(usize::from(layer)) else {
-            return;
-        };
-        let half = BITRATE_WINDOW / 2;
-        let start = *l.half_start.get_or_insert(now);
-        let elapsed = now.saturating_duration_since(start);
-        if elapsed >= half {
-            // A gap longer than a half leaves nothing of the old halves.
-            let (bytes, len) = if elapsed >= 2 * half {
-                (0, elapsed)
-            } else {
-                (l.half_bytes, elapsed)
-            };
-            l.prev_bytes = bytes;
-            l.prev_len = len;
-            l.half_start = Some(now);
-            l.half_bytes = 0;
-        }
-        l.half_bytes += bytes as u64;
-    }
-
-    /// The measured bitrate of `layer` in bits per second over the last
-    /// [`BITRATE_WINDOW`] or so; `None` before half a window was seen or when
-    /// the layer stopped.
-    pub fn bitrate(&self, layer: u8, now: Instant) -> Option<u64> {
-        if !self.active(layer, now) {
-            return None;
-        }
-        let l = self.layers.get(usize::from(layer))?;
-        let current = now.saturating_duration_since(l.half_start?);
-        let span = l.prev_len + current;
-        if l.prev_len.is_zero() || span.is_zero() {
-            return None;
-        }
-        let bits = (l.prev_bytes + l.half_bytes) * 8;
-        Some((u128::from(bits) * 1_000_000 / span.as_micros().max(1)) as u64)
     }
 
     /// The height of `layer`, once a key frame of it told.
@@ -218,37 +164,6 @@ impl LayerSwitch {
     }
 }
 
-/// The layer a receiver's slot should get: the tallest active one within
-/// `max_height` (as [`SimulcastLayers::best`]) whose measured bitrate also
-/// fits `budget_bps`, the slot's share of the receiver's bandwidth estimate
-/// (`None`: no estimate yet, no limit); when no layer fits the budget, the
-/// smallest active one. A layer whose bitrate is not measured yet counts as
-/// fitting. This one rule is what an allocator replaces.
-pub fn layer_within_budget(
-    layers: &SimulcastLayers,
-    now: Instant,
-    max_height: u16,
-    budget_bps: Option<u64>,
-) -> Option<u8> {
-    let best = layers.best(now, max_height)?;
-    let Some(budget) = budget_bps else {
-        return Some(best);
-    };
-    let fits = |l: u8| layers.bitrate(l, now).is_none_or(|b| b <= budget);
-    if fits(best) {
-        return Some(best);
-    }
-    let best_rank = layers.rank(best);
-    (0..layers.count)
-        .filter(|&l| layers.active(l, now) && layers.rank(l) < best_rank && fits(l))
-        .max_by_key(|&l| layers.rank(l))
-        .or_else(|| {
-            (0..layers.count)
-                .filter(|&l| layers.active(l, now))
-                .min_by_key(|&l| layers.rank(l))
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,58 +239,6 @@ mod tests {
         }
         assert_eq!(s.best(t0, NONE), Some(0));
         assert_eq!(s.best(t0, 400), Some(1));
-    }
-
-    /// Three layers sending 150 kbit/s, 500 kbit/s and 1.5 Mbit/s for 2 s,
-    /// a packet per layer every 10 ms.
-    fn measured_layers(t0: Instant) -> (SimulcastLayers, Instant) {
-        let mut s = three_layers(t0);
-        let mut now = t0;
-        for _ in 0..200 {
-            now += Duration::from_millis(10);
-            for (l, bps) in [(0u8, 150_000usize), (1, 500_000), (2, 1_500_000)] {
-                s.note_packet(l, now, None);
-                s.note_bytes(l, now, bps / 8 / 100);
-            }
-        }
-        (s, now)
-    }
-
-    #[test]
-    fn a_layers_bitrate_is_measured_over_the_last_second() {
-        let t0 = Instant::now();
-        let (mut s, now) = measured_layers(t0);
-        for (l, bps) in [(0u8, 150_000u64), (1, 500_000), (2, 1_500_000)] {
-            let b = s.bitrate(l, now).unwrap();
-            assert!(b.abs_diff(bps) <= bps / 20, "layer {l}: {b}");
-        }
-        // Layer 2 halves its rate: within a window the measure follows.
-        let mut later = now;
-        for _ in 0..100 {
-            later += Duration::from_millis(10);
-            s.note_packet(2, later, None);
-            s.note_bytes(2, later, 1_500_000 / 8 / 200);
-        }
-        let b = s.bitrate(2, later).unwrap();
-        assert!(b.abs_diff(750_000) <= 75_000, "{b}");
-        assert_eq!(s.bitrate(0, later + LAYER_TIMEOUT), None, "stopped");
-    }
-
-    #[test]
-    fn the_budget_lowers_the_layer_to_the_tallest_that_fits() {
-        let t0 = Instant::now();
-        let (s, now) = measured_layers(t0);
-        assert_eq!(layer_within_budget(&s, now, NONE, None), Some(2));
-        assert_eq!(layer_within_budget(&s, now, NONE, Some(2_000_000)), Some(2));
-        assert_eq!(layer_within_budget(&s, now, NONE, Some(1_000_000)), Some(1));
-        assert_eq!(layer_within_budget(&s, now, NONE, Some(300_000)), Some(0));
-        assert_eq!(
-            layer_within_budget(&s, now, NONE, Some(50_000)),
-            Some(0),
-            "nothing fits: the smallest"
-        );
-        // The height constraint still comes first.
-        assert_eq!(layer_within_budget(&s, now, 180, Some(2_000_000)), Some(0));
     }
 
     #[test]

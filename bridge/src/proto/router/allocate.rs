@@ -59,6 +59,9 @@ pub struct AllocationState {
     /// The source names forwarded, in priority order (what `ForwardedSources`
     /// last said).
     pub forwarded: Vec<String>,
+    /// What the best layers its constraints allow would cost, bits per second
+    /// (what probing aims for when the estimate is lower).
+    pub ideal_bps: u64,
     /// The effective `maxHeight` it gave each source (after lastN).
     pub effective: Vec<(ProducerKey, u16)>,
 }
@@ -180,7 +183,7 @@ impl Router {
             || self.members.iter().any(|&r| {
                 self.endpoints
                     .get(r)
-                    .is_some_and(|ep| ep.downlink_estimate().is_some())
+                    .is_some_and(|ep| ep.downlink_budget().is_some())
             })
     }
 
@@ -196,7 +199,7 @@ impl Router {
         let Some(receiver) = self.endpoints.get(r) else {
             return;
         };
-        let estimate = receiver.downlink_estimate();
+        let estimate = receiver.downlink_budget();
         // An endpoint without a video slot receives no video: it watches
         // nothing (and so asks no sender for anything).
         let video_slots = receiver
@@ -328,6 +331,7 @@ impl Router {
             at: Some(now),
             estimate,
             forwarded,
+            ideal_bps: result.ideal_bps,
             effective,
         };
         tracing::trace!(
@@ -423,7 +427,7 @@ impl Router {
                 .filter(|&r| {
                     self.endpoints.get(r).is_some_and(|ep| {
                         let a = &ep.allocation;
-                        let estimate = ep.downlink_estimate();
+                        let estimate = ep.downlink_budget();
                         // Without an estimate every layer fits, so measured
                         // bitrates cannot change the result: the events above
                         // (constraints, speakers, layers) already re-allocate,

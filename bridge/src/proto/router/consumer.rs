@@ -154,6 +154,11 @@ impl Consumer {
         })
     }
 
+    /// The RTP timestamp of the last packet sent on the slot.
+    pub fn last_timestamp(&self) -> Option<u32> {
+        self.last.map(|l| l.ts)
+    }
+
     /// The producer feeding this slot.
     pub fn source(&self) -> Option<ProducerKey> {
         self.source

@@ -436,6 +436,7 @@ impl Router {
             },
         );
         self.report_downlink(key, io);
+        self.probe_downlink(key, io);
         for info in &srs[..n_srs] {
             self.handle_source_clock(key, info, io.now);
         }

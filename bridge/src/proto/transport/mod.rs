@@ -241,6 +241,25 @@ impl Transport {
         self.bwe.as_deref().and_then(SendSideBwe::estimate)
     }
 
+    /// The rate a probe cluster toward this endpoint should aim at, if one is
+    /// due for layers that want `wanted_bps` (see [`SendSideBwe::probe_due`]).
+    pub fn probe_due(&mut self, now: Instant, wanted_bps: u64) -> Option<u64> {
+        self.bwe.as_deref_mut()?.probe_due(now, wanted_bps)
+    }
+
+    /// The next probe-cluster-many packets sent are a probe aiming at `target_bps`.
+    pub fn start_probe(&mut self, now: Instant, target_bps: u64) {
+        if let Some(bwe) = self.bwe.as_deref_mut() {
+            bwe.start_probe(now, target_bps);
+        }
+    }
+
+    /// The send-side estimate toward this endpoint including its start value
+    /// (before any feedback), if there is an estimator.
+    pub fn downlink_current(&self) -> Option<u64> {
+        self.bwe.as_deref().map(SendSideBwe::current)
+    }
+
     /// The send-side estimator's counters, if there is one.
     pub fn bwe_stats(&self) -> Option<BweStats> {
         self.bwe.as_deref().map(SendSideBwe::stats)

@@ -48,6 +48,7 @@ impl AckedBitrate {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

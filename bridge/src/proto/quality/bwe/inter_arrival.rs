@@ -1,5 +1,5 @@
 //! Packet groups and their delay variation (draft-ietf-rmcat-gcc-02 §5.2):
-//! packets sent within [`BURST`] of a group's first packet form one group (a
+//! packets sent within [`BURST_US`] µs of a group's first packet form one group (a
 //! video frame's packets); between two consecutive groups the delay variation
 //! is `d = (arrival_i - arrival_(i-1)) - (send_i - send_(i-1))`, positive while
 //! a queue on the path grows.
@@ -81,6 +81,7 @@ impl InterArrival {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

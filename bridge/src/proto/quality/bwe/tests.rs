@@ -83,7 +83,7 @@ impl Path {
         }
         let serve = Duration::from_nanos(size as u64 * 8 * 1_000_000_000 / self.capacity);
         self.busy_until = start + serve;
-        if self.lose_every > 0 && self.sent % self.lose_every == 0 {
+        if self.lose_every > 0 && self.sent.is_multiple_of(self.lose_every) {
             return;
         }
         self.in_flight.push_back((self.busy_until + ONE_WAY, seq));
