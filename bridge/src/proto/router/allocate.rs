@@ -428,13 +428,16 @@ impl Router {
                     self.endpoints.get(r).is_some_and(|ep| {
                         let a = &ep.allocation;
                         let estimate = ep.downlink_budget();
-                        // Without an estimate every layer fits, so measured
-                        // bitrates cannot change the result: the events above
-                        // (constraints, speakers, layers) already re-allocate,
-                        // and the periodic run is skipped (it allocates).
+                        // The periodic run (it allocates: a few vectors per
+                        // receiver every 5 s, never per packet) is for a
+                        // receiver whose feedback measures its link. Without
+                        // feedback, the budget is unlimited or the constant
+                        // start value: the events above (constraints,
+                        // speakers, layers) already re-allocate.
+                        let measured = ep.downlink_estimate().is_some();
                         let stale = a.at.is_none_or(|at| {
                             now.saturating_duration_since(at) >= ALLOCATION_PERIOD
-                        }) && (estimate.is_some() || a.at.is_none());
+                        }) && (measured || a.at.is_none());
                         stale || estimate_moved(a.estimate, estimate)
                     })
                 })

@@ -67,10 +67,9 @@ impl Endpoint {
 
     /// What its video allocation may spend, bits per second: the estimate,
     /// or before the first feedback the estimator's start value (300 kbit/s),
-    /// so that its video opens on layers it keeps and climbs as feedback and
-    /// probes raise the estimate, rather than opening on the top layers and
-    /// falling back a moment later. `None` (unlimited) when transport-cc was
-    /// not negotiated: nothing will ever measure the link.
+    /// so that layers whose bitrate is measured by then are held to it until
+    /// feedback and probes raise the estimate. `None` (unlimited) when
+    /// transport-cc was not negotiated: nothing will ever measure the link.
     pub fn downlink_budget(&self) -> Option<u64> {
         self.transport.downlink_current()
     }
