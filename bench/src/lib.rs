@@ -9,6 +9,7 @@
 //! - [`report`], [`plot`]: what comes out.
 
 pub mod engine;
+pub mod flood;
 pub mod janus;
 pub mod mmsg;
 pub mod netns;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ringbridge_bench::engine::EngineConfig;
+use ringbridge_bench::flood::{self, FloodConfig, FloodKind, FloodTarget, Replay};
 use ringbridge_bench::report::{Report, RunInfo};
 use ringbridge_bench::runner::{self, Settings};
 use ringbridge_bench::shape::{Plan, Shape};
@@ -45,6 +46,41 @@ enum Cmd {
         /// pair like Janus (the default, which needs root and `ip`).
         #[arg(long)]
         loopback: bool,
+    },
+    /// Floods a bridge's media ports with hostile datagrams as fast as one
+    /// thread can (bench/src/flood.rs) and prints what it sent as one JSON line.
+    Flood {
+        /// A media port to flood (repeat for several).
+        #[arg(long = "to", required = true)]
+        to: Vec<SocketAddr>,
+        /// The STUN USERNAME (`bridge-ufrag:client-ufrag`) of the endpoint at the
+        /// matching `--to`, for Binding requests with a wrong MESSAGE-INTEGRITY.
+        /// Give one per `--to` or none (then no `stun` kind).
+        #[arg(long = "stun-username")]
+        stun_username: Vec<String>,
+        /// An inherited UDP socket descriptor of a live endpoint: captured SRTP
+        /// is replayed from it (its validated address).
+        #[arg(long, requires_all = ["replay_file", "replay_to"])]
+        replay_fd: Option<i32>,
+        /// The captured datagrams, one per line in hex.
+        #[arg(long)]
+        replay_file: Option<PathBuf>,
+        /// Where the endpoint sends (its port on the bridge).
+        #[arg(long)]
+        replay_to: Option<SocketAddr>,
+        /// Kinds to send, comma-separated: garbage, stun, unknown, oversized, replay
+        /// (default: all that the other options make possible).
+        #[arg(long, value_delimiter = ',')]
+        kinds: Vec<ringbridge_bench::flood::FloodKind>,
+        /// Seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Sockets the unknown addresses send from.
+        #[arg(long, default_value_t = 8)]
+        sources: usize,
+        /// Pin the flooding thread to this core.
+        #[arg(long)]
+        core: Option<usize>,
     },
     /// The null forwarder itself (the bench starts it as a child process).
     NullForwarder {
@@ -241,10 +277,104 @@ fn pin_generator(c: &Common) {
     }
 }
 
+struct FloodArgs {
+    to: Vec<SocketAddr>,
+    stun_username: Vec<String>,
+    replay_fd: Option<i32>,
+    replay_file: Option<PathBuf>,
+    replay_to: Option<SocketAddr>,
+    kinds: Vec<FloodKind>,
+    duration: f64,
+    sources: usize,
+    core: Option<usize>,
+}
+
+fn flood(a: FloodArgs) -> Result<(), BenchError> {
+    if !(a.duration > 0.0) {
+        return Err(BenchError::Config("--duration must be > 0".into()));
+    }
+    if !a.stun_username.is_empty() && a.stun_username.len() != a.to.len() {
+        return Err(BenchError::Config(
+            "give one --stun-username per --to, or none".into(),
+        ));
+    }
+    let targets =
+        a.to.iter()
+            .enumerate()
+            .map(|(i, &addr)| FloodTarget {
+                addr,
+                stun_username: a.stun_username.get(i).cloned(),
+            })
+            .collect();
+    let replay = match (a.replay_fd, &a.replay_file, a.replay_to) {
+        (Some(fd), Some(file), Some(to)) => {
+            let packets = flood::read_replay_file(&std::fs::read_to_string(file)?)?;
+            // SAFETY: the descriptor was handed down by the parent for this
+            // use only; nothing else in this process opens or owns it.
+            let socket = unsafe { flood::inherited_socket(fd) };
+            Some(Replay {
+                socket,
+                to,
+                packets,
+            })
+        }
+        _ => None,
+    };
+    let kinds = if a.kinds.is_empty() {
+        FloodKind::ALL
+            .into_iter()
+            .filter(|k| match k {
+                FloodKind::Replay => replay.is_some(),
+                FloodKind::Stun => !a.stun_username.is_empty(),
+                _ => true,
+            })
+            .collect()
+    } else {
+        a.kinds
+    };
+    if let Some(core) = a.core
+        && let Err(e) = sys::pin_current_thread(core)
+    {
+        eprintln!("warning: cannot pin the flood to core {core}: {e}");
+    }
+    let report = flood::run(&FloodConfig {
+        targets,
+        replay,
+        kinds,
+        duration: Duration::from_secs_f64(a.duration),
+        sources: a.sources,
+    })?;
+    let line =
+        serde_json::to_string(&report).map_err(|e| BenchError::Config(format!("JSON: {e}")))?;
+    println!("{line}");
+    Ok(())
+}
+
 fn main_inner() -> Result<(), BenchError> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::NullForwarder { listen } => null::serve(listen),
+        Cmd::Flood {
+            to,
+            stun_username,
+            replay_fd,
+            replay_file,
+            replay_to,
+            kinds,
+            duration,
+            sources,
+            core,
+        } => flood(FloodArgs {
+            to,
+            stun_username,
+            replay_fd,
+            replay_file,
+            replay_to,
+            kinds,
+            duration,
+            sources,
+            core,
+        }),
         Cmd::Run { common, target } => {
             if target == TargetKind::Ringbridge && common.url.is_some() {
                 eprintln!("note: --url: the bridge is not ours, CPU figures are left out");
