@@ -19,7 +19,9 @@ pub mod plot;
 pub mod report;
 pub mod ringbridge;
 pub mod runner;
+pub mod scale;
 pub mod shape;
+pub mod soak;
 pub mod sys;
 pub mod target;
 

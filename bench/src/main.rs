@@ -10,7 +10,9 @@ use ringbridge_bench::engine::EngineConfig;
 use ringbridge_bench::flood::{self, FloodConfig, FloodKind, FloodTarget, Replay};
 use ringbridge_bench::report::{Report, RunInfo};
 use ringbridge_bench::runner::{self, Settings};
+use ringbridge_bench::scale::{self, ScaleConfig};
 use ringbridge_bench::shape::{Plan, Shape};
+use ringbridge_bench::soak::{self, SoakConfig};
 use ringbridge_bench::target::{ProfileChoice, RunOptions, TargetKind};
 use ringbridge_bench::{BenchError, null, plot, sys};
 
@@ -46,6 +48,29 @@ enum Cmd {
         /// pair like Janus (the default, which needs root and `ip`).
         #[arg(long)]
         loopback: bool,
+    },
+    /// Resident memory per endpoint and joins per second per core: starts a
+    /// bridge, joins every endpoint of the plan (offer, ICE, DTLS), measures
+    /// (bench/src/scale.rs). E.g. `--conferences 100 --endpoints 10`.
+    Scale {
+        #[command(flatten)]
+        common: Common,
+        /// Endpoints whose offers are posted before their handshakes run together.
+        #[arg(long, default_value_t = 100)]
+        wave: usize,
+    },
+    /// A long run that samples the bridge's resident memory and open
+    /// descriptors (bench/src/soak.rs); `--duration` is the soak's length.
+    Soak {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 10.0)]
+        every: f64,
+        /// Seconds of warm-up (from the start of media) before the first sample
+        /// that growth is measured from.
+        #[arg(long, default_value_t = 60.0)]
+        settle: f64,
     },
     /// Floods a bridge's media ports with hostile datagrams as fast as one
     /// thread can (bench/src/flood.rs) and prints what it sent as one JSON line.
@@ -231,6 +256,7 @@ fn settings(c: &Common) -> Result<Settings, BenchError> {
             netns: c.netns,
             loss_percent: c.loss,
             media_port: c.media_port(),
+            media_ports: u16::try_from(c.conferences * c.endpoints + 200).unwrap_or(u16::MAX),
         },
         engine: EngineConfig {
             warmup: Duration::from_secs_f64(c.warmup),
@@ -354,6 +380,65 @@ fn main_inner() -> Result<(), BenchError> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::NullForwarder { listen } => null::serve(listen),
+        Cmd::Scale { common, wave } => {
+            if common.url.is_some() {
+                return Err(BenchError::Config(
+                    "scale measures a bridge it starts: no --url".into(),
+                ));
+            }
+            let s = settings(&common)?;
+            pin_generator(&common);
+            let report = scale::run(&ScaleConfig {
+                plan: s.plan,
+                opts: s.opts,
+                wave,
+            })?;
+            print!("{}", report.table());
+            if let Some(path) = &common.json {
+                let text = serde_json::to_string_pretty(&report)
+                    .map_err(|e| BenchError::Config(format!("JSON: {e}")))?;
+                std::fs::write(path, text + "\n")?;
+            }
+            Ok(())
+        }
+        Cmd::Soak {
+            common,
+            every,
+            settle,
+        } => {
+            if common.url.is_some() {
+                return Err(BenchError::Config(
+                    "soak samples a bridge it starts: no --url".into(),
+                ));
+            }
+            if !(every > 0.0 && settle >= 0.0) {
+                return Err(BenchError::Config(
+                    "--every must be > 0 and --settle >= 0".into(),
+                ));
+            }
+            let s = settings(&common)?;
+            pin_generator(&common);
+            let report = soak::run(&SoakConfig {
+                plan: s.plan,
+                opts: s.opts,
+                engine: s.engine,
+                every: Duration::from_secs_f64(every),
+                settle: Duration::from_secs_f64(settle),
+            })?;
+            print!("{}", report.table());
+            if let Some(path) = &common.json {
+                let text = serde_json::to_string_pretty(&report)
+                    .map_err(|e| BenchError::Config(format!("JSON: {e}")))?;
+                std::fs::write(path, text + "\n")?;
+            }
+            if report.passed() {
+                Ok(())
+            } else {
+                Err(BenchError::Target(
+                    "soak: memory grew 1% or more, descriptors changed, or the bridge died".into(),
+                ))
+            }
+        }
         Cmd::Flood {
             to,
             stun_username,
