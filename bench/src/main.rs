@@ -316,7 +316,7 @@ struct FloodArgs {
 }
 
 fn flood(a: FloodArgs) -> Result<(), BenchError> {
-    if !(a.duration > 0.0) {
+    if a.duration.is_nan() || a.duration <= 0.0 {
         return Err(BenchError::Config("--duration must be > 0".into()));
     }
     if !a.stun_username.is_empty() && a.stun_username.len() != a.to.len() {
