@@ -9,6 +9,7 @@
 //! - [`report`], [`plot`]: what comes out.
 
 pub mod engine;
+pub mod flood;
 pub mod janus;
 pub mod mmsg;
 pub mod netns;
@@ -18,7 +19,9 @@ pub mod plot;
 pub mod report;
 pub mod ringbridge;
 pub mod runner;
+pub mod scale;
 pub mod shape;
+pub mod soak;
 pub mod sys;
 pub mod target;
 

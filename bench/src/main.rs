@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ringbridge_bench::engine::EngineConfig;
+use ringbridge_bench::flood::{self, FloodConfig, FloodKind, FloodTarget, Replay};
 use ringbridge_bench::report::{Report, RunInfo};
 use ringbridge_bench::runner::{self, Settings};
+use ringbridge_bench::scale::{self, ScaleConfig};
 use ringbridge_bench::shape::{Plan, Shape};
+use ringbridge_bench::soak::{self, SoakConfig};
 use ringbridge_bench::target::{ProfileChoice, RunOptions, TargetKind};
 use ringbridge_bench::{BenchError, null, plot, sys};
 
@@ -45,6 +48,64 @@ enum Cmd {
         /// pair like Janus (the default, which needs root and `ip`).
         #[arg(long)]
         loopback: bool,
+    },
+    /// Resident memory per endpoint and joins per second per core: starts a
+    /// bridge, joins every endpoint of the plan (offer, ICE, DTLS), measures
+    /// (bench/src/scale.rs). E.g. `--conferences 100 --endpoints 10`.
+    Scale {
+        #[command(flatten)]
+        common: Common,
+        /// Endpoints whose offers are posted before their handshakes run together.
+        #[arg(long, default_value_t = 100)]
+        wave: usize,
+    },
+    /// A long run that samples the bridge's resident memory and open
+    /// descriptors (bench/src/soak.rs); `--duration` is the soak's length.
+    Soak {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 10.0)]
+        every: f64,
+        /// Seconds of warm-up (from the start of media) before the first sample
+        /// that growth is measured from.
+        #[arg(long, default_value_t = 60.0)]
+        settle: f64,
+    },
+    /// Floods a bridge's media ports with hostile datagrams as fast as one
+    /// thread can (bench/src/flood.rs) and prints what it sent as one JSON line.
+    Flood {
+        /// A media port to flood (repeat for several).
+        #[arg(long = "to", required = true)]
+        to: Vec<SocketAddr>,
+        /// The STUN USERNAME (`bridge-ufrag:client-ufrag`) of the endpoint at the
+        /// matching `--to`, for Binding requests with a wrong MESSAGE-INTEGRITY.
+        /// Give one per `--to` or none (then no `stun` kind).
+        #[arg(long = "stun-username")]
+        stun_username: Vec<String>,
+        /// An inherited UDP socket descriptor of a live endpoint: captured SRTP
+        /// is replayed from it (its validated address).
+        #[arg(long, requires_all = ["replay_file", "replay_to"])]
+        replay_fd: Option<i32>,
+        /// The captured datagrams, one per line in hex.
+        #[arg(long)]
+        replay_file: Option<PathBuf>,
+        /// Where the endpoint sends (its port on the bridge).
+        #[arg(long)]
+        replay_to: Option<SocketAddr>,
+        /// Kinds to send, comma-separated: garbage, stun, unknown, oversized, replay
+        /// (default: all that the other options make possible).
+        #[arg(long, value_delimiter = ',')]
+        kinds: Vec<ringbridge_bench::flood::FloodKind>,
+        /// Seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Sockets the unknown addresses send from.
+        #[arg(long, default_value_t = 8)]
+        sources: usize,
+        /// Pin the flooding thread to this core.
+        #[arg(long)]
+        core: Option<usize>,
     },
     /// The null forwarder itself (the bench starts it as a child process).
     NullForwarder {
@@ -195,6 +256,7 @@ fn settings(c: &Common) -> Result<Settings, BenchError> {
             netns: c.netns,
             loss_percent: c.loss,
             media_port: c.media_port(),
+            media_ports: u16::try_from(c.conferences * c.endpoints + 200).unwrap_or(u16::MAX),
         },
         engine: EngineConfig {
             warmup: Duration::from_secs_f64(c.warmup),
@@ -241,10 +303,163 @@ fn pin_generator(c: &Common) {
     }
 }
 
+struct FloodArgs {
+    to: Vec<SocketAddr>,
+    stun_username: Vec<String>,
+    replay_fd: Option<i32>,
+    replay_file: Option<PathBuf>,
+    replay_to: Option<SocketAddr>,
+    kinds: Vec<FloodKind>,
+    duration: f64,
+    sources: usize,
+    core: Option<usize>,
+}
+
+fn flood(a: FloodArgs) -> Result<(), BenchError> {
+    if a.duration.is_nan() || a.duration <= 0.0 {
+        return Err(BenchError::Config("--duration must be > 0".into()));
+    }
+    if !a.stun_username.is_empty() && a.stun_username.len() != a.to.len() {
+        return Err(BenchError::Config(
+            "give one --stun-username per --to, or none".into(),
+        ));
+    }
+    let targets =
+        a.to.iter()
+            .enumerate()
+            .map(|(i, &addr)| FloodTarget {
+                addr,
+                stun_username: a.stun_username.get(i).cloned(),
+            })
+            .collect();
+    let replay = match (a.replay_fd, &a.replay_file, a.replay_to) {
+        (Some(fd), Some(file), Some(to)) => {
+            let packets = flood::read_replay_file(&std::fs::read_to_string(file)?)?;
+            // SAFETY: the descriptor was handed down by the parent for this
+            // use only; nothing else in this process opens or owns it.
+            let socket = unsafe { flood::inherited_socket(fd) };
+            Some(Replay {
+                socket,
+                to,
+                packets,
+            })
+        }
+        _ => None,
+    };
+    let kinds = if a.kinds.is_empty() {
+        FloodKind::ALL
+            .into_iter()
+            .filter(|k| match k {
+                FloodKind::Replay => replay.is_some(),
+                FloodKind::Stun => !a.stun_username.is_empty(),
+                _ => true,
+            })
+            .collect()
+    } else {
+        a.kinds
+    };
+    if let Some(core) = a.core
+        && let Err(e) = sys::pin_current_thread(core)
+    {
+        eprintln!("warning: cannot pin the flood to core {core}: {e}");
+    }
+    let report = flood::run(&FloodConfig {
+        targets,
+        replay,
+        kinds,
+        duration: Duration::from_secs_f64(a.duration),
+        sources: a.sources,
+    })?;
+    let line =
+        serde_json::to_string(&report).map_err(|e| BenchError::Config(format!("JSON: {e}")))?;
+    println!("{line}");
+    Ok(())
+}
+
 fn main_inner() -> Result<(), BenchError> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::NullForwarder { listen } => null::serve(listen),
+        Cmd::Scale { common, wave } => {
+            if common.url.is_some() {
+                return Err(BenchError::Config(
+                    "scale measures a bridge it starts: no --url".into(),
+                ));
+            }
+            let s = settings(&common)?;
+            pin_generator(&common);
+            let report = scale::run(&ScaleConfig {
+                plan: s.plan,
+                opts: s.opts,
+                wave,
+            })?;
+            print!("{}", report.table());
+            if let Some(path) = &common.json {
+                let text = serde_json::to_string_pretty(&report)
+                    .map_err(|e| BenchError::Config(format!("JSON: {e}")))?;
+                std::fs::write(path, text + "\n")?;
+            }
+            Ok(())
+        }
+        Cmd::Soak {
+            common,
+            every,
+            settle,
+        } => {
+            if common.url.is_some() {
+                return Err(BenchError::Config(
+                    "soak samples a bridge it starts: no --url".into(),
+                ));
+            }
+            if !(every > 0.0 && settle >= 0.0) {
+                return Err(BenchError::Config(
+                    "--every must be > 0 and --settle >= 0".into(),
+                ));
+            }
+            let s = settings(&common)?;
+            pin_generator(&common);
+            let report = soak::run(&SoakConfig {
+                plan: s.plan,
+                opts: s.opts,
+                engine: s.engine,
+                every: Duration::from_secs_f64(every),
+                settle: Duration::from_secs_f64(settle),
+            })?;
+            print!("{}", report.table());
+            if let Some(path) = &common.json {
+                let text = serde_json::to_string_pretty(&report)
+                    .map_err(|e| BenchError::Config(format!("JSON: {e}")))?;
+                std::fs::write(path, text + "\n")?;
+            }
+            if report.passed() {
+                Ok(())
+            } else {
+                Err(BenchError::Target(
+                    "soak: memory grew 1% or more, descriptors changed, or the bridge died".into(),
+                ))
+            }
+        }
+        Cmd::Flood {
+            to,
+            stun_username,
+            replay_fd,
+            replay_file,
+            replay_to,
+            kinds,
+            duration,
+            sources,
+            core,
+        } => flood(FloodArgs {
+            to,
+            stun_username,
+            replay_fd,
+            replay_file,
+            replay_to,
+            kinds,
+            duration,
+            sources,
+            core,
+        }),
         Cmd::Run { common, target } => {
             if target == TargetKind::Ringbridge && common.url.is_some() {
                 eprintln!("note: --url: the bridge is not ours, CPU figures are left out");

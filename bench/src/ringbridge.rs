@@ -106,6 +106,7 @@ impl RingbridgeTarget {
         while private_port == public_port {
             private_port = free_tcp_port()?;
         }
+        let span = opts.media_ports.max(1000);
         let lo = 30_000 + (rand::random::<u16>() % 30) * 1000;
         let secret = format!("bench-{:016x}", rand::random::<u64>());
         // Thousands of joins from one address, and conferences of any size: the
@@ -120,7 +121,7 @@ impl RingbridgeTarget {
              [media]\nport_range = [{lo}, {hi}]\nport = {port}\nadvertise = [\"{ip}\"]\nbind = \"{ip}\"\n\
              io = \"{io}\"\ncores = [{core}]\n\
              [auth]\napp_secret = \"{secret}\"\n",
-            hi = lo + 999,
+            hi = lo.saturating_add(span - 1),
             port = opts.media_port,
             io = opts.io,
             core = opts.target_core,
@@ -177,6 +178,26 @@ impl RingbridgeTarget {
         sys::pin_process(pid, opts.target_core)?;
         target.io_backend = target.stats_io_backend();
         Ok(target)
+    }
+
+    /// Whether the bridge the bench started still runs (`true` for `--url`).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    /// Lines of the bridge's log that report a panic.
+    pub fn log_panics(&self) -> usize {
+        let Some(dir) = &self.dir else {
+            return 0;
+        };
+        std::fs::read_to_string(dir.join("bridge.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("panicked"))
+            .count()
     }
 
     fn log_tail(&self) -> String {

@@ -142,6 +142,9 @@ pub struct RunOptions {
     /// `media.port` for the bridge the bench starts: 0 for a port per endpoint
     /// (`media.port_range`), else single-port mode on this port.
     pub media_port: u16,
+    /// Ports in the `media.port_range` of the bridge the bench starts (at
+    /// least 1000; more for runs with more endpoints).
+    pub media_ports: u16,
 }
 
 /// One UDP flow of the generator: a socket, the server's address, and the

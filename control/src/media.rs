@@ -314,6 +314,15 @@ pub struct ShardSnapshot {
     pub ice_successes: u64,
     /// Endpoints expired without ever passing an ICE check.
     pub ice_failures: u64,
+    /// Endpoints removed because consent expired (no valid check for 30 s:
+    /// the client vanished without a goodbye).
+    pub endpoints_expired_consent: u64,
+    /// Endpoints removed because their DTLS handshake failed or timed out.
+    pub endpoints_expired_dtls: u64,
+    /// Gauge: media ports bound to an endpoint (single-port mode: endpoint keys).
+    pub ports_in_use: u64,
+    /// Gauge: media ports of the shard's range still free to give out.
+    pub ports_free: u64,
     /// DTLS handshakes completed and verified.
     pub dtls_successes: u64,
     /// DTLS handshakes failed.

@@ -317,6 +317,49 @@ pub(crate) fn render(stats: &MediaStats, rates: &Rates, view: &ControlView) -> S
         send_failures,
     );
 
+    let expired = Family::<Labels, Counter>::default();
+    for s in &stats.shards {
+        for (reason, value) in [
+            ("consent-expired", s.endpoints_expired_consent),
+            ("dtls-failed", s.endpoints_expired_dtls),
+        ] {
+            expired
+                .get_or_create(&vec![
+                    ("shard", s.index.to_string()),
+                    ("reason", reason.to_owned()),
+                ])
+                .inc_by(value);
+        }
+    }
+    registry.register(
+        "endpoints_expired",
+        "Endpoints the media plane removed on its own, by reason: consent-expired (no valid \
+         ICE check for 30 s: the client vanished without a goodbye), dtls-failed (the DTLS \
+         handshake failed or timed out). Their ports and slots are freed.",
+        expired,
+    );
+    let ports_in_use = Family::<Labels, Gauge>::default();
+    let ports_free = Family::<Labels, Gauge>::default();
+    for s in &stats.shards {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        ports_in_use
+            .get_or_create(&shard_label(s))
+            .set(clamp(s.ports_in_use));
+        ports_free
+            .get_or_create(&shard_label(s))
+            .set(clamp(s.ports_free));
+    }
+    registry.register(
+        "shard_ports_in_use",
+        "Media ports of the shard bound to an endpoint (single-port mode: endpoint keys).",
+        ports_in_use,
+    );
+    registry.register(
+        "shard_ports_free",
+        "Media ports of the shard's share of media.port_range still free to give out.",
+        ports_free,
+    );
+
     let shard_endpoints = Family::<Labels, Gauge>::default();
     let shard_conferences = Family::<Labels, Gauge>::default();
     for s in &stats.shards {

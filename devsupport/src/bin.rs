@@ -74,3 +74,49 @@ pub fn ringbridge_bin() -> PathBuf {
     })
     .clone()
 }
+
+/// The `ringbridge-bench` binary (the load-test harness, whose `flood`
+/// subcommand the end-to-end flood test runs as a separate process).
+///
+/// `RINGBRIDGE_BENCH_BIN` when set (relative paths from the workspace root);
+/// otherwise builds it once per process with `cargo build --release -p
+/// ringbridge-bench --bin ringbridge-bench` and returns
+/// `target/release/ringbridge-bench`. Release, as the bridge: a flood from a
+/// debug build would not be the highest rate one core can send. Panics if the
+/// build fails.
+pub fn bench_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("RINGBRIDGE_BENCH_BIN") {
+            let bin = workspace_root().join(PathBuf::from(bin));
+            assert!(
+                bin.is_file(),
+                "RINGBRIDGE_BENCH_BIN={} is not a file",
+                bin.display()
+            );
+            return bin;
+        }
+        eprintln!("RINGBRIDGE_BENCH_BIN not set: building the release ringbridge-bench binary");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "ringbridge-bench",
+                "--bin",
+                "ringbridge-bench",
+            ])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
+        assert!(
+            status.success(),
+            "building the ringbridge-bench binary failed: {status}"
+        );
+        let bin = target_dir().join("release").join("ringbridge-bench");
+        assert!(bin.is_file(), "{} missing after the build", bin.display());
+        bin
+    })
+    .clone()
+}

@@ -2,6 +2,7 @@
 //! share to drive a real bridge process:
 //!
 //! - [`ringbridge_bin`]: the `ringbridge` binary under test;
+//! - [`bench_bin`]: the `ringbridge-bench` binary (load and flood generator);
 //! - [`http_request`]: a tiny blocking HTTP/1.1 client for signalling and operator
 //!   checks.
 //!
@@ -10,5 +11,5 @@
 mod bin;
 mod http;
 
-pub use bin::{ringbridge_bin, target_dir, workspace_root};
+pub use bin::{bench_bin, ringbridge_bin, target_dir, workspace_root};
 pub use http::{HttpResponse, http_request, http_request_within};

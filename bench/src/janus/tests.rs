@@ -307,6 +307,7 @@ fn janus_through_bench_engine() -> Result<(), crate::BenchError> {
         netns: false,
         loss_percent: 0,
         media_port: 0,
+        media_ports: 1000,
     };
     let cfg = EngineConfig {
         warmup: Duration::from_secs(3),

@@ -89,6 +89,8 @@ pub struct Ports {
     bind: IpAddr,
     /// Single-port mode: the keys in use (there is one socket, not one each).
     keys: Option<HashSet<u16>>,
+    /// Per-endpoint mode: ports bound and not yet released.
+    bound: usize,
 }
 
 impl Ports {
@@ -99,6 +101,7 @@ impl Ports {
             next: range.0,
             bind,
             keys: None,
+            bound: 0,
         }
     }
 
@@ -109,7 +112,21 @@ impl Ports {
             next: 1,
             bind: IpAddr::from([0, 0, 0, 0]),
             keys: Some(HashSet::new()),
+            bound: 0,
         }
+    }
+
+    /// Ports (single-port mode: endpoint keys) given out and not released.
+    pub fn in_use(&self) -> usize {
+        self.keys.as_ref().map_or(self.bound, HashSet::len)
+    }
+
+    /// Ports (keys) that could still be given out. A port of the range that
+    /// another process holds counts as free here: the bridge cannot know
+    /// until it tries to bind it.
+    pub fn free(&self) -> usize {
+        let span = usize::from(self.range.1.saturating_sub(self.range.0)) + 1;
+        span.saturating_sub(self.in_use())
     }
 
     /// Gives back `port` (an endpoint left); in per-endpoint mode its socket
@@ -119,7 +136,12 @@ impl Ports {
             Some(keys) => {
                 keys.remove(&port);
             }
-            None => io.close(port),
+            None => {
+                if io.holds(port) {
+                    self.bound = self.bound.saturating_sub(1);
+                }
+                io.close(port);
+            }
         }
     }
 
@@ -151,6 +173,7 @@ impl Ports {
                 tracing::warn!(port, error = %e, "cannot start receiving on a media port");
                 continue;
             }
+            self.bound += 1;
             return Ok(port);
         }
         Err(MediaError::Overloaded("no free media port".into()))
@@ -217,6 +240,8 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
             Ports::keys()
         }
     };
+    // Before the first turn, so a scrape right after the start sees the range.
+    stats.publish_ports(ports.in_use() as u64, ports.free() as u64);
     let tcp = TcpConns::new(Instant::now()).and_then(|tcp| {
         io.watch(tcp.fd())?;
         Ok(tcp)
@@ -306,6 +331,7 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
             outbox.send(now, ev);
         }
         stats.publish(&core, &io, &tcp.stats(), &outbox);
+        stats.publish_ports(ports.in_use() as u64, ports.free() as u64);
         if shared.is_some() {
             stats.publish_handoffs(handoffs.sent, handoffs.dropped);
         }

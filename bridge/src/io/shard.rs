@@ -290,6 +290,10 @@ enum Counter {
     DominantSpeakerChanges,
     DroppedSilence,
     DroppedAudioLastN,
+    EndpointsExpiredConsent,
+    EndpointsExpiredDtls,
+    PortsInUse,
+    PortsFree,
     EventsWaiting,
 }
 
@@ -347,6 +351,11 @@ impl ShardStats {
         set(Counter::StunRefused, c.stun_refused);
         set(Counter::IceSuccesses, c.ice_successes);
         set(Counter::IceFailures, c.ice_failures);
+        set(
+            Counter::EndpointsExpiredConsent,
+            c.endpoints_expired_consent,
+        );
+        set(Counter::EndpointsExpiredDtls, c.endpoints_expired_dtls);
         set(Counter::DtlsSuccesses, c.dtls_successes);
         set(Counter::DtlsFailures, c.dtls_failures);
         set(Counter::RtpForwarded, c.rtp_forwarded);
@@ -397,6 +406,13 @@ impl ShardStats {
         set(Counter::EventsWaiting, events.waiting() as u64);
         self.gso.store(io.gso(), Ordering::Relaxed);
         self.heartbeat.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Publishes the shard's media ports: bound to an endpoint, and still free
+    /// (in single-port mode, endpoint keys of the shared port).
+    pub fn publish_ports(&self, in_use: u64, free: u64) {
+        self.counters[Counter::PortsInUse as usize].store(in_use, Ordering::Relaxed);
+        self.counters[Counter::PortsFree as usize].store(free, Ordering::Relaxed);
     }
 
     /// Publishes the single-port hand-offs this shard made (and could not make).
@@ -463,6 +479,10 @@ impl ShardStats {
             stun_refused: self.get(Counter::StunRefused),
             ice_successes: self.get(Counter::IceSuccesses),
             ice_failures: self.get(Counter::IceFailures),
+            endpoints_expired_consent: self.get(Counter::EndpointsExpiredConsent),
+            endpoints_expired_dtls: self.get(Counter::EndpointsExpiredDtls),
+            ports_in_use: self.get(Counter::PortsInUse),
+            ports_free: self.get(Counter::PortsFree),
             dtls_successes: self.get(Counter::DtlsSuccesses),
             dtls_failures: self.get(Counter::DtlsFailures),
             send_errors: failed,

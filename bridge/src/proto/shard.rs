@@ -209,6 +209,12 @@ pub struct ShardCounters {
     pub ice_successes: u64,
     /// Endpoints expired without ever passing an ICE check.
     pub ice_failures: u64,
+    /// Endpoints removed because no valid consent check came for 30 s (RFC
+    /// 7675): clients that vanished without a goodbye (`ice_failures` counts
+    /// those of them that never passed a check at all).
+    pub endpoints_expired_consent: u64,
+    /// Endpoints removed because their DTLS handshake failed or timed out.
+    pub endpoints_expired_dtls: u64,
     /// DTLS associations that failed.
     pub dtls_failures: u64,
     /// DTLS associations that completed and were verified.

@@ -462,6 +462,8 @@ async fn metrics_scrape_parses_and_counters_move() {
         "ringbridge_send_errors_total",
         "ringbridge_shard_endpoints",
         "ringbridge_shard_conferences",
+        "ringbridge_shard_ports_in_use",
+        "ringbridge_shard_ports_free",
     ] {
         assert_eq!(
             samples(&first, name).len(),
@@ -469,6 +471,12 @@ async fn metrics_scrape_parses_and_counters_move() {
             "{name}: one sample per shard"
         );
     }
+
+    assert_eq!(
+        samples(&first, "ringbridge_endpoints_expired_total").len(),
+        4,
+        "one sample per shard and reason (consent-expired, dtls-failed)"
+    );
 
     // The media plane's counters move; so does the scrape.
     set(3);

@@ -318,6 +318,10 @@ impl Router {
                 });
             }
             Err(failure) => {
+                match failure {
+                    TransportFailure::ConsentExpired => io.counters.endpoints_expired_consent += 1,
+                    TransportFailure::DtlsFailed => io.counters.endpoints_expired_dtls += 1,
+                }
                 if let Some(ep) = self.endpoints.get(key) {
                     tracing::info!(
                         endpoint = %ep.id,
