@@ -56,13 +56,17 @@ export RINGBRIDGE_PYTHON="$venv/bin/python"
 echo "RINGBRIDGE_PYTHON=$RINGBRIDGE_PYTHON"
 
 # --- the bridge binary (release) ------------------------------------------
-step "cargo build --release -p ringbridge-bridge --bin ringbridge"
-cargo build --release -p ringbridge-bridge --bin ringbridge
+step "cargo build --release -p ringbridge-bridge --bin ringbridge -p ringbridge-bench --bin ringbridge-bench"
+# The bench binary too: tests/media_flood.rs floods from it, vanished_clients
+# runs a meeting with it.
+cargo build --release -p ringbridge-bridge --bin ringbridge -p ringbridge-bench --bin ringbridge-bench
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
 export RINGBRIDGE_BIN="$target_dir/release/ringbridge"
+export RINGBRIDGE_BENCH_BIN="$target_dir/release/ringbridge-bench"
 test -x "$RINGBRIDGE_BIN"
-echo "RINGBRIDGE_BIN=$RINGBRIDGE_BIN"
+test -x "$RINGBRIDGE_BENCH_BIN"
+echo "RINGBRIDGE_BIN=$RINGBRIDGE_BIN RINGBRIDGE_BENCH_BIN=$RINGBRIDGE_BENCH_BIN"
 
 # --- the README's run command ---------------------------------------------
 # The README's first command must start a working bridge on a fresh clone: run it
