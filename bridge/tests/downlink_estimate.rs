@@ -343,8 +343,12 @@ fn a_simulcast_slot_follows_the_estimate_and_padding_probes_lift_it() {
             .iter()
             .position(|l| *l == Some(2))
             .expect("never back on the top layer");
+    // Issue 11: back on the top layer within 10 s of the link recovering
+    // (the queue stops growing at round 100; a round is 30 ms). The
+    // allocation spends a rise only after it held for 2 s (UpgradeHold), so
+    // each layer up waits that long.
     assert!(
-        back_at < 200,
+        back_at < 100 + 10_000 / 30,
         "back on the top layer at round {back_at}: {carried:?}"
     );
     assert_eq!(carried.last(), Some(&Some(2)), "{carried:?}");

@@ -40,3 +40,4 @@ pub mod simulcast;
 pub mod stats;
 pub mod temporal;
 pub mod twcc;
+pub mod upgrade_hold;

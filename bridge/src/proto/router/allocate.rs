@@ -187,6 +187,16 @@ impl Router {
             })
     }
 
+    /// What receiver `r`'s allocation may spend at `now`: its downlink budget
+    /// (see [`Endpoint::downlink_budget`](super::Endpoint::downlink_budget))
+    /// through its [`UpgradeHold`](crate::proto::quality::upgrade_hold::UpgradeHold):
+    /// falls at once, rises after they held for 2 s.
+    fn allocation_budget(&mut self, r: EndpointKey, now: Instant) -> Option<u64> {
+        let ep = self.endpoints.get_mut(r)?;
+        let raw = ep.downlink_budget()?;
+        Some(ep.budget_hold.update(now, raw))
+    }
+
     /// Runs the allocator for receiver `r` and applies the result to its slots.
     pub(super) fn reallocate(&mut self, r: EndpointKey, io: &mut RouterIo<'_>) {
         let sources = self.conference_sources(io.now);
@@ -196,10 +206,10 @@ impl Router {
     /// [`Router::reallocate`] with the conference's sources already listed.
     fn reallocate_among(&mut self, r: EndpointKey, all: &[Source], io: &mut RouterIo<'_>) {
         let now = io.now;
+        let estimate = self.allocation_budget(r, now);
         let Some(receiver) = self.endpoints.get(r) else {
             return;
         };
-        let estimate = receiver.downlink_budget();
         // An endpoint without a video slot receives no video: it watches
         // nothing (and so asks no sender for anything).
         let video_slots = receiver
@@ -420,28 +430,29 @@ impl Router {
             self.reallocate_all(io);
             return;
         }
-        let due: Vec<EndpointKey> =
-            self.members
-                .iter()
-                .copied()
-                .filter(|&r| {
-                    self.endpoints.get(r).is_some_and(|ep| {
-                        let a = &ep.allocation;
-                        let estimate = ep.downlink_budget();
-                        // The periodic run (it allocates: a few vectors per
-                        // receiver every 5 s, never per packet) is for a
-                        // receiver whose feedback measures its link. Without
-                        // feedback, the budget is unlimited or the constant
-                        // start value: the events above (constraints,
-                        // speakers, layers) already re-allocate.
-                        let measured = ep.downlink_estimate().is_some();
-                        let stale = a.at.is_none_or(|at| {
-                            now.saturating_duration_since(at) >= ALLOCATION_PERIOD
-                        }) && (measured || a.at.is_none());
-                        stale || estimate_moved(a.estimate, estimate)
-                    })
-                })
-                .collect();
+        let mut due: Vec<EndpointKey> = Vec::new();
+        for i in 0..self.members.len() {
+            let Some(&r) = self.members.get(i) else {
+                break;
+            };
+            let estimate = self.allocation_budget(r, now);
+            let Some(ep) = self.endpoints.get(r) else {
+                continue;
+            };
+            let a = &ep.allocation;
+            // The periodic run (it allocates: a few vectors per receiver
+            // every 5 s, never per packet) is for a receiver whose feedback
+            // measures its link. Without feedback, the budget is unlimited or
+            // the constant start value: the events above (constraints,
+            // speakers, layers) already re-allocate.
+            let measured = ep.downlink_estimate().is_some();
+            let stale =
+                a.at.is_none_or(|at| now.saturating_duration_since(at) >= ALLOCATION_PERIOD)
+                    && (measured || a.at.is_none());
+            if stale || estimate_moved(a.estimate, estimate) {
+                due.push(r);
+            }
+        }
         if !due.is_empty() {
             let sources = self.conference_sources(now);
             for &r in &due {

@@ -8,6 +8,7 @@ use ringbridge_control::media::EndpointId;
 use ringbridge_control::receiver_constraints::ReceiverConstraints;
 
 use super::super::quality::dominant_speaker::SpeakerActivity;
+use super::super::quality::upgrade_hold::UpgradeHold;
 use super::super::transport::Transport;
 use super::allocate::AllocationState;
 use super::keys::{ConsumerKey, ProducerKey};
@@ -32,6 +33,8 @@ pub struct Endpoint {
     pub(super) connection_stats_at: Option<Instant>,
     /// What it wants to receive (its `ReceiverVideoConstraints`).
     pub(super) constraints: ReceiverConstraints,
+    /// The estimate its allocation may spend (rises held for 2 s).
+    pub(super) budget_hold: UpgradeHold,
     /// Its last video allocation.
     pub(super) allocation: AllocationState,
 }

@@ -83,6 +83,7 @@ impl Router {
             connection_stats_at: None,
             constraints: Default::default(),
             allocation: Default::default(),
+            budget_hold: Default::default(),
         });
 
         let mut rng = rand::rng();
