@@ -64,6 +64,17 @@ window.rb = {
     await pc.setRemoteDescription({ type: 'answer', sdp });
     const sock = new WebSocket(ws);
     window.sock = sock;
+    // Which endpoint owns the video on each receive mid (VideoSourcesMap).
+    window.owners = {};
+    sock.onmessage = (m) => {
+      try {
+        const msg = JSON.parse(m.data);
+        if (msg.colibriClass === 'VideoSourcesMap') {
+          window.owners = {};
+          for (const e of msg.mappedSources || []) window.owners[e.mid] = e.owner;
+        }
+      } catch (e) { /* not JSON */ }
+    };
     sock.onopen = () => {
       if (maxHeight !== null) sock.send(JSON.stringify({
         colibriClass: 'ReceiverVideoConstraints', lastN: -1,
@@ -94,7 +105,8 @@ window.rb = {
     const s = { inbound: [], outbound: [] };
     for (const r of (await pc.getStats()).values()) {
       if (r.type === 'inbound-rtp' && r.kind === 'video') s.inbound.push({
-        mid: r.mid, framesDecoded: r.framesDecoded || 0,
+        mid: r.mid, owner: (window.owners || {})[r.mid] || null,
+        framesDecoded: r.framesDecoded || 0,
         frameWidth: r.frameWidth || 0, frameHeight: r.frameHeight || 0 });
       if (r.type === 'outbound-rtp' && r.kind === 'video') s.outbound.push({
         rid: r.rid || '', frameHeight: r.frameHeight || 0, framesSent: r.framesSent || 0,
@@ -143,7 +155,8 @@ async function join(browser, base, token, label, maxHeight) {
   const ws = colibriUrl(resp.headers.get('Link'));
   await page.evaluate(([sdp, w, h]) => window.rb.answer(sdp, w, h), [answer, ws, maxHeight]);
   log(`${label} joined`);
-  return { label, context, page, answer, consoleLines, samples: [] };
+  const endpoint = decodeURIComponent(new URL(ws).pathname.split('/').pop());
+  return { label, endpoint, context, page, answer, consoleLines, samples: [] };
 }
 
 async function main() {
@@ -197,6 +210,7 @@ async function main() {
     for (const p of pages) {
       result.pages.push({
         label: p.label,
+        endpoint: p.endpoint,
         answerSimulcast: /a=simulcast:recv/.test(p.answer),
         samples: p.samples,
         console: p.consoleLines.slice(-20),
