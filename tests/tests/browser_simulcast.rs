@@ -217,13 +217,12 @@ fn top_sent(pages: &[Value]) -> Vec<Vec<(f64, f64)>> {
 }
 
 /// The mids of a page's inbound video streams, in [`inbound`]'s order.
-fn stream_mids(samples: &[Value]) -> Vec<String> {
-    let mut mids: Vec<String> = Vec::new();
+fn stream_mids(samples: &[Value]) -> Vec<Value> {
+    let mut mids: Vec<Value> = Vec::new();
     for s in samples {
         for r in s["inbound"].as_array().into_iter().flatten() {
-            let mid = r["mid"].to_string();
-            if !mids.contains(&mid) {
-                mids.push(mid);
+            if !mids.contains(&r["mid"]) {
+                mids.push(r["mid"].clone());
             }
         }
     }
@@ -339,10 +338,7 @@ fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_oth
             .iter()
             .map(|mid| {
                 let owner = samples.iter().rev().find_map(|s| {
-                    s["inbound"]
-                        .as_array()?
-                        .iter()
-                        .find(|r| r["mid"].to_string() == *mid)?["owner"]
+                    s["inbound"].as_array()?.iter().find(|r| r["mid"] == *mid)?["owner"]
                         .as_str()
                         .map(str::to_owned)
                 })?;
