@@ -211,6 +211,7 @@ bash scripts/fuzz.sh 10
 # --- end of fuzz --------------------------------------------------------------
 
 # --- tests ----------------------------------------------------------------
-step "cargo test --workspace --all-targets"
+step "cargo test --workspace --all-targets --no-fail-fast"
+# --no-fail-fast: one failing test binary must not hide the others' results.
 # shellcheck disable=SC2086
-cargo test --workspace --all-targets -- ${CARGO_TEST_ARGS:-}
+cargo test --workspace --all-targets --no-fail-fast -- ${CARGO_TEST_ARGS:-}
