@@ -554,3 +554,71 @@ fn a_temporal_target_drops_upper_layers_and_the_receiver_sees_one_continuous_str
     assert_eq!(keys[..3], [5, 6, 7], "{got:?}");
     assert!(keys[3..].iter().all(|&k| k == 7), "{got:?}");
 }
+
+/// `media` as an RTX packet on its layer's FID-paired SSRC (RFC 4588: the
+/// original sequence number, then the payload), numbered `rtx_seq`.
+fn as_rtx(media: &[u8], layer: usize, rtx_seq: u16) -> Vec<u8> {
+    let header = RtpHeader::parse(media).expect("rtp");
+    let payload = header.payload(media).expect("payload");
+    let mut osn = header.sequence_number.to_be_bytes().to_vec();
+    osn.extend_from_slice(payload);
+    rtp(
+        RTX_PT,
+        rtx_seq,
+        header.timestamp,
+        rtx_ssrc(layer),
+        &[],
+        &osn,
+        0,
+    )
+}
+
+#[test]
+fn chromes_rtx_probe_copies_of_forwarded_layer_packets_are_not_forwarded_again() {
+    // Chrome probes its uplink with RTX copies of media it just sent, often
+    // the same packet several times. Each copy forwarded would be a duplicate
+    // that the receiver's SRTP replay check drops, read as a loss in its
+    // transport-cc feedback (measured with Chromium: 35-47% of a 180p page's
+    // video packets, and its estimate fell to 0).
+    let mut call = Call::publishing(ssrc_simulcast_offer, false);
+    call.round(true);
+    for _ in 0..3 {
+        call.round(false);
+    }
+    let before = call.received().len();
+    let top = call.frame_packet(2, false);
+    call.net.send_raw(call.alice, &top);
+    call.net.progress(6);
+    assert_eq!(call.received().len(), before + 1);
+    for k in 0..5 {
+        let copy = as_rtx(&top, 2, 100 + k);
+        call.net.send_raw(call.alice, &copy);
+    }
+    call.net.progress(6);
+    assert_eq!(
+        call.received().len(),
+        before + 1,
+        "copies of a forwarded packet are not forwarded: {:?}",
+        call.received()
+    );
+    assert_eq!(call.net.core.counters().dropped_rtx, 5);
+
+    // A packet lost on the way in and then carried by such a copy fills the
+    // hole once; its second copy is dropped too.
+    let lost = call.frame_packet(2, false);
+    let next = call.frame_packet(2, false);
+    call.net.send_raw(call.alice, &next);
+    call.net.send_raw(call.alice, &as_rtx(&lost, 2, 200));
+    call.net.send_raw(call.alice, &as_rtx(&lost, 2, 201));
+    call.net.progress(6);
+    let got = call.received();
+    assert_eq!(got.len(), before + 3, "{got:?}");
+    let lost_seq = RtpHeader::parse(&lost).expect("rtp").sequence_number;
+    let next_seq = RtpHeader::parse(&next).expect("rtp").sequence_number;
+    assert_eq!(next_seq, lost_seq.wrapping_add(1));
+    // The slot's numbering keeps the order the source gave them.
+    let tail: Vec<u16> = got[before + 1..].iter().map(|g| g.0).collect();
+    assert_eq!(tail[1], tail[0].wrapping_sub(1), "{got:?}");
+    assert_eq!(call.net.core.counters().rtx_received, 1);
+    assert_eq!(call.net.core.counters().dropped_rtx, 6);
+}

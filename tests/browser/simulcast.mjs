@@ -73,6 +73,7 @@ window.rb = {
           window.owners = {};
           for (const e of msg.mappedSources || []) window.owners[e.mid] = e.owner;
         }
+        if (msg.colibriClass === 'ConnectionStats') window.estimate = msg.estimatedDownlinkBandwidth;
       } catch (e) { /* not JSON */ }
     };
     sock.onopen = () => {
@@ -106,13 +107,26 @@ window.rb = {
     for (const r of (await pc.getStats()).values()) {
       if (r.type === 'inbound-rtp' && r.kind === 'video') s.inbound.push({
         mid: r.mid, owner: (window.owners || {})[r.mid] || null,
-        framesDecoded: r.framesDecoded || 0,
+        framesDecoded: r.framesDecoded || 0, bytesReceived: r.bytesReceived || 0,
         frameWidth: r.frameWidth || 0, frameHeight: r.frameHeight || 0 });
       if (r.type === 'outbound-rtp' && r.kind === 'video') s.outbound.push({
         rid: r.rid || '', frameHeight: r.frameHeight || 0, framesSent: r.framesSent || 0,
+        bytesSent: r.bytesSent || 0,
         active: r.active !== false, qualityLimitationReason: r.qualityLimitationReason || '' });
     }
     s.inbound.sort((a, b) => String(a.mid).localeCompare(String(b.mid)));
+    // Packets in: the transport's count against every inbound stream's (a
+    // packet the browser could not match to a stream counts in the first only).
+    s.packets = { transport: 0, streams: 0, lost: 0 };
+    for (const r of (await pc.getStats()).values()) {
+      if (r.type === 'transport') s.packets.transport += r.packetsReceived || 0;
+      if (r.type === 'inbound-rtp') {
+        s.packets.streams += r.packetsReceived || 0;
+        s.packets.lost += r.packetsLost || 0;
+      }
+    }
+    // The bridge's latest estimate toward this page (ConnectionStats), bit/s.
+    s.estimate = window.estimate || null;
     s.outbound.sort((a, b) => a.rid.localeCompare(b.rid));
     return s;
   },

@@ -548,11 +548,17 @@ impl Drop for Bridge {
                 self.log_path.display(),
                 self.log_tail()
             );
+        } else if std::env::var_os(KEEP_DIR_ENV).is_some() {
+            eprintln!("kept the bridge's folder: {}", self.dir.display());
         } else {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
 }
+
+/// Set (to anything) to keep a passing test's bridge folder (its log and
+/// configuration) for a look afterwards; a failing test's is always kept.
+pub const KEEP_DIR_ENV: &str = "RINGBRIDGE_KEEP_TEST_DIR";
 
 /// A token for `room` signed with [`TEST_APP_SECRET`] (HS256, valid 1 h) with
 /// `context.user.id = user`, affiliation `owner` or `member`, and, when given,

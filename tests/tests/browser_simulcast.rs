@@ -64,6 +64,50 @@ fn inbound(samples: &[Value]) -> Vec<Vec<Row>> {
     streams.into_iter().map(|(_, v)| v).collect()
 }
 
+/// What a page saw, one line per sample: time, the bridge's estimate toward
+/// it (ConnectionStats, kbit/s) and per inbound stream its height and
+/// bitrate (kbit/s over the sample before). For failure messages: whether a
+/// late layer was the estimate's doing or the sender's.
+fn timeline(samples: &[Value]) -> String {
+    let mut out = String::new();
+    let mut prev: Vec<(Value, f64, f64)> = Vec::new();
+    for s in samples {
+        let t = num(&s["t"]);
+        let est = s["estimate"]
+            .as_f64()
+            .map_or("-".to_owned(), |e| format!("{:.0}", e / 1000.0));
+        let mut line = format!("{t:5.1}s est {est:>5}k:");
+        for r in s["inbound"].as_array().into_iter().flatten() {
+            let bytes = num(&r["bytesReceived"]);
+            let kbps = prev
+                .iter()
+                .find(|p| p.0 == r["mid"])
+                .filter(|p| t > p.1)
+                .map_or(0.0, |p| (bytes - p.2) * 8.0 / 1000.0 / (t - p.1));
+            line += &format!(" {}p {kbps:.0}k", num(&r["frameHeight"]));
+            prev.retain(|p| p.0 != r["mid"]);
+            prev.push((r["mid"].clone(), t, bytes));
+        }
+        line += &format!(
+            " | pkts transport {} streams {} lost {}",
+            num(&s["packets"]["transport"]),
+            num(&s["packets"]["streams"]),
+            num(&s["packets"]["lost"])
+        );
+        line += " | sent:";
+        for o in s["outbound"].as_array().into_iter().flatten() {
+            line += &format!(
+                " {}={}p",
+                o["rid"].as_str().unwrap_or(""),
+                num(&o["frameHeight"])
+            );
+        }
+        out += &line;
+        out.push('\n');
+    }
+    out
+}
+
 #[test]
 fn simulcast_receivers_get_720p_and_a_180_line_constraint_is_honoured() {
     let bridge = Bridge::start("");
@@ -90,6 +134,13 @@ fn simulcast_receivers_get_720p_and_a_180_line_constraint_is_honoured() {
     );
     let pages = raw["pages"].as_array().expect("pages");
     assert_eq!(pages.len(), 3);
+    for (i, p) in pages.iter().enumerate() {
+        let samples = p["samples"].as_array().map_or(&[][..], |v| v);
+        eprintln!(
+            "page {i} (t, estimate, received, sent):\n{}",
+            timeline(samples)
+        );
+    }
 
     let mut report = Vec::new();
     for (i, p) in pages.iter().enumerate() {
@@ -150,7 +201,8 @@ fn simulcast_receivers_get_720p_and_a_180_line_constraint_is_honoured() {
             for (k, t) in first_720.iter().enumerate() {
                 assert!(
                     t.is_some_and(|t| t <= WITHIN_S),
-                    "page {i} stream {k}: 1280x720 first decoded at {t:?} s: {:?}",
+                    "page {i} stream {k}: 1280x720 first decoded at {t:?} s: {:?} \
+                     (every page's samples are printed above)",
                     streams[k]
                 );
             }

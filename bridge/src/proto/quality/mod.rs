@@ -35,6 +35,7 @@ pub mod nack_responder;
 pub mod remb;
 pub mod rtx;
 pub mod rtx_cache;
+pub mod seen;
 pub mod sender_report;
 pub mod simulcast;
 pub mod stats;

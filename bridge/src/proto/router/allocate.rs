@@ -350,6 +350,8 @@ impl Router {
             target_bps = result.target_bps,
             ideal_bps = result.ideal_bps,
             estimate = ?estimate,
+            layers = ?result.sources.iter().map(|s| s.layer).collect::<Vec<_>>(),
+            inputs = ?sources.iter().map(|s| s.layers.iter().take(s.count).map(|l| (l.active, l.bitrate_bps / 1000, l.height)).collect::<Vec<_>>()).collect::<Vec<_>>(),
             "allocated"
         );
         if changed {

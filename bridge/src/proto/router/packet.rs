@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use super::super::codec::red;
 use super::super::quality::keyframe::KeyframeDecision;
 use super::super::quality::rtx;
+use super::super::quality::seen::Seen;
 use super::super::quality::simulcast::LayerDecision;
 use super::super::rtcp::{Nack, ReportBlock, SenderInfo};
 use super::super::rtp::{AudioLevel, RtpHeader};
@@ -82,6 +83,19 @@ impl Router {
                     return;
                 };
                 header = h;
+                if p.repair.is_none() {
+                    // No cache, so nobody asked for this: it is Chrome's
+                    // probe padding ("redundant payload"), a copy of recent
+                    // media. Only one that fills a hole goes on; a duplicate
+                    // would be dropped by each receiver's SRTP replay check
+                    // and read as a loss in its transport-cc feedback.
+                    let demux = &mut sender.transport.demux;
+                    if demux.seen(entry, header.sequence_number) != Seen::No {
+                        io.counters.dropped_rtx += 1;
+                        return;
+                    }
+                    demux.mark_seen(entry, header.sequence_number);
+                }
                 repaired = true;
                 io.counters.rtx_received += 1;
                 (producer, entry)

@@ -12,6 +12,7 @@
 //! SSRCs), no hashing, no strings. Per media SSRC the table also keeps the
 //! receive statistics the transport's receiver reports are made of.
 
+use super::super::quality::seen::{Seen, SeenWindow};
 use super::super::router::ProducerKey;
 use super::super::rtcp::{ReceiveStats, ReportBlock};
 use super::super::rtp::{RtpHeader, SeqUnwrapper};
@@ -56,6 +57,7 @@ pub struct SsrcEntry {
     pub rtx: bool,
     seq: SeqUnwrapper,
     stats: Option<ReceiveStats>,
+    seen: SeenWindow,
 }
 
 /// How a received RTP packet was classified.
@@ -153,6 +155,7 @@ impl Demux {
             rtx,
             seq: SeqUnwrapper::new(),
             stats: None,
+            seen: SeenWindow::new(),
         });
     }
 
@@ -220,10 +223,27 @@ impl Demux {
         };
         let clock_rate = self.routes.get(e.route).map_or(90_000, |r| r.clock_rate);
         let ext = e.seq.extend(header.sequence_number);
+        e.seen.insert(header.sequence_number);
         let arrival = (since_epoch.as_micros() * u128::from(clock_rate) / 1_000_000) as u64;
         e.stats
             .get_or_insert_with(|| ReceiveStats::new(header.ssrc))
             .handle_packet(ext, header.timestamp, arrival);
+    }
+
+    /// Whether media packet `seq` of entry `entry` arrived before (as itself
+    /// or as a retransmission marked with [`Demux::mark_seen`]).
+    pub fn seen(&self, entry: usize, seq: u16) -> Seen {
+        self.ssrcs
+            .get(entry)
+            .map_or(Seen::No, |e| e.seen.contains(seq))
+    }
+
+    /// Marks media packet `seq` of entry `entry` as arrived (a retransmission
+    /// that filled a hole: it stays out of the receive statistics).
+    pub fn mark_seen(&mut self, entry: usize, seq: u16) {
+        if let Some(e) = self.ssrcs.get_mut(entry) {
+            e.seen.insert(seq);
+        }
     }
 
     /// Records a sender report of `ssrc`; `arrival_q16` in 1/65536 s.

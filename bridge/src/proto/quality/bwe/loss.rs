@@ -20,9 +20,19 @@ pub struct LossController {
     lost: u32,
     cap: Option<u64>,
     last_loss: f64,
+    floor: u64,
 }
 
 impl LossController {
+    /// A controller whose cap never goes below `floor_bps` (the estimator's
+    /// floor: a cap of 0 could never grow back by its 5% steps).
+    pub fn new(floor_bps: u64) -> Self {
+        Self {
+            floor: floor_bps,
+            ..Self::default()
+        }
+    }
+
     /// One reported packet, sent at `send_us`, arrived or not. `estimate` is the
     /// delay-based estimate. Returns the new cap when it changed.
     pub fn add(&mut self, send_us: u64, arrived: bool, estimate: u64) -> Option<u64> {
@@ -42,7 +52,7 @@ impl LossController {
         let before = self.cap;
         if loss > HIGH_LOSS {
             let base = self.cap.map_or(estimate, |c| c.min(estimate));
-            self.cap = Some((base as f64 * (1.0 - 0.5 * loss)) as u64);
+            self.cap = Some(((base as f64 * (1.0 - 0.5 * loss)) as u64).max(self.floor));
         } else if loss < LOW_LOSS {
             self.cap = self
                 .cap
@@ -74,6 +84,23 @@ mod tests {
             let t = base + u64::from(i) * 4_000;
             l.add(t, lost_every == 0 || i % lost_every != 0, estimate);
         }
+    }
+
+    #[test]
+    fn the_cap_stops_at_the_floor_and_grows_back_from_it() {
+        let mut l = LossController::new(30_000);
+        for k in 0..40 {
+            interval(&mut l, k * 400_000, 2, 1_000_000);
+        }
+        assert_eq!(
+            l.cap(),
+            Some(30_000),
+            "half lost for 16 s: down to the floor"
+        );
+        for k in 40..50 {
+            interval(&mut l, k * 400_000, 0, 1_000_000);
+        }
+        assert!(l.cap().is_some_and(|c| c > 30_000), "{:?}", l.cap());
     }
 
     #[test]

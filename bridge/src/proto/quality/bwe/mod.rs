@@ -106,7 +106,7 @@ impl SendSideBwe {
             groups: InterArrival::default(),
             trend: Trendline::default(),
             rate: RateControl::new(config.start_bps, config.min_bps, config.max_bps),
-            loss: LossController::default(),
+            loss: LossController::new(config.min_bps),
             acked: AckedBitrate::default(),
             prober: Prober::default(),
             has_feedback: false,
@@ -182,6 +182,14 @@ impl SendSideBwe {
                 self.loss
                     .add(sent.sent_us, status.arrival.is_some(), self.rate.estimate())
             {
+                tracing::debug!(
+                    cap,
+                    loss = self.loss.last_loss(),
+                    matched = self.stats.matched,
+                    lost = self.stats.lost,
+                    unmatched = self.stats.unmatched,
+                    "bwe loss cap"
+                );
                 self.rate.lower_to(cap);
             }
         }
