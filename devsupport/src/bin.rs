@@ -35,44 +35,8 @@ pub fn target_dir() -> PathBuf {
 /// fails: a test cannot go on without the binary.
 pub fn ringbridge_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("RINGBRIDGE_BIN") {
-            let bin = PathBuf::from(bin);
-            let bin = if bin.is_absolute() {
-                bin
-            } else {
-                workspace_root().join(bin)
-            };
-            assert!(
-                bin.is_file(),
-                "RINGBRIDGE_BIN={} is not a file",
-                bin.display()
-            );
-            return bin;
-        }
-        eprintln!("RINGBRIDGE_BIN not set: building the release ringbridge binary");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "ringbridge-bridge",
-                "--bin",
-                "ringbridge",
-            ])
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
-        assert!(
-            status.success(),
-            "building the ringbridge binary failed: {status}"
-        );
-        let bin = target_dir().join("release").join("ringbridge");
-        assert!(bin.is_file(), "{} missing after the build", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| release_bin("RINGBRIDGE_BIN", "ringbridge-bridge", "ringbridge"))
+        .clone()
 }
 
 /// The `ringbridge-bench` binary (the load-test harness, whose `flood`
@@ -87,36 +51,37 @@ pub fn ringbridge_bin() -> PathBuf {
 pub fn bench_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("RINGBRIDGE_BENCH_BIN") {
-            let bin = workspace_root().join(PathBuf::from(bin));
-            assert!(
-                bin.is_file(),
-                "RINGBRIDGE_BENCH_BIN={} is not a file",
-                bin.display()
-            );
-            return bin;
-        }
-        eprintln!("RINGBRIDGE_BENCH_BIN not set: building the release ringbridge-bench binary");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "ringbridge-bench",
-                "--bin",
-                "ringbridge-bench",
-            ])
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
-        assert!(
-            status.success(),
-            "building the ringbridge-bench binary failed: {status}"
-        );
-        let bin = target_dir().join("release").join("ringbridge-bench");
-        assert!(bin.is_file(), "{} missing after the build", bin.display());
-        bin
+        release_bin(
+            "RINGBRIDGE_BENCH_BIN",
+            "ringbridge-bench",
+            "ringbridge-bench",
+        )
     })
     .clone()
+}
+
+/// The release binary `bin` of package `package`: the path in environment
+/// variable `env` when set (relative to the workspace root), else built with
+/// `cargo build --release -p <package> --bin <bin>`. Panics when the path is
+/// not a file or the build fails.
+fn release_bin(env: &str, package: &str, bin: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        let path = workspace_root().join(PathBuf::from(path));
+        assert!(path.is_file(), "{env}={} is not a file", path.display());
+        return path;
+    }
+    eprintln!("{env} not set: building the release {bin} binary");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--release", "-p", package, "--bin", bin])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
+    assert!(
+        status.success(),
+        "building the {bin} binary failed: {status}"
+    );
+    let path = target_dir().join("release").join(bin);
+    assert!(path.is_file(), "{} missing after the build", path.display());
+    path
 }
