@@ -333,7 +333,7 @@ fn longest_gap_ms(fine: &[Value], mid: &str, from: f64) -> f64 {
 }
 
 #[test]
-#[ignore = "not met yet: behind the 1 Mbit/s cap the capped page is moved down (540 to 270 and 135 lines within 1-6 s of the cap, no freeze over 500 ms in the runs that got that far) but returns to the top layer after a few seconds and flaps (measured 540, 270, 135, 540 over 18 s, after the 2 s upgrade hold; 540/270 every ~2 s before it); on this 2-core machine Chromium's top layer is 540p at a lower bitrate, so whether two top layers fit 1 Mbit/s needs the pages' inbound bitrate in the report"]
+#[ignore = "not met yet: behind the 1 Mbit/s cap the capped page is moved down within 1-6 s (720 or 540 to 360/270 lines, no freeze over 500 ms in the runs that got that far) but goes back to its top layer after a few seconds (after the 2 s upgrade hold; measured again after the RTX-duplicate fix: 720, 360 for 7 s, 720); in one run an uncapped page was moved below its top for 4 s as well"]
 fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_others_keep_720p() {
     if let Some(why) = unsupported() {
         eprintln!("SKIPPED browser_simulcast capped receiver: {why}");
