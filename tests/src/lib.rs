@@ -454,6 +454,33 @@ impl Bridge {
         file_tail(&self.log_path, 16 * 1024)
     }
 
+    /// Waits up to `timeout` until the bridge hosts at least `n` endpoints
+    /// (`participants` in its `/colibri/stats`), polling every 50 ms; panics
+    /// with the last answer when it does not. For tests whose second client
+    /// must join after the first (a room opened by its owner), in place of a
+    /// fixed sleep that a loaded machine can outlast.
+    pub fn wait_participants(&self, n: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            if let Ok(r) = http_request(self.private_addr(), "GET", "/colibri/stats", &[], b"") {
+                let body = r.text();
+                let count = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["participants"].as_u64());
+                if count.is_some_and(|c| c >= n) {
+                    return;
+                }
+                last = body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the bridge did not reach {n} participants within {timeout:?}: {last}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Whether the bridge process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

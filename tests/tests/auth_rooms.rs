@@ -79,8 +79,8 @@ fn a_screen_is_forwarded_only_for_the_endpoint_granted_screen_sharing() {
     let alice = AiortcClient::new("alice", &url, "screens", &alice_token)
         .args(["--duration", "6", "--colibri", "--screen"])
         .spawn();
-    // Alice opens the room (a member may not): give her a head start.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Alice opens the room (a member may not): Bob joins after her.
+    bridge.wait_participants(1, CLIENT_TIMEOUT);
     let bob = AiortcClient::new("bob", &url, "screens", &bob_token)
         .args(["--duration", "6", "--colibri", "--screen"])
         .spawn();
@@ -142,7 +142,7 @@ fn a_moderator_mute_stops_forwarding_and_tells_the_muted_endpoint() {
     let olga = AiortcClient::new("olga", &url, "mute", &owner_token)
         .args(["--duration", "6", "--colibri", "--moderator-mute", "audio"])
         .spawn();
-    std::thread::sleep(Duration::from_millis(1500));
+    bridge.wait_participants(1, CLIENT_TIMEOUT);
     // Max (member) tries the same on Olga, and is refused.
     let max = AiortcClient::new("max", &url, "mute", &member_token)
         .args(["--duration", "6", "--colibri", "--moderator-mute", "video"])
@@ -227,7 +227,7 @@ fn members_cannot_open_rooms_and_logs_keep_secrets() {
     let c = AiortcClient::new("owner", &url, "logs", &jti_token)
         .args(["--duration", "2", "--colibri", "--linger", "0"])
         .spawn();
-    std::thread::sleep(Duration::from_millis(1500));
+    bridge.wait_participants(1, CLIENT_TIMEOUT);
     // Same jti while the first endpoint lives: refused.
     let replay = post("logs", &jti_token);
     let c = c.wait(CLIENT_TIMEOUT);
