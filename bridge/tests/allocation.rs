@@ -14,9 +14,8 @@ use ringbridge_bridge::proto::rtp::RtpHeader;
 use ringbridge_control::media::{ConferenceId, EndpointId, MediaEvent};
 use ringbridge_control::receiver_constraints::ReceiverConstraintsUpdate;
 use support::net::*;
+use support::simulcast::*;
 
-const MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
-const RID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 const LAYERS: [(&str, u32, u16); 3] = [("q", 0x1000, 180), ("h", 0x2000, 360), ("f", 0x3000, 720)];
 const PUBLISHERS: [&str; 3] = ["alice", "carol", "dave"];
 
@@ -37,45 +36,6 @@ const RECEIVER: ClientConfig = ClientConfig {
     video_slots: 3,
     ..EVERYTHING
 };
-
-/// Chrome's simulcast offer on the publishing video m-line, and the mid
-/// extension everywhere.
-fn simulcast_offer(offer: String) -> String {
-    let mut sending = false;
-    edit_offer(&offer, |kind, line| {
-        if line.starts_with("a=sendonly") || line.starts_with("a=recvonly") {
-            sending = line.starts_with("a=sendonly");
-        }
-        if kind == "video" && sending && line.starts_with("a=ssrc") {
-            return String::new();
-        }
-        if line.starts_with("a=rtcp-mux") {
-            return if kind == "video" && sending {
-                format!(
-                    "{line}a=extmap:1 {MID}\r\na=extmap:2 {RID}\r\na=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;f\r\n"
-                )
-            } else {
-                format!("{line}a=extmap:1 {MID}\r\n")
-            };
-        }
-        line.to_owned()
-    })
-}
-
-/// A VP8 payload tagged in its last byte with publisher and layer; a key
-/// frame carries its size.
-fn vp8(picture_id: u16, keyframe: bool, height: u16, tag: u8) -> Vec<u8> {
-    let mut p = vec![0x90, 0x80, 0x80 | (picture_id >> 8) as u8, picture_id as u8];
-    if keyframe {
-        p.extend_from_slice(&[0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a]);
-        p.extend_from_slice(&(height * 16 / 9).to_le_bytes());
-        p.extend_from_slice(&height.to_le_bytes());
-    } else {
-        p.extend_from_slice(&[0x01, 0x00, 0x00]);
-    }
-    p.push(tag);
-    p
-}
 
 struct Room {
     net: Net,
@@ -122,7 +82,7 @@ impl Room {
                     3000 * u32::from(seq),
                     ssrc,
                     &[(1, b"0"), (2, rid.as_bytes())],
-                    &vp8(seq % 0x8000, keyframe, height, tag),
+                    &vp8_tagged(seq % 0x8000, keyframe, height, tag),
                     0,
                 );
                 self.net.send_raw(peer, &packet);

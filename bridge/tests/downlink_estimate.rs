@@ -17,11 +17,10 @@ use ringbridge_bridge::proto::rtp::RtpHeader;
 use ringbridge_bridge::proto::sdp::MediaKind;
 use ringbridge_control::media::{ConferenceId, EndpointId, MediaEvent};
 use support::net::*;
+use support::simulcast::*;
 
 const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 const TWCC_ID: u8 = 5;
-const MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
-const RID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 const RTX_PT: u8 = 97;
 
 /// Adds the transport-wide-cc extmap to every m-line and `transport-cc`
@@ -101,7 +100,7 @@ fn receiver_feedback_moves_its_estimate_and_reaches_it_as_connection_stats() {
     let mut k = 0u16;
     let mut send = |net: &mut Net| {
         // 1000-byte video packets every 5 ms: 1.6 Mbit/s.
-        let mut payload = vp8(k == 0, k as u8);
+        let mut payload = support::net::vp8(k == 0, k as u8);
         payload.resize(1000, 0x55);
         let p = rtp(VP8_PT, k, 450 * u32::from(k), ssrc, &[], &payload, 0);
         net.send_raw(a, &p);
@@ -168,28 +167,6 @@ const LAYERS: [(&str, u32, u16, usize); 3] = [
     ("f", 0x3000, 720, 1200),
 ];
 
-/// Chrome's simulcast offer on the publishing video m-line (as simulcast.rs).
-fn simulcast_offer(offer: String) -> String {
-    let mut sending = false;
-    edit_offer(&offer, |kind, line| {
-        if line.starts_with("a=sendonly") || line.starts_with("a=recvonly") {
-            sending = line.starts_with("a=sendonly");
-        }
-        if kind == "video" && sending && line.starts_with("a=ssrc") {
-            return String::new();
-        }
-        if line.starts_with("a=rtcp-mux") {
-            if kind == "video" && sending {
-                return format!(
-                    "{line}a=extmap:1 {MID}\r\na=extmap:2 {RID}\r\na=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;f\r\n"
-                );
-            }
-            return format!("{line}a=extmap:1 {MID}\r\n");
-        }
-        line.to_owned()
-    })
-}
-
 /// A receiver's offer: mid, transport-cc and RTX for VP8 on its video m-lines.
 fn receiver_offer(offer: String) -> String {
     let offer = edit_offer(&offer, |kind, line| {
@@ -213,22 +190,6 @@ fn receiver_offer(offer: String) -> String {
         out
     });
     with_twcc(offer)
-}
-
-/// A VP8 payload of `size` bytes with a picture id, its layer in its last
-/// byte; a key frame carries its size.
-fn vp8_layer(picture_id: u16, keyframe: bool, height: u16, layer: u8, size: usize) -> Vec<u8> {
-    let mut p = vec![0x90, 0x80, 0x80 | (picture_id >> 8) as u8, picture_id as u8];
-    if keyframe {
-        p.extend_from_slice(&[0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a]);
-        p.extend_from_slice(&(height * 16 / 9).to_le_bytes());
-        p.extend_from_slice(&height.to_le_bytes());
-    } else {
-        p.extend_from_slice(&[0x01, 0x00, 0x00]);
-    }
-    p.resize(size - 1, 0x55);
-    p.push(layer);
-    p
 }
 
 #[test]
@@ -261,7 +222,7 @@ fn a_simulcast_slot_follows_the_estimate_and_padding_probes_lift_it() {
         for (l, (rid, ssrc, height, size)) in LAYERS.into_iter().enumerate() {
             let (seq, pid) = next[l];
             next[l] = (seq.wrapping_add(1), (pid + 1) % 0x8000);
-            let payload = vp8_layer(pid, keyframe, height, l as u8, size);
+            let payload = vp8_sized(pid, keyframe, height, l as u8, size);
             let p = rtp(
                 VP8_PT,
                 seq,

@@ -14,9 +14,8 @@ use ringbridge_bridge::proto::rtp::RtpHeader;
 use ringbridge_bridge::proto::sdp::MediaKind;
 use ringbridge_control::media::{ConferenceId, EndpointId};
 use support::net::*;
+use support::simulcast::*;
 
-const MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
-const RID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 const LAYERS: [(&str, u32, u16); 3] = [("q", 0x1000, 180), ("h", 0x2000, 360), ("f", 0x3000, 720)];
 
 const VIDEO_ONLY: ClientConfig = ClientConfig {
@@ -26,62 +25,6 @@ const VIDEO_ONLY: ClientConfig = ClientConfig {
     video_slots: 1,
     ..EVERYTHING
 };
-
-/// Chrome's simulcast offer on the video m-line: RIDs, the rid extension, no
-/// `a=ssrc` (the SSRCs are learned from the mid and rid extensions).
-fn simulcast_offer(offer: String) -> String {
-    let mut sending = false;
-    edit_offer(&offer, |kind, line| {
-        if line.starts_with("a=sendonly") || line.starts_with("a=recvonly") {
-            sending = line.starts_with("a=sendonly");
-        }
-        if line.starts_with("a=rtcp-mux") && kind != "video" {
-            return format!("{line}a=extmap:1 {MID}\r\n");
-        }
-        if kind != "video" || !sending {
-            return if line.starts_with("a=rtcp-mux") {
-                format!("{line}a=extmap:1 {MID}\r\n")
-            } else {
-                line.to_owned()
-            };
-        }
-        if line.starts_with("a=ssrc") {
-            return String::new();
-        }
-        if line.starts_with("a=rtcp-mux") {
-            return format!(
-                "{line}a=extmap:1 {MID}\r\na=extmap:2 {RID}\r\na=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;f\r\n"
-            );
-        }
-        line.to_owned()
-    })
-}
-
-/// Adds the mid extension (id 1) a receiver needs on every m-line.
-fn with_mid(offer: String) -> String {
-    edit_offer(&offer, |_, line| {
-        if line.starts_with("a=rtcp-mux") {
-            format!("{line}a=extmap:1 {MID}\r\n")
-        } else {
-            line.to_owned()
-        }
-    })
-}
-
-/// A VP8 payload with a 15-bit picture id, tagged with its layer in its last
-/// byte; a key frame carries its size.
-fn vp8(picture_id: u16, keyframe: bool, height: u16, layer: u8) -> Vec<u8> {
-    let mut p = vec![0x90, 0x80, 0x80 | (picture_id >> 8) as u8, picture_id as u8];
-    if keyframe {
-        p.extend_from_slice(&[0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a]);
-        p.extend_from_slice(&(height * 16 / 9).to_le_bytes());
-        p.extend_from_slice(&height.to_le_bytes());
-    } else {
-        p.extend_from_slice(&[0x01, 0x00, 0x00]);
-    }
-    p.push(layer);
-    p
-}
 
 /// The RTX payload type of the SSRC-simulcast offer.
 const RTX_PT: u8 = 97;
@@ -161,7 +104,7 @@ impl Call {
         let (rid, ssrc, height) = LAYERS[layer];
         let (seq, pid) = self.next[layer];
         self.next[layer] = (seq.wrapping_add(1), (pid + 1) % 0x8000);
-        let payload = vp8(pid, keyframe, height, layer as u8);
+        let payload = vp8_tagged(pid, keyframe, height, layer as u8);
         // mid 0: alice's publishing m-line (the client lists it first).
         let with_rid = [(1, &b"0"[..]), (2, rid.as_bytes())];
         let exts = if self.rid { &with_rid[..] } else { &[] };
