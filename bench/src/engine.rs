@@ -134,6 +134,8 @@ pub struct Measurement {
     /// is charged for, and where XDP and veth delivery run), and whatever
     /// else the machine ran meanwhile.
     pub machine_busy_ns: Option<u64>,
+    /// Cores of the machine ([`sys::machine_cores`]).
+    pub machine_cores: Option<usize>,
     /// CPU time of the generator's (single) engine thread over the window,
     /// nanoseconds.
     pub generator_thread_cpu_ns: Option<u64>,
@@ -193,6 +195,14 @@ impl Measurement {
     pub fn machine_ns_per_egress_packet(&self) -> Option<f64> {
         let cpu = self.machine_busy_ns?;
         (self.egress_packets > 0).then(|| cpu as f64 / self.egress_packets as f64)
+    }
+
+    /// Share of the machine's cores that were busy over the window (1.0:
+    /// every core all the time, when the machine figure is bounded by the
+    /// window and says nothing about the target).
+    pub fn machine_util(&self) -> Option<f64> {
+        let (busy, cores) = (self.machine_busy_ns?, self.machine_cores?);
+        (self.window_s > 0.0).then(|| busy as f64 / (self.window_s * 1e9 * cores as f64))
     }
 
     /// Target CPU nanoseconds per media packet it sent in the window.
@@ -361,6 +371,7 @@ pub fn run(
         target_cpu_ns: None,
         generator_cpu_ns: None,
         machine_busy_ns: None,
+        machine_cores: sys::machine_cores(),
         generator_thread_cpu_ns: None,
         generator_socket_drops: None,
         generator_min_backlog: None,
@@ -697,6 +708,7 @@ mod tests {
             target_cpu_ns: Some(2_000_000),
             generator_cpu_ns: None,
             machine_busy_ns: Some(3_000_000),
+            machine_cores: Some(2),
             generator_thread_cpu_ns: Some(1_000_000_000),
             generator_socket_drops: Some(0),
             generator_min_backlog: Some(0),

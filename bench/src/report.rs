@@ -10,6 +10,11 @@ use crate::engine::{Bucket, Measurement};
 /// Loss above this withholds the ratios.
 pub const MAX_LOSS_FOR_RATIOS: f64 = 0.01;
 
+/// Machine busier than this over a window withholds the machine-wide ratios:
+/// a saturated machine's busy time is the window times its cores, whatever
+/// the target cost (other work on a shared machine fills it).
+pub const MAX_MACHINE_UTIL_FOR_RATIOS: f64 = 0.95;
+
 /// Every round of one target, added up.
 #[derive(Debug, Clone)]
 pub struct Aggregate {
@@ -103,6 +108,26 @@ impl Aggregate {
         }
         let pkts = self.sum(|m| m.egress_packets);
         (pkts > 0).then(|| cpu as f64 / pkts as f64)
+    }
+    /// The busiest round's [`Measurement::machine_util`].
+    pub fn machine_util(&self) -> Option<f64> {
+        self.rounds
+            .iter()
+            .filter_map(Measurement::machine_util)
+            .reduce(f64::max)
+    }
+    /// Why this target's machine-wide figure cannot back a ratio (on top of
+    /// [`Aggregate::unfit_for_ratio`]), if it cannot.
+    pub fn machine_unfit_for_ratio(&self) -> Option<String> {
+        let util = self.machine_util()?;
+        (util > MAX_MACHINE_UTIL_FOR_RATIOS).then(|| {
+            format!(
+                "the machine was saturated during {}'s window ({:.0}% of every core busy: \
+                 other work fills what the target leaves)",
+                self.target,
+                util * 100.0
+            )
+        })
     }
     /// Whether the generator kept the schedule in every round.
     pub fn generator_held_rate(&self) -> bool {
@@ -224,6 +249,7 @@ impl Aggregate {
             "cpu_ns_per_egress_packet": self.cpu_ns_per_egress_packet(),
             "per_round_cpu_ns_per_egress_packet": self.rounds.iter().map(Measurement::cpu_ns_per_egress_packet).collect::<Vec<_>>(),
             "machine_cpu_ns_per_egress_packet": self.machine_ns_per_egress_packet(),
+            "machine_util": self.machine_util(),
             "per_round_machine_cpu_ns_per_egress_packet": self.rounds.iter().map(Measurement::machine_ns_per_egress_packet).collect::<Vec<_>>(),
             "generator": {
                 "held_rate": self.generator_held_rate(),
@@ -330,23 +356,37 @@ impl Report {
                 .into_iter()
                 .flatten()
                 .collect();
-            if why.is_empty() {
-                let of = |f: fn(&Aggregate) -> Option<f64>| {
-                    let (p, o) = (f(&self.primary)?, f(other)?);
-                    (p > 0.0).then(|| o / p)
-                };
-                return [
-                    of(Aggregate::machine_ns_per_egress_packet),
-                    of(Aggregate::cpu_ns_per_egress_packet),
-                ];
-            }
-            why.dedup();
             let name = match other.io_backend.as_deref() {
                 Some(io) if other.target == self.primary.target => {
                     format!("{} ({io})", other.target)
                 }
                 _ => other.target.to_owned(),
             };
+            let of = |f: fn(&Aggregate) -> Option<f64>| {
+                let (p, o) = (f(&self.primary)?, f(other)?);
+                (p > 0.0).then(|| o / p)
+            };
+            if why.is_empty() {
+                let saturated: Vec<String> = [
+                    self.primary.machine_unfit_for_ratio(),
+                    other.machine_unfit_for_ratio(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                if saturated.is_empty() {
+                    return [
+                        of(Aggregate::machine_ns_per_egress_packet),
+                        of(Aggregate::cpu_ns_per_egress_packet),
+                    ];
+                }
+                withheld.push(format!(
+                    "no machine-wide ratio vs {name} (process CPU only): {}",
+                    saturated.join("; ")
+                ));
+                return [None, of(Aggregate::cpu_ns_per_egress_packet)];
+            }
+            why.dedup();
             withheld.push(format!("no ratio vs {name}: {}", why.join("; ")));
             [None, None]
         };
@@ -454,7 +494,7 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "{:<11} {:>6} {:>8} {:>11} {:>11} {:>9} {:>9} {:>8} {:>9} {:>9} {:>11} {:>11} {:>9}",
+            "{:<11} {:>6} {:>8} {:>11} {:>11} {:>9} {:>9} {:>8} {:>9} {:>9} {:>11} {:>11} {:>6} {:>9}",
             "target",
             "io",
             "network",
@@ -467,6 +507,7 @@ impl Report {
             "p99.9 µs",
             "cpu ns/pkt",
             "mach ns/pkt",
+            "mach %",
             "gen ok"
         );
         for a in std::iter::once(&self.primary)
@@ -484,7 +525,7 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "{:<11} {:>6} {:>8} {:>11.0} {:>11.0} {:>9.1} {:>9.3} {:>8} {:>9} {:>9} {:>11} {:>11} {:>9}",
+                "{:<11} {:>6} {:>8} {:>11.0} {:>11.0} {:>9.1} {:>9.3} {:>8} {:>9} {:>9} {:>11} {:>11} {:>6} {:>9}",
                 a.target,
                 a.io_backend.as_deref().unwrap_or("?"),
                 a.network,
@@ -499,6 +540,8 @@ impl Report {
                     .map_or("-".to_owned(), |v| format!("{v:.0}")),
                 a.machine_ns_per_egress_packet()
                     .map_or("-".to_owned(), |v| format!("{v:.0}")),
+                a.machine_util()
+                    .map_or("-".to_owned(), |u| format!("{:.0}", u * 100.0)),
                 if !a.generator_held_rate() {
                     "NO (send)"
                 } else if !a.generator_kept_up_receiving() {
@@ -513,6 +556,19 @@ impl Report {
         }
         let r = self.ratios();
         let process = |p: Option<f64>| p.map_or("-".to_owned(), |v| format!("{v:.3}"));
+        for (key, machine, proc_only) in [
+            (
+                "efficiency_vs_null",
+                r.efficiency_vs_null,
+                r.process_efficiency_vs_null,
+            ),
+            ("ratio_vs_uring", r.ratio_vs_uring, r.process_ratio_vs_uring),
+            ("ratio_vs_janus", r.ratio_vs_janus, r.process_ratio_vs_janus),
+        ] {
+            if let (None, Some(p)) = (machine, proc_only) {
+                let _ = writeln!(s, "process_{key} = {p:.3} (process CPU alone)");
+            }
+        }
         if let Some(e) = r.efficiency_vs_null {
             let _ = writeln!(
                 s,
@@ -593,6 +649,7 @@ mod tests {
             generator_cpu_ns: Some(100_000_000),
             // The generator and the kernel's share on top of the target's.
             machine_busy_ns: Some(cpu_ns * 2 + 1_000_000),
+            machine_cores: Some(2),
             generator_thread_cpu_ns: Some(100_000_000),
             generator_socket_drops: Some(0),
             generator_min_backlog: Some(0),
@@ -694,6 +751,18 @@ mod tests {
         assert_eq!(v["targets"].as_array().map(Vec::len), Some(3));
         let table = r.table();
         assert!(table.contains("ratio_vs_uring = 2.000"), "{table}");
+        // A machine busy all the window (other work): process ratios only.
+        r.uring.as_mut().expect("uring").rounds[1].machine_busy_ns = Some(1_960_000_000);
+        let v = r.to_json();
+        assert_eq!(v["ratio_vs_uring"], Value::Null);
+        assert_eq!(v["process_ratio_vs_uring"], json!(0.75));
+        assert_eq!(v["efficiency_vs_null"], json!(0.6));
+        let why = v["ratios_withheld"][0].as_str().expect("reason");
+        assert!(
+            why.contains("no machine-wide ratio vs ringbridge (uring)")
+                && why.contains("98% of every core busy"),
+            "{why}"
+        );
         r.uring.as_mut().expect("uring").rounds[0].machine_busy_ns = None;
         let ratios = r.ratios();
         assert_eq!(ratios.ratio_vs_uring, None);

@@ -152,6 +152,17 @@ pub fn proc_stat_busy_ns(stat: &str) -> Option<u64> {
     Some(busy * 1_000_000_000 / hz)
 }
 
+/// Cores the machine has: the `cpuN` lines of `/proc/stat` (this process
+/// may be pinned to fewer). `None` if `/proc/stat` cannot be read.
+pub fn machine_cores() -> Option<usize> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let n = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .count();
+    (n > 0).then_some(n)
+}
+
 /// Pins the calling thread to `core`.
 pub fn pin_current_thread(core: usize) -> io::Result<()> {
     pin(0, core)
@@ -235,6 +246,7 @@ mod tests {
         assert_eq!(proc_stat_busy_ns("cpu0 1 2 3\n"), None);
         assert_eq!(proc_stat_busy_ns("cpu  1 x 3\n"), None);
         assert!(machine_busy_ns().is_some());
+        assert!(machine_cores().is_some_and(|n| n >= 1));
     }
 
     #[test]
