@@ -367,13 +367,14 @@ impl Report {
                 (p > 0.0).then(|| o / p)
             };
             if why.is_empty() {
-                let saturated: Vec<String> = [
+                let mut saturated: Vec<String> = [
                     self.primary.machine_unfit_for_ratio(),
                     other.machine_unfit_for_ratio(),
                 ]
                 .into_iter()
                 .flatten()
                 .collect();
+                saturated.dedup();
                 if saturated.is_empty() {
                     return [
                         of(Aggregate::machine_ns_per_egress_packet),
