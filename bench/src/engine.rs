@@ -128,6 +128,14 @@ pub struct Measurement {
     pub target_cpu_ns: Option<u64>,
     /// The generator's CPU time over the window, nanoseconds.
     pub generator_cpu_ns: Option<u64>,
+    /// Busy CPU time of the whole machine over the window, all cores,
+    /// nanoseconds (`/proc/stat`, idle and iowait subtracted): the target,
+    /// the generator, the kernel's softirq work for both (which no process
+    /// is charged for, and where XDP and veth delivery run), and whatever
+    /// else the machine ran meanwhile.
+    pub machine_busy_ns: Option<u64>,
+    /// Cores of the machine ([`sys::machine_cores`]).
+    pub machine_cores: Option<usize>,
     /// CPU time of the generator's (single) engine thread over the window,
     /// nanoseconds.
     pub generator_thread_cpu_ns: Option<u64>,
@@ -180,6 +188,21 @@ impl Measurement {
             && self
                 .generator_cpu_util()
                 .is_none_or(|u| u <= MAX_GENERATOR_UTIL)
+    }
+
+    /// Whole-machine busy CPU nanoseconds per media packet the target sent
+    /// in the window ([`Measurement::machine_busy_ns`]).
+    pub fn machine_ns_per_egress_packet(&self) -> Option<f64> {
+        let cpu = self.machine_busy_ns?;
+        (self.egress_packets > 0).then(|| cpu as f64 / self.egress_packets as f64)
+    }
+
+    /// Share of the machine's cores that were busy over the window (1.0:
+    /// every core all the time, when the machine figure is bounded by the
+    /// window and says nothing about the target).
+    pub fn machine_util(&self) -> Option<f64> {
+        let (busy, cores) = (self.machine_busy_ns?, self.machine_cores?);
+        (self.window_s > 0.0).then(|| busy as f64 / (self.window_s * 1e9 * cores as f64))
     }
 
     /// Target CPU nanoseconds per media packet it sent in the window.
@@ -347,6 +370,8 @@ pub fn run(
         legs_with_media: 0,
         target_cpu_ns: None,
         generator_cpu_ns: None,
+        machine_busy_ns: None,
+        machine_cores: sys::machine_cores(),
         generator_thread_cpu_ns: None,
         generator_socket_drops: None,
         generator_min_backlog: None,
@@ -357,7 +382,7 @@ pub fn run(
     };
     let inodes: std::collections::HashSet<u64> =
         fds.iter().filter_map(|&fd| sys::socket_inode(fd)).collect();
-    let (mut drops0, mut thread0) = (None, None);
+    let (mut drops0, mut thread0, mut machine0) = (None, None, None);
     let mut sent_in_window = 0u64;
     let mut acc = BucketAcc {
         ingress: 0,
@@ -400,10 +425,15 @@ pub fn run(
             cpu0 = pid.and_then(sys::process_cpu_ns);
             gen0 = sys::process_cpu_ns(me);
             thread0 = sys::thread_cpu_ns();
+            machine0 = sys::machine_busy_ns();
             drops0 = sys::udp_socket_stats(&inodes).map(|s| s.drops);
         } else if phase == Phase::Measure && now >= end {
             phase = Phase::Drain;
             m.window_s = now.duration_since(measure_start).as_secs_f64();
+            m.machine_busy_ns = match (machine0, sys::machine_busy_ns()) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                _ => None,
+            };
             m.target_cpu_ns = match (cpu0, pid.and_then(sys::process_cpu_ns)) {
                 (Some(a), Some(b)) => Some(b.saturating_sub(a)),
                 _ => None,
@@ -677,6 +707,8 @@ mod tests {
             legs_with_media: 0,
             target_cpu_ns: Some(2_000_000),
             generator_cpu_ns: None,
+            machine_busy_ns: Some(3_000_000),
+            machine_cores: Some(2),
             generator_thread_cpu_ns: Some(1_000_000_000),
             generator_socket_drops: Some(0),
             generator_min_backlog: Some(0),

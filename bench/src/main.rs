@@ -138,7 +138,10 @@ struct Common {
     /// SRTP profile: gcm or cm-sha1.
     #[arg(long, default_value = "gcm")]
     profile: ProfileChoice,
-    /// The bridge's I/O backend (media.io): uring, mmsg or auto.
+    /// The bridge's I/O backend (media.io): uring, mmsg, auto or xdp. xdp
+    /// needs --netns (AF_XDP on the namespace's veth; `compare` then runs
+    /// ringbridge on io_uring beside it) and no --loss (the XDP program
+    /// takes media before nftables could drop it).
     #[arg(long, default_value = "uring")]
     io: String,
     /// Write the JSON report here.
@@ -197,11 +200,20 @@ impl Common {
 }
 
 fn settings(c: &Common) -> Result<Settings, BenchError> {
-    if !matches!(c.io.as_str(), "uring" | "mmsg" | "auto") {
+    if !matches!(c.io.as_str(), "uring" | "mmsg" | "auto" | "xdp") {
         return Err(BenchError::Config(format!(
-            "--io {:?}: expected uring, mmsg or auto",
+            "--io {:?}: expected uring, mmsg, auto or xdp",
             c.io
         )));
+    }
+    if c.io == "xdp" && (!c.netns || c.loss > 0 || c.media_port() != 0 || c.url.is_some()) {
+        return Err(BenchError::Config(
+            "--io xdp runs AF_XDP on the veth of the bridge's namespace: it needs --netns \
+             (compare's default), and takes no --loss (the XDP program takes media before \
+             nftables sees it), no --media-port (single-port mode is not supported over \
+             AF_XDP) and no --url"
+                .into(),
+        ));
     }
     if !(c.duration > 0.0 && c.warmup >= 0.0) {
         return Err(BenchError::Config(

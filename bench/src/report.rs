@@ -10,6 +10,11 @@ use crate::engine::{Bucket, Measurement};
 /// Loss above this withholds the ratios.
 pub const MAX_LOSS_FOR_RATIOS: f64 = 0.01;
 
+/// Machine busier than this over a window withholds the machine-wide ratios:
+/// a saturated machine's busy time is the window times its cores, whatever
+/// the target cost (other work on a shared machine fills it).
+pub const MAX_MACHINE_UTIL_FOR_RATIOS: f64 = 0.95;
+
 /// Every round of one target, added up.
 #[derive(Debug, Clone)]
 pub struct Aggregate {
@@ -93,6 +98,37 @@ impl Aggregate {
         let pkts = self.sum(|m| m.egress_packets);
         (pkts > 0).then(|| cpu as f64 / pkts as f64)
     }
+    /// Whole-machine busy CPU ns per egress packet over all rounds
+    /// ([`Measurement::machine_busy_ns`]; `None` if any round could not
+    /// read it).
+    pub fn machine_ns_per_egress_packet(&self) -> Option<f64> {
+        let mut cpu = 0u64;
+        for m in &self.rounds {
+            cpu += m.machine_busy_ns?;
+        }
+        let pkts = self.sum(|m| m.egress_packets);
+        (pkts > 0).then(|| cpu as f64 / pkts as f64)
+    }
+    /// The busiest round's [`Measurement::machine_util`].
+    pub fn machine_util(&self) -> Option<f64> {
+        self.rounds
+            .iter()
+            .filter_map(Measurement::machine_util)
+            .reduce(f64::max)
+    }
+    /// Why this target's machine-wide figure cannot back a ratio (on top of
+    /// [`Aggregate::unfit_for_ratio`]), if it cannot.
+    pub fn machine_unfit_for_ratio(&self) -> Option<String> {
+        let util = self.machine_util()?;
+        (util > MAX_MACHINE_UTIL_FOR_RATIOS).then(|| {
+            format!(
+                "the machine was saturated during {}'s window ({:.0}% of every core busy: \
+                 other work fills what the target leaves)",
+                self.target,
+                util * 100.0
+            )
+        })
+    }
     /// Whether the generator kept the schedule in every round.
     pub fn generator_held_rate(&self) -> bool {
         self.rounds.iter().all(Measurement::generator_held_rate)
@@ -164,7 +200,9 @@ impl Aggregate {
                 loss * 100.0
             ));
         }
-        if self.cpu_ns_per_egress_packet().is_none() {
+        if self.cpu_ns_per_egress_packet().is_none()
+            || self.machine_ns_per_egress_packet().is_none()
+        {
             return Some(format!("{}'s CPU time was not measured", self.target));
         }
         None
@@ -210,6 +248,9 @@ impl Aggregate {
             "latency_us": self.latency_json(),
             "cpu_ns_per_egress_packet": self.cpu_ns_per_egress_packet(),
             "per_round_cpu_ns_per_egress_packet": self.rounds.iter().map(Measurement::cpu_ns_per_egress_packet).collect::<Vec<_>>(),
+            "machine_cpu_ns_per_egress_packet": self.machine_ns_per_egress_packet(),
+            "machine_util": self.machine_util(),
+            "per_round_machine_cpu_ns_per_egress_packet": self.rounds.iter().map(Measurement::machine_ns_per_egress_packet).collect::<Vec<_>>(),
             "generator": {
                 "held_rate": self.generator_held_rate(),
                 "lag_p99_us": self.lag_p99_us(),
@@ -271,17 +312,33 @@ pub struct Report {
     pub null: Option<Aggregate>,
     /// Janus's runs, when measured.
     pub janus: Option<Aggregate>,
+    /// ringbridge on io_uring, measured beside a primary on another backend
+    /// (`compare --io xdp`).
+    pub uring: Option<Aggregate>,
     /// The primary's first round's time line.
     pub timeline: Vec<Bucket>,
 }
 
-/// Ratios, or why they are withheld.
+/// Ratios, or why they are withheld. The comparison is of whole-machine CPU
+/// per egress packet ([`Aggregate::machine_ns_per_egress_packet`]): the
+/// target's own process time misses the softirq work it causes (all of
+/// XDP's, and the kernel UDP stack's on the receiving side), which is where
+/// the backends differ. The `process_` ratios are of the target's process
+/// time alone.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ratios {
-    /// null ns/pkt ÷ primary ns/pkt.
+    /// null machine ns/pkt ÷ primary machine ns/pkt.
     pub efficiency_vs_null: Option<f64>,
-    /// janus ns/pkt ÷ primary ns/pkt.
+    /// janus machine ns/pkt ÷ primary machine ns/pkt.
     pub ratio_vs_janus: Option<f64>,
+    /// ringbridge-on-io_uring machine ns/pkt ÷ primary machine ns/pkt.
+    pub ratio_vs_uring: Option<f64>,
+    /// null process ns/pkt ÷ primary process ns/pkt.
+    pub process_efficiency_vs_null: Option<f64>,
+    /// janus process ns/pkt ÷ primary process ns/pkt.
+    pub process_ratio_vs_janus: Option<f64>,
+    /// ringbridge-on-io_uring process ns/pkt ÷ primary process ns/pkt.
+    pub process_ratio_vs_uring: Option<f64>,
     /// Why a measured comparison was not turned into a ratio.
     pub withheld: Vec<String>,
 }
@@ -291,28 +348,59 @@ impl Report {
     /// the reason) when either side's figures cannot back one.
     pub fn ratios(&self) -> Ratios {
         let mut withheld = Vec::new();
-        let mut ratio = |other: &Option<Aggregate>| -> Option<f64> {
-            let other = other.as_ref()?;
+        let mut ratio = |other: &Option<Aggregate>| -> [Option<f64>; 2] {
+            let Some(other) = other.as_ref() else {
+                return [None, None];
+            };
             let mut why: Vec<String> = [self.primary.unfit_for_ratio(), other.unfit_for_ratio()]
                 .into_iter()
                 .flatten()
                 .collect();
+            let name = match other.io_backend.as_deref() {
+                Some(io) if other.target == self.primary.target => {
+                    format!("{} ({io})", other.target)
+                }
+                _ => other.target.to_owned(),
+            };
+            let of = |f: fn(&Aggregate) -> Option<f64>| {
+                let (p, o) = (f(&self.primary)?, f(other)?);
+                (p > 0.0).then(|| o / p)
+            };
             if why.is_empty() {
-                let (p, o) = (
-                    self.primary.cpu_ns_per_egress_packet()?,
-                    other.cpu_ns_per_egress_packet()?,
-                );
-                return (p > 0.0).then(|| o / p);
+                let mut saturated: Vec<String> = [
+                    self.primary.machine_unfit_for_ratio(),
+                    other.machine_unfit_for_ratio(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                saturated.dedup();
+                if saturated.is_empty() {
+                    return [
+                        of(Aggregate::machine_ns_per_egress_packet),
+                        of(Aggregate::cpu_ns_per_egress_packet),
+                    ];
+                }
+                withheld.push(format!(
+                    "no machine-wide ratio vs {name} (process CPU only): {}",
+                    saturated.join("; ")
+                ));
+                return [None, of(Aggregate::cpu_ns_per_egress_packet)];
             }
             why.dedup();
-            withheld.push(format!("no ratio vs {}: {}", other.target, why.join("; ")));
-            None
+            withheld.push(format!("no ratio vs {name}: {}", why.join("; ")));
+            [None, None]
         };
-        let efficiency_vs_null = ratio(&self.null);
-        let ratio_vs_janus = ratio(&self.janus);
+        let [efficiency_vs_null, process_efficiency_vs_null] = ratio(&self.null);
+        let [ratio_vs_janus, process_ratio_vs_janus] = ratio(&self.janus);
+        let [ratio_vs_uring, process_ratio_vs_uring] = ratio(&self.uring);
         Ratios {
             efficiency_vs_null,
             ratio_vs_janus,
+            ratio_vs_uring,
+            process_efficiency_vs_null,
+            process_ratio_vs_janus,
+            process_ratio_vs_uring,
             withheld,
         }
     }
@@ -323,9 +411,10 @@ impl Report {
         let p = &self.primary;
         let total = self.info.conferences * self.info.endpoints;
         let mut targets = vec![p.to_json()];
+        targets.extend(self.uring.iter().map(Aggregate::to_json));
         targets.extend(self.null.iter().map(Aggregate::to_json));
         targets.extend(self.janus.iter().map(Aggregate::to_json));
-        json!({
+        let mut v = json!({
             "shape": self.info.shape,
             "profile": self.info.profile,
             "negotiated_profile": p.rounds.first().and_then(|m| m.profile),
@@ -360,7 +449,23 @@ impl Report {
             "io_backend": p.io_backend.clone().unwrap_or_else(|| self.info.io.clone()),
             "targets": targets,
             "timeline": self.timeline,
-        })
+        });
+        // Added apart: one json! of every key exceeds the macro's recursion.
+        let machine = json!({
+            "bridge_machine_cpu_ns_per_egress_packet": p.machine_ns_per_egress_packet(),
+            "null_machine_cpu_ns_per_egress_packet": self.null.as_ref().and_then(Aggregate::machine_ns_per_egress_packet),
+            "janus_machine_cpu_ns_per_egress_packet": self.janus.as_ref().and_then(Aggregate::machine_ns_per_egress_packet),
+            "uring_cpu_ns_per_egress_packet": self.uring.as_ref().and_then(Aggregate::cpu_ns_per_egress_packet),
+            "uring_machine_cpu_ns_per_egress_packet": self.uring.as_ref().and_then(Aggregate::machine_ns_per_egress_packet),
+            "ratio_vs_uring": ratios.ratio_vs_uring,
+            "process_efficiency_vs_null": ratios.process_efficiency_vs_null,
+            "process_ratio_vs_janus": ratios.process_ratio_vs_janus,
+            "process_ratio_vs_uring": ratios.process_ratio_vs_uring
+        });
+        if let (Value::Object(v), Value::Object(m)) = (&mut v, machine) {
+            v.extend(m);
+        }
+        v
     }
 
     /// The human table.
@@ -390,7 +495,7 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "{:<11} {:>6} {:>8} {:>11} {:>11} {:>9} {:>9} {:>8} {:>9} {:>9} {:>11} {:>9}",
+            "{:<11} {:>6} {:>8} {:>11} {:>11} {:>9} {:>9} {:>8} {:>9} {:>9} {:>11} {:>11} {:>6} {:>9}",
             "target",
             "io",
             "network",
@@ -402,9 +507,12 @@ impl Report {
             "p99 µs",
             "p99.9 µs",
             "cpu ns/pkt",
+            "mach ns/pkt",
+            "mach %",
             "gen ok"
         );
         for a in std::iter::once(&self.primary)
+            .chain(self.uring.iter())
             .chain(self.null.iter())
             .chain(self.janus.iter())
         {
@@ -418,7 +526,7 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "{:<11} {:>6} {:>8} {:>11.0} {:>11.0} {:>9.1} {:>9.3} {:>8} {:>9} {:>9} {:>11} {:>9}",
+                "{:<11} {:>6} {:>8} {:>11.0} {:>11.0} {:>9.1} {:>9.3} {:>8} {:>9} {:>9} {:>11} {:>11} {:>6} {:>9}",
                 a.target,
                 a.io_backend.as_deref().unwrap_or("?"),
                 a.network,
@@ -431,6 +539,10 @@ impl Report {
                 q(0.999),
                 a.cpu_ns_per_egress_packet()
                     .map_or("-".to_owned(), |v| format!("{v:.0}")),
+                a.machine_ns_per_egress_packet()
+                    .map_or("-".to_owned(), |v| format!("{v:.0}")),
+                a.machine_util()
+                    .map_or("-".to_owned(), |u| format!("{:.0}", u * 100.0)),
                 if !a.generator_held_rate() {
                     "NO (send)"
                 } else if !a.generator_kept_up_receiving() {
@@ -444,18 +556,53 @@ impl Report {
             let _ = writeln!(s, "negotiated SRTP profile: {profile}");
         }
         let r = self.ratios();
+        let process = |p: Option<f64>| p.map_or("-".to_owned(), |v| format!("{v:.3}"));
+        for (key, machine, proc_only) in [
+            (
+                "efficiency_vs_null",
+                r.efficiency_vs_null,
+                r.process_efficiency_vs_null,
+            ),
+            ("ratio_vs_uring", r.ratio_vs_uring, r.process_ratio_vs_uring),
+            ("ratio_vs_janus", r.ratio_vs_janus, r.process_ratio_vs_janus),
+        ] {
+            if let (None, Some(p)) = (machine, proc_only) {
+                let _ = writeln!(s, "process_{key} = {p:.3} (process CPU alone)");
+            }
+        }
         if let Some(e) = r.efficiency_vs_null {
             let _ = writeln!(
                 s,
-                "efficiency_vs_null = {e:.3} (null ns/pkt ÷ {} ns/pkt)",
-                self.primary.target
+                "efficiency_vs_null = {e:.3} (null machine ns/pkt ÷ {} machine ns/pkt; \
+                 process CPU alone: {})",
+                self.primary.target,
+                process(r.process_efficiency_vs_null)
+            );
+        }
+        if let Some(u) = r.ratio_vs_uring {
+            let _ = writeln!(
+                s,
+                "ratio_vs_uring = {u:.3} (io_uring machine ns/pkt ÷ {} machine ns/pkt; \
+                 process CPU alone: {})",
+                self.primary.io_backend.as_deref().unwrap_or(&self.info.io),
+                process(r.process_ratio_vs_uring)
             );
         }
         if let Some(j) = r.ratio_vs_janus {
             let _ = writeln!(
                 s,
-                "ratio_vs_janus = {j:.2} (janus ns/pkt ÷ {} ns/pkt)",
-                self.primary.target
+                "ratio_vs_janus = {j:.2} (janus machine ns/pkt ÷ {} machine ns/pkt; \
+                 process CPU alone: {})",
+                self.primary.target,
+                process(r.process_ratio_vs_janus)
+            );
+        }
+        if self.primary.machine_ns_per_egress_packet().is_some() {
+            let _ = writeln!(
+                s,
+                "mach ns/pkt: busy CPU of the whole machine (/proc/stat, every core, idle and \
+                 iowait subtracted) over the window ÷ egress packets: the target, the \
+                 generator, the kernel's softirq work and anything else running"
             );
         }
         for w in &r.withheld {
@@ -501,6 +648,9 @@ mod tests {
             legs_with_media: 3,
             target_cpu_ns: Some(cpu_ns),
             generator_cpu_ns: Some(100_000_000),
+            // The generator and the kernel's share on top of the target's.
+            machine_busy_ns: Some(cpu_ns * 2 + 1_000_000),
+            machine_cores: Some(2),
             generator_thread_cpu_ns: Some(100_000_000),
             generator_socket_drops: Some(0),
             generator_min_backlog: Some(0),
@@ -535,6 +685,7 @@ mod tests {
             primary: bridge,
             null: Some(null),
             janus: None,
+            uring: None,
             timeline: Vec::new(),
         }
     }
@@ -570,11 +721,57 @@ mod tests {
             );
         }
         assert_eq!(v["bridge_cpu_ns_per_egress_packet"], json!(2000.0));
-        assert_eq!(v["efficiency_vs_null"], json!(0.5));
+        assert_eq!(v["bridge_machine_cpu_ns_per_egress_packet"], json!(5000.0));
+        assert_eq!(v["null_machine_cpu_ns_per_egress_packet"], json!(3000.0));
+        // The comparison is of the whole machine's CPU; process time apart.
+        assert_eq!(v["efficiency_vs_null"], json!(0.6));
+        assert_eq!(v["process_efficiency_vs_null"], json!(0.5));
         assert_eq!(v["ratio_vs_janus"], Value::Null);
+        assert_eq!(v["ratio_vs_uring"], Value::Null);
         assert_eq!(v["egress_pps"], json!(1000.0));
         assert_eq!(v["loss_ratio"], json!(0.0));
-        assert!(r.table().contains("efficiency_vs_null = 0.500"));
+        assert!(r.table().contains("efficiency_vs_null = 0.600"));
+    }
+
+    #[test]
+    fn an_xdp_primary_is_compared_with_io_uring_on_machine_cpu() {
+        let mut r = report(1000);
+        r.primary.io_backend = Some("xdp (native, copy)".into());
+        let mut uring = Aggregate::new("ringbridge");
+        uring.io_backend = Some("uring".into());
+        for _ in 0..3 {
+            // Less process time than xdp's, more of the machine's.
+            uring.rounds.push(measurement(1000, 1_500_000, 1000, 1000));
+            uring.rounds.last_mut().expect("round").machine_busy_ns = Some(10_000_000);
+        }
+        r.uring = Some(uring);
+        let v = r.to_json();
+        assert_eq!(v["uring_machine_cpu_ns_per_egress_packet"], json!(10_000.0));
+        assert_eq!(v["ratio_vs_uring"], json!(2.0));
+        assert_eq!(v["process_ratio_vs_uring"], json!(0.75));
+        assert_eq!(v["targets"].as_array().map(Vec::len), Some(3));
+        let table = r.table();
+        assert!(table.contains("ratio_vs_uring = 2.000"), "{table}");
+        // A machine busy all the window (other work): process ratios only.
+        r.uring.as_mut().expect("uring").rounds[1].machine_busy_ns = Some(1_960_000_000);
+        let v = r.to_json();
+        assert_eq!(v["ratio_vs_uring"], Value::Null);
+        assert_eq!(v["process_ratio_vs_uring"], json!(0.75));
+        assert_eq!(v["efficiency_vs_null"], json!(0.6));
+        let why = v["ratios_withheld"][0].as_str().expect("reason");
+        assert!(
+            why.contains("no machine-wide ratio vs ringbridge (uring)")
+                && why.contains("98% of every core busy"),
+            "{why}"
+        );
+        r.uring.as_mut().expect("uring").rounds[0].machine_busy_ns = None;
+        let ratios = r.ratios();
+        assert_eq!(ratios.ratio_vs_uring, None);
+        assert!(
+            ratios.withheld[0].contains("no ratio vs ringbridge (uring)"),
+            "{:?}",
+            ratios.withheld
+        );
     }
 
     #[test]

@@ -119,12 +119,18 @@ impl RingbridgeTarget {
              [private]\nlisten = \"{ip}:{private_port}\"\n\
              [load]\nmax_packet_rate = 100000000\nmax_endpoints_per_conference = 0\n\
              [media]\nport_range = [{lo}, {hi}]\nport = {port}\nadvertise = [\"{ip}\"]\nbind = \"{ip}\"\n\
-             io = \"{io}\"\ncores = [{core}]\n\
+             io = \"{io}\"\ncores = [{core}]\n{xdp}\
              [auth]\napp_secret = \"{secret}\"\n",
             hi = lo.saturating_add(span - 1),
             port = opts.media_port,
             io = opts.io,
             core = opts.target_core,
+            // AF_XDP on the namespace end of the veth pair (queue 0: one shard).
+            xdp = if opts.io == "xdp" {
+                format!("xdp_interface = \"{}\"\n", crate::netns::INNER_IF)
+            } else {
+                String::new()
+            },
         );
         let dir = std::env::temp_dir().join(format!("ringbridge-bench-{}", opts.run_tag));
         std::fs::create_dir_all(&dir)?;

@@ -79,14 +79,25 @@ pub fn run(kind: TargetKind, settings: &Settings) -> Result<Report, BenchError> 
         primary,
         null: None,
         janus: None,
+        uring: None,
         timeline,
     })
 }
 
 /// `compare`: ringbridge, the null forwarder and (when compiled in) Janus,
-/// alternated for `rounds` rounds; one report with the ratios.
+/// alternated for `rounds` rounds; one report with the ratios. With
+/// `--io xdp`, ringbridge on io_uring runs in every round too, so that the
+/// two backends are measured side by side.
 pub fn compare(settings: &Settings, rounds: usize) -> Result<Report, BenchError> {
     let mut bridge = Aggregate::new("ringbridge");
+    let uring_settings = (settings.opts.io == "xdp").then(|| {
+        let mut s = settings.clone();
+        s.opts.io = "uring".into();
+        s
+    });
+    let mut uring = uring_settings
+        .as_ref()
+        .map(|_| Aggregate::new("ringbridge"));
     let mut null = Aggregate::new("null");
     // The Janus legs publish no simulcast layers: a simulcast shape compares
     // ringbridge with the null forwarder only.
@@ -107,6 +118,13 @@ pub fn compare(settings: &Settings, rounds: usize) -> Result<Report, BenchError>
             round(TargetKind::Ringbridge, settings, &label("ringbridge"))?,
             &mut timeline,
         );
+        if let (Some(u), Some(us)) = (uring.as_mut(), uring_settings.as_ref()) {
+            push(
+                u,
+                round(TargetKind::Ringbridge, us, &label("ringbridge uring"))?,
+                &mut ignored,
+            );
+        }
         push(
             &mut null,
             round(TargetKind::Null, settings, &label("null"))?,
@@ -131,6 +149,7 @@ pub fn compare(settings: &Settings, rounds: usize) -> Result<Report, BenchError>
         primary: bridge,
         null: Some(null),
         janus,
+        uring,
         timeline,
     })
 }

@@ -121,6 +121,48 @@ pub fn stat_cpu_ns(stat: &str) -> Option<u64> {
     Some((utime + stime) * 1_000_000_000 / hz)
 }
 
+/// Busy CPU time of the whole machine, all cores, in nanoseconds: the
+/// aggregate `cpu` line of `/proc/stat` ([`proc_stat_busy_ns`]). Unlike
+/// [`process_cpu_ns`] it counts the softirq work (XDP, veth delivery, the
+/// UDP stack of the receiving side) that runs on no process's account.
+/// `None` if `/proc/stat` cannot be read.
+pub fn machine_busy_ns() -> Option<u64> {
+    proc_stat_busy_ns(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The busy time of `/proc/stat`'s aggregate `cpu` line, in nanoseconds:
+/// user, nice, system, irq, softirq and steal; idle and iowait subtracted,
+/// and guest and guest_nice left out (the kernel already counts them in
+/// user and nice).
+pub fn proc_stat_busy_ns(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]
+    let busy = [0usize, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum::<u64>();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100);
+    Some(busy * 1_000_000_000 / hz)
+}
+
+/// Cores the machine has: the `cpuN` lines of `/proc/stat` (this process
+/// may be pinned to fewer). `None` if `/proc/stat` cannot be read.
+pub fn machine_cores() -> Option<usize> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let n = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .count();
+    (n > 0).then_some(n)
+}
+
 /// Pins the calling thread to `core`.
 pub fn pin_current_thread(core: usize) -> io::Result<()> {
     pin(0, core)
@@ -191,6 +233,20 @@ mod tests {
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
         assert_eq!(stat_cpu_ns(line), Some(300 * 1_000_000_000 / hz));
+    }
+
+    #[test]
+    fn machine_busy_time_leaves_out_idle_iowait_and_guest() {
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let stat = "cpu  100 20 30 5000 40 6 70 8 9 1\ncpu0 50 10 15 2500 20 3 35 4 9 1\n";
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        let busy = 100 + 20 + 30 + 6 + 70 + 8;
+        assert_eq!(proc_stat_busy_ns(stat), Some(busy * 1_000_000_000 / hz));
+        assert_eq!(proc_stat_busy_ns("cpu0 1 2 3\n"), None);
+        assert_eq!(proc_stat_busy_ns("cpu  1 x 3\n"), None);
+        assert!(machine_busy_ns().is_some());
+        assert!(machine_cores().is_some_and(|n| n >= 1));
     }
 
     #[test]

@@ -14,7 +14,8 @@ connection, no media, unexpected status); 2 = usage or connection error
 (bridge not reachable).
 
 Only loopback is used: aioice is patched so that 127.0.0.1 is the one host
-candidate (DESIGN.md, "Testing on one machine").
+candidate (DESIGN.md, "Testing on one machine"), or the address given with
+--host-address (a bridge in a network namespace behind a veth pair).
 """
 
 from __future__ import annotations
@@ -51,8 +52,12 @@ from aiortc.mediastreams import MediaStreamError
 # aioice 0.13: `get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]`,
 # called from Connection.gather_candidates as a module global, so replacing the
 # module attribute is enough.  Upstream leaves 127.0.0.1 out.
+# --host-address replaces the address (set in main, before any gathering).
+_HOST_ADDRESS = "127.0.0.1"
+
+
 def _loopback_only(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    return ["127.0.0.1"] if use_ipv4 else []
+    return [_HOST_ADDRESS] if use_ipv4 else []
 
 
 ice.get_host_addresses = _loopback_only
@@ -617,6 +622,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", default="http://127.0.0.1:9090", help="bridge public listener")
     p.add_argument("--room", default="interop")
+    p.add_argument("--host-address", default="127.0.0.1",
+                   help="the one IPv4 host candidate (default loopback)")
     p.add_argument("--token", default="",
                    help="JWT, sent as Bearer unless --token-in-query; empty: no token")
     p.add_argument("--token-in-query", action="store_true", help="send the JWT as ?jwt=")
@@ -674,6 +681,8 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main() -> None:
     args = parse_args(sys.argv[1:])
+    global _HOST_ADDRESS
+    _HOST_ADDRESS = args.host_address
     if args.srtp_profiles:
         restrict_srtp_profiles(args.srtp_profiles)
     loop = asyncio.new_event_loop()

@@ -362,9 +362,15 @@ pub struct NsBridge {
 impl NsBridge {
     /// Starts the bridge in `spec`'s namespace (which must exist), bound to
     /// its address, with `extra` appended to the generated configuration
-    /// (TOML, e.g. more `[media]` keys would need a whole table: pass
-    /// top-level tables only). Waits until `/about/health` answers.
+    /// (TOML: top-level keys' tables only; more `[media]` keys go through
+    /// [`NsBridge::start_with_media`]). Waits until `/about/health` answers.
     pub fn start(spec: &NetnsSpec, label: &str, extra: &str) -> NsBridge {
+        NsBridge::start_with_media(spec, label, "", extra)
+    }
+
+    /// [`NsBridge::start`] with `media` (TOML `key = value` lines, e.g.
+    /// `io = "xdp"`) added to the generated `[media]` table.
+    pub fn start_with_media(spec: &NetnsSpec, label: &str, media: &str, extra: &str) -> NsBridge {
         let dir = crate::unique_temp_dir(label);
         let config_path = dir.join("ringbridge.toml");
         let [lo, hi] = spec.media_ports;
@@ -376,7 +382,7 @@ impl NsBridge {
                  [public]\nlisten = \"{addr}:{}\"\n\
                  [private]\nlisten = \"{addr}:{}\"\n\
                  [media]\nport_range = [{lo}, {hi}]\nbind = \"{addr}\"\n\
-                 advertise = [\"{addr}\"]\n\
+                 advertise = [\"{addr}\"]\n{media}\n\
                  [auth]\napp_secret = \"{TEST_APP_SECRET}\"\n{extra}",
                 spec.public_port, spec.private_port
             ),

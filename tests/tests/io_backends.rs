@@ -1,9 +1,13 @@
-//! The shards' I/O backends against real clients: aiortc through `io = "uring"`
-//! and `io = "mmsg"`, and what happens when io_uring is not available.
+//! The shards' I/O backends against real clients: aiortc through `io = "uring"`,
+//! `io = "mmsg"` and `io = "xdp"` (the bridge in a network namespace behind a
+//! veth pair, AF_XDP on the inner end), and what happens when io_uring is not
+//! available.
 
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use ringbridge_tests::netns::{self, Netns, NetnsSpec, NsBridge};
 use ringbridge_tests::{AiortcClient, Bridge, ClientOutcome, http_request, ringbridge_bin};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -106,4 +110,98 @@ fn uring_without_io_uring_refuses_to_start_and_auto_falls_back() {
         "one log line says why: {log}"
     );
     assert!(log.contains("RINGBRIDGE_DISABLE_URING"), "{log}");
+}
+
+/// The namespace of the `xdp` test: its own /30 inside issue 14's 10.79/16
+/// (the bridge crate's XDP tests use 10.79.0.0/24).
+const XDP_SPEC: NetnsSpec = NetnsSpec {
+    name: "rbxdpaio",
+    host_if: "rbxdp-h",
+    inner_if: "rbxdp-i",
+    host_addr: "10.79.1.1",
+    bridge_addr: "10.79.1.2",
+    media_ports: [20000, 20099],
+    public_port: 9090,
+    private_port: 8080,
+};
+
+/// `media.io = "xdp"` with the real binary: the bridge runs in a namespace
+/// with AF_XDP natively on its veth, and two aiortc clients on the host side
+/// of the pair exchange audio and video through it. The namespace's
+/// nftables drop every UDP datagram to or from the media ports in the
+/// kernel's stack, which the XDP program and the XSK's TX ring bypass, so
+/// media only flows if the AF_XDP path carries it. The control plane's
+/// HTTP on the same interface (the TCP the XDP program passes to the
+/// kernel) answers the whole time: health before, stats while media flows.
+#[test]
+fn aiortc_clients_exchange_media_over_af_xdp_with_http_on_the_same_interface() {
+    if let Some(why) = netns::unsupported() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let _lock = XDP_SPEC.lock();
+    let ns = Netns::create(XDP_SPEC);
+    // Every UDP datagram to or from the media ports in the kernel's stack:
+    // counted, then dropped (the layout `Netns::counters` reads).
+    let [lo, hi] = XDP_SPEC.media_ports;
+    let t = XDP_SPEC.nft_table();
+    ns.nft(&format!(
+        "add table inet {t}\n\
+         add chain inet {t} in {{ type filter hook input priority 0; }}\n\
+         add chain inet {t} out {{ type filter hook output priority 0; }}\n\
+         add rule inet {t} in udp dport {lo}-{hi} counter\n\
+         add rule inet {t} in udp dport {lo}-{hi} counter drop\n\
+         add rule inet {t} out udp sport {lo}-{hi} counter\n\
+         add rule inet {t} out udp sport {lo}-{hi} counter drop\n"
+    ))
+    .expect("drop rules");
+    // `NsBridge::start` waits for `/about/health` on the veth's address.
+    let bridge = NsBridge::start_with_media(
+        &XDP_SPEC,
+        "io-xdp",
+        &format!(
+            "io = \"xdp\"\nxdp_interface = \"{}\"\ncores = [0]\n",
+            XDP_SPEC.inner_if
+        ),
+        "",
+    );
+    let private: SocketAddr = format!("{}:{}", XDP_SPEC.bridge_addr, XDP_SPEC.private_port)
+        .parse()
+        .expect("addr");
+    let stats = || -> serde_json::Value {
+        http_request(private, "GET", "/colibri/stats", &[], b"")
+            .expect("HTTP to the control port on the XDP interface")
+            .json()
+            .expect("stats JSON")
+    };
+    let s = stats();
+    assert_eq!(s["io_backend"], "xdp (native, copy)", "{s}");
+    let url = XDP_SPEC.public_url();
+    let room = "xdp";
+    let clients = ["a", "b"].map(|l| {
+        AiortcClient::new(l, &url, room, &bridge.token(room))
+            .args(["--duration", "4", "--host-address", XDP_SPEC.host_addr])
+            .spawn()
+    });
+    // While the clients run, the control plane keeps answering.
+    let mut moving = false;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
+        let s = stats();
+        moving |= s["packet_rate_download"].as_f64().unwrap_or(0.0) > 0.0;
+    }
+    let [a, b] = clients.map(|c| c.wait(CLIENT_TIMEOUT));
+    let counters = ns.counters().expect("nftables counters");
+    println!("xdp: media datagrams in the kernel's stack: {counters}");
+    for c in [&a, &b] {
+        check_media("xdp", c);
+    }
+    assert_eq!(
+        (&counters["in"]["seen"], &counters["out"]["seen"]),
+        (&serde_json::json!(0), &serde_json::json!(0)),
+        "media went through the kernel's stack: {counters}"
+    );
+    assert!(moving, "the stats never saw media moving");
+    let log = bridge.log();
+    assert!(log.contains("AF_XDP data path attached"), "{log}");
 }
