@@ -195,7 +195,10 @@ fn quality_mechanisms_allocate_nothing_per_packet() {
             step(k, &mut counters);
         }
     });
-    assert!(warm_up <= 16, "{warm_up} allocations in 600 packets: growth steps only");
+    assert!(
+        warm_up <= 16,
+        "{warm_up} allocations in 600 packets: growth steps only"
+    );
     let mut measured = [0u64; 6];
     let ((), allocations) = counted(|| {
         for k in 600..3600 {

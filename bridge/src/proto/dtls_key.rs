@@ -135,7 +135,10 @@ mod tests {
         let cert = dimpl::certificate::generate_self_signed_certificate().unwrap();
         let a = cache.p256(&cert.private_key).unwrap();
         let b = cache.p256(&cert.private_key).unwrap();
-        assert!(Arc::ptr_eq(&a, &b), "the second engine shares the parsed key");
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "the second engine shares the parsed key"
+        );
         assert_eq!(cache.len(), 1);
         let mut key = cache.load_private_key(&cert.private_key).unwrap();
         assert_eq!(key.hash_algorithm(), HashAlgorithm::SHA256);

@@ -285,7 +285,11 @@ mod tests {
             panic!()
         };
         r.handle_nack();
-        assert_eq!(r.allocated_bytes(), 0, "nothing before the first retransmission");
+        assert_eq!(
+            r.allocated_bytes(),
+            0,
+            "nothing before the first retransmission"
+        );
         let mut out = [0u8; 1500];
         for (i, seq) in nack.lost_sequence_numbers().enumerate() {
             let Retransmit::Sent(len) = r

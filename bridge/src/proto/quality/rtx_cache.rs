@@ -194,7 +194,11 @@ impl RtxCache {
     /// The packet stored under exactly `ext_seq` and when it was inserted.
     pub fn get_with_time(&self, ext_seq: u64) -> Option<(&[u8], Instant)> {
         let i = self.index(ext_seq);
-        let e = self.entries.get(i)?.as_ref().filter(|e| e.ext_seq == ext_seq)?;
+        let e = self
+            .entries
+            .get(i)?
+            .as_ref()
+            .filter(|e| e.ext_seq == ext_seq)?;
         let start = i * self.slot_len;
         Some((&self.arena[start..start + usize::from(e.len)], e.at))
     }

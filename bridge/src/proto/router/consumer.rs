@@ -337,7 +337,10 @@ mod tests {
             0,
         ));
         let inline = core::mem::size_of::<Consumer>();
-        let heap = c.responder.as_ref().map_or(0, NackResponder::allocated_bytes);
+        let heap = c
+            .responder
+            .as_ref()
+            .map_or(0, NackResponder::allocated_bytes);
         assert!(inline + heap < 1024, "{inline} + {heap} bytes");
     }
 

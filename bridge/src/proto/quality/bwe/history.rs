@@ -219,7 +219,10 @@ mod tests {
                 h.record(*t, sent as u16, 1000);
                 sent += 1;
                 while delay > 0 && acked + delay < sent {
-                    assert!(h.take(acked as u16).is_some(), "{acked} kept until its feedback");
+                    assert!(
+                        h.take(acked as u16).is_some(),
+                        "{acked} kept until its feedback"
+                    );
                     acked += 1;
                 }
                 *t += Duration::from_millis(1);
