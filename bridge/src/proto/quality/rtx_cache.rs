@@ -1,4 +1,4 @@
-//! A per-source packet cache for answering NACKs: a preallocated ring of plain
+//! A per-source packet cache for answering NACKs: a ring of plain
 //! (decrypted) RTP packets indexed by extended sequence number.
 //!
 //! All memory is taken at the first packet ([`RtxCache::insert`], once): one byte arena
