@@ -21,12 +21,15 @@ use dimpl::{CryptoError, CryptoOperation, HashAlgorithm, SignatureAlgorithm};
 /// more, the oldest is dropped).
 pub const CACHED_KEYS: usize = 8;
 
+/// A parsed key pair and the DER it came from.
+type CachedKey = (Box<[u8]>, Arc<EcdsaKeyPair>);
+
 /// A [`KeyProvider`] that parses each P-256 PKCS#8 key once. See the module
 /// documentation.
 #[derive(Debug, Default)]
 pub struct CachedKeyProvider {
     /// Parsed keys by DER, newest last.
-    keys: Mutex<Vec<(Box<[u8]>, Arc<EcdsaKeyPair>)>>,
+    keys: Mutex<Vec<CachedKey>>,
 }
 
 /// The process's key cache, the one [`provider`] installs.
