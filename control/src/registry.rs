@@ -825,19 +825,27 @@ impl Registry {
             return;
         };
         let (video, audio): (Vec<_>, Vec<_>) = sources.into_iter().partition(|s| s.video);
-        let video_text = (entry.video_map.as_ref() != Some(&video))
+        let video_changed = entry.video_map.as_ref() != Some(&video);
+        let audio_changed = entry.audio_map.as_ref() != Some(&audio);
+        // Without a socket the maps are only stored: `attach_socket` sends them when
+        // one opens. Every join changes the maps of every receiver of its conference,
+        // and most joins come before their socket: serializing them for nobody was a
+        // tenth of the bridge's CPU per join in `ringbridge-bench scale`.
+        let open = entry.socket.is_some();
+        let video_text = (video_changed && open)
             .then(|| colibri::sources_map(true, &video, |o| owner_name(room, o)));
-        let audio_text = (entry.audio_map.as_ref() != Some(&audio))
+        let audio_text = (audio_changed && open)
             .then(|| colibri::sources_map(false, &audio, |o| owner_name(room, o)));
         let Some(entry) = room.get_mut(receiver) else {
             return;
         };
-        if let Some(text) = video_text {
+        if video_changed {
             entry.video_map = Some(video);
-            entry.send(receiver, text);
         }
-        if let Some(text) = audio_text {
+        if audio_changed {
             entry.audio_map = Some(audio);
+        }
+        for text in [video_text, audio_text].into_iter().flatten() {
             entry.send(receiver, text);
         }
     }
@@ -953,6 +961,48 @@ mod tests {
         assert!(reg.remove(&other, &c, false));
         assert_eq!(reg.totals().conferences_completed, 2);
         assert_eq!(reg.conference_sizes(), [0; CONFERENCE_SIZE_BUCKETS]);
+    }
+
+    #[test]
+    fn source_maps_set_before_the_socket_are_sent_when_it_opens_and_changes_after() {
+        let reg = Registry::default();
+        let (a, _) = reg.reserve(&conf(), None, None);
+        let (b, _) = reg.reserve(&conf(), Some("Bea".into()), None);
+        let src = |ssrc: u32, video: bool| MappedSource {
+            source: format!("{b}-{}0", if video { 'v' } else { 'a' }),
+            owner: b.0.clone(),
+            ssrc,
+            video,
+            mid: if video { "1".into() } else { "0".into() },
+        };
+        let maps = |ssrc: u32| MediaEvent::SourcesMapChanged {
+            conference: conf(),
+            receiver: a.clone(),
+            sources: vec![src(ssrc, false), src(ssrc + 1, true)],
+        };
+        // Before a's socket: stored, not serialized for nobody.
+        reg.handle_event(maps(10));
+        reg.handle_event(maps(20));
+        let name = |o: &str| (o == b.0).then(|| "Bea".to_owned());
+        let video = colibri::sources_map(true, &[src(21, true)], name);
+        let audio = colibri::sources_map(false, &[src(20, false)], name);
+        let (_, mut rx) = reg.attach_socket(&conf(), &a).expect("attached");
+        assert_eq!(rx.try_recv().ok(), Some(colibri::server_hello()));
+        assert_eq!(rx.try_recv().ok(), Some(video));
+        assert_eq!(rx.try_recv().ok(), Some(audio));
+        assert!(rx.try_recv().is_err());
+        // With the socket open, a change is sent and an unchanged map is not.
+        reg.handle_event(maps(20));
+        assert!(rx.try_recv().is_err());
+        reg.handle_event(maps(30));
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(colibri::sources_map(true, &[src(31, true)], name))
+        );
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(colibri::sources_map(false, &[src(30, false)], name))
+        );
     }
 
     #[test]

@@ -89,10 +89,13 @@ pub fn server_config(srtp_profiles: &[SrtpProfile]) -> Arc<dimpl::Config> {
     };
     // Otherwise dimpl's defaults are right for WebRTC: client certificate required (we
     // verify it against the fingerprint), cookie exchange on, MTU 1150. With a non-empty
-    // profile list the builder has nothing left to refuse.
+    // profile list the builder has nothing left to refuse. The crypto is dimpl's
+    // aws-lc-rs provider but for the private key, parsed once per certificate instead
+    // of at every join (super::dtls_key).
     Arc::new(
         dimpl::Config::builder()
             .srtp_profiles(&to_dimpl(profiles))
+            .with_crypto_provider(super::dtls_key::provider())
             .build()
             .unwrap_or_default(),
     )

@@ -29,13 +29,14 @@
 //! | `rtp_ext.rs` | extension URIs, the per-transport id map, the extension block writer |
 //! | `codec/` | payload formats: keyframes, layers, picture-id rewriting (`vp8.rs`) |
 //! | `error.rs` | [`error::CoreError`] and its mapping to the control plane's `MediaError` |
-//! | `sdp.rs`, `rtp.rs`, `rtcp.rs`, `stun.rs`, `ice.rs`, `dtls.rs`, `srtp/` | wire formats and protocol engines |
+//! | `sdp.rs`, `rtp.rs`, `rtcp.rs`, `stun.rs`, `ice.rs`, `dtls.rs`, `srtp/` | wire formats and protocol engines (`dtls_key.rs`: the DTLS signing key, parsed once) |
 //! | `transmit.rs` | the caller-owned send queue |
 //! | `client.rs` | a client peer for tests and load generators |
 
 pub mod client;
 pub mod codec;
 pub mod dtls;
+pub mod dtls_key;
 pub mod error;
 pub mod ice;
 pub mod quality;

@@ -231,7 +231,9 @@ pub struct ShardCounters {
     pub cache_hits: u64,
     /// Asked-for packets not in the cache (jvb `NackHandler.numCacheMisses`).
     pub cache_misses: u64,
-    /// Memory held by the packet caches of live sources, in bytes (a gauge).
+    /// Memory held by the packet caches of live sources, in bytes (a gauge;
+    /// each cache counted from its source's join, though it is allocated at
+    /// the source's first packet).
     pub cache_memory_bytes: u64,
     /// NACK packets sent to publishers.
     pub nacks_sent: u64,

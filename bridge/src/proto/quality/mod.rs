@@ -6,7 +6,10 @@
 //! a receive-side estimate sent as REMB, and sender reports per slot.
 //!
 //! Every type here takes `now: Instant` as an argument, writes into caller-owned buffers
-//! and allocates only when it is constructed (`bridge/tests/quality_no_alloc.rs` counts).
+//! and never allocates per packet (`bridge/tests/quality_no_alloc.rs` counts). The rings
+//! an endpoint may never need are taken late, so that a join costs little memory: the
+//! packet cache and a slot's retransmission record at their first use, the NACK window,
+//! the send history and the TWCC arrivals in a few doubling steps up to their caps.
 //! The layout follows str0m: `rtp/rtcp/{nack,twcc}.rs`, `streams/rtx_cache.rs`, `bwe/`.
 
 //! Who owns what, once wired in:

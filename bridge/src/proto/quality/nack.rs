@@ -23,8 +23,13 @@ use std::time::{Duration, Instant};
 use crate::proto::rtcp::{self, NackEntry, RtcpError};
 use crate::proto::rtp::SeqUnwrapper;
 
-/// How many sequence numbers behind the highest one are tracked (a preallocated ring).
+/// How many sequence numbers behind the highest one are tracked: the most slots the
+/// ring of missing packets grows to.
 pub const WINDOW: usize = 2048;
+
+/// The slots the ring of missing packets takes at the first gap; it doubles from there
+/// up to [`WINDOW`] when two missing packets would share a slot.
+pub const FIRST_WINDOW: usize = 64;
 
 /// At most this many sequence numbers go into one NACK from [`NackGenerator::write_nack`].
 pub const MAX_SEQS_PER_NACK: usize = 128;
@@ -103,7 +108,9 @@ pub struct NackGenerator {
     highest: Option<u64>,
     /// No missing packet is below this.
     scan_from: u64,
-    missing: Box<[Option<Missing>]>,
+    /// Missing packets by `ext_seq % missing.len()`: empty until the first gap, then
+    /// [`FIRST_WINDOW`] slots doubled on demand up to [`WINDOW`] (48 bytes a slot).
+    missing: Vec<Option<Missing>>,
     missing_count: usize,
     rtt: Duration,
     keyframe_pending: bool,
@@ -113,14 +120,19 @@ pub struct NackGenerator {
 }
 
 impl NackGenerator {
-    /// A generator that has seen nothing; all its memory is allocated here.
+    /// A generator that has seen nothing. It allocates nothing until the first gap;
+    /// its ring of missing packets then grows in at most seven steps (64 slots, doubled
+    /// whenever two missing packets would share a slot) up to [`WINDOW`] slots, and never
+    /// shrinks: a source that loses packets stops allocating once its ring holds its
+    /// worst gap span, and one that never loses any costs no ring at all (a ring of
+    /// [`WINDOW`] slots is 96 KiB, most of an endpoint's memory if taken at join).
     pub fn new(config: NackConfig) -> Self {
         NackGenerator {
             config,
             unwrapper: SeqUnwrapper::new(),
             highest: None,
             scan_from: 0,
-            missing: vec![None; WINDOW].into_boxed_slice(),
+            missing: Vec::new(),
             missing_count: 0,
             rtt: config.initial_rtt,
             keyframe_pending: false,
@@ -144,8 +156,35 @@ impl NackGenerator {
         self.missing_count
     }
 
-    fn slot(ext: u64) -> usize {
-        (ext % WINDOW as u64) as usize
+    /// The slots the ring of missing packets holds now (0 before the first gap).
+    pub fn window_slots(&self) -> usize {
+        self.missing.len()
+    }
+
+    /// The slot of `ext` in the ring; only called with a non-empty ring.
+    fn slot(&self, ext: u64) -> usize {
+        (ext % self.missing.len().max(1) as u64) as usize
+    }
+
+    /// The missing packet `ext`, if it is tracked.
+    fn get(&self, ext: u64) -> Option<Missing> {
+        self.missing
+            .get(self.slot(ext))
+            .copied()
+            .flatten()
+            .filter(|m| m.ext_seq == ext)
+    }
+
+    /// Doubles the ring (the first time: [`FIRST_WINDOW`] slots), up to [`WINDOW`].
+    /// Tracked packets keep distinct slots: two numbers apart by a multiple of the
+    /// doubled size are also apart by a multiple of the old one.
+    fn grow(&mut self) {
+        let size = (self.missing.len() * 2).clamp(FIRST_WINDOW, WINDOW);
+        let old = core::mem::replace(&mut self.missing, vec![None; size]);
+        for m in old.into_iter().flatten() {
+            let slot = self.slot(m.ext_seq);
+            self.missing[slot] = Some(m);
+        }
     }
 
     fn retry_interval(&self) -> Duration {
@@ -185,7 +224,13 @@ impl NackGenerator {
                 return;
             }
             for s in highest + 1..ext {
-                let slot = Self::slot(s);
+                if self.missing.is_empty() {
+                    self.grow();
+                }
+                while self.missing.len() < WINDOW && self.missing[self.slot(s)].is_some() {
+                    self.grow();
+                }
+                let slot = self.slot(s);
                 if self.missing[slot].is_some() {
                     // Still missing WINDOW packets later: out of the window.
                     self.give_up(slot);
@@ -214,9 +259,9 @@ impl NackGenerator {
             }
             return;
         }
-        let slot = Self::slot(ext);
-        match self.missing[slot] {
-            Some(m) if m.ext_seq == ext => {
+        match self.get(ext) {
+            Some(m) => {
+                let slot = self.slot(ext);
                 if m.last_sent.is_some() {
                     self.stats.recovered += 1;
                 } else {
@@ -244,10 +289,10 @@ impl NackGenerator {
             if self.missing_count == 0 {
                 break;
             }
-            let slot = Self::slot(ext);
-            let Some(mut m) = self.missing[slot].filter(|m| m.ext_seq == ext) else {
+            let Some(mut m) = self.get(ext) else {
                 continue;
             };
+            let slot = self.slot(ext);
             let since_sent = m.last_sent.map(|t| now.saturating_duration_since(t));
             let exhausted = m.sent >= self.config.max_retries;
             if now.saturating_duration_since(m.detected) >= self.config.max_age
@@ -343,7 +388,7 @@ impl NackGenerator {
             .scan_from
             .max((highest + 1).saturating_sub(WINDOW as u64));
         (start..=highest)
-            .filter_map(|ext| self.missing[Self::slot(ext)].filter(|m| m.ext_seq == ext))
+            .filter_map(|ext| self.get(ext))
             .map(|m| {
                 let give_up = m.detected + self.config.max_age;
                 let next = match m.last_sent {
@@ -538,6 +583,56 @@ mod tests {
         assert_eq!(g.stats().resets, 1);
         g.handle_packet(t0, 20018);
         assert_eq!(poll(&mut g, t0 + ms(10)), [20017]);
+    }
+
+    #[test]
+    fn no_ring_without_loss_then_it_grows_and_keeps_every_gap() {
+        let t0 = Instant::now();
+        let mut g = NackGenerator::new(NackConfig::default());
+        for s in 0u16..500 {
+            g.handle_packet(t0, s);
+        }
+        assert_eq!(g.window_slots(), 0, "a lossless source takes no ring");
+        // 501 missing: the first ring.
+        g.handle_packet(t0, 500);
+        g.handle_packet(t0, 502);
+        assert_eq!(g.window_slots(), FIRST_WINDOW);
+        // 565 would share 501's slot in 64: the ring doubles, both stay tracked;
+        // the same again with 629 in 128.
+        for s in 503u16..565 {
+            g.handle_packet(t0, s);
+        }
+        g.handle_packet(t0, 566);
+        assert_eq!(g.window_slots(), 128);
+        for s in 567u16..629 {
+            g.handle_packet(t0, s);
+        }
+        g.handle_packet(t0, 630);
+        assert_eq!(g.window_slots(), 256);
+        assert_eq!(g.missing_count(), 3);
+        assert_eq!(poll(&mut g, t0 + ms(10)), [501, 565, 629]);
+        // Recovered after the growth: found in their new slots.
+        g.handle_packet(t0 + ms(20), 565);
+        assert_eq!(g.stats().recovered, 1);
+        assert_eq!(poll(&mut g, t0 + ms(110)), [501, 629]);
+        assert_eq!(g.stats().given_up, 0);
+    }
+
+    #[test]
+    fn a_gap_still_missing_a_full_window_later_is_given_up_at_the_largest_ring() {
+        let t0 = Instant::now();
+        let mut g = NackGenerator::new(NackConfig::default());
+        g.handle_packet(t0, 0);
+        // 1 stays missing; 2049 = 1 + WINDOW shares its slot in every ring size.
+        for s in 2u16..=2048 {
+            g.handle_packet(t0, s);
+        }
+        assert_eq!(g.window_slots(), FIRST_WINDOW, "one gap needs no more");
+        g.handle_packet(t0, 2050);
+        assert_eq!(g.window_slots(), WINDOW);
+        assert_eq!(g.stats().given_up, 1);
+        assert!(g.poll_keyframe_request(t0));
+        assert_eq!(poll(&mut g, t0 + ms(10)), [2049]);
     }
 
     /// A tiny deterministic generator for the loss scenarios.

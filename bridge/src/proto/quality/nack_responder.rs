@@ -9,7 +9,9 @@
 //!
 //! A receiver that NACKs the same packet again before a retransmission could have
 //! reached it is not answered twice: a fixed-size record of the last retransmissions
-//! per slot suppresses a resend within one RTT.
+//! per slot suppresses a resend within one RTT. The record is allocated at the slot's
+//! first retransmission (once, [`RECENT_RETRANSMISSIONS`] entries of 24 bytes): a slot
+//! that never repairs anything, like every audio slot, costs none of it.
 
 use std::time::{Duration, Instant};
 
@@ -107,7 +109,9 @@ struct Recent {
 pub struct NackResponder {
     output: SlotOutput,
     rtx_seq: u16,
-    recent: [Option<Recent>; RECENT_RETRANSMISSIONS],
+    /// Direct-mapped by slot sequence number: empty until the first retransmission,
+    /// then [`RECENT_RETRANSMISSIONS`] entries for good.
+    recent: Vec<Option<Recent>>,
     stats: NackResponderStats,
 }
 
@@ -118,7 +122,7 @@ impl NackResponder {
         NackResponder {
             output,
             rtx_seq: first_rtx_seq,
-            recent: [None; RECENT_RETRANSMISSIONS],
+            recent: Vec::new(),
             stats: NackResponderStats::default(),
         }
     }
@@ -126,6 +130,11 @@ impl NackResponder {
     /// The counters.
     pub fn stats(&self) -> NackResponderStats {
         self.stats
+    }
+
+    /// Heap bytes the responder holds: none before its first retransmission.
+    pub fn allocated_bytes(&self) -> usize {
+        self.recent.capacity() * core::mem::size_of::<Option<Recent>>()
     }
 
     /// The sequence number the next RTX packet will carry.
@@ -175,7 +184,7 @@ impl NackResponder {
         };
         self.stats.cache_hits += 1;
         let slot = usize::from(slot_seq) % RECENT_RETRANSMISSIONS;
-        if let Some(r) = self.recent[slot]
+        if let Some(r) = self.recent.get(slot).copied().flatten()
             && r.slot_seq == slot_seq
             && now.saturating_duration_since(r.at) < rtt.max(MIN_SUPPRESSION)
         {
@@ -206,6 +215,10 @@ impl NackResponder {
             self.stats.retransmitted_rtx += 1;
         } else {
             self.stats.retransmitted_plain += 1;
+        }
+        if self.recent.is_empty() {
+            // The slot's first retransmission: the record, once.
+            self.recent = vec![None; RECENT_RETRANSMISSIONS];
         }
         self.recent[slot] = Some(Recent { slot_seq, at: now });
         Ok(Retransmit::Sent(n))
@@ -272,6 +285,11 @@ mod tests {
             panic!()
         };
         r.handle_nack();
+        assert_eq!(
+            r.allocated_bytes(),
+            0,
+            "nothing before the first retransmission"
+        );
         let mut out = [0u8; 1500];
         for (i, seq) in nack.lost_sequence_numbers().enumerate() {
             let Retransmit::Sent(len) = r
@@ -308,6 +326,7 @@ mod tests {
             (2, 2, 2)
         );
         assert_eq!(r.next_rtx_seq(), 9002);
+        assert_eq!(r.allocated_bytes(), RECENT_RETRANSMISSIONS * 24);
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! A per-source packet cache for answering NACKs: a preallocated ring of plain
+//! A per-source packet cache for answering NACKs: a ring of plain
 //! (decrypted) RTP packets indexed by extended sequence number.
 //!
-//! All memory is taken in [`RtxCache::new`]: one byte arena of `capacity * max_packet_len`
-//! bytes and one small entry per slot. A packet lives in slot `ext_seq % capacity` until a
+//! All memory is taken at the first packet ([`RtxCache::insert`], once): one byte arena
+//! of `capacity * max_packet_len` bytes and one small entry per slot; a source that never
+//! sends (a join without media yet, an audio-only participant's unused camera) costs
+//! none of it, and nothing is allocated after the first packet. A packet lives in slot `ext_seq % capacity` until a
 //! packet `capacity` sequence numbers later takes its place, so the cache holds the last
 //! `capacity` sequence numbers whatever the packet sizes, and a lookup is exact: the slot
 //! must hold that very extended sequence number, never one a cycle earlier.
@@ -85,21 +87,25 @@ struct Entry {
 /// The packet cache of one video source. See the module documentation.
 #[derive(Debug)]
 pub struct RtxCache {
-    arena: Box<[u8]>,
-    entries: Box<[Option<Entry>]>,
+    /// `capacity * slot_len` bytes from the first packet on; empty before.
+    arena: Vec<u8>,
+    /// `capacity` entries from the first packet on; empty before.
+    entries: Vec<Option<Entry>>,
+    capacity: usize,
     slot_len: usize,
     highest: Option<u64>,
     stats: RtxCacheStats,
 }
 
 impl RtxCache {
-    /// A cache sized by `config`; all its memory is allocated here.
+    /// A cache sized by `config`; its memory is allocated at the first packet.
     pub fn new(config: RtxCacheConfig) -> Self {
         let capacity = config.capacity();
         let slot_len = config.max_packet_len.clamp(12, usize::from(u16::MAX));
         RtxCache {
-            arena: vec![0u8; capacity * slot_len].into_boxed_slice(),
-            entries: vec![None; capacity].into_boxed_slice(),
+            arena: Vec::new(),
+            entries: Vec::new(),
+            capacity,
             slot_len,
             highest: None,
             stats: RtxCacheStats::default(),
@@ -108,11 +114,20 @@ impl RtxCache {
 
     /// How many sequence numbers the ring spans.
     pub fn capacity(&self) -> usize {
-        self.entries.len()
+        self.capacity
     }
 
-    /// The memory the cache holds, in bytes (fixed from construction on).
+    /// The memory the cache holds once it stored a packet, in bytes (its bound: fixed
+    /// from the first packet on).
     pub fn memory_bytes(&self) -> usize {
+        core::mem::size_of::<Self>()
+            + self.capacity * self.slot_len
+            + self.capacity * core::mem::size_of::<Option<Entry>>()
+    }
+
+    /// The memory the cache holds now, in bytes: [`memory_bytes`](Self::memory_bytes)
+    /// from the first packet on, only the struct before.
+    pub fn allocated_bytes(&self) -> usize {
         core::mem::size_of::<Self>()
             + self.arena.len()
             + self.entries.len() * core::mem::size_of::<Option<Entry>>()
@@ -129,8 +144,8 @@ impl RtxCache {
     }
 
     fn index(&self, ext_seq: u64) -> usize {
-        // The remainder is below `capacity`, a usize.
-        (ext_seq % self.entries.len() as u64) as usize
+        // The remainder is below `capacity` (at least 1), a usize.
+        (ext_seq % self.capacity as u64) as usize
     }
 
     /// Stores the plain RTP packet `packet` whose extended sequence number is `ext_seq`
@@ -145,6 +160,11 @@ impl RtxCache {
         if packet.len() > self.slot_len {
             self.stats.too_large += 1;
             return Err(RtxCacheError::TooLarge(packet.len()));
+        }
+        if self.entries.is_empty() {
+            // The first packet: the whole ring, once.
+            self.arena = vec![0u8; self.capacity * self.slot_len];
+            self.entries = vec![None; self.capacity];
         }
         let i = self.index(ext_seq);
         if let Some(e) = &self.entries[i]
@@ -174,7 +194,11 @@ impl RtxCache {
     /// The packet stored under exactly `ext_seq` and when it was inserted.
     pub fn get_with_time(&self, ext_seq: u64) -> Option<(&[u8], Instant)> {
         let i = self.index(ext_seq);
-        let e = self.entries[i].as_ref().filter(|e| e.ext_seq == ext_seq)?;
+        let e = self
+            .entries
+            .get(i)?
+            .as_ref()
+            .filter(|e| e.ext_seq == ext_seq)?;
         let start = i * self.slot_len;
         Some((&self.arena[start..start + usize::from(e.len)], e.at))
     }
@@ -232,16 +256,24 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_bounded_and_fixed() {
+    fn memory_is_taken_at_the_first_packet_then_bounded_and_fixed() {
         let mut cache = RtxCache::new(RtxCacheConfig::default());
         let before = cache.memory_bytes();
         assert!(before >= 512 * 1280, "{before}");
         assert!(before < 512 * 1280 + 512 * 64 + 1024, "{before}");
+        // Nothing before a packet, and a lookup in the empty cache is a miss.
+        assert!(cache.allocated_bytes() < 256, "{}", cache.allocated_bytes());
+        assert_eq!(cache.get(3), None);
+        assert_eq!(cache.capacity(), 512);
         let now = Instant::now();
+        cache.insert(now, 3, &packet(3, 100)).unwrap();
+        assert_eq!(cache.allocated_bytes(), before);
+        assert_eq!(cache.get(3), Some(&packet(3, 100)[..]));
         for s in 0..5000u64 {
             cache.insert(now, 70_000 + s, &packet(s, 1200)).unwrap();
         }
         assert_eq!(cache.memory_bytes(), before);
+        assert_eq!(cache.allocated_bytes(), before);
     }
 
     #[test]

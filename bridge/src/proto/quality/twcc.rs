@@ -46,13 +46,19 @@ pub fn transport_sequence_number(header: &RtpHeader, packet: &[u8], id: u8) -> O
     }
 }
 
+/// The slots the ring of arrivals takes at the first packet (or the capacity, if
+/// smaller); it doubles when more packets than it holds wait for feedback.
+pub const FIRST_ARRIVALS: usize = 128;
+
 /// Behaviour of a [`TwccReceiver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TwccConfig {
     /// How often feedback is sent. Default: 50 ms (libwebrtc sends every 50 to 250 ms;
     /// the sender's estimator reacts faster with more frequent feedback).
     pub interval: Duration,
-    /// How many packets can wait for feedback (a preallocated ring). Default: 4096.
+    /// How many packets can wait for feedback: the most slots the ring of arrivals
+    /// grows to (from [`FIRST_ARRIVALS`] at the first packet, doubled while more wait).
+    /// Default: 4096.
     pub capacity: usize,
 }
 
@@ -177,7 +183,10 @@ pub struct TwccReceiver {
     config: TwccConfig,
     unwrapper: SeqUnwrapper,
     epoch: Option<Instant>,
-    arrivals: Box<[Option<Arrival>]>,
+    /// By `ext % arrivals.len()`: empty before the first packet, then
+    /// [`FIRST_ARRIVALS`] slots doubled on demand up to `capacity`.
+    arrivals: Vec<Option<Arrival>>,
+    capacity: usize,
     next_base: Option<u64>,
     highest: Option<u64>,
     fb_count: u8,
@@ -196,14 +205,20 @@ struct Plan {
 }
 
 impl TwccReceiver {
-    /// A receiver that has seen nothing; all its memory is allocated here.
+    /// A receiver that has seen nothing. It allocates nothing until the first packet;
+    /// its ring of arrivals then takes [`FIRST_ARRIVALS`] slots and doubles, up to the
+    /// capacity, whenever more packets wait for feedback than it holds: at a steady
+    /// packet rate it stops growing at rate x feedback interval (a few steps, never
+    /// per packet). The full 4096 slots are 96 KiB, most of a publisher's memory if
+    /// taken at join.
     pub fn new(config: TwccConfig) -> Self {
         let capacity = config.capacity.clamp(16, 1 << 15);
         TwccReceiver {
             config,
             unwrapper: SeqUnwrapper::new(),
             epoch: None,
-            arrivals: vec![None; capacity].into_boxed_slice(),
+            arrivals: Vec::new(),
+            capacity,
             next_base: None,
             highest: None,
             fb_count: 0,
@@ -218,13 +233,38 @@ impl TwccReceiver {
     }
 
     fn slot(&self, ext: u64) -> usize {
-        (ext % self.arrivals.len() as u64) as usize
+        (ext % self.arrivals.len().max(1) as u64) as usize
     }
 
     fn arrival(&self, ext: u64) -> Option<i64> {
-        self.arrivals[self.slot(ext)]
+        self.arrivals
+            .get(self.slot(ext))
+            .copied()
+            .flatten()
             .filter(|a| a.ext == ext)
             .map(|a| a.at_us)
+    }
+
+    /// The slots the ring of arrivals holds now (0 before the first packet).
+    pub fn slots(&self) -> usize {
+        self.arrivals.len()
+    }
+
+    /// Doubles the ring ([`FIRST_ARRIVALS`] the first time), up to the capacity,
+    /// keeping the arrivals still to report (from `next_base` on). When the size
+    /// doubles they keep distinct slots; a capacity that is no power of two may make
+    /// two share the last step's slot, and the newer stays.
+    fn grow(&mut self, next_base: u64) {
+        let size = (self.arrivals.len() * 2)
+            .max(FIRST_ARRIVALS)
+            .min(self.capacity);
+        let old = core::mem::replace(&mut self.arrivals, vec![None; size]);
+        for a in old.into_iter().flatten().filter(|a| a.ext >= next_base) {
+            let slot = self.slot(a.ext);
+            if self.arrivals[slot].is_none_or(|b| b.ext < a.ext) {
+                self.arrivals[slot] = Some(a);
+            }
+        }
     }
 
     /// Records a packet with transport-wide sequence number `seq` arriving at `now`.
@@ -241,6 +281,14 @@ impl TwccReceiver {
         if self.arrival(ext).is_some() {
             self.stats.duplicates += 1;
             return;
+        }
+        if self.arrivals.is_empty() {
+            self.grow(next_base);
+        }
+        while self.arrivals.len() < self.capacity
+            && ext.max(self.highest.unwrap_or(ext)) - next_base >= self.arrivals.len() as u64
+        {
+            self.grow(next_base);
         }
         let slot = self.slot(ext);
         self.arrivals[slot] = Some(Arrival { ext, at_us });
@@ -1178,5 +1226,45 @@ mod tests {
         assert_eq!(fb.reference_time, 4); // 300 ms -> 4 * 64 ms
         assert_eq!(fb.packets().next().unwrap().arrival.unwrap().at_us, 300_000);
         assert_eq!(fb.fb_pkt_count, 2);
+    }
+
+    #[test]
+    fn the_ring_starts_empty_and_grows_to_what_waits_without_losing_a_packet() {
+        let t0 = Instant::now();
+        let mut r = TwccReceiver::new(TwccConfig::default());
+        assert_eq!(r.slots(), 0, "no memory before the first packet");
+        let mut buf = [0u8; 1200];
+        let mut reported = 0usize;
+        let mut drain = |r: &mut TwccReceiver, now: Instant, reported: &mut usize| {
+            while let Some(n) = r.poll_feedback(now, &mut buf, 1, 2).unwrap() {
+                *reported += parse(&buf[..n])
+                    .packets()
+                    .filter(|p| p.arrival.is_some())
+                    .count();
+            }
+        };
+        // 1000 packets/s with feedback every 50 ms: 50 wait at most, 128 slots hold them.
+        let mut seq = 65_000u16; // crosses the 16-bit wrap
+        for k in 0..1000u64 {
+            let now = t0 + Duration::from_millis(k);
+            r.handle_packet(now, seq);
+            seq = seq.wrapping_add(1);
+            if k % 50 == 49 {
+                drain(&mut r, now, &mut reported);
+            }
+        }
+        assert_eq!(r.slots(), FIRST_ARRIVALS);
+        assert_eq!(reported, 1000);
+        // 1000 packets in one burst before the next feedback: the ring doubles to 1024
+        // and every one is reported.
+        let t1 = t0 + Duration::from_millis(1000);
+        for k in 0..1000u64 {
+            r.handle_packet(t1 + us(k), seq);
+            seq = seq.wrapping_add(1);
+        }
+        assert_eq!(r.slots(), 1024);
+        drain(&mut r, t1 + Duration::from_millis(50), &mut reported);
+        assert_eq!(reported, 2000);
+        assert_eq!(r.stats().overflowed, 0);
     }
 }

@@ -321,6 +321,30 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_holds_under_1_kib_until_it_repairs() {
+        // A receiver has a slot per source of its conference (18 in a meeting of ten):
+        // the per-slot retransmission record (3 KiB) lives on the heap and only from
+        // the slot's first retransmission on.
+        use crate::proto::quality::nack_responder::{NackResponder, SlotOutput};
+        let (r, _, _) = keys();
+        let mut c = Consumer::new(r, "1".into(), MediaKind::Video, 100, 90_000, 7);
+        c.responder = Some(NackResponder::new(
+            SlotOutput {
+                pt: 100,
+                ssrc: 7,
+                rtx: None,
+            },
+            0,
+        ));
+        let inline = core::mem::size_of::<Consumer>();
+        let heap = c
+            .responder
+            .as_ref()
+            .map_or(0, NackResponder::allocated_bytes);
+        assert!(inline + heap < 1024, "{inline} + {heap} bytes");
+    }
+
+    #[test]
     fn slot_stream_stays_continuous_across_a_source_switch() {
         let t0 = Instant::now();
         let (r, a, b) = keys();

@@ -17,7 +17,10 @@ use super::keys::{ConsumerKey, ProducerKey};
 #[derive(Debug)]
 pub struct Endpoint {
     pub(super) id: EndpointId,
-    pub(super) transport: Transport,
+    /// Boxed: a transport is about 12 KiB, and the router's endpoint slot map would
+    /// copy it on every growth (a tenth of `Router::join`'s time in
+    /// `ringbridge-bench scale`).
+    pub(super) transport: Box<Transport>,
     /// What it publishes, in m-line order (fixed at join).
     pub(super) producers: Vec<ProducerKey>,
     /// Its receive slots, in m-line order (fixed at join).

@@ -58,7 +58,7 @@ impl Router {
             return Err(CoreError::DuplicateEndpoint(id.0.clone()));
         }
         let extensions = offer.extension_map();
-        let transport = Transport::new(
+        let transport = Box::new(Transport::new(
             TransportConfig {
                 port,
                 shard: ctx.shard,
@@ -71,7 +71,7 @@ impl Router {
                 feedback: sdp::send_side_feedback(offer),
             },
             io.now,
-        );
+        ));
         let key = self.endpoints.insert(Endpoint {
             id: id.clone(),
             transport,

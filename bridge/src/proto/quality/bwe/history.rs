@@ -1,13 +1,25 @@
 //! What the bridge sent one receiver, by transport-wide sequence number: the
 //! send time and size of each packet, so the receiver's transport-cc feedback
 //! (which reports only sequence numbers and arrival times) can be matched to
-//! its sends. A fixed ring, allocated once; nothing per packet.
+//! its sends. A ring that starts empty and doubles, up to its capacity, only
+//! while a send it would overwrite is still waiting for its feedback (younger
+//! than [`GROW_HORIZON_US`], unreported): it ends as large as the receiver's
+//! packet rate times its feedback delay needs, in a few steps, and never
+//! allocates again once it holds that (never per packet in steady state).
 
 use std::time::Instant;
 
 /// How many sends the history keeps by default: about 2 s at 1000 packets/s
 /// (12 Mbit/s of 1200-byte packets), while feedback arrives every 50-100 ms.
 pub const DEFAULT_HISTORY: usize = 2048;
+
+/// The ring's size at the first send (or the capacity, if smaller).
+pub const FIRST_HISTORY: usize = 64;
+
+/// A send younger than this that got no feedback yet is worth keeping: the
+/// ring grows rather than overwrite it. Feedback comes every 50-100 ms; one
+/// missing for a second was lost.
+pub const GROW_HORIZON_US: u64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Entry {
@@ -33,17 +45,22 @@ pub struct SentPacket {
 /// A ring of the last sends of one transport.
 #[derive(Debug)]
 pub struct SendHistory {
-    entries: Box<[Entry]>,
+    /// Sends by `ext % entries.len()`; empty before the first send.
+    entries: Vec<Entry>,
+    /// The most entries the ring grows to.
+    capacity: usize,
     epoch: Option<Instant>,
     /// Extended sequence number of the last send.
     last_ext: Option<u64>,
 }
 
 impl SendHistory {
-    /// A history of `capacity` sends (at least 16).
+    /// A history of up to `capacity` sends (at least 16). It allocates
+    /// nothing until the first send; see the module documentation.
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: vec![Entry::default(); capacity.max(16)].into_boxed_slice(),
+            entries: Vec::new(),
+            capacity: capacity.max(16),
             epoch: None,
             last_ext: None,
         }
@@ -63,15 +80,55 @@ impl SendHistory {
         if self.last_ext.is_none_or(|l| ext > l) {
             self.last_ext = Some(ext);
         }
+        let sent_us = now.saturating_duration_since(epoch).as_micros() as u64;
+        if self.entries.is_empty() {
+            self.grow();
+        }
+        while self.entries.len() < self.capacity {
+            let n = self.entries.len() as u64;
+            let e = &self.entries[(ext % n) as usize];
+            let waiting = e.ext != 0
+                && e.ext != ext + 1
+                && !e.reported
+                && sent_us.saturating_sub(e.sent_us) < GROW_HORIZON_US;
+            if !waiting {
+                break;
+            }
+            self.grow();
+        }
         let n = self.entries.len() as u64;
         let e = &mut self.entries[(ext % n) as usize];
         *e = Entry {
             ext: ext + 1,
-            sent_us: now.saturating_duration_since(epoch).as_micros() as u64,
+            sent_us,
             size: size.min(usize::from(u16::MAX)) as u16,
             reported: false,
         };
         ext
+    }
+
+    /// How many sends the ring holds now (0 before the first send).
+    pub fn slots(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Doubles the ring ([`FIRST_HISTORY`] the first time), up to the
+    /// capacity. Sends keep distinct slots when the size doubles (numbers
+    /// apart by a multiple of the doubled size are apart by a multiple of the
+    /// old one too); a capacity that is no power of two may make two share
+    /// the last step's slot, and the newer stays.
+    fn grow(&mut self) {
+        let size = (self.entries.len() * 2)
+            .max(FIRST_HISTORY)
+            .min(self.capacity);
+        let old = core::mem::replace(&mut self.entries, vec![Entry::default(); size]);
+        let n = size as u64;
+        for e in old.into_iter().filter(|e| e.ext != 0) {
+            let slot = &mut self.entries[((e.ext - 1) % n) as usize];
+            if slot.ext < e.ext {
+                *slot = e;
+            }
+        }
     }
 
     /// The extended form of `seq`: the one nearest the last send.
@@ -89,7 +146,7 @@ impl SendHistory {
     pub fn take(&mut self, seq: u16) -> Option<SentPacket> {
         self.last_ext?;
         let ext = self.extend(seq);
-        let n = self.entries.len() as u64;
+        let n = self.entries.len().max(1) as u64;
         let e = self.entries.get_mut((ext % n) as usize)?;
         if e.ext != ext + 1 || e.reported {
             return None;
@@ -144,5 +201,44 @@ mod tests {
         }
         assert!(h.take(5).is_none());
         assert!(h.take(39).is_some());
+    }
+
+    #[test]
+    fn the_ring_starts_empty_and_grows_only_while_feedback_is_outstanding() {
+        let t0 = Instant::now();
+        let mut h = SendHistory::new(DEFAULT_HISTORY);
+        assert_eq!(h.slots(), 0, "no memory before the first send");
+        assert!(h.take(7).is_none());
+        // 1000 packets/s, each reported 50 ms later: 64 slots hold that.
+        // Send n packets 1 ms apart; feedback reports each `delay` sends later
+        // (0: no feedback).
+        let (mut sent, mut acked) = (0usize, 0usize);
+        let mut t = t0;
+        let mut run = |h: &mut SendHistory, n: usize, delay: usize, t: &mut Instant| {
+            for _ in 0..n {
+                h.record(*t, sent as u16, 1000);
+                sent += 1;
+                while delay > 0 && acked + delay < sent {
+                    assert!(
+                        h.take(acked as u16).is_some(),
+                        "{acked} kept until its feedback"
+                    );
+                    acked += 1;
+                }
+                *t += Duration::from_millis(1);
+            }
+            sent
+        };
+        run(&mut h, 1000, 50, &mut t);
+        assert_eq!(h.slots(), FIRST_HISTORY);
+        // Feedback 200 ms late: the ring doubles twice, and no send is lost.
+        run(&mut h, 1000, 200, &mut t);
+        assert_eq!(h.slots(), 256);
+        // No feedback at all: it grows to hold a second of sends, then stops:
+        // older unreported sends are given up.
+        let last = (run(&mut h, 3000, 0, &mut t) - 1) as u16;
+        assert_eq!(h.slots(), 1024);
+        assert!(h.take(last.wrapping_sub(999)).is_some());
+        assert!(h.take(last.wrapping_sub(1024)).is_none());
     }
 }
