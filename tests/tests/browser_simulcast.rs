@@ -108,6 +108,51 @@ fn timeline(samples: &[Value]) -> String {
     out
 }
 
+/// Per page, the sample times at which its tallest layer (rid `f`) had sent
+/// no frame since the sample before: Chromium pauses its top layer when its
+/// own uplink estimate cannot pay for it (seen at start-up on a busy machine,
+/// for up to 9 s), and no bridge can forward what is not sent.
+fn top_layer_paused(pages: &[Value]) -> Vec<Vec<f64>> {
+    pages
+        .iter()
+        .map(|p| {
+            let mut paused = Vec::new();
+            let mut before: Option<f64> = None;
+            for s in p["samples"].as_array().into_iter().flatten() {
+                let sent = s["outbound"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|o| o["rid"] == "f")
+                    .map(|o| num(&o["framesSent"]));
+                if let (Some(b), Some(now)) = (before, sent)
+                    && now <= b
+                {
+                    paused.push(num(&s["t"]));
+                }
+                before = sent.or(before);
+            }
+            paused
+        })
+        .collect()
+}
+
+/// The owner (as a page index) of each of page `samples`' inbound streams, in
+/// [`inbound`]'s order, from the page's VideoSourcesMap.
+fn stream_senders(samples: &[Value], pages: &[Value]) -> Vec<Option<usize>> {
+    stream_mids(samples)
+        .iter()
+        .map(|mid| {
+            let owner = samples.iter().rev().find_map(|s| {
+                s["inbound"].as_array()?.iter().find(|r| r["mid"] == *mid)?["owner"]
+                    .as_str()
+                    .map(str::to_owned)
+            })?;
+            pages.iter().position(|p| p["endpoint"] == owner.as_str())
+        })
+        .collect()
+}
+
 #[test]
 fn simulcast_receivers_get_720p_and_a_180_line_constraint_is_honoured() {
     let bridge = Bridge::start("");
@@ -134,6 +179,7 @@ fn simulcast_receivers_get_720p_and_a_180_line_constraint_is_honoured() {
     );
     let pages = raw["pages"].as_array().expect("pages");
     assert_eq!(pages.len(), 3);
+    let paused_tops = top_layer_paused(pages);
     for (i, p) in pages.iter().enumerate() {
         let samples = p["samples"].as_array().map_or(&[][..], |v| v);
         eprintln!(
@@ -177,6 +223,7 @@ fn simulcast_receivers_get_720p_and_a_180_line_constraint_is_honoured() {
             .collect();
         report.push(
             json!({"page": i, "sent_layers": rids, "first_720p_at_s": first_720,
+            "own_top_layer_paused_at_s": paused_tops.get(i),
             "max_height_after_settle": heights_after_settle.iter().cloned().fold(0.0, f64::max),
             "frames_decoded": decoded}),
         );
@@ -198,10 +245,23 @@ fn simulcast_receivers_get_720p_and_a_180_line_constraint_is_honoured() {
             );
         }
         if i < 2 {
+            // The 10 s are the bridge's: seconds in which the stream's sender
+            // was not sending its 720p layer at all do not count.
+            let senders = stream_senders(&samples, pages);
             for (k, t) in first_720.iter().enumerate() {
+                let paused = senders
+                    .get(k)
+                    .copied()
+                    .flatten()
+                    .and_then(|j| paused_tops.get(j))
+                    .map_or(0, |ts| {
+                        ts.iter().filter(|&&p| t.is_none_or(|t| p <= t)).count()
+                    });
+                let within = WITHIN_S + paused as f64;
                 assert!(
-                    t.is_some_and(|t| t <= WITHIN_S),
-                    "page {i} stream {k}: 1280x720 first decoded at {t:?} s: {:?} \
+                    t.is_some_and(|t| t <= within),
+                    "page {i} stream {k}: 1280x720 first decoded at {t:?} s, target {within} s \
+                     ({paused} s of it with the sender's 720p layer paused): {:?} \
                      (every page's samples are printed above)",
                     streams[k]
                 );
@@ -386,17 +446,7 @@ fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_oth
         );
         // Each stream's sender (its owner in the page's VideoSourcesMap),
         // as a page index; unknown: either of the two others.
-        let senders: Vec<Option<usize>> = stream_mids(&samples)
-            .iter()
-            .map(|mid| {
-                let owner = samples.iter().rev().find_map(|s| {
-                    s["inbound"].as_array()?.iter().find(|r| r["mid"] == *mid)?["owner"]
-                        .as_str()
-                        .map(str::to_owned)
-                })?;
-                pages.iter().position(|p| p["endpoint"] == owner.as_str())
-            })
-            .collect();
+        let senders = stream_senders(&samples, pages);
         let top_of = |k: usize, t: f64| match senders.get(k).copied().flatten() {
             Some(j) => sender_top(&tops, j, t),
             None => others_top(&tops, i, t),
