@@ -190,22 +190,10 @@ impl Measurement {
                 .is_none_or(|u| u <= MAX_GENERATOR_UTIL)
     }
 
-    /// Whole-machine busy CPU less the generator's own process time, over
-    /// the window, nanoseconds: what the target cost the machine (its process,
-    /// the kernel's softirq work that no process is charged for, and whatever
-    /// else ran). Without the subtraction the generator, the same for every
-    /// target, dominates at low rates and squeezes every ratio toward 1 (a
-    /// 4-endpoint meeting: Janus 0.99 of ringbridge machine-wide, 2.4x by
-    /// process time).
-    pub fn machine_busy_less_generator_ns(&self) -> Option<u64> {
-        let busy = self.machine_busy_ns?;
-        Some(busy.saturating_sub(self.generator_cpu_ns.unwrap_or(0)))
-    }
-
-    /// [`Measurement::machine_busy_less_generator_ns`] per media packet the
-    /// target sent in the window.
+    /// Whole-machine busy CPU nanoseconds per media packet the target sent
+    /// in the window ([`Measurement::machine_busy_ns`]).
     pub fn machine_ns_per_egress_packet(&self) -> Option<f64> {
-        let cpu = self.machine_busy_less_generator_ns()?;
+        let cpu = self.machine_busy_ns?;
         (self.egress_packets > 0).then(|| cpu as f64 / self.egress_packets as f64)
     }
 

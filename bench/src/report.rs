@@ -98,13 +98,13 @@ impl Aggregate {
         let pkts = self.sum(|m| m.egress_packets);
         (pkts > 0).then(|| cpu as f64 / pkts as f64)
     }
-    /// Whole-machine busy CPU less the generator's, ns per egress packet over
-    /// all rounds ([`Measurement::machine_busy_less_generator_ns`]; `None` if
-    /// any round could not read it).
+    /// Whole-machine busy CPU ns per egress packet over all rounds
+    /// ([`Measurement::machine_busy_ns`]; `None` if any round could not
+    /// read it).
     pub fn machine_ns_per_egress_packet(&self) -> Option<f64> {
         let mut cpu = 0u64;
         for m in &self.rounds {
-            cpu += m.machine_busy_less_generator_ns()?;
+            cpu += m.machine_busy_ns?;
         }
         let pkts = self.sum(|m| m.egress_packets);
         (pkts > 0).then(|| cpu as f64 / pkts as f64)
@@ -601,8 +601,8 @@ impl Report {
             let _ = writeln!(
                 s,
                 "mach ns/pkt: busy CPU of the whole machine (/proc/stat, every core, idle and \
-                 iowait subtracted) less the generator's own process time, over the window ÷ \
-                 egress packets: the target, the kernel's softirq work and anything else running"
+                 iowait subtracted) over the window ÷ egress packets: the target, the \
+                 generator, the kernel's softirq work and anything else running"
             );
         }
         for w in &r.withheld {
