@@ -161,6 +161,57 @@ fn twcc_feedback_every_50_to_100ms_parses_with_webrtc_rs() {
     }
 }
 
+/// A shard that was busy reads a burst of queued datagrams at one `now`; the
+/// feedback must carry the arrival times the kernel stamped (10 ms apart
+/// here), not that one `now` for all (which a sender's delay-based estimator
+/// reads as a queue draining, and its probe logic as an impossible receive
+/// rate).
+#[test]
+fn twcc_feedback_reports_kernel_arrival_spacing_not_the_batch_time() {
+    let mut net = Net::new();
+    let a = net.join_with("alice", EVERYTHING, Default::default(), |o| {
+        offering(o, TWCC_ID, TWCC_URI, "transport-cc")
+    });
+    let _b = net.join("bob", EVERYTHING);
+    net.connect_all();
+    let ssrc = net.peers[a].client.video_ssrc;
+    let already = net.peers[a].client.received_rtcp.len();
+    let batch = net.now;
+    const SPACING: Duration = Duration::from_millis(10);
+    for k in 0..5u16 {
+        let tseq = 100 + k;
+        let p = rtp(
+            VP8_PT,
+            1 + k,
+            900 * u32::from(k),
+            ssrc,
+            &[(TWCC_ID, &tseq.to_be_bytes())],
+            &vp8(k == 0, k as u8),
+            0,
+        );
+        let arrival = batch - SPACING * u32::from(4 - k);
+        net.send_raw_arrived(a, &p, arrival);
+    }
+    net.progress(40);
+    let mut deltas = Vec::new();
+    for c in &net.peers[a].client.received_rtcp[already..] {
+        let mut buf: &[u8] = c;
+        for p in ::rtcp::packet::unmarshal(&mut buf).expect("webrtc-rs parses the compound") {
+            if let Some(fb) = p.as_any().downcast_ref::<TransportLayerCc>() {
+                deltas.extend(fb.recv_deltas.iter().map(|d| d.delta));
+            }
+        }
+    }
+    assert_eq!(deltas.len(), 5, "one receive delta per packet: {deltas:?}");
+    for (i, d) in deltas.iter().enumerate().skip(1) {
+        assert_eq!(
+            *d,
+            SPACING.as_micros() as i64,
+            "packet {i} reported {d} us after the one before (all {deltas:?})"
+        );
+    }
+}
+
 #[test]
 fn remb_only_publisher_gets_remb() {
     let mut net = Net::new();

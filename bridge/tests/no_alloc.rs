@@ -130,7 +130,7 @@ fn receive(
     tx: &mut TxQueue,
 ) {
     if single_port {
-        let r = core.handle_shared_receive(now, p.addr, d, tx, false);
+        let r = core.handle_shared_receive(now, now, p.addr, d, tx, false);
         assert_eq!(
             r,
             SharedReceive::Handled,

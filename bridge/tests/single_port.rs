@@ -357,14 +357,14 @@ fn the_core_demultiplexes_the_shared_port_by_ufrag_then_address() {
     // Before any check, alice's DTLS is from an unknown address.
     let mut dtls = [22u8, 0xfe, 0xfd, 0, 0];
     assert_eq!(
-        core.handle_shared_receive(now, alice, &mut dtls, &mut tx, false),
+        core.handle_shared_receive(now, now, alice, &mut dtls, &mut tx, false),
         SharedReceive::UnknownSource
     );
 
     let mut check = client.poll_transmit(now).expect("a check");
     assert_eq!(check.first(), Some(&0), "STUN first");
     assert_eq!(
-        core.handle_shared_receive(now, alice, &mut check, &mut tx, false),
+        core.handle_shared_receive(now, now, alice, &mut check, &mut tx, false),
         SharedReceive::Handled
     );
     assert_eq!(
@@ -379,7 +379,7 @@ fn the_core_demultiplexes_the_shared_port_by_ufrag_then_address() {
     // new validation.
     let mut again = client.poll_transmit(now + Duration::from_millis(600));
     if let Some(d) = again.as_mut().filter(|d| d.first() == Some(&0)) {
-        core.handle_shared_receive(now, alice, d, &mut tx, false);
+        core.handle_shared_receive(now, now, alice, d, &mut tx, false);
         assert_eq!(core.poll_remote_change(), None);
     }
 
@@ -399,13 +399,13 @@ fn the_core_demultiplexes_the_shared_port_by_ufrag_then_address() {
     .expect("fits");
     other.truncate(n);
     assert_eq!(
-        core.handle_shared_receive(now, stranger, &mut other.clone(), &mut tx, false),
+        core.handle_shared_receive(now, now, stranger, &mut other.clone(), &mut tx, false),
         SharedReceive::OtherShard(0)
     );
     // Handed off to us anyway (a stale steering entry): refused, never bounced.
     let refused = core.counters().stun_refused;
     assert_eq!(
-        core.handle_shared_receive(now, stranger, &mut other, &mut tx, true),
+        core.handle_shared_receive(now, now, stranger, &mut other, &mut tx, true),
         SharedReceive::Handled
     );
     assert_eq!(core.counters().stun_refused, refused + 1);
@@ -418,7 +418,7 @@ fn the_core_demultiplexes_the_shared_port_by_ufrag_then_address() {
     assert_eq!(core.poll_released_port(), Some(7));
     let mut check = [0u8; 0];
     assert_eq!(
-        core.handle_shared_receive(now, alice, &mut check, &mut tx, false),
+        core.handle_shared_receive(now, now, alice, &mut check, &mut tx, false),
         SharedReceive::UnknownSource
     );
 }

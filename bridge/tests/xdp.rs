@@ -328,7 +328,7 @@ fn the_xsk_backend_echoes_datagrams_through_the_io_seam() {
         while got.len() < want && Instant::now() < deadline {
             io.wait(Duration::from_millis(50)).expect("wait");
             let now = Instant::now();
-            io.receive(now, tcp, |port, from, buf, tx| {
+            io.receive(now, tcp, |port, from, _, buf, tx| {
                 got.push(buf.to_vec());
                 buf.reverse();
                 tx.push(port, from, buf).expect("queue");
@@ -380,7 +380,7 @@ fn the_xsk_backend_echoes_datagrams_through_the_io_seam() {
         while n < payloads.len() && Instant::now() < deadline {
             let _ = io.wait(Duration::from_millis(50));
             let now = Instant::now();
-            let _ = io.receive(now, &mut tcp, |port, from, buf, tx| {
+            let _ = io.receive(now, &mut tcp, |port, from, _, buf, tx| {
                 n += 1;
                 buf.reverse();
                 let _ = tx.push(port, from, buf);
@@ -611,7 +611,7 @@ fn two_shards_on_two_queues_each_get_their_own_ports() {
         for (shard, io) in ios.iter_mut().enumerate() {
             io.wait(Duration::from_millis(10)).expect("wait");
             let now = Instant::now();
-            io.receive(now, &mut tcp, |port, from, buf, tx| {
+            io.receive(now, &mut tcp, |port, from, _, buf, tx| {
                 let expected: &[u8] = if shard == 0 {
                     b"to shard 0"
                 } else {

@@ -56,7 +56,7 @@ pub trait Io {
     /// `tcp`'s connections go there).
     fn receive<F>(&mut self, now: Instant, tcp: &mut TcpConns, deliver: F) -> io::Result<()>
     where
-        F: FnMut(u16, SocketAddr, &mut [u8], &mut TxQueue);
+        F: FnMut(u16, SocketAddr, Instant, &mut [u8], &mut TxQueue);
 
     /// The queue the core writes into outside [`Io::receive`] (timers).
     fn tx(&mut self) -> &mut TxQueue;
@@ -272,11 +272,12 @@ pub fn run<I: Io>(ctx: ShardContext, mut io: I) {
         }
         let now = Instant::now();
         let received = match &shared {
-            None => io.receive(now, &mut tcp, |port, from, datagram, tx| {
-                core.handle_receive(now, port, from, datagram, tx);
+            None => io.receive(now, &mut tcp, |port, from, arrival, datagram, tx| {
+                core.handle_receive_at(now, arrival, port, from, datagram, tx);
             }),
-            Some(sp) => io.receive(now, &mut tcp, |_, from, datagram, tx| {
-                shared_receive(&mut core, sp, &mut handoffs, now, from, datagram, tx);
+            Some(sp) => io.receive(now, &mut tcp, |_, from, arrival, datagram, tx| {
+                let at = (now, arrival);
+                shared_receive(&mut core, sp, &mut handoffs, at, from, datagram, tx);
             }),
         };
         if let Err(e) = received {
@@ -360,12 +361,12 @@ fn shared_receive(
     core: &mut ShardCore,
     sp: &SinglePort,
     counts: &mut HandOffCounts,
-    now: Instant,
+    (now, arrival): (Instant, Instant),
     from: SocketAddr,
     datagram: &mut [u8],
     tx: &mut TxQueue,
 ) {
-    let owner = match core.handle_shared_receive(now, from, datagram, tx, false) {
+    let owner = match core.handle_shared_receive(now, arrival, from, datagram, tx, false) {
         SharedReceive::Handled => {
             // At once: the reply to this check may be sent (and the client's
             // next datagram arrive) before the turn ends.
@@ -404,7 +405,9 @@ fn receive_handed<I: Io>(
         let from = h.from;
         let datagram = h.datagram();
         let len = datagram.len();
-        if core.handle_shared_receive(now, from, datagram, io.tx(), true) != SharedReceive::Handled
+        // Queued by another shard: the kernel's stamp stayed there.
+        if core.handle_shared_receive(now, now, from, datagram, io.tx(), true)
+            != SharedReceive::Handled
         {
             core.drop_unknown_source(len);
         }

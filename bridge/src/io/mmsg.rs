@@ -22,6 +22,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::batch::{MsgBatch, SendPlan};
 use super::driver::{self, Io};
 use super::gso::GsoState;
+use super::rx_time::{self, RxClock};
 use super::send::{Backlogs, ErrorLog, SendCounters, SendTotals, Spill, send_groups};
 use super::shard::{PreparedDriver, ShardSpec};
 use super::tcp_conns::TcpConns;
@@ -86,6 +87,7 @@ impl Mmsg {
 
 impl Io for Mmsg {
     fn open(&mut self, port: u16, socket: UdpSocket) -> io::Result<()> {
+        rx_time::request(&socket, port);
         let mut sock = mio::net::UdpSocket::from_std(socket);
         self.poll
             .registry()
@@ -123,7 +125,7 @@ impl Io for Mmsg {
 
     fn receive<F>(&mut self, now: Instant, tcp: &mut TcpConns, mut deliver: F) -> io::Result<()>
     where
-        F: FnMut(u16, SocketAddr, &mut [u8], &mut TxQueue),
+        F: FnMut(u16, SocketAddr, Instant, &mut [u8], &mut TxQueue),
     {
         let Self {
             events,
@@ -165,9 +167,10 @@ impl Io for Mmsg {
                         break;
                     }
                 };
+                let clock = RxClock::sample();
                 for i in 0..n {
-                    if let Some((from, datagram)) = rx.datagram(i) {
-                        deliver(port, from, datagram, tx);
+                    if let Some((from, stamp, datagram)) = rx.datagram(i) {
+                        deliver(port, from, clock.arrival(stamp, now), datagram, tx);
                     }
                 }
                 if tx.len() >= FLUSH_AT {
@@ -213,6 +216,8 @@ struct RecvBatch {
     bufs: Vec<u8>,
     iovecs: Vec<libc::iovec>,
     names: Vec<libc::sockaddr_storage>,
+    /// Per datagram, room for its receive timestamp ([`rx_time`]).
+    controls: Vec<udp::CmsgBuf>,
     hdrs: Vec<libc::mmsghdr>,
 }
 
@@ -222,6 +227,7 @@ impl RecvBatch {
             bufs: vec![0; RECV_BATCH * RECV_BUF],
             iovecs: Vec::with_capacity(RECV_BATCH),
             names: vec![udp::zeroed_storage(); RECV_BATCH],
+            controls: vec![udp::CmsgBuf::default(); RECV_BATCH],
             hdrs: Vec::with_capacity(RECV_BATCH),
         };
         // The vectors never grow after this, so the pointers stay valid.
@@ -238,6 +244,7 @@ impl RecvBatch {
             hdr.msg_name = (&raw mut b.names[i]).cast();
             hdr.msg_iov = &raw mut b.iovecs[i];
             hdr.msg_iovlen = 1;
+            hdr.msg_control = b.controls[i].as_mut_ptr().cast();
             b.hdrs.push(libc::mmsghdr {
                 msg_hdr: hdr,
                 msg_len: 0,
@@ -251,6 +258,7 @@ impl RecvBatch {
         for h in &mut self.hdrs {
             h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
             h.msg_hdr.msg_flags = 0;
+            h.msg_hdr.msg_controllen = rx_time::CONTROL_LEN as _;
             h.msg_len = 0;
         }
         // SAFETY: hdrs holds RECV_BATCH headers whose names and iovecs point
@@ -273,15 +281,23 @@ impl RecvBatch {
         }
     }
 
-    /// Datagram `i` of the last `recv`: sender and bytes (a truncated one whole
-    /// buffer long, for the core to count as oversized), or `None` when its
-    /// address is unusable.
-    fn datagram(&mut self, i: usize) -> Option<(SocketAddr, &mut [u8])> {
+    /// Datagram `i` of the last `recv`: sender, the kernel's receive timestamp
+    /// if any, and bytes (a truncated one whole buffer long, for the core to
+    /// count as oversized), or `None` when its address is unusable.
+    fn datagram(&mut self, i: usize) -> Option<(SocketAddr, Option<Duration>, &mut [u8])> {
         let h = self.hdrs.get(i)?;
         let from = udp::storage_to_socket_addr(self.names.get(i)?, h.msg_hdr.msg_namelen)?;
+        // msg_controllen is not usize on every libc.
+        #[allow(clippy::unnecessary_cast)]
+        let control_len = (h.msg_hdr.msg_controllen as usize).min(rx_time::CONTROL_LEN);
+        let stamp = self
+            .controls
+            .get(i)
+            .and_then(|c| c.bytes().get(..control_len))
+            .and_then(rx_time::kernel_stamp);
         let len = (h.msg_len as usize).min(RECV_BUF);
         let start = i * RECV_BUF;
-        Some((from, self.bufs.get_mut(start..start + len)?))
+        Some((from, stamp, self.bufs.get_mut(start..start + len)?))
     }
 }
 
@@ -370,5 +386,17 @@ impl Sender {
             );
         }
         tx.clear();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_datagrams_keep_their_kernel_arrival_times() {
+        let mmsg = Mmsg::new(Poll::new().expect("epoll"), GsoState::probe());
+        rx_time::backend_check::queued_datagrams_keep_their_arrival_spacing(mmsg);
     }
 }

@@ -19,6 +19,7 @@ pub mod events;
 pub mod gso;
 mod mmsg;
 mod netif;
+pub mod rx_time;
 mod select;
 pub mod send;
 mod shard;

@@ -64,6 +64,20 @@ impl Default for CmsgBuf {
     }
 }
 
+impl CmsgBuf {
+    /// The buffer's bytes (what the kernel wrote, on a receive).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The buffer's start, for a `msghdr`'s `msg_control`.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.bytes.as_mut_ptr()
+    }
+}
+
+const _: () = assert!(crate::io::rx_time::CONTROL_LEN <= CMSG_BUF_LEN);
+
 impl std::fmt::Debug for CmsgBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CmsgBuf").finish_non_exhaustive()

@@ -676,12 +676,33 @@ impl ShardCore {
         self.timers.peek()
     }
 
-    /// Handles one datagram received on local `port` from `from`.
+    /// Handles one datagram received on local `port` from `from`, as arrived
+    /// `now` (see [`handle_receive_at`](Self::handle_receive_at)).
     ///
     /// `datagram` is exactly the received bytes; it is decrypted in place.
     pub fn handle_receive(
         &mut self,
         now: Instant,
+        port: u16,
+        from: SocketAddr,
+        datagram: &mut [u8],
+        tx: &mut TxQueue,
+    ) {
+        self.handle_receive_at(now, now, port, from, datagram, tx);
+    }
+
+    /// Handles one datagram received on local `port` from `from` at `arrival`
+    /// (the kernel's receive timestamp, no later than `now`; the driver reads
+    /// datagrams in batches, handled at the batch's `now`). Only the
+    /// bandwidth estimation's arrival records use `arrival`: transport-cc
+    /// feedback and the receive-side estimate report the spacing of packets
+    /// as they reached the host, not as the shard got round to them.
+    ///
+    /// `datagram` is exactly the received bytes; it is decrypted in place.
+    pub fn handle_receive_at(
+        &mut self,
+        now: Instant,
+        arrival: Instant,
         port: u16,
         from: SocketAddr,
         datagram: &mut [u8],
@@ -714,6 +735,7 @@ impl ShardCore {
             return;
         };
         let mut io = shared.io(now, since_epoch, tx);
+        io.arrival = arrival.min(now);
         match datagram.first() {
             Some(0..=3) => router.handle_stun(ek, from, datagram, &mut io),
             Some(20..=63) => router.handle_dtls(ek, from, datagram, &mut io),
@@ -742,13 +764,14 @@ impl ShardCore {
     pub fn handle_shared_receive(
         &mut self,
         now: Instant,
+        arrival: Instant,
         from: SocketAddr,
         datagram: &mut [u8],
         tx: &mut TxQueue,
         handed_off: bool,
     ) -> SharedReceive {
         if let Some(&key) = self.shared_port.by_remote.get(&from) {
-            self.handle_receive(now, key, from, datagram, tx);
+            self.handle_receive_at(now, arrival, key, from, datagram, tx);
             return SharedReceive::Handled;
         }
         if !matches!(datagram.first(), Some(0..=3)) {
@@ -775,7 +798,7 @@ impl ShardCore {
             self.count_dropped(datagram.len(), |c| &mut c.stun_refused);
             return SharedReceive::Handled;
         };
-        self.handle_receive(now, key, from, datagram, tx);
+        self.handle_receive_at(now, arrival, key, from, datagram, tx);
         let validated = self
             .endpoint_by_port(key)
             .is_some_and(|t| t.is_validated(from));
@@ -943,6 +966,7 @@ impl<'a> Shared<'a> {
     ) -> RouterIo<'b> {
         RouterIo {
             now,
+            arrival: now,
             since_epoch,
             tx,
             events: &mut *self.events,

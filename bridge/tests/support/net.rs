@@ -215,6 +215,17 @@ impl Net {
         self.deliver();
     }
 
+    /// [`send_raw`](Self::send_raw) for a packet the driver read in a batch
+    /// at `self.now` but whose kernel stamp says it arrived at `arrival`.
+    #[allow(dead_code)]
+    pub fn send_raw_arrived(&mut self, i: usize, packet: &[u8], arrival: Instant) {
+        let p = &mut self.peers[i];
+        let mut d = p.client.protect_rtp(packet).expect("connected");
+        self.core
+            .handle_receive_at(self.now, arrival, p.port, p.addr, &mut d, &mut self.tx);
+        self.deliver();
+    }
+
     /// Protects an RTCP compound packet as peer `i` and sends it into the core.
     pub fn send_rtcp(&mut self, i: usize, packet: &[u8]) {
         let p = &mut self.peers[i];

@@ -316,7 +316,7 @@ impl Io for XskIo {
 
     fn receive<F>(&mut self, now: Instant, tcp: &mut TcpConns, mut deliver: F) -> io::Result<()>
     where
-        F: FnMut(u16, SocketAddr, &mut [u8], &mut TxQueue),
+        F: FnMut(u16, SocketAddr, Instant, &mut [u8], &mut TxQueue),
     {
         let mut n = 0;
         while n < RX_BUDGET {
@@ -330,7 +330,7 @@ impl Io for XskIo {
                         && let Some(payload) = bytes.get_mut(d.payload)
                     {
                         self.counters.xsk_received += 1;
-                        deliver(port, d.src, payload, &mut self.tx);
+                        deliver(port, d.src, now, payload, &mut self.tx);
                     }
                 }
                 _ => self.counters.rx_dropped += 1,
@@ -364,7 +364,7 @@ impl Io for XskIo {
                     Ok((n, from)) => {
                         self.counters.kernel_received += 1;
                         if let Some(d) = self.kernel_buf.get_mut(..n) {
-                            deliver(port, from, d, &mut self.tx);
+                            deliver(port, from, now, d, &mut self.tx);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -70,6 +70,10 @@ pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 pub struct RouterIo<'a> {
     /// The current time.
     pub now: Instant,
+    /// When the datagram being handled reached the host (the kernel's receive
+    /// timestamp, at most `now`); `now` outside a receive. Only the bandwidth
+    /// estimation's arrival records use it.
+    pub arrival: Instant,
     /// `now` on the shard's media clock (RTCP and abs-send-time).
     pub since_epoch: Duration,
     /// Datagrams to send.

@@ -56,7 +56,7 @@ impl Router {
         };
         sender
             .transport
-            .record_arrival(io.now, &header, &datagram[..len]);
+            .record_arrival(io.arrival, &header, &datagram[..len]);
         let mut repaired = false;
         let (pk, entry) = match sender.transport.demux.classify(&header, &datagram[..len]) {
             Demuxed::Media { producer, entry } => (producer, entry),
