@@ -43,11 +43,14 @@ impl Router {
         });
     }
 
-    /// After feedback from endpoint `key`: sends a probe cluster when its
-    /// estimate is short of what its allocation wants (the bitrate of the
-    /// best layers its constraints allow, `ideal_bps`).
-    /// The cluster is padding-only packets on the RTX stream of one of its
-    /// video slots that has RTX, has sent media and carries the transport-wide
+    /// After feedback from endpoint `key`: probes its link when its estimate
+    /// is short of what its allocation wants (the bitrate of the best layers
+    /// its constraints allow, `ideal_bps`). Until the estimator has seen an
+    /// overuse, with a cluster of [`PROBE_PACKETS`] sent back to back when one
+    /// is due; after it, with the padding that keeps what is sent at the
+    /// estimate ([`SendSideBwe::padding_due`](super::super::quality::bwe::SendSideBwe::padding_due)).
+    /// Either is padding-only packets on the RTX stream of one of its video
+    /// slots that has RTX, has sent media and carries the transport-wide
     /// sequence number.
     pub(super) fn probe_downlink(&mut self, key: EndpointKey, io: &mut RouterIo<'_>) {
         let Router {
@@ -77,10 +80,19 @@ impl Router {
         let Some(c) = carrier.and_then(|ck| consumers.get_mut(ck)) else {
             return;
         };
-        let Some(target) = ep.transport.probe_due(now, wanted) else {
-            return;
+        let (packets, target) = match ep.transport.probe_due(now, wanted) {
+            Some(target) => {
+                ep.transport.start_probe(now, target);
+                (PROBE_PACKETS, target)
+            }
+            None => {
+                let bytes = ep.transport.padding_due(now, wanted);
+                (bytes.div_ceil(PROBE_PADDING), 0)
+            }
         };
-        ep.transport.start_probe(now, target);
+        if packets == 0 {
+            return;
+        }
         let mut body = [0u8; PROBE_PADDING];
         body[PROBE_PADDING - 1] = PROBE_PADDING as u8;
         let ts = c.last_timestamp().unwrap_or(0);
@@ -88,12 +100,12 @@ impl Router {
         let negotiated = c.extensions;
         let abs = abs_send_time(io.since_epoch);
         let mut sent = 0;
-        for _ in 0..PROBE_PACKETS {
+        for _ in 0..packets {
             let Some((pt, ssrc, seq)) = c.responder.as_mut().and_then(|r| r.take_padding()) else {
                 break;
             };
             let slot = SlotFields { pt, seq, ts, ssrc };
-            let ok = ep.transport.send_rtp(now, io.tx, true, |out, ctx| {
+            let ok = ep.transport.send_padding_rtp(now, io.tx, true, |out, ctx| {
                 let values = ExtensionValues {
                     mid: Some(mid),
                     audio_level: None,
@@ -116,6 +128,8 @@ impl Router {
             }
         }
         io.counters.probe_packets_sent += sent;
-        tracing::debug!(endpoint = %ep.id, target, wanted, sent, "downlink probe");
+        if target > 0 {
+            tracing::debug!(endpoint = %ep.id, target, wanted, sent, "downlink probe");
+        }
     }
 }

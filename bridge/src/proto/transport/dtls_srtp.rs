@@ -131,6 +131,35 @@ impl Transport {
     where
         F: FnOnce(&mut [u8], SendContext<'_>) -> Option<usize>,
     {
+        self.send_rtp_counted(now, tx, carries_twcc, false, write)
+    }
+
+    /// As [`Transport::send_rtp`] for a padding-only packet (a bandwidth
+    /// probe): recorded for the feedback but not counted as media.
+    pub fn send_padding_rtp<F>(
+        &mut self,
+        now: Instant,
+        tx: &mut TxQueue,
+        carries_twcc: bool,
+        write: F,
+    ) -> Option<usize>
+    where
+        F: FnOnce(&mut [u8], SendContext<'_>) -> Option<usize>,
+    {
+        self.send_rtp_counted(now, tx, carries_twcc, true, write)
+    }
+
+    fn send_rtp_counted<F>(
+        &mut self,
+        now: Instant,
+        tx: &mut TxQueue,
+        carries_twcc: bool,
+        padding: bool,
+        write: F,
+    ) -> Option<usize>
+    where
+        F: FnOnce(&mut [u8], SendContext<'_>) -> Option<usize>,
+    {
         let tracked = carries_twcc && self.extensions.id(Extension::TransportCc).is_some();
         let to = self.media_target()?;
         let srtp = self.srtp.as_mut()?;
@@ -146,7 +175,11 @@ impl Transport {
         if let Some(len) = sent.filter(|_| tracked) {
             self.twcc_seq = seq.wrapping_add(1);
             if let Some(bwe) = self.bwe.as_deref_mut() {
-                bwe.on_packet_sent(now, seq, len);
+                if padding {
+                    bwe.on_padding_sent(now, seq, len);
+                } else {
+                    bwe.on_packet_sent(now, seq, len);
+                }
             }
         }
         sent

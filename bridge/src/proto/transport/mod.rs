@@ -247,6 +247,14 @@ impl Transport {
         self.bwe.as_deref_mut()?.probe_due(now, wanted_bps)
     }
 
+    /// Bytes of padding due toward this endpoint for layers that want
+    /// `wanted_bps` (see [`SendSideBwe::padding_due`]); 0 without an estimator.
+    pub fn padding_due(&mut self, now: Instant, wanted_bps: u64) -> usize {
+        self.bwe
+            .as_deref_mut()
+            .map_or(0, |bwe| bwe.padding_due(now, wanted_bps))
+    }
+
     /// The next probe-cluster-many packets sent are a probe aiming at `target_bps`.
     pub fn start_probe(&mut self, now: Instant, target_bps: u64) {
         if let Some(bwe) = self.bwe.as_deref_mut() {

@@ -13,7 +13,12 @@
 //! - [`acked`]: the acknowledged bitrate, the basis of a decrease;
 //! - [`loss`]: the loss-based cap (more than 10% lost lowers the estimate);
 //! - [`probe`]: padding clusters that raise the estimate when the receiver's
-//!   layers want more and nothing holds the estimate down.
+//!   layers want more and nothing holds the estimate down, until the first
+//!   overuse; after it, padding that fills what is sent up to the estimate
+//!   ([`SendSideBwe::padding_due`]), so the estimate climbs only as the link
+//!   carries the extra (a 5-packet cluster passes a token bucket's burst at
+//!   line rate, and read as 2x the estimate every second it moved a capped
+//!   receiver back to a layer its link could not carry).
 //!
 //! The estimate is the delay-based one, lowered by the loss-based cap where that
 //! is lower. Sans-IO: time comes in as `now`; everything is allocated when the
@@ -82,6 +87,8 @@ pub struct BweStats {
     pub probes: u64,
     /// Probe results that raised the estimate.
     pub probes_raised: u64,
+    /// Padding asked for by [`SendSideBwe::padding_due`], bytes.
+    pub padding_bytes: u64,
 }
 
 /// One receiver's send-side estimator.
@@ -94,9 +101,21 @@ pub struct SendSideBwe {
     loss: LossController,
     acked: AckedBitrate,
     prober: Prober,
+    /// Media bytes sent (padding left out), over a sliding window of the
+    /// send clock: what padding has to fill up to the estimate.
+    media_sent: AckedBitrate,
+    /// Padding owed but not yet sent, bytes ([`SendSideBwe::padding_due`]).
+    padding_credit: f64,
+    /// When `padding_due` last ran, µs on the send clock.
+    padding_at_us: Option<u64>,
     has_feedback: bool,
     stats: BweStats,
 }
+
+/// The most padding [`SendSideBwe::padding_due`] asks for in one call, bytes
+/// (about 100 ms at 1 Mbit/s): a long gap between feedbacks does not turn
+/// into a burst.
+pub const MAX_PADDING_BURST: usize = 12_500;
 
 impl SendSideBwe {
     /// A new estimator.
@@ -109,6 +128,9 @@ impl SendSideBwe {
             loss: LossController::new(config.min_bps),
             acked: AckedBitrate::default(),
             prober: Prober::default(),
+            media_sent: AckedBitrate::default(),
+            padding_credit: 0.0,
+            padding_at_us: None,
             has_feedback: false,
             stats: BweStats::default(),
         }
@@ -119,11 +141,59 @@ impl SendSideBwe {
     pub fn on_packet_sent(&mut self, now: Instant, seq: u16, size: usize) {
         let ext = self.history.record(now, seq, size);
         self.prober.on_sent(ext);
+        let at = i64::try_from(self.history.micros(now)).unwrap_or(i64::MAX);
+        self.media_sent.add(at, size as u64);
+    }
+
+    /// A padding packet (a probe cluster's or [`padding_due`]'s), as
+    /// [`on_packet_sent`] but not counted as media.
+    ///
+    /// [`padding_due`]: Self::padding_due
+    /// [`on_packet_sent`]: Self::on_packet_sent
+    pub fn on_padding_sent(&mut self, now: Instant, seq: u16, size: usize) {
+        let ext = self.history.record(now, seq, size);
+        self.prober.on_sent(ext);
+    }
+
+    /// Bytes of padding to send now toward a receiver whose layers want
+    /// `wanted_bps`, once the link's capacity was met (an overuse lowered the
+    /// estimate; before that [`probe_due`](Self::probe_due) clusters lead):
+    /// media plus padding is kept at the estimate, or at `wanted_bps` where
+    /// that is lower, while the estimate is short of `wanted_bps` and nothing
+    /// holds it (no overuse now, no loss cap). The delay-based estimator then
+    /// sees the link at the estimate and raises it only while that causes no
+    /// queue. Call it after each feedback; it accrues since its last call.
+    pub fn padding_due(&mut self, now: Instant, wanted_bps: u64) -> usize {
+        let now_us = self.history.micros(now);
+        let elapsed_us = self
+            .padding_at_us
+            .replace(now_us)
+            .map_or(0, |t| now_us.saturating_sub(t));
+        let current = self.current();
+        let due = self.has_feedback
+            && self.rate.seen_overuse()
+            && wanted_bps > current
+            && self.trend.state() != BandwidthUsage::Overusing
+            && self.loss.cap().is_none();
+        if !due {
+            self.padding_credit = 0.0;
+            return 0;
+        }
+        let media = self.media_sent.bitrate().unwrap_or(0);
+        let deficit_bps = current.min(wanted_bps).saturating_sub(media);
+        let elapsed_s = (elapsed_us.min(200_000)) as f64 / 1e6;
+        self.padding_credit = (self.padding_credit + deficit_bps as f64 / 8.0 * elapsed_s)
+            .min(MAX_PADDING_BURST as f64);
+        let bytes = self.padding_credit as usize;
+        self.padding_credit -= bytes as f64;
+        self.stats.padding_bytes += bytes as u64;
+        bytes
     }
 
     /// The rate a probe cluster should aim at, when one is due at `now` for
-    /// a receiver whose layers want `wanted_bps`: after the first feedback,
-    /// when the wanted rate is above the estimate, nothing holds the estimate
+    /// a receiver whose layers want `wanted_bps`: after the first feedback and
+    /// before the first overuse (then [`padding_due`](Self::padding_due)
+    /// probes), when the wanted rate is above the estimate, nothing holds the estimate
     /// (no overuse now, no loss cap) and no cluster was sent within
     /// [`probe::PROBE_INTERVAL_US`]. The caller then sends
     /// [`probe::PROBE_PACKETS`] padding packets back to back, after calling
@@ -131,6 +201,7 @@ impl SendSideBwe {
     pub fn probe_due(&mut self, now: Instant, wanted_bps: u64) -> Option<u64> {
         let current = self.current();
         let due = self.has_feedback
+            && !self.rate.seen_overuse()
             && wanted_bps > current
             && self.trend.state() != BandwidthUsage::Overusing
             && self.loss.cap().is_none()

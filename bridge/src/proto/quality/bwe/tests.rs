@@ -1,7 +1,7 @@
 //! Virtual-clock scenarios: the estimator drives a sender through a simulated
-//! bottleneck (a FIFO link of a given capacity, a drop-tail buffer and a
-//! propagation delay); a [`TwccReceiver`] at the far end writes the feedback
-//! the estimator reads, as a browser would.
+//! bottleneck (a token bucket of a given rate and burst, a drop-tail buffer and
+//! a propagation delay; a burst of 0 is a plain FIFO link); a [`TwccReceiver`]
+//! at the far end writes the feedback the estimator reads, as a browser would.
 
 #![allow(clippy::unwrap_used)]
 
@@ -28,7 +28,13 @@ struct Path {
     budget: f64,
     /// Link capacity, bits per second.
     capacity: u64,
-    /// When the link finishes serving what it holds.
+    /// The token bucket's depth, bytes (0: a plain FIFO link), as `tc tbf
+    /// burst`: while it holds tokens, packets pass at line rate.
+    burst: usize,
+    /// Tokens in the bucket at `tokens_at`, bytes.
+    tokens: f64,
+    tokens_at: Instant,
+    /// When the link lets the last packet it holds go.
     busy_until: Instant,
     /// Packets on their way: (arrival at the receiver, seq).
     in_flight: VecDeque<(Instant, u16)>,
@@ -57,6 +63,9 @@ impl Path {
             seq: first_seq,
             budget: 0.0,
             capacity,
+            burst: 0,
+            tokens: 0.0,
+            tokens_at: t0,
             busy_until: t0,
             in_flight: VecDeque::new(),
             feedback: VecDeque::new(),
@@ -73,16 +82,31 @@ impl Path {
     }
 
     fn send_sized(&mut self, size: usize) {
+        self.send_on_link(size, false);
+    }
+
+    fn send_on_link(&mut self, size: usize, padding: bool) {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
-        self.bwe.on_packet_sent(self.now, seq, size);
+        if padding {
+            self.bwe.on_padding_sent(self.now, seq, size);
+        } else {
+            self.bwe.on_packet_sent(self.now, seq, size);
+        }
         self.sent += 1;
         let start = self.busy_until.max(self.now);
         if start - self.now > BUFFER {
             return; // Drop-tail.
         }
-        let serve = Duration::from_nanos(size as u64 * 8 * 1_000_000_000 / self.capacity);
-        self.busy_until = start + serve;
+        // Tokens at `start`, then the wait for the rest of `size` at the rate.
+        let bytes_per_s = self.capacity as f64 / 8.0;
+        let refill = (start - self.tokens_at).as_secs_f64() * bytes_per_s;
+        let tokens = (self.tokens + refill).min(self.burst as f64);
+        let wait = ((size as f64 - tokens).max(0.0) / bytes_per_s * 1e9) as u64;
+        let leave = start + Duration::from_nanos(wait);
+        self.tokens = (tokens + wait as f64 / 1e9 * bytes_per_s - size as f64).max(0.0);
+        self.tokens_at = leave;
+        self.busy_until = leave;
         if self.lose_every > 0 && self.sent.is_multiple_of(self.lose_every) {
             return;
         }
@@ -101,12 +125,16 @@ impl Path {
             None => self.bwe.current(),
             Some((_, high)) if self.bwe.current() >= high => high,
             Some((low, high)) => {
-                if self.probing
-                    && let Some(target) = self.bwe.probe_due(self.now, high)
-                {
-                    self.bwe.start_probe(self.now, target);
-                    for _ in 0..probe::PROBE_PACKETS {
-                        self.send_sized(255);
+                if self.probing {
+                    if let Some(target) = self.bwe.probe_due(self.now, high) {
+                        self.bwe.start_probe(self.now, target);
+                        for _ in 0..probe::PROBE_PACKETS {
+                            self.send_on_link(255, true);
+                        }
+                    }
+                    let padding = self.bwe.padding_due(self.now, high);
+                    for _ in 0..padding.div_ceil(255) {
+                        self.send_on_link(255, true);
                     }
                 }
                 low
@@ -307,7 +335,8 @@ fn probing_lifts_a_media_limited_estimate_to_the_wanted_rate_within_4s() {
     let (p, at) = recovered_media_limited(true);
     eprintln!("wanted rate reached at {at:?} (link recovered at 6 s)");
     assert!(at.is_some(), "{} {:?}", p.estimate(), p.bwe.stats());
-    assert!(p.bwe.stats().probes_raised > 0);
+    // The link was met at 600 kbit/s, so padding probes (not clusters).
+    assert!(p.bwe.stats().padding_bytes > 0, "{:?}", p.bwe.stats());
 }
 
 #[test]
@@ -323,4 +352,53 @@ fn no_probe_while_loss_holds_the_estimate() {
     p.lose_every = 5;
     p.run_until(Duration::from_secs(3), |_| false);
     assert_eq!(p.bwe.probe_due(p.now, 100_000_000), None);
+}
+
+/// The Chromium scenario of issue 11 on the virtual clock: a receiver whose
+/// layers send 500 kbit/s or 2.5 Mbit/s is on its top layer over a 5 Mbit/s
+/// link, then its link is capped at 1 Mbit/s by a token bucket with a 16 KB
+/// burst (the test's `tc tbf`). It must move to the low layer and stay there:
+/// a 5-packet probe cluster passes the bucket's burst at line rate, and when
+/// its result counted as the link's rate the receiver was moved back to the
+/// top layer every few seconds.
+#[test]
+fn behind_a_1mbit_token_bucket_a_layered_receiver_stays_on_its_low_layer() {
+    let mut p = Path::new(5_000_000, 0);
+    p.layers = Some((500_000, 2_500_000));
+    p.probing = true;
+    p.run_until(Duration::from_secs(8), |_| false);
+    assert!(
+        p.estimate() >= 2_500_000,
+        "on top before the cap: {}",
+        p.estimate()
+    );
+    p.capacity = 1_000_000;
+    p.burst = 16_000;
+    p.tokens = 16_000.0;
+    p.tokens_at = p.now;
+    let moved = p.run_until(Duration::from_secs(11), |e| e < 2_500_000);
+    assert!(moved.is_some(), "never moved down: {}", p.estimate());
+    // 5 s to settle, then 30 s on the low layer, every millisecond.
+    p.run_until(Duration::from_secs(16), |_| false);
+    let mut top_ms = 0;
+    let mut padded_before = p.bwe.stats().matched;
+    let mut highest = 0;
+    for _ in 0..30_000 {
+        p.tick();
+        let e = p.estimate();
+        highest = highest.max(e);
+        if e >= 2_500_000 {
+            top_ms += 1;
+        }
+    }
+    padded_before = p.bwe.stats().matched - padded_before;
+    eprintln!(
+        "on the top layer {top_ms} ms of 30 s; highest estimate {highest}; {padded_before} reports"
+    );
+    assert_eq!(top_ms, 0, "back on the top layer behind the cap");
+    assert!(
+        highest < 1_600_000,
+        "estimate went to {highest} behind 1 Mbit/s"
+    );
+    assert!(p.estimate() > 300_000, "collapsed to {}", p.estimate());
 }
