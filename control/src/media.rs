@@ -430,6 +430,20 @@ pub struct ShardSnapshot {
     pub tcp_frames_sent: u64,
     /// Frames dropped because their connection's send backlog was full.
     pub tcp_frames_dropped: u64,
+    /// AF_XDP (`media.io = "xdp"`): datagrams received through the shard's XSK.
+    pub xdp_received: u64,
+    /// AF_XDP: frames the XSK delivered that were not a UDP datagram for one
+    /// of the shard's ports (dropped).
+    pub xdp_rx_dropped: u64,
+    /// AF_XDP: datagrams sent through the kernel's socket instead of the XSK
+    /// (no neighbour entry yet, a route through another interface, another
+    /// address family).
+    pub xdp_kernel_sent: u64,
+    /// AF_XDP: datagrams the XDP program passed to the kernel that reached a
+    /// media socket (fragments, IPv4 options, IPv6 extension headers).
+    pub xdp_kernel_received: u64,
+    /// AF_XDP: neighbour-table lookups (next-hop MAC cache misses).
+    pub xdp_neighbour_lookups: u64,
 }
 
 /// Where the media plane sends its [`MediaEvent`]s (usable from any thread, never blocks).

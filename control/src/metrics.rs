@@ -219,6 +219,31 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
         |s| s.sender_reports_sent,
     ),
     (
+        "xdp_received",
+        "AF_XDP: datagrams received through the shard's XSK (media.io = \"xdp\").",
+        |s| s.xdp_received,
+    ),
+    (
+        "xdp_rx_dropped",
+        "AF_XDP: frames from the XSK that were not a UDP datagram for one of the shard's ports.",
+        |s| s.xdp_rx_dropped,
+    ),
+    (
+        "xdp_kernel_sent",
+        "AF_XDP: datagrams sent through the kernel's socket instead (no neighbour entry yet, another interface's route, another address family).",
+        |s| s.xdp_kernel_sent,
+    ),
+    (
+        "xdp_kernel_received",
+        "AF_XDP: datagrams the XDP program passed to the kernel that reached a media socket (fragments, IP options).",
+        |s| s.xdp_kernel_received,
+    ),
+    (
+        "xdp_neighbour_lookups",
+        "AF_XDP: next-hop MAC lookups in the kernel's neighbour table (cache misses).",
+        |s| s.xdp_neighbour_lookups,
+    ),
+    (
         "dominant_speaker_changes",
         "Times a conference's dominant speaker changed (jvb `dominant_speaker_changes`).",
         |s| s.dominant_speaker_changes,
@@ -665,6 +690,7 @@ mod tests {
                     tcp_frames_sent: 9,
                     tcp_frames_dropped: 4,
                     single_port_handoffs: 9,
+                    xdp_received: 21,
                     ..ShardSnapshot::default()
                 },
             ],
@@ -706,6 +732,7 @@ mod tests {
             "ringbridge_tcp_bytes_received_total{shard=\"1\"} 1200",
             "ringbridge_tcp_frames_sent_total{shard=\"1\"} 9",
             "ringbridge_tcp_frames_dropped_total{shard=\"1\"} 4",
+            "ringbridge_xdp_received_total{shard=\"1\"} 21",
             "ringbridge_tcp_connections_accepted_total 5",
             "ringbridge_tcp_connections_refused_total 2",
             "ringbridge_stress_level 0.5",

@@ -202,6 +202,20 @@ fn aiortc_clients_exchange_media_over_af_xdp_with_http_on_the_same_interface() {
         "media went through the kernel's stack: {counters}"
     );
     assert!(moving, "the stats never saw media moving");
+    // The XDP path's own counters, per shard, in /metrics.
+    let metrics = http_request(private, "GET", "/metrics", &[], b"")
+        .expect("HTTP /metrics")
+        .text();
+    let received: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("ringbridge_xdp_received_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    println!("xdp: ringbridge_xdp_received_total {received}");
+    assert!(
+        received > 100,
+        "media arrived through the XSK but /metrics says {received}:\n{metrics}"
+    );
     let log = bridge.log();
     assert!(log.contains("AF_XDP data path attached"), "{log}");
 }

@@ -77,6 +77,11 @@ pub trait Io {
 
     /// Whether sends use UDP GSO now.
     fn gso(&self) -> bool;
+
+    /// The AF_XDP path's own counters (`None` for the socket backends).
+    fn xdp_counters(&self) -> Option<super::xdp::XdpCounters> {
+        None
+    }
 }
 
 /// The shard's slice of the port range, bound round-robin so that a port just

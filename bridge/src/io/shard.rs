@@ -294,6 +294,11 @@ enum Counter {
     EndpointsExpiredDtls,
     PortsInUse,
     PortsFree,
+    XdpReceived,
+    XdpRxDropped,
+    XdpKernelSent,
+    XdpKernelReceived,
+    XdpNeighbourLookups,
     EventsWaiting,
 }
 
@@ -404,6 +409,13 @@ impl ShardStats {
         set(Counter::SendBacklog, io.backlog_len() as u64);
         set(Counter::EventsDropped, events.dropped());
         set(Counter::EventsWaiting, events.waiting() as u64);
+        if let Some(x) = io.xdp_counters() {
+            set(Counter::XdpReceived, x.xsk_received);
+            set(Counter::XdpRxDropped, x.rx_dropped);
+            set(Counter::XdpKernelSent, x.kernel_sent);
+            set(Counter::XdpKernelReceived, x.kernel_received);
+            set(Counter::XdpNeighbourLookups, x.neighbour_lookups);
+        }
         self.gso.store(io.gso(), Ordering::Relaxed);
         self.heartbeat.fetch_add(1, Ordering::Relaxed);
     }
@@ -532,6 +544,11 @@ impl ShardStats {
             tcp_frames_received: self.get(Counter::TcpFramesReceived),
             tcp_frames_sent: self.get(Counter::TcpFramesSent),
             tcp_frames_dropped: self.get(Counter::TcpFramesDropped),
+            xdp_received: self.get(Counter::XdpReceived),
+            xdp_rx_dropped: self.get(Counter::XdpRxDropped),
+            xdp_kernel_sent: self.get(Counter::XdpKernelSent),
+            xdp_kernel_received: self.get(Counter::XdpKernelReceived),
+            xdp_neighbour_lookups: self.get(Counter::XdpNeighbourLookups),
         }
     }
 }

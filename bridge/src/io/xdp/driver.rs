@@ -400,4 +400,8 @@ impl Io for XskIo {
     fn gso(&self) -> bool {
         false
     }
+
+    fn xdp_counters(&self) -> Option<XdpCounters> {
+        Some(self.counters)
+    }
 }
