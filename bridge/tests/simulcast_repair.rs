@@ -1,0 +1,331 @@
+//! Loss repair for simulcast sources, both hops: each layer of a simulcast
+//! publisher has its own packet cache and NACK window, so a packet lost on the
+//! way in is NACKed with that layer's SSRC and the publisher's RTX answer goes
+//! once to the slots that carry the layer; a receiver's NACK for its slot is
+//! answered from the right layer's cache through the slot's mapping history,
+//! even for a packet sent before the slot's last layer switch, renumbered as
+//! it was forwarded (sequence number, timestamp, VP8 picture id); and Chrome's
+//! RTX probe copies of forwarded packets stay dropped. Real client peers on a
+//! virtual clock (see two_peers.rs).
+
+mod support;
+
+use ringbridge_bridge::proto::client::{ClientConfig, ReceivedRtp, VP8_PT};
+use ringbridge_bridge::proto::codec::vp8::Vp8Descriptor;
+use ringbridge_bridge::proto::quality::rtx_cache::{RtxCache, RtxCacheConfig};
+use ringbridge_bridge::proto::rtcp::{self, NackEntry, RtcpIter, RtcpPacket};
+use ringbridge_bridge::proto::rtp::RtpHeader;
+use ringbridge_bridge::proto::sdp::MediaKind;
+use ringbridge_control::media::{ConferenceId, EndpointId};
+use support::net::*;
+use support::simulcast::*;
+
+/// Per layer: media SSRC, RTX SSRC, height.
+const LAYERS: [(u32, u32, u16); 3] = [
+    (0x1000, 0x1001, 180),
+    (0x2000, 0x2001, 360),
+    (0x3000, 0x3001, 720),
+];
+
+const VIDEO_ONLY: ClientConfig = ClientConfig {
+    audio: false,
+    video: true,
+    audio_slots: 0,
+    video_slots: 1,
+    ..EVERYTHING
+};
+
+fn publisher_offer(offer: String) -> String {
+    let pairs: Vec<(u32, u32)> = LAYERS.iter().map(|l| (l.0, l.1)).collect();
+    ssrc_simulcast_rtx_offer(offer, &pairs)
+}
+
+fn receiver_offer(offer: String) -> String {
+    with_mid(with_video_rtx(offer))
+}
+
+/// Alice publishes three SSRC-simulcast layers with RTX; Bob receives one
+/// slot with RTX.
+struct Call {
+    net: Net,
+    alice: usize,
+    bob: usize,
+    /// Per layer: next sequence number and picture id.
+    next: [(u16, u16); 3],
+    rtx_seq: u16,
+}
+
+impl Call {
+    fn new() -> Call {
+        let mut net = Net::new();
+        let alice = net.join_with("alice", VIDEO_ONLY, Default::default(), publisher_offer);
+        let bob = net.join_with("bob", VIDEO_ONLY, Default::default(), receiver_offer);
+        net.connect_all();
+        Call {
+            net,
+            alice,
+            bob,
+            next: [(100, 10), (5000, 2000), (65_530, 30_000)],
+            rtx_seq: 1,
+        }
+    }
+
+    /// The next packet (one frame) of `layer`, not sent.
+    fn packet(&mut self, layer: usize, keyframe: bool) -> Vec<u8> {
+        let (media, _, height) = LAYERS[layer];
+        let (seq, pid) = self.next[layer];
+        self.next[layer] = (seq.wrapping_add(1), (pid + 1) % 0x8000);
+        let payload = vp8_tagged(pid, keyframe, height, layer as u8);
+        rtp(VP8_PT, seq, 3000 * u32::from(pid), media, &[(1, b"0")], &payload, 0)
+    }
+
+    fn send(&mut self, packet: &[u8]) {
+        self.net.send_raw(self.alice, packet);
+    }
+
+    /// `packet` of `layer` again, on the layer's RTX SSRC.
+    fn send_rtx(&mut self, packet: &[u8], layer: usize) {
+        let rtx = as_rtx(packet, LAYERS[layer].1, self.rtx_seq);
+        self.rtx_seq = self.rtx_seq.wrapping_add(1);
+        self.net.send_raw(self.alice, &rtx);
+    }
+
+    fn frame(&mut self, layer: usize, keyframe: bool) {
+        let p = self.packet(layer, keyframe);
+        self.send(&p);
+    }
+
+    /// A frame on every layer, then 30 ms on the virtual clock.
+    fn round(&mut self, keyframe: bool) {
+        for l in 0..3 {
+            self.frame(l, keyframe);
+        }
+        self.net.progress(6);
+    }
+
+    fn slot(&self) -> u32 {
+        self.net.slot_ssrc(self.bob, MediaKind::Video)
+    }
+
+    fn slot_rtx(&self) -> u32 {
+        fid_of(&self.net.peers[self.bob].answer, self.slot()).expect("the slot's RTX SSRC")
+    }
+
+    /// What Bob got on his slot SSRC, and on its RTX SSRC.
+    fn on_slot(&self) -> Vec<ReceivedRtp> {
+        self.bob_got(self.slot())
+    }
+
+    fn on_slot_rtx(&self) -> Vec<ReceivedRtp> {
+        self.bob_got(self.slot_rtx())
+    }
+
+    fn bob_got(&self, ssrc: u32) -> Vec<ReceivedRtp> {
+        self.net.peers[self.bob]
+            .client
+            .received_rtp
+            .iter()
+            .filter(|r| r.ssrc == ssrc)
+            .cloned()
+            .collect()
+    }
+
+    /// Sequence numbers the bridge NACKed to Alice naming `media_ssrc`.
+    fn nacked(&self, media_ssrc: u32) -> Vec<u16> {
+        let mut seqs = Vec::new();
+        for c in &self.net.peers[self.alice].client.received_rtcp {
+            for p in RtcpIter::new(c).flatten() {
+                if let RtcpPacket::Nack(n) = p
+                    && n.media_ssrc == media_ssrc
+                {
+                    seqs.extend(n.lost_sequence_numbers());
+                }
+            }
+        }
+        seqs
+    }
+
+    /// Bob NACKs `seqs` of his slot.
+    fn bob_nacks(&mut self, seqs: &[u16]) {
+        let entries: Vec<NackEntry> = seqs.iter().map(|&pid| NackEntry { pid, blp: 0 }).collect();
+        let mut buf = vec![0u8; 16 + 4 * entries.len()];
+        let bob_ssrc = self.net.peers[self.bob].client.video_ssrc;
+        let n = rtcp::write_nack(&mut buf, bob_ssrc, self.slot(), &entries).expect("fits");
+        self.net.send_rtcp(self.bob, &buf[..n]);
+    }
+
+    fn set_max_height(&mut self, h: u16) {
+        self.net
+            .core
+            .set_max_height(&ConferenceId("room".into()), &EndpointId("bob".into()), h)
+            .expect("bob is in the room");
+    }
+}
+
+/// The layer tag (last payload byte) and VP8 picture id of a slot packet.
+fn tag_and_pid(r: &ReceivedRtp) -> (u8, u16) {
+    let d = Vp8Descriptor::parse(&r.payload).expect("vp8");
+    (*r.payload.last().expect("payload"), d.picture_id.expect("pid"))
+}
+
+fn seq_of(packet: &[u8]) -> u16 {
+    RtpHeader::parse(packet).expect("rtp").sequence_number
+}
+
+#[test]
+fn a_packet_lost_on_a_layer_is_nacked_with_its_ssrc_and_the_rtx_answer_reaches_its_slot_once() {
+    let mut call = Call::new();
+    call.round(true);
+    for _ in 0..3 {
+        call.round(false);
+    }
+    // Bob's slot climbed q, h, f at the first key frames and stays on f.
+    let before = call.on_slot();
+    let tags: Vec<u8> = before.iter().map(|r| tag_and_pid(r).0).collect();
+    assert_eq!(tags, [0, 1, 2, 2, 2, 2]);
+
+    // A packet of layer f (its sequence numbers wrap here) is lost on the way in.
+    let lost = call.packet(2, false);
+    let next = call.packet(2, false);
+    call.send(&next);
+    call.net.progress(4); // 20 ms
+    let f_media = LAYERS[2].0;
+    assert_eq!(call.nacked(f_media), vec![seq_of(&lost)], "NACKed within 20 ms");
+    assert!(call.nacked(LAYERS[0].0).is_empty() && call.nacked(LAYERS[1].0).is_empty());
+    assert_eq!(call.net.core.counters().nacks_sent, 1);
+
+    // Alice answers on f's RTX SSRC: restored onto f and forwarded once on
+    // Bob's slot, in the place the loss left.
+    call.send_rtx(&lost, 2);
+    call.net.progress(1);
+    let got = call.on_slot();
+    assert_eq!(got.len(), before.len() + 2, "{got:?}");
+    let (after_gap, repaired) = (&got[got.len() - 2], &got[got.len() - 1]);
+    assert_eq!(repaired.seq, after_gap.seq.wrapping_sub(1));
+    assert_eq!(tag_and_pid(repaired).0, 2);
+    assert_eq!(
+        tag_and_pid(repaired).1,
+        (tag_and_pid(after_gap).1 + 0x7FFF) % 0x8000,
+        "renumbered like its layer's other packets"
+    );
+    assert!(call.on_slot_rtx().is_empty(), "nothing resent on the slot's RTX");
+    // Repaired: not NACKed again.
+    call.net.progress(40);
+    assert_eq!(call.nacked(f_media), vec![seq_of(&lost)]);
+
+    // A second answer, and Chrome's RTX probe copies of forwarded packets,
+    // are not forwarded again.
+    call.send_rtx(&lost, 2);
+    call.send_rtx(&next, 2);
+    call.send_rtx(&next, 2);
+    call.net.progress(1);
+    assert_eq!(call.on_slot().len(), before.len() + 2);
+    assert_eq!(call.net.core.counters().dropped_rtx, 3);
+
+    // A loss on layer q, which Bob does not get: NACKed with q's SSRC, and
+    // the answer fills q's cache but reaches no one.
+    let lost_q = call.packet(0, false);
+    let next_q = call.packet(0, false);
+    call.send(&next_q);
+    call.net.progress(4);
+    assert_eq!(call.nacked(LAYERS[0].0), vec![seq_of(&lost_q)]);
+    call.send_rtx(&lost_q, 0);
+    call.net.progress(1);
+    assert_eq!(call.on_slot().len(), before.len() + 2);
+    assert_eq!(call.net.core.counters().rtx_received, 2);
+    assert_eq!(call.net.core.counters().dropped_unknown_ssrc, 0);
+}
+
+#[test]
+fn a_receiver_nack_is_answered_from_the_right_layer_even_across_a_layer_switch() {
+    let mut call = Call::new();
+    call.round(true);
+    call.round(false);
+    call.round(false);
+    // Constrained to 180 lines: to layer q at its next key frame.
+    call.set_max_height(180);
+    call.round(false);
+    call.frame(0, true);
+    call.frame(1, false);
+    call.frame(2, false);
+    call.net.progress(6);
+    call.round(false);
+    call.round(false);
+    let got = call.on_slot();
+    let tags: Vec<u8> = got.iter().map(|r| tag_and_pid(r).0).collect();
+    assert_eq!(tags, [0, 1, 2, 2, 2, 2, 0, 0, 0], "{got:?}");
+
+    // Bob lost slot packets from every layer the slot carried: h and f from
+    // before the switch (the start-up climb), q from after it.
+    let lost = [&got[1], &got[4], &got[5], &got[7]];
+    let seqs: Vec<u16> = lost.iter().map(|r| r.seq).collect();
+    call.bob_nacks(&seqs);
+    let rtx = call.on_slot_rtx();
+    assert_eq!(rtx.len(), lost.len(), "each answered on the slot's RTX SSRC");
+    for (r, orig) in rtx.iter().zip(lost) {
+        assert_eq!(r.pt, RTX_PT);
+        assert_eq!(&r.payload[..2], &orig.seq.to_be_bytes(), "OSN: the slot seq");
+        assert_eq!(r.ts, orig.ts, "the slot's timestamp");
+        assert_eq!(
+            &r.payload[2..],
+            &orig.payload[..],
+            "the payload as forwarded, picture id renumbered the same"
+        );
+    }
+    for w in rtx.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "the slot RTX stream's seqs");
+    }
+    let c = call.net.core.counters();
+    assert_eq!(
+        (c.nacks_received, c.retransmissions_sent, c.cache_hits, c.cache_misses),
+        (1, 4, 4, 0)
+    );
+    // Asked again within one RTT: suppressed; a slot seq never sent: a miss.
+    let never = got[got.len() - 1].seq.wrapping_add(50);
+    call.bob_nacks(&[got[7].seq, never]);
+    let c = call.net.core.counters();
+    assert_eq!((c.retransmissions_suppressed, c.cache_misses), (1, 1));
+    assert_eq!(call.on_slot_rtx().len(), lost.len());
+}
+
+#[test]
+fn a_gap_given_up_on_one_layer_becomes_one_keyframe_request_for_that_layer() {
+    let mut call = Call::new();
+    call.round(true);
+    for _ in 0..3 {
+        call.round(false);
+    }
+    let plis_before = call.net.peers[call.alice].client.received_pli.len();
+    let _lost = call.packet(1, false);
+    // 1.5 s of every layer, the h packet never repaired.
+    for _ in 0..50 {
+        call.round(false);
+    }
+    let nacks = call.nacked(LAYERS[1].0).len();
+    assert!((3..=10).contains(&nacks), "retried about once per RTT: {nacks}");
+    let plis = &call.net.peers[call.alice].client.received_pli[plis_before..];
+    let count = |ssrc: u32| plis.iter().filter(|&&s| s == ssrc).count();
+    assert_eq!(
+        (count(LAYERS[0].0), count(LAYERS[1].0), count(LAYERS[2].0)),
+        (0, 1, 0),
+        "{plis:?}"
+    );
+}
+
+#[test]
+fn each_layers_cache_is_counted_when_it_takes_its_memory_and_released_with_its_source() {
+    let one = RtxCache::new(RtxCacheConfig::default()).memory_bytes() as u64;
+    let mut call = Call::new();
+    assert_eq!(call.net.core.counters().cache_memory_bytes, 0, "nothing before media");
+    call.frame(2, true);
+    assert_eq!(call.net.core.counters().cache_memory_bytes, one);
+    call.frame(2, false);
+    call.frame(0, true);
+    call.frame(1, true);
+    assert_eq!(call.net.core.counters().cache_memory_bytes, 3 * one);
+    call.net
+        .core
+        .handle_leave(&ConferenceId("room".into()), &EndpointId("alice".into()))
+        .expect("alice leaves");
+    assert_eq!(call.net.core.counters().cache_memory_bytes, 0);
+}
