@@ -76,7 +76,15 @@ impl Call {
         let (seq, pid) = self.next[layer];
         self.next[layer] = (seq.wrapping_add(1), (pid + 1) % 0x8000);
         let payload = vp8_tagged(pid, keyframe, height, layer as u8);
-        rtp(VP8_PT, seq, 3000 * u32::from(pid), media, &[(1, b"0")], &payload, 0)
+        rtp(
+            VP8_PT,
+            seq,
+            3000 * u32::from(pid),
+            media,
+            &[(1, b"0")],
+            &payload,
+            0,
+        )
     }
 
     fn send(&mut self, packet: &[u8]) {
@@ -165,7 +173,10 @@ impl Call {
 /// The layer tag (last payload byte) and VP8 picture id of a slot packet.
 fn tag_and_pid(r: &ReceivedRtp) -> (u8, u16) {
     let d = Vp8Descriptor::parse(&r.payload).expect("vp8");
-    (*r.payload.last().expect("payload"), d.picture_id.expect("pid"))
+    (
+        *r.payload.last().expect("payload"),
+        d.picture_id.expect("pid"),
+    )
 }
 
 fn seq_of(packet: &[u8]) -> u16 {
@@ -190,7 +201,11 @@ fn a_packet_lost_on_a_layer_is_nacked_with_its_ssrc_and_the_rtx_answer_reaches_i
     call.send(&next);
     call.net.progress(4); // 20 ms
     let f_media = LAYERS[2].0;
-    assert_eq!(call.nacked(f_media), vec![seq_of(&lost)], "NACKed within 20 ms");
+    assert_eq!(
+        call.nacked(f_media),
+        vec![seq_of(&lost)],
+        "NACKed within 20 ms"
+    );
     assert!(call.nacked(LAYERS[0].0).is_empty() && call.nacked(LAYERS[1].0).is_empty());
     assert_eq!(call.net.core.counters().nacks_sent, 1);
 
@@ -208,7 +223,10 @@ fn a_packet_lost_on_a_layer_is_nacked_with_its_ssrc_and_the_rtx_answer_reaches_i
         (tag_and_pid(after_gap).1 + 0x7FFF) % 0x8000,
         "renumbered like its layer's other packets"
     );
-    assert!(call.on_slot_rtx().is_empty(), "nothing resent on the slot's RTX");
+    assert!(
+        call.on_slot_rtx().is_empty(),
+        "nothing resent on the slot's RTX"
+    );
     // Repaired: not NACKed again.
     call.net.progress(40);
     assert_eq!(call.nacked(f_media), vec![seq_of(&lost)]);
@@ -261,10 +279,18 @@ fn a_receiver_nack_is_answered_from_the_right_layer_even_across_a_layer_switch()
     let seqs: Vec<u16> = lost.iter().map(|r| r.seq).collect();
     call.bob_nacks(&seqs);
     let rtx = call.on_slot_rtx();
-    assert_eq!(rtx.len(), lost.len(), "each answered on the slot's RTX SSRC");
+    assert_eq!(
+        rtx.len(),
+        lost.len(),
+        "each answered on the slot's RTX SSRC"
+    );
     for (r, orig) in rtx.iter().zip(lost) {
         assert_eq!(r.pt, RTX_PT);
-        assert_eq!(&r.payload[..2], &orig.seq.to_be_bytes(), "OSN: the slot seq");
+        assert_eq!(
+            &r.payload[..2],
+            &orig.seq.to_be_bytes(),
+            "OSN: the slot seq"
+        );
         assert_eq!(r.ts, orig.ts, "the slot's timestamp");
         assert_eq!(
             &r.payload[2..],
@@ -273,11 +299,20 @@ fn a_receiver_nack_is_answered_from_the_right_layer_even_across_a_layer_switch()
         );
     }
     for w in rtx.windows(2) {
-        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "the slot RTX stream's seqs");
+        assert_eq!(
+            w[1].seq,
+            w[0].seq.wrapping_add(1),
+            "the slot RTX stream's seqs"
+        );
     }
     let c = call.net.core.counters();
     assert_eq!(
-        (c.nacks_received, c.retransmissions_sent, c.cache_hits, c.cache_misses),
+        (
+            c.nacks_received,
+            c.retransmissions_sent,
+            c.cache_hits,
+            c.cache_misses
+        ),
         (1, 4, 4, 0)
     );
     // Asked again within one RTT: suppressed; a slot seq never sent: a miss.
@@ -302,7 +337,10 @@ fn a_gap_given_up_on_one_layer_becomes_one_keyframe_request_for_that_layer() {
         call.round(false);
     }
     let nacks = call.nacked(LAYERS[1].0).len();
-    assert!((3..=10).contains(&nacks), "retried about once per RTT: {nacks}");
+    assert!(
+        (3..=10).contains(&nacks),
+        "retried about once per RTT: {nacks}"
+    );
     let plis = &call.net.peers[call.alice].client.received_pli[plis_before..];
     let count = |ssrc: u32| plis.iter().filter(|&&s| s == ssrc).count();
     assert_eq!(
@@ -316,7 +354,11 @@ fn a_gap_given_up_on_one_layer_becomes_one_keyframe_request_for_that_layer() {
 fn each_layers_cache_is_counted_when_it_takes_its_memory_and_released_with_its_source() {
     let one = RtxCache::new(RtxCacheConfig::default()).memory_bytes() as u64;
     let mut call = Call::new();
-    assert_eq!(call.net.core.counters().cache_memory_bytes, 0, "nothing before media");
+    assert_eq!(
+        call.net.core.counters().cache_memory_bytes,
+        0,
+        "nothing before media"
+    );
     call.frame(2, true);
     assert_eq!(call.net.core.counters().cache_memory_bytes, one);
     call.frame(2, false);

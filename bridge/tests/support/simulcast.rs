@@ -87,7 +87,9 @@ pub fn with_video_rtx(offer: String) -> String {
             );
         }
         if line.starts_with(&format!("a=rtpmap:{VP8_PT} ")) {
-            return format!("{line}a=rtpmap:{RTX_PT} rtx/90000\r\na=fmtp:{RTX_PT} apt={VP8_PT}\r\n");
+            return format!(
+                "{line}a=rtpmap:{RTX_PT} rtx/90000\r\na=fmtp:{RTX_PT} apt={VP8_PT}\r\n"
+            );
         }
         line.to_owned()
     })

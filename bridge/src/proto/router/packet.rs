@@ -83,19 +83,24 @@ impl Router {
                     return;
                 };
                 header = h;
-                // Only a retransmission that fills a hole goes on: besides
-                // answers to the bridge's NACKs, Chrome sends RTX copies of
-                // media it sent moments ago as bandwidth probes ("redundant
-                // payload"). Such a duplicate would be dropped by each
-                // receiver's SRTP replay check and read as a loss in its
-                // transport-cc feedback (the packet cache below also refuses
-                // a second copy of what it holds, over a longer window).
-                let demux = &mut sender.transport.demux;
-                if demux.seen(entry, header.sequence_number) != Seen::No {
-                    io.counters.dropped_rtx += 1;
-                    return;
+                if p.simulcast.is_some() || p.repair.is_none() {
+                    // Only a retransmission that fills a hole goes on: besides
+                    // answers to the bridge's NACKs, Chrome sends RTX copies
+                    // of media it sent moments ago as bandwidth probes
+                    // ("redundant payload"), the more so for simulcast. Such a
+                    // duplicate would be dropped by each receiver's SRTP
+                    // replay check and read as a loss in its transport-cc
+                    // feedback. (The packet cache below refuses a second copy
+                    // of what it holds too, as it does alone for a
+                    // single-stream source, where such a copy still counts in
+                    // `rtx_received`.)
+                    let demux = &mut sender.transport.demux;
+                    if demux.seen(entry, header.sequence_number) != Seen::No {
+                        io.counters.dropped_rtx += 1;
+                        return;
+                    }
+                    demux.mark_seen(entry, header.sequence_number);
                 }
-                demux.mark_seen(entry, header.sequence_number);
                 repaired = true;
                 io.counters.rtx_received += 1;
                 (producer, entry)
