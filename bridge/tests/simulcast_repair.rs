@@ -10,6 +10,16 @@
 
 mod support;
 
+#[path = "support/alloc_count.rs"]
+mod alloc_count;
+
+use std::time::Duration;
+
+use alloc_count::{Counting, counted};
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
 use ringbridge_bridge::proto::client::{ClientConfig, ReceivedRtp, VP8_PT};
 use ringbridge_bridge::proto::codec::vp8::Vp8Descriptor;
 use ringbridge_bridge::proto::quality::rtx_cache::{RtxCache, RtxCacheConfig};
@@ -370,4 +380,137 @@ fn each_layers_cache_is_counted_when_it_takes_its_memory_and_released_with_its_s
         .handle_leave(&ConferenceId("room".into()), &EndpointId("alice".into()))
         .expect("alice leaves");
     assert_eq!(call.net.core.counters().cache_memory_bytes, 0);
+}
+
+/// Packet `n` of `layer` in [`repairing_three_layers_allocates_nothing_per_packet`]:
+/// each layer numbers its packets and pictures on its own, and the sequence
+/// numbers of layer f cross the 16-bit wrap.
+fn layer_packet(layer: usize, n: u32) -> Vec<u8> {
+    let (media, _, height) = LAYERS[layer];
+    let seq = [100u16, 5000, 65_000][layer].wrapping_add(n as u16);
+    let pid = ([10u32, 2000, 30_000][layer] + n) as u16 % 0x8000;
+    let payload = vp8_sized(pid, n == 0, height, layer as u8, 1000);
+    rtp(VP8_PT, seq, 3000 * n, media, &[(1, b"0")], &payload, 0)
+}
+
+#[test]
+fn repairing_three_layers_allocates_nothing_per_packet() {
+    // One 5 ms tick carries one packet of one layer in turn (each layer every
+    // 15 ms): every 20th packet of each layer is lost on the way in and
+    // answered on the layer's RTX SSRC 30 ms later, Chrome's probe copies of
+    // forwarded packets come along, and Bob NACKs a packet of his slot every
+    // 300 ms. After a 3 s warm-up (every layer's cache and NACK window taken,
+    // the slot's first retransmission, the timers' heaps at size), 12 s more
+    // go through the bridge with no heap allocation.
+    let mut call = Call::new();
+    let (alice, bob) = (call.alice, call.bob);
+    let slot = call.slot();
+    let bob_ssrc = call.net.peers[bob].client.video_ssrc;
+    // Layer f's slot sequence number = its source sequence number + offset
+    // (learnt from the first f packet Bob gets: the slot climbs to f at once).
+    let mut offset: Option<u16> = None;
+    let schedule = |k: u32, offset: Option<u16>| -> Vec<(usize, Vec<u8>)> {
+        let (layer, n) = ((k % 3) as usize, k / 3);
+        let mut out = Vec::new();
+        if n % 20 != 7 {
+            out.push((alice, layer_packet(layer, n)));
+        }
+        if n >= 2 && (n - 2) % 20 == 7 {
+            out.push((
+                alice,
+                as_rtx(&layer_packet(layer, n - 2), LAYERS[layer].1, n as u16),
+            ));
+        }
+        if n % 10 == 5 {
+            let copy = as_rtx(&layer_packet(layer, n - 1), LAYERS[layer].1, n as u16 + 1);
+            out.push((alice, copy));
+        }
+        if layer == 2
+            && n % 20 == 12
+            && let Some(off) = offset
+        {
+            let seq = RtpHeader::parse(&layer_packet(2, n - 2))
+                .expect("rtp")
+                .sequence_number;
+            let mut buf = [0u8; 16];
+            let entry = NackEntry {
+                pid: seq.wrapping_add(off),
+                blp: 0,
+            };
+            let len = rtcp::write_nack(&mut buf, bob_ssrc, slot, &[entry]).expect("fits");
+            out.push((bob, buf[..len].to_vec()));
+        }
+        out
+    };
+    for k in 0..600 {
+        for (from, p) in schedule(k, offset) {
+            if from == bob {
+                call.net.send_rtcp(bob, &p);
+            } else {
+                call.net.send_raw(alice, &p);
+            }
+        }
+        call.net.step();
+        if offset.is_none()
+            && let Some(first) = call.on_slot().iter().find(|r| tag_and_pid(r).0 == 2)
+        {
+            offset = Some(first.seq.wrapping_sub(65_000));
+        }
+    }
+    let before = *call.net.core.counters();
+    assert!(
+        before.nacks_sent > 0 && before.retransmissions_sent > 0,
+        "{before:?}"
+    );
+
+    let t0 = call.net.now;
+    let mut datagrams: Vec<(u32, usize, Vec<u8>)> = Vec::new();
+    for k in 600..3000u32 {
+        for (from, p) in schedule(k, offset) {
+            let client = &mut call.net.peers[from].client;
+            let bytes = if from == bob {
+                client.send_rtcp(&p).expect("rtcp")
+            } else {
+                client.protect_rtp(&p).expect("rtp")
+            };
+            datagrams.push((k - 600, from, bytes));
+        }
+    }
+    let net = &mut call.net;
+    let ((), allocations) = counted(|| {
+        for (tick, from, bytes) in datagrams.iter_mut() {
+            let now = t0 + Duration::from_millis(5 * u64::from(*tick));
+            if net.core.poll_timeout().is_some_and(|t| now >= t) {
+                net.core.handle_timeout(now, &mut net.tx);
+            }
+            let p = &net.peers[*from];
+            net.core
+                .handle_receive(now, p.port, p.addr, bytes, &mut net.tx);
+            net.tx.clear();
+        }
+    });
+    let c = *net.core.counters();
+    let lost = 3 * 40; // 2400 ticks: 800 packets a layer, every 20th lost
+    assert_eq!(
+        c.rtx_received - before.rtx_received,
+        lost,
+        "every loss repaired"
+    );
+    assert!(
+        c.nacks_sent - before.nacks_sent >= lost,
+        "every loss NACKed: {c:?}"
+    );
+    assert!(
+        c.dropped_rtx - before.dropped_rtx >= 3 * 80,
+        "probe copies dropped"
+    );
+    assert_eq!(
+        c.retransmissions_sent - before.retransmissions_sent,
+        40,
+        "Bob's NACKs answered"
+    );
+    assert_eq!(c.cache_misses, before.cache_misses);
+    assert_eq!(allocations, 0, "heap allocations on the packet path");
+    let (_, control) = counted(|| format!("{t0:?}").len());
+    assert!(control > 0, "the counting allocator counts");
 }
