@@ -165,6 +165,7 @@ impl SlotHistory {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

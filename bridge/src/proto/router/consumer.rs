@@ -198,10 +198,10 @@ impl Consumer {
     /// frame, raising at the next layer sync frame or key frame. Sequence
     /// numbers and picture ids close over what is dropped.
     ///
-    /// Applies to sources without a retransmission cache (simulcast sources,
-    /// which is how Chrome sends temporal layers): a cached source's NACK
-    /// answers carry its own numbering, which dropping would make wrong, so
-    /// such a source is forwarded whole.
+    /// Applies to simulcast sources (how Chrome sends temporal layers; their
+    /// NACK answers are renumbered through the slot's
+    /// [`history`](Self::history)) and sources without a cache; a single-stream
+    /// source with a cache is forwarded whole (`Producer::renumbered`).
     pub fn set_temporal_target(&mut self, target: Option<u8>) {
         self.temporal.set_target(target);
     }
