@@ -50,6 +50,21 @@ fn publisher_offer(offer: String) -> String {
     ssrc_simulcast_rtx_offer(offer, &pairs)
 }
 
+/// The repaired-rtp-stream-id extension (id 3 in the RID offer).
+const REPAIRED_RID: &str = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id";
+
+/// Chrome's RID simulcast offer (q, h, f; SSRCs learned from the mid, rid and
+/// repaired-rid extensions) with RTX.
+fn rid_publisher_offer(offer: String) -> String {
+    edit_offer(&with_video_rtx(simulcast_offer(offer)), |_, line| {
+        if line.starts_with("a=simulcast:send") {
+            format!("a=extmap:3 {REPAIRED_RID}\r\n{line}")
+        } else {
+            line.to_owned()
+        }
+    })
+}
+
 fn receiver_offer(offer: String) -> String {
     with_mid(with_video_rtx(offer))
 }
@@ -63,12 +78,20 @@ struct Call {
     /// Per layer: next sequence number and picture id.
     next: [(u16, u16); 3],
     rtx_seq: u16,
+    /// Layers told apart by RID (media) and repaired RID (RTX) extensions.
+    rid: bool,
 }
 
 impl Call {
     fn new() -> Call {
+        Call::publishing(publisher_offer, false)
+    }
+
+    /// Alice publishes with the offer `edit` makes; `rid`: her packets carry
+    /// RID and repaired RID extensions.
+    fn publishing(edit: fn(String) -> String, rid: bool) -> Call {
         let mut net = Net::new();
-        let alice = net.join_with("alice", VIDEO_ONLY, Default::default(), publisher_offer);
+        let alice = net.join_with("alice", VIDEO_ONLY, Default::default(), edit);
         let bob = net.join_with("bob", VIDEO_ONLY, Default::default(), receiver_offer);
         net.connect_all();
         Call {
@@ -77,6 +100,7 @@ impl Call {
             bob,
             next: [(100, 10), (5000, 2000), (65_530, 30_000)],
             rtx_seq: 1,
+            rid,
         }
     }
 
@@ -86,12 +110,18 @@ impl Call {
         let (seq, pid) = self.next[layer];
         self.next[layer] = (seq.wrapping_add(1), (pid + 1) % 0x8000);
         let payload = vp8_tagged(pid, keyframe, height, layer as u8);
+        let rid = [&b"q"[..], b"h", b"f"][layer];
+        let exts = if self.rid {
+            vec![(1, &b"0"[..]), (2, rid)]
+        } else {
+            vec![(1, &b"0"[..])]
+        };
         rtp(
             VP8_PT,
             seq,
             3000 * u32::from(pid),
             media,
-            &[(1, b"0")],
+            &exts,
             &payload,
             0,
         )
@@ -103,7 +133,23 @@ impl Call {
 
     /// `packet` of `layer` again, on the layer's RTX SSRC.
     fn send_rtx(&mut self, packet: &[u8], layer: usize) {
-        let rtx = as_rtx(packet, LAYERS[layer].1, self.rtx_seq);
+        let mut rtx = as_rtx(packet, LAYERS[layer].1, self.rtx_seq);
+        if self.rid {
+            // Chrome's RTX names its layer by the repaired RID (mid 0).
+            let h = RtpHeader::parse(&rtx).expect("rtx");
+            let body = h.payload(&rtx).expect("osn").to_vec();
+            let rid = [&b"q"[..], b"h", b"f"][layer];
+            let exts = [(1, &b"0"[..]), (3, rid)];
+            rtx = rtp(
+                RTX_PT,
+                h.sequence_number,
+                h.timestamp,
+                h.ssrc,
+                &exts,
+                &body,
+                0,
+            );
+        }
         self.rtx_seq = self.rtx_seq.wrapping_add(1);
         self.net.send_raw(self.alice, &rtx);
     }
@@ -262,6 +308,48 @@ fn a_packet_lost_on_a_layer_is_nacked_with_its_ssrc_and_the_rtx_answer_reaches_i
     assert_eq!(call.on_slot().len(), before.len() + 2);
     assert_eq!(call.net.core.counters().rtx_received, 2);
     assert_eq!(call.net.core.counters().dropped_unknown_ssrc, 0);
+}
+
+#[test]
+fn a_rid_publishers_layer_loss_is_nacked_and_its_repaired_rid_rtx_fills_the_slot_once() {
+    // Chrome's own form: layers by RID, RTX streams learned by repaired RID.
+    let mut call = Call::publishing(rid_publisher_offer, true);
+    assert!(call.net.peers[call.alice].answer.contains(REPAIRED_RID));
+    call.round(true);
+    for _ in 0..3 {
+        call.round(false);
+    }
+    let before = call.on_slot().len();
+    let lost = call.packet(2, false);
+    let next = call.packet(2, false);
+    call.send(&next);
+    call.net.progress(4);
+    assert_eq!(
+        call.nacked(LAYERS[2].0),
+        vec![seq_of(&lost)],
+        "f's SSRC, learned by RID"
+    );
+    call.send_rtx(&lost, 2);
+    call.send_rtx(&lost, 2);
+    call.send_rtx(&next, 2);
+    call.net.progress(1);
+    let got = call.on_slot();
+    assert_eq!(got.len(), before + 2, "the hole filled once: {got:?}");
+    assert_eq!(
+        got[got.len() - 1].seq,
+        got[got.len() - 2].seq.wrapping_sub(1)
+    );
+    let c = call.net.core.counters();
+    assert_eq!(
+        (c.rtx_received, c.dropped_rtx, c.dropped_unknown_ssrc),
+        (1, 2, 0)
+    );
+    // Bob's NACK for that slot packet is answered from f's cache.
+    let repaired = got[got.len() - 1].clone();
+    call.bob_nacks(&[repaired.seq]);
+    let rtx = call.on_slot_rtx();
+    assert_eq!(rtx.len(), 1);
+    assert_eq!(&rtx[0].payload[2..], &repaired.payload[..]);
 }
 
 #[test]
