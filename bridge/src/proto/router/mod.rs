@@ -50,7 +50,7 @@ pub use consumer::{Consumer, Rewrite};
 pub use endpoint::Endpoint;
 pub use forward::{ExtensionValues, SlotFields, write_forwarded, write_forwarded_body};
 pub use keys::{ConsumerKey, EndpointKey, ProducerKey, RouterKey};
-pub use producer::{Producer, SourceRepair};
+pub use producer::{Producer, SourceRepair, StreamRepair};
 
 use super::quality::dominant_speaker::DominantSpeaker;
 use super::shard::ShardCounters;
