@@ -4,9 +4,10 @@
 //! once to the slots that carry the layer; a receiver's NACK for its slot is
 //! answered from the right layer's cache through the slot's mapping history,
 //! even for a packet sent before the slot's last layer switch, renumbered as
-//! it was forwarded (sequence number, timestamp, VP8 picture id); and Chrome's
-//! RTX probe copies of forwarded packets stay dropped. Real client peers on a
-//! virtual clock (see two_peers.rs).
+//! it was forwarded (sequence number, timestamp, VP8 picture id, TL0PICIDX,
+//! also after dropped temporal layers); Chrome's RTX probe copies of forwarded
+//! packets stay dropped; and none of it allocates per packet. Real client
+//! peers on a virtual clock (see two_peers.rs).
 
 mod support;
 
@@ -419,6 +420,96 @@ fn a_receiver_nack_is_answered_from_the_right_layer_even_across_a_layer_switch()
     let c = call.net.core.counters();
     assert_eq!((c.retransmissions_suppressed, c.cache_misses), (1, 1));
     assert_eq!(call.on_slot_rtx().len(), lost.len());
+}
+
+/// A VP8 payload as Chrome sends L1T3 (15-bit picture id, TL0PICIDX, TID,
+/// KEYIDX; one packet per frame), tagged with its layer in its last byte.
+fn vp8_l1t3(pid: u16, tl0: u8, tid: u8, keyframe: bool, layer: usize) -> Vec<u8> {
+    let key_idx = [5u8, 9, 20][layer];
+    let mut p = vec![
+        0x90,
+        0xF0,
+        0x80 | (pid >> 8) as u8,
+        pid as u8,
+        tl0,
+        (tid << 6) | key_idx,
+    ];
+    if keyframe {
+        let height = LAYERS[layer].2;
+        p.extend_from_slice(&[0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a]);
+        p.extend_from_slice(&(height * 16 / 9).to_le_bytes());
+        p.extend_from_slice(&height.to_le_bytes());
+    } else {
+        p.extend_from_slice(&[0x01, 0x00, 0x00]);
+    }
+    p.push(layer as u8);
+    p
+}
+
+#[test]
+fn nacks_after_dropped_temporal_layers_are_answered_with_the_numbering_the_receiver_saw() {
+    let mut call = Call::new();
+    // Per layer: picture id and TL0PICIDX of the next frame.
+    let mut next = [(10u16, 100u8), (2000, 50), (30_000, 200)];
+    let mut frame = |call: &mut Call, layer: usize, tid: u8, keyframe: bool| {
+        let (pid, tl0) = next[layer];
+        let tl0 = if tid == 0 { tl0.wrapping_add(1) } else { tl0 };
+        next[layer] = ((pid + 1) % 0x8000, tl0);
+        let (media, _, _) = LAYERS[layer];
+        let seq = call.next[layer].0;
+        call.next[layer].0 = seq.wrapping_add(1);
+        let payload = vp8_l1t3(pid, tl0, tid, keyframe, layer);
+        let p = rtp(
+            VP8_PT,
+            seq,
+            3000 * u32::from(pid),
+            media,
+            &[(1, b"0")],
+            &payload,
+            0,
+        );
+        call.send(&p);
+        call.net.progress(6);
+    };
+    for l in 0..3 {
+        frame(&mut call, l, 0, true);
+    }
+    let start = call.on_slot().len();
+    // TL0 alone (7.5 fps): the TL1 and TL2 frames between are dropped, the
+    // slot's sequence numbers, picture ids and TL0PICIDX closing over them,
+    // so every TL0 frame goes out with other offsets than the one before.
+    call.net
+        .core
+        .set_temporal_target(
+            &ConferenceId("room".into()),
+            &EndpointId("bob".into()),
+            Some(0),
+        )
+        .expect("bob is in the room");
+    for tid in [2, 1, 2, 0, 2, 1, 2, 0, 2, 1, 2, 0, 2, 1, 2, 0] {
+        frame(&mut call, 2, tid, false);
+    }
+    let got = call.on_slot();
+    let sent = &got[start..];
+    assert_eq!(sent.len(), 4, "the TL0 frames alone: {got:?}");
+    for w in got.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "{got:?}");
+    }
+    // Bob lost all four: each answered as he would have got it.
+    let seqs: Vec<u16> = sent.iter().map(|r| r.seq).collect();
+    call.bob_nacks(&seqs);
+    let rtx = call.on_slot_rtx();
+    assert_eq!(rtx.len(), 4);
+    for (r, orig) in rtx.iter().zip(sent) {
+        assert_eq!(&r.payload[..2], &orig.seq.to_be_bytes());
+        assert_eq!(r.ts, orig.ts);
+        assert_eq!(
+            &r.payload[2..],
+            &orig.payload[..],
+            "picture id, TL0PICIDX as sent"
+        );
+    }
+    assert_eq!(call.net.core.counters().cache_misses, 0);
 }
 
 #[test]
