@@ -11,7 +11,7 @@
 //! | `router/mod.rs` | [`router::Router`], one per conference: its endpoints, producers and consumers (generational keys, `router/keys.rs`), the router's timers |
 //! | `router/join.rs` | an endpoint built from its offer, and the SDP answer |
 //! | `router/packet.rs` | the RTP path (demux, RTX unwrapping, caching, rewrite, fan-out) and the RTCP path (keyframe requests, NACKs, reports) |
-//! | `router/repair.rs` | NACKs toward publishers (`Nack` timer), receivers' NACKs answered from the packet cache |
+//! | `router/repair.rs` | NACKs toward publishers (`Nack` timer, per simulcast layer), receivers' NACKs answered from the packet cache through the slot's mapping history |
 //! | `router/reports.rs` | sender reports per slot on the source's clock, RTT from receivers' report blocks |
 //! | `router/forward.rs` | writing a receiver's copy of a packet, with its extension ids |
 //! | `router/slots.rs` | which producer feeds which consumer (`Router::assign`, the one place) |

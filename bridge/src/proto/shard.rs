@@ -232,8 +232,8 @@ pub struct ShardCounters {
     /// Asked-for packets not in the cache (jvb `NackHandler.numCacheMisses`).
     pub cache_misses: u64,
     /// Memory held by the packet caches of live sources, in bytes (a gauge;
-    /// each cache counted from its source's join, though it is allocated at
-    /// the source's first packet).
+    /// each cache, one per simulcast layer, counted from the first packet of
+    /// its stream, when it takes its memory, until its source leaves).
     pub cache_memory_bytes: u64,
     /// NACK packets sent to publishers.
     pub nacks_sent: u64,

@@ -2,7 +2,7 @@
 //! 9.1), temporal layers, and in-place picture id / TL0PICIDX rewriting.
 
 use super::super::rtp::RtpError;
-use super::{CodecError, PayloadCodec, PayloadInfo};
+use super::{CodecError, CodecKind, PayloadCodec, PayloadInfo};
 
 /// The VP8 payload format.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +78,68 @@ pub struct Vp8Continuity {
     key_resync: bool,
 }
 
+/// The offsets a [`Vp8Continuity`] adds to a source's picture id, TL0PICIDX and
+/// KEYIDX at one moment: what a retransmission of a packet forwarded then must
+/// carry again (the slot's mapping history keeps them per segment).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Vp8Offsets {
+    /// Added to the picture id (modulo its 7- or 15-bit width).
+    pub picture_id: u16,
+    /// Added to TL0PICIDX (modulo 256).
+    pub tl0_pic_idx: u8,
+    /// Added to KEYIDX (modulo 32).
+    pub key_idx: u8,
+}
+
+impl Vp8Offsets {
+    /// No renumbering: the source's own numbers.
+    pub const ZERO: Vp8Offsets = Vp8Offsets {
+        picture_id: 0,
+        tl0_pic_idx: 0,
+        key_idx: 0,
+    };
+
+    /// Renumbers `payload` of `codec` in place with these offsets: each field
+    /// the payload carries, the others left alone (the widths never change, so
+    /// neither does the length). Nothing to do for zero offsets.
+    pub fn apply(&self, codec: CodecKind, payload: &mut [u8]) -> Result<(), CodecError> {
+        if *self == Self::ZERO {
+            return Ok(());
+        }
+        let info = codec.parse(payload)?;
+        let modulus: u16 = if info.long_picture_id { 0x8000 } else { 0x80 };
+        let pid = info
+            .picture_id
+            .map(|p| p.wrapping_add(self.picture_id) % modulus)
+            .filter(|&p| Some(p) != info.picture_id);
+        let tl0 = info
+            .tl0_pic_idx
+            .map(|t| t.wrapping_add(self.tl0_pic_idx))
+            .filter(|&t| Some(t) != info.tl0_pic_idx);
+        if pid.is_some() || tl0.is_some() {
+            codec.rewrite(payload, pid, tl0)?;
+        }
+        if let Some(k) = info.key_idx {
+            let key = k.wrapping_add(self.key_idx) & 0x1F;
+            if key != k {
+                codec.rewrite_key_idx(payload, key)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Vp8Continuity {
+    /// The offsets in use now (after the latest [`map`](Self::map) and
+    /// [`map_key_idx`](Self::map_key_idx)).
+    pub fn offsets(&self) -> Vp8Offsets {
+        Vp8Offsets {
+            picture_id: self.pid_offset,
+            tl0_pic_idx: self.tl0_offset,
+            key_idx: self.key_offset,
+        }
+    }
+
     /// The next packet starts a new numbering (a source or layer switch).
     pub fn resync(&mut self) {
         self.resync = true;
@@ -473,6 +534,47 @@ mod tests {
         assert_eq!(
             Vp8::rewrite_key_idx(&mut p, 1),
             Err(CodecError::NoSuchField)
+        );
+    }
+
+    #[test]
+    fn recorded_offsets_renumber_a_cached_packet_as_it_was_forwarded() {
+        let mut c = Vp8Continuity::default();
+        assert_eq!(
+            c.map(Some(0x7FF0), true, Some(200)),
+            (Some(0x7FF0), Some(200))
+        );
+        assert_eq!(c.map_key_idx(3), 3);
+        c.resync();
+        // The new layer's picture 20, TL0 9, KEYIDX 30 goes out as 0x7FF1, 201, 4.
+        assert_eq!(c.map(Some(20), true, Some(9)), (Some(0x7FF1), Some(201)));
+        assert_eq!(c.map_key_idx(30), 4);
+        let offsets = c.offsets();
+        // The same packet from the cache, renumbered with the recorded offsets.
+        let mut p = vec![0x90, 0xF0, 0x80, 20, 9, 0b0100_0000 | 30];
+        p.extend_from_slice(&DELTA_TAG);
+        offsets.apply(CodecKind::Vp8, &mut p).unwrap();
+        let d = Vp8Descriptor::parse(&p).unwrap();
+        assert_eq!(
+            (d.picture_id, d.tl0_pic_idx, d.key_idx, d.temporal_id),
+            (Some(0x7FF1), Some(201), Some(4), Some(1))
+        );
+        // A 7-bit picture id wraps at 128; zero offsets change nothing.
+        let mut p = vec![0x90, 0x80, 0x7F];
+        p.extend_from_slice(&DELTA_TAG);
+        let o = Vp8Offsets {
+            picture_id: 2,
+            ..Vp8Offsets::ZERO
+        };
+        o.apply(CodecKind::Vp8, &mut p).unwrap();
+        assert_eq!(Vp8::parse(&p).unwrap().picture_id, Some(1));
+        let before = p.clone();
+        Vp8Offsets::ZERO.apply(CodecKind::Vp8, &mut p).unwrap();
+        assert_eq!(p, before);
+        // A truncated payload is an error, never a panic.
+        assert_eq!(
+            o.apply(CodecKind::Vp8, &mut [0x90]),
+            Err(CodecError::Truncated)
         );
     }
 

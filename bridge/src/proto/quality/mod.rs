@@ -13,10 +13,12 @@
 //! The layout follows str0m: `rtp/rtcp/{nack,twcc}.rs`, `streams/rtx_cache.rs`, `bwe/`.
 
 //! Who owns what, once wired in:
-//! - per video source (Producer): [`rtx_cache::RtxCache`], [`nack::NackGenerator`],
+//! - per video source (Producer), per simulcast layer where it has layers:
+//!   [`rtx_cache::RtxCache`], [`nack::NackGenerator`]; per source:
 //!   [`keyframe::KeyframeRequester`], and the source's last SR as a
 //!   [`sender_report::SourceClock`]; a simulcast source's [`simulcast::SimulcastLayers`];
-//! - per slot (Consumer): [`nack_responder::NackResponder`],
+//! - per slot (Consumer): [`nack_responder::NackResponder`] with the slot's
+//!   [`slot_history::SlotHistory`] of mappings,
 //!   [`keyframe::ReceiverKeyframeState`], [`sender_report::SlotSenderReport`],
 //!   [`simulcast::LayerSwitch`], [`temporal::TemporalFilter`];
 //! - per Transport toward its receiver: a [`bwe::SendSideBwe`] fed by the
@@ -41,6 +43,7 @@ pub mod rtx_cache;
 pub mod seen;
 pub mod sender_report;
 pub mod simulcast;
+pub mod slot_history;
 pub mod stats;
 pub mod temporal;
 pub mod twcc;

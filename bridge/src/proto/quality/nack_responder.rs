@@ -15,8 +15,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::rtx::{RetransmissionFields, RtxError, write_retransmission};
+use super::rtx::{OSN_LEN, RetransmissionFields, RtxError, write_retransmission};
 use super::rtx_cache::RtxCache;
+use crate::proto::rtp::FIXED_HEADER_LEN;
 use crate::proto::rtp::RtpHeader;
 
 /// How many recent retransmissions a responder remembers (direct-mapped by sequence
@@ -171,6 +172,25 @@ impl NackResponder {
         rtt: Duration,
         out: &mut [u8],
     ) -> Result<Retransmit, RtxError> {
+        self.retransmit_renumbered(now, slot_seq, rewrite, cache, rtt, out, |_| true)
+    }
+
+    /// [`retransmit`](Self::retransmit), with the retransmission's payload
+    /// (the codec's, after the OSN) passed to `renumber` before it counts as
+    /// sent: a simulcast slot's VP8 picture ids are rewritten there. When
+    /// `renumber` returns false nothing is sent or recorded
+    /// ([`RtxError::Renumber`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn retransmit_renumbered(
+        &mut self,
+        now: Instant,
+        slot_seq: u16,
+        rewrite: &SlotRewrite,
+        cache: &RtxCache,
+        rtt: Duration,
+        out: &mut [u8],
+        renumber: impl FnOnce(&mut [u8]) -> bool,
+    ) -> Result<Retransmit, RtxError> {
         self.stats.nacked_packets += 1;
         let since_mapped = slot_seq.wrapping_sub(rewrite.first_slot_seq);
         let source_seq = slot_seq.wrapping_sub(rewrite.seq_offset);
@@ -210,6 +230,10 @@ impl NackResponder {
             },
         };
         let n = write_retransmission(out, original, &fields)?;
+        let payload_at = FIXED_HEADER_LEN + if fields.osn.is_some() { OSN_LEN } else { 0 };
+        if !out.get_mut(payload_at..n).is_some_and(renumber) {
+            return Err(RtxError::Renumber);
+        }
         if self.output.rtx.is_some() {
             self.rtx_seq = self.rtx_seq.wrapping_add(1);
             self.stats.retransmitted_rtx += 1;

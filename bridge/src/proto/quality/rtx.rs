@@ -26,6 +26,10 @@ pub enum RtxError {
     /// The output buffer cannot hold the result (API misuse).
     #[error("buffer too small for the RTX packet")]
     BufferTooSmall,
+    /// A retransmission's payload could not be renumbered for the slot (a
+    /// cached payload without the fields its mapping rewrites).
+    #[error("retransmitted payload could not be renumbered")]
+    Renumber,
 }
 
 /// What a received RTX packet held.

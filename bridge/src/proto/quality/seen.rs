@@ -1,14 +1,16 @@
 //! Which of a stream's recent sequence numbers arrived: a bit per number over
 //! the last [`WINDOW`], for deciding whether a retransmission brings anything.
 //!
-//! Why it exists: a simulcast source has no retransmission cache, so nothing
-//! else remembers what arrived, and Chrome's bandwidth probes with RTX
-//! negotiated are "redundant payloads": RTX copies of media it sent moments
+//! Why it exists: Chrome's bandwidth probes with RTX negotiated, the more so
+//! with simulcast, are "redundant payloads": RTX copies of media it sent moments
 //! ago, often the same packet over and over. Forwarded as originals they are
 //! duplicates that each receiver's SRTP replay check drops before its
 //! transport-cc accounting, so the receiver's feedback reports them lost: in a
 //! three-page Chromium call, 35-47% of the video packets sent to the page
 //! watching 180p were such copies of one packet, and its estimate fell to 0.
+//! A simulcast layer's packet cache refuses a copy of what it holds too, but
+//! the window also covers packets the cache did not keep (too large) and
+//! decides before anything else is touched.
 //!
 //! Per stream: 256 bits and a `u16`, written when a packet arrives; no
 //! allocation.

@@ -9,11 +9,12 @@
 use std::time::Instant;
 
 use super::super::codec::CodecKind;
-use super::super::codec::vp8::Vp8Continuity;
+use super::super::codec::vp8::{Vp8Continuity, Vp8Offsets};
 use super::super::quality::keyframe::ReceiverKeyframeState;
 use super::super::quality::nack_responder::{NackResponder, SlotRewrite};
 use super::super::quality::sender_report::SlotSenderReport;
 use super::super::quality::simulcast::LayerSwitch;
+use super::super::quality::slot_history::SlotHistory;
 use super::super::quality::temporal::{TemporalDecision, TemporalFilter};
 use super::super::rtp_ext::ExtensionSet;
 use super::super::sdp::MediaKind;
@@ -83,6 +84,9 @@ pub struct Consumer {
     /// Which temporal layers the slot forwards (see
     /// [`set_temporal_target`](Self::set_temporal_target)).
     pub temporal: TemporalFilter,
+    /// The slot's recent mappings (layer and offsets per run of packets), to
+    /// find a NACKed slot packet in its source's cache across layer switches.
+    pub history: SlotHistory,
 }
 
 /// What [`Consumer::rewrite`] decided for one packet.
@@ -140,6 +144,7 @@ impl Consumer {
             vp8: Vp8Continuity::default(),
             temporal: TemporalFilter::default(),
             rtt: None,
+            history: SlotHistory::new(),
         }
     }
 
@@ -171,6 +176,7 @@ impl Consumer {
     /// slot drops packets until the new source's next keyframe.
     pub(super) fn set_source(&mut self, source: Option<ProducerKey>) {
         self.source = source;
+        self.history.clear();
         self.keyframes.handle_source_change();
         self.layers.reset();
         self.restart();
@@ -192,10 +198,10 @@ impl Consumer {
     /// frame, raising at the next layer sync frame or key frame. Sequence
     /// numbers and picture ids close over what is dropped.
     ///
-    /// Applies to sources without a retransmission cache (simulcast sources,
-    /// which is how Chrome sends temporal layers): a cached source's NACK
-    /// answers carry its own numbering, which dropping would make wrong, so
-    /// such a source is forwarded whole.
+    /// Applies to simulcast sources (how Chrome sends temporal layers; their
+    /// NACK answers are renumbered through the slot's
+    /// [`history`](Self::history)) and sources without a cache; a single-stream
+    /// source with a cache is forwarded whole (`Producer::renumbered`).
     pub fn set_temporal_target(&mut self, target: Option<u8>) {
         self.temporal.set_target(target);
     }
@@ -228,6 +234,20 @@ impl Consumer {
                 false
             }
         }
+    }
+
+    /// Records that the packet just rewritten to `slot_seq` (by
+    /// [`rewrite`](Self::rewrite)) came from `layer` of the source (0 without
+    /// simulcast), for answering NACKs; `renumbered` when its VP8 numbering
+    /// went through [`vp8`](Self::vp8) (see `Producer::renumbered`).
+    pub fn note_forwarded(&mut self, layer: u8, slot_seq: u16, renumbered: bool) {
+        let vp8 = if renumbered {
+            self.vp8.offsets()
+        } else {
+            Vp8Offsets::ZERO
+        };
+        self.history
+            .note(layer, slot_seq, self.seq_offset, self.ts_offset, vp8);
     }
 
     /// Starts forwarding a new layer of the same simulcast source at its key

@@ -46,7 +46,7 @@ impl Router {
                 io.counters.cache_memory_bytes = io
                     .counters
                     .cache_memory_bytes
-                    .saturating_sub(repair.cache.memory_bytes() as u64);
+                    .saturating_sub(repair.accounted_bytes());
             }
         }
         for &ck in &ep.consumers {

@@ -135,12 +135,11 @@ impl Router {
                 if m.kind == MediaKind::Video && layers > 0 {
                     producer.simulcast = Some(SimulcastLayers::new(layers));
                 }
-                if m.kind == MediaKind::Video && layers == 0 {
-                    // Simulcast layers interleave sequence spaces: their repair
-                    // needs one generator per layer and is not wired yet.
-                    let repair = Box::new(SourceRepair::new());
-                    io.counters.cache_memory_bytes += repair.cache.memory_bytes() as u64;
-                    producer.repair = Some(repair);
+                if m.kind == MediaKind::Video {
+                    // A cache and NACK window per layer (each has its own
+                    // sequence space); their memory is counted in
+                    // `cache_memory_bytes` when a layer's first packet takes it.
+                    producer.repair = Some(Box::new(SourceRepair::new(layers.max(1))));
                 }
                 producer.screen = m
                     .content

@@ -92,6 +92,32 @@ impl Router {
         }
     }
 
+    /// Sends a PLI for each SSRC of `ssrcs` (media SSRCs of `pk`,
+    /// the layers whose gaps were given up) to the publisher of `pk`; the
+    /// throttle already let it through.
+    pub(super) fn send_layer_keyframe_requests(
+        &mut self,
+        pk: ProducerKey,
+        ssrcs: &[Option<u32>],
+        io: &mut RouterIo<'_>,
+    ) {
+        let Some(producer) = self.producers.get_mut(pk) else {
+            return;
+        };
+        let Some(owner) = self.endpoints.get_mut(producer.owner) else {
+            return;
+        };
+        if owner.transport.state() != TransportState::Connected || ssrcs.iter().all(Option::is_none)
+        {
+            return;
+        }
+        producer.last_keyframe_request = Some(io.now);
+        io.counters.keyframe_requests_sent += 1;
+        for &ssrc in ssrcs.iter().flatten() {
+            owner.transport.send_pli(ssrc, io.tx);
+        }
+    }
+
     pub(super) fn retry_keyframes(&mut self, io: &mut RouterIo<'_>) {
         // A fixed array, no allocation: a timer turn may run beside media; a
         // conference with more waiting sources asks for the rest next turn.

@@ -11,8 +11,9 @@
 //! Files: `join.rs` builds an endpoint from its offer; `packet.rs` is the RTP and
 //! RTCP path; `forward.rs` writes a receiver's copy of a packet; `slots.rs` maps
 //! producers onto consumers (the one place the producer-consumer index changes);
-//! `keyframe.rs` asks publishers for keyframes; `repair.rs` NACKs publishers and
-//! answers receivers' NACKs from the packet cache; `reports.rs` sends each slot's
+//! `keyframe.rs` asks publishers for keyframes; `repair.rs` NACKs publishers (per
+//! simulcast layer) and answers receivers' NACKs from the packet cache of the
+//! layer the slot's mapping history names; `reports.rs` sends each slot's
 //! sender reports; `activity.rs` counts who sends; `speaker.rs` feeds audio
 //! levels to dominant speaker identification and drops long silences;
 //! `downlink.rs` reports each receiver's bandwidth estimate (`ConnectionStats`);
@@ -49,7 +50,7 @@ pub use consumer::{Consumer, Rewrite};
 pub use endpoint::Endpoint;
 pub use forward::{ExtensionValues, SlotFields, write_forwarded, write_forwarded_body};
 pub use keys::{ConsumerKey, EndpointKey, ProducerKey, RouterKey};
-pub use producer::{Producer, SourceRepair};
+pub use producer::{Producer, SourceRepair, StreamRepair};
 
 use super::quality::dominant_speaker::DominantSpeaker;
 use super::shard::ShardCounters;

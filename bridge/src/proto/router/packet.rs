@@ -83,12 +83,17 @@ impl Router {
                     return;
                 };
                 header = h;
-                if p.repair.is_none() {
-                    // No cache, so nobody asked for this: it is Chrome's
-                    // probe padding ("redundant payload"), a copy of recent
-                    // media. Only one that fills a hole goes on; a duplicate
-                    // would be dropped by each receiver's SRTP replay check
-                    // and read as a loss in its transport-cc feedback.
+                if p.simulcast.is_some() || p.repair.is_none() {
+                    // Only a retransmission that fills a hole goes on: besides
+                    // answers to the bridge's NACKs, Chrome sends RTX copies
+                    // of media it sent moments ago as bandwidth probes
+                    // ("redundant payload"), the more so for simulcast. Such a
+                    // duplicate would be dropped by each receiver's SRTP
+                    // replay check and read as a loss in its transport-cc
+                    // feedback. (The packet cache below refuses a second copy
+                    // of what it holds too, as it does alone for a
+                    // single-stream source, where such a copy still counts in
+                    // `rtx_received`.)
                     let demux = &mut sender.transport.demux;
                     if demux.seen(entry, header.sequence_number) != Seen::No {
                         io.counters.dropped_rtx += 1;
@@ -134,18 +139,31 @@ impl Router {
             return;
         }
         let now = io.now;
-        if let Some(repair) = producer.repair.as_deref_mut() {
-            let ext = repair.seq.extend(header.sequence_number);
-            if repaired && repair.cache.get(ext).is_some() {
+        let rid = sender
+            .transport
+            .demux
+            .entries()
+            .get(entry)
+            .and_then(|e| e.rid);
+        // A simulcast source: which layer this is (its RID's place in the
+        // offer, or its SSRC's in the SIM group; an SSRC bound without either
+        // counts as the first). Each layer is repaired on its own.
+        let layer = producer.simulcast.as_ref().map(|_| rid.unwrap_or(0));
+        if let Some(repair) = producer.repair.as_deref_mut()
+            && let Some(stream) = repair.layer_mut(layer.unwrap_or(0))
+        {
+            let ext = stream.seq.extend(header.sequence_number);
+            if repaired && stream.cache.get(ext).is_some() {
                 // A second answer to the same NACK: the receivers have it.
                 io.counters.dropped_rtx += 1;
                 return;
             }
-            repair.media_ssrc = Some(header.ssrc);
-            repair.nack.handle_packet(now, header.sequence_number);
+            stream.media_ssrc = Some(header.ssrc);
+            stream.nack.handle_packet(now, header.sequence_number);
             // Too large or older than the ring: not cached, still forwarded.
-            let _ = repair.cache.insert(now, ext, packet);
-            if let Some(at) = repair.scheduled.update(repair.nack.poll_timeout()) {
+            io.counters.cache_memory_bytes += stream.cache_packet(now, ext, packet);
+            let next = stream.nack.poll_timeout();
+            if let Some(at) = repair.scheduled.update(next) {
                 nack_heap.push(at, pk);
                 timers.set_earliest(RouterTimer::Nack, at);
             }
@@ -158,12 +176,6 @@ impl Router {
                 .record(entry, &header, io.since_epoch);
         }
         let became_active = activity::note_packet(sender, producer.kind, now);
-        let rid = sender
-            .transport
-            .demux
-            .entries()
-            .get(entry)
-            .and_then(|e| e.rid);
         let audio_level = if producer.kind == MediaKind::Audio {
             sender
                 .transport
@@ -213,17 +225,12 @@ impl Router {
             None
         };
         let keyframe = info.is_some_and(|i| i.keyframe);
-        // A simulcast source: which layer this is (its RID's place in the offer,
-        // or its SSRC's in the SIM group; an SSRC bound without either counts
-        // as the first).
         let mut height_learned = false;
-        let layer = producer.simulcast.as_mut().map(|layers| {
-            let l = rid.unwrap_or(0);
+        if let (Some(layers), Some(l)) = (producer.simulcast.as_mut(), layer) {
             let before = layers.height(l);
             layers.note_packet(l, now, info.and_then(|i| i.resolution));
             height_learned = layers.height(l) != before;
-            l
-        });
+        }
         let mut reallocate = false;
         if producer.kind == MediaKind::Video {
             producer.layer_rates.note(layer.unwrap_or(0), now, len);
@@ -248,6 +255,7 @@ impl Router {
             return;
         };
         let abs_send_time = abs_send_time(io.since_epoch);
+        let renumbered = producer.renumbered();
 
         let mut want_keyframe = false;
         for &ck in &producer.fanout {
@@ -292,10 +300,9 @@ impl Router {
                     LayerDecision::Forward => {}
                 }
             }
-            // Temporal layers above the slot's target are dropped (sources
-            // without a retransmission cache only: see
-            // `Consumer::set_temporal_target`).
-            if producer.repair.is_none()
+            // Temporal layers above the slot's target are dropped (see
+            // `Producer::renumbered` and `Consumer::set_temporal_target`).
+            if renumbered
                 && let Some(i) = info
                 && !consumer.filter_temporal(i.temporal_id, i.layer_sync, i.keyframe, i.frame_start)
             {
@@ -322,13 +329,11 @@ impl Router {
                 ssrc: consumer.ssrc,
             };
             let negotiated = consumer.extensions;
-            let mid = consumer.mid.as_bytes();
             // VP8 numbering continued across layer switches and over dropped
-            // temporal-layer pictures. Sources without a retransmission cache
-            // only (simulcast ones): a cache's answers would otherwise carry
-            // the source's own numbering.
+            // temporal-layer pictures (simulcast sources and sources without
+            // a cache: see `Producer::renumbered`).
             let numbering = info
-                .filter(|_| producer.repair.is_none())
+                .filter(|_| renumbered)
                 .filter(|i| {
                     i.picture_id.is_some() || i.tl0_pic_idx.is_some() || i.key_idx.is_some()
                 })
@@ -345,6 +350,10 @@ impl Router {
                     )
                 })
                 .filter(|(p, t, k)| p.is_some() || t.is_some() || k.is_some());
+            // For NACKs: which layer and mapping this slot packet came from
+            // (the VP8 offsets just mapped included).
+            consumer.note_forwarded(layer.unwrap_or(0), seq, renumbered);
+            let mid = consumer.mid.as_bytes();
             let codec = producer.codec;
             let carries_twcc = negotiated.contains(Extension::TransportCc);
             let sent = receiver

@@ -16,24 +16,25 @@ use super::super::sdp::MediaKind;
 use super::super::timer::Scheduled;
 use super::keys::{ConsumerKey, EndpointKey};
 
-/// The repair state of one (non-simulcast) video source: its packet cache for
-/// answering receivers' NACKs and the NACK generator toward its sender. All of it
-/// is allocated when the producer is created, never per packet.
+/// The repair state of one RTP stream of a video source: the source itself,
+/// or one layer of a simulcast source (each layer has its own SSRC and
+/// sequence space). Its packet cache and NACK window take their memory at the
+/// stream's first packet and first gap; nothing per packet.
 #[derive(Debug)]
-pub struct SourceRepair {
-    /// The last second (at least 512 packets) of the source, plain RTP.
+pub struct StreamRepair {
+    /// The last second (at least 512 packets) of the stream, plain RTP.
     pub cache: RtxCache,
-    /// Gaps in the source's sequence numbers, NACKed toward the sender.
+    /// Gaps in the stream's sequence numbers, NACKed toward the sender.
     pub nack: NackGenerator,
-    /// Extends the source's sequence numbers for the cache.
+    /// Extends the stream's sequence numbers for the cache.
     pub seq: SeqUnwrapper,
-    /// The media SSRC the source sends on (what a NACK names), once seen.
+    /// The media SSRC the stream is sent on (what a NACK names), once seen.
     pub media_ssrc: Option<u32>,
-    /// What the router's NACK heap holds for this source.
-    pub scheduled: Scheduled,
+    /// The cache's memory was added to the shard's `cache_memory_bytes`.
+    accounted: bool,
 }
 
-impl SourceRepair {
+impl StreamRepair {
     /// The repair state with default sizing.
     pub fn new() -> Self {
         Self {
@@ -41,14 +42,90 @@ impl SourceRepair {
             nack: NackGenerator::new(NackConfig::default()),
             seq: SeqUnwrapper::new(),
             media_ssrc: None,
-            scheduled: Scheduled::default(),
+            accounted: false,
+        }
+    }
+
+    /// Stores `packet` (extended sequence number `ext`) in the cache; returns
+    /// the bytes the cache took if this was its first packet (to be added to
+    /// the shard's `cache_memory_bytes`), else 0. A packet too large or older
+    /// than the ring is not cached (it is still forwarded).
+    pub fn cache_packet(&mut self, now: Instant, ext: u64, packet: &[u8]) -> u64 {
+        let _ = self.cache.insert(now, ext, packet);
+        if !self.accounted && self.cache.allocated_bytes() == self.cache.memory_bytes() {
+            self.accounted = true;
+            return self.cache.memory_bytes() as u64;
+        }
+        0
+    }
+
+    /// The cache memory [`cache_packet`](Self::cache_packet) reported, to be
+    /// taken off the shard's count when the stream goes.
+    pub fn accounted_bytes(&self) -> u64 {
+        if self.accounted {
+            self.cache.memory_bytes() as u64
+        } else {
+            0
         }
     }
 }
 
-impl Default for SourceRepair {
+impl Default for StreamRepair {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The repair state of one video source: a [`StreamRepair`] per simulcast
+/// layer (one for a source without simulcast), made when the producer is,
+/// and the one entry the router's NACK heap holds for all of them.
+#[derive(Debug)]
+pub struct SourceRepair {
+    layers: Vec<StreamRepair>,
+    /// What the router's NACK heap holds for this source (the earliest of its
+    /// layers' deadlines).
+    pub scheduled: Scheduled,
+}
+
+impl SourceRepair {
+    /// The repair state of a source with `layers` streams (at least one, at
+    /// most [`MAX_LAYERS`]).
+    pub fn new(layers: usize) -> Self {
+        Self {
+            layers: (0..layers.clamp(1, MAX_LAYERS))
+                .map(|_| StreamRepair::new())
+                .collect(),
+            scheduled: Scheduled::default(),
+        }
+    }
+
+    /// The stream of layer `layer` (0 without simulcast).
+    pub fn layer(&self, layer: u8) -> Option<&StreamRepair> {
+        self.layers.get(usize::from(layer))
+    }
+
+    /// The stream of layer `layer`, mutably.
+    pub fn layer_mut(&mut self, layer: u8) -> Option<&mut StreamRepair> {
+        self.layers.get_mut(usize::from(layer))
+    }
+
+    /// Every layer's stream.
+    pub fn layers_mut(&mut self) -> &mut [StreamRepair] {
+        &mut self.layers
+    }
+
+    /// The earliest time any layer's NACK generator needs.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.layers
+            .iter()
+            .filter_map(|l| l.nack.poll_timeout())
+            .min()
+    }
+
+    /// The cache memory its layers reported (see
+    /// [`StreamRepair::cache_packet`]).
+    pub fn accounted_bytes(&self) -> u64 {
+        self.layers.iter().map(StreamRepair::accounted_bytes).sum()
     }
 }
 
@@ -80,7 +157,7 @@ pub struct Producer {
     /// The layers of a simulcast source (video m-lines with send RIDs or an
     /// `a=ssrc-group:SIM`).
     pub simulcast: Option<SimulcastLayers>,
-    /// Cache and NACK generation (non-simulcast video sources).
+    /// Cache and NACK generation (video sources; per layer for simulcast).
     pub repair: Option<Box<SourceRepair>>,
     /// The source's clock, from the publisher's last sender report.
     pub clock: Option<SourceClock>,
@@ -163,6 +240,15 @@ impl Producer {
         (0..count as u8)
             .filter(|&l| self.layer_rates.active(l, now))
             .fold(0, |m, l| m | (1 << l))
+    }
+
+    /// Whether its slots may drop its temporal layers and rewrite its VP8
+    /// numbering: simulcast sources (each slot's mapping history records the
+    /// VP8 offsets, and retransmissions are renumbered with them) and sources
+    /// without a packet cache. A single-stream source with a cache is
+    /// forwarded whole.
+    pub fn renumbered(&self) -> bool {
+        self.simulcast.is_some() || self.repair.is_none()
     }
 
     /// The consumers it feeds now.

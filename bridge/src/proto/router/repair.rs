@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::super::quality::keyframe::KeyframeDecision;
 use super::super::quality::nack_responder::Retransmit;
+use super::super::quality::simulcast::MAX_LAYERS;
 use super::super::rtcp::Nack;
 use super::{EndpointKey, ProducerKey, Router, RouterIo, RouterTimer};
 
@@ -25,7 +26,8 @@ const MIN_TIMER_STEP: Duration = Duration::from_millis(1);
 impl Router {
     /// The `Nack` timer: the video sources whose NACK generator is due (from
     /// the router's NACK heap, no scan) send their NACKs to their publishers, and
-    /// gaps given up become one keyframe request each.
+    /// gaps given up become one keyframe request each (of the layers that
+    /// lost them, for a simulcast source).
     pub(super) fn send_nacks(&mut self, io: &mut RouterIo<'_>) {
         let now = io.now;
         let Router {
@@ -35,7 +37,8 @@ impl Router {
             nack_heap,
             ..
         } = self;
-        let mut keyframes: [Option<ProducerKey>; 16] = [None; 16];
+        // Per source given up on: the layers' media SSRCs to ask a keyframe of.
+        let mut keyframes: [Option<(ProducerKey, [Option<u32>; MAX_LAYERS])>; 16] = [None; 16];
         let mut n_keyframes = 0;
         // Bounded: what is pushed back below is not due before `now + 1 ms`.
         let mut budget = nack_heap.len();
@@ -53,30 +56,34 @@ impl Router {
             if !repair.scheduled.fire(at) {
                 continue; // stale: rescheduled since
             }
-            if let (Some(ssrc), Some(owner)) = (repair.media_ssrc, endpoints.get_mut(p.owner)) {
-                for _ in 0..MAX_NACKS_PER_TURN {
-                    if !owner
-                        .transport
-                        .send_nack(now, &mut repair.nack, ssrc, io.tx)
-                    {
-                        break;
+            // Each layer's NACKs name its own media SSRC; a gap given up on
+            // any layer becomes the source's keyframe request.
+            let mut give_up = [None; MAX_LAYERS];
+            for (l, layer) in repair.layers_mut().iter_mut().enumerate() {
+                if let (Some(ssrc), Some(owner)) = (layer.media_ssrc, endpoints.get_mut(p.owner)) {
+                    for _ in 0..MAX_NACKS_PER_TURN {
+                        if !owner.transport.send_nack(now, &mut layer.nack, ssrc, io.tx) {
+                            break;
+                        }
+                        io.counters.nacks_sent += 1;
                     }
-                    io.counters.nacks_sent += 1;
+                }
+                if layer.nack.poll_keyframe_request(now)
+                    && let (Some(slot), Some(ssrc)) = (give_up.get_mut(l), layer.media_ssrc)
+                {
+                    *slot = Some(ssrc);
                 }
             }
-            if repair.nack.poll_keyframe_request(now) {
+            if give_up.iter().any(Option::is_some) {
                 match p.keyframes.handle_bridge_request(now) {
                     KeyframeDecision::Send(_) if n_keyframes < keyframes.len() => {
-                        keyframes[n_keyframes] = Some(pk);
+                        keyframes[n_keyframes] = Some((pk, give_up));
                         n_keyframes += 1;
                     }
                     _ => io.counters.keyframe_requests_throttled += 1,
                 }
             }
-            let next = repair
-                .nack
-                .poll_timeout()
-                .map(|t| t.max(now + MIN_TIMER_STEP));
+            let next = repair.poll_timeout().map(|t| t.max(now + MIN_TIMER_STEP));
             if let Some(at) = repair.scheduled.update(next) {
                 nack_heap.push(at, pk);
             }
@@ -84,14 +91,15 @@ impl Router {
         if let Some(at) = nack_heap.peek() {
             timers.set_earliest(RouterTimer::Nack, at.max(now + MIN_TIMER_STEP));
         }
-        for pk in keyframes[..n_keyframes].iter().flatten() {
-            self.send_keyframe_request(*pk, io);
+        for (pk, ssrcs) in keyframes[..n_keyframes].iter().flatten() {
+            self.send_layer_keyframe_requests(*pk, ssrcs, io);
         }
     }
 
     /// A receiver's (endpoint `key`) NACK about one of its slots: each lost slot
-    /// packet still in the source's cache is resent to it, unless it was resent
-    /// less than one RTT ago.
+    /// packet the slot's mapping history places in a layer of its source and
+    /// still in that layer's cache is resent to it (renumbered as it was
+    /// forwarded), unless it was resent less than one RTT ago.
     pub(super) fn answer_nack(&mut self, key: EndpointKey, nack: &Nack<'_>, io: &mut RouterIo<'_>) {
         let Router {
             endpoints,
@@ -114,13 +122,11 @@ impl Router {
             return;
         };
         io.counters.nacks_received += 1;
-        let rewrite = consumer.slot_rewrite();
         let rtt = consumer.rtt.unwrap_or(DEFAULT_RTT);
-        let cache = consumer
-            .source()
-            .and_then(|pk| producers.get(pk))
-            .and_then(|p| p.repair.as_deref())
-            .map(|r| &r.cache);
+        let source = consumer.source().and_then(|pk| producers.get(pk));
+        let codec = source.map(|p| p.codec);
+        let repair = source.and_then(|p| p.repair.as_deref());
+        let history = &consumer.history;
         let Some(responder) = consumer.responder.as_mut() else {
             return;
         };
@@ -128,13 +134,27 @@ impl Router {
         let now = io.now;
         for seq in nack.lost_sequence_numbers() {
             io.counters.retransmissions_requested += 1;
-            let (Some(rewrite), Some(cache)) = (rewrite, cache) else {
+            // The layer and mapping the slot packet was forwarded with, even
+            // before the slot's latest layer switch, and that layer's cache.
+            let found = history.lookup(seq).and_then(|segment| {
+                let stream = repair?.layer(segment.layer)?;
+                Some((segment, &stream.cache, codec?))
+            });
+            let Some((segment, cache, codec)) = found else {
                 io.counters.cache_misses += 1;
                 continue;
             };
             let mut outcome = None;
             receiver.transport.send_rtp_untracked(io.tx, |out| {
-                let r = responder.retransmit(now, seq, &rewrite, cache, rtt, out);
+                let r = responder.retransmit_renumbered(
+                    now,
+                    seq,
+                    &segment.rewrite,
+                    cache,
+                    rtt,
+                    out,
+                    |payload| segment.vp8.apply(codec, payload).is_ok(),
+                );
                 outcome = Some(r);
                 match r {
                     Ok(Retransmit::Sent(n)) => Some(n),

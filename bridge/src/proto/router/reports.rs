@@ -68,7 +68,9 @@ impl Router {
         if let Some(rtt) = rtt {
             for &pk in &ep.producers {
                 if let Some(repair) = producers.get_mut(pk).and_then(|p| p.repair.as_deref_mut()) {
-                    repair.nack.set_rtt(rtt);
+                    for layer in repair.layers_mut() {
+                        layer.nack.set_rtt(rtt);
+                    }
                 }
             }
         }
