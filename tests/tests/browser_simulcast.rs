@@ -315,7 +315,7 @@ const CAP_WINDOW_S: u64 = 30;
 /// The longest freeze allowed on the capped page, ms. Measured from samples
 /// 100 ms apart, so a gap shows at most about one sample longer than it was.
 const MAX_FREEZE_MS: f64 = 500.0;
-/// Time the capped page may take to be moved below 720 lines and stay there.
+/// Time the capped page may take to be moved to a lower layer and stay there.
 const MOVE_WITHIN_S: f64 = 5.0;
 
 /// Per page, `(t, frameHeight)` of the tallest layer it sent at each sample.
@@ -406,7 +406,7 @@ fn longest_gap_ms(fine: &[Value], mid: &str, from: f64) -> f64 {
 }
 
 #[test]
-#[ignore = "not met yet: behind the 1 Mbit/s cap the capped page is moved down within 1-6 s (720 or 540 to 360/270 lines, no freeze over 500 ms in the runs that got that far) but goes back to its top layer after a few seconds (after the 2 s upgrade hold; measured again after the RTX-duplicate fix: 720, 360 for 7 s, 720); in one run an uncapped page was moved below its top for 4 s as well"]
+#[ignore = "not met yet, reliably: the capped page itself is now held below its senders' top layers (padding probes after an overuse; the 5-packet clusters that passed the bucket's burst and raised its estimate to 4.7 Mbit/s are gone, see bwe::tests::behind_a_1mbit_token_bucket_...), but in 3 of 4 runs on a loaded machine (load 7-11) an uncapped page dipped to 360 lines for 2-4 s: its own estimate fell from 3-22 Mbit/s to 0.85x what it received (1.4 Mbit/s, two 720p streams of 500-700 kbit/s do not fit) on an overuse with no loss, the delay-based detector reading Chromium's receive-time jitter under load"]
 fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_others_keep_720p() {
     if let Some(why) = unsupported() {
         eprintln!("SKIPPED browser_simulcast capped receiver: {why}");
@@ -449,6 +449,13 @@ fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_oth
     let fine = raw["cap"]["fine"].as_array().cloned().unwrap_or_default();
     let pages = raw["pages"].as_array().expect("pages");
     let tops = top_sent(pages);
+    for (i, p) in pages.iter().enumerate() {
+        let samples = p["samples"].as_array().map_or(&[][..], |v| v);
+        eprintln!(
+            "page {i} (t, estimate, received, sent):\n{}",
+            timeline(samples)
+        );
+    }
     let mut report = Vec::new();
     for (i, p) in pages.iter().enumerate() {
         let samples = p["samples"].as_array().cloned().unwrap_or_default();
@@ -505,18 +512,41 @@ fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_oth
                     "the capped page's stream {k} was not on its sender's top layer before \
                      the cap: {s:?}, tops sent {tops:?}"
                 );
-                let late: Vec<(f64, f64)> = s
-                    .iter()
-                    .filter(|r| r.0 >= cap_t + MOVE_WITHIN_S)
-                    .map(|r| (r.1, top_of(k, r.0)))
-                    .collect();
-                assert!(
-                    !late.is_empty() && late.iter().all(|&(h, top)| h > 0.0 && h < top),
-                    "the capped page's stream {k} was not moved below its sender's top layer \
-                     within {MOVE_WITHIN_S} s of the cap (received, top sent): {late:?}\n\
-                     qdisc: {qdisc}"
-                );
             }
+            // Moved to a lower layer: from MOVE_WITHIN_S after the cap on, in
+            // every sample at least one of its two streams is below its
+            // sender's top layer, and neither is dropped. Not "both below
+            // top": Chromium's 720p layer of the fake camera measured 450 to
+            // 850 kbit/s, so one stream at 720p beside one at 180p or 360p
+            // fits the 1 Mbit/s link, and the allocation rightly gives it.
+            // Both at the top (what an estimate raised by a probe cluster
+            // through the bucket's burst did) is what the link cannot carry.
+            let late: Vec<(f64, Vec<(f64, f64)>)> = streams[0]
+                .iter()
+                .filter(|r| r.0 >= cap_t + MOVE_WITHIN_S)
+                .map(|r| {
+                    let t = r.0;
+                    let at_t = streams
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(k, s)| {
+                            s.iter().find(|x| x.0 == t).map(|x| (x.1, top_of(k, t)))
+                        })
+                        .collect();
+                    (t, at_t)
+                })
+                .collect();
+            assert!(
+                !late.is_empty()
+                    && late.iter().all(|(_, hs)| {
+                        hs.len() == streams.len()
+                            && hs.iter().all(|&(h, _)| h > 0.0)
+                            && hs.iter().any(|&(h, top)| h < top)
+                    }),
+                "the capped page was not kept below its senders' top layers from {MOVE_WITHIN_S} s \
+                 after the cap (per sample: t, [(received, top sent)]): {late:?}\n\
+                 qdisc: {qdisc}"
+            );
         }
     }
     let mids: Vec<String> = fine
