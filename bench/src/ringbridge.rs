@@ -106,6 +106,12 @@ impl RingbridgeTarget {
         while private_port == public_port {
             private_port = free_tcp_port()?;
         }
+        // ICE-TCP on a free port of its own, not the default 4443: two benches
+        // (or a bench beside a test) on one machine would otherwise collide.
+        let mut tcp_port = free_tcp_port()?;
+        while tcp_port == public_port || tcp_port == private_port {
+            tcp_port = free_tcp_port()?;
+        }
         let span = opts.media_ports.max(1000);
         let lo = 30_000 + (rand::random::<u16>() % 30) * 1000;
         let secret = format!("bench-{:016x}", rand::random::<u64>());
@@ -118,7 +124,7 @@ impl RingbridgeTarget {
              join_rate_limit = 0\nws_rate_limit = 0\n\
              [private]\nlisten = \"{ip}:{private_port}\"\n\
              [load]\nmax_packet_rate = 100000000\nmax_endpoints_per_conference = 0\n\
-             [media]\nport_range = [{lo}, {hi}]\nport = {port}\nadvertise = [\"{ip}\"]\nbind = \"{ip}\"\n\
+             [media]\nport_range = [{lo}, {hi}]\nport = {port}\nadvertise = [\"{ip}\"]\nbind = \"{ip}\"\ntcp_port = {tcp_port}\n\
              io = \"{io}\"\ncores = [{core}]\n{xdp}\
              [auth]\napp_secret = \"{secret}\"\n",
             hi = lo.saturating_add(span - 1),
