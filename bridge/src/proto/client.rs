@@ -159,7 +159,9 @@ fn client_dtls_config(
 ) -> Result<Arc<dimpl::Config>, ClientError> {
     type Memo = Vec<(usize, Vec<SrtpProfile>, Arc<dimpl::Config>)>;
     static BUILT: std::sync::Mutex<Memo> = std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((_, _, c)) = built
         .iter()
         .find(|(m, p, _)| *m == mtu && p.as_slice() == profiles)

@@ -1098,7 +1098,10 @@ fn parse_fingerprint(arg: &str) -> Result<RawFingerprint, SdpError> {
         _ => {
             return Err(SdpError::Unsupported(format!(
                 "fingerprint hash {}",
-                alg.to_ascii_lowercase().chars().take(16).collect::<String>()
+                alg.to_ascii_lowercase()
+                    .chars()
+                    .take(16)
+                    .collect::<String>()
             )));
         }
     };
