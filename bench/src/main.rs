@@ -58,6 +58,9 @@ enum Cmd {
         /// Endpoints whose offers are posted before their handshakes run together.
         #[arg(long, default_value_t = 100)]
         wave: usize,
+        /// Offers of a wave in flight at once (1: one after the other).
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
     },
     /// A long run that samples the bridge's resident memory and open
     /// descriptors (bench/src/soak.rs); `--duration` is the soak's length.
@@ -269,6 +272,7 @@ fn settings(c: &Common) -> Result<Settings, BenchError> {
             loss_percent: c.loss,
             media_port: c.media_port(),
             media_ports: u16::try_from(c.conferences * c.endpoints + 200).unwrap_or(u16::MAX),
+            signalling_parallel: 1,
         },
         engine: EngineConfig {
             warmup: Duration::from_secs_f64(c.warmup),
@@ -392,13 +396,18 @@ fn main_inner() -> Result<(), BenchError> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::NullForwarder { listen } => null::serve(listen),
-        Cmd::Scale { common, wave } => {
+        Cmd::Scale {
+            common,
+            wave,
+            parallel,
+        } => {
             if common.url.is_some() {
                 return Err(BenchError::Config(
                     "scale measures a bridge it starts: no --url".into(),
                 ));
             }
-            let s = settings(&common)?;
+            let mut s = settings(&common)?;
+            s.opts.signalling_parallel = parallel.max(1);
             pin_generator(&common);
             let report = scale::run(&ScaleConfig {
                 plan: s.plan,

@@ -106,6 +106,12 @@ impl RingbridgeTarget {
         while private_port == public_port {
             private_port = free_tcp_port()?;
         }
+        // ICE-TCP on a free port of its own, not the default 4443: two benches
+        // (or a bench beside a test) on one machine would otherwise collide.
+        let mut tcp_port = free_tcp_port()?;
+        while tcp_port == public_port || tcp_port == private_port {
+            tcp_port = free_tcp_port()?;
+        }
         let span = opts.media_ports.max(1000);
         let lo = 30_000 + (rand::random::<u16>() % 30) * 1000;
         let secret = format!("bench-{:016x}", rand::random::<u64>());
@@ -118,7 +124,7 @@ impl RingbridgeTarget {
              join_rate_limit = 0\nws_rate_limit = 0\n\
              [private]\nlisten = \"{ip}:{private_port}\"\n\
              [load]\nmax_packet_rate = 100000000\nmax_endpoints_per_conference = 0\n\
-             [media]\nport_range = [{lo}, {hi}]\nport = {port}\nadvertise = [\"{ip}\"]\nbind = \"{ip}\"\n\
+             [media]\nport_range = [{lo}, {hi}]\nport = {port}\nadvertise = [\"{ip}\"]\nbind = \"{ip}\"\ntcp_port = {tcp_port}\n\
              io = \"{io}\"\ncores = [{core}]\n{xdp}\
              [auth]\napp_secret = \"{secret}\"\n",
             hi = lo.saturating_add(span - 1),
@@ -306,60 +312,146 @@ impl Target for RingbridgeTarget {
             tokens.push((room, token));
         }
         let now = Instant::now();
-        let mut legs = Vec::with_capacity(plan.all.len());
-        for (global, ep) in plan.all.iter().enumerate() {
-            let cfg = ClientConfig {
-                dtls: ClientDtls::Auto,
-                dtls_mtu: 1200,
-                srtp_profiles: opts.profile.offer(),
-                audio: ep.audio,
-                video: ep.video,
-                audio_slots: ep.audio_slots,
-                video_slots: ep.video_slots,
-            };
-            let mut peer = ClientPeer::new(cfg, now)
-                .map_err(|e| BenchError::Connect(format!("client: {e}")))?;
-            if ep.simulcast {
-                // SSRC simulcast (a=ssrc-group:SIM): the bench writes no header
-                // extensions, so the layers are told apart by SSRC.
-                let v = peer.video_ssrc;
-                peer.video_layers = Some([v, v ^ 0x0100, v ^ 0x0200]);
+        let (public, local_ip) = (self.public, self.local_ip);
+        let join = |global: usize| {
+            let ep = plan
+                .all
+                .get(global)
+                .ok_or_else(|| BenchError::Connect(format!("no endpoint {global}")))?;
+            let (room, token) = tokens
+                .get(ep.conference)
+                .ok_or_else(|| BenchError::Connect(format!("no token for endpoint {global}")))?;
+            join_one(public, local_ip, room, token, ep, opts, now)
+        };
+        let parallel = opts.signalling_parallel.clamp(1, plan.all.len().max(1));
+        let joined: Vec<Joined> = if parallel == 1 {
+            (0..plan.all.len()).map(join).collect::<Result<_, _>>()?
+        } else {
+            // Offers in flight at once, each on a thread of the generator's core
+            // (threads inherit its pinning); the legs keep the plan's order.
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let mut done: Vec<(usize, Result<Joined, BenchError>)> = std::thread::scope(|s| {
+                let workers: Vec<_> = (0..parallel)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let mut out = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                if i >= plan.all.len() {
+                                    break;
+                                }
+                                let r = join(i);
+                                let failed = r.is_err();
+                                out.push((i, r));
+                                if failed {
+                                    break;
+                                }
+                            }
+                            out
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().unwrap_or_default())
+                    .collect()
+            });
+            done.sort_by_key(|(i, _)| *i);
+            let mut joined = Vec::with_capacity(plan.all.len());
+            for (i, r) in done {
+                if i != joined.len() {
+                    return Err(BenchError::Connect(format!(
+                        "endpoint {} was not signalled (a signalling thread stopped)",
+                        joined.len()
+                    )));
+                }
+                joined.push(r?);
             }
-            let (room, token) = &tokens[ep.conference];
-            let auth = format!("Bearer {token}");
-            let resp = http_request(
-                self.public,
-                "POST",
-                &format!("/conferences/{room}/endpoints"),
-                &[
-                    ("Content-Type", "application/sdp"),
-                    ("Authorization", &auth),
-                ],
-                peer.offer().as_bytes(),
-            )?;
-            if resp.status != 201 {
+            if joined.len() != plan.all.len() {
                 return Err(BenchError::Connect(format!(
-                    "POST /conferences/{room}/endpoints answered {}: {}",
-                    resp.status,
-                    String::from_utf8_lossy(&resp.body)
+                    "{} of {} endpoints signalled",
+                    joined.len(),
+                    plan.all.len()
                 )));
             }
-            let answer = String::from_utf8_lossy(&resp.body);
-            peer.handle_answer(&answer, now)
-                .map_err(|e| BenchError::Connect(format!("answer: {e}")))?;
-            let remote = peer
-                .remote_addr()
-                .ok_or_else(|| BenchError::Connect("answer without candidate".into()))?;
-            let socket = ringbridge_bridge::io::udp::bind_udp(SocketAddr::new(self.local_ip, 0))?;
-            let sends = SendStream::published_by(global, ep);
-            legs.push(Leg {
-                socket,
-                remote,
-                session: Box::new(peer),
-                sends,
+            joined
+        };
+        Ok(joined
+            .into_iter()
+            .zip(plan.all.iter().enumerate())
+            .map(|(j, (global, ep))| Leg {
+                socket: j.socket,
+                remote: j.remote,
+                session: Box::new(j.peer),
+                sends: SendStream::published_by(global, ep),
                 endpoint: global,
-            });
-        }
-        Ok(legs)
+            })
+            .collect())
     }
+}
+
+/// One endpoint signalled: its client, the bridge's address for it, its socket.
+struct Joined {
+    peer: ClientPeer,
+    remote: SocketAddr,
+    socket: std::net::UdpSocket,
+}
+
+/// Posts endpoint `ep`'s offer to `room` and takes the answer.
+fn join_one(
+    public: SocketAddr,
+    local_ip: std::net::IpAddr,
+    room: &str,
+    token: &str,
+    ep: &crate::shape::EndpointPlan,
+    opts: &RunOptions,
+    now: Instant,
+) -> Result<Joined, BenchError> {
+    let cfg = ClientConfig {
+        dtls: ClientDtls::Auto,
+        dtls_mtu: 1200,
+        srtp_profiles: opts.profile.offer(),
+        audio: ep.audio,
+        video: ep.video,
+        audio_slots: ep.audio_slots,
+        video_slots: ep.video_slots,
+    };
+    let mut peer =
+        ClientPeer::new(cfg, now).map_err(|e| BenchError::Connect(format!("client: {e}")))?;
+    if ep.simulcast {
+        // SSRC simulcast (a=ssrc-group:SIM): the bench writes no header
+        // extensions, so the layers are told apart by SSRC.
+        let v = peer.video_ssrc;
+        peer.video_layers = Some([v, v ^ 0x0100, v ^ 0x0200]);
+    }
+    let auth = format!("Bearer {token}");
+    let resp = http_request(
+        public,
+        "POST",
+        &format!("/conferences/{room}/endpoints"),
+        &[
+            ("Content-Type", "application/sdp"),
+            ("Authorization", &auth),
+        ],
+        peer.offer().as_bytes(),
+    )?;
+    if resp.status != 201 {
+        return Err(BenchError::Connect(format!(
+            "POST /conferences/{room}/endpoints answered {}: {}",
+            resp.status,
+            String::from_utf8_lossy(&resp.body)
+        )));
+    }
+    let answer = String::from_utf8_lossy(&resp.body);
+    peer.handle_answer(&answer, now)
+        .map_err(|e| BenchError::Connect(format!("answer: {e}")))?;
+    let remote = peer
+        .remote_addr()
+        .ok_or_else(|| BenchError::Connect("answer without candidate".into()))?;
+    let socket = ringbridge_bridge::io::udp::bind_udp(SocketAddr::new(local_ip, 0))?;
+    Ok(Joined {
+        peer,
+        remote,
+        socket,
+    })
 }

@@ -12,8 +12,14 @@
 //! the other core).
 //!
 //! Joins are made in waves of [`ScaleConfig::wave`] endpoints: the offers of a
-//! wave are posted one after the other, then the wave's ICE and DTLS run
-//! together, as a burst of participants arriving would.
+//! wave are posted several at a time (`--parallel`, default 8, each on a
+//! thread of the generator's core; `--parallel 1` posts them one after the
+//! other), then the wave's ICE and DTLS run together, as a burst of participants
+//! arriving would. Posted one at a time, the offers reach the bridge at the pace
+//! of one client's round trips: every join then wakes an idle control plane and
+//! shard on its own, and the timers of the endpoints already joined run for
+//! longer, both charged to the joins (about 30 % more bridge CPU per join on
+//! the 2-core development machine).
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +67,12 @@ pub struct ScaleReport {
     /// The bridge's memory by mapping kind after the joins (`/proc/<pid>/smaps`
     /// Rss summed by pathname or `[heap]`/`[anon]`), KiB, largest first.
     pub rss_by_mapping_kib: Vec<(String, u64)>,
+    /// The bridge's CPU seconds per second in the half second after the last
+    /// join, every endpoint connected and sending nothing: the work that grows
+    /// with the endpoints joined and the time they stay (timers, keyframe
+    /// requests for sources that never send), charged to the joins during the
+    /// storm.
+    pub idle_cpu_per_s: f64,
 }
 
 /// `VmRSS` of process `pid`, KiB.
@@ -149,7 +161,11 @@ pub fn run(cfg: &ScaleConfig) -> Result<ScaleReport, BenchError> {
     let cpu1 = stat_cpu_ns(pid).unwrap_or(0);
     // Let the bridge's timers and the control plane's bookkeeping of the last
     // joins run before reading memory.
+    let settle = Instant::now();
     std::thread::sleep(Duration::from_millis(500));
+    let cpu2 = stat_cpu_ns(pid).unwrap_or(0);
+    let idle_cpu_per_s =
+        cpu2.saturating_sub(cpu1) as f64 / 1e9 / settle.elapsed().as_secs_f64().max(1e-9);
     let rss_after = rss_kib(pid).ok_or_else(|| BenchError::Target("no VmRSS".into()))?;
     let by_mapping = rss_by_mapping(pid);
     let n = legs_all.len();
@@ -169,6 +185,7 @@ pub fn run(cfg: &ScaleConfig) -> Result<ScaleReport, BenchError> {
         joins_per_s_wall: n as f64 / wall.as_secs_f64().max(1e-9),
         joins_per_core_s: if cpu_s > 0.0 { n as f64 / cpu_s } else { 0.0 },
         rss_by_mapping_kib: by_mapping.into_iter().take(8).collect(),
+        idle_cpu_per_s,
     })
 }
 
@@ -193,6 +210,11 @@ impl ScaleReport {
             self.joins_per_s_wall,
             self.bridge_cpu_s,
             self.joins_per_core_s
+        ));
+        s.push_str(&format!(
+            "bridge CPU with the {} endpoints joined and idle: {:.0} ms per second\n",
+            self.endpoints,
+            self.idle_cpu_per_s * 1000.0
         ));
         s.push_str("bridge Rss by mapping after the joins (KiB):");
         for (m, k) in &self.rss_by_mapping_kib {

@@ -145,6 +145,10 @@ pub struct RunOptions {
     /// Ports in the `media.port_range` of the bridge the bench starts (at
     /// least 1000; more for runs with more endpoints).
     pub media_ports: u16,
+    /// Offers a target posts at once while signalling (ringbridge; 1: one after
+    /// the other). `scale` posts several so that a burst of joins reaches the
+    /// bridge as a burst, not at the pace of one generator thread's round trips.
+    pub signalling_parallel: usize,
 }
 
 /// One UDP flow of the generator: a socket, the server's address, and the

@@ -308,6 +308,7 @@ fn janus_through_bench_engine() -> Result<(), crate::BenchError> {
         loss_percent: 0,
         media_port: 0,
         media_ports: 1000,
+        signalling_parallel: 1,
     };
     let cfg = EngineConfig {
         warmup: Duration::from_secs(3),

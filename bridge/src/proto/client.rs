@@ -147,6 +147,38 @@ struct Remote {
     fingerprint: Fingerprint,
 }
 
+/// The dimpl configuration for a client with this MTU and these SRTP profiles,
+/// built once per process and shared. Building one runs dimpl's provider checks
+/// (a key exchange and a signature verification on P-256 and P-384 each), which
+/// cost more than the client's whole DTLS handshake: a load generator that built
+/// one per peer spent most of its time there (ringbridge-bench scale: 57 % of the
+/// generator's CPU), not loading the bridge.
+fn client_dtls_config(
+    mtu: usize,
+    profiles: &[SrtpProfile],
+) -> Result<Arc<dimpl::Config>, ClientError> {
+    type Memo = Vec<(usize, Vec<SrtpProfile>, Arc<dimpl::Config>)>;
+    static BUILT: std::sync::Mutex<Memo> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, _, c)) = built
+        .iter()
+        .find(|(m, p, _)| *m == mtu && p.as_slice() == profiles)
+    {
+        return Ok(c.clone());
+    }
+    let config = Arc::new(
+        dimpl::Config::builder()
+            .mtu(mtu)
+            .srtp_profiles(&super::dtls::to_dimpl(profiles))
+            .build()
+            .map_err(|e| ClientError::Dtls(e.to_string()))?,
+    );
+    built.push((mtu, profiles.to_vec(), config.clone()));
+    Ok(config)
+}
+
 /// The client side of one WebRTC connection to the bridge.
 pub struct ClientPeer {
     cfg: ClientConfig,
@@ -319,13 +351,7 @@ impl ClientPeer {
             key: IntegrityKey::new(parsed.ice_pwd.as_bytes()),
             fingerprint: parsed.fingerprint.clone(),
         });
-        let config = Arc::new(
-            dimpl::Config::builder()
-                .mtu(self.cfg.dtls_mtu)
-                .srtp_profiles(&super::dtls::to_dimpl(self.cfg.srtp_profiles))
-                .build()
-                .map_err(|e| ClientError::Dtls(e.to_string()))?,
-        );
+        let config = client_dtls_config(self.cfg.dtls_mtu, self.cfg.srtp_profiles)?;
         let mut dtls = match self.cfg.dtls {
             ClientDtls::Auto => Dtls::new_auto(config, self.cert.clone(), now),
             ClientDtls::V12 => Dtls::new_12(config, self.cert.clone(), now),

@@ -240,7 +240,11 @@ impl Offer {
     /// (the client side uses it to read the bridge's answer).
     pub fn parse_description(sdp: &str) -> Result<Offer, SdpError> {
         let mut session = TransportAttrs::default();
-        let mut media: Vec<(MediaSection, TransportAttrs, Vec<RawCodec>, Extra)> = Vec::new();
+        // Sized from the m= lines up front: the tuples are large and a browser's
+        // offer has one m-line per track and slot (20 for a 10-person meeting).
+        let m_lines = sdp.matches("\nm=").count().min(MAX_MEDIA_SECTIONS);
+        let mut media: Vec<(MediaSection, TransportAttrs<'_>, Vec<RawCodec>, Extra)> =
+            Vec::with_capacity(m_lines);
         let mut saw_version = false;
 
         for raw in sdp.lines() {
@@ -323,12 +327,19 @@ impl Offer {
         }
         let ice_ufrag = transport
             .ice_ufrag
-            .ok_or(SdpError::Missing("a=ice-ufrag"))?;
-        let ice_pwd = transport.ice_pwd.ok_or(SdpError::Missing("a=ice-pwd"))?;
+            .ok_or(SdpError::Missing("a=ice-ufrag"))?
+            .to_owned();
+        let ice_pwd = transport
+            .ice_pwd
+            .ok_or(SdpError::Missing("a=ice-pwd"))?
+            .to_owned();
         let fingerprint = transport
             .fingerprint
-            .ok_or(SdpError::Missing("a=fingerprint"))?;
-        let setup = transport.setup.unwrap_or_else(|| "actpass".into());
+            .ok_or(SdpError::Missing("a=fingerprint"))?
+            .to_fingerprint();
+        let setup = transport
+            .setup
+            .map_or_else(|| "actpass".into(), str::to_ascii_lowercase);
         if !(4..=256).contains(&ice_ufrag.len()) || !(22..=256).contains(&ice_pwd.len()) {
             return Err(malformed("ICE credentials", "length out of range"));
         }
@@ -524,7 +535,16 @@ pub fn write_answer(
         let _ = write!(s, "a=group:BUNDLE {}\r\n", bundled.join(" "));
     }
     s.push_str("a=msid-semantic: WMS *\r\n");
-    let fp = format_fingerprint(local.fingerprint_sha256);
+    // The lines every accepted m-line repeats (connection, transport, and the
+    // candidates below), formatted once.
+    let c_line = format!("c=IN {} {first_ip}\r\n", ip_kind(&first_ip));
+    let transport_lines = format!(
+        "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {}\r\na=setup:passive\r\n",
+        local.ice_ufrag,
+        local.ice_pwd,
+        format_fingerprint(local.fingerprint_sha256)
+    );
+    let candidate_lines = candidate_lines(local);
     let transport_extensions = offer.extension_map();
     let mut candidates_written = false;
     for (m, a) in offer.media.iter().zip(sections) {
@@ -556,12 +576,10 @@ pub fn write_answer(
         if let Some(rtx) = rtx_pt {
             let _ = write!(s, " {rtx}");
         }
-        let _ = write!(s, "\r\nc=IN {} {first_ip}\r\n", ip_kind(&first_ip));
-        let _ = write!(
-            s,
-            "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {fp}\r\na=setup:passive\r\na=mid:{}\r\n",
-            local.ice_ufrag, local.ice_pwd, m.mid
-        );
+        s.push_str("\r\n");
+        s.push_str(&c_line);
+        s.push_str(&transport_lines);
+        let _ = write!(s, "a=mid:{}\r\n", m.mid);
         // A slot is an m-line the bridge sends on. On a `sendrecv` m-line (how
         // `addTrack` publishes) the offerer sends too, so the answer stays
         // `sendrecv`: answering `sendonly` there silences the publisher.
@@ -668,29 +686,37 @@ pub fn write_answer(
         }
         // With BUNDLE every m-line shares one transport; candidates go on each
         // accepted m-line so non-bundling parsers still find them.
-        for (i, ip) in local.addresses.iter().enumerate() {
-            let _ = write!(
-                s,
-                "a=candidate:{} 1 udp {} {ip} {} typ host\r\n",
-                i + 1,
-                2_130_706_431u32.saturating_sub(i as u32),
-                local.port
-            );
-        }
-        if let Some(tcp_port) = local.tcp_port {
-            for (i, ip) in local.addresses.iter().enumerate() {
-                let _ = write!(
-                    s,
-                    "a=candidate:tcp{} 1 tcp {} {ip} {tcp_port} typ host tcptype passive\r\n",
-                    i + 1,
-                    tcp_passive_priority(i)
-                );
-            }
-        }
-        s.push_str("a=end-of-candidates\r\n");
+        s.push_str(&candidate_lines);
         candidates_written = true;
     }
     debug_assert!(candidates_written || bundled.is_empty());
+    s
+}
+
+/// The bridge's candidate lines (UDP host candidates, then passive TCP ones) and
+/// `a=end-of-candidates`.
+fn candidate_lines(local: &LocalTransport<'_>) -> String {
+    let mut s = String::with_capacity(128 * local.addresses.len() + 32);
+    for (i, ip) in local.addresses.iter().enumerate() {
+        let _ = write!(
+            s,
+            "a=candidate:{} 1 udp {} {ip} {} typ host\r\n",
+            i + 1,
+            2_130_706_431u32.saturating_sub(i as u32),
+            local.port
+        );
+    }
+    if let Some(tcp_port) = local.tcp_port {
+        for (i, ip) in local.addresses.iter().enumerate() {
+            let _ = write!(
+                s,
+                "a=candidate:tcp{} 1 tcp {} {ip} {tcp_port} typ host tcptype passive\r\n",
+                i + 1,
+                tcp_passive_priority(i)
+            );
+        }
+    }
+    s.push_str("a=end-of-candidates\r\n");
     s
 }
 
@@ -723,21 +749,26 @@ pub fn format_fingerprint(bytes: &[u8]) -> String {
     s
 }
 
+/// The transport attributes of the session or of one m-line, borrowed from the
+/// SDP text: a browser repeats them on every m-line, and only the first of each
+/// is kept (see [`TransportAttrs::merge_from`]), so nothing is copied until the
+/// end.
 #[derive(Debug, Clone, Default)]
-struct TransportAttrs {
+struct TransportAttrs<'a> {
     candidates: Vec<std::net::SocketAddr>,
-    ice_ufrag: Option<String>,
-    ice_pwd: Option<String>,
-    fingerprint: Option<Fingerprint>,
-    setup: Option<String>,
+    ice_ufrag: Option<&'a str>,
+    ice_pwd: Option<&'a str>,
+    fingerprint: Option<RawFingerprint>,
+    /// As written; lowercased when the offer is built.
+    setup: Option<&'a str>,
 }
 
-impl TransportAttrs {
-    fn apply(&mut self, name: &str, arg: &str) -> Result<(), SdpError> {
+impl<'a> TransportAttrs<'a> {
+    fn apply(&mut self, name: &str, arg: &'a str) -> Result<(), SdpError> {
         match name {
-            "ice-ufrag" => self.ice_ufrag = Some(arg.trim().to_owned()),
-            "ice-pwd" => self.ice_pwd = Some(arg.trim().to_owned()),
-            "setup" => self.setup = Some(arg.trim().to_ascii_lowercase()),
+            "ice-ufrag" => self.ice_ufrag = Some(arg.trim()),
+            "ice-pwd" => self.ice_pwd = Some(arg.trim()),
+            "setup" => self.setup = Some(arg.trim()),
             "fingerprint" => {
                 // Offers may carry several (aiortc: sha-256, sha-384, sha-512). The
                 // first one with a hash we know is used; unknown hashes are skipped
@@ -765,19 +796,19 @@ impl TransportAttrs {
         Ok(())
     }
 
-    fn merge_from(&mut self, other: &TransportAttrs) {
+    fn merge_from(&mut self, other: &TransportAttrs<'a>) {
         // With BUNDLE the first m-line's transport wins; later ones only fill gaps.
         if self.ice_ufrag.is_none() {
-            self.ice_ufrag.clone_from(&other.ice_ufrag);
+            self.ice_ufrag = other.ice_ufrag;
         }
         if self.ice_pwd.is_none() {
-            self.ice_pwd.clone_from(&other.ice_pwd);
+            self.ice_pwd = other.ice_pwd;
         }
         if self.fingerprint.is_none() {
-            self.fingerprint.clone_from(&other.fingerprint);
+            self.fingerprint = other.fingerprint;
         }
         if self.setup.is_none() {
-            self.setup.clone_from(&other.setup);
+            self.setup = other.setup;
         }
         for c in &other.candidates {
             if !self.candidates.contains(c) && self.candidates.len() < 16 {
@@ -814,7 +845,13 @@ fn parse_m_line(value: &str) -> Result<MediaSection, SdpError> {
         .next()
         .ok_or_else(|| malformed("m-line", value))?
         .to_owned();
-    let formats = parts.collect::<Vec<_>>().join(" ");
+    let mut formats = String::with_capacity(value.len());
+    for f in parts {
+        if !formats.is_empty() {
+            formats.push(' ');
+        }
+        formats.push_str(f);
+    }
     Ok(MediaSection {
         kind,
         mid: String::new(),
@@ -1019,36 +1056,63 @@ fn apply_media_attr(
     Ok(())
 }
 
-fn parse_fingerprint(arg: &str) -> Result<Fingerprint, SdpError> {
+/// A parsed `a=fingerprint` held without allocating (a browser repeats it on
+/// every m-line, and every copy is checked); see [`RawFingerprint::to_fingerprint`].
+#[derive(Debug, Clone, Copy)]
+struct RawFingerprint {
+    /// Lowercase hash name, one of those [`parse_fingerprint`] knows.
+    algorithm: &'static str,
+    len: usize,
+    value: [u8; 64],
+}
+
+impl RawFingerprint {
+    fn to_fingerprint(self) -> Fingerprint {
+        Fingerprint {
+            algorithm: self.algorithm.to_owned(),
+            value: self.value.get(..self.len).unwrap_or_default().to_vec(),
+        }
+    }
+}
+
+fn parse_fingerprint(arg: &str) -> Result<RawFingerprint, SdpError> {
     let (alg, hex) = arg
         .trim()
         .split_once(' ')
         .ok_or_else(|| malformed("a=fingerprint", arg))?;
-    let algorithm = alg.to_ascii_lowercase();
-    let mut value = Vec::with_capacity(64);
+    let mut value = [0u8; 64];
+    let mut len = 0;
     for byte in hex.trim().split(':') {
         let b = u8::from_str_radix(byte, 16).map_err(|_| malformed("a=fingerprint", arg))?;
-        if byte.len() != 2 || value.len() >= 64 {
+        let Some(slot) = value.get_mut(len).filter(|_| byte.len() == 2) else {
             return Err(malformed("a=fingerprint", arg));
-        }
-        value.push(b);
+        };
+        *slot = b;
+        len += 1;
     }
-    let expected = match algorithm.as_str() {
-        "sha-1" => 20,
-        "sha-256" => 32,
-        "sha-384" => 48,
-        "sha-512" => 64,
+    let (algorithm, expected) = match alg {
+        a if a.eq_ignore_ascii_case("sha-1") => ("sha-1", 20),
+        a if a.eq_ignore_ascii_case("sha-256") => ("sha-256", 32),
+        a if a.eq_ignore_ascii_case("sha-384") => ("sha-384", 48),
+        a if a.eq_ignore_ascii_case("sha-512") => ("sha-512", 64),
         _ => {
             return Err(SdpError::Unsupported(format!(
                 "fingerprint hash {}",
-                algorithm.chars().take(16).collect::<String>()
+                alg.to_ascii_lowercase()
+                    .chars()
+                    .take(16)
+                    .collect::<String>()
             )));
         }
     };
-    if value.len() != expected {
+    if len != expected {
         return Err(malformed("a=fingerprint", "digest length does not match"));
     }
-    Ok(Fingerprint { algorithm, value })
+    Ok(RawFingerprint {
+        algorithm,
+        len,
+        value,
+    })
 }
 
 /// Most RIDs kept per m-line (simulcast uses 3).
