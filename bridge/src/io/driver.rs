@@ -51,9 +51,12 @@ pub trait Io {
     /// passes (at once if completions are already waiting).
     fn wait(&mut self, timeout: Duration) -> io::Result<()>;
 
-    /// Hands every datagram that arrived to `deliver` with the queue to write
-    /// replies into; sends mid-batch when that queue fills up (datagrams for
-    /// `tcp`'s connections go there).
+    /// Hands every datagram that arrived to `deliver` (local port, source,
+    /// arrival time, bytes) with the queue to write replies into; sends
+    /// mid-batch when that queue fills up (datagrams for `tcp`'s connections
+    /// go there). The arrival is the kernel's receive timestamp where the
+    /// backend has one ([`rx_time`](super::rx_time)), never after `now`, else
+    /// `now`.
     fn receive<F>(&mut self, now: Instant, tcp: &mut TcpConns, deliver: F) -> io::Result<()>
     where
         F: FnMut(u16, SocketAddr, Instant, &mut [u8], &mut TxQueue);
