@@ -8,7 +8,7 @@
 
 mod support;
 
-use ringbridge_bridge::proto::client::{ClientConfig, VP8_PT};
+use ringbridge_bridge::proto::client::VP8_PT;
 use ringbridge_bridge::proto::rtp::RtpHeader;
 use ringbridge_bridge::proto::sdp::MediaKind;
 use ringbridge_control::media::{ConferenceId, EndpointId};
@@ -17,14 +17,6 @@ use support::net::*;
 const MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 const RID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
-
-const VIDEO_ONLY: ClientConfig = ClientConfig {
-    audio: false,
-    video: true,
-    audio_slots: 0,
-    video_slots: 1,
-    ..EVERYTHING
-};
 
 /// The client's offer with its video codec (payload type 96) renamed to
 /// `codec`, with `fmtp`, and the mid extension on every m-line.

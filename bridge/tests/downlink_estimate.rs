@@ -11,7 +11,7 @@ mod support;
 
 use std::time::Duration;
 
-use ringbridge_bridge::proto::client::{ClientConfig, VP8_PT};
+use ringbridge_bridge::proto::client::VP8_PT;
 use ringbridge_bridge::proto::quality::twcc::{TwccConfig, TwccReceiver};
 use ringbridge_bridge::proto::rtp::RtpHeader;
 use ringbridge_bridge::proto::sdp::MediaKind;
@@ -150,14 +150,6 @@ fn receiver_feedback_moves_its_estimate_and_reaches_it_as_connection_stats() {
     assert!(stats[1].1 > stats[0].1, "{stats:?}");
     assert!(stats[2].1 < stats[1].1, "{stats:?}");
 }
-
-const VIDEO_ONLY: ClientConfig = ClientConfig {
-    audio: false,
-    video: true,
-    audio_slots: 0,
-    video_slots: 1,
-    ..EVERYTHING
-};
 
 /// Layers (rid, SSRC, height, packet size): one packet per layer every 30 ms,
 /// so about 53, 160 and 320 kbit/s.

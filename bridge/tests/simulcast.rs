@@ -8,7 +8,7 @@
 
 mod support;
 
-use ringbridge_bridge::proto::client::{ClientConfig, VP8_PT};
+use ringbridge_bridge::proto::client::VP8_PT;
 use ringbridge_bridge::proto::codec::vp8::Vp8Descriptor;
 use ringbridge_bridge::proto::rtp::RtpHeader;
 use ringbridge_bridge::proto::sdp::MediaKind;
@@ -17,14 +17,6 @@ use support::net::*;
 use support::simulcast::*;
 
 const LAYERS: [(&str, u32, u16); 3] = [("q", 0x1000, 180), ("h", 0x2000, 360), ("f", 0x3000, 720)];
-
-const VIDEO_ONLY: ClientConfig = ClientConfig {
-    audio: false,
-    video: true,
-    audio_slots: 0,
-    video_slots: 1,
-    ..EVERYTHING
-};
 
 /// The RTX payload type of the SSRC-simulcast offer.
 const RTX_PT: u8 = 97;

@@ -21,7 +21,7 @@ use alloc_count::{Counting, counted};
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-use ringbridge_bridge::proto::client::{ClientConfig, ReceivedRtp, VP8_PT};
+use ringbridge_bridge::proto::client::{ReceivedRtp, VP8_PT};
 use ringbridge_bridge::proto::codec::vp8::Vp8Descriptor;
 use ringbridge_bridge::proto::quality::rtx_cache::{RtxCache, RtxCacheConfig};
 use ringbridge_bridge::proto::rtcp::{self, NackEntry, RtcpIter, RtcpPacket};
@@ -37,14 +37,6 @@ const LAYERS: [(u32, u32, u16); 3] = [
     (0x2000, 0x2001, 360),
     (0x3000, 0x3001, 720),
 ];
-
-const VIDEO_ONLY: ClientConfig = ClientConfig {
-    audio: false,
-    video: true,
-    audio_slots: 0,
-    video_slots: 1,
-    ..EVERYTHING
-};
 
 fn publisher_offer(offer: String) -> String {
     let pairs: Vec<(u32, u32)> = LAYERS.iter().map(|l| (l.0, l.1)).collect();

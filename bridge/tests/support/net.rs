@@ -47,6 +47,15 @@ pub const EVERYTHING: ClientConfig = ClientConfig {
     video_slots: 1,
 };
 
+/// Video only: one camera published, one video slot.
+pub const VIDEO_ONLY: ClientConfig = ClientConfig {
+    audio: false,
+    video: true,
+    audio_slots: 0,
+    video_slots: 1,
+    ..EVERYTHING
+};
+
 impl Net {
     pub fn new() -> Self {
         Self::with_srtp_profiles(SrtpProfile::PREFERRED)
