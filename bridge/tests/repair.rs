@@ -11,42 +11,28 @@ use ringbridge_bridge::proto::client::VP8_PT;
 use ringbridge_bridge::proto::rtcp::{self, NackEntry, RtcpIter, RtcpPacket};
 use ringbridge_bridge::proto::sdp::MediaKind;
 use support::net::*;
+use support::simulcast::{RTX_PT, with_video_rtx};
 
-/// The RTX payload type the edited offers give VP8 (`a=fmtp:97 apt=96`).
-const RTX_PT: u8 = 97;
 /// The publisher's RTX SSRC (announced in a FID group).
 const PUB_RTX_SSRC: u32 = 0x0BAD_F00D;
 
-/// Offers RTX for VP8 on every video m-line; the publishing one announces its
-/// RTX SSRC in `a=ssrc-group:FID`.
+/// Offers RTX for VP8 on every video m-line ([`with_video_rtx`]); the
+/// publishing one announces its RTX SSRC in `a=ssrc-group:FID`.
 fn with_rtx(offer: String) -> String {
-    edit_offer(&offer, |kind, line| {
-        if kind != "video" {
-            return line.to_owned();
+    edit_offer(&with_video_rtx(offer), |kind, line| {
+        match line.strip_prefix("a=ssrc:") {
+            Some(rest) if kind == "video" => {
+                let media: u32 = rest
+                    .split(' ')
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .expect("ssrc");
+                format!(
+                    "a=ssrc-group:FID {media} {PUB_RTX_SSRC}\r\n{line}a=ssrc:{PUB_RTX_SSRC} cname:client\r\n"
+                )
+            }
+            _ => line.to_owned(),
         }
-        if line.starts_with("m=video") {
-            return line.replace(
-                &format!(" {VP8_PT}\r\n"),
-                &format!(" {VP8_PT} {RTX_PT}\r\n"),
-            );
-        }
-        let mut out = line.to_owned();
-        if line.starts_with("a=rtpmap:") {
-            out.push_str(&format!(
-                "a=rtpmap:{RTX_PT} rtx/90000\r\na=fmtp:{RTX_PT} apt={VP8_PT}\r\n"
-            ));
-        }
-        if let Some(rest) = line.strip_prefix("a=ssrc:") {
-            let media: u32 = rest
-                .split(' ')
-                .next()
-                .and_then(|s| s.parse().ok())
-                .expect("ssrc");
-            out = format!(
-                "a=ssrc-group:FID {media} {PUB_RTX_SSRC}\r\n{line}a=ssrc:{PUB_RTX_SSRC} cname:client\r\n"
-            );
-        }
-        out
     })
 }
 
