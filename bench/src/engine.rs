@@ -6,7 +6,8 @@
 //! clock, this process's). Nothing on the per-packet path allocates.
 //!
 //! Time line of a run: connect (signalling, ICE, DTLS) → `warmup` (media flows,
-//! slots open on keyframes, nothing counted) → the measured window of
+//! slots open on keyframes, nothing counted; it lasts until every receive slot
+//! has delivered, at most [`MAX_SLOT_WAIT`] longer) → the measured window of
 //! `duration` (CPU time of the target is read at both ends) → `drain` (sending
 //! stops, packets sent in the window still count when they arrive).
 
@@ -36,6 +37,11 @@ pub const VIDEO_PACKET: usize = 1200;
 /// A keyframe every this many frames (one per second), so slots that open
 /// late (the bridge waits for a keyframe) start quickly.
 pub const KEYFRAME_INTERVAL: u32 = 30;
+/// The warm-up goes on for at most this long past `warmup` while some receive
+/// slot has not delivered its first packet (a DTLS flight or the first keyframe
+/// lost under `--loss`, a slow join on a loaded machine): the window measures
+/// forwarding, not joining.
+pub const MAX_SLOT_WAIT: Duration = Duration::from_secs(10);
 /// Sending is late by more than this at p99: the generator could not hold the
 /// schedule.
 pub const MAX_LAG_P99: Duration = Duration::from_millis(5);
@@ -120,6 +126,13 @@ pub struct Measurement {
     pub corrupt: u64,
     /// Datagrams that failed SRTP authentication.
     pub auth_failures: u64,
+    /// Seconds from the start of media until every receive slot had delivered
+    /// its first packet (`None`: some never did within the warm-up plus
+    /// [`MAX_SLOT_WAIT`]). The window starts after the warm-up and after this.
+    pub slots_open_s: Option<f64>,
+    /// Receive slots (forwarded stream × receiver) that had delivered nothing
+    /// when the window started.
+    pub slots_missing: u64,
     /// Legs that received at least one media packet over the run (a
     /// receiver the target never served shows up as the gap between this and
     /// the number of receiving legs).
@@ -321,11 +334,14 @@ pub fn run(
 
     let epoch = Instant::now();
     let t0 = epoch + Duration::from_millis(20);
-    let warm_end = t0 + cfg.warmup;
-    let end = warm_end + cfg.duration;
-    let drain_end = end + cfg.drain;
+    // The window starts at `warm_end` or once every slot is open, whichever
+    // is later (bounded by `slot_deadline`); these move with it.
+    let mut warm_end = t0 + cfg.warmup;
+    let slot_deadline = warm_end + MAX_SLOT_WAIT;
+    let mut end = warm_end + cfg.duration;
+    let mut drain_end = end + cfg.drain;
     let ns = |t: Instant| t.saturating_duration_since(epoch).as_nanos() as u64;
-    let (warm_ns, end_ns) = (ns(warm_end), ns(end));
+    let (mut warm_ns, mut end_ns) = (ns(warm_end), ns(end));
 
     let mut streams: Vec<Stream> = Vec::new();
     for (l, leg) in legs.iter().enumerate() {
@@ -379,7 +395,11 @@ pub fn run(
         send_failures: 0,
         timeline: Vec::new(),
         profile: legs.iter().find_map(|l| l.session.profile()),
+        slots_open_s: None,
+        slots_missing: 0,
     };
+    let slots_expected = streams.iter().filter(|s| s.forwarded).count() as u64 * fanout;
+    let mut slots_open = 0u64;
     let inodes: std::collections::HashSet<u64> =
         fds.iter().filter_map(|&fd| sys::socket_inode(fd)).collect();
     let (mut drops0, mut thread0, mut machine0) = (None, None, None);
@@ -419,7 +439,20 @@ pub fn run(
             break;
         }
         // Phase changes: CPU snapshots at both ends of the window.
-        if phase == Phase::Warmup && now >= warm_end {
+        if m.slots_open_s.is_none() && slots_open >= slots_expected {
+            m.slots_open_s = Some(now.saturating_duration_since(t0).as_secs_f64());
+        }
+        if phase == Phase::Warmup
+            && now >= warm_end
+            && (slots_open >= slots_expected || now >= slot_deadline)
+        {
+            if now > warm_end + Duration::from_millis(1) {
+                warm_end = now;
+                end = warm_end + cfg.duration;
+                drain_end = end + cfg.drain;
+                (warm_ns, end_ns) = (ns(warm_end), ns(end));
+            }
+            m.slots_missing = slots_expected.saturating_sub(slots_open);
             phase = Phase::Measure;
             measure_start = now;
             cpu0 = pid.and_then(sys::process_cpu_ns);
@@ -545,7 +578,7 @@ pub fn run(
                     m.send_failures += (built - sent) as u64;
                     let bytes: usize = out.lens[..sent].iter().sum();
                     acc.ingress += sent as u64;
-                    if (warm_ns..end_ns).contains(&send_ns) {
+                    if phase == Phase::Measure && (warm_ns..end_ns).contains(&send_ns) {
                         // Lower simulcast layers reach nobody: not expected.
                         if s.forwarded {
                             sent_in_window += sent as u64;
@@ -638,11 +671,12 @@ pub fn run(
                             let mut c = Continuity::default();
                             c.push(view.seq);
                             slots.push((view.ssrc, c));
+                            slots_open += 1;
                         }
                     }
                     let latency = now_ns.saturating_sub(stamp.send_ns);
                     let _ = acc.hist.record(latency.max(1));
-                    if (warm_ns..end_ns).contains(&stamp.send_ns) {
+                    if phase != Phase::Warmup && (warm_ns..end_ns).contains(&stamp.send_ns) {
                         m.delivered += 1;
                         let _ = m.latency_ns.record(latency.max(1));
                     }
@@ -705,6 +739,8 @@ mod tests {
             corrupt: 0,
             auth_failures: 0,
             legs_with_media: 0,
+            slots_open_s: None,
+            slots_missing: 0,
             target_cpu_ns: Some(2_000_000),
             generator_cpu_ns: None,
             machine_busy_ns: Some(3_000_000),

@@ -269,6 +269,8 @@ impl Aggregate {
                 "corrupt": self.sum(|m| m.corrupt),
                 "auth_failures": self.sum(|m| m.auth_failures),
                 "legs_with_media": self.rounds.iter().map(|m| m.legs_with_media).min(),
+                "slots_missing": self.sum(|m| m.slots_missing),
+                "slots_open_s": self.rounds.iter().map(|m| m.slots_open_s).collect::<Vec<_>>(),
             },
             "negotiated_profile": self.rounds.first().and_then(|m| m.profile),
         })
@@ -646,6 +648,8 @@ mod tests {
             corrupt: 0,
             auth_failures: 0,
             legs_with_media: 3,
+            slots_open_s: Some(0.5),
+            slots_missing: 0,
             target_cpu_ns: Some(cpu_ns),
             generator_cpu_ns: Some(100_000_000),
             // The generator and the kernel's share on top of the target's.
