@@ -7,10 +7,13 @@
 //! - [`engine`]: the single-threaded, batched, paced generator and checker.
 //! - [`ringbridge`], [`null`]: the targets.
 //! - [`report`], [`plot`]: what comes out.
+//! - [`knee`], [`scale`], [`soak`], [`flood`]: the searches and long runs
+//!   built on them.
 
 pub mod engine;
 pub mod flood;
 pub mod janus;
+pub mod knee;
 pub mod mmsg;
 pub mod netns;
 pub mod null;

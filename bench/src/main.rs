@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ringbridge_bench::engine::EngineConfig;
 use ringbridge_bench::flood::{self, FloodConfig, FloodKind, FloodTarget, Replay};
+use ringbridge_bench::knee::{self, KneeConfig};
 use ringbridge_bench::report::{Report, RunInfo};
 use ringbridge_bench::runner::{self, Settings};
 use ringbridge_bench::scale::{self, ScaleConfig};
@@ -61,6 +62,26 @@ enum Cmd {
         /// Offers of a wave in flight at once (1: one after the other).
         #[arg(long, default_value_t = 8)]
         parallel: usize,
+    },
+    /// The highest load the target carries without loss: the shape at
+    /// doubling numbers of conferences, then bisection (bench/src/knee.rs).
+    /// E.g. `--shape meeting --endpoints 8 --netns --duration 3`.
+    Knee {
+        #[command(flatten)]
+        common: Common,
+        /// ringbridge (default), null or janus.
+        #[arg(long, default_value = "ringbridge")]
+        target: TargetKind,
+        /// Conferences of the first step (`--conferences` is not used).
+        #[arg(long, default_value_t = 1)]
+        start: usize,
+        /// Conferences the search never goes beyond.
+        #[arg(long, default_value_t = 512)]
+        max_conferences: usize,
+        /// The highest loss a step may show and still count as carried, as a
+        /// ratio (0, the default: none at all).
+        #[arg(long, default_value_t = 0.0)]
+        max_loss: f64,
     },
     /// A long run that samples the bridge's resident memory and open
     /// descriptors (bench/src/soak.rs); `--duration` is the soak's length.
@@ -481,6 +502,43 @@ fn main_inner() -> Result<(), BenchError> {
             sources,
             core,
         }),
+        Cmd::Knee {
+            common,
+            target,
+            start,
+            max_conferences,
+            max_loss,
+        } => {
+            if common.url.is_some() {
+                return Err(BenchError::Config(
+                    "knee starts a fresh target per step: no --url".into(),
+                ));
+            }
+            if !(0.0..1.0).contains(&max_loss) {
+                return Err(BenchError::Config(format!(
+                    "--max-loss {max_loss}: expected a ratio from 0 to below 1"
+                )));
+            }
+            let s = settings(&common)?;
+            pin_generator(&common);
+            let report = knee::run(&KneeConfig {
+                settings: s,
+                shape: common.shape,
+                endpoints: common.endpoints,
+                speakers: common.speakers,
+                kind: target,
+                start,
+                max: max_conferences,
+                max_loss,
+            })?;
+            print!("{}", report.table());
+            if let Some(path) = &common.json {
+                let text = serde_json::to_string_pretty(&report)
+                    .map_err(|e| BenchError::Config(format!("JSON: {e}")))?;
+                std::fs::write(path, text + "\n")?;
+            }
+            Ok(())
+        }
         Cmd::Run { common, target } => {
             if target == TargetKind::Ringbridge && common.url.is_some() {
                 eprintln!("note: --url: the bridge is not ours, CPU figures are left out");

@@ -391,6 +391,65 @@ fn meeting_of_three_on_veth_with_loss_5_measures_the_injected_loss() {
     assert_eq!(v["targets"][0]["checks"]["slots_missing"], 0, "{v}");
 }
 
+/// `knee` runs the shape at growing loads with a fresh bridge per step and
+/// reports each step and the highest one carried. On a shared machine the
+/// generator may be what fails first, so what is checked is that the report
+/// is consistent with its own steps: the knee is the highest passing step,
+/// and the bound names what failed above it.
+#[test]
+fn knee_reports_every_step_and_the_highest_one_carried() {
+    let run = bench(
+        "knee",
+        &[
+            "knee",
+            "--target",
+            "ringbridge",
+            "--shape",
+            "meeting",
+            "--endpoints",
+            "3",
+            "--start",
+            "1",
+            "--max-conferences",
+            "2",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.5",
+        ],
+        false,
+    );
+    let v = &run.report;
+    let steps = v["steps"].as_array().expect("steps");
+    assert!(!steps.is_empty(), "{v}");
+    assert_eq!(steps[0]["conferences"], 1, "{v}");
+    for st in steps {
+        let c = st["conferences"].as_u64().expect("conferences");
+        assert!((1..=2).contains(&c), "{v}");
+        assert!(st["egress_pps"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+        let passed = st["passed"].as_bool().expect("passed");
+        let clean = st["loss_ratio"].as_f64() == Some(0.0) && st["generator_ok"] == true;
+        assert_eq!(
+            passed, clean,
+            "a step passes exactly when loss-free and kept up: {v}"
+        );
+    }
+    let best = steps
+        .iter()
+        .filter(|s| s["passed"] == true)
+        .filter_map(|s| s["conferences"].as_u64())
+        .max();
+    assert_eq!(v["knee"]["conferences"].as_u64(), best, "{v}");
+    let last = steps.last().expect("a step");
+    match v["bound"].as_str() {
+        Some("max") => assert_eq!(best, Some(2), "{v}"),
+        Some("generator") => assert_eq!(last["generator_ok"], false, "{v}"),
+        Some("target") => assert!(steps.iter().any(|s| s["passed"] == false), "{v}"),
+        other => panic!("bound {other:?}: {v}"),
+    }
+    assert!(run.stdout.contains("knee search"), "{}", run.stdout);
+}
+
 /// `--loss` without `--netns` has nowhere to drop datagrams: refused, saying so.
 #[test]
 fn loss_without_netns_is_refused() {
