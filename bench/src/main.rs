@@ -328,6 +328,21 @@ fn output(c: &Common, report: &Report) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// Prints a search's or a long run's table and writes its JSON to `json`.
+fn print_and_save(
+    table: &str,
+    json: Option<&std::path::Path>,
+    report: &impl serde::Serialize,
+) -> Result<(), BenchError> {
+    print!("{table}");
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(report)
+            .map_err(|e| BenchError::Config(format!("JSON: {e}")))?;
+        std::fs::write(path, text + "\n")?;
+    }
+    Ok(())
+}
+
 fn pin_generator(c: &Common) {
     if sys::available_cores() < 2 || c.target_core == c.generator_core {
         eprintln!("warning: generator and target share a core: CPU figures are not comparable");
@@ -435,12 +450,7 @@ fn main_inner() -> Result<(), BenchError> {
                 opts: s.opts,
                 wave,
             })?;
-            print!("{}", report.table());
-            if let Some(path) = &common.json {
-                let text = serde_json::to_string_pretty(&report)
-                    .map_err(|e| BenchError::Config(format!("JSON: {e}")))?;
-                std::fs::write(path, text + "\n")?;
-            }
+            print_and_save(&report.table(), common.json.as_deref(), &report)?;
             Ok(())
         }
         Cmd::Soak {
@@ -467,12 +477,7 @@ fn main_inner() -> Result<(), BenchError> {
                 every: Duration::from_secs_f64(every),
                 settle: Duration::from_secs_f64(settle),
             })?;
-            print!("{}", report.table());
-            if let Some(path) = &common.json {
-                let text = serde_json::to_string_pretty(&report)
-                    .map_err(|e| BenchError::Config(format!("JSON: {e}")))?;
-                std::fs::write(path, text + "\n")?;
-            }
+            print_and_save(&report.table(), common.json.as_deref(), &report)?;
             if report.passed() {
                 Ok(())
             } else {
@@ -531,12 +536,7 @@ fn main_inner() -> Result<(), BenchError> {
                 max: max_conferences,
                 max_loss,
             })?;
-            print!("{}", report.table());
-            if let Some(path) = &common.json {
-                let text = serde_json::to_string_pretty(&report)
-                    .map_err(|e| BenchError::Config(format!("JSON: {e}")))?;
-                std::fs::write(path, text + "\n")?;
-            }
+            print_and_save(&report.table(), common.json.as_deref(), &report)?;
             Ok(())
         }
         Cmd::Run { common, target } => {
