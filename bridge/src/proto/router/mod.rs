@@ -133,6 +133,9 @@ pub struct Router {
     endpoints: SlotMap<EndpointKey, Endpoint>,
     /// Endpoints in join order (slot mapping follows it).
     members: Vec<EndpointKey>,
+    /// Some slot lost its source since the last whole rebalance (see
+    /// [`Router::rebalance_joined`]): a join then rebalances everything.
+    unbalanced: bool,
     producers: SlotMap<ProducerKey, Producer>,
     consumers: SlotMap<ConsumerKey, Consumer>,
     timers: TimerTable<RouterTimer, { RouterTimer::COUNT }>,
@@ -157,6 +160,7 @@ impl Router {
             id,
             endpoints: SlotMap::with_key(),
             members: Vec::new(),
+            unbalanced: false,
             producers: SlotMap::with_key(),
             consumers: SlotMap::with_key(),
             timers: TimerTable::default(),
