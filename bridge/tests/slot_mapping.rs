@@ -45,7 +45,10 @@ fn rebalance(members: &mut [Member]) -> Vec<&'static str> {
                 if slots.iter().any(|s| s.kind == kind && s.from == Some(name)) {
                     continue;
                 }
-                if let Some(free) = slots.iter_mut().find(|s| s.kind == kind && s.from.is_none()) {
+                if let Some(free) = slots
+                    .iter_mut()
+                    .find(|s| s.kind == kind && s.from.is_none())
+                {
                     free.from = Some(name);
                     if !changed.contains(&members[r].name) {
                         changed.push(members[r].name);
@@ -171,7 +174,11 @@ fn joins_into_a_room_map_every_source_onto_the_first_free_slot_in_join_order() {
     }
     // Sanity: the model is not trivial (someone receives from several, and
     // a late joiner found no free slot somewhere).
-    assert!(model.iter().any(|m| m.slots.iter().filter(|s| s.from.is_some()).count() >= 3));
+    assert!(
+        model
+            .iter()
+            .any(|m| m.slots.iter().filter(|s| s.from.is_some()).count() >= 3)
+    );
     assert!(
         model
             .iter()

@@ -377,7 +377,10 @@ fn a_source_whose_publisher_has_not_connected_arms_no_keyframe_timer() {
     net.now += std::time::Duration::from_millis(300);
     let now = net.now;
     net.core.handle_timeout(now, &mut net.tx);
-    assert_eq!(net.core.router(&room).expect("room").keyframe_retry_at(), None);
+    assert_eq!(
+        net.core.router(&room).expect("room").keyframe_retry_at(),
+        None
+    );
 
     net.connect_all();
     let video = net.peers[a].client.video_ssrc;

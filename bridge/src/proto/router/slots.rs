@@ -121,7 +121,11 @@ impl Router {
         let mut mapped = false;
         let published = self.endpoints.get(e).map_or(0, |ep| ep.producers.len());
         for i in 0..published {
-            let Some(pk) = self.endpoints.get(e).and_then(|ep| ep.producers.get(i).copied()) else {
+            let Some(pk) = self
+                .endpoints
+                .get(e)
+                .and_then(|ep| ep.producers.get(i).copied())
+            else {
                 break;
             };
             let Some((kind, codec)) = self
