@@ -8,7 +8,7 @@
 
 mod support;
 
-use ringbridge_bridge::proto::client::VP8_PT;
+use ringbridge_bridge::proto::client::{ClientConfig, VP8_PT};
 use ringbridge_bridge::proto::codec::vp8::Vp8Descriptor;
 use ringbridge_bridge::proto::rtp::RtpHeader;
 use ringbridge_bridge::proto::sdp::MediaKind;
@@ -556,4 +556,72 @@ fn chromes_rtx_probe_copies_of_forwarded_layer_packets_are_not_forwarded_again()
     assert_eq!(tail[1], tail[0].wrapping_sub(1), "{got:?}");
     assert_eq!(call.net.core.counters().rtx_received, 1);
     assert_eq!(call.net.core.counters().dropped_rtx, 6);
+}
+
+/// A publisher that declares no SSRC (its stream is learned from the mid
+/// extension of its first packet): until that packet there is nothing to ask
+/// for a key frame, and the router keeps no keyframe timer for it; the first
+/// packet arms the timer, and the publisher is asked again, about every
+/// 500 ms, while bob's slot still waits.
+#[test]
+fn a_source_without_a_declared_ssrc_is_asked_for_key_frames_from_its_first_packet_on() {
+    let mut sending = false;
+    let no_ssrc = |offer: String| {
+        edit_offer(&with_mid(offer), |kind, line| {
+            if line.starts_with("a=sendonly") || line.starts_with("a=recvonly") {
+                sending = line.starts_with("a=sendonly");
+            }
+            if kind == "video" && sending && line.starts_with("a=ssrc") {
+                return String::new();
+            }
+            line.to_owned()
+        })
+    };
+    // Bob only receives: alice's source is the only one a slot waits on.
+    let mut net = Net::new();
+    let alice = net.join_with("alice", VIDEO_ONLY, Default::default(), no_ssrc);
+    let listener = ClientConfig {
+        video: false,
+        ..VIDEO_ONLY
+    };
+    let bob = net.join_with("bob", listener, Default::default(), with_mid);
+    net.connect_all();
+    net.progress(1_000 / 5);
+    let room = ConferenceId("room".into());
+    let router = net.core.router(&room).expect("room");
+    assert_eq!(router.keyframe_retry_at(), None, "no timer: nothing to ask");
+    let ssrc = 0x4000;
+    let plis = |net: &Net| {
+        net.peers[alice]
+            .client
+            .received_pli
+            .iter()
+            .filter(|&&s| s == ssrc)
+            .count()
+    };
+    // Delta frames only, for about 1.5 s: the slot keeps waiting.
+    for k in 0..45u16 {
+        let payload = vp8_tagged(k, false, 180, 0);
+        let packet = rtp(
+            VP8_PT,
+            k,
+            3000 * u32::from(k),
+            ssrc,
+            &[(1, &b"0"[..])],
+            &payload,
+            0,
+        );
+        net.send_raw(alice, &packet);
+        net.progress(6);
+    }
+    assert!(
+        plis(&net) >= 3,
+        "asked at the first packet and again on the timer: {} asks",
+        plis(&net)
+    );
+    assert!(
+        net.received(bob, net.slot_ssrc(bob, MediaKind::Video))
+            .is_empty(),
+        "nothing before a key frame"
+    );
 }

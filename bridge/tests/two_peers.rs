@@ -358,3 +358,43 @@ fn a_waiting_video_slot_asks_its_publisher_for_a_keyframe_on_a_timer() {
         "no more PLIs once the slot runs"
     );
 }
+
+/// A slot waiting on a source whose publisher has not connected yet keeps no
+/// keyframe timer (nothing could be asked: each turn would only poll again);
+/// the publisher's connection arms it, and the publisher is then asked.
+#[test]
+fn a_source_whose_publisher_has_not_connected_arms_no_keyframe_timer() {
+    let mut net = Net::new();
+    let a = net.join("alice", EVERYTHING);
+    let _b = net.join("bob", EVERYTHING);
+    let room = ConferenceId("room".into());
+    // The joins mapped each video onto the other's slot: one timer turn, and
+    // with no publisher connected nothing is left armed.
+    let now = net.now;
+    net.core.handle_timeout(now, &mut net.tx);
+    let router = net.core.router(&room).expect("room");
+    assert_eq!(router.keyframe_retry_at(), None);
+    net.now += std::time::Duration::from_millis(300);
+    let now = net.now;
+    net.core.handle_timeout(now, &mut net.tx);
+    assert_eq!(
+        net.core.router(&room).expect("room").keyframe_retry_at(),
+        None
+    );
+
+    net.connect_all();
+    let video = net.peers[a].client.video_ssrc;
+    net.progress(1_000 / 5);
+    assert!(
+        net.peers[a].client.received_pli.contains(&video),
+        "once connected, the publisher is asked for the keyframe the slot waits for"
+    );
+    assert!(
+        net.core
+            .router(&room)
+            .expect("room")
+            .keyframe_retry_at()
+            .is_some(),
+        "and asked again while the slot waits"
+    );
+}

@@ -245,7 +245,7 @@ impl Router {
         }
         self.apply_policy(key, policy);
         self.report_refusals(key, |_| true, io);
-        self.rebalance(io);
+        self.rebalance_joined(key, io);
         self.recount_activity(io);
         io.activity_changed = true;
         Ok((key, answer))

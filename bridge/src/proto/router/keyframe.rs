@@ -29,17 +29,13 @@ impl Router {
         cause: KeyframeCause,
         io: &mut RouterIo<'_>,
     ) {
-        let Some(producer) = self.producers.get_mut(pk) else {
-            return;
-        };
-        let reachable = self.endpoints.get(producer.owner).is_some_and(|e| {
-            e.transport.state() == TransportState::Connected
-                && e.transport.demux.media_ssrcs(pk).next().is_some()
-        });
-        if !reachable {
+        if !self.keyframe_reachable(pk) {
             // Nothing to ask yet: leave the throttle untouched.
             return;
         }
+        let Some(producer) = self.producers.get_mut(pk) else {
+            return;
+        };
         let decision = match cause {
             KeyframeCause::Receiver(ck) => {
                 io.counters.keyframe_requests_received += 1;
@@ -118,6 +114,24 @@ impl Router {
         }
     }
 
+    /// Whether a keyframe request for `pk` can reach its publisher now: its
+    /// transport is connected and the source has a media SSRC (declared in
+    /// the offer or learned from a packet).
+    pub(super) fn keyframe_reachable(&self, pk: ProducerKey) -> bool {
+        self.producers
+            .get(pk)
+            .and_then(|p| self.endpoints.get(p.owner))
+            .is_some_and(|e| {
+                e.transport.state() == TransportState::Connected
+                    && e.transport.demux.media_ssrcs(pk).next().is_some()
+            })
+    }
+
+    /// The `KeyframeRetry` timer: asks again for each source a consumer still
+    /// waits on, and re-arms while such a source can be asked. A source whose
+    /// publisher cannot be reached yet (not connected, no SSRC known) keeps
+    /// no timer: the publisher's connection and the source's first packet
+    /// arm it again (see `after_transport` and `handle_rtp`).
     pub(super) fn retry_keyframes(&mut self, io: &mut RouterIo<'_>) {
         // A fixed array, no allocation: a timer turn may run beside media; a
         // conference with more waiting sources asks for the rest next turn.
@@ -128,6 +142,7 @@ impl Router {
                 && let Some(pk) = c.source()
                 && n < waiting.len()
                 && !waiting[..n].contains(&Some(pk))
+                && self.keyframe_reachable(pk)
             {
                 waiting[n] = Some(pk);
                 n += 1;

@@ -133,6 +133,9 @@ pub struct Router {
     endpoints: SlotMap<EndpointKey, Endpoint>,
     /// Endpoints in join order (slot mapping follows it).
     members: Vec<EndpointKey>,
+    /// Some slot lost its source since the last whole rebalance (see
+    /// [`Router::rebalance_joined`]): a join then rebalances everything.
+    unbalanced: bool,
     producers: SlotMap<ProducerKey, Producer>,
     consumers: SlotMap<ConsumerKey, Consumer>,
     timers: TimerTable<RouterTimer, { RouterTimer::COUNT }>,
@@ -157,6 +160,7 @@ impl Router {
             id,
             endpoints: SlotMap::with_key(),
             members: Vec::new(),
+            unbalanced: false,
             producers: SlotMap::with_key(),
             consumers: SlotMap::with_key(),
             timers: TimerTable::default(),
@@ -245,6 +249,12 @@ impl Router {
         self.timers.next_timeout()
     }
 
+    /// When the router next asks publishers again for the keyframes waiting
+    /// slots need (`None`: no slot waits on a source it can ask).
+    pub fn keyframe_retry_at(&self) -> Option<Instant> {
+        self.timers.get(RouterTimer::KeyframeRetry)
+    }
+
     /// When [`Router::handle_transport_timeout`] is next due for `key`.
     pub fn transport_timeout(&self, key: EndpointKey) -> Option<Instant> {
         self.endpoints.get(key)?.transport.poll_timeout()
@@ -321,6 +331,20 @@ impl Router {
                     conference: self.id.clone(),
                     endpoint: ep.id.clone(),
                 });
+                // Its sources can be asked for keyframes now: slots that wait
+                // on them arm no timer before (see `retry_keyframes`).
+                let waited_on = ep.producers.iter().any(|&pk| {
+                    self.producers.get(pk).is_some_and(|p| {
+                        p.fanout.iter().any(|&ck| {
+                            self.consumers
+                                .get(ck)
+                                .is_some_and(|c| c.is_waiting_keyframe())
+                        })
+                    })
+                });
+                if waited_on {
+                    self.timers.set_earliest(RouterTimer::KeyframeRetry, io.now);
+                }
             }
             Err(failure) => {
                 match failure {

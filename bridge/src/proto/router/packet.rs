@@ -216,6 +216,11 @@ impl Router {
                 return;
             }
         }
+        if producer.packets == 0 && !producer.fanout.is_empty() {
+            // The source's first packet: an SSRC learned from it makes the
+            // source one the keyframe retry can ask (see `retry_keyframes`).
+            timers.set_earliest(RouterTimer::KeyframeRetry, now);
+        }
         producer.packets += 1;
         let info = if producer.kind == MediaKind::Video {
             header

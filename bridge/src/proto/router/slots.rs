@@ -25,10 +25,15 @@ impl Router {
         // A slot decodes one codec (its receiver's answer): never another's source.
         let codec = consumer.codec;
         let source = source.filter(|&pk| self.producers.get(pk).is_some_and(|p| p.codec == codec));
-        if let Some(old) = consumer.source()
-            && let Some(p) = self.producers.get_mut(old)
-        {
-            p.fanout.retain(|&k| k != ck);
+        if let Some(old) = consumer.source() {
+            if source != Some(old) {
+                // A source lost its slot: a producer may now be unmapped beside
+                // a free slot, which only the whole rebalance looks for.
+                self.unbalanced = true;
+            }
+            if let Some(p) = self.producers.get_mut(old) {
+                p.fanout.retain(|&k| k != ck);
+            }
         }
         consumer.set_source(source);
         if consumer.is_waiting_keyframe() {
@@ -45,55 +50,114 @@ impl Router {
     /// Maps every unconsumed producer of the conference onto a free slot of the
     /// right kind on each other endpoint, in join order, and reports changed maps.
     pub fn rebalance(&mut self, io: &mut RouterIo<'_>) {
-        let members = self.members.clone();
         let mut changed: Vec<EndpointKey> = Vec::new();
-        for &r in &members {
-            for &e in &members {
-                if e == r {
-                    continue;
-                }
-                let Some(published) = self.endpoints.get(e).map(|ep| ep.producers.clone()) else {
-                    continue;
+        for ri in 0..self.members.len() {
+            let Some(&r) = self.members.get(ri) else {
+                break;
+            };
+            for ei in 0..self.members.len() {
+                let Some(&e) = self.members.get(ei) else {
+                    break;
                 };
-                for pk in published {
-                    let Some((kind, codec)) = self
-                        .producers
-                        .get(pk)
-                        .filter(|p| p.refused.is_none())
-                        .map(|p| (p.kind, p.codec))
-                    else {
-                        continue;
-                    };
-                    let Some(receiver) = self.endpoints.get(r) else {
-                        continue;
-                    };
-                    let slots = || {
-                        receiver
-                            .consumers
-                            .iter()
-                            .filter_map(|&ck| Some((ck, self.consumers.get(ck)?)))
-                    };
-                    if slots().any(|(_, c)| c.source() == Some(pk)) {
-                        continue;
-                    }
-                    let Some(free) = slots()
-                        .find(|(_, c)| c.source().is_none() && c.kind == kind && c.codec == codec)
-                        .map(|(ck, _)| ck)
-                    else {
-                        continue;
-                    };
-                    self.assign(free, Some(pk), io.now);
-                    if !changed.contains(&r) {
-                        changed.push(r);
-                    }
+                if e != r && self.map_onto(r, e, io.now) && !changed.contains(&r) {
+                    changed.push(r);
                 }
             }
         }
+        self.unbalanced = false;
         for r in changed {
             self.announce_sources(r, io);
         }
         // Sources came or went: every receiver's allocation changes.
         self.reallocate_all(io);
+    }
+
+    /// [`Router::rebalance`] after endpoint `joined` joined, doing only the
+    /// pairs that can change: the producers of `joined` onto each other
+    /// endpoint's free slots, then the others' producers onto the slots of
+    /// `joined`. Every other pair is already mapped as far as it can be (each
+    /// rebalance leaves no mappable producer beside a free slot, and only
+    /// `assign` taking a slot from a source breaks that, which sets
+    /// `unbalanced`), so the result, the events and their order are the
+    /// whole rebalance's; when the map may be out of balance, or `joined` is
+    /// not the last member, it runs the whole rebalance.
+    pub(super) fn rebalance_joined(&mut self, joined: EndpointKey, io: &mut RouterIo<'_>) {
+        if self.unbalanced || self.members.last() != Some(&joined) {
+            self.rebalance(io);
+            return;
+        }
+        let mut changed: Vec<EndpointKey> = Vec::new();
+        for ri in 0..self.members.len() {
+            let Some(&r) = self.members.get(ri) else {
+                break;
+            };
+            if r != joined && self.map_onto(r, joined, io.now) {
+                changed.push(r);
+            }
+        }
+        let mut joined_changed = false;
+        for ei in 0..self.members.len() {
+            let Some(&e) = self.members.get(ei) else {
+                break;
+            };
+            if e != joined {
+                joined_changed |= self.map_onto(joined, e, io.now);
+            }
+        }
+        if joined_changed {
+            changed.push(joined);
+        }
+        for r in changed {
+            self.announce_sources(r, io);
+        }
+        // Sources came: every receiver's allocation changes.
+        self.reallocate_all(io);
+    }
+
+    /// Maps each unrefused producer of endpoint `e` that receiver `r` does not
+    /// get yet onto the first free slot of its kind and codec on `r`, in the
+    /// order `e` published them; returns whether any was mapped.
+    fn map_onto(&mut self, r: EndpointKey, e: EndpointKey, now: Instant) -> bool {
+        let mut mapped = false;
+        let published = self.endpoints.get(e).map_or(0, |ep| ep.producers.len());
+        for i in 0..published {
+            let Some(pk) = self
+                .endpoints
+                .get(e)
+                .and_then(|ep| ep.producers.get(i).copied())
+            else {
+                break;
+            };
+            let Some((kind, codec)) = self
+                .producers
+                .get(pk)
+                .filter(|p| p.refused.is_none())
+                .map(|p| (p.kind, p.codec))
+            else {
+                continue;
+            };
+            let Some(receiver) = self.endpoints.get(r) else {
+                return mapped;
+            };
+            let slots = || {
+                receiver
+                    .consumers
+                    .iter()
+                    .filter_map(|&ck| Some((ck, self.consumers.get(ck)?)))
+            };
+            if slots().any(|(_, c)| c.source() == Some(pk)) {
+                continue;
+            }
+            let Some(free) = slots()
+                .find(|(_, c)| c.source().is_none() && c.kind == kind && c.codec == codec)
+                .map(|(ck, _)| ck)
+            else {
+                continue;
+            };
+            self.assign(free, Some(pk), now);
+            mapped = true;
+        }
+        mapped
     }
 
     /// Frees every slot producer `pk` feeds, and reports the receivers' changed
