@@ -25,6 +25,7 @@
 use std::time::Duration;
 
 use ringbridge_tests::netns::{Netns, NetnsSpec, NsBridge, unsupported};
+use ringbridge_tests::y4m::write_busy_y4m;
 use ringbridge_tests::{Bridge, CHROMIUM, run_browser_script};
 use serde_json::{Value, json};
 
@@ -317,6 +318,15 @@ const CAP_WINDOW_S: u64 = 30;
 const MAX_FREEZE_MS: f64 = 500.0;
 /// Time the capped page may take to be moved to a lower layer and stay there.
 const MOVE_WITHIN_S: f64 = 5.0;
+/// The capped test's `maxBitrate` of layers q, h and f, bit/s: Jitsi Meet's
+/// VP8 defaults (`videoQuality.maxBitratesVideo`: low 200k, standard 500k,
+/// high 1.5M). With the camera file each layer sends about its maximum
+/// (measured at 2.5 Mbit/s for f: 1.8-3.4 Mbit/s per second sampled), so a
+/// 720p stream does not fit the 1 Mbit/s cap at all, and two 360p streams
+/// do not either.
+const CAP_MAX_BITRATES: [u32; 3] = [200_000, 500_000, 1_500_000];
+/// Frames of the capped test's camera file (30 fps: a 1 s loop, 41 MB).
+const CAMERA_FRAMES: usize = 30;
 
 /// Per page, `(t, frameHeight)` of the tallest layer it sent at each sample.
 fn top_sent(pages: &[Value]) -> Vec<Vec<(f64, f64)>> {
@@ -417,6 +427,12 @@ fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_oth
     let ns = Netns::create(CAP_SPEC);
     let bridge = NsBridge::start(&CAP_SPEC, "browser-simulcast-cap", "");
     let room = "simulcast-cap";
+    // Camera content at a real bitrate (the built-in fake camera's 720p layer
+    // measured 450-850 kbit/s, about what two top layers would need to fit
+    // the cap): a 1 s loop of a panning high-entropy picture.
+    let camera = bridge.dir().join("camera.y4m");
+    write_busy_y4m(&camera, 1280, 720, 30, CAMERA_FRAMES)
+        .unwrap_or_else(|e| panic!("write {}: {e}", camera.display()));
     let config = json!({
         "signal": CAP_SPEC.public_url(),
         "room": room,
@@ -426,6 +442,8 @@ fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_oth
         "chromium": CHROMIUM,
         "cap": {"page": 2, "afterS": CAP_AFTER_S,
                 "argvs": ns.cap_dport_commands("{port}", CAP_KBIT)},
+        "videoFile": camera,
+        "maxBitrates": CAP_MAX_BITRATES,
     });
     let raw = run_browser_script(
         "simulcast.mjs",
@@ -434,6 +452,7 @@ fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_oth
         Duration::from_secs(150),
     );
     let qdisc = ns.qdisc_stats();
+    let _ = std::fs::remove_file(&camera);
     assert!(
         raw["ok"] == true,
         "the browser scenario failed: {}\nbridge log:\n{}",
