@@ -5,12 +5,18 @@
 //! needs a top layer that does not fit it.
 //!
 //! The picture is a pseudo-random texture (high entropy in every 8x8 block)
-//! that pans diagonally, plus fresh noise of a few levels on every frame, so
-//! motion compensation cannot predict it away. Chromium loops the file.
+//! that pans round a circle, plus fresh noise of a few levels on every frame,
+//! so motion compensation cannot predict it away. Chromium loops the file;
+//! the circle closes at the last frame, so the loop has no cut (a cut once a
+//! loop makes the encoder spend one frame far larger than the others).
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+
+/// Radius of the pan's circle, pixels (at 30 frames a loop, about 4 pixels
+/// a frame).
+const PAN_RADIUS: usize = 20;
 
 /// xorshift32: deterministic, fast, good enough for texture.
 fn next(state: &mut u32) -> u32 {
@@ -32,11 +38,17 @@ pub fn write_busy_y4m(
     fps: u32,
     frames: usize,
 ) -> io::Result<()> {
-    assert!(width % 2 == 0 && height % 2 == 0, "4:2:0 needs even sizes");
+    assert!(
+        width.is_multiple_of(2) && height.is_multiple_of(2),
+        "4:2:0 needs even sizes"
+    );
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
-    writeln!(out, "YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg")?;
-    // The texture is larger than the frame by the pan's reach.
-    let (tw, th) = (width + 4 * frames, height + 4 * frames);
+    writeln!(
+        out,
+        "YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg"
+    )?;
+    // The texture is larger than the frame by the circle's diameter.
+    let (tw, th) = (width + 2 * PAN_RADIUS, height + 2 * PAN_RADIUS);
     let mut state = 0x9e37_79b9u32;
     let texture: Vec<u8> = (0..tw * th)
         .map(|_| (next(&mut state) >> 24) as u8)
@@ -46,8 +58,10 @@ pub fn write_busy_y4m(
     let mut chroma = vec![0u8; cw * ch];
     for f in 0..frames {
         out.write_all(b"FRAME\n")?;
-        // Pans 4 pixels right and 3 down per frame.
-        let (dx, dy) = (4 * f, 3 * f);
+        let angle = std::f64::consts::TAU * f as f64 / frames as f64;
+        let r = PAN_RADIUS as f64;
+        let dx = (r + r * angle.cos()).round() as usize;
+        let dy = (r + r * angle.sin()).round() as usize;
         for (y, row) in luma.chunks_exact_mut(width).enumerate() {
             let src = &texture[(y + dy) * tw + dx..][..width];
             for (px, &t) in row.iter_mut().zip(src) {
@@ -58,7 +72,7 @@ pub fn write_busy_y4m(
         out.write_all(&luma)?;
         for plane in 0..2 {
             for (y, row) in chroma.chunks_exact_mut(cw).enumerate() {
-                let src = &texture[(2 * y + dy + plane) * tw + dx..][..2 * cw];
+                let src = &texture[(2 * y + dy) * tw + dx + plane..][..2 * cw];
                 for (x, px) in row.iter_mut().enumerate() {
                     *px = 96 + src[2 * x] / 4;
                 }

@@ -594,11 +594,8 @@ mod tests {
     #[test]
     fn a_tall_layer_that_measures_less_than_the_one_below_costs_twice_as_much() {
         // 720p just resumed by its sender: 9 kbit/s measured so far.
-        const RESUMED: [LayerInput; 3] = [
-            layer(180, 150 * K),
-            layer(360, 500 * K),
-            layer(720, 9 * K),
-        ];
+        const RESUMED: [LayerInput; 3] =
+            [layer(180, 150 * K), layer(360, 500 * K), layer(720, 9 * K)];
         let s = sources(&["a-v0", "b-v0"], &RESUMED);
         // Two 360p fill 1 Mbit/s: nothing is left for a 720p.
         let a = allocate(&ReceiverConstraints::default(), &s, Some(1000 * K));

@@ -415,7 +415,6 @@ fn behind_a_1mbit_token_bucket_a_layered_receiver_stays_on_its_low_layer() {
     assert!(p.estimate() > 300_000, "collapsed to {}", p.estimate());
 }
 
-
 /// As above, but the way the bridge pads (`Router::probe_downlink`): after
 /// each feedback, in bursts of up to [`MAX_PADDING_BURST`] bytes, which pass
 /// the bucket's burst at line rate and read, for part of a second, as more
@@ -439,7 +438,11 @@ fn padding_bursts_through_a_token_bucket_do_not_raise_the_estimate_past_its_rate
         p.probing = true;
         p.pad_on_feedback = true;
         p.run_until(Duration::from_secs(8), |_| false);
-        assert!(p.estimate() >= 2_500_000, "on top before the cap: {}", p.estimate());
+        assert!(
+            p.estimate() >= 2_500_000,
+            "on top before the cap: {}",
+            p.estimate()
+        );
         p.capacity = 1_000_000;
         p.burst = burst;
         p.tokens = burst as f64;
