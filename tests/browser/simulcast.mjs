@@ -7,7 +7,11 @@
 // Usage: node simulcast.mjs CONFIG.json
 // CONFIG: {signal: "http://127.0.0.1:PORT", room, tokens: [three tokens],
 //          seconds, maxHeight (the third page's constraint, null for none),
-//          chromium?, cap?}
+//          chromium?, cap?, videoFile?}
+// videoFile: a .y4m file Chromium's fake camera plays (looped) instead of its
+// own drawing (`--use-file-for-fake-video-capture`).
+// maxBitrates: the `maxBitrate` of encodings q, h and f, bit/s (default
+// [200000, 700000, 2500000]).
 // cap: {page, afterS, argvs}: at afterS seconds after connecting, runs each argv
 // (e.g. `ip netns exec NS tc ...`) with every "{port}" replaced by the UDP port
 // of page `page`'s selected ICE candidate, so the bridge's downlink to that
@@ -34,7 +38,7 @@ const FLAGS = [
 const PAGE = `<!doctype html><meta charset="utf-8"><title>simulcast</title>
 <script>
 window.rb = {
-  async offer() {
+  async offer(maxBitrates) {
     const stream = await navigator.mediaDevices.getUserMedia({
       audio: true, video: { width: 1280, height: 720, frameRate: 30 } });
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
@@ -46,9 +50,9 @@ window.rb = {
     pc.addTransceiver(stream.getVideoTracks()[0], {
       direction: 'sendrecv', streams: [stream],
       sendEncodings: [
-        { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 200000 },
-        { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 700000 },
-        { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 2500000 },
+        { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: maxBitrates[0] },
+        { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: maxBitrates[1] },
+        { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: maxBitrates[2] },
       ] });
     pc.addTransceiver('video', { direction: 'recvonly' });
     pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -158,7 +162,7 @@ async function join(browser, base, token, label, maxHeight) {
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => consoleLines.push(`pageerror: ${e.message}`));
   await page.goto(base);
-  const offer = await page.evaluate(() => window.rb.offer());
+  const offer = await page.evaluate((b) => window.rb.offer(b), cfg.maxBitrates || [200000, 700000, 2500000]);
   const resp = await fetch(`${cfg.signal}/conferences/${encodeURIComponent(cfg.room)}/endpoints`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` },
@@ -180,7 +184,8 @@ async function main() {
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${server.address().port}/`;
-  const browser = await chromium.launch({ executablePath: cfg.chromium || '/usr/bin/chromium', args: FLAGS });
+  const args = cfg.videoFile ? [...FLAGS, `--use-file-for-fake-video-capture=${cfg.videoFile}`] : FLAGS;
+  const browser = await chromium.launch({ executablePath: cfg.chromium || '/usr/bin/chromium', args });
   const pages = [];
   try {
     for (const [i, token] of cfg.tokens.entries()) {

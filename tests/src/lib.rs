@@ -16,11 +16,13 @@
 //! - [`http_request`]: a tiny HTTP/1.1 client for loopback checks.
 //! - [`netns`]: a bridge in a network namespace behind a veth pair, with loss,
 //!   UDP dropped or a receiver's downlink capped.
+//! - [`y4m`]: a fake camera file whose content costs an encoder a real bitrate.
 //!
 //! Everything binds and targets 127.0.0.1 only, or addresses inside a namespace the
 //! test made ([`netns`]).
 
 pub mod netns;
+pub mod y4m;
 
 use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};

@@ -23,7 +23,8 @@
 //!    it has, the sources after it wait.
 //!
 //! Layer bitrates are measured ones; a layer not yet measured (0 bps) costs
-//! nothing, so a new source starts at once.
+//! nothing, so a new source starts at once, but a taller layer costs at least
+//! twice the one below it (a layer just resumed measures next to nothing).
 
 use ringbridge_control::receiver_constraints::{ReceiverConstraints, UNLIMITED};
 
@@ -34,6 +35,11 @@ pub const PREFERRED_HEIGHT: u16 = 360;
 /// Layers at least [`PREFERRED_HEIGHT`] tall are considered only at this frame
 /// rate or more, when it is known (jvb's `onstage-preferred-framerate`).
 pub const PREFERRED_FRAME_RATE: f32 = 30.0;
+
+/// A taller layer is taken to cost at least this many times the layer below
+/// it, whatever it measured (a layer just resumed measures next to nothing;
+/// Chrome's layers are about 3x apart: 150k, 500k, 1.5M and more).
+const TALLER_LAYER_FACTOR: u64 = 2;
 
 /// Constraints at or under this height do not use the preferred layer rule
 /// (jvb: a thumbnail has no "preferred" layer).
@@ -248,11 +254,21 @@ fn candidates(layers: &[LayerInput], max_height: u16) -> (Vec<Candidate>, Option
     } else {
         chosen.len().checked_sub(1)
     };
+    // A taller layer costs at least [`TALLER_LAYER_FACTOR`] times what the
+    // layer below it costs: a top layer its sender just resumed (Chromium
+    // pauses it under CPU load) reads a few kbit/s for a moment, and allocated
+    // at that price it was sent to a receiver behind a 1 Mbit/s cap at 1.5
+    // Mbit/s (measured in the capped browser test: 720p chosen at 9 kbit/s
+    // with a 160 kbit/s estimate).
+    let mut below: u64 = 0;
     let out = chosen
         .iter()
-        .map(|&(index, l)| Candidate {
-            index,
-            bitrate: l.bitrate_bps,
+        .map(|&(index, l)| {
+            below = l.bitrate_bps.max(below.saturating_mul(TALLER_LAYER_FACTOR));
+            Candidate {
+                index,
+                bitrate: below,
+            }
         })
         .collect();
     (out, preferred)
@@ -573,5 +589,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(layers_of(&allocate(&c, &s, None)), [Some(0)]);
+    }
+
+    #[test]
+    fn a_tall_layer_that_measures_less_than_the_one_below_costs_twice_as_much() {
+        // 720p just resumed by its sender: 9 kbit/s measured so far.
+        const RESUMED: [LayerInput; 3] =
+            [layer(180, 150 * K), layer(360, 500 * K), layer(720, 9 * K)];
+        let s = sources(&["a-v0", "b-v0"], &RESUMED);
+        // Two 360p fill 1 Mbit/s: nothing is left for a 720p.
+        let a = allocate(&ReceiverConstraints::default(), &s, Some(1000 * K));
+        assert_eq!(layers_of(&a), [Some(1), Some(1)]);
+        assert_eq!(a.target_bps, 1000 * K);
+        assert_eq!(a.ideal_bps, 2000 * K, "the 720p taken at 2 x 500k");
     }
 }

@@ -5,11 +5,17 @@
 //! capacity learned at a decrease stands, multiplicatively when there is none
 //! or the estimate is far below it (under [`BETA`] times its lower bound, the
 //! bounds being three standard deviations off: after a loss-based cut, say).
-//! As in WebRTC, the capacity is forgotten when the acknowledged bitrate goes
-//! above its upper bound (the link got better), not when the estimate does: a
-//! receiver whose layers do not fill the link climbs only additively above
-//! the rate that congested it, so it does not retry a too-large layer every
-//! few seconds. Underuse: hold (the queue drains first).
+//! The capacity is forgotten when the acknowledged bitrate stays above its
+//! upper bound for [`CAPACITY_RESET_US`] (the link got better), not when the
+//! estimate does: a receiver whose layers do not fill the link climbs only
+//! additively above the rate that congested it, so it does not retry a
+//! too-large layer every few seconds. WebRTC forgets it at once (its
+//! acknowledged bitrate is smoothed more); here padding bursts pass a token
+//! bucket's depth at line rate and read as more than the link carries for
+//! part of a second, and forgetting the capacity on that let the estimate
+//! double per second behind a 1 Mbit/s bucket. Samples that start the
+//! capacity over are those below 0.7 x it (WebRTC: below its lower bound), see
+//! `RateControl::learn_capacity`. Underuse: hold (the queue drains first).
 //!
 //! Until the first overuse the estimate is not capped at 1.5 x the
 //! acknowledged bitrate (the bridge sends what its layers produce, and the
@@ -48,6 +54,20 @@ const MIN_ADDITIVE_BPS: f64 = 4_000.0;
 const PACKET_BITS: f64 = 1200.0 * 8.0;
 /// No second decrease within this long of one (µs): the first has to take effect.
 const DECREASE_HOLDOFF_US: u64 = 200_000;
+/// A capacity sample below this multiple of the learned capacity starts it
+/// over (see `RateControl::learn_capacity`).
+const RESTART_BELOW: f64 = 0.7;
+/// How long the acknowledged bitrate has to stay above a learned capacity's
+/// upper bound before the capacity is forgotten (µs). Behind a token bucket a
+/// padding burst passes the bucket's depth at line rate and reads as more
+/// than the capacity for up to one acknowledged-bitrate window
+/// ([`super::acked::WINDOW_US`], 500 ms); a link that really got better
+/// carries it for longer. Measured: at 500 ms a 32 KB bucket still let the
+/// estimate reach 1.9 Mbit/s behind 1 Mbit/s
+/// (`padding_bursts_through_a_token_bucket_do_not_raise_the_estimate_past_its_rate`);
+/// at 1 s `downlink_estimate`'s receiver whose path recovers was no longer
+/// back on its top layer within the test.
+pub const CAPACITY_RESET_US: u64 = 700_000;
 
 /// Where the rate controller is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +102,9 @@ pub struct RateControl {
     max_bps: f64,
     state: State,
     capacity: Option<Capacity>,
+    /// Since when (µs) the acknowledged bitrate has stayed above the
+    /// capacity's upper bound, while it does.
+    above_capacity_since_us: Option<u64>,
     seen_overuse: bool,
     last_update_us: Option<u64>,
     last_decrease_us: Option<u64>,
@@ -96,6 +119,7 @@ impl RateControl {
             max_bps: max_bps as f64,
             state: State::Hold,
             capacity: None,
+            above_capacity_since_us: None,
             seen_overuse: false,
             last_update_us: None,
             last_decrease_us: None,
@@ -149,11 +173,19 @@ impl RateControl {
             (Normal, State::Decrease) => State::Hold,
             (Normal, _) => State::Increase,
         };
-        if let (Some(a), Some(c)) = (acked, self.capacity)
-            && (a as f64 / 1000.0) > c.upper_kbps()
+        let above = match (acked, self.capacity) {
+            (Some(a), Some(c)) => usage != Overusing && (a as f64 / 1000.0) > c.upper_kbps(),
+            _ => false,
+        };
+        if !above {
+            self.above_capacity_since_us = None;
+        } else if now_us.saturating_sub(*self.above_capacity_since_us.get_or_insert(now_us))
+            >= CAPACITY_RESET_US
         {
-            // More got through than the capacity learned: the link changed.
+            // More got through than the capacity learned, for longer than a
+            // bucket's burst lasts: the link changed.
             self.capacity = None;
+            self.above_capacity_since_us = None;
         }
         match self.state {
             State::Hold => {}
@@ -208,7 +240,7 @@ impl RateControl {
 
     fn learn_capacity(&mut self, sample_kbps: f64) {
         let c = match self.capacity {
-            Some(c) if sample_kbps >= c.lower_kbps() => {
+            Some(c) if sample_kbps >= RESTART_BELOW * c.kbps => {
                 let kbps = 0.95 * c.kbps + 0.05 * sample_kbps;
                 let norm = kbps.max(1.0);
                 let var =
@@ -216,6 +248,15 @@ impl RateControl {
                 Capacity { kbps, var }
             }
             // First sample, or far below the last: start over from it.
+            // libwebrtc starts over below the lower bound (3 deviations);
+            // here only below 0.7 x the capacity: the acknowledged bitrate at
+            // the moment of an overuse reads low behind a token bucket (the
+            // queue is draining), and starting over from it left a capacity
+            // the link then carried more than (measured in
+            // `padding_bursts_through_a_token_bucket_do_not_raise_the_estimate_past_its_rate`:
+            // learned at 866 kbit/s behind 1 Mbit/s, forgotten, and the
+            // estimate went to 1.6 Mbit/s). A sample between 0.7 x and the
+            // lower bound widens the deviation instead.
             _ => Capacity {
                 kbps: sample_kbps,
                 var: 0.4,
@@ -281,8 +322,21 @@ mod tests {
             "{}",
             r.estimate()
         );
-        // Once more gets through than the capacity, it searches again.
-        for i in 61..=70 {
+        // More than the capacity's upper bound gets through for 0.4 s, twice
+        // (a token bucket's burst): it stays additive.
+        for i in 61..=65 {
+            r.update(i * 100_000, BandwidthUsage::Normal, Some(1_200_000));
+        }
+        let held = r.estimate();
+        assert!(held < 950_000, "{held}");
+        r.update(6_600_000, BandwidthUsage::Normal, Some(600_000));
+        for i in 67..=71 {
+            r.update(i * 100_000, BandwidthUsage::Normal, Some(1_200_000));
+        }
+        assert!(r.estimate() < 1_000_000, "{}", r.estimate());
+        // Once more gets through than the capacity for a second, it searches
+        // again.
+        for i in 72..=92 {
             r.update(i * 100_000, BandwidthUsage::Normal, Some(1_200_000));
         }
         assert!(r.estimate() > 1_250_000, "{}", r.estimate());
