@@ -230,6 +230,7 @@ pub fn handshake(legs: &mut [Leg], timeout: Duration) -> Result<(), BenchError> 
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; crate::mmsg::DATAGRAM_BUF];
     loop {
+        crate::interrupt::check()?;
         let now = Instant::now();
         let mut connected = 0;
         for leg in legs.iter_mut() {
@@ -434,6 +435,7 @@ pub fn run(
     };
 
     loop {
+        crate::interrupt::check()?;
         let now = Instant::now();
         if now >= drain_end {
             break;

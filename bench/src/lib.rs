@@ -12,6 +12,7 @@
 
 pub mod engine;
 pub mod flood;
+pub mod interrupt;
 pub mod janus;
 pub mod knee;
 pub mod mmsg;
@@ -44,6 +45,10 @@ pub enum BenchError {
     /// The feature is not compiled in.
     #[error("{0}")]
     Unavailable(String),
+    /// SIGINT or SIGTERM: the run stopped, its targets were stopped and its
+    /// namespaces removed.
+    #[error("interrupted: the targets were stopped and the namespaces removed")]
+    Interrupted,
     /// An I/O error.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

@@ -15,7 +15,7 @@ use ringbridge_bench::scale::{self, ScaleConfig};
 use ringbridge_bench::shape::{Plan, Shape};
 use ringbridge_bench::soak::{self, SoakConfig};
 use ringbridge_bench::target::{ProfileChoice, RunOptions, TargetKind};
-use ringbridge_bench::{BenchError, null, plot, sys};
+use ringbridge_bench::{BenchError, interrupt, null, plot, sys};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -430,6 +430,9 @@ fn flood(a: FloodArgs) -> Result<(), BenchError> {
 
 fn main_inner() -> Result<(), BenchError> {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::NullForwarder { .. }) {
+        interrupt::install()?;
+    }
     match cli.cmd {
         Cmd::NullForwarder { listen } => null::serve(listen),
         Cmd::Scale {
@@ -603,6 +606,10 @@ fn main_inner() -> Result<(), BenchError> {
 fn main() -> ExitCode {
     match main_inner() {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ BenchError::Interrupted) => {
+            eprintln!("ringbridge-bench: {e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("ringbridge-bench: {e}");
             ExitCode::FAILURE

@@ -227,6 +227,7 @@ impl RingbridgeTarget {
         };
         let deadline = Instant::now() + timeout;
         loop {
+            crate::interrupt::check()?;
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 return Err(BenchError::Target(format!(
                     "ringbridge exited during start ({status}):\n{}",
@@ -337,7 +338,7 @@ impl Target for RingbridgeTarget {
                             let mut out = Vec::new();
                             loop {
                                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                if i >= plan.all.len() {
+                                if i >= plan.all.len() || crate::interrupt::requested() {
                                     break;
                                 }
                                 let r = join(i);
@@ -356,6 +357,7 @@ impl Target for RingbridgeTarget {
                     .flat_map(|w| w.join().unwrap_or_default())
                     .collect()
             });
+            crate::interrupt::check()?;
             done.sort_by_key(|(i, _)| *i);
             let mut joined = Vec::with_capacity(plan.all.len());
             for (i, r) in done {

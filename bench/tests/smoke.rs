@@ -450,6 +450,85 @@ fn knee_reports_every_step_and_the_highest_one_carried() {
     assert!(run.stdout.contains("knee search"), "{}", run.stdout);
 }
 
+/// Ctrl-C in the middle of a run behind veth: the bench stops within a
+/// second, exits 130 saying it was interrupted, and its bridge and namespace
+/// are gone (killed by the default action, a run left both behind).
+#[test]
+fn ctrl_c_during_a_run_stops_the_bridge_and_removes_its_namespace() {
+    if !netns_possible() {
+        eprintln!("skipped: --netns needs root and `ip`");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let before = bench_namespaces();
+    let child = Command::new(env!("CARGO_BIN_EXE_ringbridge-bench"))
+        .args([
+            "run",
+            "--target",
+            "ringbridge",
+            "--shape",
+            "meeting",
+            "--endpoints",
+            "3",
+            "--duration",
+            "60",
+            "--netns",
+            "--quiet",
+            "--bridge-bin",
+        ])
+        .arg(ringbridge_bin())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bench starts");
+    // Until its namespace exists and the bridge in it answers (media flows
+    // soon after), at most 30 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mine = loop {
+        let now: Vec<String> = bench_namespaces()
+            .into_iter()
+            .filter(|n| !before.contains(n))
+            .collect();
+        if !now.is_empty() || std::time::Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(!mine.is_empty(), "the run made no namespace within 30 s");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) on our own child's pid; it has not been waited for.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let sent = std::time::Instant::now();
+    let out = child.wait_with_output().expect("bench exits");
+    let took = sent.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "stopped after {took:?}"
+    );
+    let left: Vec<String> = bench_namespaces()
+        .into_iter()
+        .filter(|n| mine.contains(n))
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    // The bridge ran as `ringbridge run --config
+    // /tmp/ringbridge-bench-<bench pid>-<tag>/ringbridge.toml`.
+    let ps = Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .expect("ps");
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    let config = format!("ringbridge-bench-{pid}-");
+    assert!(
+        !ps.lines()
+            .any(|l| l.contains(" run --config ") && l.contains(&config)),
+        "the run's bridge still runs:\n{ps}"
+    );
+}
+
 /// `--loss` without `--netns` has nowhere to drop datagrams: refused, saying so.
 #[test]
 fn loss_without_netns_is_refused() {
