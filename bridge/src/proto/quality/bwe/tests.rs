@@ -201,6 +201,15 @@ impl Path {
         first
     }
 
+    /// From now on the link is a token bucket of `rate` bits per second and
+    /// `burst` bytes, full (`tc tbf` as it is added).
+    fn cap_with_bucket(&mut self, rate: u64, burst: usize) {
+        self.capacity = rate;
+        self.burst = burst;
+        self.tokens = burst as f64;
+        self.tokens_at = self.now;
+    }
+
     fn estimate(&self) -> u64 {
         self.bwe.estimate().unwrap()
     }
@@ -384,10 +393,7 @@ fn behind_a_1mbit_token_bucket_a_layered_receiver_stays_on_its_low_layer() {
         "on top before the cap: {}",
         p.estimate()
     );
-    p.capacity = 1_000_000;
-    p.burst = 16_000;
-    p.tokens = 16_000.0;
-    p.tokens_at = p.now;
+    p.cap_with_bucket(1_000_000, 16_000);
     let moved = p.run_until(Duration::from_secs(11), |e| e < 2_500_000);
     assert!(moved.is_some(), "never moved down: {}", p.estimate());
     // 5 s to settle, then 30 s on the low layer, every millisecond.
@@ -443,10 +449,7 @@ fn padding_bursts_through_a_token_bucket_do_not_raise_the_estimate_past_its_rate
             "on top before the cap: {}",
             p.estimate()
         );
-        p.capacity = 1_000_000;
-        p.burst = burst;
-        p.tokens = burst as f64;
-        p.tokens_at = p.now;
+        p.cap_with_bucket(1_000_000, burst);
         // 8 s to settle, then 30 s.
         p.run_until(Duration::from_secs(16), |_| false);
         let mut highest = 0;
