@@ -344,6 +344,10 @@ pub struct ShardSnapshot {
     pub segmented_sends: u64,
     /// Gauge: datagrams waiting in the sockets' send backlogs.
     pub send_backlog: u64,
+    /// Datagrams that met a full socket buffer (`EAGAIN`) and waited in their
+    /// socket's send backlog. A backlog's memory (at most
+    /// `SHARD_BACKLOG` slots of 1536 bytes per shard) is taken only then.
+    pub send_backlogged: u64,
     /// Media events dropped because the channel to the control plane was full.
     pub events_dropped: u64,
     /// Single-port mode (`media.port`): datagrams that arrived at this shard's

@@ -93,6 +93,11 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
         |s| s.segmented_sends,
     ),
     (
+        "send_backlogged",
+        "Datagrams that met a full socket buffer and waited in the socket's send backlog.",
+        |s| s.send_backlogged,
+    ),
+    (
         "events_dropped",
         "Media events dropped because the channel to the control plane was full.",
         |s| s.events_dropped,

@@ -193,6 +193,7 @@ fn jvb_lifetime_keys(stats: &MediaStats, view: &ControlView) -> Value {
         "total_twcc_feedback_received": stats.shard_sum(|s| s.twcc_feedback_received),
         "total_probe_packets_sent": stats.shard_sum(|s| s.probe_packets_sent),
         "total_sender_reports_sent": stats.shard_sum(|s| s.sender_reports_sent),
+        "total_send_backlogged": stats.shard_sum(|s| s.send_backlogged),
         "total_dominant_speaker_changes": stats.shard_sum(|s| s.dominant_speaker_changes),
         "rtx_cache_memory_bytes": stats.shard_sum(|s| s.cache_memory_bytes),
         "rtt_aggregate": 0.0,

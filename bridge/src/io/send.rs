@@ -113,6 +113,9 @@ pub struct SendTotals {
     pub bytes: u64,
     /// Messages that carried more than one datagram (UDP GSO).
     pub segmented: u64,
+    /// Datagrams that met a full socket buffer (`EAGAIN`) and waited in their
+    /// socket's backlog (sent later, or counted as failed if it stalled).
+    pub backlogged: u64,
     /// Datagrams not sent, by [`SendFailure`] (in [`SendFailure::ALL`] order).
     pub failed: [u64; SendFailure::COUNT],
 }
@@ -374,7 +377,9 @@ pub struct PortSpill<'a> {
 
 impl Spill for PortSpill<'_> {
     fn spill(&mut self, to: SocketAddr, data: &[u8], counters: &mut SendCounters, now: Instant) {
-        if !self.backlogs.push(self.port, to, data, now) {
+        if self.backlogs.push(self.port, to, data, now) {
+            counters.totals.backlogged += 1;
+        } else {
             counters.backlog_full(now, 1, Some(to));
         }
     }

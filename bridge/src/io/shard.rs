@@ -256,6 +256,7 @@ enum Counter {
     FailedPermission,
     FailedOther,
     SendBacklog,
+    SendBacklogged,
     EventsDropped,
     DroppedRtx,
     DroppedRtxPadding,
@@ -407,6 +408,7 @@ impl ShardStats {
             set(Counter::failed(reason), sent.failed(reason));
         }
         set(Counter::SendBacklog, io.backlog_len() as u64);
+        set(Counter::SendBacklogged, sent.backlogged);
         set(Counter::EventsDropped, events.dropped());
         set(Counter::EventsWaiting, events.waiting() as u64);
         if let Some(x) = io.xdp_counters() {
@@ -509,6 +511,7 @@ impl ShardStats {
             send_failed_permission: self.failed(SendFailure::Permission),
             send_failed_other: self.failed(SendFailure::Other),
             send_backlog: self.get(Counter::SendBacklog),
+            send_backlogged: self.get(Counter::SendBacklogged),
             events_dropped: self.get(Counter::EventsDropped),
             single_port_handoffs: self.get(Counter::SinglePortHandoffs),
             single_port_handoffs_dropped: self.get(Counter::SinglePortHandoffsDropped),

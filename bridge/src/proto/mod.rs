@@ -31,6 +31,7 @@
 //! | `error.rs` | [`error::CoreError`] and its mapping to the control plane's `MediaError` |
 //! | `sdp.rs`, `rtp.rs`, `rtcp.rs`, `stun.rs`, `ice.rs`, `dtls.rs`, `srtp/` | wire formats and protocol engines (`dtls_key.rs`: the DTLS signing key, parsed once) |
 //! | `transmit.rs` | the caller-owned send queue |
+//! | `resident.rs` | buffers whose memory is resident from their allocation (no slow creep of a long run's RSS) |
 //! | `client.rs` | a client peer for tests and load generators |
 
 pub mod client;
@@ -40,6 +41,7 @@ pub mod dtls_key;
 pub mod error;
 pub mod ice;
 pub mod quality;
+pub mod resident;
 pub mod router;
 pub mod rtcp;
 pub mod rtp;

@@ -33,7 +33,9 @@ impl TxQueue {
     /// A queue with room for `capacity` datagrams before it has to grow.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            data: vec![0; capacity * SLOT_SIZE],
+            // Resident at once (`proto::resident`): filled to new lengths by
+            // bursts, a lazily mapped queue grew over a long run.
+            data: crate::proto::resident::resident_zeroed(capacity * SLOT_SIZE),
             items: Vec::with_capacity(capacity),
         }
     }
