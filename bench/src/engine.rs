@@ -384,12 +384,12 @@ fn receive(
     };
     let opened = match slot {
         Some(k) => {
-            checks.header_mismatches +=
-                u64::from(st.slots[k].verified(view.seq, &stamp, sampler));
+            checks.header_mismatches += u64::from(st.slots[k].verified(view.seq, &stamp, sampler));
             false
         }
         None => {
-            st.slots.push(Slot::open(view.ssrc, view.seq, &stamp, sampler));
+            st.slots
+                .push(Slot::open(view.ssrc, view.seq, &stamp, sampler));
             true
         }
     };

@@ -81,13 +81,15 @@ impl SendLog {
 
     fn slot(&self, stream: u32, counter: u32) -> Option<usize> {
         let ring = *self.index.get(stream as usize)?;
-        (ring != u32::MAX)
-            .then(|| ring as usize * SEND_LOG_LEN + counter as usize % SEND_LOG_LEN)
+        (ring != u32::MAX).then(|| ring as usize * SEND_LOG_LEN + counter as usize % SEND_LOG_LEN)
     }
 
     /// Packet `counter` of `stream` was sent at `send_ns`.
     pub fn record(&mut self, stream: u32, counter: u32, send_ns: u64) {
-        if let Some(e) = self.slot(stream, counter).and_then(|i| self.entries.get_mut(i)) {
+        if let Some(e) = self
+            .slot(stream, counter)
+            .and_then(|i| self.entries.get_mut(i))
+        {
             *e = (counter, send_ns);
         }
     }
@@ -298,7 +300,10 @@ mod tests {
         assert!(!slot.verified(14, &stamp(7, 104), &mut sampler));
         assert!(slot.verified(15, &stamp(7, 200), &mut sampler), "counter");
         assert!(slot.verified(16, &stamp(8, 201), &mut sampler), "stream");
-        assert!(!slot.verified(17, &stamp(8, 202), &mut sampler), "re-anchored");
+        assert!(
+            !slot.verified(17, &stamp(8, 202), &mut sampler),
+            "re-anchored"
+        );
     }
 
     /// With `every` N, a slot verifies its packets at gaps of 1 to 2N−1.
