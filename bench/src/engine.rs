@@ -154,10 +154,10 @@ pub struct Measurement {
     /// Verified packets whose authenticated payload named another stream or
     /// counter than their slot's header predicted ([`crate::verify`]).
     pub header_mismatches: u64,
-    /// Packets accounted from their header whose send time was unknown (no
-    /// verified packet of the slot, or older than the send log): counted as
-    /// egress, not as delivered. With the latency, these show whether the
-    /// header-based accounting held.
+    /// Packets accounted from their header whose send time was unknown, over
+    /// the whole run (their slot not open yet: the first packets of a slot
+    /// that arrive cut to [`HEADER_RECV`] in the warm-up count here; or
+    /// older than the send log): counted as egress, not as delivered.
     pub unattributed: u64,
     /// Control datagrams (not RTP) cut to [`HEADER_RECV`] bytes and so not
     /// handled: with sampled verification only, expected 0.
@@ -336,6 +336,13 @@ struct Checks {
     unattributed: u64,
     truncated_control: u64,
 }
+
+/// recvmmsg batches one leg gets per turn of the engine's loop: a leg
+/// whose socket holds more waits for the next turn, so that a generator
+/// that falls behind still sends on schedule and closes its window on time
+/// (reading one socket until it was empty could take seconds then, and the
+/// window never closed).
+pub const RECV_BATCHES_PER_TURN: usize = 4;
 
 /// Bytes received of a datagram the engine does not mean to verify: the RTP
 /// header (and any Opus packet, at most 244 bytes, whole), not the 1,228
@@ -533,6 +540,9 @@ pub fn run(
     // that moves from batch to batch; the others get the header only.
     let whole_every = whole_buffer_every(cfg.verify_every);
     let mut rotate = 0usize;
+    // Legs whose sockets may hold datagrams not read yet.
+    let mut unread = vec![false; legs.len()];
+    let mut todo: Vec<usize> = Vec::with_capacity(legs.len());
     let mut scratch = [0u8; crate::mmsg::DATAGRAM_BUF];
     let mut m = Measurement {
         window_s: 0.0,
@@ -605,10 +615,9 @@ pub fn run(
     loop {
         crate::interrupt::check()?;
         let now = Instant::now();
-        if now >= drain_end {
-            break;
-        }
-        // Phase changes: CPU snapshots at both ends of the window.
+        // Phase changes: CPU snapshots at both ends of the window (also when
+        // a turn overran the end of the drain: the window is closed before
+        // the loop ends).
         if m.slots_open_s.is_none() && slots_open >= slots_expected {
             m.slots_open_s = Some(now.saturating_duration_since(t0).as_secs_f64());
         }
@@ -649,6 +658,9 @@ pub fn run(
                 (Some(a), Some(b)) => Some(b.saturating_sub(a)),
                 _ => None,
             };
+        }
+        if now >= drain_end {
+            break;
         }
         // Time line.
         if phase == Phase::Measure
@@ -797,7 +809,7 @@ pub fn run(
             .min(next_housekeeping)
             .min(drain_end)
             .saturating_duration_since(Instant::now());
-        let timeout = if wait < Duration::from_micros(300) {
+        let timeout = if wait < Duration::from_micros(300) || !todo.is_empty() {
             Duration::ZERO
         } else {
             wait
@@ -807,11 +819,24 @@ pub fn run(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
         }
+        // Edge-triggered: a leg stays on the to-do list until its socket
+        // is empty, but gets at most RECV_BATCHES_PER_TURN batches a turn.
         for ev in events.iter() {
             let l = ev.token().0;
-            let Some(leg) = legs.get_mut(l) else { continue };
-            // Edge-triggered: read until the socket is empty.
-            loop {
+            if l < unread.len() && !unread[l] {
+                unread[l] = true;
+                todo.push(l);
+            }
+        }
+        let mut t = 0;
+        while t < todo.len() {
+            let l = todo[t];
+            let Some(leg) = legs.get_mut(l) else {
+                todo.swap_remove(t);
+                continue;
+            };
+            let mut drained = false;
+            for _ in 0..RECV_BATCHES_PER_TURN {
                 if whole_every > 1 {
                     rotate = rotate.wrapping_add(sampler.next_gap() as usize);
                     for (k, cap) in inb.caps.iter_mut().enumerate() {
@@ -823,7 +848,10 @@ pub fn run(
                     }
                 }
                 let got = match inb.recv(fds[l]) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) | Err(_) => {
+                        drained = true;
+                        break;
+                    }
                     Ok(n) => n,
                 };
                 let now = Instant::now();
@@ -861,8 +889,15 @@ pub fn run(
                     }
                 }
                 if got < inb.capacity() {
+                    drained = true;
                     break;
                 }
+            }
+            if drained {
+                unread[l] = false;
+                todo.swap_remove(t);
+            } else {
+                t += 1;
             }
         }
     }
