@@ -152,7 +152,9 @@ pub struct Measurement {
     /// run (with `verify_every` 1, every one).
     pub verified: u64,
     /// Verified packets whose authenticated payload named another stream or
-    /// counter than their slot's header predicted ([`crate::verify`]).
+    /// counter than their slot's header predicted ([`crate::verify`]), from
+    /// the start of the window to the end of the drain (in the warm-up a
+    /// slot's source may still change: a simulcast layer switch).
     pub header_mismatches: u64,
     /// Packets accounted from their header whose send time was unknown, over
     /// the whole run (their slot not open yet: the first packets of a slot
@@ -582,6 +584,10 @@ pub fn run(
     let inodes: std::collections::HashSet<u64> =
         fds.iter().filter_map(|&fd| sys::socket_inode(fd)).collect();
     let (mut drops0, mut thread0, mut machine0) = (None, None, None);
+    // Header mismatches before the window are slots whose source changed
+    // while the target settled (a simulcast layer chosen, then switched):
+    // they re-anchor, and are not counted.
+    let mut mismatches0 = 0u64;
     let mut sent_in_window = 0u64;
     let mut acc = BucketAcc {
         ingress: 0,
@@ -639,6 +645,7 @@ pub fn run(
             thread0 = sys::thread_cpu_ns();
             machine0 = sys::machine_busy_ns();
             drops0 = sys::udp_socket_stats(&inodes).map(|s| s.drops);
+            mismatches0 = checks.header_mismatches;
         } else if phase == Phase::Measure && now >= end {
             phase = Phase::Drain;
             m.window_s = now.duration_since(measure_start).as_secs_f64();
@@ -917,7 +924,11 @@ pub fn run(
     }
     m.verified = checks.verified;
     m.corrupt = checks.corrupt;
-    m.header_mismatches = checks.header_mismatches;
+    m.header_mismatches = if phase == Phase::Warmup {
+        0
+    } else {
+        checks.header_mismatches.saturating_sub(mismatches0)
+    };
     m.unattributed = checks.unattributed;
     m.truncated_control = checks.truncated_control;
     for fd in &fds {

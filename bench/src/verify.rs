@@ -19,6 +19,12 @@
 //! say what the authenticated payload says, or the bridge changed the slot's
 //! offset) is counted in `header_mismatches`.
 //!
+//! The send log holds the streams receivers get: for a simulcast video, its
+//! top layer (the lower ones share its stream id with counters of their own).
+//! A slot that carries a lower layer in the window is placed wrongly until its
+//! next verified packet, which counts a header mismatch: sampled verification
+//! assumes each slot carries one stream through the window.
+//!
 //! A packet that fails authentication or its checksum when it is sampled is
 //! reported exactly as before (`auth_failures`, `corrupt`): a bridge that
 //! damages media fails a run as long as the damage reaches the sample. The
