@@ -156,14 +156,10 @@ pub struct Measurement {
     /// the start of the window to the end of the drain (in the warm-up a
     /// slot's source may still change: a simulcast layer switch).
     pub header_mismatches: u64,
-    /// Packets accounted from their header whose send time was unknown, over
-    /// the whole run (their slot not open yet: the first packets of a slot
-    /// that arrive cut to [`HEADER_RECV`] in the warm-up count here; or
-    /// older than the send log): counted as egress, not as delivered.
+    /// Packets accounted from their header whose send time was unknown (no
+    /// longer in the send log), over the whole run: counted as egress, not as
+    /// delivered.
     pub unattributed: u64,
-    /// Control datagrams (not RTP) cut to [`HEADER_RECV`] bytes and so not
-    /// handled: with sampled verification only, expected 0.
-    pub truncated_control: u64,
     /// Seconds from the start of media until every receive slot had delivered
     /// its first packet (`None`: some never did within the warm-up plus
     /// [`MAX_SLOT_WAIT`]). The window starts after the warm-up and after this.
@@ -336,7 +332,6 @@ struct Checks {
     corrupt: u64,
     header_mismatches: u64,
     unattributed: u64,
-    truncated_control: u64,
 }
 
 /// recvmmsg batches one leg gets per turn of the engine's loop: a leg
@@ -345,22 +340,6 @@ struct Checks {
 /// (reading one socket until it was empty could take seconds then, and the
 /// window never closed).
 pub const RECV_BATCHES_PER_TURN: usize = 4;
-
-/// Bytes received of a datagram the engine does not mean to verify: the RTP
-/// header (and any Opus packet, at most 244 bytes, whole), not the 1,228
-/// bytes of a video packet. Copying those out of the kernel was the largest
-/// share of the receive path left once sampling took the decryption off it.
-pub const HEADER_RECV: usize = 256;
-
-/// With sampled verification, every how many receive buffers one is whole
-/// (the others are cut to [`HEADER_RECV`]): ⌈√`verify_every`⌉. A slot whose
-/// turn comes while its packet arrived cut verifies its next whole one, about
-/// this many packets later.
-pub fn whole_buffer_every(verify_every: u32) -> usize {
-    (1..)
-        .find(|m: &usize| m * m >= verify_every.max(1) as usize)
-        .unwrap_or(1)
-}
 
 /// What one received datagram turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,10 +355,7 @@ enum Rx {
 /// Accounts for one received datagram of a leg: control traffic goes to the
 /// session; a media packet is verified (authenticated and decrypted by the
 /// session, its payload checked) when it opens a slot or when its slot's turn
-/// comes, and is otherwise placed by its header. `whole`: the datagram was
-/// received whole (not cut to [`HEADER_RECV`]); a cut one is never verified
-/// (its slot's turn waits for a whole one) and opens no slot.
-#[allow(clippy::too_many_arguments)]
+/// comes, and is otherwise placed by its header.
 fn receive(
     session: &mut dyn Session,
     st: &mut LegState,
@@ -388,28 +364,14 @@ fn receive(
     checks: &mut Checks,
     now: Instant,
     datagram: &mut [u8],
-    whole: bool,
 ) -> Rx {
     let Some((ssrc, seq)) = verify::rtp_header(datagram) else {
-        if whole {
-            let _ = session.handle_datagram(now, datagram);
-        } else {
-            // STUN, DTLS and SRTCP from the target are far shorter than
-            // HEADER_RECV; counted, should one ever be cut.
-            checks.truncated_control += 1;
-        }
+        let _ = session.handle_datagram(now, datagram);
         return Rx::Dropped;
     };
     let slot = st.slots.iter().position(|s| s.ssrc == ssrc);
-    if !whole && slot.is_none() {
-        checks.unattributed += 1;
-        return Rx::Media {
-            send_ns: None,
-            opened: false,
-        };
-    }
     if let Some(k) = slot
-        && !(st.slots[k].take_turn() && whole)
+        && !st.slots[k].take_turn()
     {
         let (stream, counter) = st.slots[k].unverified(seq);
         let send_ns = log.lookup(stream, counter);
@@ -538,10 +500,6 @@ pub fn run(
     let mut inb = Batch::new(64);
     // The generator never needs the peer address of what it receives.
     inb.want_names = false;
-    // Sampled: one receive buffer in `whole_every` is whole, at a position
-    // that moves from batch to batch; the others get the header only.
-    let whole_every = whole_buffer_every(cfg.verify_every);
-    let mut rotate = 0usize;
     // Legs whose sockets may hold datagrams not read yet.
     let mut unread = vec![false; legs.len()];
     let mut todo: Vec<usize> = Vec::with_capacity(legs.len());
@@ -563,7 +521,6 @@ pub fn run(
         verified: 0,
         header_mismatches: 0,
         unattributed: 0,
-        truncated_control: 0,
         legs_with_media: 0,
         target_cpu_ns: None,
         generator_cpu_ns: None,
@@ -844,16 +801,6 @@ pub fn run(
             };
             let mut drained = false;
             for _ in 0..RECV_BATCHES_PER_TURN {
-                if whole_every > 1 {
-                    rotate = rotate.wrapping_add(sampler.next_gap() as usize);
-                    for (k, cap) in inb.caps.iter_mut().enumerate() {
-                        *cap = if (k + rotate).is_multiple_of(whole_every) {
-                            crate::mmsg::DATAGRAM_BUF
-                        } else {
-                            HEADER_RECV
-                        };
-                    }
-                }
                 let got = match inb.recv(fds[l]) {
                     Ok(0) | Err(_) => {
                         drained = true;
@@ -865,7 +812,7 @@ pub fn run(
                 let now_ns = ns(now);
                 let in_window = phase == Phase::Measure;
                 for i in 0..got {
-                    let (len, wire) = (inb.lens[i], inb.wire_lens[i]);
+                    let len = inb.lens[i];
                     let Some(datagram) = inb.bufs[i].get_mut(..len) else {
                         continue;
                     };
@@ -877,7 +824,6 @@ pub fn run(
                         &mut checks,
                         now,
                         datagram,
-                        wire == len,
                     ) else {
                         continue;
                     };
@@ -885,7 +831,7 @@ pub fn run(
                     acc.egress += 1;
                     if in_window {
                         m.egress_packets += 1;
-                        m.egress_bytes += wire as u64;
+                        m.egress_bytes += len as u64;
                     }
                     let Some(send_ns) = send_ns else { continue };
                     let latency = now_ns.saturating_sub(send_ns);
@@ -930,7 +876,6 @@ pub fn run(
         checks.header_mismatches.saturating_sub(mismatches0)
     };
     m.unattributed = checks.unattributed;
-    m.truncated_control = checks.truncated_control;
     for fd in &fds {
         let _ = poll.registry().deregister(&mut SourceFd(fd));
     }
@@ -1055,14 +1000,7 @@ mod tests {
             self.log.record(7, counter, u64::from(counter) * 1000);
         }
 
-        fn take(&mut self, p: Vec<u8>) {
-            self.take_cut(p, usize::MAX);
-        }
-
-        /// Receives `p` cut to `cap` bytes.
-        fn take_cut(&mut self, mut p: Vec<u8>, cap: usize) {
-            let whole = p.len() <= cap;
-            p.truncate(cap);
+        fn take(&mut self, mut p: Vec<u8>) {
             let rx = receive(
                 &mut self.session,
                 &mut self.st,
@@ -1071,7 +1009,6 @@ mod tests {
                 &mut self.checks,
                 Instant::now(),
                 &mut p,
-                whole,
             );
             if let Rx::Media { send_ns, .. } = rx {
                 self.send_ns.push(send_ns);
@@ -1203,59 +1140,6 @@ mod tests {
         assert!(h.checks.header_mismatches >= 1, "the renumbered slot");
     }
 
-    /// Cut to its header, a packet is still placed (loss, reorder, send
-    /// time) but never verified: its slot's turn waits for the next packet
-    /// that arrives whole, and a cut packet of an unknown SSRC opens no slot.
-    #[test]
-    fn cut_packets_are_placed_by_their_header_and_the_turn_waits_for_a_whole_one() {
-        let mut h = Harness::new(4);
-        let mut unknown = forwarded(0);
-        unknown[11] ^= 0x40;
-        h.take_cut(unknown, 64);
-        assert!(h.st.slots.is_empty());
-        assert_eq!(h.checks.unattributed, 1);
-        for c in 0..200 {
-            h.sent(c);
-            if c == 0 {
-                h.take(forwarded(c));
-            } else if c != 150 {
-                h.take_cut(forwarded(c), 64);
-            }
-        }
-        assert_eq!(h.checks.verified, 1, "nothing cut is verified");
-        assert_eq!(h.continuity(), (1, 0, 199));
-        let placed = (1..200u32)
-            .filter(|&c| c != 150)
-            .map(|c| Some(u64::from(c) * 1000));
-        assert!(h.send_ns[2..].iter().copied().eq(placed));
-        h.sent(200);
-        h.take(forwarded(200));
-        assert_eq!(h.checks.verified, 2, "the pending turn took the whole one");
-        assert_eq!(h.checks.header_mismatches, 0);
-        // A damaged packet that arrives cut goes unseen; whole, it is caught.
-        h.sent(201);
-        let mut bad = forwarded(201);
-        bad[80] ^= 1;
-        h.take_cut(bad.clone(), 64);
-        assert_eq!(h.session.failures, 0);
-        for c in 202..260 {
-            h.sent(c);
-            let mut p = forwarded(c);
-            p[80] ^= 1;
-            h.take(p);
-        }
-        assert!(h.session.failures >= 1);
-    }
-
-    #[test]
-    fn one_buffer_in_the_root_of_verify_every_is_whole() {
-        let got: Vec<usize> = [0, 1, 2, 4, 5, 16, 17, 64]
-            .into_iter()
-            .map(whole_buffer_every)
-            .collect();
-        assert_eq!(got, [1, 1, 2, 2, 3, 4, 5, 8]);
-    }
-
     /// A packet of a slot nothing was verified of yet is always decrypted
     /// (it anchors the slot), and a forged one from an unknown SSRC opens
     /// no slot.
@@ -1313,7 +1197,6 @@ mod tests {
             verified: 200,
             header_mismatches: 0,
             unattributed: 0,
-            truncated_control: 0,
             legs_with_media: 0,
             slots_open_s: None,
             slots_missing: 0,

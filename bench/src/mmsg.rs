@@ -14,16 +14,8 @@ pub const DATAGRAM_BUF: usize = 2048;
 pub struct Batch {
     /// The datagrams' bytes, [`DATAGRAM_BUF`] each.
     pub bufs: Vec<[u8; DATAGRAM_BUF]>,
-    /// Length of each datagram (received: the bytes in its buffer; or to
-    /// send).
+    /// Length of each datagram (received, or to send).
     pub lens: Vec<usize>,
-    /// Bytes [`Batch::recv`] lets the kernel copy into each buffer (default
-    /// [`DATAGRAM_BUF`]): a receiver that needs only the start of some
-    /// datagrams saves copying the rest.
-    pub caps: Vec<usize>,
-    /// Length each received datagram had on the wire: more than
-    /// [`Batch::lens`] when it was cut to [`Batch::caps`].
-    pub wire_lens: Vec<usize>,
     /// Peer address of each datagram (received, or to send to).
     pub names: Vec<libc::sockaddr_storage>,
     /// Whether [`Batch::recv`] asks for the peer addresses (default `true`;
@@ -47,8 +39,6 @@ impl Batch {
         Self {
             bufs: vec![[0u8; DATAGRAM_BUF]; capacity],
             lens: vec![0; capacity],
-            caps: vec![DATAGRAM_BUF; capacity],
-            wire_lens: vec![0; capacity],
             names: vec![udp::zeroed_storage(); capacity],
             want_names: true,
             iov: vec![
@@ -71,11 +61,7 @@ impl Batch {
         for i in 0..n {
             self.iov[i] = libc::iovec {
                 iov_base: self.bufs[i].as_mut_ptr().cast(),
-                iov_len: if recv {
-                    self.caps[i].min(DATAGRAM_BUF)
-                } else {
-                    self.lens[i]
-                },
+                iov_len: if recv { DATAGRAM_BUF } else { self.lens[i] },
             };
             let h = &mut self.hdrs[i];
             h.msg_hdr = udp::zeroed_msghdr();
@@ -100,8 +86,7 @@ impl Batch {
     }
 
     /// Receives up to [`Batch::capacity`] datagrams from non-blocking `fd`
-    /// without waiting; `Ok(0)` when none is queued. Datagram `i` is cut to
-    /// `caps[i]` bytes (`lens[i]`); its length on the wire is `wire_lens[i]`.
+    /// without waiting; `Ok(0)` when none is queued.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         let n = self.capacity();
         self.prepare(n, true);
@@ -112,8 +97,7 @@ impl Batch {
                 fd,
                 self.hdrs.as_mut_ptr(),
                 n as libc::c_uint,
-                // MSG_TRUNC: msg_len is the datagram's length, even when cut.
-                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
         };
@@ -127,9 +111,7 @@ impl Batch {
         }
         let got = got as usize;
         for i in 0..got {
-            let wire = self.hdrs[i].msg_len as usize;
-            self.wire_lens[i] = wire;
-            self.lens[i] = wire.min(self.caps[i]).min(DATAGRAM_BUF);
+            self.lens[i] = self.hdrs[i].msg_len as usize;
         }
         Ok(got)
     }
@@ -231,28 +213,5 @@ mod tests {
         assert_eq!(inb.lens[0], 300);
         assert_eq!(inb.bufs[0][299], 7);
         assert_eq!(inb.name(0), None);
-    }
-
-    #[test]
-    fn a_datagram_cut_to_its_cap_keeps_its_start_and_says_its_length() {
-        let a = udp::bind_udp("127.0.0.1:0".parse().expect("addr")).expect("a");
-        let b = udp::bind_udp("127.0.0.1:0".parse().expect("addr")).expect("b");
-        let to = b.local_addr().expect("b addr");
-        let big: Vec<u8> = (0..1200u32).map(|i| i as u8).collect();
-        a.send_to(&big, to).expect("send");
-        a.send_to(&big[..100], to).expect("send");
-        let mut inb = Batch::new(4);
-        inb.caps[0] = 64;
-        inb.caps[1] = 64;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        let mut n = 0;
-        // Loopback delivers within send_to: both are queued already.
-        while n == 0 && std::time::Instant::now() < deadline {
-            n = inb.recv(b.as_raw_fd()).expect("recv");
-        }
-        assert_eq!(n, 2, "both in one batch");
-        assert_eq!((inb.lens[0], inb.wire_lens[0]), (64, 1200));
-        assert_eq!(&inb.bufs[0][..64], &big[..64]);
-        assert_eq!((inb.lens[1], inb.wire_lens[1]), (64, 100));
     }
 }
