@@ -1,9 +1,13 @@
 //! The load engine: one thread paces every published stream by a schedule,
 //! sends each video frame as one `sendmmsg` burst, drains every socket with
-//! `recvmmsg` when epoll says it is readable, decrypts in place, and checks each
-//! packet (payload checksum, per-slot sequence continuity, one-way latency
-//! against the send time stamped in the payload; sender and receiver share one
-//! clock, this process's). Nothing on the per-packet path allocates.
+//! `recvmmsg` when epoll says it is readable, and accounts for each packet:
+//! per-slot sequence continuity from its RTP header, one-way latency against
+//! its send time (sender and receiver share one clock, this process's). Every
+//! packet, or a random sample of one in [`EngineConfig::verify_every`], is
+//! authenticated, decrypted in place and its payload checked (checksum, the
+//! stream and counter it names, the send time stamped in it); the others are
+//! placed by their header ([`crate::verify`]). Nothing on the per-packet path
+//! allocates.
 //!
 //! Time line of a run: connect (signalling, ICE, DTLS) → `warmup` (media flows,
 //! slots open on keyframes, nothing counted; it lasts until every receive slot
@@ -23,10 +27,11 @@ use ringbridge_bridge::proto::sdp::MediaKind;
 
 use crate::BenchError;
 use crate::mmsg::Batch;
-use crate::payload::{self, Continuity, Stamp};
+use crate::payload::{self, Stamp};
 use crate::shape::{Plan, SIMULCAST_LAYERS};
 use crate::sys;
-use crate::target::Leg;
+use crate::target::{Leg, Session};
+use crate::verify::{self, Sampler, SendLog, Slot};
 
 /// Audio: one Opus packet every 20 ms.
 pub const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
@@ -78,7 +83,22 @@ pub struct EngineConfig {
     pub progress: bool,
     /// Prefix of the progress bar.
     pub label: String,
+    /// Authenticate, decrypt and check every Nth received media packet of
+    /// each receive slot (at random positions, N on average); the others are
+    /// accounted from their plaintext RTP header ([`crate::verify`]). 1:
+    /// every packet (the default of `run`, `compare` and `scale`: their checks
+    /// catch any single damaged packet); 16 for `knee` and `soak` (see
+    /// [`DEFAULT_SAMPLED_VERIFY_EVERY`]).
+    pub verify_every: u32,
 }
+
+/// `--verify-every` of `knee` and `soak`. Their question is how much the
+/// target carries (and for how long), and one generator thread that decrypts
+/// every packet it receives saturates before the bridge does; one packet in
+/// 16 of every slot still catches a bridge that damages media (it fails
+/// authentication or its checksum when sampled) and a header that lies (a
+/// header mismatch), at about a sixteenth of the crypto.
+pub const DEFAULT_SAMPLED_VERIFY_EVERY: u32 = 16;
 
 /// One bucket of the time line.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -124,8 +144,22 @@ pub struct Measurement {
     pub late: u64,
     /// Payloads whose checksum failed.
     pub corrupt: u64,
-    /// Datagrams that failed SRTP authentication.
+    /// Datagrams that failed SRTP authentication (of those verified).
     pub auth_failures: u64,
+    /// [`EngineConfig::verify_every`] of the run.
+    pub verify_every: u32,
+    /// Media packets authenticated, decrypted and checked, over the whole
+    /// run (with `verify_every` 1, every one).
+    pub verified: u64,
+    /// Verified packets whose authenticated payload named another stream or
+    /// counter than their slot's header predicted ([`crate::verify`]), from
+    /// the start of the window to the end of the drain (in the warm-up a
+    /// slot's source may still change: a simulcast layer switch).
+    pub header_mismatches: u64,
+    /// Packets accounted from their header whose send time was unknown (no
+    /// longer in the send log), over the whole run: counted as egress, not as
+    /// delivered.
+    pub unattributed: u64,
     /// Seconds from the start of media until every receive slot had delivered
     /// its first packet (`None`: some never did within the warm-up plus
     /// [`MAX_SLOT_WAIT`]). The window starts after the warm-up and after this.
@@ -218,6 +252,14 @@ impl Measurement {
         (self.window_s > 0.0).then(|| busy as f64 / (self.window_s * 1e9 * cores as f64))
     }
 
+    /// Received media packets that failed a check when verified: SRTP
+    /// authentication, the payload's checksum, or the header's prediction
+    /// ([`Measurement::header_mismatches`]). A target that damages or
+    /// misroutes media shows here, with full or sampled verification.
+    pub fn integrity_failures(&self) -> u64 {
+        self.auth_failures + self.corrupt + self.header_mismatches
+    }
+
     /// Target CPU nanoseconds per media packet it sent in the window.
     pub fn cpu_ns_per_egress_packet(&self) -> Option<f64> {
         let cpu = self.target_cpu_ns?;
@@ -277,10 +319,92 @@ struct Stream {
     forwarded: bool,
 }
 
+/// The receive slots of one leg (few: a linear scan by SSRC is fastest).
 #[derive(Default)]
 struct LegState {
-    /// Continuity per receive slot SSRC (few slots: a linear scan is fastest).
-    slots: Vec<(u32, Continuity)>,
+    slots: Vec<Slot>,
+}
+
+/// Counts of the per-packet checks, over the whole run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Checks {
+    verified: u64,
+    corrupt: u64,
+    header_mismatches: u64,
+    unattributed: u64,
+}
+
+/// recvmmsg batches one leg gets per turn of the engine's loop: a leg
+/// whose socket holds more waits for the next turn, so that a generator
+/// that falls behind still sends on schedule and closes its window on time
+/// (reading one socket until it was empty could take seconds then, and the
+/// window never closed).
+pub const RECV_BATCHES_PER_TURN: usize = 4;
+
+/// What one received datagram turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rx {
+    /// Not media (STUN, DTLS, SRTCP), or media that failed verification
+    /// (counted in the session's auth failures or in [`Checks::corrupt`]).
+    Dropped,
+    /// A media packet: when it was sent (`None`: unknown), and whether it
+    /// opened a receive slot.
+    Media { send_ns: Option<u64>, opened: bool },
+}
+
+/// Accounts for one received datagram of a leg: control traffic goes to the
+/// session; a media packet is verified (authenticated and decrypted by the
+/// session, its payload checked) when it opens a slot or when its slot's turn
+/// comes, and is otherwise placed by its header.
+fn receive(
+    session: &mut dyn Session,
+    st: &mut LegState,
+    sampler: &mut Sampler,
+    log: &SendLog,
+    checks: &mut Checks,
+    now: Instant,
+    datagram: &mut [u8],
+) -> Rx {
+    let Some((ssrc, seq)) = verify::rtp_header(datagram) else {
+        let _ = session.handle_datagram(now, datagram);
+        return Rx::Dropped;
+    };
+    let slot = st.slots.iter().position(|s| s.ssrc == ssrc);
+    if let Some(k) = slot
+        && !st.slots[k].take_turn()
+    {
+        let (stream, counter) = st.slots[k].unverified(seq);
+        let send_ns = log.lookup(stream, counter);
+        checks.unattributed += u64::from(send_ns.is_none());
+        return Rx::Media {
+            send_ns,
+            opened: false,
+        };
+    }
+    // Verified: a failure here is the session's (auth) or a checksum's.
+    let Some(view) = session.handle_datagram(now, datagram) else {
+        return Rx::Dropped;
+    };
+    checks.verified += 1;
+    let Some(Ok(stamp)) = datagram.get(view.payload.clone()).map(payload::check) else {
+        checks.corrupt += 1;
+        return Rx::Dropped;
+    };
+    let opened = match slot {
+        Some(k) => {
+            checks.header_mismatches += u64::from(st.slots[k].verified(view.seq, &stamp, sampler));
+            false
+        }
+        None => {
+            st.slots
+                .push(Slot::open(view.ssrc, view.seq, &stamp, sampler));
+            true
+        }
+    };
+    Rx::Media {
+        send_ns: Some(stamp.send_ns),
+        opened,
+    }
 }
 
 struct BucketAcc {
@@ -368,8 +492,17 @@ pub fn run(
         }
     }
 
+    // Every forwarded stream's send times, for the packets not decrypted.
+    let mut send_log = SendLog::new(streams.iter().filter(|s| s.forwarded).map(|s| s.id));
+    let mut sampler = Sampler::new(cfg.verify_every, rand::random());
+    let mut checks = Checks::default();
     let mut out = Batch::new(8);
     let mut inb = Batch::new(64);
+    // The generator never needs the peer address of what it receives.
+    inb.want_names = false;
+    // Legs whose sockets may hold datagrams not read yet.
+    let mut unread = vec![false; legs.len()];
+    let mut todo: Vec<usize> = Vec::with_capacity(legs.len());
     let mut scratch = [0u8; crate::mmsg::DATAGRAM_BUF];
     let mut m = Measurement {
         window_s: 0.0,
@@ -384,6 +517,10 @@ pub fn run(
         late: 0,
         corrupt: 0,
         auth_failures: 0,
+        verify_every: sampler.every(),
+        verified: 0,
+        header_mismatches: 0,
+        unattributed: 0,
         legs_with_media: 0,
         target_cpu_ns: None,
         generator_cpu_ns: None,
@@ -404,6 +541,10 @@ pub fn run(
     let inodes: std::collections::HashSet<u64> =
         fds.iter().filter_map(|&fd| sys::socket_inode(fd)).collect();
     let (mut drops0, mut thread0, mut machine0) = (None, None, None);
+    // Header mismatches before the window are slots whose source changed
+    // while the target settled (a simulcast layer chosen, then switched):
+    // they re-anchor, and are not counted.
+    let mut mismatches0 = 0u64;
     let mut sent_in_window = 0u64;
     let mut acc = BucketAcc {
         ingress: 0,
@@ -437,10 +578,9 @@ pub fn run(
     loop {
         crate::interrupt::check()?;
         let now = Instant::now();
-        if now >= drain_end {
-            break;
-        }
-        // Phase changes: CPU snapshots at both ends of the window.
+        // Phase changes: CPU snapshots at both ends of the window (also when
+        // a turn overran the end of the drain: the window is closed before
+        // the loop ends).
         if m.slots_open_s.is_none() && slots_open >= slots_expected {
             m.slots_open_s = Some(now.saturating_duration_since(t0).as_secs_f64());
         }
@@ -462,6 +602,7 @@ pub fn run(
             thread0 = sys::thread_cpu_ns();
             machine0 = sys::machine_busy_ns();
             drops0 = sys::udp_socket_stats(&inodes).map(|s| s.drops);
+            mismatches0 = checks.header_mismatches;
         } else if phase == Phase::Measure && now >= end {
             phase = Phase::Drain;
             m.window_s = now.duration_since(measure_start).as_secs_f64();
@@ -481,6 +622,9 @@ pub fn run(
                 (Some(a), Some(b)) => Some(b.saturating_sub(a)),
                 _ => None,
             };
+        }
+        if now >= drain_end {
+            break;
         }
         // Time line.
         if phase == Phase::Measure
@@ -545,6 +689,9 @@ pub fn run(
                             counter: s.counter,
                             send_ns,
                         };
+                        if s.forwarded {
+                            send_log.record(s.id, s.counter, send_ns);
+                        }
                         payload::write(&mut scratch[..size], prefix, &stamp);
                         let marker = s.kind != MediaKind::Audio && k + 1 == n;
                         let written = match s.layer {
@@ -626,7 +773,7 @@ pub fn run(
             .min(next_housekeeping)
             .min(drain_end)
             .saturating_duration_since(Instant::now());
-        let timeout = if wait < Duration::from_micros(300) {
+        let timeout = if wait < Duration::from_micros(300) || !todo.is_empty() {
             Duration::ZERO
         } else {
             wait
@@ -636,13 +783,29 @@ pub fn run(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
         }
+        // Edge-triggered: a leg stays on the to-do list until its socket
+        // is empty, but gets at most RECV_BATCHES_PER_TURN batches a turn.
         for ev in events.iter() {
             let l = ev.token().0;
-            let Some(leg) = legs.get_mut(l) else { continue };
-            // Edge-triggered: read until the socket is empty.
-            loop {
+            if l < unread.len() && !unread[l] {
+                unread[l] = true;
+                todo.push(l);
+            }
+        }
+        let mut t = 0;
+        while t < todo.len() {
+            let l = todo[t];
+            let Some(leg) = legs.get_mut(l) else {
+                todo.swap_remove(t);
+                continue;
+            };
+            let mut drained = false;
+            for _ in 0..RECV_BATCHES_PER_TURN {
                 let got = match inb.recv(fds[l]) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) | Err(_) => {
+                        drained = true;
+                        break;
+                    }
                     Ok(n) => n,
                 };
                 let now = Instant::now();
@@ -650,42 +813,44 @@ pub fn run(
                 let in_window = phase == Phase::Measure;
                 for i in 0..got {
                     let len = inb.lens[i];
-                    let Some(view) = leg.session.handle_datagram(now, &mut inb.bufs[i][..len])
-                    else {
+                    let Some(datagram) = inb.bufs[i].get_mut(..len) else {
                         continue;
                     };
+                    let Rx::Media { send_ns, opened } = receive(
+                        leg.session.as_mut(),
+                        &mut states[l],
+                        &mut sampler,
+                        &send_log,
+                        &mut checks,
+                        now,
+                        datagram,
+                    ) else {
+                        continue;
+                    };
+                    slots_open += u64::from(opened);
                     acc.egress += 1;
                     if in_window {
                         m.egress_packets += 1;
                         m.egress_bytes += len as u64;
                     }
-                    let stamp = match inb.bufs[i].get(view.payload.clone()).map(payload::check) {
-                        Some(Ok(stamp)) => stamp,
-                        _ => {
-                            m.corrupt += 1;
-                            continue;
-                        }
-                    };
-                    let slots = &mut states[l].slots;
-                    match slots.iter_mut().find(|(ssrc, _)| *ssrc == view.ssrc) {
-                        Some((_, c)) => c.push(view.seq),
-                        None => {
-                            let mut c = Continuity::default();
-                            c.push(view.seq);
-                            slots.push((view.ssrc, c));
-                            slots_open += 1;
-                        }
-                    }
-                    let latency = now_ns.saturating_sub(stamp.send_ns);
+                    let Some(send_ns) = send_ns else { continue };
+                    let latency = now_ns.saturating_sub(send_ns);
                     let _ = acc.hist.record(latency.max(1));
-                    if phase != Phase::Warmup && (warm_ns..end_ns).contains(&stamp.send_ns) {
+                    if phase != Phase::Warmup && (warm_ns..end_ns).contains(&send_ns) {
                         m.delivered += 1;
                         let _ = m.latency_ns.record(latency.max(1));
                     }
                 }
                 if got < inb.capacity() {
+                    drained = true;
                     break;
                 }
+            }
+            if drained {
+                unread[l] = false;
+                todo.swap_remove(t);
+            } else {
+                t += 1;
             }
         }
     }
@@ -698,11 +863,19 @@ pub fn run(
     for (leg, st) in legs.iter().zip(&states) {
         m.auth_failures += leg.session.auth_failures();
         m.legs_with_media += u64::from(!st.slots.is_empty());
-        for (_, c) in &st.slots {
-            m.seq_gaps += c.gaps;
-            m.late += c.late;
+        for slot in &st.slots {
+            m.seq_gaps += slot.continuity.gaps;
+            m.late += slot.continuity.late;
         }
     }
+    m.verified = checks.verified;
+    m.corrupt = checks.corrupt;
+    m.header_mismatches = if phase == Phase::Warmup {
+        0
+    } else {
+        checks.header_mismatches.saturating_sub(mismatches0)
+    };
+    m.unattributed = checks.unattributed;
     for fd in &fds {
         let _ = poll.registry().deregister(&mut SourceFd(fd));
     }
@@ -712,6 +885,286 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringbridge_bridge::proto::client::RtpView;
+
+    /// A session whose "SRTP" is a CRC-32 tag over the header and payload:
+    /// any changed byte fails its authentication, as with real SRTP.
+    #[derive(Default)]
+    struct TaggedSession {
+        failures: u64,
+        opened: u64,
+    }
+
+    fn tag(bytes: &[u8]) -> [u8; 4] {
+        crc32fast::hash(bytes).to_be_bytes()
+    }
+
+    impl Session for TaggedSession {
+        fn poll_transmit(&mut self, _: Instant) -> Option<Vec<u8>> {
+            None
+        }
+        fn handle_timeout(&mut self, _: Instant) {}
+        fn is_connected(&self) -> bool {
+            true
+        }
+        fn failure(&self) -> Option<String> {
+            None
+        }
+        fn write_rtp(
+            &mut self,
+            _: MediaKind,
+            _: u16,
+            _: u32,
+            _: bool,
+            _: &[u8],
+            _: &mut [u8],
+        ) -> Result<usize, String> {
+            Err("receive only".into())
+        }
+        fn handle_datagram(&mut self, _: Instant, d: &mut [u8]) -> Option<RtpView> {
+            let (ssrc, seq) = verify::rtp_header(d)?;
+            let body = d.len().checked_sub(4)?;
+            if d[body..] != tag(&d[..body]) {
+                self.failures += 1;
+                return None;
+            }
+            self.opened += 1;
+            Some(RtpView {
+                ssrc,
+                pt: 96,
+                seq,
+                ts: 0,
+                marker: false,
+                payload: 12..body,
+            })
+        }
+        fn auth_failures(&self) -> u64 {
+            self.failures
+        }
+        fn profile(&self) -> Option<&'static str> {
+            None
+        }
+    }
+
+    /// Packet `counter` of stream 7 as the target forwards it in slot 0x5107
+    /// (sequence numbers offset from the counter, wrapping), sent at
+    /// `counter × 1000` ns.
+    fn forwarded(counter: u32) -> Vec<u8> {
+        let mut p = vec![0u8; 12 + 100];
+        p[0] = 0x80;
+        p[1] = 96;
+        let seq = (counter as u16).wrapping_add(65_000);
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[8..12].copy_from_slice(&0x5107u32.to_be_bytes());
+        let stamp = Stamp {
+            stream: 7,
+            counter,
+            send_ns: u64::from(counter) * 1000,
+        };
+        payload::write(&mut p[12..], &[], &stamp);
+        let t = tag(&p);
+        p.extend_from_slice(&t);
+        p
+    }
+
+    fn resign(p: &mut Vec<u8>) {
+        p.truncate(p.len() - 4);
+        let t = tag(p);
+        p.extend_from_slice(&t);
+    }
+
+    struct Harness {
+        session: TaggedSession,
+        st: LegState,
+        sampler: Sampler,
+        log: SendLog,
+        checks: Checks,
+        /// Send times of the media packets accounted, in order.
+        send_ns: Vec<Option<u64>>,
+    }
+
+    impl Harness {
+        fn new(every: u32) -> Self {
+            Self {
+                session: TaggedSession::default(),
+                st: LegState::default(),
+                sampler: Sampler::new(every, 42),
+                log: SendLog::new([7]),
+                checks: Checks::default(),
+                send_ns: Vec::new(),
+            }
+        }
+
+        /// The sender logs packets `..=counter` of stream 7.
+        fn sent(&mut self, counter: u32) {
+            self.log.record(7, counter, u64::from(counter) * 1000);
+        }
+
+        fn take(&mut self, mut p: Vec<u8>) {
+            let rx = receive(
+                &mut self.session,
+                &mut self.st,
+                &mut self.sampler,
+                &self.log,
+                &mut self.checks,
+                Instant::now(),
+                &mut p,
+            );
+            if let Rx::Media { send_ns, .. } = rx {
+                self.send_ns.push(send_ns);
+            }
+        }
+
+        fn continuity(&self) -> (u64, u64, u64) {
+            let c = self.st.slots[0].continuity;
+            (c.gaps, c.late, c.received)
+        }
+    }
+
+    /// Sampled: about one packet in 16 is decrypted, yet every packet is
+    /// accounted, with the send time of the packet its header names, across
+    /// the sequence number's wrap, with loss and reordering counted.
+    #[test]
+    fn sampled_verification_accounts_for_every_packet_by_its_header() {
+        let mut h = Harness::new(16);
+        let lost = [600, 601, 1700];
+        let mut order: Vec<u32> = (0..3000).filter(|c| !lost.contains(c)).collect();
+        order.swap(100, 101); // 101 before 100
+        for c in 0..3000 {
+            h.sent(c);
+            if c == 100 {
+                continue; // comes after 101
+            }
+            if !lost.contains(&c) {
+                h.take(forwarded(c));
+            }
+            if c == 101 {
+                h.take(forwarded(100));
+            }
+        }
+        assert_eq!(h.send_ns.len(), order.len());
+        let wrong = order
+            .iter()
+            .zip(&h.send_ns)
+            .position(|(&c, &ns)| ns != Some(u64::from(c) * 1000));
+        assert_eq!(wrong, None, "every packet placed by its header");
+        assert_eq!(h.continuity(), (3 + 1, 1, order.len() as u64));
+        assert!(
+            (120..260).contains(&h.checks.verified),
+            "{} of {} decrypted",
+            h.checks.verified,
+            order.len()
+        );
+        assert_eq!(h.session.opened, h.checks.verified);
+        let Checks {
+            corrupt,
+            header_mismatches,
+            unattributed,
+            ..
+        } = h.checks;
+        assert_eq!((corrupt, header_mismatches, unattributed), (0, 0, 0));
+        assert_eq!(h.session.failures, 0);
+    }
+
+    /// `--verify-every 1`: every packet is decrypted and checked.
+    #[test]
+    fn full_verification_decrypts_every_packet() {
+        let mut h = Harness::new(1);
+        for c in 0..500 {
+            h.sent(c);
+            h.take(forwarded(c));
+        }
+        assert_eq!(h.checks.verified, 500);
+        assert_eq!(h.session.opened, 500);
+    }
+
+    /// Damage to the packets of a slot is caught as soon as the slot's turn
+    /// comes: the gap between verified packets is at most 2N − 1, so any run
+    /// of that many damaged packets has one verified, and it is reported as
+    /// an auth failure (changed after protection) or as corrupt (changed
+    /// before it, re-signed).
+    #[test]
+    fn damaged_packets_among_unverified_ones_are_caught_when_sampled() {
+        let mut h = Harness::new(16);
+        for c in 0..1000 {
+            h.sent(c);
+            let mut p = forwarded(c);
+            if (300..331).contains(&c) {
+                p[50] ^= 1; // after protection: the tag no longer matches
+            }
+            if (600..631).contains(&c) {
+                p[50] ^= 1; // before protection: a valid tag over bad media
+                resign(&mut p);
+            }
+            h.take(p);
+        }
+        assert!(h.session.failures >= 1, "an auth failure was sampled");
+        assert!(h.checks.corrupt >= 1, "a corrupt payload was sampled");
+        // A single damaged packet is only caught with full verification.
+        let mut h = Harness::new(1);
+        for c in 0..10 {
+            h.sent(c);
+            let mut p = forwarded(c);
+            if c == 5 {
+                p[50] ^= 1;
+                resign(&mut p);
+            }
+            h.take(p);
+        }
+        assert_eq!(h.checks.corrupt, 1);
+    }
+
+    /// A header the target changed without the authenticated payload
+    /// agreeing: a rewritten sequence number fails authentication when
+    /// sampled, and a target that renumbers (or sends another stream's
+    /// packets in the slot) with valid protection is a header mismatch.
+    #[test]
+    fn an_attack_on_the_header_is_detected() {
+        let mut h = Harness::new(16);
+        for c in 0..1000 {
+            h.sent(c);
+            let mut p = forwarded(c);
+            if (200..231).contains(&c) {
+                p[3] = p[3].wrapping_add(5); // sequence number moved, tag kept
+            }
+            if c >= 500 {
+                // From here the slot carries packets 100 later than its
+                // sequence numbers say.
+                let seq = u16::from_be_bytes([p[2], p[3]]).wrapping_sub(100);
+                p[2..4].copy_from_slice(&seq.to_be_bytes());
+                resign(&mut p);
+            }
+            h.take(p);
+        }
+        assert!(h.session.failures >= 1, "the moved sequence number");
+        assert!(h.checks.header_mismatches >= 1, "the renumbered slot");
+    }
+
+    /// A packet of a slot nothing was verified of yet is always decrypted
+    /// (it anchors the slot), and a forged one from an unknown SSRC opens
+    /// no slot.
+    #[test]
+    fn a_slot_opens_on_a_verified_packet_only() {
+        let mut h = Harness::new(1000);
+        for c in 0..10 {
+            h.sent(c);
+        }
+        let mut forged = forwarded(0);
+        forged[60] ^= 1;
+        h.take(forged);
+        assert!(h.st.slots.is_empty());
+        assert_eq!(h.session.failures, 1);
+        h.take(forwarded(1));
+        assert_eq!(h.st.slots.len(), 1);
+        assert_eq!(h.checks.verified, 1);
+        assert_eq!(h.send_ns, [Some(1000)]);
+        // One the send log does not hold (never sent, or a lap old):
+        // counted, with no send time.
+        h.take(forwarded(2));
+        h.take(forwarded(20));
+        assert_eq!(h.send_ns[1..], [Some(2000), None]);
+        assert_eq!(h.checks.unattributed, 1);
+    }
 
     #[test]
     fn video_is_about_one_and_a_half_megabits_and_audio_fifty_pps() {
@@ -740,6 +1193,10 @@ mod tests {
             late: 0,
             corrupt: 0,
             auth_failures: 0,
+            verify_every: 1,
+            verified: 200,
+            header_mismatches: 0,
+            unattributed: 0,
             legs_with_media: 0,
             slots_open_s: None,
             slots_missing: 0,

@@ -64,7 +64,11 @@ pub struct Step {
     pub machine_cores: Option<f64>,
     /// Whether the generator kept its schedule and kept up receiving.
     pub generator_ok: bool,
-    /// Whether the step counts as carried.
+    /// Verified packets that failed authentication, their checksum or their
+    /// header's prediction ([`Measurement::integrity_failures`]).
+    pub integrity_failures: u64,
+    /// Whether the step counts as carried: loss within `max_loss`, the
+    /// generator kept up, and no integrity failure.
     pub passed: bool,
 }
 
@@ -80,6 +84,7 @@ impl Step {
         let w = m.window_s.max(f64::MIN_POSITIVE);
         let generator_ok = m.generator_held_rate() && m.generator_kept_up_receiving();
         let loss_ratio = m.loss_ratio();
+        let integrity_failures = m.integrity_failures();
         Self {
             conferences,
             egress_pps: m.egress_packets as f64 / w,
@@ -88,7 +93,8 @@ impl Step {
             target_cores: m.target_cpu_ns.map(|ns| ns as f64 / 1e9 / w),
             machine_cores: m.machine_busy_ns.map(|ns| ns as f64 / 1e9 / w),
             generator_ok,
-            passed: generator_ok && loss_ratio <= max_loss,
+            integrity_failures,
+            passed: generator_ok && loss_ratio <= max_loss && integrity_failures == 0,
         }
     }
 }
@@ -117,6 +123,9 @@ pub struct KneeReport {
     pub endpoints: usize,
     /// The loss a passing step could show.
     pub max_loss: f64,
+    /// Every how many received media packets one was verified
+    /// (`--verify-every`).
+    pub verify_every: u32,
     /// Every step, in the order run.
     pub steps: Vec<Step>,
     /// The highest passing step (`None`: even the first failed).
@@ -130,11 +139,12 @@ impl KneeReport {
     pub fn table(&self) -> String {
         use std::fmt::Write as _;
         let mut s = format!(
-            "knee search · shape {} · {} endpoints per conference · io {} · pass: loss <= {:.3}% and the generator kept up\n\
+            "knee search · shape {} · {} endpoints per conference · io {} · verify 1 in {} · pass: loss <= {:.3}%, the generator kept up, no integrity failure\n\
              conferences  egress pps  ingress pps    loss %  target cores  machine cores  pps/target core  gen ok  passed\n",
             self.shape,
             self.endpoints,
             self.io,
+            self.verify_every,
             self.max_loss * 100.0
         );
         let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_owned(), |v| format!("{v:.prec$}"));
@@ -199,6 +209,7 @@ pub fn run(cfg: &KneeConfig) -> Result<KneeReport, BenchError> {
         io: cfg.settings.opts.io.clone(),
         endpoints: cfg.endpoints,
         max_loss: cfg.max_loss,
+        verify_every: cfg.settings.engine.verify_every,
         steps,
         knee,
         bound,
@@ -272,6 +283,7 @@ mod tests {
             target_cores: Some(c.min(capacity) as f64 / capacity as f64),
             machine_cores: None,
             generator_ok,
+            integrity_failures: 0,
             passed: generator_ok && loss_ratio == 0.0,
         }
     }

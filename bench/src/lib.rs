@@ -6,6 +6,8 @@
 //! - [`target`]: the seam between the engine and what it loads.
 //! - [`engine`]: the single-threaded, batched, paced generator and checker.
 //! - [`ringbridge`], [`null`]: the targets.
+//! - [`verify`]: which received packets are decrypted and checked, and how
+//!   the others are accounted from their headers.
 //! - [`report`], [`plot`]: what comes out.
 //! - [`knee`], [`scale`], [`soak`], [`flood`]: the searches and long runs
 //!   built on them.
@@ -28,6 +30,7 @@ pub mod shape;
 pub mod soak;
 pub mod sys;
 pub mod target;
+pub mod verify;
 
 /// Why a run could not be made.
 #[derive(Debug, thiserror::Error)]

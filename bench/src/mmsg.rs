@@ -18,6 +18,9 @@ pub struct Batch {
     pub lens: Vec<usize>,
     /// Peer address of each datagram (received, or to send to).
     pub names: Vec<libc::sockaddr_storage>,
+    /// Whether [`Batch::recv`] asks for the peer addresses (default `true`;
+    /// a receiver that does not need them saves the kernel copying them out).
+    pub want_names: bool,
     iov: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
 }
@@ -37,6 +40,7 @@ impl Batch {
             bufs: vec![[0u8; DATAGRAM_BUF]; capacity],
             lens: vec![0; capacity],
             names: vec![udp::zeroed_storage(); capacity],
+            want_names: true,
             iov: vec![
                 libc::iovec {
                     iov_base: std::ptr::null_mut(),
@@ -63,8 +67,14 @@ impl Batch {
             h.msg_hdr = udp::zeroed_msghdr();
             h.msg_hdr.msg_iov = &mut self.iov[i];
             h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_hdr.msg_namelen = if recv {
+            h.msg_hdr.msg_name = if recv && !self.want_names {
+                std::ptr::null_mut()
+            } else {
+                (&mut self.names[i] as *mut libc::sockaddr_storage).cast()
+            };
+            h.msg_hdr.msg_namelen = if recv && !self.want_names {
+                0
+            } else if recv {
                 std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t
             } else if self.names[i].ss_family == libc::AF_INET6 as libc::sa_family_t {
                 std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
@@ -106,7 +116,8 @@ impl Batch {
         Ok(got)
     }
 
-    /// The peer address of received datagram `i`.
+    /// The peer address of received datagram `i` (`None` when
+    /// [`Batch::want_names`] is off).
     pub fn name(&self, i: usize) -> Option<SocketAddr> {
         udp::storage_to_socket_addr(&self.names[i], self.hdrs[i].msg_hdr.msg_namelen)
     }
@@ -183,5 +194,24 @@ mod tests {
             }
         }
         assert_eq!(got, 3);
+    }
+
+    #[test]
+    fn without_names_the_datagrams_still_come_whole() {
+        let a = udp::bind_udp("127.0.0.1:0".parse().expect("addr")).expect("a");
+        let b = udp::bind_udp("127.0.0.1:0".parse().expect("addr")).expect("b");
+        a.send_to(&[7u8; 300], b.local_addr().expect("b addr"))
+            .expect("send");
+        let mut inb = Batch::new(4);
+        inb.want_names = false;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut n = 0;
+        while n == 0 && std::time::Instant::now() < deadline {
+            n = inb.recv(b.as_raw_fd()).expect("recv");
+        }
+        assert_eq!(n, 1);
+        assert_eq!(inb.lens[0], 300);
+        assert_eq!(inb.bufs[0][299], 7);
+        assert_eq!(inb.name(0), None);
     }
 }

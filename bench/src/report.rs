@@ -268,6 +268,10 @@ impl Aggregate {
                 "late": self.sum(|m| m.late),
                 "corrupt": self.sum(|m| m.corrupt),
                 "auth_failures": self.sum(|m| m.auth_failures),
+                "verify_every": self.rounds.first().map(|m| m.verify_every),
+                "verified": self.sum(|m| m.verified),
+                "header_mismatches": self.sum(|m| m.header_mismatches),
+                "unattributed": self.sum(|m| m.unattributed),
                 "legs_with_media": self.rounds.iter().map(|m| m.legs_with_media).min(),
                 "slots_missing": self.sum(|m| m.slots_missing),
                 "slots_open_s": self.rounds.iter().map(|m| m.slots_open_s).collect::<Vec<_>>(),
@@ -298,6 +302,9 @@ pub struct RunInfo {
     pub io: String,
     /// Percent of the media datagrams dropped each way (`--loss`; 0: none).
     pub loss_injected_percent: u8,
+    /// Every how many received media packets one is authenticated, decrypted
+    /// and checked (`--verify-every`; 1: all).
+    pub verify_every: u32,
     /// The bridge's `media.port` (`--media-port`; 0: a port per endpoint).
     pub media_port: u16,
 }
@@ -647,6 +654,10 @@ mod tests {
             late: 0,
             corrupt: 0,
             auth_failures: 0,
+            verify_every: 1,
+            verified: egress,
+            header_mismatches: 0,
+            unattributed: 0,
             legs_with_media: 3,
             slots_open_s: Some(0.5),
             slots_missing: 0,
@@ -685,6 +696,7 @@ mod tests {
                 io: "uring".into(),
                 loss_injected_percent: 0,
                 media_port: 0,
+                verify_every: 1,
             },
             primary: bridge,
             null: Some(null),

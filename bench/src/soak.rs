@@ -64,6 +64,12 @@ pub struct SoakReport {
     pub loss_ratio: f64,
     /// Media packets sent per second over the window.
     pub ingress_pps: f64,
+    /// Every how many received media packets one was verified
+    /// (`--verify-every`).
+    pub verify_every: u32,
+    /// Verified packets that failed authentication, their checksum or their
+    /// header's prediction ([`Measurement::integrity_failures`]).
+    pub integrity_failures: u64,
 }
 
 /// Runs the soak.
@@ -143,6 +149,8 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, BenchError> {
         } else {
             0.0
         },
+        verify_every: m.verify_every,
+        integrity_failures: m.integrity_failures(),
     })
 }
 
@@ -171,15 +179,21 @@ impl SoakReport {
             self.ingress_pps,
             self.loss_ratio * 100.0
         ));
+        s.push_str(&format!(
+            "received media verified 1 in {}: {} integrity failure(s)\n",
+            self.verify_every, self.integrity_failures
+        ));
         s
     }
 
     /// Whether the run met the bar: growth under 1%, constant
-    /// descriptors, the bridge alive, no panic.
+    /// descriptors, the bridge alive, no panic; and no damaged media among
+    /// what was verified.
     pub fn passed(&self) -> bool {
         self.rss_growth_percent.is_some_and(|g| g < 1.0)
             && self.fds_min == self.fds_max
             && self.bridge_alive
             && self.panics == 0
+            && self.integrity_failures == 0
     }
 }

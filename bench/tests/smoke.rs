@@ -159,6 +159,7 @@ fn run_bench_args(target: &str, netns: bool, profile: &str, extra: &[&str]) -> V
     assert_eq!(checks["corrupt"], 0);
     assert_eq!(checks["seq_gaps"], 0);
     assert_eq!(checks["auth_failures"], 0);
+    assert_eq!(checks["header_mismatches"], 0, "{v}");
     let network = if netns { "veth" } else { "loopback" };
     assert_eq!(v["network"], network, "{v}");
     assert_eq!(v["targets"][0]["network"], network, "{v}");
@@ -182,6 +183,30 @@ fn meeting_of_three_through_ringbridge_loses_nothing() {
     assert!(
         matches!(v["io_backend"].as_str(), Some("uring" | "mmsg")),
         "{v}"
+    );
+    // `run` verifies every packet by default: each delivery was decrypted.
+    let checks = &v["targets"][0]["checks"];
+    assert_eq!(checks["verify_every"], 1, "{v}");
+    assert!(
+        checks["verified"].as_u64() >= checks["delivered"].as_u64(),
+        "{v}"
+    );
+    assert_eq!(checks["unattributed"], 0, "{v}");
+}
+
+/// `--verify-every 8`: a sample of the packets is decrypted and checked,
+/// the rest are accounted from their headers, and the meeting still loses
+/// nothing (the loss, latency and continuity checks of `run_bench_args`).
+#[test]
+fn meeting_of_three_verified_by_sample_loses_nothing() {
+    let v = run_bench_args("ringbridge", false, "gcm", &["--verify-every", "8"]);
+    let checks = &v["targets"][0]["checks"];
+    assert_eq!(checks["verify_every"], 8, "{v}");
+    let verified = checks["verified"].as_u64().unwrap_or(0);
+    let delivered = checks["delivered"].as_u64().unwrap_or(0);
+    assert!(
+        verified > 0 && verified * 3 < delivered,
+        "a sample, not every packet: {v}"
     );
 }
 
@@ -448,6 +473,9 @@ fn knee_reports_every_step_and_the_highest_one_carried() {
         other => panic!("bound {other:?}: {v}"),
     }
     assert!(run.stdout.contains("knee search"), "{}", run.stdout);
+    // knee verifies a sample of what it receives by default.
+    assert_eq!(v["verify_every"], 16, "{v}");
+    assert!(steps.iter().all(|s| s["integrity_failures"] == 0), "{v}");
 }
 
 /// Ctrl-C in the middle of a run behind veth: the bench stops within a

@@ -317,6 +317,7 @@ fn janus_through_bench_engine() -> Result<(), crate::BenchError> {
         bucket: Duration::from_secs(1),
         progress: false,
         label: "janus".into(),
+        verify_every: 1,
     };
     // JANUS_BENCH_CONFERENCES=C runs C conferences of each shape at once.
     let conferences = std::env::var("JANUS_BENCH_CONFERENCES")
