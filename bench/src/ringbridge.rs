@@ -249,6 +249,12 @@ impl RingbridgeTarget {
         }
     }
 
+    /// The bridge's private (stats) address; `None` for a bridge given by
+    /// `--url`.
+    pub fn private_addr(&self) -> Option<SocketAddr> {
+        self.private
+    }
+
     fn stats_io_backend(&self) -> Option<String> {
         let r = http_request(self.private?, "GET", "/colibri/stats", &[], b"").ok()?;
         let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
@@ -456,4 +462,13 @@ fn join_one(
         remote,
         socket,
     })
+}
+
+/// Datagrams the bridge at `private` has held in a send backlog since it
+/// started (`total_send_backlogged` of `/colibri/stats`): a socket buffer was
+/// full, and the backlog's memory was taken.
+pub fn send_backlogged(private: SocketAddr) -> Option<u64> {
+    let r = http_request(private, "GET", "/colibri/stats", &[], b"").ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+    v.get("total_send_backlogged")?.as_u64()
 }

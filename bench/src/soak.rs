@@ -42,6 +42,10 @@ pub struct Sample {
     pub rss_kib: u64,
     /// Open file descriptors.
     pub fds: usize,
+    /// Datagrams the bridge has held in a send backlog so far (a full socket
+    /// buffer; the backlog's memory is taken then), from `/colibri/stats`:
+    /// a step in `rss_kib` with a rise here is a burst's high-water mark.
+    pub send_backlogged: Option<u64>,
 }
 
 /// What a soak measured.
@@ -81,6 +85,8 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, BenchError> {
     let mut legs = target::Target::connect(&mut rb, &cfg.plan, &cfg.opts)?;
     engine::handshake(&mut legs, cfg.opts.connect_timeout)?;
 
+    let private = rb.private_addr();
+    let backlogged = move || private.and_then(crate::ringbridge::send_backlogged);
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let stop = stop.clone();
@@ -98,6 +104,7 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, BenchError> {
                         t_s: start.elapsed().as_secs_f64(),
                         rss_kib: rss,
                         fds,
+                        send_backlogged: backlogged(),
                     });
                     next += every;
                 }
@@ -119,6 +126,7 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, BenchError> {
             t_s: t_s.max(cfg.engine.warmup.as_secs_f64() + cfg.engine.duration.as_secs_f64()),
             rss_kib: rss,
             fds,
+            send_backlogged: backlogged(),
         });
     }
     let bridge_alive = rb.is_running();
@@ -157,9 +165,13 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, BenchError> {
 impl SoakReport {
     /// The human-readable summary.
     pub fn table(&self) -> String {
-        let mut s = String::from("t_s\trss_kib\tfds\n");
+        let mut s = String::from("t_s\trss_kib\tfds\tsend_backlogged\n");
         for x in &self.samples {
-            s.push_str(&format!("{:.0}\t{}\t{}\n", x.t_s, x.rss_kib, x.fds));
+            let backlogged = x.send_backlogged.map_or("-".to_owned(), |n| n.to_string());
+            s.push_str(&format!(
+                "{:.0}\t{}\t{}\t{backlogged}\n",
+                x.t_s, x.rss_kib, x.fds
+            ));
         }
         s.push_str(&format!(
             "resident memory growth after warm-up: {} (target < 1%)\n",

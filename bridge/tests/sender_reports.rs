@@ -173,3 +173,64 @@ fn a_publishers_rtt_from_its_reports_paces_the_nack_retries_toward_it() {
         "{nacks} NACKs in 1 s at a 400 ms RTT"
     );
 }
+
+/// Sender reports every peer has received so far (all slots).
+fn srs_received(net: &Net, i: usize) -> usize {
+    net.peers[i]
+        .client
+        .received_rtcp
+        .iter()
+        .flat_map(|c| RtcpIter::new(c).flatten())
+        .filter(|p| matches!(p, RtcpPacket::SenderReport(_)))
+        .count()
+}
+
+#[test]
+fn due_timers_stop_at_the_batch_size_and_the_rest_run_on_the_next_call() {
+    let mut net = Net::new();
+    for name in ["alice", "bob", "carol", "dave"] {
+        net.join(name, EVERYTHING);
+    }
+    net.connect_all();
+    for seq in 1..=5u16 {
+        for i in 0..4 {
+            send_video(&mut net, i, seq, u32::from(seq) * 3000);
+        }
+        net.progress(1);
+    }
+    net.progress(20);
+    let before: Vec<usize> = (0..4).map(|i| srs_received(&net, i)).collect();
+    // No turn for 2 s: every report, feedback and keep-alive timer is due at once.
+    net.now += Duration::from_secs(2);
+    let now = net.now;
+    net.core.set_timer_batch(2);
+
+    net.core.handle_timeout(now, &mut net.tx);
+    let first = net.tx.len();
+    assert!(
+        first >= 2,
+        "the first call ran timers until the batch: {first}"
+    );
+    assert!(
+        net.core.poll_timeout().is_some_and(|t| t <= now),
+        "timers beyond the batch stay due"
+    );
+    net.deliver();
+
+    let (mut calls, mut total) = (1, first);
+    while net.core.poll_timeout().is_some_and(|t| t <= now) {
+        assert!(calls < 10_000, "the due timers drain");
+        net.core.handle_timeout(now, &mut net.tx);
+        assert!(!net.tx.is_empty(), "every call makes progress");
+        total += net.tx.len();
+        calls += 1;
+        net.deliver();
+    }
+    assert!(calls >= 2, "{calls} calls for {total} datagrams");
+    for (i, b) in before.iter().enumerate() {
+        assert!(
+            srs_received(&net, i) > *b,
+            "peer {i} got its slots' sender reports through the later calls"
+        );
+    }
+}

@@ -33,8 +33,9 @@ impl TxQueue {
     /// A queue with room for `capacity` datagrams before it has to grow.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            // Resident at once (`proto::resident`): filled to new lengths by
-            // bursts, a lazily mapped queue grew over a long run.
+            // Resident at once (`proto::resident`): a queue is written only up
+            // to its longest batch so far, and a lazily mapped one took memory
+            // whenever a batch was longer than any before it.
             data: crate::proto::resident::resident_zeroed(capacity * SLOT_SIZE),
             items: Vec::with_capacity(capacity),
         }

@@ -162,10 +162,8 @@ impl RtxCache {
             return Err(RtxCacheError::TooLarge(packet.len()));
         }
         if self.entries.is_empty() {
-            // The first packet: the whole ring, once, resident now (see
-            // `proto::resident`: written slot by slot, a lazily mapped arena
-            // grew over a long run).
-            self.arena = crate::proto::resident::resident_zeroed(self.capacity * self.slot_len);
+            // The first packet: the whole ring, once.
+            self.arena = vec![0u8; self.capacity * self.slot_len];
             self.entries = vec![None; self.capacity];
         }
         let i = self.index(ext_seq);
