@@ -218,6 +218,7 @@ impl SendSideBwe {
     /// A transport-cc feedback from the receiver, at `now`.
     pub fn handle_feedback(&mut self, now: Instant, feedback: &TwccFeedback<'_>) {
         self.stats.feedback += 1;
+        let (matched_before, lost_before) = (self.stats.matched, self.stats.lost);
         let mut usage = self.trend.state();
         for status in feedback.packets() {
             let Some(sent) = self.history.take(status.seq) else {
@@ -249,10 +250,12 @@ impl SendSideBwe {
                 }
                 None => self.stats.lost += 1,
             }
-            if let Some(cap) =
-                self.loss
-                    .add(sent.sent_us, status.arrival.is_some(), self.rate.estimate())
-            {
+            if let Some(cap) = self.loss.add(
+                sent.sent_us,
+                status.arrival.is_some(),
+                self.rate.estimate(),
+                self.acked.bitrate(),
+            ) {
                 tracing::debug!(
                     cap,
                     loss = self.loss.last_loss(),
@@ -271,6 +274,15 @@ impl SendSideBwe {
             self.stats.overuses += 1;
         }
         self.has_feedback = true;
+        tracing::trace!(
+            reported = self.stats.matched - matched_before,
+            lost = self.stats.lost - lost_before,
+            ?usage,
+            acked = ?self.acked.bitrate(),
+            delay_bps = self.rate.estimate(),
+            loss_cap = ?self.loss.cap(),
+            "bwe feedback"
+        );
     }
 
     /// The estimate in bits per second; `None` until the first feedback.
