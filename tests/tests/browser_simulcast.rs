@@ -478,6 +478,34 @@ fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_oth
             timeline(samples)
         );
     }
+    let mids: Vec<String> = fine
+        .first()
+        .and_then(Value::as_object)
+        .map(|o| o.keys().filter(|k| *k != "t").cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        mids.len(),
+        2,
+        "fine samples of two streams: {:?}",
+        fine.first()
+    );
+    let gaps: Vec<f64> = mids
+        .iter()
+        .map(|m| longest_gap_ms(&fine, m, cap_t))
+        .collect();
+    // Printed before any assertion, so that every run's figures show.
+    let lowest_estimate = pages
+        .get(2)
+        .and_then(|p| p["samples"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|x| num(&x["t"]) >= cap_t)
+        .filter_map(|x| x["estimate"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    eprintln!(
+        "browser_simulcast capped: longest gap between decoded frames after the cap {gaps:?} ms; \
+         lowest ConnectionStats estimate of the capped page after the cap {lowest_estimate:.0} bit/s"
+    );
     let mut report = Vec::new();
     for (i, p) in pages.iter().enumerate() {
         let samples = p["samples"].as_array().cloned().unwrap_or_default();
@@ -573,21 +601,6 @@ fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_oth
             );
         }
     }
-    let mids: Vec<String> = fine
-        .first()
-        .and_then(Value::as_object)
-        .map(|o| o.keys().filter(|k| *k != "t").cloned().collect())
-        .unwrap_or_default();
-    assert_eq!(
-        mids.len(),
-        2,
-        "fine samples of two streams: {:?}",
-        fine.first()
-    );
-    let gaps: Vec<f64> = mids
-        .iter()
-        .map(|m| longest_gap_ms(&fine, m, cap_t))
-        .collect();
     eprintln!(
         "browser_simulcast capped at {CAP_KBIT} kbit/s at {cap_t:.1} s: longest gap between \
          decoded frames after the cap {gaps:?} ms; {}\nqdisc: {qdisc}",

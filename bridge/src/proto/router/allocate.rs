@@ -271,6 +271,7 @@ impl Router {
             .map(|s| SourceInput {
                 name: &s.name,
                 layers: s.layers.get(..s.count).unwrap_or(&[]),
+                forwarded: receiver.allocation.forwarded.contains(&s.name),
             })
             .collect();
         let result = allocate(&constraints, &inputs, estimate);
