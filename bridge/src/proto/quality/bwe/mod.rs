@@ -296,6 +296,13 @@ impl SendSideBwe {
         self.loss.cap().map_or(delay, |c| c.min(delay))
     }
 
+    /// Whether loss holds the estimate down now (more than
+    /// [`loss::HIGH_LOSS`] of what was sent was lost, and the loss-based cap
+    /// has not grown back past the delay-based estimate).
+    pub fn losing(&self) -> bool {
+        self.loss.cap().is_some()
+    }
+
     /// Whether the estimate is held where observed overuse or loss put it
     /// (rather than still searching upward).
     pub fn limited(&self) -> bool {
