@@ -533,3 +533,25 @@ fn capped_while_its_layers_come_down_late_the_estimate_keeps_what_the_link_deliv
         "the estimate fell to {lowest} behind a link that delivers 1 Mbit/s"
     );
 }
+
+/// The allocation stops a taller layer at once on a switch down while the
+/// link is losing (`Router::reallocate`): that has to be known at the first
+/// lossy feedback, not only once a whole loss interval (300 ms of sends)
+/// has set the loss-based cap.
+#[test]
+fn a_lossy_link_counts_as_losing_from_its_first_lossy_feedback() {
+    let mut p = Path::new(5_000_000, 0);
+    p.run_until(Duration::from_secs(3), |_| false);
+    assert!(!p.bwe.losing());
+    p.lose_every = 2;
+    while p.bwe.stats().lost == 0 {
+        p.tick();
+    }
+    assert!(p.bwe.loss.cap().is_none(), "the cap came at once");
+    assert!(p.bwe.losing(), "{:?}", p.bwe.stats());
+    // Clean again: the feedback no longer says so (the cap, while it
+    // still holds the estimate, does).
+    p.lose_every = 0;
+    p.run_until(Duration::from_secs(5), |_| false);
+    assert!(!p.bwe.feedback_lossy);
+}
