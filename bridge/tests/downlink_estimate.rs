@@ -339,6 +339,9 @@ fn a_switch_down_on_a_lossy_link_stops_the_taller_layer_before_the_key_frame() {
     let mut next = [(100u16, 10u16), (5000, 2000), (30_000, 30_000)];
     let mut carried = Vec::new();
     let mut reported = 0usize;
+    // Per millisecond from round 60: the estimate, and whether the top
+    // layer was sent.
+    let mut steps: Vec<(u64, bool)> = Vec::new();
     for round in 0..200u32 {
         // Key frames every 10 rounds while the path is clean, none after.
         let keyframe = round < 60 && round % 10 == 0;
@@ -362,6 +365,7 @@ fn a_switch_down_on_a_lossy_link_stops_the_taller_layer_before_the_key_frame() {
         }
         for _ in 0..6 {
             net.progress(1);
+            let from = sent.len();
             sent.extend(
                 net.peers[b].client.received_raw_rtp[rx.seen..]
                     .iter()
@@ -374,6 +378,10 @@ fn a_switch_down_on_a_lossy_link_stops_the_taller_layer_before_the_key_frame() {
                     }),
             );
             if round >= 60 {
+                steps.push((
+                    estimate(&net, "bob").unwrap_or(0),
+                    sent[from..].contains(&2),
+                ));
                 // Two of every three packets to bob are lost from here on:
                 // taken out before the receiver sees them.
                 let raw = &mut net.peers[b].client.received_raw_rtp;
@@ -401,5 +409,22 @@ fn a_switch_down_on_a_lossy_link_stops_the_taller_layer_before_the_key_frame() {
         carried[left..].iter().all(|l| *l != Some(2)),
         "the top layer came back with no key frame: {carried:?}"
     );
-    eprintln!("left the top layer at round {left} (lossy from 60): {carried:?}");
+    // It stops at the first feedback after the estimate no longer pays for
+    // it, not at the allocation timer's next check (every 500 ms): measured
+    // 125 ms after the estimate went below 300 kbit/s (the allocation keeps
+    // the current layers down to 0.85 x their cost), 173 ms when only the
+    // timer re-allocated.
+    let fell = steps
+        .iter()
+        .position(|s| s.0 < 300_000)
+        .expect("the estimate fell");
+    let last_top = steps.iter().rposition(|s| s.1).unwrap_or(0);
+    eprintln!(
+        "left the top layer at round {left} (lossy from 60); estimate below 300k at step {fell}, \
+         last top-layer packet at step {last_top}: {carried:?}"
+    );
+    assert!(
+        last_top <= fell + 150,
+        "top layer sent until {last_top} ms, the estimate fell below it at {fell} ms"
+    );
 }

@@ -493,6 +493,35 @@ fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_oth
         .iter()
         .map(|m| longest_gap_ms(&fine, m, cap_t))
         .collect();
+    // Where each stream stood still for more than MAX_FREEZE_MS: (from, to)
+    // in seconds after the cap.
+    let freezes: Vec<Vec<(f64, f64)>> = mids
+        .iter()
+        .map(|m| {
+            let mut out = Vec::new();
+            let mut last: Option<(f64, f64)> = None;
+            for row in fine.iter().filter(|r| num(&r["t"]) >= cap_t) {
+                let (t, frames) = (num(&row["t"]), num(&row[m.as_str()][0]));
+                match last {
+                    Some((t0, f0)) if frames > f0 => {
+                        if (t - t0) * 1000.0 > MAX_FREEZE_MS {
+                            out.push((
+                                ((t0 - cap_t) * 10.0).round() / 10.0,
+                                ((t - cap_t) * 10.0).round() / 10.0,
+                            ));
+                        }
+                        last = Some((t, frames));
+                    }
+                    Some(_) => {}
+                    None => last = Some((t, frames)),
+                }
+            }
+            out
+        })
+        .collect();
+    eprintln!(
+        "browser_simulcast capped: freezes over {MAX_FREEZE_MS} ms (s after the cap): {freezes:?}"
+    );
     // Printed before any assertion, so that every run's figures show.
     let lowest_estimate = pages
         .get(2)
