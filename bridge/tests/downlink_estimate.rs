@@ -388,7 +388,7 @@ fn a_switch_down_on_a_lossy_link_stops_the_taller_layer_before_the_key_frame() {
                 let mut i = rx.seen;
                 while i < raw.len() {
                     reported += 1;
-                    if reported % 3 != 0 {
+                    if !reported.is_multiple_of(3) {
                         raw.remove(i);
                     } else {
                         i += 1;
