@@ -465,8 +465,12 @@ impl Drop for NsBridge {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if thread::panicking() {
+        let keep = std::env::var_os(crate::KEEP_DIR_ENV).is_some();
+        if thread::panicking() && !keep {
             eprintln!("---- bridge log ----\n{}\n---- end ----", self.log());
+        } else if keep {
+            // Kept whole (a log with traces is too long to print).
+            eprintln!("kept the bridge's folder: {}", self.dir.display());
         } else {
             let _ = fs::remove_dir_all(&self.dir);
         }

@@ -419,7 +419,7 @@ fn longest_gap_ms(fine: &[Value], mid: &str, from: f64) -> f64 {
 }
 
 #[test]
-#[ignore = "not met yet: the capped page freezes 1.2-8.7 s after the cap. 11 runs with the y4m camera (720p at 1-3.4 Mbit/s; loads 1.1-8.9 while another worker compiled; run 4 with a loss-controller change since dropped): in every run the capped page was moved below its senders' top layers 2-4 s after the cap and never got a 720p stream again (its estimate from 5 s after the cap on: at most 575-1091 kbit/s, the bwe fix), but every run failed: in 9 of 11 on the freeze (longest gap 2.4-8.7 s on one stream, 1.2-4.0 s on the other): from a start-up estimate of 30 Mbit/s that never met an overuse, the first decrease comes 0.4-1.7 s after the cap, the 3 Mbit/s sent meanwhile (and until the lower layers' key frames) are lost at 50-75% for about a second, and that loss cuts the estimate 4-10 more times to 70-290 kbit/s, below two 180p streams (2 x 150 kbit/s), so one is suspended until the estimate climbs back (5-15 s). In 2 of 11 an uncapped page had a stream below its sender's 720p (run 1: still climbing at the cap; run 7: a 360p sample twice); otherwise the uncapped pages kept 720"]
+#[ignore = "not met yet: the capped page still freezes 0.7-2.3 s after the cap. Before branch onset, 11 runs froze 1.2-8.7 s (estimate cut to 70-290 kbit/s by the loss of what was sent before the layers came down; a 180p stream suspended 5-15 s). Branch onset, 9 runs (load 3.5-12: another worker and a soak): run 0, code unchanged: estimate 46 kbit/s, a stream suspended (failed first on page 0 getting 360p twice). Then, one change at a time: acked-bitrate floor on loss cuts: longest gaps 4017/2640 ms, lowest ConnectionStats estimate 207 kbit/s; a watched source is not suspended: 2334/2007 ms, 327k; the taller layer stops at once on a switch down while losing: 2462/2115 ms, 299k; losing from the first lossy feedback: 1416/1757 ms, 316k; re-allocated at the feedback while losing: 692/657 ms, 470k (no freeze at the onset, but the capped page never reached its top layer before the cap), 1766/958 ms, 341k, 1798/951 ms, 327k, and 2268/2149 ms, 354k (load 3.5-5.4). The freeze left is the onset: 3 Mbit/s into the 1 Mbit/s bucket until the first loss is reported (0.2-0.4 s), then the smaller layers' key frames (the y4m camera's are large) through the draining 200 ms queue. In 7 of the 9 runs an uncapped page also had a 360p (or 180p) sample below its sender's 720p under that load"]
 fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_others_keep_720p() {
     if let Some(why) = unsupported() {
         eprintln!("SKIPPED browser_simulcast capped receiver: {why}");
@@ -478,6 +478,63 @@ fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_oth
             timeline(samples)
         );
     }
+    let mids: Vec<String> = fine
+        .first()
+        .and_then(Value::as_object)
+        .map(|o| o.keys().filter(|k| *k != "t").cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        mids.len(),
+        2,
+        "fine samples of two streams: {:?}",
+        fine.first()
+    );
+    let gaps: Vec<f64> = mids
+        .iter()
+        .map(|m| longest_gap_ms(&fine, m, cap_t))
+        .collect();
+    // Where each stream stood still for more than MAX_FREEZE_MS: (from, to)
+    // in seconds after the cap.
+    let freezes: Vec<Vec<(f64, f64)>> = mids
+        .iter()
+        .map(|m| {
+            let mut out = Vec::new();
+            let mut last: Option<(f64, f64)> = None;
+            for row in fine.iter().filter(|r| num(&r["t"]) >= cap_t) {
+                let (t, frames) = (num(&row["t"]), num(&row[m.as_str()][0]));
+                match last {
+                    Some((t0, f0)) if frames > f0 => {
+                        if (t - t0) * 1000.0 > MAX_FREEZE_MS {
+                            out.push((
+                                ((t0 - cap_t) * 10.0).round() / 10.0,
+                                ((t - cap_t) * 10.0).round() / 10.0,
+                            ));
+                        }
+                        last = Some((t, frames));
+                    }
+                    Some(_) => {}
+                    None => last = Some((t, frames)),
+                }
+            }
+            out
+        })
+        .collect();
+    eprintln!(
+        "browser_simulcast capped: freezes over {MAX_FREEZE_MS} ms (s after the cap): {freezes:?}"
+    );
+    // Printed before any assertion, so that every run's figures show.
+    let lowest_estimate = pages
+        .get(2)
+        .and_then(|p| p["samples"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|x| num(&x["t"]) >= cap_t)
+        .filter_map(|x| x["estimate"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    eprintln!(
+        "browser_simulcast capped: longest gap between decoded frames after the cap {gaps:?} ms; \
+         lowest ConnectionStats estimate of the capped page after the cap {lowest_estimate:.0} bit/s"
+    );
     let mut report = Vec::new();
     for (i, p) in pages.iter().enumerate() {
         let samples = p["samples"].as_array().cloned().unwrap_or_default();
@@ -573,21 +630,6 @@ fn a_receiver_capped_at_1_mbit_moves_down_a_layer_without_freezing_while_the_oth
             );
         }
     }
-    let mids: Vec<String> = fine
-        .first()
-        .and_then(Value::as_object)
-        .map(|o| o.keys().filter(|k| *k != "t").cloned().collect())
-        .unwrap_or_default();
-    assert_eq!(
-        mids.len(),
-        2,
-        "fine samples of two streams: {:?}",
-        fine.first()
-    );
-    let gaps: Vec<f64> = mids
-        .iter()
-        .map(|m| longest_gap_ms(&fine, m, cap_t))
-        .collect();
     eprintln!(
         "browser_simulcast capped at {CAP_KBIT} kbit/s at {cap_t:.1} s: longest gap between \
          decoded frames after the cap {gaps:?} ms; {}\nqdisc: {qdisc}",

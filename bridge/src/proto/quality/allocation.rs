@@ -65,6 +65,10 @@ pub struct SourceInput<'a> {
     pub name: &'a str,
     /// Its layers, by layer index (a source without simulcast has one).
     pub layers: &'a [LayerInput],
+    /// Whether the receiver is being sent it now (its last allocation
+    /// forwarded it): then a fall of the estimate moves it to its smallest
+    /// layer but does not stop it (see [`allocate`]).
+    pub forwarded: bool,
 }
 
 /// What one source gets.
@@ -121,6 +125,8 @@ struct Working {
     target: Option<usize>,
     /// The receiver's first source with video (highest priority).
     first: bool,
+    /// Forwarded now and still within lastN and its constraint.
+    keep: bool,
 }
 
 impl Working {
@@ -153,12 +159,18 @@ impl Working {
                 }
                 self.target = Some(i);
             }
-        } else if self.target.is_none() && (self.layers.len() == 1 || self.first) {
+        } else if self.target.is_none() && (self.layers.len() == 1 || self.first || self.keep) {
             // A source with one layer has nothing smaller to fall back to, and
             // the receiver's first source nothing to give way to: both get
             // their smallest layer whatever the estimate (jvb's oversending
             // for its top source). Suspending them would also starve the
-            // estimator of the feedback it needs to grow.
+            // estimator of the feedback it needs to grow. So does a source
+            // the receiver is watching now: a dip of the estimate moves it to
+            // its smallest layer, not off (jvb suspends it; measured with
+            // Chromium behind a 1 Mbit/s cap: the estimate dipped below two
+            // 180p streams at the onset and one was suspended for 5-15 s, a
+            // frozen picture, while the link carried both). Only lastN and
+            // the receiver's constraints stop a watched source.
             self.target = Some(0);
         } else {
             let next = self.target.map_or(0, |t| t + 1);
@@ -315,6 +327,7 @@ pub fn allocate(
             preferred,
             target: None,
             first: false,
+            keep: source.forwarded && effective != 0,
         });
     }
 
@@ -378,7 +391,11 @@ mod tests {
     fn sources<'a>(names: &[&'a str], layers: &'a [LayerInput]) -> Vec<SourceInput<'a>> {
         names
             .iter()
-            .map(|&name| SourceInput { name, layers })
+            .map(|&name| SourceInput {
+                name,
+                layers,
+                forwarded: false,
+            })
             .collect()
     }
 
@@ -420,6 +437,26 @@ mod tests {
         let s = sources(&["a-v0", "b-v0", "c-v0"], &SIMULCAST);
         let a = allocate(&ReceiverConstraints::default(), &s, Some(100 * K));
         assert_eq!(layers_of(&a), [Some(0), None, None]);
+    }
+
+    #[test]
+    fn a_source_forwarded_now_drops_to_its_smallest_layer_but_is_not_stopped_by_a_low_estimate() {
+        // The capped browser test's onset: two 180p streams watched, the
+        // estimate dips to 46 kbit/s.
+        let mut s = sources(&["a-v0", "b-v0", "c-v0"], &SIMULCAST);
+        s[0].forwarded = true;
+        s[1].forwarded = true;
+        let a = allocate(&ReceiverConstraints::default(), &s, Some(46 * K));
+        assert_eq!(layers_of(&a), [Some(0), Some(0), None], "c is not started");
+        // lastN 1 still stops the second.
+        let c = ReceiverConstraints {
+            last_n: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            layers_of(&allocate(&c, &s, Some(46 * K))),
+            [Some(0), None, None]
+        );
     }
 
     #[test]
@@ -561,10 +598,12 @@ mod tests {
             SourceInput {
                 name: "q-v0",
                 layers: &quiet,
+                forwarded: false,
             },
             SourceInput {
                 name: "a-v0",
                 layers: &SIMULCAST,
+                forwarded: false,
             },
         ];
         let a = allocate(&ReceiverConstraints::default(), &s, None);

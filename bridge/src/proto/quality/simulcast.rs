@@ -145,6 +145,17 @@ impl LayerSwitch {
         self.target.is_some() && self.target != self.current
     }
 
+    /// Stops forwarding the current layer before the wanted one's key frame
+    /// (the slot forwards nothing until then), for a switch down on a link
+    /// that is dropping what it is sent: there the current layer's frames are
+    /// lost anyway, and forwarding them keeps the bottleneck's queue full for
+    /// the key frame the switch waits for.
+    pub fn drop_current(&mut self) {
+        if self.pending() {
+            self.current = None;
+        }
+    }
+
     /// Forgets the current layer (the slot changed source).
     pub fn reset(&mut self) {
         *self = Self::default();
@@ -176,6 +187,27 @@ mod tests {
             s.note_packet(l, now, Some((h * 16 / 9, h)));
         }
         s
+    }
+
+    #[test]
+    fn a_dropped_current_layer_is_not_forwarded_while_the_switch_waits() {
+        let mut sw = LayerSwitch::default();
+        sw.set_target(Some(2));
+        assert_eq!(sw.decide(2, true), LayerDecision::Switch);
+        assert!(sw.set_target(Some(0)));
+        assert_eq!(
+            sw.decide(2, false),
+            LayerDecision::Forward,
+            "kept by default"
+        );
+        sw.drop_current();
+        assert_eq!(sw.decide(2, false), LayerDecision::Drop);
+        assert_eq!(sw.decide(0, false), LayerDecision::Drop);
+        assert_eq!(sw.decide(0, true), LayerDecision::Switch);
+        assert_eq!(sw.decide(0, false), LayerDecision::Forward);
+        // Nothing pending: nothing dropped.
+        sw.drop_current();
+        assert_eq!(sw.decide(0, false), LayerDecision::Forward);
     }
 
     #[test]

@@ -229,6 +229,33 @@ impl Router {
         Some(keep_current(held, ep.allocation.target_bps))
     }
 
+    /// After feedback from receiver `r`: re-allocates it at once when its
+    /// link is losing what it is sent and its estimate fell by more than
+    /// [`ESTIMATE_CHANGE`] from the one its last allocation used. Otherwise
+    /// the `Allocation` timer's check (every [`ALLOCATION_CHECK`]) does: a
+    /// fall without loss is often an overuse the link did not mean (see
+    /// [`keep_current`]), and re-allocating on each one moved
+    /// `downlink_estimate`'s recovering receiver down to its smallest layer,
+    /// too low to climb back within the test. Measured with Chromium behind
+    /// a 1 Mbit/s `tbf`: waiting for the timer moved the capped page's
+    /// streams down 460 ms after the first loss, 280 ms after the estimate
+    /// had fallen, while 3 Mbit/s went on into the 1 Mbit/s bucket.
+    pub(super) fn reallocate_on_fall(&mut self, r: EndpointKey, io: &mut RouterIo<'_>) {
+        let Some(ep) = self.endpoints.get(r) else {
+            return;
+        };
+        let (Some(used), Some(now_bps)) = (ep.allocation.estimate, ep.downlink_estimate()) else {
+            return;
+        };
+        if !ep.transport.downlink_losing() {
+            return;
+        }
+        if now_bps < used && estimate_moved(Some(used), Some(now_bps)) {
+            self.reallocate(r, io);
+            self.announce_sender_constraints(io);
+        }
+    }
+
     /// Runs the allocator for receiver `r` and applies the result to its slots.
     pub(super) fn reallocate(&mut self, r: EndpointKey, io: &mut RouterIo<'_>) {
         let sources = self.conference_sources(io.now);
@@ -271,6 +298,7 @@ impl Router {
             .map(|s| SourceInput {
                 name: &s.name,
                 layers: s.layers.get(..s.count).unwrap_or(&[]),
+                forwarded: receiver.allocation.forwarded.contains(&s.name),
             })
             .collect();
         let result = allocate(&constraints, &inputs, estimate);
@@ -322,6 +350,18 @@ impl Router {
             remapped = true;
         }
 
+        // A switch down waits for the smaller layer's key frame, forwarding
+        // the taller one meanwhile; not while the receiver's link is losing
+        // what it is sent (see `LayerSwitch::drop_current`). Measured with
+        // Chromium behind a 1 Mbit/s `tbf` (16 KB burst, 200 ms queue): the
+        // allocation moved both streams down 40 ms after the first loss, but
+        // the 720p layers went on into the full queue, 54-76% was lost for a
+        // second more, and the key frames of the smaller layers with it (both
+        // streams froze 2.0-2.3 s).
+        let losing = self
+            .endpoints
+            .get(r)
+            .is_some_and(|e| e.transport.downlink_losing());
         // Each slot's layer and whether it forwards.
         for &ck in &slots {
             let Some(c) = self.consumers.get_mut(ck) else {
@@ -358,7 +398,17 @@ impl Router {
                 _ => {}
             }
             if simulcast && layer.is_some() {
+                let from = c.layers.current();
                 want_keyframe |= c.layers.set_target(layer);
+                let heights = self.producers.get(pk).and_then(|p| p.simulcast.as_ref());
+                let height = |l: Option<u8>| l.and_then(|l| heights.and_then(|h| h.height(l)));
+                let down = match (height(from), height(layer)) {
+                    (Some(a), Some(b)) => b < a,
+                    _ => from.zip(layer).is_some_and(|(a, b)| b < a),
+                };
+                if losing && down {
+                    c.layers.drop_current();
+                }
             }
             if want_keyframe {
                 self.timers.set_earliest(RouterTimer::KeyframeRetry, now);

@@ -464,6 +464,7 @@ impl Router {
             },
         );
         self.report_downlink(key, io);
+        self.reallocate_on_fall(key, io);
         self.probe_downlink(key, io);
         for info in &srs[..n_srs] {
             self.handle_source_clock(key, info, io.now);

@@ -268,6 +268,12 @@ impl Transport {
         self.bwe.as_deref().map(SendSideBwe::current)
     }
 
+    /// Whether loss holds the send-side estimate down now
+    /// ([`SendSideBwe::losing`]).
+    pub fn downlink_losing(&self) -> bool {
+        self.bwe.as_deref().is_some_and(SendSideBwe::losing)
+    }
+
     /// The send-side estimator's counters, if there is one.
     pub fn bwe_stats(&self) -> Option<BweStats> {
         self.bwe.as_deref().map(SendSideBwe::stats)

@@ -34,8 +34,16 @@ impl LossController {
     }
 
     /// One reported packet, sent at `send_us`, arrived or not. `estimate` is the
-    /// delay-based estimate. Returns the new cap when it changed.
-    pub fn add(&mut self, send_us: u64, arrived: bool, estimate: u64) -> Option<u64> {
+    /// delay-based estimate, `acked` the acknowledged bitrate (what the
+    /// receiver's feedback says arrived lately). Returns the new cap when it
+    /// changed.
+    pub fn add(
+        &mut self,
+        send_us: u64,
+        arrived: bool,
+        estimate: u64,
+        acked: Option<u64>,
+    ) -> Option<u64> {
         let start = *self.start_us.get_or_insert(send_us);
         self.sent += 1;
         if !arrived {
@@ -52,7 +60,17 @@ impl LossController {
         let before = self.cap;
         if loss > HIGH_LOSS {
             let base = self.cap.map_or(estimate, |c| c.min(estimate));
-            self.cap = Some(((base as f64 * (1.0 - 0.5 * loss)) as u64).max(self.floor));
+            let cut = (base as f64 * (1.0 - 0.5 * loss)) as u64;
+            // Not below what the link is delivering (libwebrtc's loss-based
+            // estimator has the same bound, `LowerBoundByAckedRateFactor`):
+            // loss at a sending rate above the link's says the link carries
+            // what arrived, not less. Without it the loss of what was sent
+            // before the layers came down (a switch waits for key frames, 0.5
+            // to 2 s) cut the estimate again every interval: measured behind
+            // a 1 Mbit/s bucket, 3 Mbit/s of layers, 930 kbit/s acknowledged,
+            // six cuts in 2 s to 46 kbit/s, and a stream was suspended.
+            let delivered = acked.unwrap_or(0).min(base);
+            self.cap = Some(cut.max(delivered).max(self.floor));
         } else if loss < LOW_LOSS {
             self.cap = self
                 .cap
@@ -82,7 +100,7 @@ mod tests {
     fn interval(l: &mut LossController, base: u64, lost_every: u32, estimate: u64) {
         for i in 0..100u32 {
             let t = base + u64::from(i) * 4_000;
-            l.add(t, lost_every == 0 || i % lost_every != 0, estimate);
+            l.add(t, lost_every == 0 || i % lost_every != 0, estimate, None);
         }
     }
 
