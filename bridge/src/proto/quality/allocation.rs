@@ -286,6 +286,12 @@ fn candidates(layers: &[LayerInput], max_height: u16) -> (Vec<Candidate>, Option
     (out, preferred)
 }
 
+/// How far below its sources' smallest layers an estimate may dip while the
+/// receiver's watched sources are kept on them: their sum may be this many
+/// times the estimate (a Chromium receiver behind a 1 Mbit/s cap dipped to
+/// 207-470 kbit/s under two 180p streams of ~150 kbit/s at the cap's onset).
+pub const KEEP_THROUGH_DIP: u64 = 2;
+
 /// Allocates `estimate_bps` (`None`: unlimited) among `sources` (in speech
 /// order) for a receiver with `constraints`.
 pub fn allocate(
@@ -333,6 +339,22 @@ pub fn allocate(
 
     if let Some(w) = working.iter_mut().find(|w| !w.layers.is_empty()) {
         w.first = true;
+    }
+    // Watched sources are kept through a dip of the estimate, not through a
+    // link that cannot carry them: in priority order, their smallest layers
+    // may add up to KEEP_THROUGH_DIP times the estimate; the sources after
+    // the first that does not fit are suspended as before (twenty 180p
+    // streams are not pushed at a 500 kbit/s link).
+    let mut keep_budget = estimate_bps.map_or(u64::MAX, |e| e.saturating_mul(KEEP_THROUGH_DIP));
+    let mut over = false;
+    for w in working.iter_mut().filter(|w| w.keep) {
+        let smallest = w.layers.first().map_or(0, |c| c.bitrate);
+        over |= smallest > keep_budget;
+        if over {
+            w.keep = false;
+        } else {
+            keep_budget -= smallest;
+        }
     }
     let mut remaining = estimate_bps.unwrap_or(u64::MAX);
     loop {
@@ -441,12 +463,12 @@ mod tests {
 
     #[test]
     fn a_source_forwarded_now_drops_to_its_smallest_layer_but_is_not_stopped_by_a_low_estimate() {
-        // The capped browser test's onset: two 180p streams watched, the
-        // estimate dips to 46 kbit/s.
+        // The capped browser test's onset: two 180p streams (150 kbit/s
+        // each) watched, the estimate dips to 160 kbit/s.
         let mut s = sources(&["a-v0", "b-v0", "c-v0"], &SIMULCAST);
         s[0].forwarded = true;
         s[1].forwarded = true;
-        let a = allocate(&ReceiverConstraints::default(), &s, Some(46 * K));
+        let a = allocate(&ReceiverConstraints::default(), &s, Some(160 * K));
         assert_eq!(layers_of(&a), [Some(0), Some(0), None], "c is not started");
         // lastN 1 still stops the second.
         let c = ReceiverConstraints {
@@ -454,9 +476,35 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            layers_of(&allocate(&c, &s, Some(46 * K))),
+            layers_of(&allocate(&c, &s, Some(160 * K))),
             [Some(0), None, None]
         );
+        // A dip below half the two streams keeps only the first source.
+        let a = allocate(&ReceiverConstraints::default(), &s, Some(100 * K));
+        assert_eq!(layers_of(&a), [Some(0), None, None]);
+    }
+
+    #[test]
+    fn watched_sources_are_kept_through_a_dip_but_not_beyond_twice_the_estimate() {
+        // Twenty watched sources, a link of 500 kbit/s: only as many smallest
+        // layers as add up to twice the estimate stay, in priority order.
+        let names: Vec<String> = (0..20).map(|i| format!("s{i}-v0")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut s = sources(&refs, &SIMULCAST);
+        for x in &mut s {
+            x.forwarded = true;
+        }
+        let smallest = SIMULCAST[0].bitrate_bps;
+        let a = allocate(&ReceiverConstraints::default(), &s, Some(500 * K));
+        let kept = layers_of(&a).iter().filter(|l| l.is_some()).count();
+        assert_eq!(
+            kept as u64,
+            (2 * 500 * K / smallest).max(1),
+            "{:?}",
+            layers_of(&a)
+        );
+        assert!(layers_of(&a)[..kept].iter().all(|l| *l == Some(0)));
+        assert!(layers_of(&a)[kept..].iter().all(Option::is_none));
     }
 
     #[test]
