@@ -350,6 +350,9 @@ fn a_call_survives_a_flood_at_its_media_ports_and_every_drop_is_counted_before_c
                 bucket: Duration::from_millis(250),
                 progress: false,
                 label: "flood".into(),
+                // Every packet of the call authenticated and checked: the
+                // flood must not damage one.
+                verify_every: 1,
             },
         )
         .expect("the call runs");
