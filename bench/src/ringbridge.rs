@@ -256,8 +256,7 @@ impl RingbridgeTarget {
     }
 
     fn stats_io_backend(&self) -> Option<String> {
-        let r = http_request(self.private?, "GET", "/colibri/stats", &[], b"").ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        let v = colibri_stats(self.private?)?;
         v.get("io_backend")?.as_str().map(str::to_owned)
     }
 
@@ -468,7 +467,13 @@ fn join_one(
 /// started (`total_send_backlogged` of `/colibri/stats`): a socket buffer was
 /// full, and the backlog's memory was taken.
 pub fn send_backlogged(private: SocketAddr) -> Option<u64> {
+    colibri_stats(private)?
+        .get("total_send_backlogged")?
+        .as_u64()
+}
+
+/// The `/colibri/stats` document of the bridge at `private`.
+fn colibri_stats(private: SocketAddr) -> Option<serde_json::Value> {
     let r = http_request(private, "GET", "/colibri/stats", &[], b"").ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-    v.get("total_send_backlogged")?.as_u64()
+    serde_json::from_slice(&r.body).ok()
 }

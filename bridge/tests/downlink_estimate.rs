@@ -159,6 +159,59 @@ const LAYERS: [(&str, u32, u16, usize); 3] = [
     ("f", 0x3000, 720, 1200),
 ];
 
+/// A publisher of [`LAYERS`]: each round sends one packet of every layer, the
+/// RTP timestamps a round (30 ms) apart, each layer's sequence number and
+/// picture id continuing.
+struct LayeredSender {
+    /// Per layer: the next sequence number and picture id.
+    next: [(u16, u16); 3],
+}
+
+impl Default for LayeredSender {
+    fn default() -> Self {
+        Self {
+            next: [(100, 10), (5000, 2000), (30_000, 30_000)],
+        }
+    }
+}
+
+impl LayeredSender {
+    fn send_round(&mut self, net: &mut Net, from: usize, round: u32, keyframe: bool) {
+        for (l, (rid, ssrc, height, size)) in LAYERS.into_iter().enumerate() {
+            let (seq, pid) = self.next[l];
+            self.next[l] = (seq.wrapping_add(1), (pid + 1) % 0x8000);
+            let payload = vp8_sized(pid, keyframe, height, l as u8, size);
+            let p = rtp(
+                VP8_PT,
+                seq,
+                2700 * round,
+                ssrc,
+                &[(1, b"0"), (2, rid.as_bytes())],
+                &payload,
+                0,
+            );
+            net.send_raw(from, &p);
+        }
+    }
+}
+
+/// Alice publishing [`LAYERS`] and Bob receiving them on one video slot, both
+/// connected: the net, their indices, Bob's slot SSRC and his feedback side.
+fn simulcast_pair() -> (Net, usize, usize, u32, Receiver) {
+    let mut net = Net::new();
+    let a = net.join_with("alice", VIDEO_ONLY, Default::default(), simulcast_offer);
+    let b = net.join_with("bob", VIDEO_ONLY, Default::default(), receiver_offer);
+    net.connect_all();
+    net.peers[b].client.keep_raw_rtp = true;
+    let slot = net.slot_ssrc(b, MediaKind::Video);
+    let rx = Receiver {
+        twcc: TwccReceiver::new(TwccConfig::default()),
+        seen: 0,
+        feedbacks: 0,
+    };
+    (net, a, b, slot, rx)
+}
+
 /// A receiver's offer: mid, transport-cc and RTX for VP8 on its video m-lines.
 fn receiver_offer(offer: String) -> String {
     let offer = edit_offer(&offer, |kind, line| {
@@ -186,18 +239,8 @@ fn receiver_offer(offer: String) -> String {
 
 #[test]
 fn a_simulcast_slot_follows_the_estimate_and_padding_probes_lift_it() {
-    let mut net = Net::new();
-    let a = net.join_with("alice", VIDEO_ONLY, Default::default(), simulcast_offer);
-    let b = net.join_with("bob", VIDEO_ONLY, Default::default(), receiver_offer);
-    net.connect_all();
-    net.peers[b].client.keep_raw_rtp = true;
-    let slot = net.slot_ssrc(b, MediaKind::Video);
-    let mut rx = Receiver {
-        twcc: TwccReceiver::new(TwccConfig::default()),
-        seen: 0,
-        feedbacks: 0,
-    };
-    let mut next = [(100u16, 10u16), (5000, 2000), (30_000, 30_000)];
+    let (mut net, a, b, slot, mut rx) = simulcast_pair();
+    let mut alice = LayeredSender::default();
     // Bob's path: clean for 60 rounds (1.8 s), then a queue growing 3 ms
     // per 5 ms for 40 rounds, then steady (no longer growing) to the end.
     let queue = |round: u32, step: u32| {
@@ -211,21 +254,7 @@ fn a_simulcast_slot_follows_the_estimate_and_padding_probes_lift_it() {
         // Key frames on every layer every 10 rounds (300 ms).
         let keyframe = round % 10 == 0;
         let before = net.peers[b].client.received_raw_rtp.len();
-        for (l, (rid, ssrc, height, size)) in LAYERS.into_iter().enumerate() {
-            let (seq, pid) = next[l];
-            next[l] = (seq.wrapping_add(1), (pid + 1) % 0x8000);
-            let payload = vp8_sized(pid, keyframe, height, l as u8, size);
-            let p = rtp(
-                VP8_PT,
-                seq,
-                2700 * round,
-                ssrc,
-                &[(1, b"0"), (2, rid.as_bytes())],
-                &payload,
-                0,
-            );
-            net.send_raw(a, &p);
-        }
+        alice.send_round(&mut net, a, round, keyframe);
         for step in 0..6 {
             net.progress(1);
             rx.turn(&mut net, b, queue(round, step));
@@ -325,18 +354,8 @@ fn a_simulcast_slot_follows_the_estimate_and_padding_probes_lift_it() {
 /// slot can only leave the top layer by dropping it.
 #[test]
 fn a_switch_down_on_a_lossy_link_stops_the_taller_layer_before_the_key_frame() {
-    let mut net = Net::new();
-    let a = net.join_with("alice", VIDEO_ONLY, Default::default(), simulcast_offer);
-    let b = net.join_with("bob", VIDEO_ONLY, Default::default(), receiver_offer);
-    net.connect_all();
-    net.peers[b].client.keep_raw_rtp = true;
-    let slot = net.slot_ssrc(b, MediaKind::Video);
-    let mut rx = Receiver {
-        twcc: TwccReceiver::new(TwccConfig::default()),
-        seen: 0,
-        feedbacks: 0,
-    };
-    let mut next = [(100u16, 10u16), (5000, 2000), (30_000, 30_000)];
+    let (mut net, a, b, slot, mut rx) = simulcast_pair();
+    let mut alice = LayeredSender::default();
     let mut carried = Vec::new();
     let mut reported = 0usize;
     // Per millisecond from round 60: the estimate, and whether the top
@@ -348,21 +367,7 @@ fn a_switch_down_on_a_lossy_link_stops_the_taller_layer_before_the_key_frame() {
         // The layers the bridge sent bob's slot this round (before the path
         // loses any).
         let mut sent = Vec::new();
-        for (l, (rid, ssrc, height, size)) in LAYERS.into_iter().enumerate() {
-            let (seq, pid) = next[l];
-            next[l] = (seq.wrapping_add(1), (pid + 1) % 0x8000);
-            let payload = vp8_sized(pid, keyframe, height, l as u8, size);
-            let p = rtp(
-                VP8_PT,
-                seq,
-                2700 * round,
-                ssrc,
-                &[(1, b"0"), (2, rid.as_bytes())],
-                &payload,
-                0,
-            );
-            net.send_raw(a, &p);
-        }
+        alice.send_round(&mut net, a, round, keyframe);
         for _ in 0..6 {
             net.progress(1);
             let from = sent.len();

@@ -291,8 +291,8 @@ impl SendSideBwe {
             self.feedback_lossy = lost as f64 > loss::HIGH_LOSS * reported as f64;
         }
         tracing::trace!(
-            reported = self.stats.matched - matched_before,
-            lost = self.stats.lost - lost_before,
+            reported,
+            lost,
             ?usage,
             acked = ?self.acked.bitrate(),
             delay_bps = self.rate.estimate(),
