@@ -130,7 +130,7 @@ impl Room {
         self.net.events.iter().rev().find_map(|e| match e {
             MediaEvent::ForwardedSourcesChanged {
                 receiver, sources, ..
-            } if receiver.0 == "bob" => Some(sources.clone()),
+            } if receiver.0 == "bob" => Some(sources.iter().map(|s| s.to_string()).collect()),
             _ => None,
         })
     }
@@ -284,7 +284,7 @@ fn a_selected_source_takes_the_slot_of_a_source_not_forwarded() {
     assert_eq!(
         map.iter()
             .filter(|s| s.video)
-            .map(|s| s.source.as_str())
+            .map(|s| &*s.source)
             .collect::<Vec<_>>(),
         ["dave-v0"]
     );

@@ -244,7 +244,7 @@ fn run_case(seed: u64) -> usize {
                 for s in sources {
                     let owner = members
                         .iter()
-                        .find(|m| m.name == s.owner)
+                        .find(|m| m.name == &*s.owner)
                         .expect("owner is a member");
                     assert_eq!(&conference(owner.conference), conf, "seed {seed}");
                 }

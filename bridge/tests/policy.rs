@@ -79,7 +79,7 @@ fn a_screen_without_the_feature_is_not_forwarded_and_reported() {
             if endpoint.0 == "alice" && source == "alice-v0")));
     // Bob's map never names alice's screen.
     assert!(!net.events.iter().any(|e| matches!(e,
-        MediaEvent::SourcesMapChanged { sources, .. } if sources.iter().any(|s| s.source == "alice-v0"))));
+        MediaEvent::SourcesMapChanged { sources, .. } if sources.iter().any(|s| &*s.source == "alice-v0"))));
     // Bob's own camera (no restriction) reaches alice.
     let (video, _) = burst(&mut net, b, a, 500, 10);
     assert_eq!(video, 10);
@@ -175,7 +175,7 @@ fn a_source_refused_at_run_time_frees_its_slot() {
     assert_eq!(burst(&mut net, a, b, 200, 5), (0, 5));
     assert!(net.events.iter().any(|e| matches!(e,
         MediaEvent::SourcesMapChanged { receiver, sources, .. }
-            if receiver.0 == "bob" && !sources.iter().any(|s| s.source == "alice-v0"))));
+            if receiver.0 == "bob" && !sources.iter().any(|s| &*s.source == "alice-v0"))));
     assert!(
         net.core
             .handle_refuse_source(&room, &alice, "alice-v9", RefusalReason::OneVideoSourceOnly)

@@ -137,8 +137,8 @@ fn slot_switches_to_another_source_without_a_gap_when_a_sender_leaves() {
         .last()
         .expect("carl's map changed");
     assert_eq!(map.len(), 1);
-    assert_eq!(map[0].owner, "ben");
-    assert_eq!(map[0].source, "ben-a0");
+    assert_eq!(&*map[0].owner, "ben");
+    assert_eq!(&*map[0].source, "ben-a0");
     assert_eq!(map[0].ssrc, slot, "the slot SSRC never changes");
 
     net.progress(20); // 100 ms pass

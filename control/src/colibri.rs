@@ -183,7 +183,7 @@ pub(crate) fn connection_stats(estimated_downlink_bps: u64) -> String {
 }
 
 /// jitsi-videobridge's `ForwardedSources`: the video sources the receiver gets now.
-pub(crate) fn forwarded_sources(sources: &[String]) -> String {
+pub(crate) fn forwarded_sources(sources: &[std::sync::Arc<str>]) -> String {
     json!({ "colibriClass": "ForwardedSources", "forwardedSources": sources }).to_string()
 }
 

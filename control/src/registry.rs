@@ -969,8 +969,8 @@ mod tests {
         let (a, _) = reg.reserve(&conf(), None, None);
         let (b, _) = reg.reserve(&conf(), Some("Bea".into()), None);
         let src = |ssrc: u32, video: bool| MappedSource {
-            source: format!("{b}-{}0", if video { 'v' } else { 'a' }),
-            owner: b.0.clone(),
+            source: format!("{b}-{}0", if video { 'v' } else { 'a' }).into(),
+            owner: b.0.as_str().into(),
             ssrc,
             video,
             mid: if video { "1".into() } else { "0".into() },

@@ -210,7 +210,7 @@ async fn oversized_frames_close_only_that_socket() {
 
 fn source(owner: &str, video: bool, ssrc: u32, mid: &str) -> MappedSource {
     MappedSource {
-        source: format!("{owner}-{}0", if video { "v" } else { "a" }),
+        source: format!("{owner}-{}0", if video { "v" } else { "a" }).into(),
         owner: owner.into(),
         ssrc,
         video,
@@ -478,7 +478,7 @@ async fn forwarded_sources_and_sender_constraints_reach_their_endpoint_only() {
     h.event(MediaEvent::ForwardedSourcesChanged {
         conference: ConferenceId("room1".into()),
         receiver: EndpointId(a.clone()),
-        sources: vec![format!("{b}-v0")],
+        sources: vec![format!("{b}-v0").into()],
     });
     assert_eq!(
         next_json(&mut wa).await,
@@ -499,7 +499,7 @@ async fn forwarded_sources_and_sender_constraints_reach_their_endpoint_only() {
     // Before its socket opens an endpoint's latest ones are kept, older ones
     // replaced: a socket opened later gets only the latest.
     let (c, pc) = h.join("room1").await;
-    for sources in [vec![format!("{a}-v0")], vec![format!("{b}-v0")]] {
+    for sources in [vec![format!("{a}-v0").into()], vec![format!("{b}-v0").into()]] {
         h.event(MediaEvent::ForwardedSourcesChanged {
             conference: ConferenceId("room1".into()),
             receiver: EndpointId(c.clone()),

@@ -28,6 +28,7 @@
 //! This runs on control and timer paths and when a layer changes, never per
 //! packet; it allocates its working lists.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringbridge_control::media::MediaEvent;
@@ -58,7 +59,7 @@ pub struct AllocationState {
     pub estimate: Option<u64>,
     /// The source names forwarded, in priority order (what `ForwardedSources`
     /// last said).
-    pub forwarded: Vec<String>,
+    pub forwarded: Vec<Arc<str>>,
     /// What the best layers its constraints allow would cost, bits per second
     /// (what probing aims for when the estimate is lower).
     pub ideal_bps: u64,
@@ -109,7 +110,7 @@ pub fn estimate_moved(used: Option<u64>, now_bps: Option<u64>) -> bool {
 pub(super) struct Source {
     pk: ProducerKey,
     owner: EndpointKey,
-    name: String,
+    name: Arc<str>,
     layers: [LayerInput; MAX_LAYERS],
     count: usize,
 }
@@ -302,7 +303,7 @@ impl Router {
             })
             .collect();
         let result = allocate(&constraints, &inputs, estimate);
-        let forwarded: Vec<String> = result
+        let forwarded: Vec<Arc<str>> = result
             .forwarded()
             .filter_map(|i| sources.get(i).map(|s| s.name.clone()))
             .collect();
@@ -489,7 +490,7 @@ impl Router {
             io.events.push_back(MediaEvent::SenderSourceConstraints {
                 conference: self.id.clone(),
                 sender: sender.id.clone(),
-                source: p.source_name.clone(),
+                source: p.source_name.to_string(),
                 max_height: max,
             });
         }

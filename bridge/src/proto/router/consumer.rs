@@ -6,6 +6,7 @@
 //! sent and timestamps advance by the wall-clock time since the last packet, as
 //! mediasoup's `Consumer` does on a layer or source switch.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::super::codec::CodecKind;
@@ -32,8 +33,8 @@ struct LastSent {
 pub struct Consumer {
     /// The receiving endpoint.
     pub receiver: EndpointKey,
-    /// The receiver's m-line.
-    pub mid: String,
+    /// The receiver's m-line (shared with the source-map events).
+    pub mid: Arc<str>,
     /// Audio or video.
     pub kind: MediaKind,
     /// The codec the receiver negotiated on this m-line: only sources of the
@@ -107,7 +108,7 @@ impl Consumer {
     /// A new, unmapped slot of `receiver`.
     pub fn new(
         receiver: EndpointKey,
-        mid: String,
+        mid: impl Into<Arc<str>>,
         kind: MediaKind,
         pt: u8,
         clock_rate: u32,
@@ -116,7 +117,7 @@ impl Consumer {
         Self {
             receiver,
             extensions: ExtensionSet::EMPTY,
-            mid,
+            mid: mid.into(),
             kind,
             codec: if kind == MediaKind::Audio {
                 CodecKind::Opus
@@ -347,7 +348,7 @@ mod tests {
         // the slot's first retransmission on.
         use crate::proto::quality::nack_responder::{NackResponder, SlotOutput};
         let (r, _, _) = keys();
-        let mut c = Consumer::new(r, "1".into(), MediaKind::Video, 100, 90_000, 7);
+        let mut c = Consumer::new(r, "1", MediaKind::Video, 100, 90_000, 7);
         c.responder = Some(NackResponder::new(
             SlotOutput {
                 pt: 100,
@@ -368,7 +369,7 @@ mod tests {
     fn slot_stream_stays_continuous_across_a_source_switch() {
         let t0 = Instant::now();
         let (r, a, b) = keys();
-        let mut c = Consumer::new(r, "3".into(), MediaKind::Audio, 111, 48_000, 7);
+        let mut c = Consumer::new(r, "3", MediaKind::Audio, 111, 48_000, 7);
         c.set_source(Some(a));
         assert_eq!(forward(&mut c, t0, 65_534, 1000, false), (65_534, 1000));
         assert_eq!(
@@ -404,7 +405,7 @@ mod tests {
     fn video_slot_waits_for_a_keyframe_of_its_new_source() {
         let t0 = Instant::now();
         let (r, a, _) = keys();
-        let mut c = Consumer::new(r, "4".into(), MediaKind::Video, 96, 90_000, 9);
+        let mut c = Consumer::new(r, "4", MediaKind::Video, 96, 90_000, 9);
         c.set_source(Some(a));
         assert!(c.is_waiting_keyframe());
         assert_eq!(c.rewrite(t0, 10, 100, false), Rewrite::WaitingKeyframe);

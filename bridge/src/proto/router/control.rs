@@ -152,7 +152,7 @@ impl Router {
             .find(|&pk| {
                 self.producers
                     .get(pk)
-                    .is_some_and(|p| p.source_name == source)
+                    .is_some_and(|p| *p.source_name == *source)
             })
             .ok_or(CoreError::SourceNotFound)?;
         let Some(producer) = self.producers.get_mut(pk) else {

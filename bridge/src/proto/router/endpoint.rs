@@ -2,6 +2,7 @@
 //! connection) and the keys of what it publishes and receives. Only the router
 //! changes it; everyone else reads.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use ringbridge_control::media::EndpointId;
@@ -17,6 +18,8 @@ use super::keys::{ConsumerKey, ProducerKey};
 #[derive(Debug)]
 pub struct Endpoint {
     pub(super) id: EndpointId,
+    /// The id again, shared: the owner named in other receivers' source maps.
+    pub(super) name: Arc<str>,
     /// Boxed: a transport is about 12 KiB, and the router's endpoint slot map would
     /// copy it on every growth (a tenth of `Router::join`'s time in
     /// `ringbridge-bench scale`).
@@ -86,7 +89,7 @@ impl Endpoint {
     }
 
     /// The video sources its last allocation forwards, in priority order.
-    pub fn forwarded_sources(&self) -> &[String] {
+    pub fn forwarded_sources(&self) -> &[Arc<str>] {
         &self.allocation.forwarded
     }
 }

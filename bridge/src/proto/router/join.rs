@@ -74,6 +74,7 @@ impl Router {
         ));
         let key = self.endpoints.insert(Endpoint {
             id: id.clone(),
+            name: id.0.as_str().into(),
             transport,
             producers: Vec::new(),
             consumers: Vec::new(),

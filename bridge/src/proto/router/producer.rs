@@ -1,5 +1,6 @@
 //! A Producer: one incoming source (one publishing m-line of one endpoint).
 
+use std::sync::Arc;
 use super::super::quality::layer_rate::LayerRates;
 use super::super::quality::simulcast::{MAX_LAYERS, SimulcastLayers};
 use std::time::Instant;
@@ -148,8 +149,9 @@ pub struct Producer {
     pub red_pt: Option<u8>,
     /// RTP clock rate.
     pub clock_rate: u32,
-    /// Jitsi source name: `{endpoint}-a0`, `{endpoint}-v0`, ...
-    pub source_name: String,
+    /// Jitsi source name: `{endpoint}-a0`, `{endpoint}-v0`, ... Shared with
+    /// the allocation state and the source-map events that name it.
+    pub source_name: Arc<str>,
     /// When a keyframe was last requested from the publisher.
     pub last_keyframe_request: Option<Instant>,
     /// Throttles keyframe requests toward the publisher.
@@ -195,7 +197,7 @@ impl Producer {
         codec: CodecKind,
         pt: u8,
         clock_rate: u32,
-        source_name: String,
+        source_name: impl Into<Arc<str>>,
     ) -> Self {
         Self {
             owner,
@@ -206,7 +208,7 @@ impl Producer {
             rtx_pt: None,
             red_pt: None,
             clock_rate,
-            source_name,
+            source_name: source_name.into(),
             last_keyframe_request: None,
             keyframes: KeyframeRequester::new(KeyframeConfig::default()),
             simulcast: None,

@@ -196,7 +196,7 @@ impl Router {
                 let sender = self.endpoints.get(producer.owner)?;
                 Some(MappedSource {
                     source: producer.source_name.clone(),
-                    owner: sender.id.0.clone(),
+                    owner: sender.name.clone(),
                     ssrc: slot.ssrc,
                     video: slot.kind == MediaKind::Video,
                     mid: slot.mid.clone(),
@@ -229,7 +229,7 @@ impl Router {
                 io.events.push_back(MediaEvent::ForwardingRefused {
                     conference: self.id.clone(),
                     endpoint: ep.id.clone(),
-                    source: producer.source_name.clone(),
+                    source: producer.source_name.to_string(),
                     reason,
                 });
             }
