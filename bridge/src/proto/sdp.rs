@@ -243,7 +243,7 @@ impl Offer {
         // Sized from the m= lines up front: the tuples are large and a browser's
         // offer has one m-line per track and slot (20 for a 10-person meeting).
         let m_lines = sdp.matches("\nm=").count().min(MAX_MEDIA_SECTIONS);
-        let mut media: Vec<(MediaSection, TransportAttrs<'_>, Vec<RawCodec>, Extra)> =
+        let mut media: Vec<(MediaSection, TransportAttrs<'_>, Vec<RawCodec<'_>>, Extra)> =
             Vec::with_capacity(m_lines);
         let mut saw_version = false;
 
@@ -818,13 +818,15 @@ impl<'a> TransportAttrs<'a> {
     }
 }
 
+/// An `a=rtpmap` (and its `a=fmtp`) borrowed from the SDP text: a browser's
+/// video m-line lists about twenty codecs, and only the one chosen is copied.
 #[derive(Debug, Clone)]
-struct RawCodec {
+struct RawCodec<'a> {
     pt: u8,
-    name: String,
+    name: &'a str,
     clock_rate: u32,
     channels: Option<u8>,
-    fmtp: Option<String>,
+    fmtp: Option<&'a str>,
 }
 
 fn malformed(what: &'static str, detail: &str) -> SdpError {
@@ -875,12 +877,12 @@ fn parse_m_line(value: &str) -> Result<MediaSection, SdpError> {
     })
 }
 
-fn apply_media_attr(
+fn apply_media_attr<'a>(
     section: &mut MediaSection,
-    codecs: &mut Vec<RawCodec>,
+    codecs: &mut Vec<RawCodec<'a>>,
     extra: &mut Extra,
     name: &str,
-    arg: &str,
+    arg: &'a str,
 ) -> Result<(), SdpError> {
     match name {
         "mid" => {
@@ -902,7 +904,7 @@ fn apply_media_attr(
                 .ok_or_else(|| malformed("a=rtpmap", arg))?;
             let pt: u8 = pt.trim().parse().map_err(|_| malformed("a=rtpmap", arg))?;
             let mut enc = rest.trim().split('/');
-            let name = enc.next().unwrap_or_default().to_owned();
+            let name = enc.next().unwrap_or_default();
             let clock_rate = enc
                 .next()
                 .and_then(|c| c.parse().ok())
@@ -924,7 +926,7 @@ fn apply_media_attr(
                 && let Ok(pt) = pt.trim().parse::<u8>()
                 && let Some(c) = codecs.iter_mut().find(|c| c.pt == pt)
             {
-                c.fmtp = Some(params.trim().to_owned());
+                c.fmtp = Some(params.trim());
             }
         }
         "rtcp-fb" => {
@@ -1160,7 +1162,7 @@ impl Extra {
 }
 
 /// The RTX payload type whose `apt` is `pt` (RFC 4588 `a=fmtp:N apt=pt`).
-fn pick_rtx(codecs: &[RawCodec], pt: u8) -> Option<u8> {
+fn pick_rtx(codecs: &[RawCodec<'_>], pt: u8) -> Option<u8> {
     codecs
         .iter()
         .filter(|c| c.name.eq_ignore_ascii_case("rtx"))
@@ -1178,7 +1180,7 @@ fn pick_rtx(codecs: &[RawCodec], pt: u8) -> Option<u8> {
 }
 
 /// The RED payload type whose blocks are all `pt` (`a=fmtp:63 111/111`).
-fn pick_red(codecs: &[RawCodec], pt: u8) -> Option<u8> {
+fn pick_red(codecs: &[RawCodec<'_>], pt: u8) -> Option<u8> {
     codecs
         .iter()
         .filter(|c| c.name.eq_ignore_ascii_case("red") && c.clock_rate == 48_000)
@@ -1197,8 +1199,8 @@ fn pick_red(codecs: &[RawCodec], pt: u8) -> Option<u8> {
 /// receiver can decode), else H264 in packetization mode 1 (the first such
 /// payload type, its `profile-level-id` echoed in the answer), else VP9, else
 /// AV1. A receiver's slot can only be fed a source of its own codec.
-fn pick_codec(kind: MediaKind, codecs: &[RawCodec]) -> Option<Codec> {
-    fn named(name: &'static str, rate: u32) -> impl Fn(&&RawCodec) -> bool {
+fn pick_codec(kind: MediaKind, codecs: &[RawCodec<'_>]) -> Option<Codec> {
+    fn named<'a>(name: &'static str, rate: u32) -> impl Fn(&&RawCodec<'a>) -> bool {
         move |c| c.name.eq_ignore_ascii_case(name) && c.clock_rate == rate
     }
     let found = match kind {
@@ -1210,7 +1212,7 @@ fn pick_codec(kind: MediaKind, codecs: &[RawCodec]) -> Option<Codec> {
                 codecs
                     .iter()
                     .filter(named("h264", 90_000))
-                    .find(|c| h264_packetization_mode(c.fmtp.as_deref()) == 1)
+                    .find(|c| h264_packetization_mode(c.fmtp) == 1)
             })
             .or_else(|| codecs.iter().find(named("vp9", 90_000)))
             .or_else(|| codecs.iter().find(named("av1", 90_000))),
@@ -1218,10 +1220,10 @@ fn pick_codec(kind: MediaKind, codecs: &[RawCodec]) -> Option<Codec> {
     };
     found.map(|c| Codec {
         pt: c.pt,
-        name: c.name.clone(),
+        name: c.name.to_owned(),
         clock_rate: c.clock_rate,
         channels: c.channels,
-        fmtp: c.fmtp.clone(),
+        fmtp: c.fmtp.map(str::to_owned),
     })
 }
 
