@@ -88,12 +88,22 @@ pub fn server_config(srtp_profiles: &[SrtpProfile]) -> Arc<dimpl::Config> {
         srtp_profiles
     };
     // Otherwise dimpl's defaults are right for WebRTC: client certificate required (we
-    // verify it against the fingerprint), cookie exchange on, MTU 1150. With a non-empty
-    // profile list the builder has nothing left to refuse. The crypto is dimpl's
-    // aws-lc-rs provider but for the private key, parsed once per certificate instead
-    // of at every join (super::dtls_key).
+    // verify it against the fingerprint), MTU 1150. With a non-empty profile list the
+    // builder has nothing left to refuse. The crypto is dimpl's aws-lc-rs provider but
+    // for the private key, parsed once per certificate instead of at every join
+    // (super::dtls_key).
+    //
+    // No cookie exchange (HelloVerifyRequest in 1.2, a HelloRetryRequest with a cookie
+    // in 1.3): a cookie proves that the ClientHello's source address can receive, and
+    // here no datagram reaches DTLS from an address that has not passed an ICE check
+    // signed with the ICE password of the endpoint's own offer (`Transport::handle_dtls`
+    // drops it and counts `dropped_unknown_source`). The round trip it cost every join
+    // proved nothing more: one more flight each way, a second ClientHello to parse and
+    // the transcript rebuilt around the retry (libwebrtc's DTLS servers send no cookie
+    // either).
     Arc::new(
         dimpl::Config::builder()
+            .use_server_cookie(false)
             .srtp_profiles(&to_dimpl(profiles))
             .with_crypto_provider(super::dtls_key::provider())
             .build()
@@ -288,4 +298,72 @@ pub fn sha256_fingerprint(der: &[u8]) -> Vec<u8> {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der)
         .as_ref()
         .to_vec()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// The datagrams the server sends in answer to a client's first flight
+    /// (its ClientHello), for a client of `version`.
+    fn server_answer_to_first_client_hello(version: ProtocolVersion) -> Vec<Vec<u8>> {
+        let now = Instant::now();
+        let client_cert = dimpl::certificate::generate_self_signed_certificate().unwrap();
+        let server_cert = dimpl::certificate::generate_self_signed_certificate().unwrap();
+        let expected = Fingerprint {
+            algorithm: "sha-256".into(),
+            value: sha256_fingerprint(&client_cert.certificate),
+        };
+        let mut server = DtlsTransport::new(server_config(&[]), server_cert, expected, now);
+        let client_config = Arc::new(dimpl::Config::builder().build().unwrap());
+        let mut client = if version == ProtocolVersion::DTLS1_3 {
+            Dtls::new_13(client_config, client_cert, now)
+        } else {
+            Dtls::new_12(client_config, client_cert, now)
+        };
+        client.set_active(true);
+        client.handle_timeout(now).unwrap();
+        let mut buf = vec![0u8; 2048];
+        let mut hello = Vec::new();
+        while let Output::Packet(p) = client.poll_output(&mut buf) {
+            hello.push(p.to_vec());
+        }
+        assert!(!hello.is_empty(), "the client sent no ClientHello");
+        for datagram in &hello {
+            server.handle_packet(now, datagram).unwrap();
+        }
+        let mut answer = Vec::new();
+        while let Ok(DtlsOutput::Packet(p)) = server.poll_output(&mut buf) {
+            answer.push(p.to_vec());
+        }
+        answer
+    }
+
+    #[test]
+    fn a_dtls13_client_hello_gets_the_server_hello_without_a_cookie_round_trip() {
+        let answer = server_answer_to_first_client_hello(ProtocolVersion::DTLS1_3);
+        // The first record is a ServerHello (after the 13-byte record header,
+        // 12 bytes of handshake header and 2 of legacy_version comes its
+        // random); a HelloRetryRequest is a ServerHello whose random is this
+        // constant, SHA-256 of "HelloRetryRequest" (RFC 8446 section 4.1.3).
+        const HRR_RANDOM: [u8; 32] = [
+            0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65,
+            0xb8, 0x91, 0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2,
+            0xc8, 0xa8, 0x33, 0x9c,
+        ];
+        let first = answer.first().expect("the server answered nothing");
+        assert_eq!(first.get(13), Some(&2), "not a ServerHello");
+        let random = first.get(27..59).expect("a ServerHello is longer");
+        assert_ne!(random, HRR_RANDOM, "the server asked for a cookie (HelloRetryRequest)");
+    }
+
+    #[test]
+    fn a_dtls12_client_hello_gets_the_server_hello_without_a_hello_verify_request() {
+        let answer = server_answer_to_first_client_hello(ProtocolVersion::DTLS1_2);
+        // The first record's handshake type (after the 13-byte record header):
+        // 3 is HelloVerifyRequest, 2 ServerHello (RFC 6347 section 4.3.2).
+        let first_type = answer.first().and_then(|d| d.get(13)).copied();
+        assert_eq!(first_type, Some(2), "the server's first handshake message");
+    }
 }
