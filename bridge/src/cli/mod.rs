@@ -2,6 +2,7 @@
 //! systemd notification glue and the logging of `run`, and the join links of
 //! dev mode and `token --link`.
 
+pub(crate) mod allocator;
 pub(crate) mod config_cmd;
 pub(crate) mod dev;
 pub(crate) mod link;
