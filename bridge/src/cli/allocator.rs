@@ -40,6 +40,10 @@ mod tests {
         // this kernel's `madvise` mode they land on 2 MiB pages.
         let blocks: Vec<Box<[u8; 4096]>> = (0..4096).map(|_| Box::new([7u8; 4096])).collect();
         assert!(blocks.iter().all(|b| b[4095] == 7));
-        assert_eq!(anon_huge_pages_kib(), 0, "the heap is on transparent huge pages");
+        assert_eq!(
+            anon_huge_pages_kib(),
+            0,
+            "the heap is on transparent huge pages"
+        );
     }
 }

@@ -355,7 +355,10 @@ mod tests {
         let first = answer.first().expect("the server answered nothing");
         assert_eq!(first.get(13), Some(&2), "not a ServerHello");
         let random = first.get(27..59).expect("a ServerHello is longer");
-        assert_ne!(random, HRR_RANDOM, "the server asked for a cookie (HelloRetryRequest)");
+        assert_ne!(
+            random, HRR_RANDOM,
+            "the server asked for a cookie (HelloRetryRequest)"
+        );
     }
 
     #[test]

@@ -499,7 +499,10 @@ async fn forwarded_sources_and_sender_constraints_reach_their_endpoint_only() {
     // Before its socket opens an endpoint's latest ones are kept, older ones
     // replaced: a socket opened later gets only the latest.
     let (c, pc) = h.join("room1").await;
-    for sources in [vec![format!("{a}-v0").into()], vec![format!("{b}-v0").into()]] {
+    for sources in [
+        vec![format!("{a}-v0").into()],
+        vec![format!("{b}-v0").into()],
+    ] {
         h.event(MediaEvent::ForwardedSourcesChanged {
             conference: ConferenceId("room1".into()),
             receiver: EndpointId(c.clone()),

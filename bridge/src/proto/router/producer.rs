@@ -1,8 +1,8 @@
 //! A Producer: one incoming source (one publishing m-line of one endpoint).
 
-use std::sync::Arc;
 use super::super::quality::layer_rate::LayerRates;
 use super::super::quality::simulcast::{MAX_LAYERS, SimulcastLayers};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ringbridge_control::media::RefusalReason;
