@@ -433,3 +433,71 @@ fn a_switch_down_on_a_lossy_link_stops_the_taller_layer_before_the_key_frame() {
         "top layer sent until {last_top} ms, the estimate fell below it at {fell} ms"
     );
 }
+
+/// Issue 11's capped receiver at the onset of its cap: the queue toward it
+/// grows (here what it is sent arrives at a third of the rate, none lost)
+/// and the allocation moves its slot off the top layer at the feedback whose
+/// overuse lowered the estimate, not at the allocation timer's next check
+/// (every 500 ms) nor at a first loss (with Chromium behind a 1 Mbit/s `tbf`
+/// the first loss was reported 0-370 ms after the overuse, while 3 Mbit/s
+/// went on into the bucket). Key frames every round once the queue grows, so
+/// a switch waits at most a round for one.
+#[test]
+fn a_queue_growing_under_what_a_receiver_is_sent_moves_it_down_at_the_overuse() {
+    const ONSET: u32 = 70;
+    let (mut net, a, b, slot, mut rx) = simulcast_pair();
+    let mut alice = LayeredSender::default();
+    // 10 ms more queue per 5 ms step from round ONSET.
+    let queue = |round: u32, step: u32| {
+        Duration::from_millis(u64::from((round * 6 + step).saturating_sub(ONSET * 6)) * 10)
+    };
+    // Per round: the layer bob's slot carried last, and bob's estimate.
+    let mut carried = Vec::new();
+    let mut estimates = Vec::new();
+    for round in 0..ONSET + 40 {
+        let keyframe = round % 10 == 0 || round >= ONSET;
+        let before = net.peers[b].client.received_raw_rtp.len();
+        alice.send_round(&mut net, a, round, keyframe);
+        for step in 0..6 {
+            net.progress(1);
+            rx.turn(&mut net, b, queue(round, step));
+        }
+        let layer = net.peers[b].client.received_raw_rtp[before..]
+            .iter()
+            .rev()
+            .find_map(|p| {
+                let h = RtpHeader::parse(p).ok()?;
+                (h.ssrc == slot).then(|| h.payload(p)?.last().copied())?
+            });
+        carried.push(layer);
+        estimates.push(estimate(&net, "bob").unwrap_or(0));
+    }
+    assert!(carried[..ONSET as usize].contains(&Some(2)), "{carried:?}");
+    let router = net
+        .core
+        .router(&ConferenceId("room".into()))
+        .expect("router");
+    let bob = router.find(&EndpointId("bob".into())).expect("bob");
+    let stats = router
+        .endpoint(bob)
+        .and_then(|e| e.transport().bwe_stats())
+        .expect("an estimator");
+    assert_eq!(stats.lost, 0, "{stats:?}");
+    let onset = ONSET as usize;
+    let at_onset = estimates[onset - 1];
+    let fell = onset
+        + estimates[onset..]
+            .iter()
+            .position(|&e| (e as f64) < 0.85 * at_onset as f64)
+            .unwrap_or_else(|| panic!("the estimate never fell: {stats:?}"));
+    let last_top = carried.iter().rposition(|l| *l == Some(2)).unwrap_or(0);
+    eprintln!(
+        "estimate {at_onset} at the onset (round {ONSET}) fell by 15% in round {fell} to {}; \
+         last top-layer packet in round {last_top} (30 ms rounds): {carried:?}",
+        estimates[fell]
+    );
+    assert!(
+        last_top <= fell + 2,
+        "top layer sent until round {last_top}, the estimate fell in round {fell}"
+    );
+}
