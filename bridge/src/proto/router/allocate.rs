@@ -230,20 +230,16 @@ impl Router {
     }
 
     /// After feedback from receiver `r`: re-allocates it at once when its
-    /// link is congested (losing what it is sent, or its queue growing while
-    /// less than half of it arrives: `SendSideBwe::congested`) and its
-    /// estimate fell by more than [`ESTIMATE_CHANGE`] from the one its last
-    /// allocation used. Otherwise the `Allocation` timer's check (every
-    /// [`ALLOCATION_CHECK`]) does: a fall on an overuse while about what is
-    /// sent arrives is often one the link did not mean (see
+    /// link is losing what it is sent and its estimate fell by more than
+    /// [`ESTIMATE_CHANGE`] from the one its last allocation used. Otherwise
+    /// the `Allocation` timer's check (every [`ALLOCATION_CHECK`]) does: a
+    /// fall without loss is often an overuse the link did not mean (see
     /// [`keep_current`]), and re-allocating on each one moved
     /// `downlink_estimate`'s recovering receiver down to its smallest layer,
     /// too low to climb back within the test. Measured with Chromium behind
     /// a 1 Mbit/s `tbf`: waiting for the timer moved the capped page's
     /// streams down 460 ms after the first loss, 280 ms after the estimate
-    /// had fallen, while 3 Mbit/s went on into the 1 Mbit/s bucket; waiting
-    /// for the first loss, 0-370 ms after the overuse that had lowered the
-    /// estimate to 820-880 kbit/s (with 0.97-1.03 Mbit/s acknowledged).
+    /// had fallen, while 3 Mbit/s went on into the 1 Mbit/s bucket.
     pub(super) fn reallocate_on_fall(&mut self, r: EndpointKey, io: &mut RouterIo<'_>) {
         let Some(ep) = self.endpoints.get(r) else {
             return;
@@ -251,7 +247,7 @@ impl Router {
         let (Some(used), Some(now_bps)) = (ep.allocation.estimate, ep.downlink_estimate()) else {
             return;
         };
-        if !ep.transport.downlink_congested() {
+        if !ep.transport.downlink_losing() {
             return;
         }
         if now_bps < used && estimate_moved(Some(used), Some(now_bps)) {

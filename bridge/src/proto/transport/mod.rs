@@ -274,12 +274,6 @@ impl Transport {
         self.bwe.as_deref().is_some_and(SendSideBwe::losing)
     }
 
-    /// Whether the link toward this endpoint cannot carry what it is sent
-    /// now ([`SendSideBwe::congested`]).
-    pub fn downlink_congested(&self) -> bool {
-        self.bwe.as_deref().is_some_and(SendSideBwe::congested)
-    }
-
     /// The send-side estimator's counters, if there is one.
     pub fn bwe_stats(&self) -> Option<BweStats> {
         self.bwe.as_deref().map(SendSideBwe::stats)

@@ -117,19 +117,12 @@ pub struct SendSideBwe {
     /// [`LOSING_MIN_REPORTED`] packets had more than [`loss::HIGH_LOSS`] of
     /// them lost.
     feedback_lossy: bool,
-    /// The detector's conclusion over the last feedback (an overuse anywhere
-    /// in it counts).
-    feedback_usage: BandwidthUsage,
     stats: BweStats,
 }
 
 /// Packets a feedback reports, at least, for its loss alone to count in
 /// [`SendSideBwe::losing`].
 pub const LOSING_MIN_REPORTED: u64 = 10;
-
-/// [`SendSideBwe::congested`]: an overuse counts as congestion when the
-/// acknowledged bitrate is below this share of the media bitrate sent.
-pub const DELIVERED_SHORT: f64 = 0.5;
 
 /// The most padding [`SendSideBwe::padding_due`] asks for in one call, bytes
 /// (about 100 ms at 1 Mbit/s): a long gap between feedbacks does not turn
@@ -153,7 +146,6 @@ impl SendSideBwe {
             padding_at_us: None,
             has_feedback: false,
             feedback_lossy: false,
-            feedback_usage: BandwidthUsage::Normal,
             stats: BweStats::default(),
         }
     }
@@ -297,7 +289,6 @@ impl SendSideBwe {
             self.stats.overuses += 1;
         }
         self.has_feedback = true;
-        self.feedback_usage = usage;
         let (reported, lost) = (
             self.stats.matched - matched_before,
             self.stats.lost - lost_before,
@@ -340,23 +331,6 @@ impl SendSideBwe {
     /// 170 ms after the first loss, before the cap.
     pub fn losing(&self) -> bool {
         self.feedback_lossy || self.loss.cap().is_some()
-    }
-
-    /// Whether the link cannot carry what it is sent now: it is [`losing`],
-    /// or the last feedback showed an overuse (a growing queue) while the
-    /// acknowledged bitrate was under [`DELIVERED_SHORT`] of the media
-    /// bitrate sent.
-    ///
-    /// [`losing`]: Self::losing
-    pub fn congested(&self) -> bool {
-        if self.losing() {
-            return true;
-        }
-        let short = match (self.acked.bitrate(), self.media_sent.bitrate()) {
-            (Some(acked), Some(sent)) => (acked as f64) < DELIVERED_SHORT * sent as f64,
-            _ => false,
-        };
-        self.feedback_usage == BandwidthUsage::Overusing && short
     }
 
     /// Whether the estimate is held where observed overuse or loss put it
