@@ -114,18 +114,11 @@ pub enum LayerDecision {
     Drop,
 }
 
-/// After [`LayerSwitch::drop_current`] stopped a slot's layer, for this long
-/// a further switch down keeps the current layer until the smaller one's key
-/// frame (see there).
-pub const DROP_SPACING: Duration = Duration::from_secs(2);
-
 /// One slot's layer state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LayerSwitch {
     current: Option<u8>,
     target: Option<u8>,
-    /// When `drop_current` last stopped the current layer.
-    dropped_at: Option<Instant>,
 }
 
 impl LayerSwitch {
@@ -156,24 +149,11 @@ impl LayerSwitch {
     /// (the slot forwards nothing until then), for a switch down on a link
     /// that is dropping what it is sent: there the current layer's frames are
     /// lost anyway, and forwarding them keeps the bottleneck's queue full for
-    /// the key frame the switch waits for. Not within [`DROP_SPACING`] of the
-    /// last drop: the layer the slot came down to is the one that was chosen
-    /// to fit, and a next step down (the estimate still settling) keeps it
-    /// until the smaller layer's key frame, as any switch does. Measured with
-    /// Chromium behind a 1 Mbit/s `tbf`: a second step (360p to 180p) came
-    /// 0.5-0.7 s after the first, dropped the 360p layer just after its key
-    /// frame had arrived, and froze the stream a second time (0.4-1.0 s then
-    /// 1.0-1.8 s after the cap). Returns whether it dropped.
-    pub fn drop_current(&mut self, now: Instant) -> bool {
-        let spaced = self
-            .dropped_at
-            .is_none_or(|t| now.saturating_duration_since(t) >= DROP_SPACING);
-        if self.pending() && self.current.is_some() && spaced {
+    /// the key frame the switch waits for.
+    pub fn drop_current(&mut self) {
+        if self.pending() {
             self.current = None;
-            self.dropped_at = Some(now);
-            return true;
         }
-        false
     }
 
     /// Forgets the current layer (the slot changed source).
@@ -211,7 +191,6 @@ mod tests {
 
     #[test]
     fn a_dropped_current_layer_is_not_forwarded_while_the_switch_waits() {
-        let t0 = Instant::now();
         let mut sw = LayerSwitch::default();
         sw.set_target(Some(2));
         assert_eq!(sw.decide(2, true), LayerDecision::Switch);
@@ -221,47 +200,14 @@ mod tests {
             LayerDecision::Forward,
             "kept by default"
         );
-        assert!(sw.drop_current(t0));
+        sw.drop_current();
         assert_eq!(sw.decide(2, false), LayerDecision::Drop);
         assert_eq!(sw.decide(0, false), LayerDecision::Drop);
         assert_eq!(sw.decide(0, true), LayerDecision::Switch);
         assert_eq!(sw.decide(0, false), LayerDecision::Forward);
         // Nothing pending: nothing dropped.
-        assert!(!sw.drop_current(t0 + DROP_SPACING));
+        sw.drop_current();
         assert_eq!(sw.decide(0, false), LayerDecision::Forward);
-    }
-
-    /// Issue 11's capped receiver: the first switch down on a losing link
-    /// stops the taller layer at once; a second step down soon after (720p
-    /// to 360p, then 360p to 180p 0.5-0.7 s later in the Chromium test) keeps
-    /// the layer it came down to until the smaller one's key frame, instead
-    /// of freezing the stream a second time. After [`DROP_SPACING`] a drop is
-    /// allowed again.
-    #[test]
-    fn a_second_step_down_soon_after_a_drop_keeps_the_layer_until_the_key_frame() {
-        let t0 = Instant::now();
-        let mut sw = LayerSwitch::default();
-        sw.set_target(Some(2));
-        assert_eq!(sw.decide(2, true), LayerDecision::Switch);
-        // First step, dropped: 360p starts at its key frame.
-        assert!(sw.set_target(Some(1)));
-        assert!(sw.drop_current(t0));
-        assert_eq!(sw.decide(2, false), LayerDecision::Drop);
-        assert_eq!(sw.decide(1, true), LayerDecision::Switch);
-        // Second step 600 ms later: 360p flows until 180p's key frame.
-        let t1 = t0 + Duration::from_millis(600);
-        assert!(sw.set_target(Some(0)));
-        assert!(!sw.drop_current(t1));
-        assert_eq!(sw.decide(1, false), LayerDecision::Forward);
-        assert_eq!(sw.decide(0, false), LayerDecision::Drop);
-        assert_eq!(sw.decide(0, true), LayerDecision::Switch);
-        assert_eq!(sw.decide(1, false), LayerDecision::Drop);
-        // Long after the first drop, a switch down on a losing link drops.
-        sw.set_target(Some(2));
-        assert_eq!(sw.decide(2, true), LayerDecision::Switch);
-        assert!(sw.set_target(Some(0)));
-        assert!(sw.drop_current(t0 + DROP_SPACING));
-        assert_eq!(sw.decide(2, false), LayerDecision::Drop);
     }
 
     #[test]

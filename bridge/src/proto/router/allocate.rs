@@ -407,7 +407,7 @@ impl Router {
                     _ => from.zip(layer).is_some_and(|(a, b)| b < a),
                 };
                 if losing && down {
-                    c.layers.drop_current(now);
+                    c.layers.drop_current();
                 }
             }
             if want_keyframe {
