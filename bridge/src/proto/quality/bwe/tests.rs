@@ -555,4 +555,3 @@ fn a_lossy_link_counts_as_losing_from_its_first_lossy_feedback() {
     p.run_until(Duration::from_secs(5), |_| false);
     assert!(!p.bwe.feedback_lossy);
 }
-
