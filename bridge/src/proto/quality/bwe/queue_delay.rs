@@ -51,8 +51,9 @@ impl QueueDelay {
             (Some((_, c)), None) => c,
             _ => return 0,
         };
-        self.latest
-            .map_or(0, |(_, d)| u64::try_from(d.saturating_sub(base)).unwrap_or(0))
+        self.latest.map_or(0, |(_, d)| {
+            u64::try_from(d.saturating_sub(base)).unwrap_or(0)
+        })
     }
 }
 
