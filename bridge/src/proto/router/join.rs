@@ -85,6 +85,7 @@ impl Router {
             constraints: Default::default(),
             allocation: Default::default(),
             budget_hold: Default::default(),
+            rtx_budget: Default::default(),
         });
 
         let mut rng = rand::rng();

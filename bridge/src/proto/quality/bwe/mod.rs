@@ -12,6 +12,7 @@
 //!   deliberately differs from WebRTC);
 //! - [`acked`]: the acknowledged bitrate, the basis of a decrease;
 //! - [`loss`]: the loss-based cap (more than 10% lost lowers the estimate);
+//! - [`queue_delay`]: how long the path's queue holds a packet now;
 //! - [`probe`]: padding clusters that raise the estimate when the receiver's
 //!   layers want more and nothing holds the estimate down, until the first
 //!   overuse; after it, padding that fills what is sent up to the estimate
@@ -29,6 +30,7 @@ pub mod history;
 pub mod inter_arrival;
 pub mod loss;
 pub mod probe;
+pub mod queue_delay;
 pub mod rate_control;
 pub mod trendline;
 
@@ -40,6 +42,7 @@ use history::SendHistory;
 use inter_arrival::InterArrival;
 use loss::LossController;
 use probe::{PROBE_FACTOR, Prober};
+use queue_delay::QueueDelay;
 use rate_control::RateControl;
 pub use trendline::BandwidthUsage;
 use trendline::Trendline;
@@ -100,6 +103,7 @@ pub struct SendSideBwe {
     rate: RateControl,
     loss: LossController,
     acked: AckedBitrate,
+    queue: QueueDelay,
     prober: Prober,
     /// Media bytes sent (padding left out), over a sliding window of the
     /// send clock: what padding has to fill up to the estimate.
@@ -135,6 +139,7 @@ impl SendSideBwe {
             rate: RateControl::new(config.start_bps, config.min_bps, config.max_bps),
             loss: LossController::new(config.min_bps),
             acked: AckedBitrate::default(),
+            queue: QueueDelay::default(),
             prober: Prober::default(),
             media_sent: AckedBitrate::default(),
             padding_credit: 0.0,
@@ -247,6 +252,7 @@ impl SendSideBwe {
             match status.arrival {
                 Some(arrival) => {
                     self.acked.add(arrival.at_us, u64::from(sent.size));
+                    self.queue.add(sent.sent_us, arrival.at_us);
                     if let Some(d) = self.groups.add(sent.sent_us, arrival.at_us) {
                         self.trend
                             .update(d.arrival_us, d.send_delta_us, d.delay_delta_us);
@@ -294,6 +300,9 @@ impl SendSideBwe {
             reported,
             lost,
             ?usage,
+            trend_ms = self.trend.modified_ms(),
+            queue_ms = self.queue.queue_us() / 1000,
+            threshold_ms = self.trend.threshold_ms(),
             acked = ?self.acked.bitrate(),
             delay_bps = self.rate.estimate(),
             loss_cap = ?self.loss.cap(),
@@ -328,6 +337,12 @@ impl SendSideBwe {
     /// (rather than still searching upward).
     pub fn limited(&self) -> bool {
         self.rate.near_capacity() || self.loss.cap().is_some()
+    }
+
+    /// How long the path's queue held the latest packet the receiver
+    /// reported (its one-way delay over the least seen lately), µs.
+    pub fn queue_us(&self) -> u64 {
+        self.queue.queue_us()
     }
 
     /// The acknowledged bitrate, once known.

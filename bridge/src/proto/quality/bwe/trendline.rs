@@ -46,6 +46,8 @@ pub struct Trendline {
     time_over_ms: Option<f64>,
     overuse_count: u32,
     prev_trend: f64,
+    /// The last trend as compared with the threshold (ms).
+    modified_ms: f64,
     state: BandwidthUsage,
 }
 
@@ -64,6 +66,7 @@ impl Default for Trendline {
             time_over_ms: None,
             overuse_count: 0,
             prev_trend: 0.0,
+            modified_ms: 0.0,
             state: BandwidthUsage::Normal,
         }
     }
@@ -78,6 +81,11 @@ impl Trendline {
     /// The adaptive threshold, ms.
     pub fn threshold_ms(&self) -> f64 {
         self.threshold_ms
+    }
+
+    /// The last trend, scaled as it is compared with the threshold, ms.
+    pub fn modified_ms(&self) -> f64 {
+        self.modified_ms
     }
 
     /// One group delay variation sample: `delay_delta_us` at `arrival_us`,
@@ -113,6 +121,7 @@ impl Trendline {
 
     fn detect(&mut self, trend: f64, send_delta_ms: f64, now_us: i64) {
         let modified = f64::from(self.deltas.min(60)) * trend * GAIN;
+        self.modified_ms = modified;
         if modified > self.threshold_ms {
             let over = match self.time_over_ms {
                 None => send_delta_ms / 2.0,
