@@ -1220,7 +1220,7 @@ fn pick_rtx(codecs: &[RawCodec<'_>], pt: u8) -> Option<u8> {
         .iter()
         .filter(|c| c.name.eq_ignore_ascii_case("rtx"))
         .find(|c| {
-            c.fmtp.as_deref().is_some_and(|f| {
+            c.fmtp.is_some_and(|f| {
                 f.split(';').any(|p| {
                     p.trim()
                         .strip_prefix("apt=")
@@ -1238,7 +1238,7 @@ fn pick_red(codecs: &[RawCodec<'_>], pt: u8) -> Option<u8> {
         .iter()
         .filter(|c| c.name.eq_ignore_ascii_case("red") && c.clock_rate == 48_000)
         .find(|c| {
-            c.fmtp.as_deref().is_some_and(|f| {
+            c.fmtp.is_some_and(|f| {
                 f.trim()
                     .split('/')
                     .all(|b| b.trim().parse::<u8>().ok() == Some(pt))
