@@ -62,6 +62,10 @@ enum Cmd {
         /// Offers of a wave in flight at once (1: one after the other).
         #[arg(long, default_value_t = 8)]
         parallel: usize,
+        /// Storms run, each on a bridge of its own; the report is the round
+        /// with the median join rate, every round's rate listed.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// The highest load the target carries without loss: the shape at
     /// doubling numbers of conferences, then bisection (bench/src/knee.rs).
@@ -460,6 +464,7 @@ fn main_inner() -> Result<(), BenchError> {
             common,
             wave,
             parallel,
+            rounds,
         } => {
             if common.url.is_some() {
                 return Err(BenchError::Config(
@@ -469,11 +474,14 @@ fn main_inner() -> Result<(), BenchError> {
             let mut s = settings(&common)?;
             s.opts.signalling_parallel = parallel.max(1);
             pin_generator(&common);
-            let report = scale::run(&ScaleConfig {
-                plan: s.plan,
-                opts: s.opts,
-                wave,
-            })?;
+            let report = scale::run_rounds(
+                &ScaleConfig {
+                    plan: s.plan,
+                    opts: s.opts,
+                    wave,
+                },
+                rounds,
+            )?;
             print_and_save(&report.table(), common.json.as_deref(), &report)?;
             Ok(())
         }
