@@ -99,8 +99,8 @@ pub fn server_config(srtp_profiles: &[SrtpProfile]) -> Arc<dimpl::Config> {
     // signed with the ICE password of the endpoint's own offer (`Transport::handle_dtls`
     // drops it and counts `dropped_unknown_source`). The round trip it cost every join
     // proved nothing more: one more flight each way, a second ClientHello to parse and
-    // the transcript rebuilt around the retry (libwebrtc's DTLS servers send no cookie
-    // either).
+    // the transcript rebuilt around the retry. libdatachannel's DTLS server sends none
+    // for the same reason (its issue 711: ICE gives the same protection).
     Arc::new(
         dimpl::Config::builder()
             .use_server_cookie(false)
