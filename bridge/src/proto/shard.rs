@@ -240,9 +240,7 @@ pub struct ShardCounters {
     pub retransmissions_requested: u64,
     /// Retransmissions sent to receivers, RTX or plain (jvb `numRetransmittedPackets`).
     pub retransmissions_sent: u64,
-    /// Asked-for packets not resent: sent within one RTT already, or over
-    /// the retransmission budget of a receiver whose link is losing
-    /// (`quality::rtx_budget::RtxBudget`).
+    /// Asked-for packets not resent because they were sent within one RTT.
     pub retransmissions_suppressed: u64,
     /// Asked-for packets found in a packet cache.
     pub cache_hits: u64,
