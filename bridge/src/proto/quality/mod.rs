@@ -26,8 +26,6 @@
 //! - per publishing Transport: [`twcc::TwccReceiver`] (when transport-cc was
 //!   negotiated) or [`remb::RembEstimator`] (REMB with abs-send-time only);
 //! - [`rtx`] is stateless: unwrap a publisher's RTX before anything else sees it;
-//! - per endpoint: a [`rtx_budget::RtxBudget`] for what it is re-sent while
-//!   its link is losing;
 //! - per endpoint: a [`dominant_speaker::SpeakerActivity`] of its audio levels, and
 //!   per conference (Router) a [`dominant_speaker::DominantSpeaker`];
 //! - [`stats::QualityStats`] sums every object's counters for the metrics.
@@ -41,7 +39,6 @@ pub mod nack;
 pub mod nack_responder;
 pub mod remb;
 pub mod rtx;
-pub mod rtx_budget;
 pub mod rtx_cache;
 pub mod seen;
 pub mod sender_report;

@@ -9,7 +9,6 @@ use ringbridge_control::media::EndpointId;
 use ringbridge_control::receiver_constraints::ReceiverConstraints;
 
 use super::super::quality::dominant_speaker::SpeakerActivity;
-use super::super::quality::rtx_budget::RtxBudget;
 use super::super::quality::upgrade_hold::UpgradeHold;
 use super::super::transport::Transport;
 use super::allocate::AllocationState;
@@ -44,8 +43,6 @@ pub struct Endpoint {
     pub(super) budget_hold: UpgradeHold,
     /// Its last video allocation.
     pub(super) allocation: AllocationState,
-    /// What it may be re-sent while its link is losing.
-    pub(super) rtx_budget: RtxBudget,
 }
 
 impl Endpoint {

@@ -85,7 +85,6 @@ impl Router {
             constraints: Default::default(),
             allocation: Default::default(),
             budget_hold: Default::default(),
-            rtx_budget: Default::default(),
         });
 
         let mut rng = rand::rng();

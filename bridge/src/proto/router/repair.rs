@@ -132,21 +132,8 @@ impl Router {
         };
         responder.handle_nack();
         let now = io.now;
-        // While the link is losing what it is sent, retransmissions are held
-        // to a share of its estimate (see `RtxBudget`).
-        let limit = receiver
-            .transport
-            .downlink_losing()
-            .then(|| receiver.transport.downlink_estimate())
-            .flatten();
         for seq in nack.lost_sequence_numbers() {
             io.counters.retransmissions_requested += 1;
-            if let Some(estimate) = limit
-                && !receiver.rtx_budget.allows(now, estimate)
-            {
-                io.counters.retransmissions_suppressed += 1;
-                continue;
-            }
             // The layer and mapping the slot packet was forwarded with, even
             // before the slot's latest layer switch, and that layer's cache.
             let found = history.lookup(seq).and_then(|segment| {
@@ -175,12 +162,9 @@ impl Router {
                 }
             });
             match outcome {
-                Some(Ok(Retransmit::Sent(n))) => {
+                Some(Ok(Retransmit::Sent(_))) => {
                     io.counters.cache_hits += 1;
                     io.counters.retransmissions_sent += 1;
-                    if limit.is_some() {
-                        receiver.rtx_budget.spend(n);
-                    }
                 }
                 Some(Ok(Retransmit::Suppressed)) => {
                     io.counters.cache_hits += 1;
