@@ -254,14 +254,7 @@ impl Offer {
             if line.is_empty() {
                 continue;
             }
-            // `<type>=<value>`, the type one character (RFC 8866 section 5);
-            // longer keys are read and ignored as before.
-            let Some((key, value)) = line
-                .get(..1)
-                .zip(line.get(2..))
-                .filter(|_| line.as_bytes().get(1) == Some(&b'='))
-                .or_else(|| line.split_once('='))
-            else {
+            let Some((key, value)) = split_at_byte(line, b'=') else {
                 return Err(malformed("line", line));
             };
             match key {
@@ -280,7 +273,8 @@ impl Offer {
                     ));
                 }
                 "a" => {
-                    let (name, arg) = split_attribute(value);
+                    // A flag such as `rtcp-mux` has no value.
+                    let (name, arg) = split_at_byte(value, b':').unwrap_or((value, ""));
                     match media.last_mut() {
                         None => session.apply(name, arg, &mut last_fingerprint)?,
                         Some((section, transport, codecs, extra)) => {
@@ -865,15 +859,13 @@ fn sdp_lines(sdp: &str) -> impl Iterator<Item = &str> + '_ {
     })
 }
 
-/// An attribute's name and its value (`""` for a flag such as `rtcp-mux`).
-fn split_attribute(value: &str) -> (&str, &str) {
-    match value.bytes().position(|b| b == b':') {
-        Some(i) => (
-            value.get(..i).unwrap_or_default(),
-            value.get(i + 1..).unwrap_or_default(),
-        ),
-        None => (value, ""),
-    }
+/// `s` split around its first `sep` (an ASCII byte), like `str::split_once`
+/// but by a byte loop, for the same reason as [`sdp_lines`]: the separators
+/// of `<type>=<value>` and `a=<name>:<value>` come within the first bytes.
+fn split_at_byte(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == sep)?;
+    // `sep` is ASCII: both ends are char boundaries.
+    Some((s.get(..i)?, s.get(i + 1..)?))
 }
 
 fn malformed(what: &'static str, detail: &str) -> SdpError {
@@ -1106,7 +1098,8 @@ fn apply_media_attr<'a>(
 }
 
 /// A parsed `a=fingerprint` held without allocating (a browser repeats it on
-/// every m-line; a copy equal to the one before is not decoded again); see [`RawFingerprint::to_fingerprint`].
+/// every m-line; a copy equal to the one before is not decoded again); see
+/// [`RawFingerprint::to_fingerprint`].
 #[derive(Debug, Clone, Copy)]
 struct RawFingerprint {
     /// Lowercase hash name, one of those [`parse_fingerprint`] knows.

@@ -339,12 +339,6 @@ impl SendSideBwe {
         self.rate.near_capacity() || self.loss.cap().is_some()
     }
 
-    /// How long the path's queue held the latest packet the receiver
-    /// reported (its one-way delay over the least seen lately), µs.
-    pub fn queue_us(&self) -> u64 {
-        self.queue.queue_us()
-    }
-
     /// The acknowledged bitrate, once known.
     pub fn acked_bitrate(&self) -> Option<u64> {
         self.acked.bitrate()
