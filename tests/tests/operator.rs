@@ -647,3 +647,79 @@ fn log_level_is_the_config_key_unless_rust_log_says_otherwise() {
         "RUST_LOG overrides log.level: {log}"
     );
 }
+
+/// The cores thread `tid` of process `pid` may run on (`Cpus_allowed_list`).
+fn allowed_cores(pid: u32, tid: &str) -> Vec<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/task/{tid}/status: {e}"));
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list")
+        .trim();
+    list.split(',')
+        .flat_map(|part| {
+            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+            let lo: usize = lo.parse().expect("core");
+            let hi: usize = hi.parse().expect("core");
+            lo..=hi
+        })
+        .collect()
+}
+
+#[test]
+fn the_control_plane_and_ice_tcp_stay_on_core_0_and_each_shard_on_its_own_core() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        eprintln!("SKIPPED placement: one core");
+        return;
+    }
+    let tcp_port = ringbridge_tests::free_tcp_port();
+    let b = Bridge::start(&format!("[media]\ntcp_port = {tcp_port}\n"));
+    // A join and a colibri stats request, so the control plane has served.
+    let _ = join(&b, "placement");
+    let _ = stats(&b);
+    let pid = b.pid();
+    let mut shards = Vec::new();
+    let mut others = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .flatten()
+    {
+        let tid = entry.file_name().to_string_lossy().into_owned();
+        let name = std::fs::read_to_string(entry.path().join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let allowed = allowed_cores(pid, &tid);
+        if name.starts_with("shard-") {
+            shards.push((name, allowed));
+        } else {
+            others.push((name, allowed));
+        }
+    }
+    eprintln!("shards {shards:?}, others {others:?}");
+    // The default placement: core 0 for the control plane, a shard on each
+    // other core.
+    assert_eq!(shards.len(), cores - 1, "{shards:?}");
+    let mut shard_cores: Vec<usize> = shards
+        .iter()
+        .map(|(name, allowed)| {
+            assert_eq!(
+                allowed.len(),
+                1,
+                "{name} is pinned to one core: {allowed:?}"
+            );
+            allowed[0]
+        })
+        .collect();
+    shard_cores.sort_unstable();
+    assert_eq!(shard_cores, (1..cores).collect::<Vec<_>>());
+    assert!(
+        others.iter().any(|(name, _)| name == "ice-tcp"),
+        "the ICE-TCP listener runs: {others:?}"
+    );
+    for (name, allowed) in &others {
+        assert_eq!(allowed, &vec![0], "thread {name} stays on core 0");
+    }
+}
