@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use ringbridge_bridge::proto::client::VP8_PT;
 use ringbridge_bridge::proto::quality::twcc::{TwccConfig, TwccReceiver};
+use ringbridge_bridge::proto::rtcp::{self, NackEntry};
 use ringbridge_bridge::proto::rtp::RtpHeader;
 use ringbridge_bridge::proto::sdp::MediaKind;
 use ringbridge_control::media::{ConferenceId, EndpointId, MediaEvent};
@@ -432,4 +433,158 @@ fn a_switch_down_on_a_lossy_link_stops_the_taller_layer_before_the_key_frame() {
         last_top <= fell + 150,
         "top layer sent until {last_top} ms, the estimate fell below it at {fell} ms"
     );
+}
+
+#[test]
+fn a_retransmission_carries_the_next_transport_wide_number_and_reads_as_no_loss() {
+    let (mut net, a, b, slot, mut rx) = simulcast_pair();
+    let mut alice = LayeredSender::default();
+    for round in 0..20u32 {
+        alice.send_round(&mut net, a, round, round % 10 == 0);
+        for _ in 0..6 {
+            net.progress(1);
+            rx.turn(&mut net, b, Duration::ZERO);
+        }
+    }
+    let twcc_seq = |p: &[u8]| {
+        let h = RtpHeader::parse(p).expect("parses");
+        let v = h.extension_value(p, TWCC_ID)?;
+        Some((h.ssrc, h.sequence_number, u16::from_be_bytes([v[0], v[1]])))
+    };
+    let raw = &net.peers[b].client.received_raw_rtp;
+    let lost = raw
+        .iter()
+        .rev()
+        .filter_map(|p| twcc_seq(p))
+        .find(|(ssrc, _, _)| *ssrc == slot)
+        .expect("a slot packet")
+        .1;
+    // Sent in order: the last packet bob got holds the newest number.
+    let newest_twcc = raw
+        .iter()
+        .rev()
+        .find_map(|p| twcc_seq(p))
+        .expect("numbered")
+        .2;
+    let before = raw.len();
+    // Bob NACKs the slot's latest packet: it comes back on his RTX SSRC,
+    // numbered right after the last packet the bridge sent him.
+    let mut buf = [0u8; 64];
+    let n =
+        rtcp::write_nack(&mut buf, 0xB0B, slot, &[NackEntry { pid: lost, blp: 0 }]).expect("fits");
+    net.send_rtcp(b, &buf[..n]);
+    net.progress(1);
+    let rtx: Vec<_> = net.peers[b].client.received_raw_rtp[before..]
+        .iter()
+        .filter_map(|p| Some((RtpHeader::parse(p).ok()?.payload_type, twcc_seq(p))))
+        .filter(|(pt, _)| *pt == RTX_PT)
+        .collect();
+    assert_eq!(rtx.len(), 1, "one retransmission: {rtx:?}");
+    let (_, _, rtx_twcc) = rtx[0]
+        .1
+        .expect("the retransmission carries a transport-wide number");
+    // Everything bob got since (the retransmission and whatever else left in
+    // that millisecond) is numbered on from the newest number before, with no
+    // gap and no number twice.
+    let mut since: Vec<u16> = net.peers[b].client.received_raw_rtp[before..]
+        .iter()
+        .filter_map(|p| twcc_seq(p))
+        .map(|(_, _, t)| t.wrapping_sub(newest_twcc))
+        .collect();
+    since.sort_unstable();
+    assert_eq!(since, (1..=since.len() as u16).collect::<Vec<_>>());
+    assert_eq!(rtx_twcc, newest_twcc.wrapping_add(1));
+    assert_eq!(net.core.counters().retransmissions_sent, 1);
+    // Bob's feedback reports it like any other packet: nothing reads as lost.
+    for _ in 0..200 {
+        net.progress(1);
+        rx.turn(&mut net, b, Duration::ZERO);
+    }
+    let router = net
+        .core
+        .router(&ConferenceId("room".into()))
+        .expect("router");
+    let bob = router.find(&EndpointId("bob".into())).expect("bob");
+    let stats = router
+        .endpoint(bob)
+        .and_then(|e| e.transport().bwe_stats())
+        .expect("an estimator");
+    assert_eq!(stats.lost, 0, "{stats:?}");
+    assert!(stats.matched > 0, "{stats:?}");
+}
+
+#[test]
+fn on_a_congested_link_a_layer_the_slot_left_is_not_re_sent_but_its_current_one_is() {
+    let (mut net, a, b, slot, mut rx) = simulcast_pair();
+    let mut alice = LayeredSender::default();
+    let layer_of = |p: &[u8]| {
+        let h = RtpHeader::parse(p).ok()?;
+        (h.ssrc == slot).then_some((h.sequence_number, *h.payload(p)?.last()?))
+    };
+    let mut round = 0u32;
+    let mut run = |net: &mut Net, rx: &mut Receiver, rounds: u32, queue: Duration, key: bool| {
+        for _ in 0..rounds {
+            alice.send_round(net, a, round, key && round.is_multiple_of(10));
+            round += 1;
+            for _ in 0..6 {
+                net.progress(1);
+                rx.turn(net, b, queue);
+            }
+        }
+    };
+    run(&mut net, &mut rx, 20, Duration::ZERO, true);
+    let f_seq = net.peers[b]
+        .client
+        .received_raw_rtp
+        .iter()
+        .rev()
+        .find_map(|p| layer_of(p).filter(|(_, l)| *l == 2))
+        .expect("the slot carried f")
+        .0;
+    // The path's queue jumps to 200 ms; the slot is constrained to q and
+    // switches at q's next key frame.
+    run(&mut net, &mut rx, 10, Duration::from_millis(200), false);
+    net.core
+        .set_max_height(&ConferenceId("room".into()), &EndpointId("bob".into()), 180)
+        .expect("bob is in the room");
+    run(&mut net, &mut rx, 5, Duration::from_millis(200), true);
+    let q_seq = net.peers[b]
+        .client
+        .received_raw_rtp
+        .iter()
+        .rev()
+        .find_map(|p| layer_of(p).filter(|(_, l)| *l == 0))
+        .expect("the slot switched to q")
+        .0;
+    let router = net
+        .core
+        .router(&ConferenceId("room".into()))
+        .expect("router");
+    let bob = router.find(&EndpointId("bob".into())).expect("bob");
+    let queue = router
+        .endpoint(bob)
+        .expect("bob")
+        .transport()
+        .downlink_queue_delay();
+    assert!(queue >= Duration::from_millis(150), "queue {queue:?}");
+    let nack = |net: &mut Net, seq: u16| {
+        let before = net.peers[b].client.received_raw_rtp.len();
+        let mut buf = [0u8; 64];
+        let n = rtcp::write_nack(&mut buf, 0xB0B, slot, &[NackEntry { pid: seq, blp: 0 }])
+            .expect("fits");
+        net.send_rtcp(b, &buf[..n]);
+        net.progress(1);
+        net.peers[b].client.received_raw_rtp[before..]
+            .iter()
+            .filter(|p| {
+                RtpHeader::parse(p).is_ok_and(|h| h.payload_type == RTX_PT && h.padding_len == 0)
+            })
+            .count()
+    };
+    // f's packet: the slot left f, and the link is congested: held.
+    assert_eq!(nack(&mut net, f_seq), 0, "f re-sent");
+    assert_eq!(net.core.counters().retransmissions_held, 1);
+    // q's packet: what the receiver decodes now: re-sent.
+    assert_eq!(nack(&mut net, q_seq), 1, "q not re-sent");
+    assert_eq!(net.core.counters().retransmissions_sent, 1);
 }

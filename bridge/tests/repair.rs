@@ -313,7 +313,7 @@ fn same_packet_is_not_resent_to_the_same_receiver_within_one_rtt() {
 }
 
 #[test]
-fn plis_from_many_receivers_reach_the_publisher_once_per_200ms() {
+fn plis_from_many_receivers_reach_the_publisher_once_per_350ms() {
     let mut net = Net::new();
     let a = net.join_with("alice", EVERYTHING, Default::default(), with_rtx);
     let receivers: Vec<usize> = ["b", "c", "d", "e"]
@@ -344,12 +344,12 @@ fn plis_from_many_receivers_reach_the_publisher_once_per_200ms() {
         net.progress(10);
     }
     let forwarded = count(&net) - before;
-    // Per source at most one every 200 ms: 5 in 1 s (the receivers' budgets of
+    // Per source at most one every 350 ms: 3 in 1 s (the receivers' budgets of
     // 3 per 10 s each would allow 12).
-    assert!((4..=5).contains(&forwarded), "{forwarded} PLIs forwarded");
+    assert!((2..=3).contains(&forwarded), "{forwarded} PLIs forwarded");
     let c = net.core.counters();
     assert_eq!(c.keyframe_requests_received, 80);
-    assert!(c.keyframe_requests_throttled >= 75);
+    assert!(c.keyframe_requests_throttled >= 77);
 }
 
 #[test]

@@ -8,8 +8,11 @@
 
 mod support;
 
+use std::time::Duration;
+
 use ringbridge_bridge::proto::client::{ClientConfig, VP8_PT};
 use ringbridge_bridge::proto::codec::vp8::Vp8Descriptor;
+use ringbridge_bridge::proto::rtcp;
 use ringbridge_bridge::proto::rtp::RtpHeader;
 use ringbridge_bridge::proto::sdp::MediaKind;
 use ringbridge_control::media::{ConferenceId, EndpointId};
@@ -623,5 +626,51 @@ fn a_source_without_a_declared_ssrc_is_asked_for_key_frames_from_its_first_packe
         net.received(bob, net.slot_ssrc(bob, MediaKind::Video))
             .is_empty(),
         "nothing before a key frame"
+    );
+}
+
+#[test]
+fn a_switch_asked_right_after_another_key_frame_request_is_asked_again_as_the_throttle_opens() {
+    let mut call = Call::new();
+    call.round(true);
+    for _ in 0..3 {
+        call.round(false);
+    }
+    let plis = |call: &Call| call.net.peers[call.alice].client.received_pli.len();
+    // Bob asks for a key frame of the slot's layer f: it reaches alice.
+    let slot = call.net.slot_ssrc(call.bob, MediaKind::Video);
+    let mut buf = [0u8; 12];
+    let n = rtcp::write_pli(&mut buf, 0xB0B, slot).expect("fits");
+    let before = plis(&call);
+    call.net.send_rtcp(call.bob, &buf[..n]);
+    call.net.progress(1);
+    let asked = plis(&call);
+    assert!(asked > before, "bob's PLI reached alice");
+    let asked_at = call.net.now;
+    // 100 ms later the slot is constrained to 180 lines: its switch to q
+    // needs a key frame of q, and the request is within the source's
+    // throttle (libwebrtc drops a request 300 ms after its last one).
+    while call.net.now < asked_at + Duration::from_millis(100) {
+        call.net.progress(1);
+    }
+    call.set_max_height(180);
+    while call.net.now < asked_at + Duration::from_millis(340) {
+        call.net.progress(1);
+        assert_eq!(plis(&call), asked, "asked again inside the throttle");
+    }
+    // Asked as the throttle opens (350 ms), not a whole retry interval
+    // (500 ms) after the last request.
+    while call.net.now < asked_at + Duration::from_millis(380) {
+        call.net.progress(1);
+    }
+    assert!(
+        plis(&call) > asked,
+        "no request for q's key frame by 380 ms: {:?}",
+        call.net.peers[call.alice].client.received_pli
+    );
+    assert!(
+        call.net.peers[call.alice].client.received_pli[asked..].contains(&LAYERS[0].1),
+        "{:?}",
+        call.net.peers[call.alice].client.received_pli
     );
 }

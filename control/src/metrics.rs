@@ -138,6 +138,11 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
         |s| s.retransmissions_suppressed,
     ),
     (
+        "retransmissions_held",
+        "Asked-for packets not resent: the receiver's link was congested (queue past 50 ms) and what it was sent had used up its estimate.",
+        |s| s.retransmissions_held,
+    ),
+    (
         "cache_hits",
         "Asked-for packets found in a source's packet cache.",
         |s| s.cache_hits,

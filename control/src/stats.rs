@@ -182,6 +182,7 @@ fn jvb_lifetime_keys(stats: &MediaStats, view: &ControlView) -> Value {
         "total_retransmissions_requested": stats.shard_sum(|s| s.retransmissions_requested),
         "total_retransmissions_sent": stats.shard_sum(|s| s.retransmissions_sent),
         "total_retransmissions_suppressed": stats.shard_sum(|s| s.retransmissions_suppressed),
+        "total_retransmissions_held": stats.shard_sum(|s| s.retransmissions_held),
         "total_cache_hits": stats.shard_sum(|s| s.cache_hits),
         "total_cache_misses": stats.shard_sum(|s| s.cache_misses),
         "total_nacks_sent": stats.shard_sum(|s| s.nacks_sent),

@@ -265,6 +265,7 @@ enum Counter {
     RetransmissionsRequested,
     RetransmissionsSent,
     RetransmissionsSuppressed,
+    RetransmissionsHeld,
     CacheHits,
     CacheMisses,
     CacheMemoryBytes,
@@ -378,6 +379,7 @@ impl ShardStats {
             Counter::RetransmissionsSuppressed,
             c.retransmissions_suppressed,
         );
+        set(Counter::RetransmissionsHeld, c.retransmissions_held);
         set(Counter::CacheHits, c.cache_hits);
         set(Counter::CacheMisses, c.cache_misses);
         set(Counter::CacheMemoryBytes, c.cache_memory_bytes);
@@ -523,6 +525,7 @@ impl ShardStats {
             retransmissions_requested: self.get(Counter::RetransmissionsRequested),
             retransmissions_sent: self.get(Counter::RetransmissionsSent),
             retransmissions_suppressed: self.get(Counter::RetransmissionsSuppressed),
+            retransmissions_held: self.get(Counter::RetransmissionsHeld),
             cache_hits: self.get(Counter::CacheHits),
             cache_misses: self.get(Counter::CacheMisses),
             cache_memory_bytes: self.get(Counter::CacheMemoryBytes),

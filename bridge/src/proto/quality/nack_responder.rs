@@ -15,9 +15,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::rtx::{OSN_LEN, RetransmissionFields, RtxError, write_retransmission};
+use super::rtx::{RetransmissionFields, RtxError, write_retransmission_with};
 use super::rtx_cache::RtxCache;
-use crate::proto::rtp::FIXED_HEADER_LEN;
 use crate::proto::rtp::RtpHeader;
 
 /// How many recent retransmissions a responder remembers (direct-mapped by sequence
@@ -172,7 +171,7 @@ impl NackResponder {
         rtt: Duration,
         out: &mut [u8],
     ) -> Result<Retransmit, RtxError> {
-        self.retransmit_renumbered(now, slot_seq, rewrite, cache, rtt, out, |_| true)
+        self.retransmit_renumbered(now, slot_seq, rewrite, cache, rtt, out, &[], |_| true)
     }
 
     /// [`retransmit`](Self::retransmit), with the retransmission's payload
@@ -189,6 +188,7 @@ impl NackResponder {
         cache: &RtxCache,
         rtt: Duration,
         out: &mut [u8],
+        extensions: &[(u8, &[u8])],
         renumber: impl FnOnce(&mut [u8]) -> bool,
     ) -> Result<Retransmit, RtxError> {
         self.stats.nacked_packets += 1;
@@ -229,8 +229,9 @@ impl NackResponder {
                 osn: None,
             },
         };
-        let n = write_retransmission(out, original, &fields)?;
-        let payload_at = FIXED_HEADER_LEN + if fields.osn.is_some() { OSN_LEN } else { 0 };
+        let n = write_retransmission_with(out, original, &fields, extensions)?;
+        // The codec's payload: what follows the header, its extensions and the OSN.
+        let payload_at = n - (header.packet_len - header.header_len);
         if !out.get_mut(payload_at..n).is_some_and(renumber) {
             return Err(RtxError::Renumber);
         }

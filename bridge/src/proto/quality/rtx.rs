@@ -5,10 +5,15 @@
 //! Everything works in caller buffers: [`wrap_in_place`] turns a packet into its RTX
 //! form, [`unwrap_in_place`] restores the original from a received RTX packet, and
 //! [`write_retransmission`] writes a slot's copy of a cached packet (plain or RTX) the way
-//! the forwarding path writes slot packets: a fresh 12-byte header, no CSRCs, no header
-//! extensions (their ids were negotiated with the sender, not the receiver).
+//! the forwarding path writes slot packets: a fresh 12-byte header, no CSRCs, none of the
+//! sender's header extensions (their ids were negotiated with the sender, not the
+//! receiver), only the receiver's own ones given by the caller
+//! ([`write_retransmission_with`]: the transport-wide sequence number, so that the
+//! receiver's transport-cc feedback reports retransmissions as it does every other
+//! packet).
 
 use super::super::rtp::{self, RtpError, RtpHeader};
+use super::super::rtp_ext::write_extension_block;
 
 /// Length of the OSN field.
 pub const OSN_LEN: usize = 2;
@@ -129,25 +134,46 @@ pub fn write_retransmission(
     original: &[u8],
     fields: &RetransmissionFields,
 ) -> Result<usize, RtxError> {
+    write_retransmission_with(out, original, fields, &[])
+}
+
+/// [`write_retransmission`] with the receiver's header extensions `(id, value)` in an
+/// RFC 8285 block after the fixed header; the OSN, as RFC 4588 section 4 puts it,
+/// starts the payload after that block.
+pub fn write_retransmission_with(
+    out: &mut [u8],
+    original: &[u8],
+    fields: &RetransmissionFields,
+    extensions: &[(u8, &[u8])],
+) -> Result<usize, RtxError> {
     let h = RtpHeader::parse(original)?;
     let body = original
         .get(h.header_len..h.packet_len)
         .ok_or(RtxError::Rtp(RtpError::TooShort))?;
-    let osn_len = if fields.osn.is_some() { OSN_LEN } else { 0 };
-    let len = rtp::FIXED_HEADER_LEN + osn_len + body.len();
-    let dst = out.get_mut(..len).ok_or(RtxError::BufferTooSmall)?;
     if fields.pt > 0x7F {
         return Err(RtxError::Rtp(RtpError::InvalidPayloadType(fields.pt)));
     }
-    dst[0] = 0x80 | if h.padding_len > 0 { 0x20 } else { 0 };
+    let ext_len = write_extension_block(
+        out.get_mut(rtp::FIXED_HEADER_LEN..)
+            .ok_or(RtxError::BufferTooSmall)?,
+        extensions,
+    )
+    .ok_or(RtxError::BufferTooSmall)?;
+    let osn_len = if fields.osn.is_some() { OSN_LEN } else { 0 };
+    let at = rtp::FIXED_HEADER_LEN + ext_len;
+    let len = at + osn_len + body.len();
+    let dst = out.get_mut(..len).ok_or(RtxError::BufferTooSmall)?;
+    let padding = if h.padding_len > 0 { 0x20 } else { 0 };
+    let x = if ext_len > 0 { 0x10 } else { 0 };
+    dst[0] = 0x80 | padding | x;
     dst[1] = (u8::from(h.marker) << 7) | fields.pt;
     dst[2..4].copy_from_slice(&fields.seq.to_be_bytes());
     dst[4..8].copy_from_slice(&fields.ts.to_be_bytes());
     dst[8..12].copy_from_slice(&fields.ssrc.to_be_bytes());
     if let Some(osn) = fields.osn {
-        dst[12..14].copy_from_slice(&osn.to_be_bytes());
+        dst[at..at + OSN_LEN].copy_from_slice(&osn.to_be_bytes());
     }
-    dst[12 + osn_len..].copy_from_slice(body);
+    dst[at + osn_len..].copy_from_slice(body);
     Ok(len)
 }
 
@@ -233,6 +259,79 @@ mod tests {
             unwrap_in_place(&mut [0x80, 97, 0], 96, 5),
             Err(RtxError::Rtp(RtpError::TooShort))
         ));
+    }
+
+    #[test]
+    fn a_retransmission_with_the_receivers_extensions_puts_the_osn_after_their_block() {
+        let mut out = [0u8; 64];
+        let rtx = RetransmissionFields {
+            pt: 101,
+            seq: 40,
+            ts: 0xA0B0_C0D0,
+            ssrc: 0xDEAD_0001,
+            osn: Some(500),
+        };
+        // The receiver's mid (id 1, "0") and transport-wide number (id 5, 0x1234).
+        let n =
+            write_retransmission_with(&mut out, &ORIGINAL, &rtx, &[(1, b"0"), (5, &[0x12, 0x34])])
+                .unwrap();
+        assert_eq!(
+            &out[..n],
+            &[
+                0x90,
+                0x80 | 101,
+                0,
+                40,
+                0xA0,
+                0xB0,
+                0xC0,
+                0xD0,
+                0xDE,
+                0xAD,
+                0,
+                1,
+                // One-byte extension block, 2 words: (1, "0"), (5, 0x1234), padding.
+                0xBE,
+                0xDE,
+                0,
+                2,
+                0x10,
+                b'0',
+                0x51,
+                0x12,
+                0x34,
+                0,
+                0,
+                0,
+                // RFC 4588 section 4: the OSN starts the payload.
+                0x01,
+                0xF4,
+                b'V',
+                b'P',
+                b'8',
+                b'!',
+                0,
+                0,
+                0,
+                0
+            ]
+        );
+        let h = RtpHeader::parse(&out[..n]).unwrap();
+        assert_eq!(h.extension_value(&out[..n], 5), Some(&[0x12, 0x34][..]));
+        assert_eq!(h.extension_value(&out[..n], 1), Some(&b"0"[..]));
+        // The receiver's side of RTX restores the original payload from it.
+        let u = unwrap_in_place(&mut out[..n], 96, 0x1122_3344).unwrap();
+        let Unwrapped::Original { len, seq } = u else {
+            panic!("{u:?}")
+        };
+        assert_eq!(seq, 500);
+        let restored = RtpHeader::parse(&out[..len]).unwrap();
+        assert_eq!(restored.payload(&out[..len]).unwrap(), b"VP8!\0\0\0\0");
+        // Too small for the block: refused, nothing half-written counted.
+        assert_eq!(
+            write_retransmission_with(&mut out[..20], &ORIGINAL, &rtx, &[(5, &[0x12, 0x34])]),
+            Err(RtxError::BufferTooSmall)
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Keyframe requests toward publishers, throttled by each producer's
 //! [`KeyframeRequester`](super::super::quality::keyframe::KeyframeRequester): a
-//! receiver's PLI or FIR (at most one per source every 200 ms, and per receiver
+//! receiver's PLI or FIR (at most one per source every 350 ms, and per receiver
 //! and source at most 3 per 10 s), a slot that changed source (asks once), a
 //! gap the NACK generator gave up on, and the router's `KeyframeRetry` timer
 //! while any consumer still waits for its keyframe.
@@ -82,6 +82,7 @@ impl Router {
             return;
         }
         producer.last_keyframe_request = Some(io.now);
+        tracing::trace!(ssrcs = ?&ssrcs[..n], "keyframe request");
         io.counters.keyframe_requests_sent += 1;
         for &ssrc in &ssrcs[..n] {
             transport.send_pli(ssrc, io.tx);
@@ -151,12 +152,23 @@ impl Router {
         let mut next: Option<Instant> = None;
         for pk in waiting[..n].iter().flatten().copied() {
             self.request_keyframe(pk, KeyframeCause::Bridge, io);
-            let at = self
-                .producers
-                .get(pk)
-                .and_then(|p| p.last_keyframe_request)
-                .map_or(io.now, |t| t + KEYFRAME_REQUEST_INTERVAL)
-                .max(io.now + Duration::from_millis(100));
+            let Some(p) = self.producers.get(pk) else {
+                continue;
+            };
+            // Asked now: give the key frame time to come before asking
+            // again. Throttled (a request went out lately, for another
+            // reason): ask as soon as the throttle opens, not a whole
+            // interval later.
+            let at = if p.last_keyframe_request == Some(io.now) {
+                io.now + KEYFRAME_REQUEST_INTERVAL
+            } else {
+                p.keyframes
+                    .next_allowed()
+                    .map_or(io.now + KEYFRAME_REQUEST_INTERVAL, |t| {
+                        t.min(io.now + KEYFRAME_REQUEST_INTERVAL)
+                    })
+            }
+            .max(io.now + Duration::from_millis(1));
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         if let Some(at) = next {

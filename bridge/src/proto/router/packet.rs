@@ -301,7 +301,10 @@ impl Router {
                 // The wanted layer is the allocation's (`allocate.rs`).
                 match consumer.layers.decide(l, keyframe) {
                     LayerDecision::Drop => continue,
-                    LayerDecision::Switch => consumer.begin_layer(),
+                    LayerDecision::Switch => {
+                        tracing::trace!(slot = consumer.ssrc, layer = l, "layer switch");
+                        consumer.begin_layer()
+                    }
                     LayerDecision::Forward => {}
                 }
             }

@@ -185,22 +185,6 @@ impl Transport {
         sent
     }
 
-    /// As [`Transport::send_rtp`], for a packet that carries no transport-wide
-    /// sequence number (a retransmission: its cached original's extensions are
-    /// not rewritten), so none is used up: a gap in the numbers would read as
-    /// a loss in the receiver's feedback.
-    pub fn send_rtp_untracked<F>(&mut self, tx: &mut TxQueue, write: F) -> Option<usize>
-    where
-        F: FnOnce(&mut [u8]) -> Option<usize>,
-    {
-        let to = self.media_target()?;
-        let srtp = self.srtp.as_mut()?;
-        tx.push_with(self.send_port, to, |out| {
-            let n = write(out)?;
-            srtp.outbound.protect_rtp(out, n).ok()
-        })
-    }
-
     /// Writes one RTCP packet for this endpoint with `write`, protects and queues it.
     pub fn send_rtcp<F>(&mut self, tx: &mut TxQueue, write: F) -> Option<usize>
     where

@@ -555,3 +555,50 @@ fn a_lossy_link_counts_as_losing_from_its_first_lossy_feedback() {
     p.run_until(Duration::from_secs(5), |_| false);
     assert!(!p.bwe.feedback_lossy);
 }
+
+#[test]
+fn retransmissions_are_answered_under_random_loss_and_fit_the_estimate_on_a_filling_link() {
+    // A clean 5 Mbit/s path losing one packet in 20: the queue stays short,
+    // and every retransmission may go.
+    let mut p = Path::new(5_000_000, 0);
+    p.lose_every = 20;
+    let mut refused = 0;
+    while p.now - p.t0 < Duration::from_secs(4) {
+        p.tick();
+        if !p.bwe.may_retransmit(p.now) {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 0, "refused on a clean path");
+    assert!(p.bwe.queue_delay() < CONGESTED_QUEUE);
+    // Then the link drops to 1 Mbit/s while the sender keeps 2 Mbit/s of
+    // media (its layers come down late): the queue fills, and what is sent
+    // leaves the estimate no room.
+    p.layers = Some((300_000, 2_000_000));
+    p.on_high = true;
+    p.switch_delay = Duration::from_secs(60);
+    p.capacity = 1_000_000;
+    let (mut ticks, mut refused, mut refused_short) = (0, 0, 0);
+    let start = p.now;
+    while p.now - start < Duration::from_secs(2) {
+        p.tick();
+        if p.now - start < Duration::from_millis(500) {
+            continue;
+        }
+        ticks += 1;
+        if !p.bwe.may_retransmit(p.now) {
+            refused += 1;
+            if p.bwe.queue_delay() < CONGESTED_QUEUE {
+                refused_short += 1;
+            }
+        }
+    }
+    eprintln!(
+        "refused {refused} of {ticks} ms; queue {:?}, estimate {}",
+        p.bwe.queue_delay(),
+        p.estimate()
+    );
+    assert!(p.bwe.queue_delay() >= CONGESTED_QUEUE);
+    assert!(refused * 10 >= ticks * 8, "refused {refused} of {ticks}");
+    assert_eq!(refused_short, 0, "refused with a short queue");
+}
