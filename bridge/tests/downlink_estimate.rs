@@ -16,6 +16,7 @@ use ringbridge_bridge::proto::quality::twcc::{TwccConfig, TwccReceiver};
 use ringbridge_bridge::proto::rtcp::{self, NackEntry};
 use ringbridge_bridge::proto::rtp::RtpHeader;
 use ringbridge_bridge::proto::sdp::MediaKind;
+use ringbridge_bridge::proto::transport::Transport;
 use ringbridge_control::media::{ConferenceId, EndpointId, MediaEvent};
 use support::net::*;
 use support::simulcast::*;
@@ -37,6 +38,16 @@ fn with_twcc(offer: String) -> String {
         }
         out
     })
+}
+
+/// Endpoint `name`'s transport in the room.
+fn transport<'a>(net: &'a Net, name: &str) -> &'a Transport {
+    let router = net
+        .core
+        .router(&ConferenceId("room".into()))
+        .expect("router");
+    let key = router.find(&EndpointId(name.into())).expect("endpoint");
+    router.endpoint(key).expect("endpoint").transport()
 }
 
 fn estimate(net: &Net, name: &str) -> Option<u64> {
@@ -305,15 +316,7 @@ fn a_simulcast_slot_follows_the_estimate_and_padding_probes_lift_it() {
         "no probe after the queue"
     );
     assert_eq!(net.core.counters().probe_packets_sent, padding.len() as u64);
-    let router = net
-        .core
-        .router(&ConferenceId("room".into()))
-        .expect("router");
-    let bob = router.find(&EndpointId("bob".into())).expect("bob");
-    let stats = router
-        .endpoint(bob)
-        .and_then(|e| e.transport().bwe_stats())
-        .expect("an estimator");
+    let stats = transport(&net, "bob").bwe_stats().expect("an estimator");
     // After the overuse the link is probed by padding up to the estimate
     // (not by clusters, which a token bucket's burst fools).
     assert!(stats.overuses > 0 && stats.padding_bytes > 0, "{stats:?}");
@@ -500,15 +503,7 @@ fn a_retransmission_carries_the_next_transport_wide_number_and_reads_as_no_loss(
         net.progress(1);
         rx.turn(&mut net, b, Duration::ZERO);
     }
-    let router = net
-        .core
-        .router(&ConferenceId("room".into()))
-        .expect("router");
-    let bob = router.find(&EndpointId("bob".into())).expect("bob");
-    let stats = router
-        .endpoint(bob)
-        .and_then(|e| e.transport().bwe_stats())
-        .expect("an estimator");
+    let stats = transport(&net, "bob").bwe_stats().expect("an estimator");
     assert_eq!(stats.lost, 0, "{stats:?}");
     assert!(stats.matched > 0, "{stats:?}");
 }
@@ -556,16 +551,7 @@ fn on_a_congested_link_a_layer_the_slot_left_is_not_re_sent_but_its_current_one_
         .find_map(|p| layer_of(p).filter(|(_, l)| *l == 0))
         .expect("the slot switched to q")
         .0;
-    let router = net
-        .core
-        .router(&ConferenceId("room".into()))
-        .expect("router");
-    let bob = router.find(&EndpointId("bob".into())).expect("bob");
-    let queue = router
-        .endpoint(bob)
-        .expect("bob")
-        .transport()
-        .downlink_queue_delay();
+    let queue = transport(&net, "bob").downlink_queue_delay();
     assert!(queue >= Duration::from_millis(150), "queue {queue:?}");
     let nack = |net: &mut Net, seq: u16| {
         let before = net.peers[b].client.received_raw_rtp.len();

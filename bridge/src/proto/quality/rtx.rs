@@ -261,16 +261,19 @@ mod tests {
         ));
     }
 
+    /// A slot's RTX fields: PT 101, RTX seq 40, OSN (slot seq) 500.
+    const SLOT_RTX: RetransmissionFields = RetransmissionFields {
+        pt: 101,
+        seq: 40,
+        ts: 0xA0B0_C0D0,
+        ssrc: 0xDEAD_0001,
+        osn: Some(500),
+    };
+
     #[test]
     fn a_retransmission_with_the_receivers_extensions_puts_the_osn_after_their_block() {
         let mut out = [0u8; 64];
-        let rtx = RetransmissionFields {
-            pt: 101,
-            seq: 40,
-            ts: 0xA0B0_C0D0,
-            ssrc: 0xDEAD_0001,
-            osn: Some(500),
-        };
+        let rtx = SLOT_RTX;
         // The receiver's mid (id 1, "0") and transport-wide number (id 5, 0x1234).
         let n =
             write_retransmission_with(&mut out, &ORIGINAL, &rtx, &[(1, b"0"), (5, &[0x12, 0x34])])
@@ -337,13 +340,7 @@ mod tests {
     #[test]
     fn writes_plain_and_rtx_retransmissions_for_a_slot() {
         let mut out = [0u8; 64];
-        let rtx = RetransmissionFields {
-            pt: 101,
-            seq: 40,
-            ts: 0xA0B0_C0D0,
-            ssrc: 0xDEAD_0001,
-            osn: Some(500),
-        };
+        let rtx = SLOT_RTX;
         let n = write_retransmission(&mut out, &ORIGINAL, &rtx).unwrap();
         assert_eq!(
             &out[..n],
