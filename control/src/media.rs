@@ -389,8 +389,8 @@ pub struct ShardSnapshot {
     pub retransmissions_sent: u64,
     /// Asked-for packets not resent: already resent to that receiver within one RTT.
     pub retransmissions_suppressed: u64,
-    /// Asked-for packets not resent: the receiver's link was congested (its
-    /// queue past 50 ms) and what it was sent had used up its estimate.
+    /// Asked-for packets not resent: of a layer the simulcast slot had left,
+    /// while the receiver's link was congested (its queue past 50 ms).
     pub retransmissions_held: u64,
     /// Asked-for packets found in a source's packet cache.
     pub cache_hits: u64,

@@ -139,7 +139,7 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
     ),
     (
         "retransmissions_held",
-        "Asked-for packets not resent: the receiver's link was congested (queue past 50 ms) and what it was sent had used up its estimate.",
+        "Asked-for packets not resent: of a layer the simulcast slot had left, while the receiver's link was congested (queue past 50 ms).",
         |s| s.retransmissions_held,
     ),
     (

@@ -242,9 +242,9 @@ pub struct ShardCounters {
     pub retransmissions_sent: u64,
     /// Asked-for packets not resent because they were sent within one RTT.
     pub retransmissions_suppressed: u64,
-    /// Asked-for packets not resent because the receiver's link was congested
-    /// (its queue past 50 ms) and what was sent to it had used up its
-    /// estimate.
+    /// Asked-for packets not resent because they were of a layer the
+    /// simulcast slot had left, while the receiver's link was congested (its
+    /// queue past 50 ms).
     pub retransmissions_held: u64,
     /// Asked-for packets found in a packet cache.
     pub cache_hits: u64,

@@ -170,15 +170,6 @@ impl Router {
                 io.counters.retransmissions_held += 1;
                 continue;
             }
-            // Otherwise a congested link gets retransmissions only in what
-            // the estimate leaves over everything else sent to it, but for
-            // a simulcast slot's current layer: its frames are what the
-            // receiver decodes next (its key frame among them), and what a
-            // switch down left it is what the link can carry.
-            if !simulcast && !receiver.transport.may_retransmit(now) {
-                io.counters.retransmissions_held += 1;
-                continue;
-            }
             let mut outcome = None;
             // A retransmission carries the slot's mid and the transport-wide
             // sequence number, as every other packet to the receiver does: its

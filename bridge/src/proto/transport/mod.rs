@@ -283,15 +283,6 @@ impl Transport {
             .map_or(Duration::ZERO, SendSideBwe::queue_delay)
     }
 
-    /// Whether a retransmission may go to the peer at `now`
-    /// ([`SendSideBwe::may_retransmit`]); always without a send-side
-    /// estimator.
-    pub fn may_retransmit(&mut self, now: Instant) -> bool {
-        self.bwe
-            .as_deref_mut()
-            .is_none_or(|b| b.may_retransmit(now))
-    }
-
     /// The send-side estimator's counters, if there is one.
     pub fn bwe_stats(&self) -> Option<BweStats> {
         self.bwe.as_deref().map(SendSideBwe::stats)

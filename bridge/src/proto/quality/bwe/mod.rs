@@ -13,9 +13,6 @@
 //! - [`acked`]: the acknowledged bitrate, the basis of a decrease;
 //! - [`loss`]: the loss-based cap (more than 10% lost lowers the estimate);
 //! - [`queue_delay`]: how long the path's queue holds a packet now;
-//! - [`send_budget`]: what the estimate leaves over what was sent, for
-//!   retransmissions while the queue toward the receiver is building
-//!   ([`SendSideBwe::may_retransmit`]);
 //! - [`probe`]: padding clusters that raise the estimate when the receiver's
 //!   layers want more and nothing holds the estimate down, until the first
 //!   overuse; after it, padding that fills what is sent up to the estimate
@@ -35,7 +32,6 @@ pub mod loss;
 pub mod probe;
 pub mod queue_delay;
 pub mod rate_control;
-pub mod send_budget;
 pub mod trendline;
 
 use std::time::{Duration, Instant};
@@ -48,15 +44,14 @@ use loss::LossController;
 use probe::{PROBE_FACTOR, Prober};
 use queue_delay::QueueDelay;
 use rate_control::RateControl;
-use send_budget::SendBudget;
 pub use trendline::BandwidthUsage;
 use trendline::Trendline;
 
-/// The queue toward a receiver past which its retransmissions must fit in
-/// what the estimate leaves over everything else sent
-/// ([`SendSideBwe::may_retransmit`]). Random loss on an idle path reads 0-10
-/// ms; Chromium behind a 1 Mbit/s `tbf` (200 ms latency) read 200-330 ms for
-/// the seconds after the cap.
+/// The queue toward a receiver past which its link counts as congested: a
+/// retransmission of a layer a simulcast slot has left is then not sent
+/// (`router/repair.rs`). Random loss on an idle path reads 0-10 ms; Chromium
+/// behind a 1 Mbit/s `tbf` (200 ms latency) read 200-330 ms for the seconds
+/// after the cap.
 pub const CONGESTED_QUEUE: Duration = Duration::from_millis(50);
 
 /// Settings of one receiver's estimator.
@@ -120,8 +115,6 @@ pub struct SendSideBwe {
     /// Media bytes sent (padding left out), over a sliding window of the
     /// send clock: what padding has to fill up to the estimate.
     media_sent: AckedBitrate,
-    /// What the estimate leaves for retransmissions.
-    budget: SendBudget,
     /// Padding owed but not yet sent, bytes ([`SendSideBwe::padding_due`]).
     padding_credit: f64,
     /// When `padding_due` last ran, µs on the send clock.
@@ -156,7 +149,6 @@ impl SendSideBwe {
             queue: QueueDelay::default(),
             prober: Prober::default(),
             media_sent: AckedBitrate::default(),
-            budget: SendBudget::default(),
             padding_credit: 0.0,
             padding_at_us: None,
             has_feedback: false,
@@ -172,8 +164,6 @@ impl SendSideBwe {
         self.prober.on_sent(ext);
         let at = i64::try_from(self.history.micros(now)).unwrap_or(i64::MAX);
         self.media_sent.add(at, size as u64);
-        let rate = self.current();
-        self.budget.on_sent(now, size, rate);
     }
 
     /// A padding packet (a probe cluster's or [`padding_due`]'s), as
@@ -184,22 +174,6 @@ impl SendSideBwe {
     pub fn on_padding_sent(&mut self, now: Instant, seq: u16, size: usize) {
         let ext = self.history.record(now, seq, size);
         self.prober.on_sent(ext);
-        let rate = self.current();
-        self.budget.on_sent(now, size, rate);
-    }
-
-    /// Whether a retransmission may go to the receiver at `now`: always while
-    /// the queue toward it holds less than [`CONGESTED_QUEUE`]; past that,
-    /// only while what was sent lately left room under the estimate
-    /// ([`send_budget`]). Under random loss on an uncongested path the queue
-    /// stays short and every NACK is answered; on a link that fills, the
-    /// retransmissions no longer add to what overflows it.
-    pub fn may_retransmit(&mut self, now: Instant) -> bool {
-        if self.queue_delay() < CONGESTED_QUEUE {
-            return true;
-        }
-        let rate = self.current();
-        self.budget.has_room(now, rate)
     }
 
     /// Bytes of padding to send now toward a receiver whose layers want
