@@ -512,9 +512,17 @@ fn a_retransmission_carries_the_next_transport_wide_number_and_reads_as_no_loss(
 fn on_a_congested_link_a_layer_the_slot_left_is_not_re_sent_but_its_current_one_is() {
     let (mut net, a, b, slot, mut rx) = simulcast_pair();
     let mut alice = LayeredSender::default();
-    let layer_of = |p: &[u8]| {
-        let h = RtpHeader::parse(p).ok()?;
-        (h.ssrc == slot).then_some((h.sequence_number, *h.payload(p)?.last()?))
+    // The slot sequence number of the latest packet bob got from `layer`.
+    let last_on = |net: &Net, layer: u8| {
+        net.peers[b]
+            .client
+            .received_raw_rtp
+            .iter()
+            .rev()
+            .find_map(|p| {
+                let h = RtpHeader::parse(p).ok()?;
+                (h.ssrc == slot && *h.payload(p)?.last()? == layer).then_some(h.sequence_number)
+            })
     };
     let mut round = 0u32;
     let mut run = |net: &mut Net, rx: &mut Receiver, rounds: u32, queue: Duration, key: bool| {
@@ -528,14 +536,7 @@ fn on_a_congested_link_a_layer_the_slot_left_is_not_re_sent_but_its_current_one_
         }
     };
     run(&mut net, &mut rx, 20, Duration::ZERO, true);
-    let f_seq = net.peers[b]
-        .client
-        .received_raw_rtp
-        .iter()
-        .rev()
-        .find_map(|p| layer_of(p).filter(|(_, l)| *l == 2))
-        .expect("the slot carried f")
-        .0;
+    let f_seq = last_on(&net, 2).expect("the slot carried f");
     // The path's queue jumps to 200 ms; the slot is constrained to q and
     // switches at q's next key frame.
     run(&mut net, &mut rx, 10, Duration::from_millis(200), false);
@@ -543,14 +544,7 @@ fn on_a_congested_link_a_layer_the_slot_left_is_not_re_sent_but_its_current_one_
         .set_max_height(&ConferenceId("room".into()), &EndpointId("bob".into()), 180)
         .expect("bob is in the room");
     run(&mut net, &mut rx, 5, Duration::from_millis(200), true);
-    let q_seq = net.peers[b]
-        .client
-        .received_raw_rtp
-        .iter()
-        .rev()
-        .find_map(|p| layer_of(p).filter(|(_, l)| *l == 0))
-        .expect("the slot switched to q")
-        .0;
+    let q_seq = last_on(&net, 0).expect("the slot switched to q");
     let queue = transport(&net, "bob").downlink_queue_delay();
     assert!(queue >= Duration::from_millis(150), "queue {queue:?}");
     let nack = |net: &mut Net, seq: u16| {

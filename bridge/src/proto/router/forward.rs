@@ -59,6 +59,25 @@ pub fn write_forwarded(
     )
 }
 
+/// The `(id, value)` elements of an extension block for a receiver: each
+/// candidate that has a value, was negotiated on the receiver's m-line and has
+/// an id on its transport, in the candidates' order; and how many there are.
+pub fn negotiated_elements<'a, const N: usize>(
+    candidates: [(Extension, Option<&'a [u8]>); N],
+    negotiated: ExtensionSet,
+    ids: &ExtensionMap,
+) -> ([(u8, &'a [u8]); N], usize) {
+    let mut elements: [(u8, &[u8]); N] = [(0, &[]); N];
+    let mut n = 0;
+    for (e, value) in candidates {
+        if let (true, Some(id), Some(v)) = (negotiated.contains(e), ids.id(e), value) {
+            elements[n] = (id, v);
+            n += 1;
+        }
+    }
+    (elements, n)
+}
+
 /// [`write_forwarded`] with the payload given: `body` (payload and padding, with
 /// `padded` saying whether it ends in RTP padding) follows the fresh header. The
 /// router gives a RED packet's primary encoding here for receivers without RED.
@@ -81,14 +100,7 @@ pub fn write_forwarded_body(
         (Extension::AbsSendTime, abs.as_ref().map(|v| &v[..])),
         (Extension::TransportCc, twcc.as_ref().map(|v| &v[..])),
     ];
-    let mut elements: [(u8, &[u8]); 4] = [(0, &[]); 4];
-    let mut n = 0;
-    for (e, value) in candidates {
-        if let (true, Some(id), Some(v)) = (negotiated.contains(e), ids.id(e), value) {
-            elements[n] = (id, v);
-            n += 1;
-        }
-    }
+    let (elements, n) = negotiated_elements(candidates, negotiated, ids);
     let ext_len = write_extension_block(out.get_mut(12..)?, &elements[..n])?;
     let len = 12 + ext_len + body.len();
     let dst = out.get_mut(..len)?;

@@ -13,6 +13,7 @@ use super::super::quality::nack_responder::Retransmit;
 use super::super::quality::simulcast::MAX_LAYERS;
 use super::super::rtcp::Nack;
 use super::super::rtp_ext::Extension;
+use super::forward::negotiated_elements;
 use super::{EndpointKey, ProducerKey, Router, RouterIo, RouterTimer};
 
 /// The round-trip time assumed for suppressing repeated retransmissions until
@@ -131,7 +132,8 @@ impl Router {
         // Chromium behind a 1 Mbit/s cap whose queue held 300 ms re-NACKed
         // each lost packet every ~100 ms and had each one re-sent again,
         // about 2 Mbit/s of retransmissions into the 1 Mbit/s link.
-        let rtt = consumer.rtt.unwrap_or(DEFAULT_RTT) + receiver.transport.downlink_queue_delay();
+        let queue = receiver.transport.downlink_queue_delay();
+        let rtt = consumer.rtt.unwrap_or(DEFAULT_RTT) + queue;
         let source = consumer.source().and_then(|pk| producers.get(pk));
         let codec = source.map(|p| p.codec);
         let repair = source.and_then(|p| p.repair.as_deref());
@@ -143,7 +145,7 @@ impl Router {
         // old layer dropped); `None` too for a slot without layers.
         let simulcast = consumer.layers.target().is_some();
         let current_layer = consumer.layers.current();
-        let congested = receiver.transport.downlink_queue_delay() >= CONGESTED_QUEUE;
+        let congested = queue >= CONGESTED_QUEUE;
         let Some(responder) = consumer.responder.as_mut() else {
             return;
         };
@@ -182,15 +184,14 @@ impl Router {
                 .transport
                 .send_rtp(now, io.tx, carries_twcc, |out, ctx| {
                     let twcc = ctx.twcc_seq.to_be_bytes();
-                    let candidates = [(Extension::Mid, mid), (Extension::TransportCc, &twcc[..])];
-                    let mut elements: [(u8, &[u8]); 2] = [(0, &[]); 2];
-                    let mut n = 0;
-                    for (e, value) in candidates {
-                        if let (true, Some(id)) = (negotiated.contains(e), ctx.extensions.id(e)) {
-                            elements[n] = (id, value);
-                            n += 1;
-                        }
-                    }
+                    let (elements, n) = negotiated_elements(
+                        [
+                            (Extension::Mid, Some(mid)),
+                            (Extension::TransportCc, Some(&twcc[..])),
+                        ],
+                        negotiated,
+                        ctx.extensions,
+                    );
                     let r = responder.retransmit_renumbered(
                         now,
                         seq,
