@@ -959,11 +959,17 @@ pub fn run_browser_script(
     let stdout = out_t.join().unwrap_or_default();
     let stderr = err_t.join().unwrap_or_default();
     eprint!("{stderr}");
-    stdout
+    let result = stdout
         .lines()
         .rev()
         .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .unwrap_or_else(|| panic!("{script} printed no JSON:\n{stdout}\n{stderr}"))
+        .unwrap_or_else(|| panic!("{script} printed no JSON:\n{stdout}\n{stderr}"));
+    // Beside its configuration, for reading a kept folder (see KEEP_DIR_ENV).
+    let _ = fs::write(
+        scratch.join(format!("{script}.result.json")),
+        result.to_string(),
+    );
+    result
 }
 
 #[cfg(test)]

@@ -231,8 +231,12 @@ impl Router {
     }
 
     /// After feedback from receiver `r`: re-allocates it at once when its
-    /// link is losing what it is sent and its estimate fell by more than
-    /// [`ESTIMATE_CHANGE`] from the one its last allocation used. Otherwise
+    /// link is congested (losing what it is sent, or queueing past
+    /// [`STANDING_QUEUE`](crate::proto::quality::bwe::STANDING_QUEUE)) and its
+    /// budget fell by more than [`ESTIMATE_CHANGE`] from the one its last
+    /// allocation used. Waiting for loss moved the capped page's streams
+    /// down 190 ms after the first overuse that showed 141 ms of queue, and
+    /// that queue fills a 200 ms `tbf` within a feedback or two. Otherwise
     /// the `Allocation` timer's check (every [`ALLOCATION_CHECK`]) does: a
     /// fall without loss is often an overuse the link did not mean (see
     /// [`keep_current`]), and re-allocating on each one moved
@@ -245,12 +249,12 @@ impl Router {
         let Some(ep) = self.endpoints.get(r) else {
             return;
         };
-        let (Some(used), Some(now_bps)) = (ep.allocation.estimate, ep.downlink_estimate()) else {
-            return;
-        };
-        if !ep.transport.downlink_losing() {
+        if ep.downlink_estimate().is_none() || !ep.transport.downlink_congested() {
             return;
         }
+        let (Some(used), Some(now_bps)) = (ep.allocation.estimate, ep.downlink_budget()) else {
+            return;
+        };
         if now_bps < used && estimate_moved(Some(used), Some(now_bps)) {
             self.reallocate(r, io);
             self.announce_sender_constraints(io);

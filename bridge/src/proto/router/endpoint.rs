@@ -74,13 +74,15 @@ impl Endpoint {
         self.transport.downlink_estimate()
     }
 
-    /// What its video allocation may spend, bits per second: the estimate,
-    /// or before the first feedback the estimator's start value (300 kbit/s),
-    /// so that layers whose bitrate is measured by then are held to it until
-    /// feedback and probes raise the estimate. `None` (unlimited) when
-    /// transport-cc was not negotiated: nothing will ever measure the link.
+    /// What its video allocation may spend, bits per second: the estimate
+    /// less what drains a standing queue toward it
+    /// ([`drain`](super::super::quality::bwe::drain)), or before the first
+    /// feedback the estimator's start value (300 kbit/s), so that layers
+    /// whose bitrate is measured by then are held to it until feedback and
+    /// probes raise the estimate. `None` (unlimited) when transport-cc was
+    /// not negotiated: nothing will ever measure the link.
     pub fn downlink_budget(&self) -> Option<u64> {
-        self.transport.downlink_current()
+        self.transport.downlink_budget()
     }
 
     /// What it wants to receive (its `ReceiverVideoConstraints` so far).

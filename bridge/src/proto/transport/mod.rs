@@ -262,16 +262,24 @@ impl Transport {
         }
     }
 
-    /// The send-side estimate toward this endpoint including its start value
-    /// (before any feedback), if there is an estimator.
-    pub fn downlink_current(&self) -> Option<u64> {
-        self.bwe.as_deref().map(SendSideBwe::current)
+    /// What a video allocation toward this endpoint may spend, including the
+    /// start value (before any feedback), if there is an estimator: the
+    /// estimate less what drains a standing queue ([`SendSideBwe::budget`]).
+    pub fn downlink_budget(&self) -> Option<u64> {
+        self.bwe.as_deref().map(SendSideBwe::budget)
     }
 
     /// Whether loss holds the send-side estimate down now
     /// ([`SendSideBwe::losing`]).
     pub fn downlink_losing(&self) -> bool {
         self.bwe.as_deref().is_some_and(SendSideBwe::losing)
+    }
+
+    /// Whether the link toward this endpoint is congested now: losing, or
+    /// queueing past [`STANDING_QUEUE`](crate::proto::quality::bwe::STANDING_QUEUE)
+    /// ([`SendSideBwe::congested`]).
+    pub fn downlink_congested(&self) -> bool {
+        self.bwe.as_deref().is_some_and(SendSideBwe::congested)
     }
 
     /// How long the queue toward the peer holds a packet now, as its

@@ -227,10 +227,19 @@ impl RateControl {
                 if !held {
                     let basis = acked.map_or(self.estimate, |a| a as f64);
                     let lowered = (BETA * basis).min(self.estimate);
+                    // Only a decrease that lowered the estimate holds off
+                    // the next: an overuse while more arrives than the
+                    // estimate (a bucket's burst passing) must not push the
+                    // next real decrease 200 ms further out. Measured with
+                    // Chromium behind a 1 Mbit/s `tbf`: such a no-op at
+                    // 1.77 Mbit/s acknowledged held the estimate at 1.2
+                    // Mbit/s through two overuses with 98 and 192 ms of queue.
+                    if lowered < self.estimate || self.last_decrease_us.is_none() {
+                        self.last_decrease_us = Some(now_us);
+                    }
                     self.estimate = lowered;
                     self.learn_capacity(basis / 1000.0);
                     self.seen_overuse = true;
-                    self.last_decrease_us = Some(now_us);
                 }
                 self.state = State::Hold;
             }

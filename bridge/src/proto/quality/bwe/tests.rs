@@ -555,3 +555,85 @@ fn a_lossy_link_counts_as_losing_from_its_first_lossy_feedback() {
     p.run_until(Duration::from_secs(5), |_| false);
     assert!(!p.bwe.feedback_lossy);
 }
+
+/// The onset of the capped browser test (issue 11): a receiver on 3 Mbit/s
+/// over a fast link is capped at 1 Mbit/s by the test's `tc tbf` (16 KB
+/// burst, 200 ms latency: 330 ms of queue). The queue grows by about 2 ms
+/// per ms; the estimate (far above what arrives) must fall at the second
+/// feedback that shows it past 50 ms and growing, not one or two feedbacks
+/// later when the trendline has a slope and the bucket is already dropping.
+fn capped_from_3_mbit() -> Path {
+    let mut p = Path::new(50_000_000, 0);
+    p.layers = Some((650_000, 3_000_000));
+    p.switch_delay = Duration::from_millis(800);
+    p.buffer = Duration::from_millis(330);
+    p.run_until(Duration::from_secs(10), |_| false);
+    assert!(p.on_high, "on top before the cap: {}", p.estimate());
+    p.cap_with_bucket(1_000_000, 16_000);
+    p
+}
+
+#[test]
+fn a_sudden_cap_lowers_the_estimate_as_soon_as_the_queue_grows_past_50_ms() {
+    let mut p = capped_from_3_mbit();
+    let cap = p.now;
+    let overuses = p.bwe.stats().overuses;
+    // The queue each feedback showed, until the first decrease.
+    let mut queues = Vec::new();
+    let mut feedback = p.bwe.stats().feedback;
+    while p.bwe.stats().overuses == overuses && p.now - cap < Duration::from_secs(2) {
+        p.tick();
+        if p.bwe.stats().feedback != feedback {
+            feedback = p.bwe.stats().feedback;
+            queues.push(p.bwe.queue_delay().as_millis());
+        }
+    }
+    let after = p.now - cap;
+    eprintln!(
+        "first decrease {} ms after the cap, at {} kbit/s; queues {queues:?} ms; {:?}",
+        after.as_millis(),
+        p.estimate() / 1000,
+        p.bwe.stats()
+    );
+    assert!(p.bwe.stats().overuses > overuses, "no decrease in 2 s");
+    let past_50 = queues.iter().filter(|&&q| q >= 50).count();
+    assert!(
+        past_50 <= 2,
+        "decreased only after {past_50} feedbacks past 50 ms: {queues:?}"
+    );
+    assert!(p.estimate() < 3_000_000, "{}", p.estimate());
+    assert_eq!(p.bwe.stats().lost, 0, "before any loss");
+}
+
+#[test]
+fn while_a_capped_link_is_congested_its_budget_leaves_room_to_drain_the_queue() {
+    let mut p = capped_from_3_mbit();
+    // (budget below the estimate, congested) seen; padding asked while
+    // congested.
+    let (mut drained, mut congested_ticks, mut padding) = (false, 0, 0);
+    for _ in 0..3_000 {
+        p.tick();
+        if p.bwe.congested() {
+            congested_ticks += 1;
+            let queue = p.bwe.queue_delay();
+            if queue >= drain::DRAIN_FROM {
+                drained |= p.bwe.budget() < p.bwe.current();
+            }
+            padding += p.bwe.padding_due(p.now, 3_000_000);
+        } else {
+            assert_eq!(p.bwe.budget(), p.bwe.current(), "not congested");
+        }
+    }
+    assert!(congested_ticks > 0, "{:?}", p.bwe.stats());
+    assert!(drained, "the budget never left room to drain the queue");
+    assert_eq!(padding, 0, "padding asked for while congested");
+    // Long after, the queue is gone: the budget is the estimate (the loss
+    // cap may still hold the estimate, and the link count as losing).
+    p.run_until(p.now - p.t0 + Duration::from_secs(10), |_| false);
+    assert!(
+        p.bwe.queue_delay() < drain::DRAIN_FROM,
+        "{:?}",
+        p.bwe.queue_delay()
+    );
+    assert_eq!(p.bwe.budget(), p.bwe.current());
+}
