@@ -407,15 +407,60 @@ fn the_xsk_backend_echoes_datagrams_through_the_io_seam() {
     assert_eq!(io.counters().kernel_received, 1);
     assert_eq!(io.totals().failed(SendFailure::TooBig), 1);
 
-    // Without a neighbour entry the reply takes the kernel's path.
+    // Without a neighbour entry the reply takes the kernel's path: the
+    // backend hears the flush from the kernel (the cached MAC is younger
+    // than NEIGHBOUR_TTL, and nobody tells it otherwise).
     ip(&["-n", &nb, "neigh", "flush", "dev", BRIDGE_NIC]);
-    io.forget_neighbours();
     peer.send_to(b"again", "10.79.0.1:20010").expect("send");
     assert_eq!(turn(&mut io, &mut tcp, 1), [b"again".to_vec()]);
     let (n, from) = peer.recv_from(&mut buf).expect("echo through the kernel");
     assert_eq!((&buf[..n], from.port()), (&b"niaga"[..], 20010));
     assert_eq!(io.counters().kernel_sent, 1);
     assert_eq!(io.totals().packets, 151);
+
+    // The peer's MAC changes in the kernel's table: the next reply is framed
+    // to the new one at once, not after NEIGHBOUR_TTL (5 s), and back again.
+    let peer_mac = in_ns(&np, || {
+        Netlink::open().and_then(|mut nl| nl.link(neigh::ifindex(PEER_NIC)?))
+    })
+    .expect("peer link")
+    .mac;
+    let set_mac = |mac: &str| {
+        ip(&[
+            "-n",
+            &nb,
+            "neigh",
+            "replace",
+            "10.79.0.2",
+            "lladdr",
+            mac,
+            "dev",
+            BRIDGE_NIC,
+            "nud",
+            "permanent",
+        ])
+    };
+    set_mac("02:00:00:00:00:99");
+    peer.send_to(b"moved", "10.79.0.1:20010").expect("send");
+    assert_eq!(turn(&mut io, &mut tcp, 1), [b"moved".to_vec()]);
+    // Framed to a MAC that is not the peer interface's: it drops the frame.
+    peer.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    assert!(
+        peer.recv_from(&mut buf).is_err(),
+        "a reply reached the peer through a MAC that is not its own"
+    );
+    let text: Vec<String> = peer_mac.iter().map(|b| format!("{b:02x}")).collect();
+    set_mac(&text.join(":"));
+    let restored = Instant::now();
+    peer.send_to(b"back", "10.79.0.1:20010").expect("send");
+    assert_eq!(turn(&mut io, &mut tcp, 1), [b"back".to_vec()]);
+    let (n, _) = peer
+        .recv_from(&mut buf)
+        .expect("the reply goes to the restored MAC at once");
+    assert_eq!(&buf[..n], b"kcab");
+    assert!(restored.elapsed() < ringbridge_bridge::io::xdp::driver::NEIGHBOUR_TTL);
+    assert_eq!(io.counters().kernel_sent, 1, "both framed through the XSK");
 }
 
 /// `media.io = "xdp"` end to end: a shard on the AF_XDP backend

@@ -12,8 +12,11 @@
 //! resolves the address on the way, so a lookup [`UNRESOLVED_RETRY`] later
 //! finds it), whose route leaves by another interface, or of an address
 //! family other than the bridge address's. Next-hop MACs are cached per
-//! destination for [`NEIGHBOUR_TTL`]; a lookup is one netlink request, made
-//! on the first datagram to a new destination, not per packet.
+//! destination; a lookup is one netlink request, made on the first datagram
+//! to a new destination, not per packet. The kernel's neighbour and route
+//! changes ([`super::neigh_watch`], polled beside the XSK) update or drop
+//! cached entries as they happen; [`NEIGHBOUR_TTL`] is the bound for a
+//! change the watch missed (it could not open, or lost messages).
 //!
 //! [`Ports`]: crate::io::driver::Ports
 
@@ -27,6 +30,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::frame::{self, Path};
 use super::neigh::{Link, Netlink};
+use super::neigh_watch::{Change, NeighbourWatch};
 use super::socket::XskSocket;
 use crate::io::driver::Io;
 use crate::io::send::{SendFailure, SendTotals};
@@ -37,14 +41,17 @@ const XSK: Token = Token(0);
 const TCP: Token = Token(1);
 /// Token of a waker registered on the backend's poll by its owner.
 pub const WAKER: Token = Token(2);
+/// Token of the neighbour watch (far above the sockets' tokens).
+const NEIGH: Token = Token(usize::MAX - 1);
 /// Tokens of the endpoints' kernel sockets: this plus the port.
 const SOCKET_BASE: usize = 3;
 /// Receive buffer for a datagram that reached a kernel socket.
 const KERNEL_BUF: usize = 2048;
 /// Flush the send queue when it holds this many datagrams.
 const FLUSH_AT: usize = 256;
-/// How long a next-hop MAC found is trusted (the neighbour table's own
-/// reachability time is about 30 s); then it is looked up again.
+/// How long a next-hop MAC found is trusted when no change of it was
+/// heard (the neighbour table's own reachability time is about 30 s); then
+/// it is looked up again.
 pub const NEIGHBOUR_TTL: Duration = Duration::from_secs(5);
 /// How soon a destination sent through the kernel (unresolved neighbour,
 /// another interface's route) is looked up again.
@@ -70,6 +77,15 @@ pub struct XdpCounters {
     pub neighbour_lookups: u64,
 }
 
+/// A cached next hop: its MAC (`None`: the kernel's socket sends), the
+/// address it is the neighbour entry of, and when it was looked up.
+#[derive(Debug, Clone, Copy)]
+struct Neighbour {
+    mac: Option<[u8; 6]>,
+    hop: Option<IpAddr>,
+    at: Instant,
+}
+
 /// The backend's state.
 #[derive(Debug)]
 pub struct XskIo {
@@ -88,8 +104,13 @@ pub struct XskIo {
     /// Next-hop MAC by destination address, with when it was looked up
     /// (`None`: the route leaves by another interface, or the neighbour is
     /// unresolved; the kernel's socket sends). Looked up again after
-    /// [`NEIGHBOUR_TTL`].
-    neighbours: HashMap<IpAddr, (Option<[u8; 6]>, Instant)>,
+    /// [`NEIGHBOUR_TTL`], or at once when the watch hears it changed.
+    neighbours: HashMap<IpAddr, Neighbour>,
+    /// The kernel's neighbour and route changes (`None`: it could not be
+    /// opened; the TTL alone then bounds a stale entry).
+    watch: Option<NeighbourWatch>,
+    /// The watch had more to read at its last drain.
+    watch_pending: bool,
     ifindex: u32,
     tx: TxQueue,
     totals: SendTotals,
@@ -109,6 +130,21 @@ impl XskIo {
             XSK,
             Interest::READABLE,
         )?;
+        let watch = match NeighbourWatch::open().and_then(|w| {
+            poll.registry()
+                .register(&mut mio::unix::SourceFd(&w.fd()), NEIGH, Interest::READABLE)
+                .map(|()| w)
+        }) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    ttl_s = NEIGHBOUR_TTL.as_secs(),
+                    "no netlink neighbour watch: cached next hops are looked up again only after their TTL"
+                );
+                None
+            }
+        };
         Ok(Self {
             xsk,
             poll,
@@ -119,6 +155,8 @@ impl XskIo {
             link,
             netlink,
             neighbours: HashMap::new(),
+            watch,
+            watch_pending: false,
             ifindex,
             tx: TxQueue::with_capacity(1024),
             totals: SendTotals::default(),
@@ -136,10 +174,43 @@ impl XskIo {
         &self.xsk
     }
 
-    /// Drops the cached next-hop MACs (they are looked up again on the next
-    /// send; the owner calls this when the kernel's tables change).
-    pub fn forget_neighbours(&mut self) {
-        self.neighbours.clear();
+    /// Reads the neighbour watch and applies what changed on this backend's
+    /// interface to the cache: a next hop's new MAC replaces the cached one,
+    /// a deleted or failed entry drops the destinations through it, a newly
+    /// usable one drops the unresolved destinations (to be looked up again
+    /// at once), and a route change drops everything.
+    fn read_watch(&mut self, now: Instant) {
+        let Some(watch) = self.watch.as_mut() else {
+            return;
+        };
+        let (neighbours, ifindex) = (&mut self.neighbours, self.ifindex);
+        let drained = watch.drain(|c| match c {
+            Change::Routes => neighbours.clear(),
+            Change::Neighbour {
+                ifindex: i,
+                ip,
+                mac,
+            } if i == ifindex => {
+                neighbours.retain(|_, n| match (n.hop == Some(ip), mac) {
+                    (true, Some(m)) => {
+                        n.mac = Some(m);
+                        n.at = now;
+                        true
+                    }
+                    (true, None) => false,
+                    (false, Some(_)) => n.mac.is_some(),
+                    (false, None) => true,
+                });
+            }
+            Change::Neighbour { .. } => {}
+        });
+        self.watch_pending = match drained {
+            Ok(more) => more,
+            Err(e) => {
+                tracing::debug!(error = %e, "netlink neighbour watch read failed");
+                false
+            }
+        };
     }
 
     fn fail(totals: &mut SendTotals, reason: SendFailure) {
@@ -182,29 +253,31 @@ impl XskIo {
             let src = SocketAddr::new(*local, t.from_port);
             let mac = if src.is_ipv4() == t.to.is_ipv4() {
                 match neighbours.get(&t.to.ip()) {
-                    Some(&(m, at))
-                        if now.saturating_duration_since(at)
-                            < if m.is_some() {
+                    Some(n)
+                        if now.saturating_duration_since(n.at)
+                            < if n.mac.is_some() {
                                 NEIGHBOUR_TTL
                             } else {
                                 UNRESOLVED_RETRY
                             } =>
                     {
-                        m
+                        n.mac
                     }
                     _ => {
                         counters.neighbour_lookups += 1;
-                        let m = match netlink.next_hop_mac(t.to.ip()) {
+                        let (mac, hop) = match netlink.next_hop_mac(t.to.ip()) {
                             // Another interface's route: not ours to frame.
-                            Ok(Some((route, m))) if route.ifindex == *ifindex => Some(m),
-                            Ok(_) => None,
+                            Ok(Some((route, m))) if route.ifindex == *ifindex => {
+                                (Some(m), Some(route.next_hop(t.to.ip())))
+                            }
+                            Ok(_) => (None, None),
                             Err(e) => {
                                 Self::fail(totals, SendFailure::of(&e));
                                 continue;
                             }
                         };
-                        neighbours.insert(t.to.ip(), (m, now));
-                        m
+                        neighbours.insert(t.to.ip(), Neighbour { mac, hop, at: now });
+                        mac
                     }
                 }
             } else {
@@ -344,6 +417,10 @@ impl Io for XskIo {
         self.xsk.refill();
         if self.xsk.rx_needs_wakeup() {
             self.xsk.wake_rx();
+        }
+        // Before anything queued now is framed (`flush`).
+        if self.watch_pending || self.events.iter().any(|e| e.token() == NEIGH) {
+            self.read_watch(now);
         }
         // What the XDP program left to the kernel for a media port
         // (edge-triggered: read until EAGAIN, a bounded number of times).

@@ -7,12 +7,14 @@
 //! - [`socket`]: one XSK bound to one queue, on [`umem`] frames and [`ring`]s.
 //! - [`frame`]: Ethernet/IPv4/IPv6/UDP headers and checksums.
 //! - [`neigh`]: routes, neighbours and link addresses over netlink.
+//! - [`neigh_watch`]: the kernel's neighbour and route changes as they happen.
 //! - [`driver`]: the shard loop's backend over one XSK.
 //! - [`plane`]: `media.io = "xdp"` set up at start, or refused with the reason.
 
 pub mod driver;
 pub mod frame;
 pub mod neigh;
+pub mod neigh_watch;
 pub mod plane;
 pub mod program;
 pub mod ring;
