@@ -507,15 +507,7 @@ fn padding_bursts_through_a_token_bucket_do_not_raise_the_estimate_past_its_rate
 /// arrives.
 #[test]
 fn capped_while_its_layers_come_down_late_the_estimate_keeps_what_the_link_delivers() {
-    let mut p = Path::new(50_000_000, 0);
-    p.layers = Some((650_000, 3_000_000));
-    p.probing = true;
-    p.pad_on_feedback = true;
-    p.switch_delay = Duration::from_millis(800);
-    p.buffer = Duration::from_millis(200);
-    p.run_until(Duration::from_secs(10), |_| false);
-    assert!(p.on_high, "on top before the cap: {}", p.estimate());
-    p.cap_with_bucket(1_000_000, 16_000);
+    let mut p = capped_from_3_mbit(Duration::from_millis(200), true);
     let mut lowest = u64::MAX;
     for _ in 0..8_000 {
         p.tick();
@@ -556,26 +548,33 @@ fn a_lossy_link_counts_as_losing_from_its_first_lossy_feedback() {
     assert!(!p.bwe.feedback_lossy);
 }
 
-/// The onset of the capped browser test (issue 11): a receiver on 3 Mbit/s
-/// over a fast link is capped at 1 Mbit/s by the test's `tc tbf` (16 KB
-/// burst, 200 ms latency: 330 ms of queue). The queue grows by about 2 ms
-/// per ms; the estimate (far above what arrives) must fall at the second
-/// feedback that shows it past 50 ms and growing, not one or two feedbacks
-/// later when the trendline has a slope and the bucket is already dropping.
-fn capped_from_3_mbit() -> Path {
+/// A layered receiver (650 kbit/s and 3 Mbit/s, probing with padding after
+/// feedback when `probing`) on its top layer over a fast link, just capped
+/// at 1 Mbit/s by a token bucket with a 16 KB burst and `buffer` of queue;
+/// its layers come down 800 ms after the estimate asks (the allocation's
+/// timer, then key frames).
+fn capped_from_3_mbit(buffer: Duration, probing: bool) -> Path {
     let mut p = Path::new(50_000_000, 0);
     p.layers = Some((650_000, 3_000_000));
+    p.probing = probing;
+    p.pad_on_feedback = probing;
     p.switch_delay = Duration::from_millis(800);
-    p.buffer = Duration::from_millis(330);
+    p.buffer = buffer;
     p.run_until(Duration::from_secs(10), |_| false);
     assert!(p.on_high, "on top before the cap: {}", p.estimate());
     p.cap_with_bucket(1_000_000, 16_000);
     p
 }
 
+/// The onset of the capped browser test (issue 11): the test's `tc tbf`
+/// (16 KB burst, 200 ms latency) holds 330 ms of queue. The queue grows by
+/// about 2 ms per ms; the estimate (far above what arrives) must fall at the
+/// second feedback that shows it past 50 ms and growing, not one or two
+/// feedbacks later when the trendline has a slope and the bucket is already
+/// dropping.
 #[test]
 fn a_sudden_cap_lowers_the_estimate_as_soon_as_the_queue_grows_past_50_ms() {
-    let mut p = capped_from_3_mbit();
+    let mut p = capped_from_3_mbit(Duration::from_millis(330), false);
     let cap = p.now;
     let overuses = p.bwe.stats().overuses;
     // The queue each feedback showed, until the first decrease.
@@ -607,7 +606,7 @@ fn a_sudden_cap_lowers_the_estimate_as_soon_as_the_queue_grows_past_50_ms() {
 
 #[test]
 fn while_a_capped_link_is_congested_its_budget_leaves_room_to_drain_the_queue() {
-    let mut p = capped_from_3_mbit();
+    let mut p = capped_from_3_mbit(Duration::from_millis(330), false);
     // (budget below the estimate, congested) seen; padding asked while
     // congested.
     let (mut drained, mut congested_ticks, mut padding) = (false, 0, 0);
