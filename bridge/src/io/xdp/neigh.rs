@@ -16,9 +16,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETROUTE: u16 = 26;
-const RTM_NEWROUTE: u16 = 24;
+pub(super) const RTM_NEWROUTE: u16 = 24;
+pub(super) const RTM_DELROUTE: u16 = 25;
 const RTM_GETNEIGH: u16 = 30;
-const RTM_NEWNEIGH: u16 = 28;
+pub(super) const RTM_NEWNEIGH: u16 = 28;
+pub(super) const RTM_DELNEIGH: u16 = 29;
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
 const IFLA_ADDRESS: u16 = 1;
@@ -27,11 +29,14 @@ const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_PREFSRC: u16 = 7;
-const NDA_DST: u16 = 1;
-const NDA_LLADDR: u16 = 2;
+pub(super) const NDA_DST: u16 = 1;
+pub(super) const NDA_LLADDR: u16 = 2;
 /// `NUD_INCOMPLETE | NUD_FAILED`: no usable address.
 const NUD_UNUSABLE: u16 = 0x01 | 0x20;
-const NLMSG_HDR: usize = 16;
+/// `struct nlmsghdr`: length, type, flags, sequence, port.
+pub(super) const NLMSG_HDR: usize = 16;
+/// `struct ndmsg`: family, pads, ifindex, state, flags, type.
+pub(super) const NDMSG_LEN: usize = 12;
 
 /// Where a datagram to some destination leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,12 +97,87 @@ fn ip_from(b: &[u8]) -> Option<IpAddr> {
     }
 }
 
-fn push_attr(msg: &mut Vec<u8>, kind: u16, data: &[u8]) {
+/// Appends one attribute (`struct rtattr`, padded to 4 bytes).
+pub(super) fn push_attr(msg: &mut Vec<u8>, kind: u16, data: &[u8]) {
     let len = 4 + data.len();
     msg.extend_from_slice(&(len as u16).to_ne_bytes());
     msg.extend_from_slice(&kind.to_ne_bytes());
     msg.extend_from_slice(data);
     msg.resize(msg.len().next_multiple_of(4), 0);
+}
+
+/// One neighbour table entry, as an `RTM_NEWNEIGH` message body reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct NeighbourEntry {
+    /// The interface.
+    pub ifindex: u32,
+    /// The neighbour's address, when the message names it.
+    pub ip: Option<IpAddr>,
+    /// Its MAC, when the entry's state makes it usable.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// Reads an `ndmsg` body and its attributes; `None` when it is too short.
+pub(super) fn neighbour_entry(body: &[u8]) -> Option<NeighbourEntry> {
+    let head = body.get(..NDMSG_LEN)?;
+    let ifindex = u32::try_from(i32::from_ne_bytes([head[4], head[5], head[6], head[7]])).ok()?;
+    let state = u16::from_ne_bytes([head[8], head[9]]);
+    let mut entry = NeighbourEntry {
+        ifindex,
+        ip: None,
+        mac: None,
+    };
+    for (kind, data) in attrs(body, NDMSG_LEN) {
+        match kind {
+            NDA_DST => entry.ip = ip_from(data),
+            NDA_LLADDR => entry.mac = <[u8; 6]>::try_from(data).ok(),
+            _ => {}
+        }
+    }
+    if state & NUD_UNUSABLE != 0 {
+        entry.mac = None;
+    }
+    Some(entry)
+}
+
+/// The messages of one netlink datagram: `(type, sequence, body)`, or
+/// `Err` for one whose length does not fit (the walk ends there).
+pub(super) fn messages(mut got: &[u8]) -> impl Iterator<Item = Result<(u16, u32, &[u8]), ()>> {
+    std::iter::from_fn(move || {
+        if got.len() < NLMSG_HDR {
+            return None;
+        }
+        let len = u32::from_ne_bytes([got[0], got[1], got[2], got[3]]) as usize;
+        let ty = u16::from_ne_bytes([got[4], got[5]]);
+        let seq = u32::from_ne_bytes([got[8], got[9], got[10], got[11]]);
+        if len < NLMSG_HDR || len > got.len() {
+            got = &[];
+            return Some(Err(()));
+        }
+        let body = &got[NLMSG_HDR..len];
+        got = got.get(len.next_multiple_of(4)..).unwrap_or(&[]);
+        Some(Ok((ty, seq, body)))
+    })
+}
+
+/// A new `NETLINK_ROUTE` socket, non-blocking or not.
+pub(super) fn route_socket(nonblocking: bool) -> io::Result<OwnedFd> {
+    let flags =
+        libc::SOCK_RAW | libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    // SAFETY: a plain socket(2) call.
+    let raw = unsafe { libc::socket(libc::AF_NETLINK, flags, libc::NETLINK_ROUTE) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Receives one datagram from `fd` into `buf`; its length.
+pub(super) fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: receives into `buf`, whose length is passed.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// The attributes after a fixed header of `skip` bytes in a message body.
@@ -118,25 +198,15 @@ fn attrs(body: &[u8], skip: usize) -> impl Iterator<Item = (u16, &[u8])> {
 impl Netlink {
     /// Opens the socket.
     pub fn open() -> io::Result<Self> {
-        // SAFETY: a plain socket(2) call.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = route_socket(false)?;
         let tv = libc::timeval {
             tv_sec: 2,
             tv_usec: 0,
         };
-        // SAFETY: a timeval and its size; `raw` is the new socket.
+        // SAFETY: a timeval and its size; `fd` is the new socket.
         unsafe {
             libc::setsockopt(
-                raw,
+                fd.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_RCVTIMEO,
                 (&raw const tv).cast(),
@@ -144,8 +214,7 @@ impl Netlink {
             );
         }
         Ok(Self {
-            // SAFETY: a new descriptor nobody else owns.
-            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+            fd,
             seq: 0,
             buf: vec![0u8; 32 * 1024],
         })
@@ -169,48 +238,33 @@ impl Netlink {
             return Err(io::Error::last_os_error());
         }
         loop {
-            // SAFETY: receives into `buf`, whose length is passed.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let got = &self.buf[..n as usize];
-            let mut at = 0;
+            let n = recv(&self.fd, &mut self.buf)?;
+            let got = &self.buf[..n];
             let mut found = None;
-            while at + NLMSG_HDR <= got.len() {
-                let len =
-                    u32::from_ne_bytes([got[at], got[at + 1], got[at + 2], got[at + 3]]) as usize;
-                let ty = u16::from_ne_bytes([got[at + 4], got[at + 5]]);
-                let seq =
-                    u32::from_ne_bytes([got[at + 8], got[at + 9], got[at + 10], got[at + 11]]);
-                if len < NLMSG_HDR || at + len > got.len() {
+            for m in messages(got) {
+                let Ok((ty, seq, body)) = m else {
                     return Err(io::Error::other("malformed netlink answer"));
+                };
+                if seq != self.seq {
+                    continue;
                 }
-                if seq == self.seq {
-                    if ty == NLMSG_ERROR {
-                        let e = got
-                            .get(at + NLMSG_HDR..at + NLMSG_HDR + 4)
-                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                            .unwrap_or(0);
-                        return Err(if e == 0 {
-                            io::Error::other("netlink answered without data")
-                        } else {
-                            io::Error::from_raw_os_error(-e)
-                        });
-                    }
-                    if ty == want {
-                        found = Some((at + NLMSG_HDR, at + len));
-                        break;
-                    }
+                if ty == NLMSG_ERROR {
+                    let e = body
+                        .get(..4)
+                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                        .unwrap_or(0);
+                    return Err(if e == 0 {
+                        io::Error::other("netlink answered without data")
+                    } else {
+                        io::Error::from_raw_os_error(-e)
+                    });
                 }
-                at += len.next_multiple_of(4);
+                if ty == want {
+                    // Offsets into `buf`, to return it borrowed from self.
+                    let start = body.as_ptr() as usize - got.as_ptr() as usize;
+                    found = Some((start, start + body.len()));
+                    break;
+                }
             }
             if let Some((s, e)) = found {
                 return Ok(&self.buf[s..e]);
@@ -284,16 +338,7 @@ impl Netlink {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let state = ans
-            .get(8..10)
-            .map(|b| u16::from_ne_bytes([b[0], b[1]]))
-            .unwrap_or(0);
-        if state & NUD_UNUSABLE != 0 {
-            return Ok(None);
-        }
-        Ok(attrs(ans, 12)
-            .find(|(k, _)| *k == NDA_LLADDR)
-            .and_then(|(_, d)| <[u8; 6]>::try_from(d).ok()))
+        Ok(neighbour_entry(ans).and_then(|n| n.mac))
     }
 
     /// The next hop's MAC address for a datagram to `dst`: the route's

@@ -6,23 +6,18 @@
 //! flushed or failed entry, a new route), rather than once its
 //! [`NEIGHBOUR_TTL`](super::driver::NEIGHBOUR_TTL) runs out.
 //!
-//! Raw netlink through `libc`, as [`super::neigh`], for the same reason.
+//! Raw netlink through `libc`, with [`super::neigh`]'s socket, message and
+//! neighbour-entry reading.
 
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
-const RTM_NEWNEIGH: u16 = 28;
-const RTM_DELNEIGH: u16 = 29;
-const NLMSG_HDR: usize = 16;
-/// `struct ndmsg`: family, pads, ifindex, state, flags, type.
-const NDMSG_LEN: usize = 12;
-const NDA_DST: u16 = 1;
-const NDA_LLADDR: u16 = 2;
-/// `NUD_INCOMPLETE | NUD_FAILED`: no usable address.
-const NUD_UNUSABLE: u16 = 0x01 | 0x20;
+use super::neigh::{
+    RTM_DELNEIGH, RTM_DELROUTE, RTM_NEWNEIGH, RTM_NEWROUTE, messages, neighbour_entry, recv,
+    route_socket,
+};
+
 /// `RTMGRP_NEIGH | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE`.
 const GROUPS: u32 = 0x4 | 0x40 | 0x400;
 /// Messages read per [`NeighbourWatch::drain`] call, at most (a flood of
@@ -58,19 +53,7 @@ impl NeighbourWatch {
     /// Opens a non-blocking socket subscribed to the changes (in the calling
     /// thread's network namespace).
     pub fn open() -> io::Result<Self> {
-        // SAFETY: a plain socket(2) call.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a new descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = route_socket(true)?;
         // SAFETY: sockaddr_nl is plain data; zero is a valid value.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -102,30 +85,19 @@ impl NeighbourWatch {
     /// whether the socket may hold more.
     pub fn drain(&mut self, mut f: impl FnMut(Change)) -> io::Result<bool> {
         for _ in 0..MAX_READS {
-            // SAFETY: receives into `buf`, whose length is passed.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return Ok(false),
-                    Some(libc::EINTR) => continue,
-                    // Changes were dropped: start over from the tables.
-                    Some(libc::ENOBUFS) => {
-                        f(Change::Routes);
-                        continue;
+            match recv(&self.fd, &mut self.buf) {
+                Ok(n) => {
+                    if let Some(got) = self.buf.get(..n) {
+                        parse(got, &mut f);
                     }
-                    _ => return Err(e),
                 }
-            }
-            if let Some(got) = self.buf.get(..n as usize) {
-                parse(got, &mut f);
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EAGAIN) => return Ok(false),
+                    Some(libc::EINTR) => {}
+                    // Changes were dropped: start over from the tables.
+                    Some(libc::ENOBUFS) => f(Change::Routes),
+                    _ => return Err(e),
+                },
             }
         }
         Ok(true)
@@ -134,70 +106,30 @@ impl NeighbourWatch {
 
 /// The changes in one netlink datagram (several messages); malformed ones
 /// end the walk, unknown ones are skipped.
-pub fn parse(mut msgs: &[u8], f: &mut impl FnMut(Change)) {
-    while msgs.len() >= NLMSG_HDR {
-        let len = u32::from_ne_bytes([msgs[0], msgs[1], msgs[2], msgs[3]]) as usize;
-        let ty = u16::from_ne_bytes([msgs[4], msgs[5]]);
-        if len < NLMSG_HDR || len > msgs.len() {
-            return;
-        }
-        let body = &msgs[NLMSG_HDR..len];
+pub fn parse(msgs: &[u8], f: &mut impl FnMut(Change)) {
+    for m in messages(msgs) {
+        let Ok((ty, _, body)) = m else { return };
         match ty {
             RTM_NEWROUTE | RTM_DELROUTE => f(Change::Routes),
             RTM_NEWNEIGH | RTM_DELNEIGH => {
-                if let Some(c) = neighbour(body, ty == RTM_DELNEIGH) {
-                    f(c);
-                }
+                let Some(n) = neighbour_entry(body) else {
+                    continue;
+                };
+                let Some(ip) = n.ip else { continue };
+                f(Change::Neighbour {
+                    ifindex: n.ifindex,
+                    ip,
+                    mac: n.mac.filter(|_| ty == RTM_NEWNEIGH),
+                });
             }
             _ => {}
         }
-        msgs = msgs.get(len.next_multiple_of(4)..).unwrap_or(&[]);
     }
-}
-
-fn neighbour(body: &[u8], deleted: bool) -> Option<Change> {
-    let head = body.get(..NDMSG_LEN)?;
-    let ifindex = u32::try_from(i32::from_ne_bytes([head[4], head[5], head[6], head[7]])).ok()?;
-    let state = u16::from_ne_bytes([head[8], head[9]]);
-    let mut ip = None;
-    let mut mac = None;
-    for (kind, data) in attrs(&body[NDMSG_LEN..]) {
-        match kind {
-            NDA_DST => {
-                ip = match data.len() {
-                    4 => <[u8; 4]>::try_from(data).ok().map(IpAddr::from),
-                    16 => <[u8; 16]>::try_from(data).ok().map(IpAddr::from),
-                    _ => None,
-                }
-            }
-            NDA_LLADDR => mac = <[u8; 6]>::try_from(data).ok(),
-            _ => {}
-        }
-    }
-    let usable = !deleted && state & NUD_UNUSABLE == 0;
-    Some(Change::Neighbour {
-        ifindex,
-        ip: ip?,
-        mac: mac.filter(|_| usable),
-    })
-}
-
-/// A message body's attributes (`struct rtattr`, 4-byte aligned).
-fn attrs(mut rest: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let len = usize::from(u16::from_ne_bytes([*rest.first()?, *rest.get(1)?]));
-        let kind = u16::from_ne_bytes([*rest.get(2)?, *rest.get(3)?]) & 0x3fff;
-        if len < 4 || len > rest.len() {
-            return None;
-        }
-        let data = &rest[4..len];
-        rest = rest.get(len.next_multiple_of(4)..).unwrap_or(&[]);
-        Some((kind, data))
-    })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::neigh::{NDA_DST, NDA_LLADDR, NDMSG_LEN, NLMSG_HDR, push_attr};
     use super::*;
 
     fn message(ty: u16, body: &[u8]) -> Vec<u8> {
@@ -210,21 +142,14 @@ mod tests {
         m
     }
 
-    fn attr(m: &mut Vec<u8>, kind: u16, data: &[u8]) {
-        m.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
-        m.extend_from_slice(&kind.to_ne_bytes());
-        m.extend_from_slice(data);
-        m.resize(m.len().next_multiple_of(4), 0);
-    }
-
     fn ndmsg(ifindex: i32, state: u16, ip: &[u8], mac: Option<&[u8]>) -> Vec<u8> {
         let mut b = vec![0u8; NDMSG_LEN];
         b[0] = if ip.len() == 4 { 2 } else { 10 };
         b[4..8].copy_from_slice(&ifindex.to_ne_bytes());
         b[8..10].copy_from_slice(&state.to_ne_bytes());
-        attr(&mut b, NDA_DST, ip);
+        push_attr(&mut b, NDA_DST, ip);
         if let Some(mac) = mac {
-            attr(&mut b, NDA_LLADDR, mac);
+            push_attr(&mut b, NDA_LLADDR, mac);
         }
         b
     }
