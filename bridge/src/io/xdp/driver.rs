@@ -1,9 +1,11 @@
 //! The AF_XDP backend of the shard loop ([`crate::io::driver::Io`]): one XSK
 //! on one queue of the media interface. Datagrams arrive as frames on the RX
 //! ring, are parsed in place ([`super::frame`]) and handed to the core as a
-//! slice of the UMEM frame (so it decrypts in place there); what the core
-//! queues is framed into TX frames (headers, checksums, the next hop's MAC)
-//! and published on the TX ring with one wake-up per flush.
+//! slice of the UMEM frame (so it decrypts in place there). The send queue
+//! is lent TX frames ([`TxQueue::with_lent_frames`]): the core writes each
+//! receiver's copy straight into one, after room for the headers, and a
+//! flush writes the headers in front (checksums, the next hop's MAC) and
+//! publishes the frame on the TX ring as it is, with one wake-up per flush.
 //!
 //! The endpoint's UDP socket is still bound (the loop's [`Ports`] binds it):
 //! it holds the port against other programs, and carries the datagrams the
@@ -35,7 +37,7 @@ use super::socket::XskSocket;
 use crate::io::driver::Io;
 use crate::io::send::{SendFailure, SendTotals};
 use crate::io::tcp_conns::TcpConns;
-use crate::proto::transmit::TxQueue;
+use crate::proto::transmit::{Transmit, TxQueue};
 
 const XSK: Token = Token(0);
 const TCP: Token = Token(1);
@@ -56,6 +58,10 @@ pub const NEIGHBOUR_TTL: Duration = Duration::from_secs(5);
 /// How soon a destination sent through the kernel (unresolved neighbour,
 /// another interface's route) is looked up again.
 pub const UNRESOLVED_RETRY: Duration = Duration::from_millis(200);
+/// TX frames the send queue is kept lent (the core writes datagrams into
+/// them): more than one flush's worth ([`FLUSH_AT`] plus the fan-out of the
+/// datagram that crossed it).
+const TX_SPARE: usize = 1024;
 /// Frames taken from the RX ring per [`Io::receive`] before the fill ring is
 /// topped up.
 const RX_BUDGET: usize = 1024;
@@ -145,7 +151,14 @@ impl XskIo {
                 None
             }
         };
-        Ok(Self {
+        let frame_size = xsk.umem().config().frame_size as usize;
+        let tx = TxQueue::with_lent_frames(
+            xsk.umem().frame_area(),
+            frame_size,
+            frame::payload_offset,
+            TX_SPARE,
+        );
+        let mut io = Self {
             xsk,
             poll,
             events: Events::with_capacity(64),
@@ -158,10 +171,12 @@ impl XskIo {
             watch,
             watch_pending: false,
             ifindex,
-            tx: TxQueue::with_capacity(1024),
+            tx,
             totals: SendTotals::default(),
             counters: XdpCounters::default(),
-        })
+        };
+        Self::top_up(&mut io.xsk, &mut io.tx);
+        Ok(io)
     }
 
     /// The XDP path's own counters.
@@ -217,9 +232,26 @@ impl XskIo {
         totals.failed[reason.index()] += 1;
     }
 
+    /// Lends the send queue free TX frames up to [`TX_SPARE`], so the core
+    /// writes each datagram into the frame it leaves in.
+    fn top_up(xsk: &mut XskSocket, tx: &mut TxQueue) {
+        while tx.spare_frames() < TX_SPARE {
+            let Some(f) = xsk.umem_mut().take_tx() else {
+                break;
+            };
+            if !tx.lend(f) {
+                xsk.umem_mut().give_tx(f);
+                break;
+            }
+        }
+    }
+
     /// Frames everything in `tx` onto the TX ring (datagrams for ICE-TCP
     /// connections onto them, unresolved ones through the kernel), wakes the
-    /// kernel once, and takes back completed frames.
+    /// kernel once, and takes back completed frames. Each datagram already
+    /// lies in its TX frame, after room for the headers: they are written
+    /// in front of it, and the frame is published as it is. A frame that
+    /// does not go out on the ring goes back to the UMEM's free list.
     fn send_all(&mut self, now: Instant, tcp: &mut TcpConns) {
         let Self {
             xsk,
@@ -235,6 +267,10 @@ impl XskIo {
             ..
         } = self;
         xsk.reap_completions();
+        let unslotted = tx.take_unslotted();
+        if unslotted > 0 {
+            totals.failed[SendFailure::BacklogFull.index()] += unslotted;
+        }
         if tx.is_empty() {
             if xsk.tx_pending() > 0 {
                 // Left over by copy mode's batch limit or a busy device.
@@ -245,95 +281,74 @@ impl XskIo {
         let mut to_tcp = false;
         let max_frame =
             (link.mtu as usize + frame::ETH_LEN).min(xsk.umem().config().frame_size as usize);
-        for (t, data) in tx.iter() {
-            if !tcp.is_empty() && tcp.take(t, data) {
+        for i in 0..tx.len() {
+            let (Some((&t, data)), Some(addr)) = (tx.get(i), tx.frame(i)) else {
+                continue;
+            };
+            // The datagram's frame: on the TX ring, or back to the UMEM.
+            let mut publish = None;
+            if !tcp.is_empty() && tcp.take(&t, data) {
                 to_tcp = true;
-                continue;
-            }
-            let src = SocketAddr::new(*local, t.from_port);
-            let mac = if src.is_ipv4() == t.to.is_ipv4() {
-                match neighbours.get(&t.to.ip()) {
-                    Some(n)
-                        if now.saturating_duration_since(n.at)
-                            < if n.mac.is_some() {
-                                NEIGHBOUR_TTL
-                            } else {
-                                UNRESOLVED_RETRY
-                            } =>
-                    {
-                        n.mac
-                    }
-                    _ => {
-                        counters.neighbour_lookups += 1;
-                        let (mac, hop) = match netlink.next_hop_mac(t.to.ip()) {
-                            // Another interface's route: not ours to frame.
-                            Ok(Some((route, m))) if route.ifindex == *ifindex => {
-                                (Some(m), Some(route.next_hop(t.to.ip())))
-                            }
-                            Ok(_) => (None, None),
-                            Err(e) => {
-                                Self::fail(totals, SendFailure::of(&e));
-                                continue;
-                            }
-                        };
-                        neighbours.insert(t.to.ip(), Neighbour { mac, hop, at: now });
-                        mac
-                    }
-                }
-            } else {
-                None
-            };
-            let Some(dst_mac) = mac else {
-                // The kernel resolves the neighbour (or speaks the other
-                // family) on its own path.
-                counters.kernel_sent += 1;
-                match sockets.get(&t.from_port).map(|s| s.send_to(data, t.to)) {
-                    Some(Ok(_)) => {
-                        totals.packets += 1;
-                        totals.bytes += data.len() as u64;
-                    }
-                    Some(Err(e)) => Self::fail(totals, SendFailure::of(&e)),
-                    None => Self::fail(totals, SendFailure::Other),
-                }
-                continue;
-            };
-            if frame::payload_offset(&t.to) + data.len() > max_frame {
-                Self::fail(totals, SendFailure::TooBig);
-                continue;
-            }
-            let path = Path {
-                src_mac: link.mac,
-                dst_mac,
-                src,
-                dst: t.to,
-            };
-            let mut sent = xsk.send(|f| {
-                let off = frame::payload_offset(&path.dst);
-                match f.get_mut(off..off + data.len()) {
-                    Some(p) => p.copy_from_slice(data),
-                    None => return 0,
-                }
-                frame::write_headers(f, &path, data.len(), frame::DEFAULT_TTL).unwrap_or(0)
-            });
-            if !sent {
-                // Out of TX frames or ring slots: publish, take completions
-                // back, try once more.
-                let _ = xsk.flush_tx();
-                if xsk.reap_completions() > 0 {
-                    sent = xsk.send(|f| {
-                        let off = frame::payload_offset(&path.dst);
-                        match f.get_mut(off..off + data.len()) {
-                            Some(p) => p.copy_from_slice(data),
-                            None => return 0,
+            } else if let Some(dst_mac) = Self::next_hop(
+                now, &t, *local, *ifindex, netlink, neighbours, counters, totals,
+            ) {
+                match dst_mac {
+                    Some(dst_mac) => {
+                        if frame::payload_offset(&t.to) + data.len() > max_frame {
+                            Self::fail(totals, SendFailure::TooBig);
+                        } else {
+                            publish = Some(Path {
+                                src_mac: link.mac,
+                                dst_mac,
+                                src: SocketAddr::new(*local, t.from_port),
+                                dst: t.to,
+                            });
                         }
-                        frame::write_headers(f, &path, data.len(), frame::DEFAULT_TTL).unwrap_or(0)
-                    });
+                    }
+                    None => {
+                        // The kernel resolves the neighbour (or speaks the
+                        // other family) on its own path.
+                        counters.kernel_sent += 1;
+                        match sockets.get(&t.from_port).map(|s| s.send_to(data, t.to)) {
+                            Some(Ok(_)) => {
+                                totals.packets += 1;
+                                totals.bytes += data.len() as u64;
+                            }
+                            Some(Err(e)) => Self::fail(totals, SendFailure::of(&e)),
+                            None => Self::fail(totals, SendFailure::Other),
+                        }
+                    }
                 }
+            }
+            let Some(path) = publish else {
+                xsk.umem_mut().give_tx(addr);
+                continue;
+            };
+            // `data` is not used past here: the frame is written through
+            // the UMEM now, headers in front of the payload.
+            let size = xsk.umem().config().frame_size as usize;
+            let len = xsk
+                .umem_mut()
+                .bytes_mut(addr, size)
+                .and_then(|f| frame::write_headers(f, &path, t.len, frame::DEFAULT_TTL).ok());
+            let Some(len) = len else {
+                xsk.umem_mut().give_tx(addr);
+                Self::fail(totals, SendFailure::Other);
+                continue;
+            };
+            let mut sent = xsk.publish(addr, len);
+            if !sent {
+                // The ring is full: publish, take completions back, try once
+                // more.
+                let _ = xsk.flush_tx();
+                xsk.reap_completions();
+                sent = xsk.publish(addr, len);
             }
             if sent {
                 totals.packets += 1;
-                totals.bytes += data.len() as u64;
+                totals.bytes += t.len as u64;
             } else {
+                xsk.umem_mut().give_tx(addr);
                 Self::fail(totals, SendFailure::BacklogFull);
             }
         }
@@ -343,7 +358,50 @@ impl XskIo {
         if let Err(e) = xsk.flush_tx() {
             tracing::debug!(error = %e, "XSK TX wake-up failed");
         }
-        tx.clear();
+        tx.clear_sent();
+    }
+
+    /// The next hop's MAC for `t`: `Some(Some(mac))` to frame it here,
+    /// `Some(None)` to send it through the kernel's socket, `None` when the
+    /// lookup failed (counted). Cached per destination.
+    #[allow(clippy::too_many_arguments)]
+    fn next_hop(
+        now: Instant,
+        t: &Transmit,
+        local: IpAddr,
+        ifindex: u32,
+        netlink: &mut Netlink,
+        neighbours: &mut HashMap<IpAddr, Neighbour>,
+        counters: &mut XdpCounters,
+        totals: &mut SendTotals,
+    ) -> Option<Option<[u8; 6]>> {
+        if local.is_ipv4() != t.to.is_ipv4() {
+            return Some(None);
+        }
+        if let Some(n) = neighbours.get(&t.to.ip()) {
+            let ttl = if n.mac.is_some() {
+                NEIGHBOUR_TTL
+            } else {
+                UNRESOLVED_RETRY
+            };
+            if now.saturating_duration_since(n.at) < ttl {
+                return Some(n.mac);
+            }
+        }
+        counters.neighbour_lookups += 1;
+        let (mac, hop) = match netlink.next_hop_mac(t.to.ip()) {
+            // Another interface's route: not ours to frame.
+            Ok(Some((route, m))) if route.ifindex == ifindex => {
+                (Some(m), Some(route.next_hop(t.to.ip())))
+            }
+            Ok(_) => (None, None),
+            Err(e) => {
+                Self::fail(totals, SendFailure::of(&e));
+                return None;
+            }
+        };
+        neighbours.insert(t.to.ip(), Neighbour { mac, hop, at: now });
+        Some(mac)
     }
 }
 
@@ -393,6 +451,9 @@ impl Io for XskIo {
     {
         let mut n = 0;
         while n < RX_BUDGET {
+            if self.tx.spare_frames() < TX_SPARE / 2 {
+                Self::top_up(&mut self.xsk, &mut self.tx);
+            }
             let Some(f) = self.xsk.recv() else { break };
             n += 1;
             let parsed = self.xsk.umem().bytes(f.addr, f.len).map(frame::parse_udp);
@@ -440,6 +501,9 @@ impl Io for XskIo {
                 match sock.recv_from(&mut self.kernel_buf) {
                     Ok((n, from)) => {
                         self.counters.kernel_received += 1;
+                        if self.tx.spare_frames() < TX_SPARE / 2 {
+                            Self::top_up(&mut self.xsk, &mut self.tx);
+                        }
                         if let Some(d) = self.kernel_buf.get_mut(..n) {
                             deliver(port, from, now, d, &mut self.tx);
                         }
@@ -453,6 +517,9 @@ impl Io for XskIo {
     }
 
     fn tx(&mut self) -> &mut TxQueue {
+        if self.tx.spare_frames() < TX_SPARE / 2 {
+            Self::top_up(&mut self.xsk, &mut self.tx);
+        }
         &mut self.tx
     }
 
@@ -462,8 +529,9 @@ impl Io for XskIo {
     }
 
     fn backlogged(&self) -> bool {
-        // Frames still on the TX ring: come back soon to take completions.
-        self.xsk.tx_in_flight() > 0
+        // Frames still on the TX ring: come back soon to take completions
+        // (the frames lent to the send queue are not in flight).
+        self.xsk.tx_in_flight() > self.tx.spare_frames() + self.tx.len()
     }
 
     fn backlog_len(&self) -> usize {

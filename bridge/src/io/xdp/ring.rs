@@ -22,6 +22,10 @@ pub struct Mmap {
 // SAFETY: the region is plain memory owned by this value; access to it goes
 // through `&self`/`&mut self` of its owners.
 unsafe impl Send for Mmap {}
+// SAFETY: `&Mmap` gives only the region's address and length; what is read
+// or written through them is the owners' to partition (the UMEM's frames are
+// each held by one side at a time).
+unsafe impl Sync for Mmap {}
 
 impl Mmap {
     /// `len` bytes of anonymous private memory (the UMEM), populated.
@@ -67,6 +71,11 @@ impl Mmap {
     /// The start of the region.
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
+    }
+
+    /// Its start, never null.
+    pub fn start(&self) -> NonNull<u8> {
+        self.ptr
     }
 
     /// Its length in bytes.

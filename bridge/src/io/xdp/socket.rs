@@ -352,6 +352,20 @@ impl XskSocket {
         pushed
     }
 
+    /// Queues the TX frame at `addr` (taken with [`Umem::take_tx`] and
+    /// written: `len` bytes from its start) on the TX ring. `false` when the
+    /// ring has no free slot; the frame is then still the caller's.
+    pub fn publish(&mut self, addr: u64, len: usize) -> bool {
+        let Ok(len) = u32::try_from(len) else {
+            return false;
+        };
+        self.tx.push(libc::xdp_desc {
+            addr,
+            len,
+            options: 0,
+        })
+    }
+
     /// Publishes the queued TX frames and, if the kernel asks (always in copy
     /// mode), wakes it with a zero-length `sendto`. In copy mode one call
     /// sends at most 32 frames and then says `EAGAIN`, so it is repeated
@@ -409,7 +423,8 @@ impl XskSocket {
         n
     }
 
-    /// TX frames queued and not yet completed by the kernel.
+    /// TX frames off the UMEM's free list: queued, not yet completed by
+    /// the kernel, or lent to a send queue ([`Umem::frame_area`]).
     pub fn tx_in_flight(&self) -> usize {
         let half = (self.umem.config().frames / 2) as usize;
         half - self.umem.tx_free()

@@ -7,6 +7,9 @@
 //! stack of free frame addresses allocated once, so no packet allocates.
 
 use std::io;
+use std::sync::Arc;
+
+use crate::proto::transmit::FrameArea;
 
 use super::ring::Mmap;
 
@@ -32,7 +35,9 @@ impl Default for UmemConfig {
 /// The frames' memory and the free list of TX frames.
 #[derive(Debug)]
 pub struct Umem {
-    area: Mmap,
+    /// Shared with the send queue the TX frames are lent to
+    /// ([`Self::frame_area`]), which keeps it mapped as long as it lives.
+    area: Arc<Mmap>,
     cfg: UmemConfig,
     tx_free: Vec<u64>,
 }
@@ -52,7 +57,9 @@ impl Umem {
                 "UMEM frame size must be 2048 or 4096",
             ));
         }
-        let area = Mmap::anonymous(cfg.frames as usize * cfg.frame_size as usize)?;
+        let area = Arc::new(Mmap::anonymous(
+            cfg.frames as usize * cfg.frame_size as usize,
+        )?);
         let half = cfg.frames / 2;
         let tx_free = (half..cfg.frames)
             .rev()
@@ -75,6 +82,20 @@ impl Umem {
     pub fn rx_frames(&self) -> impl Iterator<Item = u64> + use<> {
         let size = u64::from(self.cfg.frame_size);
         (0..u64::from(self.cfg.frames / 2)).map(move |i| i * size)
+    }
+
+    /// The area, for a send queue to write datagrams into the TX frames
+    /// lent to it ([`crate::proto::transmit::TxQueue::with_lent_frames`]).
+    ///
+    /// Whoever lends a frame taken with [`Self::take_tx`] must not read or
+    /// write it through this UMEM until the queue hands it back.
+    pub fn frame_area(&self) -> FrameArea {
+        let ptr = self.area.start();
+        // SAFETY: the mapping is `len` bytes and stays mapped while the Arc
+        // (the keeper) lives; frames are lent from the TX half only after
+        // `take_tx` took them off this UMEM's free list, so nothing here
+        // touches them until they come back through `give_tx`.
+        unsafe { FrameArea::new(ptr, self.area.len(), self.area.clone()) }
     }
 
     /// Bytes `[addr, addr + len)` of the area, if inside one frame.
