@@ -146,10 +146,11 @@ impl LayerSwitch {
     }
 
     /// Stops forwarding the current layer before the wanted one's key frame
-    /// (the slot forwards nothing until then), for a switch down on a link
-    /// that is dropping what it is sent: there the current layer's frames are
-    /// lost anyway, and forwarding them keeps the bottleneck's queue full for
-    /// the key frame the switch waits for.
+    /// (the slot forwards nothing until then), for a switch down on a
+    /// congested link (dropping what it is sent, or queueing it past 100 ms):
+    /// there the current layer's frames are lost or late anyway, and
+    /// forwarding them keeps the bottleneck's queue full for the key frame
+    /// the switch waits for.
     pub fn drop_current(&mut self) {
         if self.pending() {
             self.current = None;

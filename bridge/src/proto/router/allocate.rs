@@ -356,17 +356,23 @@ impl Router {
         }
 
         // A switch down waits for the smaller layer's key frame, forwarding
-        // the taller one meanwhile; not while the receiver's link is losing
-        // what it is sent (see `LayerSwitch::drop_current`). Measured with
-        // Chromium behind a 1 Mbit/s `tbf` (16 KB burst, 200 ms queue): the
-        // allocation moved both streams down 40 ms after the first loss, but
-        // the 720p layers went on into the full queue, 54-76% was lost for a
-        // second more, and the key frames of the smaller layers with it (both
-        // streams froze 2.0-2.3 s).
-        let losing = self
+        // the taller one meanwhile; not while the receiver's link is
+        // congested, losing what it is sent or queueing it past 100 ms (see
+        // `LayerSwitch::drop_current` and `SendSideBwe::congested`).
+        // Measured with Chromium behind a 1 Mbit/s `tbf` (16 KB burst,
+        // 200 ms queue): the allocation moved both streams down 40 ms after
+        // the first loss, but the 720p layers went on into the full queue,
+        // 54-76% was lost for a second more, and the key frames of the
+        // smaller layers with it (both streams froze 2.0-2.3 s). Deciding on
+        // the queue (once the first decrease goes to what the link carries,
+        // `bwe::bottleneck`), the key frames came 120-160 ms after the
+        // decision and still met the queue the taller layers kept full:
+        // stopping those at the decision took the capped page's longest
+        // freeze from a median of 980 to 732 ms (12 runs each).
+        let congested = self
             .endpoints
             .get(r)
-            .is_some_and(|e| e.transport.downlink_losing());
+            .is_some_and(|e| e.transport.downlink_congested());
         // Each slot's layer and whether it forwards.
         for &ck in &slots {
             let Some(c) = self.consumers.get_mut(ck) else {
@@ -411,7 +417,7 @@ impl Router {
                     (Some(a), Some(b)) => b < a,
                     _ => from.zip(layer).is_some_and(|(a, b)| b < a),
                 };
-                if losing && down {
+                if congested && down {
                     c.layers.drop_current();
                 }
             }

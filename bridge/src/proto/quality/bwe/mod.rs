@@ -11,6 +11,8 @@
 //! - [`rate_control`]: AIMD on the detector's signal (see there for where it
 //!   deliberately differs from WebRTC);
 //! - [`acked`]: the acknowledged bitrate, the basis of a decrease;
+//! - [`bottleneck`]: the link's rate while its queue stands (a decrease
+//!   goes no higher than 0.85 x that);
 //! - [`loss`]: the loss-based cap (more than 10% lost lowers the estimate);
 //! - [`queue_delay`]: how long the path's queue holds a packet now (a queue
 //!   past [`CONGESTED_QUEUE`] that grows from one feedback to the next is an
@@ -29,6 +31,7 @@
 //! estimator is built (the send history's ring).
 
 pub mod acked;
+pub mod bottleneck;
 pub mod drain;
 pub mod history;
 pub mod inter_arrival;
@@ -42,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use super::twcc::TwccFeedback;
 use acked::AckedBitrate;
+use bottleneck::BottleneckRate;
 use history::SendHistory;
 use inter_arrival::InterArrival;
 use loss::LossController;
@@ -124,6 +128,7 @@ pub struct SendSideBwe {
     rate: RateControl,
     loss: LossController,
     acked: AckedBitrate,
+    bottleneck: BottleneckRate,
     queue: QueueDelay,
     prober: Prober,
     /// Media bytes sent (padding left out), over a sliding window of the
@@ -167,6 +172,7 @@ impl SendSideBwe {
             rate: RateControl::new(config.start_bps, config.min_bps, config.max_bps),
             loss: LossController::new(config.min_bps),
             acked: AckedBitrate::default(),
+            bottleneck: BottleneckRate::default(),
             queue: QueueDelay::default(),
             prober: Prober::default(),
             media_sent: AckedBitrate::default(),
@@ -287,6 +293,8 @@ impl SendSideBwe {
                 Some(arrival) => {
                     self.acked.add(arrival.at_us, u64::from(sent.size));
                     self.queue.add(sent.sent_us, arrival.at_us);
+                    self.bottleneck
+                        .add(arrival.at_us, u64::from(sent.size), self.queue.queue_us());
                     if let Some(d) = self.groups.add(sent.sent_us, arrival.at_us) {
                         self.trend
                             .update(d.arrival_us, d.send_delta_us, d.delay_delta_us);
@@ -344,8 +352,14 @@ impl SendSideBwe {
         self.queue_before_us = queue_us;
         self.usage = usage;
         let before = self.rate.estimate();
-        self.rate
-            .update(self.history.micros(now), usage, self.acked.bitrate());
+        // An overuse decreases from what the link carries: while its queue
+        // stands, the bottleneck's own rate where that is lower than the
+        // acknowledged window ([`bottleneck`]).
+        let basis = match usage {
+            BandwidthUsage::Overusing => self.arriving(),
+            _ => self.acked.bitrate(),
+        };
+        self.rate.update(self.history.micros(now), usage, basis);
         if usage == BandwidthUsage::Overusing && self.rate.estimate() < before {
             self.stats.overuses += 1;
         }
@@ -365,6 +379,7 @@ impl SendSideBwe {
             queue_ms = self.queue.queue_us() / 1000,
             threshold_ms = self.trend.threshold_ms(),
             acked = ?self.acked.bitrate(),
+            bottleneck = ?self.bottleneck.bitrate(),
             delay_bps = self.rate.estimate(),
             loss_cap = ?self.loss.cap(),
             "bwe feedback"
@@ -420,9 +435,19 @@ impl SendSideBwe {
         drain::drain_budget(
             self.current(),
             self.queue_delay(),
-            self.acked.bitrate(),
+            self.arriving(),
             self.min_bps,
         )
+    }
+
+    /// What arrives through the link now: the acknowledged bitrate, or the
+    /// bottleneck's rate while its queue stands where that is lower (it
+    /// drains the queue at that rate; [`bottleneck`]).
+    fn arriving(&self) -> Option<u64> {
+        match (self.acked.bitrate(), self.bottleneck.bitrate()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether the estimate is held where observed overuse or loss put it

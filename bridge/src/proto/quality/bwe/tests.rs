@@ -604,6 +604,39 @@ fn a_sudden_cap_lowers_the_estimate_as_soon_as_the_queue_grows_past_50_ms() {
     assert_eq!(p.bwe.stats().lost, 0, "before any loss");
 }
 
+/// The first decrease at a sudden cap goes to what the link carries
+/// ([`super::bottleneck`]), not to 0.85 x the acknowledged window, which
+/// right after the cap still holds mostly the 3 Mbit/s that arrived before
+/// it (measured with Chromium: 4.06 Mbit/s acknowledged at the first
+/// overuse behind 1 Mbit/s, an estimate of 2.45 Mbit/s, and a 720p layer
+/// kept on the capped link).
+#[test]
+fn a_sudden_caps_first_decrease_goes_to_what_the_link_carries() {
+    let mut p = capped_from_3_mbit(Duration::from_millis(330), false);
+    let cap = p.now;
+    let overuses = p.bwe.stats().overuses;
+    while p.bwe.stats().overuses == overuses && p.now - cap < Duration::from_secs(2) {
+        p.tick();
+    }
+    assert!(p.bwe.stats().overuses > overuses, "no decrease in 2 s");
+    let acked = p.bwe.acked_bitrate().unwrap_or(0);
+    eprintln!(
+        "first decrease {} ms after the cap: estimate {} kbit/s, acknowledged {} kbit/s",
+        (p.now - cap).as_millis(),
+        p.estimate() / 1000,
+        acked / 1000
+    );
+    assert!(
+        acked > 1_300_000,
+        "the acknowledged window still reads the rate before the cap: {acked}"
+    );
+    assert!(
+        p.estimate() <= 1_000_000,
+        "the first decrease went to {} bit/s behind a 1 Mbit/s link",
+        p.estimate()
+    );
+}
+
 #[test]
 fn while_a_capped_link_is_congested_its_budget_leaves_room_to_drain_the_queue() {
     let mut p = capped_from_3_mbit(Duration::from_millis(330), false);
